@@ -1,1 +1,53 @@
-//! placeholder
+//! Domain types, errors and extension traits of a Rust kubelet.
+//!
+//! `kubelet-core` is the crate every other part of the kubelet builds on. It does no I/O:
+//! no sockets, no files, no tokio runtime. It defines
+//!
+//! - the extension traits, held as `Arc<dyn Trait>`: [`Runtime`] and [`ImageService`]
+//!   (a container runtime, implemented over CRI by `kubelet-cri-client`), [`VolumePlugin`],
+//!   [`Prober`] and [`StatusReporter`];
+//! - the domain types they exchange ([`SandboxConfig`], [`ContainerConfig`], ...). Pods and
+//!   nodes are the `k8s-openapi` types, never a copy;
+//! - one [`Error`] enum whose runtime variant callers can match on
+//!   ([`RuntimeErrorKind::NotFound`], [`RuntimeErrorKind::Unavailable`], ...).
+//!
+//! # Example
+//!
+//! Code that needs a runtime takes the trait object, so tests can hand it a fake:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kubelet_core::{Runtime, RuntimeErrorKind, SandboxFilter};
+//!
+//! async fn count_pods(runtime: Arc<dyn Runtime>) -> kubelet_core::Result<usize> {
+//!     match runtime.list_sandboxes(&SandboxFilter::default()).await {
+//!         Ok(sandboxes) => Ok(sandboxes.len()),
+//!         Err(e) if e.runtime_kind() == Some(RuntimeErrorKind::Unavailable) => Ok(0),
+//!         Err(e) => Err(e),
+//!     }
+//! }
+//! ```
+
+mod error;
+mod pod;
+mod probe;
+mod runtime;
+mod status;
+mod volume;
+
+pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
+pub use pod::PodRef;
+pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
+pub use runtime::{
+    Capabilities, Container, ContainerConfig, ContainerFilter, ContainerMetadata,
+    ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,
+    FilesystemUsage, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
+    MountPropagation, NamespaceOptions, PortMapping, Protocol, RegistryAuth, Runtime,
+    RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter,
+    SandboxMetadata, SandboxState, SandboxStatus, StreamRequest, StringMap,
+};
+pub use status::StatusReporter;
+pub use volume::{MountedVolume, VolumePlugin};
+
+/// The k8s-openapi crate this crate's API is expressed in.
+pub use k8s_openapi;
