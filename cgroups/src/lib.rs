@@ -1,1 +1,92 @@
-//! placeholder
+//! Pod and container cgroups for a Rust kubelet: QoS tiers, limits, cgroup v1 and v2.
+//!
+//! This first part holds the arithmetic every cgroup backend shares and that must match
+//! the upstream kubelet exactly, because containerd compares the values the kubelet
+//! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
+//! quota, and shares to the cgroup v2 `cpu.weight`. The cgroup managers (v1, v2, systemd
+//! driver) land with the pod lifecycle work.
+//!
+//! # Example
+//!
+//! ```
+//! use kubelet_cgroups::{milli_cpu_to_quota, milli_cpu_to_shares, shares_to_weight, QUOTA_PERIOD_US};
+//!
+//! // A container requesting 250m and limited to 500m CPU:
+//! assert_eq!(milli_cpu_to_shares(250), 256);
+//! assert_eq!(milli_cpu_to_quota(500, QUOTA_PERIOD_US), 50_000);
+//! assert_eq!(shares_to_weight(256), 10);
+//! ```
+
+/// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
+/// gets.
+pub const MIN_SHARES: u64 = 2;
+/// Largest `cpu.shares` the kernel accepts.
+pub const MAX_SHARES: u64 = 262_144;
+/// `cpu.shares` of one whole CPU.
+pub const SHARES_PER_CPU: u64 = 1024;
+/// Millicores in one CPU.
+pub const MILLI_CPU_PER_CPU: u64 = 1000;
+/// Default CFS period in microseconds (100 ms), as upstream.
+pub const QUOTA_PERIOD_US: u64 = 100_000;
+/// Smallest CFS quota the kernel accepts, in microseconds.
+pub const MIN_QUOTA_PERIOD_US: u64 = 1000;
+
+/// `cpu.shares` for a CPU request in millicores (upstream `MilliCPUToShares`).
+pub fn milli_cpu_to_shares(milli_cpu: u64) -> u64 {
+    if milli_cpu == 0 {
+        return MIN_SHARES;
+    }
+    let shares = milli_cpu.saturating_mul(SHARES_PER_CPU) / MILLI_CPU_PER_CPU;
+    shares.clamp(MIN_SHARES, MAX_SHARES)
+}
+
+/// CFS quota in microseconds for a CPU limit in millicores over `period_us`
+/// (upstream `milliCPUToQuota`); 0 means no limit.
+pub fn milli_cpu_to_quota(milli_cpu: u64, period_us: u64) -> u64 {
+    if milli_cpu == 0 {
+        return 0;
+    }
+    let quota = milli_cpu.saturating_mul(period_us) / MILLI_CPU_PER_CPU;
+    quota.max(MIN_QUOTA_PERIOD_US)
+}
+
+/// cgroup v2 `cpu.weight` (1..=10000) for v1 `cpu.shares` (2..=262144), the conversion
+/// runc and the upstream kubelet use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    let shares = shares.clamp(MIN_SHARES, MAX_SHARES);
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_follow_upstream() {
+        assert_eq!(milli_cpu_to_shares(0), 2);
+        assert_eq!(milli_cpu_to_shares(1), 2);
+        assert_eq!(milli_cpu_to_shares(100), 102);
+        assert_eq!(milli_cpu_to_shares(1000), 1024);
+        assert_eq!(milli_cpu_to_shares(1_000_000), MAX_SHARES);
+    }
+
+    #[test]
+    fn quota_follows_upstream() {
+        assert_eq!(milli_cpu_to_quota(0, QUOTA_PERIOD_US), 0);
+        assert_eq!(milli_cpu_to_quota(1, QUOTA_PERIOD_US), MIN_QUOTA_PERIOD_US);
+        assert_eq!(milli_cpu_to_quota(10, QUOTA_PERIOD_US), 1000);
+        assert_eq!(milli_cpu_to_quota(1500, QUOTA_PERIOD_US), 150_000);
+        assert_eq!(milli_cpu_to_quota(u64::MAX, QUOTA_PERIOD_US), u64::MAX / 1000);
+    }
+
+    #[test]
+    fn weight_spans_the_v2_range() {
+        assert_eq!(shares_to_weight(MIN_SHARES), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(MAX_SHARES), 10_000);
+        assert_eq!(shares_to_weight(0), 0);
+    }
+}

@@ -97,7 +97,11 @@ impl CriClient {
             .connect_timeout(timeouts.connect)
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
-                async move { UnixStream::connect(path).await.map(TokioIo::new) }
+                async move {
+                    UnixStream::connect(&path).await.map(TokioIo::new).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("connect to {}: {e}", path.display()))
+                    })
+                }
             }));
         Ok(Self::from_channel(channel, timeouts, endpoint))
     }

@@ -1,0 +1,555 @@
+//! The client against a real containerd (with runc and CNI) and a real registry, as set
+//! up by `cargo xtask env up`. Without that environment these tests report themselves
+//! skipped, unless `KUBELET_TEST_REQUIRE_ENV=1` (set by `cargo xtask test`) makes a
+//! missing environment a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubelet_core::{
+    ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ImageService,
+    RegistryAuth, Runtime, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
+};
+use kubelet_cri_client::{CriClient, Error, Timeouts};
+
+struct TestEnv {
+    endpoint: String,
+    busybox: String,
+    registry: String,
+    auth_registry: String,
+    auth_user: String,
+    auth_password: String,
+}
+
+/// The environment from `cargo xtask env up`, or `None` (test skipped, reason printed).
+fn test_env(test: &str) -> Option<TestEnv> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let required = var("KUBELET_TEST_REQUIRE_ENV").is_some_and(|v| v == "1");
+    let names = [
+        "CONTAINER_RUNTIME_ENDPOINT",
+        "KUBELET_TEST_BUSYBOX_IMAGE",
+        "KUBELET_TEST_REGISTRY",
+        "KUBELET_TEST_AUTH_REGISTRY",
+        "KUBELET_TEST_AUTH_USER",
+        "KUBELET_TEST_AUTH_PASSWORD",
+    ];
+    let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
+    if !missing.is_empty() {
+        let reason = format!(
+            "{test}: SKIPPED: no test environment ({missing:?} unset); run `cargo xtask test` \
+             or `eval \"$(cargo xtask env up)\"` first"
+        );
+        assert!(!required, "{reason}");
+        eprintln!("{reason}");
+        return None;
+    }
+    let get = |name: &str| var(name).unwrap_or_default();
+    Some(TestEnv {
+        endpoint: get("CONTAINER_RUNTIME_ENDPOINT"),
+        busybox: get("KUBELET_TEST_BUSYBOX_IMAGE"),
+        registry: get("KUBELET_TEST_REGISTRY"),
+        auth_registry: get("KUBELET_TEST_AUTH_REGISTRY"),
+        auth_user: get("KUBELET_TEST_AUTH_USER"),
+        auth_password: get("KUBELET_TEST_AUTH_PASSWORD"),
+    })
+}
+
+fn client(env: &TestEnv) -> CriClient {
+    let timeouts = Timeouts {
+        request: Duration::from_secs(60),
+        pull: Duration::from_secs(120),
+        ..Timeouts::default()
+    };
+    CriClient::new(&env.endpoint, timeouts).expect("valid endpoint")
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// A pod sandbox as the kubelet would configure it, with its log directory created.
+fn sandbox_config(name: &str, log_root: &Path) -> SandboxConfig {
+    let uid = unique("uid");
+    let log_directory = log_root.join(format!("default_{name}_{uid}"));
+    std::fs::create_dir_all(&log_directory).expect("log directory");
+    SandboxConfig {
+        metadata: SandboxMetadata {
+            name: name.into(),
+            namespace: "cri-client-test".into(),
+            uid,
+            attempt: 0,
+        },
+        hostname: name.into(),
+        log_directory: log_directory.display().to_string(),
+        labels: [("kubelet-rs.test".to_owned(), name.to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+fn busybox(image: &str, name: &str, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        },
+        image: image.to_owned(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}/0.log"),
+        labels: [("kubelet-rs.test".to_owned(), name.to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+async fn wait_for_state(
+    runtime: &dyn Runtime,
+    id: &str,
+    state: ContainerState,
+) -> kubelet_core::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = runtime.container_status(id).await.expect("container status");
+        if status.container.state == state {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} still {:?}, expected {state:?}",
+            status.container.state
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops and removes a sandbox even when the test body failed.
+async fn remove_sandbox(runtime: &dyn Runtime, id: &str) {
+    if let Err(e) = runtime.stop_sandbox(id).await {
+        eprintln!("cleanup: {e}");
+    }
+    if let Err(e) = runtime.remove_sandbox(id).await {
+        eprintln!("cleanup: {e}");
+    }
+}
+
+#[tokio::test]
+async fn version_and_status_of_containerd() {
+    let Some(env) = test_env("version_and_status_of_containerd") else {
+        return;
+    };
+    let client = client(&env);
+    let version = Runtime::version(&client).await.expect("version");
+    assert_eq!(version.runtime_name, "containerd");
+    assert_eq!(version.runtime_api_version, "v1");
+    assert!(!version.runtime_version.is_empty());
+
+    let status = Runtime::status(&client).await.expect("status");
+    assert!(status.runtime_ready(), "{status:?}");
+    assert!(status.network_ready(), "{status:?}");
+
+    let fs = ImageService::image_fs_info(&client).await.expect("image fs");
+    assert!(
+        fs.iter().any(|f| f.used_bytes.unwrap_or_default() > 0),
+        "{fs:?}"
+    );
+}
+
+#[tokio::test]
+async fn pulls_from_the_local_registry_and_names_a_missing_image() {
+    let Some(env) = test_env("pulls_from_the_local_registry_and_names_a_missing_image") else {
+        return;
+    };
+    let client = client(&env);
+    let image_ref = ImageService::pull_image(&client, &env.busybox, None, None)
+        .await
+        .expect("pull busybox");
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+    let image = ImageService::image_status(&client, &env.busybox)
+        .await
+        .expect("image status")
+        .expect("present after pull");
+    assert_eq!(image.id, image_ref);
+    assert!(image.size > 0);
+    let all = ImageService::list_images(&client).await.expect("list");
+    assert!(all.iter().any(|i| i.repo_tags.contains(&env.busybox)));
+
+    let missing = format!("{}/kubelet-rs/does-not-exist:never", env.registry);
+    let err = client
+        .pull_image(&missing, None, None)
+        .await
+        .expect_err("no such image");
+    assert!(err.is_not_found(), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("PullImage {missing}: not found")), "{text}");
+    assert_eq!(
+        ImageService::image_status(&client, &missing).await.expect("status"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn pulls_with_registry_credentials() {
+    let Some(env) = test_env("pulls_with_registry_credentials") else {
+        return;
+    };
+    let client = client(&env);
+    let image = format!("{}/busybox:latest", env.auth_registry);
+    // Start from a clean store so the pull really reaches the registry.
+    ImageService::remove_image(&client, &image).await.expect("remove");
+
+    let err = ImageService::pull_image(&client, &image, None, None)
+        .await
+        .expect_err("the registry requires credentials");
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("PullImage {image}:")), "{text}");
+    assert!(
+        text.contains("401") || text.to_lowercase().contains("unauthorized"),
+        "{text}"
+    );
+
+    let wrong = RegistryAuth {
+        username: env.auth_user.clone(),
+        password: "wrong-password".into(),
+        // containerd 1.6 ignores credentials whose server address does not parse as a
+        // URL with this host, so leave it empty as for a single-registry secret.
+        ..Default::default()
+    };
+    ImageService::pull_image(&client, &image, Some(&wrong), None)
+        .await
+        .expect_err("wrong password");
+
+    let auth = RegistryAuth {
+        password: env.auth_password.clone(),
+        ..wrong
+    };
+    let image_ref = ImageService::pull_image(&client, &image, Some(&auth), None)
+        .await
+        .expect("pull with credentials");
+    assert!(image_ref.starts_with("sha256:"));
+    ImageService::remove_image(&client, &image).await.expect("remove");
+    assert_eq!(
+        ImageService::image_status(&client, &image).await.expect("status"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn runs_a_pod_with_containers_exec_logs_and_stats() {
+    let Some(env) = test_env("runs_a_pod_with_containers_exec_logs_and_stats") else {
+        return;
+    };
+    let client = client(&env);
+    ImageService::pull_image(&client, &env.busybox, None, None)
+        .await
+        .expect("pull busybox");
+    let logs = tempfile::tempdir().expect("log root");
+    let sandbox = sandbox_config(&unique("pod"), logs.path());
+    let sandbox_id = Runtime::run_sandbox(&client, &sandbox)
+        .await
+        .expect("run sandbox");
+    let outcome = tokio::spawn({
+        let client = client.clone();
+        let env_busybox = env.busybox.clone();
+        let sandbox = sandbox.clone();
+        let sandbox_id = sandbox_id.clone();
+        async move { pod_scenario(&client, &env_busybox, &sandbox, &sandbox_id).await }
+    })
+    .await;
+    remove_sandbox(&client, &sandbox_id).await;
+    let err = Runtime::sandbox_status(&client, &sandbox_id)
+        .await
+        .expect_err("removed sandbox");
+    assert!(err.is_not_found(), "{err}");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
+async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, sandbox_id: &str) {
+    let runtime: &dyn Runtime = client;
+
+    // The sandbox is ready and has an IP from the CNI bridge network.
+    let status = runtime.sandbox_status(sandbox_id).await.expect("sandbox status");
+    assert_eq!(status.sandbox.state, SandboxState::Ready);
+    assert_eq!(status.sandbox.metadata, sandbox.metadata);
+    let ip: std::net::Ipv4Addr = status.ip.parse().expect("an IPv4 pod IP");
+    assert_eq!(ip.octets()[..2], [10, 88], "pod IP {ip} outside 10.88.0.0/16");
+    let listed = runtime
+        .list_sandboxes(&SandboxFilter {
+            labels: sandbox.labels.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list sandboxes");
+    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [sandbox_id]);
+
+    // A long-running container: create, start, exec, stats, stop, remove.
+    let config = busybox(image, "sleeper", "echo started; exec sleep 3600");
+    let id = runtime
+        .create_container(sandbox_id, &config, sandbox)
+        .await
+        .expect("create");
+    assert_eq!(
+        runtime.container_status(&id).await.expect("status").container.state,
+        ContainerState::Created
+    );
+    runtime.start_container(&id).await.expect("start");
+    let running = wait_for_state(runtime, &id, ContainerState::Running).await;
+    assert!(running.started_at > 0);
+    assert_eq!(
+        running.log_path,
+        format!("{}/sleeper/0.log", sandbox.log_directory)
+    );
+
+    let exec = runtime
+        .exec_sync(
+            &id,
+            &["sh".into(), "-c".into(), "echo out; echo err >&2; exit 3".into()],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("exec");
+    assert_eq!(exec.stdout, b"out\n");
+    assert_eq!(exec.stderr, b"err\n");
+    assert_eq!(exec.exit_code, 3);
+    let hostname = runtime
+        .exec_sync(&id, &["hostname".into()], Duration::from_secs(10))
+        .await
+        .expect("exec hostname");
+    assert_eq!(
+        String::from_utf8_lossy(&hostname.stdout).trim(),
+        sandbox.hostname
+    );
+
+    let stats = runtime.container_stats(&id).await.expect("stats");
+    assert_eq!(stats.id, id);
+    assert_eq!(stats.metadata.name, "sleeper");
+    assert!(stats.memory_working_set_bytes.unwrap_or_default() > 0, "{stats:?}");
+    assert!(stats.cpu_usage_core_nano_seconds.unwrap_or_default() > 0, "{stats:?}");
+    let listed = runtime
+        .list_container_stats(&ContainerFilter {
+            sandbox_id: Some(sandbox_id.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .expect("list stats");
+    assert!(listed.iter().any(|s| s.id == id));
+
+    let url = client
+        .exec(kubelet_cri_client::proto::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into()],
+            stdin: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .expect("exec url");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    runtime
+        .stop_container(&id, Duration::from_secs(2))
+        .await
+        .expect("stop");
+    let exited = runtime.container_status(&id).await.expect("status");
+    assert_eq!(exited.container.state, ContainerState::Exited);
+    // sleep ignores nothing: SIGTERM ends it (143) or the runtime kills it (137).
+    assert!([137, 143].contains(&exited.exit_code), "{}", exited.exit_code);
+
+    // A container that writes to both streams and exits on its own.
+    let config = busybox(image, "job", "echo hello; echo oops >&2; exit 7");
+    let job = runtime
+        .create_container(sandbox_id, &config, sandbox)
+        .await
+        .expect("create job");
+    runtime.start_container(&job).await.expect("start job");
+    let done = wait_for_state(runtime, &job, ContainerState::Exited).await;
+    assert_eq!(done.exit_code, 7);
+    assert_eq!(done.reason, "Error");
+    // A process this short may be reaped before containerd records its start, so
+    // only the presence of both times is certain.
+    assert!(done.started_at > 0 && done.finished_at > 0, "{done:?}");
+    let lines = read_cri_log(Path::new(&done.log_path));
+    let streams: Vec<_> = lines
+        .iter()
+        .map(|l| (l.stream.as_str(), l.tag.as_str(), l.content.as_str()))
+        .collect();
+    assert!(streams.contains(&("stdout", "F", "hello")), "{streams:?}");
+    assert!(streams.contains(&("stderr", "F", "oops")), "{streams:?}");
+
+    let exited = runtime
+        .list_containers(&ContainerFilter {
+            sandbox_id: Some(sandbox_id.to_owned()),
+            state: Some(ContainerState::Exited),
+            ..Default::default()
+        })
+        .await
+        .expect("list containers");
+    let mut ids: Vec<_> = exited.iter().map(|c| c.id.clone()).collect();
+    ids.sort();
+    let mut expected = vec![id.clone(), job.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    for container in [&id, &job] {
+        runtime.remove_container(container).await.expect("remove");
+        let err = runtime
+            .container_status(container)
+            .await
+            .expect_err("removed container");
+        assert!(err.is_not_found(), "{err}");
+        assert!(err.to_string().starts_with("ContainerStatus "), "{err}");
+    }
+}
+
+struct LogLine {
+    stream: String,
+    tag: String,
+    content: String,
+}
+
+/// Parses the CRI log format: `<RFC 3339 time> <stdout|stderr> <F|P> <content>`.
+fn read_cri_log(path: &Path) -> Vec<LogLine> {
+    let text = std::fs::read_to_string(path).expect("container log");
+    text.lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let time = parts.next().unwrap_or_default();
+            assert!(
+                time.len() >= 20 && time.as_bytes()[10] == b'T' && time.ends_with('Z')
+                    || time.contains('+'),
+                "not an RFC 3339 time: {line:?}"
+            );
+            LogLine {
+                stream: parts.next().unwrap_or_default().to_owned(),
+                tag: parts.next().unwrap_or_default().to_owned(),
+                content: parts.next().unwrap_or_default().to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// A second, private containerd on a socket of its own, so stopping it does not disturb
+/// the shared one the other tests use.
+struct PrivateContainerd {
+    child: Option<Child>,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl PrivateContainerd {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 [grpc]\n  address = \"{socket}\"\n\
+                 [ttrpc]\n  address = \"{socket}.ttrpc\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n\
+                 \x20 stream_server_port = \"0\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  conf_dir = \"{cni}\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                socket = socket.display(),
+                cni = dir.join("cni").display(),
+            ),
+        )
+        .expect("write config");
+        let mut me = Self {
+            child: None,
+            dir: dir.to_owned(),
+            socket,
+        };
+        me.spawn();
+        me
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join("containerd.log")).expect("log file");
+        let child = Command::new(std::env::var("KUBELET_TEST_CONTAINERD").unwrap_or_else(|_| "containerd".into()))
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_until_serving(client: &CriClient, containerd: &PrivateContainerd) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.version().await {
+            Ok(_) => return,
+            Err(e) if Instant::now() < deadline && e.is_unavailable() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("private containerd did not come up: {e}\n{}", containerd.log()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_runtime_is_unavailable_and_the_client_reconnects() {
+    let Some(_env) = test_env("a_stopped_runtime_is_unavailable_and_the_client_reconnects") else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("crid")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let mut containerd = PrivateContainerd::start(dir.path());
+    let timeouts = Timeouts {
+        request: Duration::from_secs(20),
+        ..Timeouts::default()
+    };
+    let client = CriClient::new(&containerd.endpoint(), timeouts).expect("client");
+    wait_until_serving(&client, &containerd).await;
+    client.status(false).await.expect("status while running");
+
+    containerd.stop();
+    // Unavailable at once, not DeadlineExceeded after 20 s: a down runtime never hangs a
+    // caller.
+    let err = client.version().await.expect_err("containerd is stopped");
+    match &err {
+        Error::Unavailable { call, .. } => assert_eq!(*call, "Version"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let err = Runtime::list_sandboxes(&client, &SandboxFilter::default())
+        .await
+        .expect_err("still stopped");
+    assert!(err.is_unavailable(), "{err}");
+
+    containerd.spawn();
+    // The same client (no new connect call) works again once the runtime is back.
+    wait_until_serving(&client, &containerd).await;
+    let version = Runtime::version(&client).await.expect("version after restart");
+    assert_eq!(version.runtime_name, "containerd");
+}
