@@ -79,7 +79,10 @@ mod tests {
         assert_eq!(milli_cpu_to_quota(1, QUOTA_PERIOD_US), MIN_QUOTA_PERIOD_US);
         assert_eq!(milli_cpu_to_quota(10, QUOTA_PERIOD_US), 1000);
         assert_eq!(milli_cpu_to_quota(1500, QUOTA_PERIOD_US), 150_000);
-        assert_eq!(milli_cpu_to_quota(u64::MAX, QUOTA_PERIOD_US), u64::MAX / 1000);
+        assert_eq!(
+            milli_cpu_to_quota(u64::MAX, QUOTA_PERIOD_US),
+            u64::MAX / 1000
+        );
     }
 
     #[test]

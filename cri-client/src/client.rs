@@ -98,9 +98,15 @@ impl CriClient {
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move {
-                    UnixStream::connect(&path).await.map(TokioIo::new).map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("connect to {}: {e}", path.display()))
-                    })
+                    UnixStream::connect(&path)
+                        .await
+                        .map(TokioIo::new)
+                        .map_err(|e| {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!("connect to {}: {e}", path.display()),
+                            )
+                        })
                 }
             }));
         Ok(Self::from_channel(channel, timeouts, endpoint))

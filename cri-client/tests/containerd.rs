@@ -112,7 +112,10 @@ async fn wait_for_state(
 ) -> kubelet_core::ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let status = runtime.container_status(id).await.expect("container status");
+        let status = runtime
+            .container_status(id)
+            .await
+            .expect("container status");
         if status.container.state == state {
             return status;
         }
@@ -150,7 +153,9 @@ async fn version_and_status_of_containerd() {
     assert!(status.runtime_ready(), "{status:?}");
     assert!(status.network_ready(), "{status:?}");
 
-    let fs = ImageService::image_fs_info(&client).await.expect("image fs");
+    let fs = ImageService::image_fs_info(&client)
+        .await
+        .expect("image fs");
     assert!(
         fs.iter().any(|f| f.used_bytes.unwrap_or_default() > 0),
         "{fs:?}"
@@ -183,9 +188,14 @@ async fn pulls_from_the_local_registry_and_names_a_missing_image() {
         .expect_err("no such image");
     assert!(err.is_not_found(), "{err}");
     let text = err.to_string();
-    assert!(text.starts_with(&format!("PullImage {missing}: not found")), "{text}");
+    assert!(
+        text.starts_with(&format!("PullImage {missing}: not found")),
+        "{text}"
+    );
     assert_eq!(
-        ImageService::image_status(&client, &missing).await.expect("status"),
+        ImageService::image_status(&client, &missing)
+            .await
+            .expect("status"),
         None
     );
 }
@@ -198,7 +208,9 @@ async fn pulls_with_registry_credentials() {
     let client = client(&env);
     let image = format!("{}/busybox:latest", env.auth_registry);
     // Start from a clean store so the pull really reaches the registry.
-    ImageService::remove_image(&client, &image).await.expect("remove");
+    ImageService::remove_image(&client, &image)
+        .await
+        .expect("remove");
 
     let err = ImageService::pull_image(&client, &image, None, None)
         .await
@@ -229,9 +241,13 @@ async fn pulls_with_registry_credentials() {
         .await
         .expect("pull with credentials");
     assert!(image_ref.starts_with("sha256:"));
-    ImageService::remove_image(&client, &image).await.expect("remove");
+    ImageService::remove_image(&client, &image)
+        .await
+        .expect("remove");
     assert_eq!(
-        ImageService::image_status(&client, &image).await.expect("status"),
+        ImageService::image_status(&client, &image)
+            .await
+            .expect("status"),
         None
     );
 }
@@ -272,11 +288,18 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
     let runtime: &dyn Runtime = client;
 
     // The sandbox is ready and has an IP from the CNI bridge network.
-    let status = runtime.sandbox_status(sandbox_id).await.expect("sandbox status");
+    let status = runtime
+        .sandbox_status(sandbox_id)
+        .await
+        .expect("sandbox status");
     assert_eq!(status.sandbox.state, SandboxState::Ready);
     assert_eq!(status.sandbox.metadata, sandbox.metadata);
     let ip: std::net::Ipv4Addr = status.ip.parse().expect("an IPv4 pod IP");
-    assert_eq!(ip.octets()[..2], [10, 88], "pod IP {ip} outside 10.88.0.0/16");
+    assert_eq!(
+        ip.octets()[..2],
+        [10, 88],
+        "pod IP {ip} outside 10.88.0.0/16"
+    );
     let listed = runtime
         .list_sandboxes(&SandboxFilter {
             labels: sandbox.labels.clone(),
@@ -284,7 +307,10 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
         })
         .await
         .expect("list sandboxes");
-    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [sandbox_id]);
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [sandbox_id]
+    );
 
     // A long-running container: create, start, exec, stats, stop, remove.
     let config = busybox(image, "sleeper", "echo started; exec sleep 3600");
@@ -293,7 +319,12 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
         .await
         .expect("create");
     assert_eq!(
-        runtime.container_status(&id).await.expect("status").container.state,
+        runtime
+            .container_status(&id)
+            .await
+            .expect("status")
+            .container
+            .state,
         ContainerState::Created
     );
     runtime.start_container(&id).await.expect("start");
@@ -307,7 +338,11 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
     let exec = runtime
         .exec_sync(
             &id,
-            &["sh".into(), "-c".into(), "echo out; echo err >&2; exit 3".into()],
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; exit 3".into(),
+            ],
             Duration::from_secs(10),
         )
         .await
@@ -327,8 +362,14 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
     let stats = runtime.container_stats(&id).await.expect("stats");
     assert_eq!(stats.id, id);
     assert_eq!(stats.metadata.name, "sleeper");
-    assert!(stats.memory_working_set_bytes.unwrap_or_default() > 0, "{stats:?}");
-    assert!(stats.cpu_usage_core_nano_seconds.unwrap_or_default() > 0, "{stats:?}");
+    assert!(
+        stats.memory_working_set_bytes.unwrap_or_default() > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.cpu_usage_core_nano_seconds.unwrap_or_default() > 0,
+        "{stats:?}"
+    );
     let listed = runtime
         .list_container_stats(&ContainerFilter {
             sandbox_id: Some(sandbox_id.to_owned()),
@@ -357,7 +398,11 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
     let exited = runtime.container_status(&id).await.expect("status");
     assert_eq!(exited.container.state, ContainerState::Exited);
     // sleep ignores nothing: SIGTERM ends it (143) or the runtime kills it (137).
-    assert!([137, 143].contains(&exited.exit_code), "{}", exited.exit_code);
+    assert!(
+        [137, 143].contains(&exited.exit_code),
+        "{}",
+        exited.exit_code
+    );
 
     // A container that writes to both streams and exits on its own.
     let config = busybox(image, "job", "echo hello; echo oops >&2; exit 7");
@@ -471,13 +516,15 @@ impl PrivateContainerd {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("containerd.log")).expect("log file");
-        let child = Command::new(std::env::var("KUBELET_TEST_CONTAINERD").unwrap_or_else(|_| "containerd".into()))
-            .arg("--config")
-            .arg(self.dir.join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+        let child = Command::new(
+            std::env::var("KUBELET_TEST_CONTAINERD").unwrap_or_else(|_| "containerd".into()),
+        )
+        .arg("--config")
+        .arg(self.dir.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start containerd");
         self.child = Some(child);
     }
 
@@ -511,7 +558,10 @@ async fn wait_until_serving(client: &CriClient, containerd: &PrivateContainerd) 
             Err(e) if Instant::now() < deadline && e.is_unavailable() => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => panic!("private containerd did not come up: {e}\n{}", containerd.log()),
+            Err(e) => panic!(
+                "private containerd did not come up: {e}\n{}",
+                containerd.log()
+            ),
         }
     }
 }
@@ -550,6 +600,8 @@ async fn a_stopped_runtime_is_unavailable_and_the_client_reconnects() {
     containerd.spawn();
     // The same client (no new connect call) works again once the runtime is back.
     wait_until_serving(&client, &containerd).await;
-    let version = Runtime::version(&client).await.expect("version after restart");
+    let version = Runtime::version(&client)
+        .await
+        .expect("version after restart");
     assert_eq!(version.runtime_name, "containerd");
 }

@@ -81,7 +81,10 @@ async fn pod_lifecycle_through_the_runtime_trait() {
         .await
         .expect("create");
     runtime.start_container(&container_id).await.expect("start");
-    let status = runtime.container_status(&container_id).await.expect("status");
+    let status = runtime
+        .container_status(&container_id)
+        .await
+        .expect("status");
     assert_eq!(status.container.state, ContainerState::Running);
     assert_eq!(
         status.log_path,
@@ -89,7 +92,11 @@ async fn pod_lifecycle_through_the_runtime_trait() {
     );
 
     let exec = runtime
-        .exec_sync(&container_id, &["echo".into(), "hi".into()], Duration::from_secs(5))
+        .exec_sync(
+            &container_id,
+            &["echo".into(), "hi".into()],
+            Duration::from_secs(5),
+        )
         .await
         .expect("exec");
     assert_eq!(exec.stdout, b"echo hi");
@@ -103,7 +110,10 @@ async fn pod_lifecycle_through_the_runtime_trait() {
         .stop_container(&container_id, Duration::from_secs(1))
         .await
         .expect("stop");
-    let status = runtime.container_status(&container_id).await.expect("status");
+    let status = runtime
+        .container_status(&container_id)
+        .await
+        .expect("status");
     assert_eq!(status.container.state, ContainerState::Exited);
     let listed = runtime
         .list_containers(&ContainerFilter {
@@ -115,7 +125,10 @@ async fn pod_lifecycle_through_the_runtime_trait() {
         .expect("list");
     assert_eq!(listed.len(), 1);
 
-    runtime.remove_container(&container_id).await.expect("remove");
+    runtime
+        .remove_container(&container_id)
+        .await
+        .expect("remove");
     let err = runtime
         .container_status(&container_id)
         .await
@@ -123,8 +136,14 @@ async fn pod_lifecycle_through_the_runtime_trait() {
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains(&container_id), "{err}");
 
-    runtime.stop_sandbox(&sandbox_id).await.expect("stop sandbox");
-    runtime.remove_sandbox(&sandbox_id).await.expect("remove sandbox");
+    runtime
+        .stop_sandbox(&sandbox_id)
+        .await
+        .expect("stop sandbox");
+    runtime
+        .remove_sandbox(&sandbox_id)
+        .await
+        .expect("remove sandbox");
     assert!(fake.sandbox_ids().is_empty());
     images.remove_image(BUSYBOX).await.expect("remove image");
     // Removing an absent image is not an error, as upstream.
@@ -145,7 +164,11 @@ async fn pull_errors_name_the_image_and_auth_is_sent() {
         .await
         .expect_err("absent image");
     assert!(err.is_not_found());
-    assert!(err.to_string().starts_with("PullImage localhost:5000/nope:1: not found"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("PullImage localhost:5000/nope:1: not found"),
+        "{err}"
+    );
 
     let err = ImageService::pull_image(&client, "localhost:5001/private:1", None, None)
         .await
@@ -192,7 +215,10 @@ async fn injected_failures_map_to_typed_errors() {
 
     let err = Runtime::version(&client).await.expect_err("injected");
     assert_eq!(err.runtime_kind(), Some(RuntimeErrorKind::Unavailable));
-    assert_eq!(err.to_string(), "Version -: runtime unavailable: connection reset");
+    assert_eq!(
+        err.to_string(),
+        "Version -: runtime unavailable: connection reset"
+    );
 
     let err = Runtime::status(&client).await.expect_err("injected");
     assert_eq!(err.runtime_kind(), Some(RuntimeErrorKind::Other));
@@ -219,7 +245,9 @@ async fn container_needs_its_image_and_a_ready_sandbox() {
     assert!(err.is_not_found(), "{err}");
 
     fake.add_local_image(BUSYBOX);
-    Runtime::stop_sandbox(&client, &sandbox_id).await.expect("stop");
+    Runtime::stop_sandbox(&client, &sandbox_id)
+        .await
+        .expect("stop");
     let err = Runtime::create_container(&client, &sandbox_id, &container_config("db"), &sandbox)
         .await
         .expect_err("sandbox stopped");
@@ -238,7 +266,9 @@ async fn exited_containers_report_exit_code_and_reason() {
         .expect("create");
     Runtime::start_container(&client, &id).await.expect("start");
     assert!(fake.exit_container(&id, 3));
-    let status = Runtime::container_status(&client, &id).await.expect("status");
+    let status = Runtime::container_status(&client, &id)
+        .await
+        .expect("status");
     assert_eq!(status.container.state, ContainerState::Exited);
     assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
     assert!(status.finished_at >= status.started_at);

@@ -90,7 +90,10 @@ fn init_logging(verbosity: u8) {
 /// Lowers our OOM score like upstream; on machines that forbid it (no CAP_SYS_RESOURCE)
 /// the kubelet carries on.
 fn lower_own_oom_score() {
-    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", KUBELET_OOM_SCORE_ADJ.to_string()) {
+    if let Err(e) = std::fs::write(
+        "/proc/self/oom_score_adj",
+        KUBELET_OOM_SCORE_ADJ.to_string(),
+    ) {
         tracing::warn!(error = %e, "could not set the kubelet's oom_score_adj to {KUBELET_OOM_SCORE_ADJ}; continuing");
     }
 }
@@ -138,7 +141,10 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     init_logging(flags.verbosity);
     lower_own_oom_score();
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(tokio) => tokio,
         Err(e) => {
             eprintln!("kubelet: cannot start the async runtime: {e}");
@@ -185,7 +191,10 @@ mod tests {
             "-v=4",
         ])
         .expect("flags");
-        assert_eq!(flags.container_runtime_endpoint, "unix:///run/crio/crio.sock");
+        assert_eq!(
+            flags.container_runtime_endpoint,
+            "unix:///run/crio/crio.sock"
+        );
         assert_eq!(flags.runtime_request_timeout, Duration::from_secs(30));
         assert_eq!(flags.verbosity, 4);
     }
