@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubelet_core::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ImageService,
-    RegistryAuth, Runtime, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
+    LinuxSandboxConfig, RegistryAuth, Runtime, SandboxConfig, SandboxFilter, SandboxMetadata,
+    SandboxState,
 };
 use kubelet_cri_client::{CriClient, Error, Timeouts};
 
@@ -81,13 +82,44 @@ fn sandbox_config(name: &str, log_root: &Path) -> SandboxConfig {
         metadata: SandboxMetadata {
             name: name.into(),
             namespace: "cri-client-test".into(),
-            uid,
+            uid: uid.clone(),
             attempt: 0,
         },
         hostname: name.into(),
         log_directory: log_directory.display().to_string(),
         labels: [("kubelet-rs.test".to_owned(), name.to_owned())].into(),
+        linux: LinuxSandboxConfig {
+            // As the kubelet does, give the pod a cgroup of its own; sandbox stats need it.
+            cgroup_parent: format!("/{TEST_CGROUP}/pod{uid}"),
+            ..Default::default()
+        },
         ..Default::default()
+    }
+}
+
+/// Parent cgroup of the test pods, under every cgroup v1 controller.
+const TEST_CGROUP: &str = "kubelet-rs-cri-test";
+
+/// Removes a pod cgroup that runc created as the parent of the pod's containers (the
+/// kubelet's job for real pods).
+fn remove_pod_cgroup(cgroup_parent: &str) {
+    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for controller in controllers.flatten() {
+        if controller.file_type().is_ok_and(|t| t.is_symlink()) {
+            continue;
+        }
+        let pod = controller
+            .path()
+            .join(cgroup_parent.trim_start_matches('/'));
+        if pod.exists()
+            && let Err(e) = std::fs::remove_dir(&pod)
+        {
+            eprintln!("cleanup: removing {}: {e}", pod.display());
+        }
+        // Other tests may still use the shared parent: failing here is expected.
+        let _ = std::fs::remove_dir(controller.path().join(TEST_CGROUP));
     }
 }
 
@@ -151,6 +183,11 @@ async fn version_and_status_of_containerd() {
 
     let status = Runtime::status(&client).await.expect("status");
     assert!(status.runtime_ready(), "{status:?}");
+    // The pod CIDR the node gets from the control plane is handed to the runtime.
+    client
+        .update_runtime_config("10.88.0.0/16")
+        .await
+        .expect("update runtime config");
     assert!(status.network_ready(), "{status:?}");
 
     let fs = ImageService::image_fs_info(&client)
@@ -275,6 +312,7 @@ async fn runs_a_pod_with_containers_exec_logs_and_stats() {
     })
     .await;
     remove_sandbox(&client, &sandbox_id).await;
+    remove_pod_cgroup(&sandbox.linux.cgroup_parent);
     let err = Runtime::sandbox_status(&client, &sandbox_id)
         .await
         .expect_err("removed sandbox");
@@ -390,6 +428,69 @@ async fn pod_scenario(client: &CriClient, image: &str, sandbox: &SandboxConfig, 
         .await
         .expect("exec url");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let attach = client
+        .attach(kubelet_cri_client::proto::AttachRequest {
+            container_id: id.clone(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .expect("attach url");
+    assert!(attach.starts_with("http://127.0.0.1:"), "{attach}");
+    let forward = client
+        .port_forward(sandbox_id, vec![80])
+        .await
+        .expect("port-forward url");
+    assert!(forward.starts_with("http://127.0.0.1:"), "{forward}");
+
+    let pod_stats = client
+        .pod_sandbox_stats(sandbox_id)
+        .await
+        .expect("pod stats");
+    assert_eq!(
+        pod_stats.attributes.as_ref().map(|a| a.id.as_str()),
+        Some(sandbox_id)
+    );
+    let all_pod_stats = client
+        .list_pod_sandbox_stats(None)
+        .await
+        .expect("list pod stats");
+    assert!(
+        all_pod_stats
+            .iter()
+            .any(|s| s.attributes.as_ref().is_some_and(|a| a.id == sandbox_id))
+    );
+
+    // Resources can change while the container runs; the runtime reports the new limit.
+    client
+        .update_container_resources(
+            &id,
+            Some(kubelet_cri_client::proto::LinuxContainerResources {
+                cpu_shares: 512,
+                memory_limit_in_bytes: 128 << 20,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("update resources");
+    let verbose = client.container_status(&id, false).await.expect("status");
+    let limit = verbose
+        .status
+        .and_then(|s| s.resources)
+        .and_then(|r| r.linux)
+        .map(|l| l.memory_limit_in_bytes);
+    assert_eq!(limit, Some(128 << 20));
+
+    // After the kubelet rotates a log file it asks the runtime to reopen it.
+    let log_path = PathBuf::from(&running.log_path);
+    std::fs::rename(&log_path, log_path.with_extension("log.1")).expect("rotate log");
+    runtime.reopen_container_log(&id).await.expect("reopen log");
+    assert!(
+        log_path.exists(),
+        "the runtime reopened {}",
+        log_path.display()
+    );
 
     runtime
         .stop_container(&id, Duration::from_secs(2))

@@ -1,1 +1,129 @@
-fn main() {}
+//! Development tasks of the kubelet-rs workspace, run as `cargo xtask <task>`:
+//!
+//! - `env up`: installs what is missing (Debian packages), starts containerd with CRI and
+//!   CNI, two loopback image registries (one with basic auth) and pushes the test images;
+//!   prints `export` lines for the tests as its last lines.
+//! - `env down`: stops all of it and removes what pods left behind; keeps the image cache.
+//! - `env status`: one line per component; exit code 1 unless all run.
+//! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
+//! - `test [ARGS]`: `env up`, then fmt, clippy and the workspace tests against it.
+//!
+//! All state lives under `$KUBELET_ENV_DIR` (default `<workspace>/target/env`).
+
+mod cni;
+mod containerd;
+mod daemon;
+mod env;
+mod images;
+mod layout;
+mod packages;
+mod registry;
+mod test_cmd;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use crate::layout::Layout;
+
+/// The usage text.
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  env up       start the test environment (idempotent); prints export lines last
+  env down     stop it and clean up processes, mounts, interfaces, iptables, cgroups
+  env status   one line per component; exit code 1 unless everything runs
+  run [-- FLAGS]
+               env up, then the kubelet on its embedded default (this machine's
+               containerd); FLAGS go to the kubelet
+  test [-- ARGS]
+               env up, then cargo fmt --check, clippy -D warnings, cargo test
+               (ARGS go to both `cargo test` runs)
+
+environment:
+  KUBELET_ENV_DIR   state directory (default <workspace>/target/env)";
+
+/// Parses the arguments and runs the task.
+fn run(args: &[String]) -> Result<ExitCode> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["env", "up"] => {
+            let l = Layout::from_env()?;
+            let vars = env::up(&l)?;
+            for (k, v) in vars {
+                println!("export {k}={}", env::shell_quote(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["env", "down"] => {
+            env::down(&Layout::from_env()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["env", "status"] => {
+            if env::status(&Layout::from_env()?)? {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        ["run", rest @ ..] => {
+            let rest = match rest.first() {
+                Some(&"--") => &args[2..],
+                _ => &args[1..],
+            };
+            run_kubelet(&Layout::from_env()?, rest)
+        }
+        ["test", rest @ ..] => {
+            let rest = match rest.first() {
+                Some(&"--") => &args[2..],
+                _ => &args[1..],
+            };
+            test_cmd::run(&Layout::from_env()?, rest)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        [] | ["help" | "-h" | "--help"] => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => bail!("unknown task `{}`\n\n{USAGE}", args.join(" ")),
+    }
+}
+
+/// `cargo xtask run`: the environment, then the kubelet with its defaults plus `flags`.
+fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
+    env::up(l)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = std::process::Command::new(&cargo)
+        .current_dir(&l.workspace)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "kubelet-bin",
+            "--bin",
+            "kubelet",
+            "--",
+        ])
+        .args(flags)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Entry point.
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

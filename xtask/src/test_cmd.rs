@@ -1,0 +1,82 @@
+//! `cargo xtask test`: brings the environment up, then runs the workspace's checks and
+//! tests against it.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::env;
+use crate::layout::Layout;
+use crate::progress;
+
+/// One step: a name and the cargo arguments.
+struct Step {
+    /// Shown in progress lines.
+    name: &'static str,
+    /// Arguments to cargo.
+    args: Vec<String>,
+}
+
+/// Runs `env up` in-process, then fmt, clippy and the tests with the environment's
+/// variables and `KUBELET_TEST_REQUIRE_ENV=1`. `extra` goes to both `cargo test` runs.
+pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
+    let vars = env::up(l).context("env up failed")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let strs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut test_all = strs(&["test", "--workspace", "--all-targets"]);
+    test_all.extend(extra.iter().cloned());
+    let mut test_doc = strs(&["test", "--workspace", "--doc"]);
+    test_doc.extend(extra.iter().cloned());
+    let steps = [
+        Step {
+            name: "fmt",
+            args: strs(&["fmt", "--all", "--check"]),
+        },
+        Step {
+            name: "clippy",
+            args: strs(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Step {
+            name: "test",
+            args: test_all,
+        },
+        Step {
+            name: "doctest",
+            args: test_doc,
+        },
+    ];
+    let mut failed = Vec::new();
+    for step in &steps {
+        progress!("==> cargo {}", step.args.join(" "));
+        let started = Instant::now();
+        let status = Command::new(&cargo)
+            .current_dir(&l.workspace)
+            .args(&step.args)
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("KUBELET_TEST_REQUIRE_ENV", "1")
+            .status()
+            .with_context(|| format!("cannot run {cargo}"))?;
+        let secs = started.elapsed().as_secs_f64();
+        if status.success() {
+            progress!("<== {} ok ({secs:.1}s)", step.name);
+        } else {
+            progress!("<== {} FAILED ({status}, {secs:.1}s)", step.name);
+            failed.push(step.name);
+        }
+    }
+    progress!("the environment is left up; tear it down with `cargo xtask env down`");
+    if failed.is_empty() {
+        progress!("all steps passed");
+        Ok(())
+    } else {
+        bail!("failed steps: {}", failed.join(", "))
+    }
+}
