@@ -1,6 +1,59 @@
-//! Pod sources (manifest directory, manifest URL, API server), one worker per pod, the sync loop and pod lifecycle event generator, init containers, sidecars, restart policies with CrashLoopBackOff, termination and pod status. It drives containers only through `kubelet_core::Runtime` and publishes status through `kubelet_core::StatusReporter`.
+//! Pods, run the way the upstream kubelet runs them, through `kubelet_core::Runtime`.
 //!
-//! **Status: reserved, no API yet.** This crate holds its place in the workspace so the
-//! dependency graph in `ARCHITECTURE.md` is real from the start; its implementation
-//! lands with issue #4. Until then it exports nothing and must not be depended on
-//! for behaviour.
+//! - [`source`]: where pods come from: a manifest directory (static pods), a manifest
+//!   URL, and a channel for API pods. Each source sends full snapshots
+//!   ([`SourceUpdate`]).
+//! - [`spec`]: turning a pod and its containers into runtime configurations (sandbox,
+//!   container, environment, DNS, hosts file, security context).
+//!
+//! Work in progress: the pod workers, the sync loop and pod status land with issue #4.
+
+mod error;
+pub mod source;
+pub mod spec;
+
+pub use error::{Error, Result};
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// Where a pod came from, as in upstream's `kubernetes.io/config.source` annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PodSource {
+    /// A manifest file in the static pod directory.
+    File,
+    /// The manifest URL.
+    Http,
+    /// The API server.
+    Api,
+}
+
+impl PodSource {
+    /// The annotation value upstream uses: `file`, `http` or `api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Http => "http",
+            Self::Api => "api",
+        }
+    }
+}
+
+/// All pods a source currently wants, replacing its previous snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceUpdate {
+    /// The source.
+    pub source: PodSource,
+    /// Its pods, defaulted and validated; pods that failed are in `errors` instead.
+    pub pods: Vec<Pod>,
+    /// Manifests that were rejected, each with its path and reason.
+    pub rejected: Vec<RejectedManifest>,
+}
+
+/// A manifest a source could not turn into a pod; the other pods are unaffected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedManifest {
+    /// File path or URL.
+    pub path: String,
+    /// Why, e.g. the parse error with its line, or the failed validation.
+    pub reason: String,
+}

@@ -1,0 +1,58 @@
+//! The pod manager's error type.
+
+use std::path::PathBuf;
+
+/// Result of a pod manager operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the pod manager. Each names what failed, on which object, and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A manifest (file or URL) could not be read or parsed.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// File path or URL.
+        path: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A pod failed validation.
+    #[error("pod {pod}: invalid {field}: {reason}")]
+    InvalidPod {
+        /// `namespace/name` (or the manifest path when the pod has no name).
+        pod: String,
+        /// The field path, e.g. `spec.containers[0].image`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A pod's spec could not be turned into a runtime configuration.
+    #[error("pod {pod} container {container:?}: {reason}")]
+    Spec {
+        /// `namespace/name`.
+        pod: String,
+        /// The container, empty for the sandbox.
+        container: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A file system operation failed.
+    #[error("{operation} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `reading`.
+        operation: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The runtime or another extension point failed.
+    #[error(transparent)]
+    Core(#[from] kubelet_core::Error),
+}

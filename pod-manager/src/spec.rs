@@ -1,0 +1,1 @@
+//! Pod spec to runtime config.
