@@ -1,7 +1,7 @@
 //! Publishing pod status: the extension point between the pod manager and the API server.
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::PodStatus;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use crate::{PodRef, Result};
 
@@ -12,8 +12,8 @@ use crate::{PodRef, Result};
 /// the latest status for the local `/pods` view.
 #[async_trait]
 pub trait StatusReporter: Send + Sync {
-    /// Records the latest status of `pod`.
-    async fn report(&self, pod: &PodRef, status: &PodStatus) -> Result<()>;
+    /// Records the latest status of `pod` (the pod as the kubelet runs it).
+    async fn report(&self, pod: &Pod, status: &PodStatus) -> Result<()>;
 
     /// Forgets a pod that is gone.
     async fn forget(&self, pod: &PodRef) -> Result<()>;

@@ -6,13 +6,28 @@
 //! - [`spec`]: turning a pod and its containers into runtime configurations (sandbox,
 //!   container, environment, DNS, hosts file, security context).
 //!
-//! Work in progress: the pod workers, the sync loop and pod status land with issue #4.
+//! - [`PodManager`]: one worker per pod syncing it through the runtime (sandbox, init
+//!   containers, sidecars, app containers, restarts with back-off, hooks, termination),
+//!   a relist of the runtime every second that wakes the workers of changed pods and
+//!   finds pods nobody wants, and pod status as upstream computes it.
+//! - [`LocalPods`]: the latest pods and statuses, for the read-only `/pods` view.
 
 mod error;
+mod hooks;
+mod local;
+mod manager;
+pub mod restart;
+mod snapshot;
 pub mod source;
 pub mod spec;
+pub mod status;
+mod sync;
 
 pub use error::{Error, Result};
+pub use local::LocalPods;
+pub use manager::{ManagerConfig, PodManager};
+pub use snapshot::pod_snapshot;
+pub use sync::{SyncContext, grace_period};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -56,4 +71,47 @@ pub struct RejectedManifest {
     pub path: String,
     /// Why, e.g. the parse error with its line, or the failed validation.
     pub reason: String,
+}
+
+/// The pod's QoS class (`Guaranteed`, `Burstable`, `BestEffort`), from cpu and memory
+/// requests and limits of all its containers.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let containers: Vec<_> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let resources = c.resources.clone().unwrap_or_default();
+        let requests = resources.requests.unwrap_or_default();
+        let limits = resources.limits.unwrap_or_default();
+        for name in ["cpu", "memory"] {
+            let request = requests.get(name).filter(|q| !is_zero(&q.0));
+            let limit = limits.get(name).filter(|q| !is_zero(&q.0));
+            any |= request.is_some() || limit.is_some();
+            match (request, limit) {
+                (_, None) => guaranteed = false,
+                (Some(r), Some(l)) if r != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn is_zero(quantity: &str) -> bool {
+    quantity
+        .trim_start_matches(['+', '-'])
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .all(|c| c == '0' || c == '.')
 }

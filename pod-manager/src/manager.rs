@@ -1,0 +1,497 @@
+//! The pod manager: merges source snapshots, runs one worker per pod, relists the runtime
+//! (the pod lifecycle event generator) and cleans up pods nobody wants.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kubelet_core::labels::{
+    POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_TERMINATION_GRACE_PERIOD_ANNOTATION, POD_UID_LABEL,
+};
+use kubelet_core::{ContainerFilter, PodRef, SandboxFilter, StatusReporter};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::snapshot::pod_snapshot;
+use crate::status::{StatusInputs, pod_status};
+use crate::sync::{SyncContext, remove_old_instances, sync_pod, terminate_pod};
+use crate::{PodSource, SourceUpdate};
+
+/// Timing of the pod manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerConfig {
+    /// How often the runtime is relisted to notice container changes (upstream 1 s).
+    pub relist_period: Duration,
+    /// How often each pod is synced without any event (upstream syncFrequency, 1 min).
+    pub resync_period: Duration,
+    /// The sources whose first snapshot must arrive before pods nobody wants are killed.
+    pub sources: Vec<PodSource>,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            relist_period: Duration::from_secs(1),
+            resync_period: Duration::from_secs(60),
+            sources: vec![PodSource::File],
+        }
+    }
+}
+
+/// What a worker should do with its pod.
+#[derive(Debug, Clone)]
+struct Desired {
+    pod: Pod,
+    remove: bool,
+}
+
+struct Worker {
+    desired: watch::Sender<Desired>,
+    poke: Arc<Notify>,
+    handle: JoinHandle<()>,
+}
+
+/// Runs the pods the sources want.
+pub struct PodManager {
+    ctx: Arc<SyncContext>,
+    reporter: Arc<dyn StatusReporter>,
+    config: ManagerConfig,
+}
+
+impl std::fmt::Debug for PodManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+type Pokes = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
+
+impl PodManager {
+    /// A manager syncing pods through `ctx` and publishing status to `reporter`.
+    pub fn new(
+        ctx: Arc<SyncContext>,
+        reporter: Arc<dyn StatusReporter>,
+        config: ManagerConfig,
+    ) -> Self {
+        Self {
+            ctx,
+            reporter,
+            config,
+        }
+    }
+
+    /// Runs until `updates` closes. Then it returns without touching the pods: a kubelet
+    /// that stops leaves its pods running, and adopts them when it starts again.
+    pub async fn run(self, mut updates: mpsc::Receiver<SourceUpdate>) {
+        let mut by_source: BTreeMap<PodSource, Vec<Pod>> = BTreeMap::new();
+        let mut workers: HashMap<String, Worker> = HashMap::new();
+        let mut finishing: Vec<Worker> = Vec::new();
+        let pokes: Pokes = Arc::default();
+        let (orphans_tx, mut orphans_rx) = mpsc::channel::<Vec<Pod>>(1);
+        let relist = tokio::spawn(relist_loop(
+            self.ctx.clone(),
+            pokes.clone(),
+            orphans_tx,
+            self.config.relist_period,
+        ));
+
+        loop {
+            tokio::select! {
+                update = updates.recv() => {
+                    let Some(update) = update else { break };
+                    for rejected in &update.rejected {
+                        warn!(path = %rejected.path, reason = %rejected.reason, "rejected pod manifest");
+                    }
+                    by_source.insert(update.source, update.pods);
+                    let desired: BTreeMap<String, Pod> = by_source
+                        .values()
+                        .flatten()
+                        .map(|p| (PodRef::of(p).uid, p.clone()))
+                        .collect();
+                    self.apply(&desired, &mut workers, &mut finishing, &pokes);
+                }
+                orphans = orphans_rx.recv() => {
+                    let Some(orphans) = orphans else { break };
+                    let sources_ready = self.config.sources.iter().all(|s| by_source.contains_key(s));
+                    if !sources_ready {
+                        continue;
+                    }
+                    for orphan in orphans {
+                        let uid = PodRef::of(&orphan).uid;
+                        if workers.contains_key(&uid)
+                            || finishing.iter().any(|w| w.desired.borrow().pod.metadata.uid.as_deref() == Some(uid.as_str()))
+                        {
+                            continue;
+                        }
+                        info!(pod = %PodRef::of(&orphan), "killing a pod no source wants");
+                        finishing.push(self.spawn_worker(orphan, true, &pokes));
+                    }
+                }
+            }
+            finishing.retain(|w| !w.handle.is_finished());
+        }
+        relist.abort();
+        for worker in workers.into_values().chain(finishing) {
+            worker.handle.abort();
+        }
+    }
+
+    fn apply(
+        &self,
+        desired: &BTreeMap<String, Pod>,
+        workers: &mut HashMap<String, Worker>,
+        finishing: &mut Vec<Worker>,
+        pokes: &Pokes,
+    ) {
+        let gone: Vec<String> = workers
+            .keys()
+            .filter(|uid| !desired.contains_key(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(worker) = workers.remove(&uid) {
+                worker.desired.send_modify(|d| d.remove = true);
+                finishing.push(worker);
+            }
+        }
+        for (uid, pod) in desired {
+            match workers.get(uid) {
+                Some(worker) => {
+                    let changed = {
+                        let current = worker.desired.borrow();
+                        current.pod.spec != pod.spec || current.pod.metadata != pod.metadata
+                    };
+                    if changed {
+                        worker.desired.send_modify(|d| d.pod = pod.clone());
+                    }
+                }
+                None => {
+                    let worker = self.spawn_worker(pod.clone(), false, pokes);
+                    workers.insert(uid.clone(), worker);
+                }
+            }
+        }
+    }
+
+    fn spawn_worker(&self, pod: Pod, remove: bool, pokes: &Pokes) -> Worker {
+        let r = PodRef::of(&pod);
+        let (desired, desired_rx) = watch::channel(Desired { pod, remove });
+        let poke = Arc::new(Notify::new());
+        pokes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.uid.clone(), poke.clone());
+        let span = info_span!("pod", uid = %r.uid, namespace = %r.namespace, name = %r.name);
+        let handle = tokio::spawn(
+            pod_worker(
+                self.ctx.clone(),
+                self.reporter.clone(),
+                desired_rx,
+                poke.clone(),
+                self.config.resync_period,
+                pokes.clone(),
+            )
+            .instrument(span),
+        );
+        Worker {
+            desired,
+            poke,
+            handle,
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Wake the worker so a dropped sender is noticed promptly.
+        self.poke.notify_one();
+    }
+}
+
+/// The current time as an API timestamp.
+fn now() -> Timestamp {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    Timestamp::from_nanosecond(i128::try_from(nanos).unwrap_or_default())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Upstream `activeDeadlineSeconds`: whether the pod has run past it.
+fn past_active_deadline(pod: &Pod, started: Timestamp, now: Timestamp) -> bool {
+    let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else {
+        return false;
+    };
+    now.duration_since(started).as_secs() >= deadline
+}
+
+async fn pod_worker(
+    ctx: Arc<SyncContext>,
+    reporter: Arc<dyn StatusReporter>,
+    mut desired: watch::Receiver<Desired>,
+    poke: Arc<Notify>,
+    resync: Duration,
+    pokes: Pokes,
+) {
+    let started = now();
+    let mut last_status: Option<PodStatus> = None;
+    let mut deadline_exceeded = false;
+    loop {
+        let want = desired.borrow_and_update().clone();
+        let pod = want.pod;
+        let r = PodRef::of(&pod);
+        let snapshot = match pod_snapshot(ctx.runtime.as_ref(), &r.uid).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                warn!(error = %e, "reading the pod's runtime state");
+                if wait(&mut desired, &poke, Duration::from_secs(2)).await {
+                    continue;
+                }
+                return;
+            }
+        };
+
+        if want.remove {
+            match terminate_pod(&ctx, &pod, &snapshot, true).await {
+                Ok(()) => {
+                    info!("pod terminated and removed");
+                    if let Err(e) = reporter.forget(&r).await {
+                        warn!(error = %e, "forgetting the pod's status");
+                    }
+                    pokes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&r.uid);
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "terminating the pod, will retry");
+                    if !wait(&mut desired, &poke, Duration::from_secs(2)).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+
+        let mut outcome = crate::sync::SyncOutcome::default();
+        if !deadline_exceeded && past_active_deadline(&pod, started, now()) {
+            info!("pod passed its activeDeadlineSeconds, killing it");
+            deadline_exceeded = true;
+        }
+        if deadline_exceeded {
+            if snapshot.any_running()
+                && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
+            {
+                warn!(error = %e, "stopping a pod past its deadline");
+            }
+        } else {
+            match sync_pod(&ctx, &pod, &snapshot).await {
+                Ok(o) => outcome = o,
+                Err(e) => warn!(error = %e, "syncing the pod"),
+            }
+        }
+
+        let after = match pod_snapshot(ctx.runtime.as_ref(), &r.uid).await {
+            Ok(after) => after,
+            Err(_) => snapshot,
+        };
+        remove_old_instances(&ctx, &after).await;
+        let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
+        let start_time = Time(started);
+        let mut status = pod_status(&StatusInputs {
+            pod: &pod,
+            snapshot: &after,
+            waiting: &outcome.waiting,
+            runtime_name: &ctx.runtime_name,
+            host_ips: &host_ips,
+            start_time: Some(&start_time),
+            previous: last_status.as_ref(),
+            now: now(),
+        });
+        if deadline_exceeded {
+            status.phase = Some(crate::status::FAILED.to_owned());
+            status.reason = Some("DeadlineExceeded".to_owned());
+            status.message =
+                Some("Pod was active on the node longer than the specified deadline".to_owned());
+        }
+        if last_status.as_ref() != Some(&status) {
+            debug!(phase = ?status.phase, "pod status changed");
+            match reporter.report(&pod, &status).await {
+                Ok(()) => last_status = Some(status),
+                Err(e) => warn!(error = %e, "reporting the pod's status"),
+            }
+        }
+
+        let mut sleep = resync;
+        if let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds)
+            && !deadline_exceeded
+        {
+            let left = u64::try_from(deadline)
+                .unwrap_or(0)
+                .saturating_sub(now().duration_since(started).as_secs().unsigned_abs());
+            sleep = sleep.min(Duration::from_secs(left));
+        }
+        if let Some(at) = outcome.wake_at {
+            let until = at.duration_since(SystemTime::now()).unwrap_or_default();
+            sleep = sleep.min(until + Duration::from_millis(50));
+        }
+        if !wait(&mut desired, &poke, sleep).await {
+            return;
+        }
+    }
+}
+
+/// Waits for a new desired state, a poke from the relist, or `timeout`. False when the
+/// manager is gone (the kubelet is stopping).
+async fn wait(desired: &mut watch::Receiver<Desired>, poke: &Notify, timeout: Duration) -> bool {
+    tokio::select! {
+        changed = desired.changed() => changed.is_ok(),
+        () = poke.notified() => desired.has_changed().is_ok(),
+        () = tokio::time::sleep(timeout) => true,
+    }
+}
+
+/// The pod lifecycle event generator: lists every sandbox and container (two calls,
+/// whatever the number of pods), pokes the workers of pods whose containers changed, and
+/// reports pods in the runtime that have no worker.
+async fn relist_loop(
+    ctx: Arc<SyncContext>,
+    pokes: Pokes,
+    orphans: mpsc::Sender<Vec<Pod>>,
+    period: Duration,
+) {
+    let mut previous: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        // A hung runtime must not hang the relist forever; the next tick tries again.
+        let listed = tokio::time::timeout(period.max(Duration::from_secs(10)), async {
+            let sandboxes = ctx
+                .runtime
+                .list_sandboxes(&SandboxFilter::default())
+                .await?;
+            let containers = ctx
+                .runtime
+                .list_containers(&ContainerFilter::default())
+                .await?;
+            Ok::<_, kubelet_core::Error>((sandboxes, containers))
+        })
+        .await;
+        let (sandboxes, containers) = match listed {
+            Ok(Ok(lists)) => lists,
+            Ok(Err(e)) => {
+                debug!(error = %e, "relist failed");
+                continue;
+            }
+            Err(_) => {
+                warn!("relist timed out");
+                continue;
+            }
+        };
+        let mut current: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+        let mut identity: HashMap<String, Pod> = HashMap::new();
+        for s in &sandboxes {
+            let Some(uid) = s.labels.get(POD_UID_LABEL) else {
+                continue;
+            };
+            current
+                .entry(uid.clone())
+                .or_default()
+                .push((s.id.clone(), s.state as i32));
+            identity
+                .entry(uid.clone())
+                .or_insert_with(|| orphan_pod(uid, &s.labels, &s.annotations));
+        }
+        for c in &containers {
+            let Some(uid) = c.labels.get(POD_UID_LABEL) else {
+                continue;
+            };
+            current
+                .entry(uid.clone())
+                .or_default()
+                .push((c.id.clone(), c.state as i32 + 10));
+            if let Some(pod) = identity.get_mut(uid)
+                && let Some(grace) = c.annotations.get(POD_TERMINATION_GRACE_PERIOD_ANNOTATION)
+                && let Some(spec) = pod.spec.as_mut()
+            {
+                spec.termination_grace_period_seconds = grace.parse().ok();
+            }
+        }
+        for entries in current.values_mut() {
+            entries.sort();
+        }
+        let changed: HashSet<&String> = current
+            .iter()
+            .filter(|(uid, entries)| previous.get(*uid) != Some(entries))
+            .map(|(uid, _)| uid)
+            .chain(previous.keys().filter(|uid| !current.contains_key(*uid)))
+            .collect();
+        let known: Vec<Pod> = {
+            let pokes = pokes.lock().unwrap_or_else(|p| p.into_inner());
+            for uid in &changed {
+                if let Some(poke) = pokes.get(*uid) {
+                    poke.notify_one();
+                }
+            }
+            identity
+                .into_iter()
+                .filter(|(uid, _)| !pokes.contains_key(uid))
+                .map(|(_, pod)| pod)
+                .collect()
+        };
+        if !known.is_empty() {
+            // Full channel: the manager has not handled the last report yet; skip.
+            let _ = orphans.try_send(known);
+        }
+        previous = current;
+    }
+}
+
+/// A pod rebuilt from its sandbox's labels, enough to stop and remove it.
+fn orphan_pod(
+    uid: &str,
+    labels: &kubelet_core::StringMap,
+    _annotations: &kubelet_core::StringMap,
+) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            uid: Some(uid.to_owned()),
+            name: labels.get(POD_NAME_LABEL).cloned(),
+            namespace: labels.get(POD_NAMESPACE_LABEL).cloned(),
+            ..Default::default()
+        },
+        spec: Some(PodSpec::default()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_deadline() {
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                active_deadline_seconds: Some(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t0 = Timestamp::UNIX_EPOCH;
+        let at = |s| Timestamp::from_second(s).expect("time");
+        assert!(!past_active_deadline(&pod, t0, at(4)));
+        assert!(past_active_deadline(&pod, t0, at(5)));
+        pod.spec = Some(PodSpec::default());
+        assert!(!past_active_deadline(&pod, t0, at(500)));
+    }
+}

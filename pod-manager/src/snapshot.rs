@@ -1,0 +1,135 @@
+//! Reading what the runtime has for one pod.
+
+use std::path::Path;
+
+use kubelet_core::labels::{
+    CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION, CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION,
+    POD_UID_LABEL,
+};
+use kubelet_core::{ContainerFilter, ContainerState, Runtime, SandboxFilter};
+
+use crate::Result;
+use crate::status::RuntimeSnapshot;
+
+/// Most bytes of a termination message kept, as upstream.
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// Lines of log taken for `FallbackToLogsOnError`, as upstream.
+const FALLBACK_LOG_LINES: usize = 80;
+
+/// Everything the runtime has for the pod `uid`: its sandboxes and container instances,
+/// newest first, with termination messages filled in for exited containers.
+pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSnapshot> {
+    let selector = [(POD_UID_LABEL.to_owned(), uid.to_owned())].into();
+    let sandboxes = runtime
+        .list_sandboxes(&SandboxFilter {
+            labels: selector,
+            ..Default::default()
+        })
+        .await?;
+    let mut sandbox_statuses = Vec::with_capacity(sandboxes.len());
+    for sandbox in sandboxes {
+        match runtime.sandbox_status(&sandbox.id).await {
+            Ok(status) => sandbox_statuses.push(status),
+            // Removed between the list and the status call.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sandbox_statuses
+        .sort_by_key(|s| std::cmp::Reverse((s.sandbox.metadata.attempt, s.sandbox.created_at)));
+
+    let containers = runtime
+        .list_containers(&ContainerFilter {
+            labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut statuses = Vec::with_capacity(containers.len());
+    for container in containers {
+        let mut status = match runtime.container_status(&container.id).await {
+            Ok(status) => status,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        status.container.sandbox_id = container.sandbox_id;
+        if status.container.state == ContainerState::Exited {
+            status.message = termination_message(&status).await;
+        }
+        statuses.push(status);
+    }
+    statuses
+        .sort_by_key(|c| std::cmp::Reverse((c.container.metadata.attempt, c.container.created_at)));
+    Ok(RuntimeSnapshot {
+        sandboxes: sandbox_statuses,
+        containers: statuses,
+    })
+}
+
+/// The termination message of an exited container: the file it wrote at its
+/// terminationMessagePath, or with `FallbackToLogsOnError` and a failure, the end of its
+/// log.
+async fn termination_message(status: &kubelet_core::ContainerStatus) -> String {
+    let annotations = &status.container.annotations;
+    let path = annotations
+        .get(CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION)
+        .map(String::as_str)
+        .unwrap_or_default();
+    let mut message = String::new();
+    if !path.is_empty()
+        && let Some(mount) = status.mounts.iter().find(|m| m.container_path == path)
+    {
+        message = read_limited(Path::new(&mount.host_path)).await;
+    }
+    let fallback = annotations
+        .get(CONTAINER_TERMINATION_MESSAGE_POLICY_ANNOTATION)
+        .is_some_and(|p| p == "FallbackToLogsOnError");
+    if message.is_empty() && fallback && status.exit_code != 0 && !status.log_path.is_empty() {
+        message = log_tail(Path::new(&status.log_path)).await;
+    }
+    message
+}
+
+async fn read_limited(path: &Path) -> String {
+    use tokio::io::AsyncReadExt;
+    let Ok(file) = tokio::fs::File::open(path).await else {
+        return String::new();
+    };
+    let mut bytes = Vec::new();
+    if file
+        .take(MAX_TERMINATION_MESSAGE)
+        .read_to_end(&mut bytes)
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The last lines of a CRI-format log, content only, bounded like a termination message.
+async fn log_tail(path: &Path) -> String {
+    let Ok(text) = tokio::fs::read_to_string(path).await else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(FALLBACK_LOG_LINES);
+    let mut out = String::new();
+    for line in &lines[start..] {
+        // <time> <stream> <tag> <content>; partial lines (tag P) continue the next.
+        let mut parts = line.splitn(4, ' ');
+        let (_, _, tag, content) = (parts.next(), parts.next(), parts.next(), parts.next());
+        out.push_str(content.unwrap_or_default());
+        if tag != Some("P") {
+            out.push('\n');
+        }
+    }
+    let limit = usize::try_from(MAX_TERMINATION_MESSAGE).unwrap_or(usize::MAX);
+    if out.len() > limit {
+        let mut cut = out.len() - limit;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = out[cut..].to_owned();
+    }
+    out
+}

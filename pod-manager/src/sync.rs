@@ -1,0 +1,738 @@
+//! One sync of one pod: bring the runtime to what the pod wants, as upstream's
+//! `computePodActions` + `SyncPod` do: sandbox, then init containers one by one,
+//! sidecars, then app containers, with image pull policies and restart back-off.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kubelet_core::labels::{CONTAINER_HASH_ANNOTATION, container_hash};
+use kubelet_core::{
+    Backoff, ContainerState, ContainerStatus, ImageService, Mount, PodRef, Runtime, SandboxConfig,
+};
+use tracing::{debug, info, warn};
+
+use crate::restart::{is_sidecar, pod_restart_policy, should_restart};
+use crate::spec::{self, EnvObjects, NodeContext};
+use crate::status::{
+    CRASH_LOOP_BACK_OFF, CREATE_CONTAINER_CONFIG_ERROR, CREATE_CONTAINER_ERROR,
+    ERR_IMAGE_NEVER_PULL, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, RUN_CONTAINER_ERROR,
+    RuntimeSnapshot, Waiting,
+};
+use crate::{Result, hooks};
+
+/// Upstream's floor for a container's stop grace period, in seconds.
+const MIN_GRACE_SECONDS: i64 = 2;
+/// Default terminationMessagePath.
+const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+/// What every pod worker shares.
+pub struct SyncContext {
+    /// The container runtime.
+    pub runtime: Arc<dyn Runtime>,
+    /// The image service.
+    pub images: Arc<dyn ImageService>,
+    /// Node facts for the spec translation.
+    pub node: NodeContext,
+    /// ConfigMaps and Secrets for environment variables.
+    pub env_objects: Arc<dyn EnvObjects>,
+    /// Name of the runtime, the prefix of container ids (`containerd`).
+    pub runtime_name: String,
+    /// CrashLoopBackOff, shared by all pods as upstream.
+    pub crash_backoff: Mutex<Backoff>,
+    /// ImagePullBackOff, shared by all pods as upstream.
+    pub image_backoff: Mutex<Backoff>,
+}
+
+impl std::fmt::Debug for SyncContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncContext")
+            .field("node", &self.node)
+            .field("runtime_name", &self.runtime_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(backoff: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
+    backoff.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a sync decided that the runtime cannot tell: why containers wait, and when the
+/// pod wants to be synced again.
+#[derive(Debug, Default)]
+pub struct SyncOutcome {
+    /// Waiting reasons by container name.
+    pub waiting: BTreeMap<String, Waiting>,
+    /// The earliest time a back-off ends.
+    pub wake_at: Option<SystemTime>,
+}
+
+impl SyncOutcome {
+    fn wait(&mut self, container: &str, reason: &str, message: String) {
+        self.waiting.insert(
+            container.to_owned(),
+            Waiting {
+                reason: reason.to_owned(),
+                message,
+            },
+        );
+    }
+
+    fn wake(&mut self, at: SystemTime) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+fn pod_name(pod: &Pod) -> String {
+    let r = PodRef::of(pod);
+    format!("{}_{}({})", r.name, r.namespace, r.uid)
+}
+
+fn crash_key(pod: &Pod, container: &Container) -> String {
+    let r = PodRef::of(pod);
+    let resources = serde_json::to_string(&container.resources).unwrap_or_default();
+    format!(
+        "{}/{}/{}/{}/{}/{resources}",
+        r.name,
+        r.namespace,
+        r.uid,
+        container.name,
+        container.image.as_deref().unwrap_or_default()
+    )
+}
+
+fn restart_count_of(status: &ContainerStatus) -> u32 {
+    status
+        .container
+        .annotations
+        .get(kubelet_core::labels::CONTAINER_RESTART_COUNT_ANNOTATION)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(status.container.metadata.attempt)
+}
+
+/// The grace period of a container being stopped: the pod's deletion grace period when
+/// deleting, else terminationGracePeriodSeconds (default 30), at least 2 seconds.
+pub fn grace_period(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+}
+
+/// Brings the runtime in line with `pod`; `snapshot` is what the runtime had before.
+pub async fn sync_pod(
+    ctx: &SyncContext,
+    pod: &Pod,
+    snapshot: &RuntimeSnapshot,
+) -> Result<SyncOutcome> {
+    let mut outcome = SyncOutcome::default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let host_network = spec.host_network.unwrap_or(false);
+
+    // 1. The sandbox.
+    let current = snapshot
+        .ready_sandbox()
+        .filter(|s| host_network || !s.ip.is_empty());
+    let sandbox_config;
+    let (sandbox_id, pod_ip) = match current {
+        Some(sandbox) => {
+            sandbox_config =
+                spec::sandbox_config(pod, sandbox.sandbox.metadata.attempt, &ctx.node)?;
+            (sandbox.sandbox.id.clone(), sandbox.ip.clone())
+        }
+        None => {
+            let previous = snapshot.latest_sandbox();
+            // A finished Never pod keeps its dead sandbox: nothing runs again.
+            if previous.is_some()
+                && pod_restart_policy(&spec) == crate::restart::NEVER
+                && !snapshot.containers.is_empty()
+            {
+                return Ok(outcome);
+            }
+            if previous.is_some() {
+                info!("pod sandbox changed, killing the pod's containers and recreating it");
+                kill_containers(ctx, pod, snapshot, None).await;
+                for old in &snapshot.sandboxes {
+                    if let Err(e) = ctx.runtime.stop_sandbox(&old.sandbox.id).await {
+                        warn!(sandbox = %old.sandbox.id, error = %e, "stopping an old sandbox");
+                    }
+                }
+            }
+            let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
+            sandbox_config = spec::sandbox_config(pod, attempt, &ctx.node)?;
+            let id = run_sandbox(ctx, &sandbox_config).await?;
+            let status = ctx.runtime.sandbox_status(&id).await?;
+            (id, status.ip)
+        }
+    };
+    let fresh_sandbox = current.is_none();
+    let in_sandbox =
+        |status: &&ContainerStatus| !fresh_sandbox && status.container.sandbox_id == sandbox_id;
+
+    // 2. Init containers, in order; regular ones must succeed before the next starts.
+    for container in spec.init_containers.iter().flatten() {
+        let latest = snapshot.instances(&container.name).find(in_sandbox);
+        let any_latest = snapshot.latest(&container.name);
+        if is_sidecar(container) {
+            match latest.map(|l| l.container.state) {
+                Some(ContainerState::Running) => {}
+                _ => {
+                    start_or_back_off(
+                        ctx,
+                        pod,
+                        container,
+                        any_latest,
+                        &sandbox_id,
+                        &sandbox_config,
+                        &pod_ip,
+                        &mut outcome,
+                    )
+                    .await;
+                }
+            }
+            continue;
+        }
+        match latest.map(|l| (l.container.state, l.exit_code)) {
+            Some((ContainerState::Exited, 0)) => continue,
+            Some((ContainerState::Running, _)) => return Ok(outcome),
+            Some((ContainerState::Exited, code)) if !should_restart(container, &spec, code) => {
+                // The pod failed: nothing else starts.
+                return Ok(outcome);
+            }
+            _ => {
+                start_or_back_off(
+                    ctx,
+                    pod,
+                    container,
+                    any_latest,
+                    &sandbox_id,
+                    &sandbox_config,
+                    &pod_ip,
+                    &mut outcome,
+                )
+                .await;
+                return Ok(outcome);
+            }
+        }
+    }
+
+    // 3. App containers.
+    for container in &spec.containers {
+        let latest = snapshot.instances(&container.name).find(in_sandbox);
+        let any_latest = snapshot.latest(&container.name);
+        match latest {
+            Some(l) if l.container.state == ContainerState::Running => {
+                let want = format!("{:x}", container_hash(container));
+                if l.container.annotations.get(CONTAINER_HASH_ANNOTATION) != Some(&want) {
+                    info!(container = %container.name, "container spec changed, restarting it");
+                    kill_container(ctx, pod, container, &l.container.id, &pod_ip, None).await;
+                    start_or_back_off(
+                        ctx,
+                        pod,
+                        container,
+                        any_latest,
+                        &sandbox_id,
+                        &sandbox_config,
+                        &pod_ip,
+                        &mut outcome,
+                    )
+                    .await;
+                }
+            }
+            Some(l)
+                if l.container.state == ContainerState::Exited
+                    && !should_restart(container, &spec, l.exit_code) => {}
+            _ => {
+                start_or_back_off(
+                    ctx,
+                    pod,
+                    container,
+                    any_latest,
+                    &sandbox_id,
+                    &sandbox_config,
+                    &pod_ip,
+                    &mut outcome,
+                )
+                .await;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String> {
+    let log_dir = PathBuf::from(&config.log_directory);
+    tokio::fs::create_dir_all(&log_dir)
+        .await
+        .map_err(|source| crate::Error::Io {
+            operation: "creating the pod log directory",
+            path: log_dir.clone(),
+            source,
+        })?;
+    let id = ctx.runtime.run_sandbox(config).await?;
+    info!(sandbox = %id, attempt = config.metadata.attempt, "started pod sandbox");
+    Ok(id)
+}
+
+/// Starts `container` unless its restart back-off forbids it now.
+#[allow(clippy::too_many_arguments)]
+async fn start_or_back_off(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &Container,
+    latest: Option<&ContainerStatus>,
+    sandbox_id: &str,
+    sandbox_config: &SandboxConfig,
+    pod_ip: &str,
+    outcome: &mut SyncOutcome,
+) {
+    let restart_count = latest.map_or(0, |l| restart_count_of(l) + 1);
+    if let Some(exited) = latest.filter(|l| l.container.state == ContainerState::Exited) {
+        let finished = system_time(exited.finished_at);
+        let now = SystemTime::now();
+        let key = crash_key(pod, container);
+        let mut backoff = lock(&ctx.crash_backoff);
+        if backoff.is_in_backoff_since(&key, finished, now) {
+            let delay = backoff.get(&key);
+            outcome.wake(backoff.retry_at(&key, finished));
+            outcome.wait(
+                &container.name,
+                CRASH_LOOP_BACK_OFF,
+                format!(
+                    "back-off {} restarting failed container={} pod={}",
+                    go_duration(delay),
+                    container.name,
+                    pod_name(pod)
+                ),
+            );
+            return;
+        }
+        backoff.next(&key, finished, now);
+    }
+    if let Err((reason, message)) = start_container(
+        ctx,
+        pod,
+        container,
+        restart_count,
+        sandbox_id,
+        sandbox_config,
+        pod_ip,
+        outcome,
+    )
+    .await
+    {
+        warn!(container = %container.name, reason, %message, "container did not start");
+        outcome.wait(&container.name, reason, message);
+    }
+}
+
+fn system_time(nanos: i64) -> SystemTime {
+    u64::try_from(nanos)
+        .map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// A duration the way Go prints it (`10s`, `5m0s`), as in upstream's messages.
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// Pulls the image if the policy says so, creates and starts the container, runs its
+/// postStart hook. On failure, the upstream waiting reason and message.
+#[allow(clippy::too_many_arguments)]
+async fn start_container(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &Container,
+    restart_count: u32,
+    sandbox_id: &str,
+    sandbox_config: &SandboxConfig,
+    pod_ip: &str,
+    outcome: &mut SyncOutcome,
+) -> std::result::Result<(), (&'static str, String)> {
+    let image = container.image.clone().unwrap_or_default();
+    ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
+
+    let mounts = container_mounts(ctx, pod, container)
+        .await
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+    let pod_ips: Vec<String> = Some(pod_ip.to_owned())
+        .filter(|ip| !ip.is_empty())
+        .into_iter()
+        .collect();
+    let config = spec::container_config(
+        pod,
+        container,
+        restart_count,
+        &pod_ips,
+        &ctx.node,
+        ctx.env_objects.as_ref(),
+        mounts,
+    )
+    .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+    let id = ctx
+        .runtime
+        .create_container(sandbox_id, &config, sandbox_config)
+        .await
+        .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
+    ctx.runtime
+        .start_container(&id)
+        .await
+        .map_err(|e| (RUN_CONTAINER_ERROR, e.to_string()))?;
+    info!(container = %container.name, id = %id, restart_count, "started container");
+
+    if let Some(post_start) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.post_start.as_ref())
+    {
+        let grace = Duration::from_secs(u64::try_from(grace_period(pod)).unwrap_or(30));
+        if let Err(message) = hooks::run_handler(
+            ctx.runtime.as_ref(),
+            post_start,
+            container,
+            &id,
+            pod_ip,
+            grace,
+        )
+        .await
+        {
+            warn!(container = %container.name, %message, "postStart hook failed, killing the container");
+            kill_container(ctx, pod, container, &id, pod_ip, None).await;
+            return Err(("PostStartHookError", message));
+        }
+    }
+    Ok(())
+}
+
+fn pull_policy(container: &Container, image: &str) -> String {
+    container.image_pull_policy.clone().unwrap_or_else(|| {
+        // The API default: Always for `latest` or untagged images.
+        let last = image.rsplit('/').next().unwrap_or(image);
+        if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+            "IfNotPresent".to_owned()
+        } else {
+            "Always".to_owned()
+        }
+    })
+}
+
+async fn ensure_image(
+    ctx: &SyncContext,
+    pod: &Pod,
+    image: &str,
+    container: &Container,
+    sandbox_config: &SandboxConfig,
+    outcome: &mut SyncOutcome,
+) -> std::result::Result<(), (&'static str, String)> {
+    let policy = pull_policy(container, image);
+    if policy != "Always" {
+        let present = ctx
+            .images
+            .image_status(image)
+            .await
+            .map_err(|e| (ERR_IMAGE_PULL, e.to_string()))?
+            .is_some();
+        if present {
+            return Ok(());
+        }
+        if policy == "Never" {
+            return Err((
+                ERR_IMAGE_NEVER_PULL,
+                format!("Container image {image:?} is not present with pull policy of Never"),
+            ));
+        }
+    }
+    let key = format!("{}_{image}", PodRef::of(pod).uid);
+    let now = SystemTime::now();
+    {
+        let backoff = lock(&ctx.image_backoff);
+        if backoff.is_in_backoff_since(&key, now, now) {
+            outcome.wake(now + backoff.get(&key));
+            return Err((
+                IMAGE_PULL_BACK_OFF,
+                format!("Back-off pulling image {image:?}"),
+            ));
+        }
+    }
+    debug!(image, "pulling image");
+    match ctx
+        .images
+        .pull_image(image, None, Some(sandbox_config))
+        .await
+    {
+        Ok(image_ref) => {
+            info!(image, image_ref = %image_ref, "pulled image");
+            Ok(())
+        }
+        Err(e) => {
+            let mut backoff = lock(&ctx.image_backoff);
+            backoff.next(&key, now, now);
+            outcome.wake(now + backoff.get(&key));
+            Err((ERR_IMAGE_PULL, e.to_string()))
+        }
+    }
+}
+
+/// The kubelet-made mounts of a container: its termination message file.
+async fn container_mounts(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &Container,
+) -> Result<Vec<Mount>> {
+    let path = container
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uid = PodRef::of(pod).uid;
+    let dir = ctx
+        .node
+        .pods_dir
+        .join(&uid)
+        .join("containers")
+        .join(&container.name);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|source| crate::Error::Io {
+            operation: "creating the container directory",
+            path: dir.clone(),
+            source,
+        })?;
+    // A fresh file per instance, so a restarted container does not see the old message.
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let file = dir.join(format!("{nanos:x}"));
+    tokio::fs::write(&file, b"")
+        .await
+        .map_err(|source| crate::Error::Io {
+            operation: "creating the termination message file",
+            path: file.clone(),
+            source,
+        })?;
+    Ok(vec![Mount {
+        container_path: path,
+        host_path: file.display().to_string(),
+        ..Default::default()
+    }])
+}
+
+/// Stops one container: preStop hook, then the runtime's stop with what is left of the
+/// grace period.
+pub async fn kill_container(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &Container,
+    container_id: &str,
+    pod_ip: &str,
+    grace_override: Option<i64>,
+) {
+    let mut grace = grace_override.unwrap_or_else(|| grace_period(pod));
+    if let Some(pre_stop) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        && grace > 0
+    {
+        let started = std::time::Instant::now();
+        let budget = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        if let Err(message) = hooks::run_handler(
+            ctx.runtime.as_ref(),
+            pre_stop,
+            container,
+            container_id,
+            pod_ip,
+            budget,
+        )
+        .await
+        {
+            warn!(container = %container.name, %message, "preStop hook failed");
+        }
+        grace -= i64::try_from(started.elapsed().as_secs()).unwrap_or(grace);
+    }
+    let grace = grace.max(MIN_GRACE_SECONDS);
+    let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(2));
+    info!(container = %container.name, id = %container_id, ?grace, "killing container");
+    if let Err(e) = ctx.runtime.stop_container(container_id, grace).await
+        && !e.is_not_found()
+    {
+        warn!(container = %container.name, error = %e, "stopping container");
+    }
+}
+
+/// Stops every running container of the pod: app containers together, then sidecars in
+/// reverse order, as upstream's termination ordering.
+pub async fn kill_containers(
+    ctx: &SyncContext,
+    pod: &Pod,
+    snapshot: &RuntimeSnapshot,
+    grace_override: Option<i64>,
+) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_ip = snapshot
+        .latest_sandbox()
+        .map(|s| s.ip.clone())
+        .unwrap_or_default();
+    let running: Vec<&ContainerStatus> = snapshot
+        .containers
+        .iter()
+        .filter(|c| c.container.state == ContainerState::Running)
+        .collect();
+    let spec_of = |name: &str| -> Container {
+        spec.containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == name)
+            .cloned()
+            .unwrap_or_else(|| Container {
+                name: name.to_owned(),
+                ..Default::default()
+            })
+    };
+    let sidecars: Vec<String> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c))
+        .map(|c| c.name.clone())
+        .collect();
+    let regular = running
+        .iter()
+        .filter(|c| !sidecars.contains(&c.container.metadata.name))
+        .map(|c| {
+            let container = spec_of(&c.container.metadata.name);
+            let id = c.container.id.clone();
+            let pod_ip = pod_ip.clone();
+            async move { kill_container(ctx, pod, &container, &id, &pod_ip, grace_override).await }
+        });
+    futures::future::join_all(regular).await;
+    for name in sidecars.iter().rev() {
+        for c in running
+            .iter()
+            .filter(|c| &c.container.metadata.name == name)
+        {
+            kill_container(
+                ctx,
+                pod,
+                &spec_of(name),
+                &c.container.id,
+                &pod_ip,
+                grace_override,
+            )
+            .await;
+        }
+    }
+}
+
+/// Stops the pod entirely and, when `remove` is set, removes its containers, sandboxes and
+/// directories (the pod is gone from every source).
+pub async fn terminate_pod(
+    ctx: &SyncContext,
+    pod: &Pod,
+    snapshot: &RuntimeSnapshot,
+    remove: bool,
+) -> Result<()> {
+    kill_containers(ctx, pod, snapshot, None).await;
+    for sandbox in &snapshot.sandboxes {
+        if let Err(e) = ctx.runtime.stop_sandbox(&sandbox.sandbox.id).await
+            && !e.is_not_found()
+        {
+            return Err(e.into());
+        }
+    }
+    if !remove {
+        return Ok(());
+    }
+    for container in &snapshot.containers {
+        if let Err(e) = ctx.runtime.remove_container(&container.container.id).await
+            && !e.is_not_found()
+        {
+            return Err(e.into());
+        }
+    }
+    for sandbox in &snapshot.sandboxes {
+        if let Err(e) = ctx.runtime.remove_sandbox(&sandbox.sandbox.id).await
+            && !e.is_not_found()
+        {
+            return Err(e.into());
+        }
+    }
+    let uid = PodRef::of(pod).uid;
+    for dir in [
+        ctx.node.pods_dir.join(&uid),
+        spec::pod_log_dir(pod, &ctx.node),
+    ] {
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(dir = %dir.display(), error = %e, "removing a pod directory");
+        }
+    }
+    Ok(())
+}
+
+/// Removes exited instances of each container beyond the newest exited one, which is
+/// kept for `lastState` and `kubectl logs --previous` (upstream keeps one per container).
+pub async fn remove_old_instances(ctx: &SyncContext, snapshot: &RuntimeSnapshot) {
+    let mut seen_exited: BTreeMap<&str, usize> = BTreeMap::new();
+    for status in &snapshot.containers {
+        if status.container.state != ContainerState::Exited {
+            continue;
+        }
+        let count = seen_exited
+            .entry(&status.container.metadata.name)
+            .or_default();
+        *count += 1;
+        if *count > 1
+            && let Err(e) = ctx.runtime.remove_container(&status.container.id).await
+            && !e.is_not_found()
+        {
+            warn!(id = %status.container.id, error = %e, "removing an old container instance");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(3725)), "1h2m5s");
+    }
+
+    #[test]
+    fn default_pull_policy_follows_the_api() {
+        let c = Container::default();
+        assert_eq!(pull_policy(&c, "busybox"), "Always");
+        assert_eq!(pull_policy(&c, "busybox:latest"), "Always");
+        assert_eq!(pull_policy(&c, "localhost:5000/busybox"), "Always");
+        assert_eq!(
+            pull_policy(&c, "localhost:5000/busybox:1.36"),
+            "IfNotPresent"
+        );
+        assert_eq!(pull_policy(&c, "busybox@sha256:abc"), "IfNotPresent");
+        let never = Container {
+            image_pull_policy: Some("Never".into()),
+            ..Default::default()
+        };
+        assert_eq!(pull_policy(&never, "busybox"), "Never");
+    }
+}
