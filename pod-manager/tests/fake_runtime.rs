@@ -1,0 +1,380 @@
+//! The pod manager against the in-process fake CRI runtime: ordering, restarts,
+//! adoption and cleanup without containerd.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubelet_core::Backoff;
+use kubelet_cri_client::{CriClient, FakeCriServer, FakeImage, Timeouts};
+use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
+use kubelet_pod_manager::{
+    LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+};
+use tokio::sync::mpsc;
+
+const IMAGE: &str = "localhost:5000/busybox:latest";
+
+struct Harness {
+    fake: FakeCriServer,
+    pods: Arc<LocalPods>,
+    updates: mpsc::Sender<SourceUpdate>,
+    manager: tokio::task::JoinHandle<()>,
+    _dirs: tempfile::TempDir,
+}
+
+fn start(fake: FakeCriServer) -> Harness {
+    let client: CriClient = fake.client(Timeouts::default());
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let ctx = SyncContext {
+        runtime: Arc::new(client.clone()),
+        images: Arc::new(client),
+        node: NodeContext {
+            node_name: "node1".into(),
+            host_ips: vec!["10.88.0.1".parse().expect("ip")],
+            pod_logs_root: dirs.path().join("logs"),
+            pods_dir: dirs.path().join("pods"),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            host_resolv_conf: "nameserver 127.0.0.53\n".into(),
+            allocatable_milli_cpu: 2000,
+            allocatable_memory: 1 << 30,
+        },
+        env_objects: Arc::new(NoEnvObjects),
+        runtime_name: "fake".into(),
+        crash_backoff: Mutex::new(Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_millis(800),
+            Duration::from_secs(600),
+        )),
+        image_backoff: Mutex::new(Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_millis(800),
+            Duration::from_secs(600),
+        )),
+    };
+    let pods = Arc::new(LocalPods::new());
+    let manager = PodManager::new(
+        Arc::new(ctx),
+        pods.clone(),
+        ManagerConfig {
+            relist_period: Duration::from_millis(50),
+            resync_period: Duration::from_secs(60),
+            sources: vec![PodSource::File],
+        },
+    );
+    let (updates, rx) = mpsc::channel(4);
+    let manager = tokio::spawn(manager.run(rx));
+    Harness {
+        fake,
+        pods,
+        updates,
+        manager,
+        _dirs: dirs,
+    }
+}
+
+fn pod(name: &str, uid: &str, init: &[(&str, &str)], app: &[(&str, &str)], policy: &str) -> Pod {
+    let container = |(name, script): &(&str, &str)| Container {
+        name: (*name).into(),
+        image: Some(IMAGE.into()),
+        command: Some(vec!["sh".into(), "-c".into(), (*script).into()]),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some(policy.into()),
+            init_containers: Some(init.iter().map(container).collect()),
+            containers: app.iter().map(container).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn send(h: &Harness, pods: Vec<Pod>) {
+    h.updates
+        .send(SourceUpdate {
+            source: PodSource::File,
+            pods,
+            rejected: Vec::new(),
+        })
+        .await
+        .expect("manager running");
+}
+
+/// Waits until `check` passes on the published pods (the manager works asynchronously).
+async fn eventually(h: &Harness, what: &str, check: impl Fn(&[Pod]) -> bool) {
+    for _ in 0..200 {
+        if check(&h.pods.pods()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{what}: not reached; pods: {:#?}",
+        h.pods.pods().iter().map(|p| &p.status).collect::<Vec<_>>()
+    );
+}
+
+fn phase(pods: &[Pod], name: &str) -> String {
+    pods.iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+fn waiting_reason(pods: &[Pod], name: &str, container: &str) -> Option<String> {
+    pods.iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+fn container_calls(fake: &FakeCriServer, rpc: &str) -> usize {
+    fake.calls().iter().filter(|c| c.starts_with(rpc)).count()
+}
+
+#[tokio::test]
+async fn runs_init_containers_in_order_then_the_app() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    send(
+        &h,
+        vec![pod(
+            "web",
+            "u-web",
+            &[("init-a", "true"), ("init-b", "true")],
+            &[("app", "sleep 1000")],
+            "Always",
+        )],
+    )
+    .await;
+
+    // The first init container runs alone; the app waits in PodInitializing.
+    eventually(&h, "init-a running", |pods| phase(pods, "web") == "Pending").await;
+    assert_eq!(container_calls(&h.fake, "StartContainer"), 1);
+    assert_eq!(
+        waiting_reason(&h.pods.pods(), "web", "app").as_deref(),
+        Some("PodInitializing")
+    );
+
+    // Each init container that succeeds lets the next one start.
+    for expected_starts in [2, 3] {
+        let running: Vec<_> = h.fake.container_ids();
+        let last = running.last().expect("a container").clone();
+        assert!(h.fake.exit_container(&last, 0));
+        for _ in 0..200 {
+            if container_calls(&h.fake, "StartContainer") == expected_starts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(container_calls(&h.fake, "StartContainer"), expected_starts);
+    }
+    eventually(&h, "pod running", |pods| phase(pods, "web") == "Running").await;
+    let created: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("CreateContainer"))
+        .collect();
+    assert_eq!(created.len(), 3);
+    assert!(
+        created[0].ends_with("/init-a")
+            && created[1].ends_with("/init-b")
+            && created[2].ends_with("/app"),
+        "{created:?}"
+    );
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn a_failing_init_container_blocks_the_app_and_fails_a_never_pod() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    send(
+        &h,
+        vec![pod(
+            "job",
+            "u-job",
+            &[("setup", "exit 1")],
+            &[("app", "true")],
+            "Never",
+        )],
+    )
+    .await;
+    eventually(&h, "init started", |_| {
+        container_calls(&h.fake, "StartContainer") == 1
+    })
+    .await;
+    let setup = h.fake.container_ids()[0].clone();
+    assert!(h.fake.exit_container(&setup, 1));
+    eventually(&h, "pod failed", |pods| phase(pods, "job") == "Failed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        container_calls(&h.fake, "StartContainer"),
+        1,
+        "the app never starts"
+    );
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn crashing_containers_back_off_and_restart() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    send(
+        &h,
+        vec![pod("crash", "u-crash", &[], &[("app", "exit 1")], "Always")],
+    )
+    .await;
+    eventually(&h, "running", |pods| phase(pods, "crash") == "Running").await;
+
+    // First exit: restarted at once (no back-off yet).
+    let first = h.fake.container_ids()[0].clone();
+    assert!(h.fake.exit_container(&first, 1));
+    eventually(&h, "restarted", |_| {
+        container_calls(&h.fake, "StartContainer") == 2
+    })
+    .await;
+
+    // Second exit: CrashLoopBackOff for 200 ms, then a restart with restartCount 2.
+    let second = h.fake.container_ids().last().expect("second").clone();
+    assert!(h.fake.exit_container(&second, 1));
+    eventually(&h, "back-off", |pods| {
+        waiting_reason(pods, "crash", "app").as_deref() == Some("CrashLoopBackOff")
+    })
+    .await;
+    eventually(&h, "restarted after back-off", |_| {
+        container_calls(&h.fake, "StartContainer") == 3
+    })
+    .await;
+    eventually(&h, "restart count", |pods| {
+        pods[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c[0].restart_count == 2)
+    })
+    .await;
+    // Only the newest exited instance is kept besides the running one.
+    eventually(&h, "old instance removed", |_| {
+        h.fake.container_ids().len() == 2
+    })
+    .await;
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn a_missing_image_shows_err_image_pull_then_back_off_while_others_run() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    let mut bad = pod("bad", "u-bad", &[], &[("app", "true")], "Always");
+    if let Some(spec) = bad.spec.as_mut() {
+        spec.containers[0].image = Some("localhost:5000/nope:1".into());
+    }
+    send(
+        &h,
+        vec![
+            bad,
+            pod("good", "u-good", &[], &[("app", "sleep 1000")], "Always"),
+        ],
+    )
+    .await;
+    eventually(&h, "good runs", |pods| phase(pods, "good") == "Running").await;
+    eventually(&h, "ErrImagePull", |pods| {
+        matches!(
+            waiting_reason(pods, "bad", "app").as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    })
+    .await;
+    eventually(&h, "ImagePullBackOff", |pods| {
+        waiting_reason(pods, "bad", "app").as_deref() == Some("ImagePullBackOff")
+    })
+    .await;
+    assert_eq!(phase(&h.pods.pods(), "bad"), "Pending");
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn removed_pods_are_stopped_and_removed_and_a_restarted_manager_adopts() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake.clone());
+    let keep = pod("keep", "u-keep", &[], &[("app", "sleep 1000")], "Always");
+    let drop_me = pod("drop", "u-drop", &[], &[("app", "sleep 1000")], "Always");
+    send(&h, vec![keep.clone(), drop_me]).await;
+    eventually(&h, "both running", |pods| {
+        phase(pods, "keep") == "Running" && phase(pods, "drop") == "Running"
+    })
+    .await;
+    assert_eq!(fake.sandbox_ids().len(), 2);
+
+    // A restarted manager (kubelet) adopts the running pod: no new sandbox or container.
+    h.manager.abort();
+    let starts_before = container_calls(&fake, "StartContainer");
+    let sandboxes_before = container_calls(&fake, "RunPodSandbox");
+    let h2 = start(fake.clone());
+    send(&h2, vec![keep]).await;
+    eventually(&h2, "adopted", |pods| phase(pods, "keep") == "Running").await;
+    // The pod the new manager's sources no longer want is stopped and removed.
+    eventually(&h2, "orphan removed", |_| fake.sandbox_ids().len() == 1).await;
+    assert_eq!(container_calls(&fake, "StartContainer"), starts_before);
+    assert_eq!(container_calls(&fake, "RunPodSandbox"), sandboxes_before);
+
+    send(&h2, vec![]).await;
+    eventually(&h2, "all removed", |pods| {
+        pods.is_empty() && fake.sandbox_ids().is_empty() && fake.container_ids().is_empty()
+    })
+    .await;
+    h2.manager.abort();
+}
+
+#[tokio::test]
+async fn one_hung_runtime_call_does_not_stall_other_pods() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    // Pulls of one image hang; the other image is already present.
+    fake.add_registry_image(FakeImage::public("localhost:5000/slow:1"));
+    fake.add_local_image("localhost:5000/fast:1");
+    fake.delay("PullImage", Duration::from_secs(3600));
+    let h = start(fake);
+    let mut slow = pod("slow", "u-slow", &[], &[("app", "true")], "Always");
+    let mut fast = pod("fast", "u-fast", &[], &[("app", "sleep 1000")], "Always");
+    if let (Some(s), Some(f)) = (slow.spec.as_mut(), fast.spec.as_mut()) {
+        s.containers[0].image = Some("localhost:5000/slow:1".into());
+        f.containers[0].image = Some("localhost:5000/fast:1".into());
+    }
+    send(&h, vec![slow, fast]).await;
+    eventually(&h, "fast runs", |pods| phase(pods, "fast") == "Running").await;
+    assert_eq!(
+        phase(&h.pods.pods(), "slow"),
+        "",
+        "the slow pod is still in its first sync"
+    );
+    h.manager.abort();
+}
