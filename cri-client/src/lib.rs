@@ -33,12 +33,16 @@ mod convert;
 mod error;
 #[cfg(feature = "testing")]
 mod fake;
+#[cfg(feature = "testing")]
+mod test_env;
 mod runtime;
 
 pub use client::{CriClient, DEFAULT_ENDPOINT, MAX_MESSAGE_SIZE, Timeouts, socket_path};
 pub use error::{Error, Result};
 #[cfg(feature = "testing")]
 pub use fake::{FakeCriServer, FakeImage};
+#[cfg(feature = "testing")]
+pub use test_env::TestEnv;
 
 /// The CRI v1 messages and generated clients and servers (from the `k8s-cri` crate).
 pub use k8s_cri::v1 as proto;

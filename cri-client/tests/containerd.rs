@@ -12,48 +12,10 @@ use kubelet_core::{
     LinuxSandboxConfig, RegistryAuth, Runtime, SandboxConfig, SandboxFilter, SandboxMetadata,
     SandboxState,
 };
-use kubelet_cri_client::{CriClient, Error, Timeouts};
+use kubelet_cri_client::{CriClient, Error, TestEnv, Timeouts};
 
-struct TestEnv {
-    endpoint: String,
-    busybox: String,
-    registry: String,
-    auth_registry: String,
-    auth_user: String,
-    auth_password: String,
-}
-
-/// The environment from `cargo xtask env up`, or `None` (test skipped, reason printed).
 fn test_env(test: &str) -> Option<TestEnv> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let required = var("KUBELET_TEST_REQUIRE_ENV").is_some_and(|v| v == "1");
-    let names = [
-        "CONTAINER_RUNTIME_ENDPOINT",
-        "KUBELET_TEST_BUSYBOX_IMAGE",
-        "KUBELET_TEST_REGISTRY",
-        "KUBELET_TEST_AUTH_REGISTRY",
-        "KUBELET_TEST_AUTH_USER",
-        "KUBELET_TEST_AUTH_PASSWORD",
-    ];
-    let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
-    if !missing.is_empty() {
-        let reason = format!(
-            "{test}: SKIPPED: no test environment ({missing:?} unset); run `cargo xtask test` \
-             or `eval \"$(cargo xtask env up)\"` first"
-        );
-        assert!(!required, "{reason}");
-        eprintln!("{reason}");
-        return None;
-    }
-    let get = |name: &str| var(name).unwrap_or_default();
-    Some(TestEnv {
-        endpoint: get("CONTAINER_RUNTIME_ENDPOINT"),
-        busybox: get("KUBELET_TEST_BUSYBOX_IMAGE"),
-        registry: get("KUBELET_TEST_REGISTRY"),
-        auth_registry: get("KUBELET_TEST_AUTH_REGISTRY"),
-        auth_user: get("KUBELET_TEST_AUTH_USER"),
-        auth_password: get("KUBELET_TEST_AUTH_PASSWORD"),
-    })
+    TestEnv::from_env(test)
 }
 
 fn client(env: &TestEnv) -> CriClient {

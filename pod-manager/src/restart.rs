@@ -35,6 +35,12 @@ pub fn should_restart(container: &Container, spec: &PodSpec, exit_code: i32) -> 
     }
 }
 
+/// Whether a regular (non-sidecar) init container that exited with `exit_code` runs
+/// again: only after a failure, and not under restartPolicy Never.
+pub fn should_restart_init(spec: &PodSpec, exit_code: i32) -> bool {
+    exit_code != 0 && pod_restart_policy(spec) != NEVER
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +72,13 @@ mod tests {
         assert!(is_sidecar(&sidecar));
         assert!(!is_sidecar(&app));
         assert!(should_restart(&sidecar, &spec(NEVER), 0));
+
+        assert!(
+            !should_restart_init(&spec(ALWAYS), 0),
+            "a finished init container stays done"
+        );
+        assert!(should_restart_init(&spec(ALWAYS), 1));
+        assert!(should_restart_init(&spec(ON_FAILURE), 1));
+        assert!(!should_restart_init(&spec(NEVER), 1));
     }
 }

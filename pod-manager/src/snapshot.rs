@@ -70,10 +70,12 @@ pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSna
 /// log.
 async fn termination_message(status: &kubelet_core::ContainerStatus) -> String {
     let annotations = &status.container.annotations;
+    // The API defaults the path; pods that skipped defaulting get the same default.
     let path = annotations
         .get(CONTAINER_TERMINATION_MESSAGE_PATH_ANNOTATION)
         .map(String::as_str)
-        .unwrap_or_default();
+        .filter(|p| !p.is_empty())
+        .unwrap_or(crate::sync::DEFAULT_TERMINATION_MESSAGE_PATH);
     let mut message = String::new();
     if !path.is_empty()
         && let Some(mount) = status.mounts.iter().find(|m| m.container_path == path)

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kubelet_core::{ContainerState as RuntimeState, ContainerStatus, SandboxState, SandboxStatus};
 
-use crate::restart::{is_sidecar, should_restart};
+use crate::restart::{is_sidecar, should_restart, should_restart_init};
 
 /// Waiting reason of a container before it was ever created.
 pub const CONTAINER_CREATING: &str = "ContainerCreating";
@@ -148,6 +148,7 @@ fn container_status(
     inputs: &StatusInputs<'_>,
     spec: &PodSpec,
     container: &Container,
+    regular_init: bool,
     default_reason: &str,
     previous: Option<&ApiContainerStatus>,
 ) -> ApiContainerStatus {
@@ -190,7 +191,11 @@ fn container_status(
                 });
             }
             RuntimeState::Exited => {
-                let restarts = should_restart(container, spec, latest.exit_code);
+                let restarts = if regular_init {
+                    should_restart_init(spec, latest.exit_code)
+                } else {
+                    should_restart(container, spec, latest.exit_code)
+                };
                 if restarts {
                     // About to be restarted: waiting, with the exit as the last state.
                     status.state = Some(ContainerState {
@@ -281,11 +286,11 @@ pub fn phase(pod: &Pod, init: &[ApiContainerStatus], app: &[ApiContainerStatus])
         if state.running.is_some() {
             pending_regular_init += 1;
         } else if let Some(t) = &state.terminated {
-            if t.exit_code != 0 && !should_restart(container, &spec, t.exit_code) {
+            if t.exit_code != 0 && !should_restart_init(&spec, t.exit_code) {
                 failed_init_not_restartable += 1;
             }
         } else if let Some(code) = last_exit(&status) {
-            if code != 0 && !should_restart(container, &spec, code) {
+            if code != 0 && !should_restart_init(&spec, code) {
                 failed_init_not_restartable += 1;
             }
         } else {
@@ -413,7 +418,14 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
                     .and_then(|p| p.init_container_statuses.as_ref()),
                 &c.name,
             );
-            container_status(inputs, &spec, c, POD_INITIALIZING, previous.as_ref())
+            container_status(
+                inputs,
+                &spec,
+                c,
+                !is_sidecar(c),
+                POD_INITIALIZING,
+                previous.as_ref(),
+            )
         })
         .collect();
     let app: Vec<_> = spec
@@ -424,7 +436,7 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
                 inputs.previous.and_then(|p| p.container_statuses.as_ref()),
                 &c.name,
             );
-            container_status(inputs, &spec, c, default_reason, previous.as_ref())
+            container_status(inputs, &spec, c, false, default_reason, previous.as_ref())
         })
         .collect();
 

@@ -14,7 +14,7 @@ use kubelet_core::{
 };
 use tracing::{debug, info, warn};
 
-use crate::restart::{is_sidecar, pod_restart_policy, should_restart};
+use crate::restart::{is_sidecar, pod_restart_policy, should_restart, should_restart_init};
 use crate::spec::{self, EnvObjects, NodeContext};
 use crate::status::{
     CRASH_LOOP_BACK_OFF, CREATE_CONTAINER_CONFIG_ERROR, CREATE_CONTAINER_ERROR,
@@ -26,7 +26,7 @@ use crate::{Result, hooks};
 /// Upstream's floor for a container's stop grace period, in seconds.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Default terminationMessagePath.
-const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub(crate) const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
 /// What every pod worker shares.
 pub struct SyncContext {
@@ -201,7 +201,7 @@ pub async fn sync_pod(
         match latest.map(|l| (l.container.state, l.exit_code)) {
             Some((ContainerState::Exited, 0)) => continue,
             Some((ContainerState::Running, _)) => return Ok(outcome),
-            Some((ContainerState::Exited, code)) if !should_restart(container, &spec, code) => {
+            Some((ContainerState::Exited, code)) if !should_restart_init(&spec, code) => {
                 // The pod failed: nothing else starts.
                 return Ok(outcome);
             }

@@ -1,0 +1,679 @@
+//! The pod manager on real containerd, runc and CNI with the local registry from
+//! `cargo xtask env up`. Tests take a shared lock: a pod manager kills the pods it does
+//! not know, as the upstream kubelet does, so two managers must not share the runtime.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubelet_core::labels::{
+    CONTAINER_HASH_ANNOTATION, CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
+};
+use kubelet_core::{Backoff, ContainerFilter, Runtime, SandboxFilter, StatusReporter};
+use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
+use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
+use kubelet_pod_manager::{
+    LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+};
+use tokio::sync::mpsc;
+
+static RUNTIME_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Keeps every status the manager reports, so short-lived states (ErrImagePull before
+/// ImagePullBackOff) can be checked after the fact.
+#[derive(Default)]
+struct Recorder {
+    pods: LocalPods,
+    history: Mutex<Vec<(String, k8s_openapi::api::core::v1::PodStatus)>>,
+}
+
+#[async_trait::async_trait]
+impl StatusReporter for Recorder {
+    async fn report(
+        &self,
+        pod: &Pod,
+        status: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> kubelet_core::Result<()> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((
+                pod.metadata.name.clone().unwrap_or_default(),
+                status.clone(),
+            ));
+        self.pods.report(pod, status).await
+    }
+
+    async fn forget(&self, pod: &kubelet_core::PodRef) -> kubelet_core::Result<()> {
+        self.pods.forget(pod).await
+    }
+}
+
+impl Recorder {
+    /// Waiting reasons reported for a container of a pod, in order, without repeats.
+    fn reasons(&self, pod: &str, container: &str) -> Vec<String> {
+        let mut reasons: Vec<String> = Vec::new();
+        for (name, status) in self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let reason = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .find(|c| c.name == container)
+                .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+            if name == pod
+                && let Some(reason) = reason
+                && reasons.last() != Some(&reason)
+            {
+                reasons.push(reason);
+            }
+        }
+        reasons
+    }
+}
+
+struct Kubelet {
+    client: CriClient,
+    recorder: Arc<Recorder>,
+    updates: mpsc::Sender<SourceUpdate>,
+    manager: tokio::task::JoinHandle<()>,
+    dirs: Arc<tempfile::TempDir>,
+}
+
+fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
+    let client = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
+    let ctx = SyncContext {
+        runtime: Arc::new(client.clone()),
+        images: Arc::new(client.clone()),
+        node: NodeContext {
+            node_name: "node1".into(),
+            host_ips: vec!["10.88.0.1".parse().expect("ip")],
+            pod_logs_root: dirs.path().join("logs"),
+            pods_dir: dirs.path().join("pods"),
+            cluster_dns: Vec::new(),
+            cluster_domain: "cluster.local".into(),
+            host_resolv_conf: "nameserver 127.0.0.53\n".into(),
+            allocatable_milli_cpu: 2000,
+            allocatable_memory: 1 << 30,
+        },
+        env_objects: Arc::new(NoEnvObjects),
+        runtime_name: "containerd".into(),
+        crash_backoff: Mutex::new(Backoff::crash_loop()),
+        image_backoff: Mutex::new(Backoff::image_pull()),
+    };
+    let recorder = Arc::new(Recorder::default());
+    let manager = PodManager::new(
+        Arc::new(ctx),
+        recorder.clone(),
+        ManagerConfig {
+            relist_period: Duration::from_millis(500),
+            ..ManagerConfig::default()
+        },
+    );
+    let (updates, rx) = mpsc::channel(4);
+    Kubelet {
+        client,
+        recorder,
+        updates,
+        manager: tokio::spawn(manager.run(rx)),
+        dirs,
+    }
+}
+
+impl Kubelet {
+    async fn set_pods(&self, pods: Vec<Pod>) {
+        self.updates
+            .send(SourceUpdate {
+                source: PodSource::File,
+                pods,
+                rejected: Vec::new(),
+            })
+            .await
+            .expect("manager running");
+    }
+
+    async fn eventually(&self, what: &str, timeout: Duration, check: impl Fn(&[Pod]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(&self.recorder.pods.pods()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let statuses: Vec<_> = self
+            .recorder
+            .pods
+            .pods()
+            .into_iter()
+            .map(|p| (p.metadata.name, p.status))
+            .collect();
+        panic!("{what}: not reached within {timeout:?}; pods: {statuses:#?}");
+    }
+
+    /// Removes every pod and waits until the runtime has none of them.
+    async fn finish(self, uids: &[&str]) {
+        self.set_pods(Vec::new()).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let sandboxes = self.client_sandboxes(uids).await;
+            if sandboxes == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "pods not removed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.manager.abort();
+    }
+
+    async fn client_sandboxes(&self, uids: &[&str]) -> usize {
+        let mut n = 0;
+        for uid in uids {
+            let filter = SandboxFilter {
+                labels: [(POD_UID_LABEL.to_owned(), (*uid).to_owned())].into(),
+                ..Default::default()
+            };
+            n += Runtime::list_sandboxes(&self.client, &filter)
+                .await
+                .expect("list")
+                .len();
+        }
+        n
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}", nanos % 1_000_000_000_000)
+}
+
+fn container(env: &TestEnv, name: &str, script: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(env.busybox.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        ..Default::default()
+    }
+}
+
+fn pod(name: &str, uid: &str, policy: &str, init: Vec<Container>, app: Vec<Container>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("pod-manager-test".into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some(policy.into()),
+            termination_grace_period_seconds: Some(5),
+            init_containers: Some(init),
+            containers: app,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn find<'a>(pods: &'a [Pod], name: &str) -> Option<&'a Pod> {
+    pods.iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+}
+
+fn phase(pods: &[Pod], name: &str) -> String {
+    find(pods, name)
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+fn app_status(
+    pods: &[Pod],
+    name: &str,
+    container: &str,
+) -> Option<k8s_openapi::api::core::v1::ContainerStatus> {
+    find(pods, name)?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)
+        .cloned()
+}
+
+fn waiting(pods: &[Pod], name: &str, container: &str) -> Option<(String, String)> {
+    let w = app_status(pods, name, container)?.state?.waiting?;
+    Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn runs_a_pod_with_init_container_and_upstream_labels() {
+    let Some(env) = TestEnv::from_env("runs_a_pod_with_init_container_and_upstream_labels") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-web");
+    let app = container(&env, "app", "echo hello from app; exec sleep 3600");
+    let web = pod(
+        "web",
+        &uid,
+        "Always",
+        vec![container(&env, "init", "echo init done")],
+        vec![app.clone()],
+    );
+    kubelet.set_pods(vec![web]).await;
+    kubelet
+        .eventually("Running and Ready", Duration::from_secs(60), |pods| {
+            phase(pods, "web") == "Running"
+                && app_status(pods, "web", "app").is_some_and(|s| s.ready)
+        })
+        .await;
+
+    let pods = kubelet.recorder.pods.pods();
+    let status = find(&pods, "web")
+        .and_then(|p| p.status.clone())
+        .expect("status");
+    let ip: std::net::Ipv4Addr = status
+        .pod_ip
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .expect("pod IP");
+    assert_eq!(ip.octets()[..2], [10, 88]);
+    let conditions: Vec<_> = status
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect();
+    for kind in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+        "PodScheduled",
+    ] {
+        assert!(
+            conditions.contains(&(kind, "True")),
+            "{kind}: {conditions:?}"
+        );
+    }
+    let init = &status
+        .init_container_statuses
+        .as_ref()
+        .expect("init statuses")[0];
+    let terminated = init
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("init terminated");
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    let app_status = app_status(&pods, "web", "app").expect("app status");
+    assert!(
+        app_status
+            .container_id
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("containerd://")
+    );
+    assert!(
+        app_status.image_id.contains("sha256:"),
+        "{}",
+        app_status.image_id
+    );
+
+    // The containers carry upstream's labels and hash, so crictl and the upstream kubelet
+    // recognise them.
+    let containers = Runtime::list_containers(
+        &kubelet.client,
+        &ContainerFilter {
+            labels: [(POD_UID_LABEL.to_owned(), uid.clone())].into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    let running = containers
+        .iter()
+        .find(|c| c.labels.get(CONTAINER_NAME_LABEL).map(String::as_str) == Some("app"))
+        .expect("app container");
+    assert_eq!(
+        running.labels.get(POD_NAME_LABEL).map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        running.annotations.get(CONTAINER_HASH_ANNOTATION),
+        Some(&format!("{:x}", kubelet_core::labels::container_hash(&app)))
+    );
+
+    // Logs land where upstream puts them: <root>/<ns>_<name>_<uid>/<container>/<n>.log.
+    let log = kubelet
+        .dirs
+        .path()
+        .join("logs")
+        .join(format!("pod-manager-test_web_{uid}"))
+        .join("app/0.log");
+    let text = std::fs::read_to_string(&log).expect("app log");
+    assert!(text.contains(" stdout F hello from app"), "{text}");
+    kubelet.finish(&[&uid]).await;
+}
+
+#[tokio::test]
+async fn crash_loop_back_off_grows_and_a_bad_image_backs_off_beside_a_good_pod() {
+    let Some(env) =
+        TestEnv::from_env("crash_loop_back_off_grows_and_a_bad_image_backs_off_beside_a_good_pod")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let crash_uid = unique("uid-crash");
+    let bad_uid = unique("uid-bad");
+    let good_uid = unique("uid-good");
+    let mut bad_app = container(&env, "app", "true");
+    bad_app.image = Some(format!("{}/kubelet-rs/does-not-exist:1", env.registry));
+    kubelet
+        .set_pods(vec![
+            pod(
+                "crash",
+                &crash_uid,
+                "Always",
+                vec![],
+                vec![container(&env, "app", "exit 1")],
+            ),
+            pod("bad", &bad_uid, "Always", vec![], vec![bad_app]),
+            pod(
+                "good",
+                &good_uid,
+                "Always",
+                vec![],
+                vec![container(&env, "app", "exec sleep 3600")],
+            ),
+        ])
+        .await;
+
+    kubelet
+        .eventually("good runs", Duration::from_secs(60), |pods| {
+            phase(pods, "good") == "Running"
+        })
+        .await;
+    kubelet
+        .eventually("ImagePullBackOff", Duration::from_secs(60), |pods| {
+            waiting(pods, "bad", "app").is_some_and(|(reason, message)| {
+                reason == "ImagePullBackOff" && message.contains("Back-off pulling image")
+            })
+        })
+        .await;
+    let reasons = kubelet.recorder.reasons("bad", "app");
+    let pull = reasons
+        .iter()
+        .position(|r| r == "ErrImagePull")
+        .expect("ErrImagePull reported");
+    let back_off = reasons
+        .iter()
+        .position(|r| r == "ImagePullBackOff")
+        .expect("ImagePullBackOff reported");
+    assert!(pull < back_off, "{reasons:?}");
+
+    // The crashing container waits 10 s, then 20 s, as upstream.
+    kubelet
+        .eventually("first back-off", Duration::from_secs(60), |pods| {
+            waiting(pods, "crash", "app").is_some_and(|(reason, message)| {
+                reason == "CrashLoopBackOff"
+                    && message.starts_with(
+                        "back-off 10s restarting failed container=app pod=crash_pod-manager-test(",
+                    )
+            })
+        })
+        .await;
+    kubelet
+        .eventually("growing back-off", Duration::from_secs(60), |pods| {
+            waiting(pods, "crash", "app")
+                .is_some_and(|(_, message)| message.starts_with("back-off 20s"))
+        })
+        .await;
+    let status = app_status(&kubelet.recorder.pods.pods(), "crash", "app").expect("status");
+    assert!(status.restart_count >= 2, "{}", status.restart_count);
+    let last = status
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("last state");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(phase(&kubelet.recorder.pods.pods(), "good"), "Running");
+    kubelet.finish(&[&crash_uid, &bad_uid, &good_uid]).await;
+}
+
+#[tokio::test]
+async fn failing_init_container_blocks_the_app() {
+    let Some(env) = TestEnv::from_env("failing_init_container_blocks_the_app") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-init");
+    kubelet
+        .set_pods(vec![pod(
+            "blocked",
+            &uid,
+            "OnFailure",
+            vec![container(&env, "init", "exit 2")],
+            vec![container(&env, "app", "exec sleep 3600")],
+        )])
+        .await;
+    kubelet
+        .eventually("init crash-looping", Duration::from_secs(60), |pods| {
+            find(pods, "blocked")
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .and_then(|s| s[0].last_state.as_ref())
+                .and_then(|l| l.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 2)
+        })
+        .await;
+    let pods = kubelet.recorder.pods.pods();
+    assert_eq!(phase(&pods, "blocked"), "Pending");
+    assert_eq!(
+        waiting(&pods, "blocked", "app").map(|w| w.0).as_deref(),
+        Some("PodInitializing")
+    );
+    let apps = Runtime::list_containers(
+        &kubelet.client,
+        &ContainerFilter {
+            labels: [
+                (POD_UID_LABEL.to_owned(), uid.clone()),
+                (CONTAINER_NAME_LABEL.to_owned(), "app".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert!(apps.is_empty(), "the app container was never created");
+    kubelet.finish(&[&uid]).await;
+}
+
+#[tokio::test]
+async fn pre_stop_runs_before_sigterm_and_termination_messages_are_read() {
+    let Some(env) =
+        TestEnv::from_env("pre_stop_runs_before_sigterm_and_termination_messages_are_read")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-hooks");
+    let job_uid = unique("uid-job");
+    let mut app = container(
+        &env,
+        "app",
+        "trap 'echo got-sigterm; exit 0' TERM; echo ready; while true; do sleep 0.2; done",
+    );
+    // preStop writes into the container's own stdout, so the log shows the order.
+    app.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo pre-stop > /proc/1/fd/1".into(),
+                ]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let job = pod(
+        "job",
+        &job_uid,
+        "Never",
+        vec![],
+        vec![container(
+            &env,
+            "app",
+            "echo -n 'custom message' > /dev/termination-log; exit 3",
+        )],
+    );
+    kubelet
+        .set_pods(vec![
+            pod("hooks", &uid, "Always", vec![], vec![app]),
+            job.clone(),
+        ])
+        .await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "hooks") == "Running"
+        })
+        .await;
+    kubelet
+        .eventually(
+            "job failed with its message",
+            Duration::from_secs(60),
+            |pods| {
+                phase(pods, "job") == "Failed"
+                    && app_status(pods, "job", "app")
+                        .and_then(|s| s.state?.terminated)
+                        .is_some_and(|t| {
+                            t.exit_code == 3 && t.message.as_deref() == Some("custom message")
+                        })
+            },
+        )
+        .await;
+
+    // Removing the pod runs preStop, then the runtime sends SIGTERM.
+    kubelet.set_pods(vec![job]).await;
+    let log = kubelet
+        .dirs
+        .path()
+        .join("logs")
+        .join(format!("pod-manager-test_hooks_{uid}"))
+        .join("app/0.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        // The pod's log directory goes with the pod; read it while the container stops.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("got-sigterm") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pre_stop = text.find("pre-stop").expect("preStop output in the log");
+    let sigterm = text.find("got-sigterm").expect("SIGTERM handled");
+    assert!(pre_stop < sigterm, "{text}");
+    kubelet.finish(&[&uid, &job_uid]).await;
+}
+
+#[tokio::test]
+async fn a_restarted_kubelet_adopts_its_pods_and_active_deadline_fails_a_pod() {
+    let Some(env) =
+        TestEnv::from_env("a_restarted_kubelet_adopts_its_pods_and_active_deadline_fails_a_pod")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let dirs = Arc::new(tempfile::tempdir().expect("dir"));
+    let kubelet = start(&env, dirs.clone());
+    let uid = unique("uid-adopt");
+    let deadline_uid = unique("uid-deadline");
+    let steady = pod(
+        "steady",
+        &uid,
+        "Always",
+        vec![],
+        vec![container(&env, "app", "exec sleep 3600")],
+    );
+    let mut short = pod(
+        "short",
+        &deadline_uid,
+        "Always",
+        vec![],
+        vec![container(&env, "app", "exec sleep 3600")],
+    );
+    if let Some(spec) = short.spec.as_mut() {
+        spec.active_deadline_seconds = Some(3);
+    }
+    kubelet.set_pods(vec![steady.clone(), short.clone()]).await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "steady") == "Running"
+        })
+        .await;
+    let before = Runtime::list_containers(&kubelet.client, &ContainerFilter::default())
+        .await
+        .expect("list");
+    let ours = |list: &[kubelet_core::Container]| {
+        let mut ids: Vec<String> = list
+            .iter()
+            .filter(|c| c.labels.get(POD_UID_LABEL) == Some(&uid))
+            .map(|c| c.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // The kubelet dies; a new one with the same pods starts nothing new.
+    kubelet.manager.abort();
+    let kubelet = start(&env, dirs);
+    kubelet.set_pods(vec![steady, short]).await;
+    kubelet
+        .eventually("adopted", Duration::from_secs(30), |pods| {
+            phase(pods, "steady") == "Running"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = Runtime::list_containers(&kubelet.client, &ContainerFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        ours(&before),
+        ours(&after),
+        "no duplicate or restarted container"
+    );
+
+    kubelet
+        .eventually("deadline exceeded", Duration::from_secs(30), |pods| {
+            find(pods, "short")
+                .and_then(|p| p.status.as_ref())
+                .is_some_and(|s| {
+                    s.phase.as_deref() == Some("Failed")
+                        && s.reason.as_deref() == Some("DeadlineExceeded")
+                })
+        })
+        .await;
+    kubelet.finish(&[&uid, &deadline_uid]).await;
+}
