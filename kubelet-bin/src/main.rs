@@ -1,15 +1,25 @@
 //! The `kubelet` binary: parses flags, sets up logging, wires the libraries together.
 //!
-//! Until the pod manager lands, it connects to the container runtime, prints the
-//! runtime's version and readiness, and exits non-zero when the runtime is not usable.
+//! Standalone mode (upstream's `--pod-manifest-path` without `--kubeconfig`): runs the
+//! static pods of a manifest directory and/or URL on the container runtime and serves the
+//! read-only `/pods` view.
 
+mod node;
+mod serve;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use kubelet_core::Runtime;
+use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
+use kubelet_pod_manager::source::{FileSource, UrlSource};
+use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
+use kubelet_pod_manager::{LocalPods, ManagerConfig, PodManager, PodSource, SyncContext};
 
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
@@ -30,11 +40,67 @@ struct Flags {
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     runtime_request_timeout: Duration,
 
+    /// Directory (or file) of static pod manifests to run.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
+
+    /// URL of static pod manifests to run.
+    #[arg(long)]
+    manifest_url: Option<String>,
+
+    /// HTTP header `Name:Value` sent with --manifest-url requests (repeatable).
+    #[arg(long)]
+    manifest_url_header: Vec<String>,
+
+    /// How often the manifest path is re-read.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    file_check_frequency: Duration,
+
+    /// How often the manifest URL is re-read.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    http_check_frequency: Duration,
+
+    /// How often each pod is synced without any event.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    sync_frequency: Duration,
+
+    /// Node name to use instead of the host name.
+    #[arg(long)]
+    hostname_override: Option<String>,
+
+    /// IP address(es) of the node, comma separated; detected when unset.
+    #[arg(long)]
+    node_ip: Option<String>,
+
+    /// Directory for the kubelet's files (pod directories live in <root-dir>/pods).
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    root_dir: PathBuf,
+
+    /// DNS server IPs for pods with dnsPolicy ClusterFirst, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<IpAddr>,
+
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+
+    /// The resolver configuration pods with dnsPolicy Default inherit.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+
+    /// Address of the read-only endpoints. Unlike upstream (0.0.0.0) the default is
+    /// loopback, because these endpoints have no authentication.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: IpAddr,
+
+    /// Port of the read-only endpoints (/pods, /healthz); 0 disables them.
+    #[arg(long, default_value_t = 10255)]
+    read_only_port: u16,
+
     /// Log verbosity (0 = info, 4 = debug, 6 and above = trace).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
 }
-
 /// Parses Go-style durations as upstream flags take them: `90s`, `2m`, `1h`, `1m30s`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
@@ -98,7 +164,23 @@ fn lower_own_oom_score() {
     }
 }
 
-async fn run(flags: Flags) -> anyhow::Result<bool> {
+/// Waits until the runtime answers, logging why it does not; a runtime that is down at
+/// start is a reason to wait, not to exit.
+async fn wait_for_runtime(runtime: &CriClient, endpoint: &str) -> kubelet_core::RuntimeVersion {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match Runtime::version(runtime).await {
+            Ok(version) => return version,
+            Err(e) => {
+                tracing::error!(endpoint, error = %e, "container runtime not available, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
     if let Some(image_endpoint) = &flags.image_service_endpoint
         && image_endpoint != &flags.container_runtime_endpoint
     {
@@ -113,28 +195,122 @@ async fn run(flags: Flags) -> anyhow::Result<bool> {
     };
     let runtime = CriClient::new(&flags.container_runtime_endpoint, timeouts)
         .context("--container-runtime-endpoint")?;
-    let version = Runtime::version(&runtime)
-        .await
-        .with_context(|| format!("container runtime at {}", flags.container_runtime_endpoint))?;
-    println!(
-        "runtime: {} {} (CRI {}) at {}",
-        version.runtime_name,
-        version.runtime_version,
-        version.runtime_api_version,
-        flags.container_runtime_endpoint
+    let node_name = node::node_name(flags.hostname_override.as_deref())?;
+    let host_ips = node::node_ips(flags.node_ip.as_deref())?;
+    let host_resolv_conf = std::fs::read_to_string(&flags.resolv_conf).unwrap_or_else(|e| {
+        tracing::warn!(path = %flags.resolv_conf.display(), error = %e, "cannot read --resolv-conf; pods get no host DNS");
+        String::new()
+    });
+
+    let version = wait_for_runtime(&runtime, &flags.container_runtime_endpoint).await;
+    tracing::info!(
+        runtime = %version.runtime_name,
+        version = %version.runtime_version,
+        api = %version.runtime_api_version,
+        node = %node_name,
+        ips = ?host_ips,
+        "connected to the container runtime"
     );
-    let status = Runtime::status(&runtime).await?;
-    for condition in &status.conditions {
-        if condition.status {
-            println!("  {}: true", condition.condition_type);
-        } else {
-            println!(
-                "  {}: false (reason {:?}: {})",
-                condition.condition_type, condition.reason, condition.message
-            );
+    match Runtime::status(&runtime).await {
+        Ok(status) => {
+            for condition in status.conditions.iter().filter(|c| !c.status) {
+                tracing::warn!(condition = %condition.condition_type, reason = %condition.reason, message = %condition.message, "runtime not ready");
+            }
         }
+        Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
     }
-    Ok(status.runtime_ready() && status.network_ready())
+
+    let ctx = SyncContext {
+        runtime: Arc::new(runtime.clone()),
+        images: Arc::new(runtime),
+        node: NodeContext {
+            node_name: node_name.clone(),
+            host_ips,
+            pod_logs_root: PathBuf::from("/var/log/pods"),
+            pods_dir: flags.root_dir.join("pods"),
+            cluster_dns: flags.cluster_dns.clone(),
+            cluster_domain: flags.cluster_domain.clone(),
+            host_resolv_conf,
+            allocatable_milli_cpu: node::milli_cpus(),
+            allocatable_memory: node::memory_bytes(),
+        },
+        env_objects: Arc::new(NoEnvObjects),
+        runtime_name: version.runtime_name.clone(),
+        crash_backoff: Mutex::new(Backoff::crash_loop()),
+        image_backoff: Mutex::new(Backoff::image_pull()),
+    };
+
+    let (updates, updates_rx) = tokio::sync::mpsc::channel(16);
+    let mut sources = Vec::new();
+    let mut source_kinds = Vec::new();
+    if let Some(path) = &flags.pod_manifest_path {
+        let source = FileSource::new(path.clone(), node_name.clone())
+            .with_check_frequency(flags.file_check_frequency);
+        sources.push(tokio::spawn(source.run(updates.clone())));
+        source_kinds.push(PodSource::File);
+    }
+    if let Some(url) = &flags.manifest_url {
+        let mut source = UrlSource::new(url.clone(), node_name.clone())
+            .context("--manifest-url")?
+            .with_check_frequency(flags.http_check_frequency);
+        for header in &flags.manifest_url_header {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("--manifest-url-header {header:?}: expected Name:Value"))?;
+            source = source
+                .with_header(name.trim(), value.trim())
+                .with_context(|| format!("--manifest-url-header {header:?}"))?;
+        }
+        sources.push(tokio::spawn(source.run(updates.clone())));
+        source_kinds.push(PodSource::Http);
+    }
+    if sources.is_empty() {
+        tracing::warn!("no pod source configured (--pod-manifest-path, --manifest-url): no pods will run");
+    }
+    drop(updates);
+
+    let pods = Arc::new(LocalPods::new());
+    let manager = PodManager::new(
+        Arc::new(ctx),
+        pods.clone(),
+        ManagerConfig {
+            resync_period: flags.sync_frequency,
+            sources: source_kinds,
+            ..ManagerConfig::default()
+        },
+    );
+    let mut manager = tokio::spawn(manager.run(updates_rx));
+    let server = (flags.read_only_port != 0).then(|| {
+        tokio::spawn(serve::serve(
+            SocketAddr::new(flags.address, flags.read_only_port),
+            pods,
+        ))
+    });
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        served = async {
+            match server {
+                Some(server) => server.await,
+                None => std::future::pending().await,
+            }
+        } => match served {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("the /pods server stopped: {e}")),
+        },
+        _ = &mut manager => Ok(()),
+    };
+    // Stopping leaves the pods running: the next kubelet adopts them.
+    tracing::info!("stopping; pods keep running");
+    for source in sources {
+        source.abort();
+    }
+    manager.abort();
+    outcome
 }
 
 fn main() -> ExitCode {
@@ -152,11 +328,7 @@ fn main() -> ExitCode {
         }
     };
     match tokio.block_on(run(flags)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("kubelet: the container runtime is not ready (see the conditions above)");
-            ExitCode::FAILURE
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubelet: {e:#}");
             ExitCode::FAILURE

@@ -36,8 +36,9 @@ tasks:
   env down     stop it and clean up processes, mounts, interfaces, iptables, cgroups
   env status   one line per component; exit code 1 unless everything runs
   run [-- FLAGS]
-               env up, then the kubelet on its embedded default (this machine's
-               containerd); FLAGS go to the kubelet
+               env up, then the kubelet in standalone mode on this machine's
+               containerd with the sample manifests of examples/static-pods;
+               FLAGS go to the kubelet
   test [-- ARGS]
                env up, then cargo fmt --check, clippy -D warnings, cargo test
                (ARGS go to both `cargo test` runs)
@@ -91,7 +92,8 @@ fn run(args: &[String]) -> Result<ExitCode> {
     }
 }
 
-/// `cargo xtask run`: the environment, then the kubelet with its defaults plus `flags`.
+/// `cargo xtask run`: the environment, then the kubelet in standalone mode on the sample
+/// manifests, plus `flags`.
 fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
     env::up(l)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -106,6 +108,8 @@ fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
             "kubelet",
             "--",
         ])
+        .arg("--pod-manifest-path")
+        .arg(l.workspace.join("examples/static-pods"))
         .args(flags)
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;

@@ -1,0 +1,205 @@
+//! The `kubelet` binary in standalone mode (`--pod-manifest-path`, no API server) on real
+//! containerd: manifests are picked up, edited and removed while it runs, a bad manifest
+//! does not stop the good ones, and a killed kubelet adopts its pods when restarted.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubelet_core::labels::POD_UID_LABEL;
+use kubelet_core::{ContainerFilter, Runtime, SandboxFilter};
+use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
+use serde_json::Value;
+
+struct Kubelet {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Kubelet {
+    fn start(manifests: &Path, root: &Path, port: u16, log: PathBuf) -> Self {
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .arg("--pod-manifest-path")
+            .arg(manifests)
+            .arg("--root-dir")
+            .arg(root)
+            .args(["--hostname-override", "Test-Node", "--node-ip", "10.88.0.1"])
+            .args(["--file-check-frequency", "2s", "--read-only-port"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the kubelet");
+        Self { child, port, log }
+    }
+
+    fn pods(&self) -> Vec<Value> {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return Vec::new();
+        };
+        let request = "GET /pods HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        if stream.write_all(request.as_bytes()).is_err() {
+            return Vec::new();
+        }
+        let mut response = String::new();
+        if stream.read_to_string(&mut response).is_err() {
+            return Vec::new();
+        }
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let list: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        assert!(list.is_null() || list["kind"] == "PodList", "{list}");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let pods = self.pods();
+            if check(&pods) {
+                return pods;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached; pods: {pods:#?}\nkubelet log:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill(mut self, signal: &str) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait for the kubelet")
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn find<'a>(pods: &'a [Value], name: &str) -> Option<&'a Value> {
+    pods.iter().find(|p| p["metadata"]["name"] == name)
+}
+
+fn running(pods: &[Value], name: &str) -> bool {
+    find(pods, name).is_some_and(|p| p["status"]["phase"] == "Running")
+}
+
+fn manifest(image: &str, name: &str, message: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", \"echo {message}; exec sleep 3600\"]\n"
+    )
+}
+
+fn container_ids(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> Vec<String> {
+    let filter = ContainerFilter {
+        labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        ..Default::default()
+    };
+    let mut ids: Vec<String> = rt
+        .block_on(Runtime::list_containers(runtime, &filter))
+        .expect("list containers")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sandboxes(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> usize {
+    let filter = SandboxFilter {
+        labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        ..Default::default()
+    };
+    rt.block_on(Runtime::list_sandboxes(runtime, &filter))
+        .expect("list sandboxes")
+        .len()
+}
+
+#[test]
+fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
+    let Some(env) = TestEnv::from_env("standalone_mode_runs_edits_adopts_and_removes_static_pods") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("manifest dir");
+    std::fs::write(manifests.join("alpha.yaml"), manifest(&env.busybox, "alpha", "v1")).expect("write");
+    std::fs::write(manifests.join("broken.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: [not, a, map\n").expect("write");
+    let port = free_port();
+    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-1.log"));
+
+    // The good manifest runs as a static pod named after the node; the bad one is
+    // reported with its file name and does not disturb it.
+    let pods = kubelet.wait_for("alpha running", |pods| running(pods, "alpha-test-node"));
+    assert_eq!(pods.len(), 1, "{pods:#?}");
+    let alpha = find(&pods, "alpha-test-node").expect("alpha");
+    assert_eq!(alpha["metadata"]["namespace"], "default");
+    assert_eq!(alpha["spec"]["nodeName"], "test-node");
+    let uid = alpha["metadata"]["uid"].as_str().expect("uid").to_owned();
+    assert_eq!(alpha["metadata"]["annotations"]["kubernetes.io/config.hash"], uid.as_str());
+    assert_eq!(alpha["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
+    let log = kubelet.stderr();
+    assert!(log.contains("broken.yaml"), "the bad manifest is named:\n{log}");
+
+    // SIGKILL, then a new kubelet: it adopts the pod instead of starting a duplicate.
+    let before = container_ids(&runtime, &uid, &rt);
+    assert_eq!(before.len(), 1);
+    kubelet.kill("-KILL");
+    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-2.log"));
+    kubelet.wait_for("alpha adopted", |pods| running(pods, "alpha-test-node"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(container_ids(&runtime, &uid, &rt), before, "no duplicate, no restart");
+    assert_eq!(sandboxes(&runtime, &uid, &rt), 1);
+
+    // Editing the manifest replaces the pod (a new UID); the old one goes away.
+    std::fs::write(manifests.join("alpha.yaml"), manifest(&env.busybox, "alpha", "v2")).expect("edit");
+    let pods = kubelet.wait_for("alpha replaced", |pods| {
+        find(pods, "alpha-test-node").is_some_and(|p| p["metadata"]["uid"] != uid.as_str() && p["status"]["phase"] == "Running")
+    });
+    let new_uid = find(&pods, "alpha-test-node").and_then(|p| p["metadata"]["uid"].as_str()).expect("uid").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sandboxes(&runtime, &uid, &rt) > 0 {
+        assert!(Instant::now() < deadline, "the old pod's sandbox is still there");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SIGTERM: the kubelet exits cleanly and leaves the pod running.
+    let status = kubelet.kill("-TERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(container_ids(&runtime, &new_uid, &rt).len(), 1);
+    assert_eq!(sandboxes(&runtime, &new_uid, &rt), 1);
+
+    // A kubelet whose manifests are gone stops and removes the pod.
+    std::fs::remove_file(manifests.join("alpha.yaml")).expect("remove");
+    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-3.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sandboxes(&runtime, &new_uid, &rt) > 0 {
+        assert!(Instant::now() < deadline, "the pod was not removed:\n{}", kubelet.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(container_ids(&runtime, &new_uid, &rt).is_empty());
+    assert!(kubelet.pods().is_empty());
+}
