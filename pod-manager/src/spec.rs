@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kubelet_core::{
-    ContainerConfig, ContainerMetadata, LinuxSandboxConfig, Mount, NamespaceOptions,
-    SandboxConfig, SandboxMetadata, labels,
+    ContainerConfig, ContainerMetadata, LinuxSandboxConfig, Mount, NamespaceOptions, SandboxConfig,
+    SandboxMetadata, labels,
 };
 
 use crate::Result;
