@@ -89,10 +89,17 @@ impl FileSource {
     pub async fn run(self, updates: mpsc::Sender<SourceUpdate>) {
         tracing::info!(path = %self.path.display(), "watching static pod path");
         let mut state = State::default();
-        let mut watch: Option<Watch> = None;
-        let mut relist = tokio::time::interval(self.check_frequency.max(Duration::from_millis(1)));
+        // Watch before the first read, so that nothing written after that read is missed.
+        let mut watch = self.try_watch(&mut state).await;
+        if let Some(snapshot) = self.list(&mut state).await
+            && !state.send_if_changed(&updates, snapshot).await
+        {
+            return;
+        }
+        let every = self.check_frequency.max(Duration::from_millis(1));
+        let mut relist = tokio::time::interval_at(Instant::now() + every, every);
         relist.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut retry = tokio::time::interval(RETRY_PERIOD);
+        let mut retry = tokio::time::interval_at(Instant::now() + RETRY_PERIOD, RETRY_PERIOD);
         retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         loop {
@@ -100,18 +107,9 @@ impl FileSource {
                 () = updates.closed() => return,
                 _ = relist.tick() => true,
                 _ = retry.tick(), if watch.is_none() => {
-                    match Watch::new(&self.path).await {
-                        Ok(w) => {
-                            tracing::debug!(path = %self.path.display(), "inotify watch set up");
-                            watch = Some(w);
-                            // Anything may have changed before the watch existed.
-                            true
-                        }
-                        Err(err) => {
-                            state.note_watch_error(&self.path, &err);
-                            false
-                        }
-                    }
+                    watch = self.try_watch(&mut state).await;
+                    // Anything may have changed before the watch existed.
+                    watch.is_some()
                 }
                 event = next_event(&mut watch) => match event {
                     WatchEvent::Changed => {
@@ -135,6 +133,19 @@ impl FileSource {
                 && !state.send_if_changed(&updates, snapshot).await
             {
                 return;
+            }
+        }
+    }
+
+    async fn try_watch(&self, state: &mut State) -> Option<Watch> {
+        match Watch::new(&self.path).await {
+            Ok(w) => {
+                tracing::debug!(path = %self.path.display(), "inotify watch set up");
+                Some(w)
+            }
+            Err(err) => {
+                state.note_watch_error(&self.path, &err);
+                None
             }
         }
     }

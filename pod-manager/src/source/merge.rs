@@ -239,3 +239,190 @@ fn check_and_update(existing: &mut Pod, new: Pod) -> bool {
     existing.status = new.status;
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(uid: &str, name: &str, image: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn update(source: PodSource, pods: Vec<Pod>) -> SourceUpdate {
+        SourceUpdate {
+            source,
+            pods,
+            rejected: Vec::new(),
+        }
+    }
+
+    fn summary(changes: &[PodChange]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                PodChange::Added(p) => format!("added {}", p.metadata.uid.as_deref().unwrap_or("")),
+                PodChange::Updated(p) => {
+                    format!("updated {}", p.metadata.uid.as_deref().unwrap_or(""))
+                }
+                PodChange::Removed(p) => {
+                    format!("removed {}", p.metadata.uid.as_deref().unwrap_or(""))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn add_update_remove_by_uid() {
+        let mut set = PodSet::new();
+        assert!(!set.has_seen(PodSource::File));
+
+        let changes = set.apply(update(
+            PodSource::File,
+            vec![pod("u1", "a", "nginx"), pod("u2", "b", "nginx")],
+        ));
+        assert_eq!(summary(&changes), ["added u1", "added u2"]);
+        assert!(set.has_seen(PodSource::File));
+        assert!(!set.has_seen_all(&[PodSource::File, PodSource::Http]));
+        let added = changes[0].pod();
+        let annotations = added.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations[CONFIG_SOURCE_ANNOTATION], "file");
+        assert!(annotations.contains_key(CONFIG_SEEN_ANNOTATION));
+
+        // The same snapshot again changes nothing.
+        let again = set.apply(update(
+            PodSource::File,
+            vec![pod("u1", "a", "nginx"), pod("u2", "b", "nginx")],
+        ));
+        assert_eq!(again, []);
+
+        // u1 changes its spec, u2 goes, u3 comes: removals first, then adds, then updates.
+        let changes = set.apply(update(
+            PodSource::File,
+            vec![pod("u1", "a", "nginx:1.27"), pod("u3", "c", "nginx")],
+        ));
+        assert_eq!(summary(&changes), ["removed u2", "added u3", "updated u1"]);
+        let updated = changes[2].pod();
+        assert_eq!(changes[2].uid(), "u1");
+        assert_eq!(
+            updated
+                .metadata
+                .annotations
+                .as_ref()
+                .map(|a| &a[CONFIG_SEEN_ANNOTATION]),
+            annotations.get(CONFIG_SEEN_ANNOTATION),
+            "an update keeps the first-seen time"
+        );
+        assert_eq!(
+            updated
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers[0].image.as_deref()),
+            Some("nginx:1.27")
+        );
+        assert_eq!(set.len(), 2);
+        assert!(set.get("u2").is_none());
+
+        // An empty snapshot removes everything of that source.
+        let changes = set.apply(update(PodSource::File, vec![]));
+        assert_eq!(summary(&changes), ["removed u1", "removed u3"]);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn sources_do_not_touch_each_other() {
+        let mut set = PodSet::new();
+        set.apply(update(PodSource::File, vec![pod("f1", "a", "i")]));
+        let changes = set.apply(update(PodSource::Http, vec![pod("h1", "b", "i")]));
+        assert_eq!(summary(&changes), ["added h1"]);
+        let changes = set.apply(update(PodSource::Http, vec![]));
+        assert_eq!(summary(&changes), ["removed h1"]);
+        assert_eq!(set.source_pods(PodSource::File).count(), 1);
+        assert!(set.has_seen_all(&[PodSource::File, PodSource::Http]));
+    }
+
+    #[test]
+    fn local_annotations_and_status_do_not_make_updates() {
+        let mut set = PodSet::new();
+        set.apply(update(PodSource::Api, vec![pod("u1", "a", "i")]));
+
+        let mut same = pod("u1", "a", "i");
+        same.metadata.annotations = Some(BTreeMap::from([(
+            CONFIG_SEEN_ANNOTATION.to_owned(),
+            "2000-01-01T00:00:00.000000000Z".to_owned(),
+        )]));
+        same.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            ..PodStatus::default()
+        });
+        assert_eq!(set.apply(update(PodSource::Api, vec![same])), []);
+        let stored = set
+            .get("u1")
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase.clone());
+        assert_eq!(
+            stored.as_deref(),
+            Some("Running"),
+            "status is stored silently"
+        );
+
+        let mut annotated = pod("u1", "a", "i");
+        annotated.metadata.annotations =
+            Some(BTreeMap::from([("team".to_owned(), "x".to_owned())]));
+        assert_eq!(
+            summary(&set.apply(update(PodSource::Api, vec![annotated]))),
+            ["updated u1"]
+        );
+
+        let mut deleting = pod("u1", "a", "i");
+        deleting.metadata.annotations = Some(BTreeMap::from([("team".to_owned(), "x".to_owned())]));
+        deleting.metadata.deletion_grace_period_seconds = Some(30);
+        let changes = set.apply(update(PodSource::Api, vec![deleting]));
+        assert_eq!(
+            summary(&changes),
+            ["updated u1"],
+            "graceful deletion is an update"
+        );
+        assert_eq!(
+            changes[0].pod().metadata.deletion_grace_period_seconds,
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn duplicates_and_uidless_pods_are_dropped_and_rejections_kept() {
+        let mut set = PodSet::new();
+        let mut no_uid = pod("", "z", "i");
+        no_uid.metadata.uid = None;
+        let changes = set.apply(SourceUpdate {
+            source: PodSource::Http,
+            pods: vec![pod("u1", "a", "i"), pod("u2", "a", "i"), no_uid],
+            rejected: vec![RejectedManifest {
+                path: "http://127.0.0.1/pods".into(),
+                reason: "items[3]: bad".into(),
+            }],
+        });
+        assert_eq!(summary(&changes), ["added u1"]);
+        let rejected: Vec<_> = set.rejected().collect();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, PodSource::Http);
+        assert_eq!(rejected[0].1.reason, "items[3]: bad");
+    }
+}

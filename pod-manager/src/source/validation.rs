@@ -1190,3 +1190,294 @@ fn references_config_maps(spec: &PodSpec) -> bool {
                     .is_some_and(|p| p.sources.iter().flatten().any(|s| s.config_map.is_some()))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::apply_api_defaults;
+
+    /// Validates a manifest after API defaulting and with the metadata a static pod gets,
+    /// and returns the messages.
+    fn check(yaml: &str) -> Vec<String> {
+        let mut pod: Pod = serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        apply_api_defaults(&mut pod);
+        pod.metadata
+            .namespace
+            .get_or_insert_with(|| "default".to_owned());
+        validate_pod(&pod).iter().map(ToString::to_string).collect()
+    }
+
+    const OK: &str = "metadata: {name: ok}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+
+    #[test]
+    fn a_minimal_pod_is_valid() {
+        assert_eq!(check(OK), Vec::<String>::new());
+    }
+
+    #[test]
+    fn metadata_names() {
+        assert_eq!(
+            check(
+                "metadata: {name: Web_1, namespace: kube.system}\nspec:\n  containers: [{name: c, image: i}]\n"
+            ),
+            vec![
+                "metadata.name: Invalid value: \"Web_1\": a lowercase RFC 1123 subdomain must \
+                 consist of lower case alphanumeric characters, '-' or '.', and must start and \
+                 end with an alphanumeric character (e.g. 'example.com', regex used for \
+                 validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                "metadata.namespace: Invalid value: \"kube.system\": must not contain dots",
+            ]
+        );
+        assert_eq!(
+            check("metadata: {}\nspec:\n  containers: [{name: c, image: i}]\n"),
+            vec!["metadata.name: Required value: name or generateName is required"]
+        );
+        let long = "a".repeat(254);
+        let errs = check(&format!(
+            "metadata: {{name: {long}}}\nspec:\n  containers: [{{name: c, image: i}}]\n"
+        ));
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].ends_with(": must be no more than 253 characters"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn labels() {
+        let errs = check(
+            "metadata:\n  name: l\n  labels: {\"-bad\": ok, good: \"not ok!\"}\nspec:\n  containers: [{name: c, image: i}]\n",
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with("metadata.labels: Invalid value: \"-bad\": name part must consist of alphanumeric characters"), "{}", errs[0]);
+        assert!(
+            errs[1].starts_with(
+                "metadata.labels: Invalid value: \"not ok!\": a valid label must be an empty string"
+            ),
+            "{}",
+            errs[1]
+        );
+    }
+
+    #[test]
+    fn containers_are_required_and_named_uniquely() {
+        assert_eq!(
+            check("metadata: {name: p}\nspec: {}\n"),
+            vec!["spec.containers: Required value"]
+        );
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  initContainers: [{name: app, image: i}, {name: Init, image: i}]\n  containers: [{name: app, image: i}, {name: app, image: i}, {name: x}]\n"
+            ),
+            vec![
+                "spec.containers[1].name: Duplicate value: \"app\"",
+                "spec.containers[2].image: Required value",
+                "spec.initContainers[0].name: Duplicate value: \"app\"",
+                "spec.initContainers[1].name: Invalid value: \"Init\": a lowercase RFC 1123 \
+                 label must consist of lower case alphanumeric characters or '-', and must \
+                 start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', \
+                 regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            ]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_cannot_be_set_on_create() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  containers: [{name: c, image: i}]\n  ephemeralContainers: [{name: c, image: i}]\n"
+            ),
+            vec![
+                "spec.ephemeralContainers[0].name: Duplicate value: \"c\"",
+                "spec.ephemeralContainers: Forbidden: cannot be set on create",
+            ]
+        );
+    }
+
+    #[test]
+    fn policies() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  restartPolicy: Sometimes\n  dnsPolicy: Cluster\n  containers: [{name: c, image: i, imagePullPolicy: Maybe, terminationMessagePolicy: Log}]\n"
+            ),
+            vec![
+                "spec.containers[0].terminationMessagePolicy: Unsupported value: \"Log\": \
+                 supported values: \"File\", \"FallbackToLogsOnError\"",
+                "spec.containers[0].imagePullPolicy: Unsupported value: \"Maybe\": supported \
+                 values: \"Always\", \"IfNotPresent\", \"Never\"",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \
+                 \"Always\", \"OnFailure\", \"Never\"",
+                "spec.dnsPolicy: Unsupported value: \"Cluster\": supported values: \
+                 \"ClusterFirstWithHostNet\", \"ClusterFirst\", \"Default\", \"None\"",
+            ]
+        );
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  dnsPolicy: None\n  containers: [{name: c, image: i}]\n"
+            ),
+            vec![
+                "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"
+            ]
+        );
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    ports:\n    - {containerPort: 70000, hostPort: -1}\n    - {containerPort: 0, name: http, protocol: ICMP}\n    - {containerPort: 81, name: http, hostPort: 8080}\n  - name: d\n    image: i\n    ports:\n    - {containerPort: 82, hostPort: 8080}\n"
+            ),
+            vec![
+                "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be \
+                 between 1 and 65535, inclusive",
+                "spec.containers[0].ports[0].hostPort: Invalid value: -1: must be between 1 \
+                 and 65535, inclusive",
+                "spec.containers[0].ports[1].containerPort: Required value",
+                "spec.containers[0].ports[1].protocol: Unsupported value: \"ICMP\": supported \
+                 values: \"SCTP\", \"TCP\", \"UDP\"",
+                "spec.containers[0].ports[2].name: Duplicate value: \"http\"",
+                "spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//8080\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn init_container_restart_policy_and_probes() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  initContainers:\n  - {name: sidecar, image: i, restartPolicy: Always, readinessProbe: {exec: {command: [\"true\"]}}}\n  - {name: once, image: i, restartPolicy: Sometimes}\n  - {name: plain, image: i, livenessProbe: {exec: {command: [\"true\"]}}}\n  containers: [{name: c, image: i}]\n"
+            ),
+            vec![
+                "spec.initContainers[1].restartPolicy: Unsupported value: \"Sometimes\": \
+                 supported values: \"Always\", \"Never\", \"OnFailure\"",
+                "spec.initContainers[2].livenessProbe: Forbidden: may not be set for init \
+                 containers without restartPolicy=Always",
+            ]
+        );
+    }
+
+    #[test]
+    fn probes() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    livenessProbe: {successThreshold: 2, periodSeconds: -1}\n    readinessProbe: {httpGet: {port: 0, scheme: FTP}, tcpSocket: {port: 80}, terminationGracePeriodSeconds: 5}\n    startupProbe: {exec: {}}\n"
+            ),
+            vec![
+                "spec.containers[0].livenessProbe: Required value: must specify a handler type",
+                "spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be \
+                 greater than or equal to 0",
+                "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+                "spec.containers[0].readinessProbe.httpGet.port: Invalid value: 0: must be \
+                 between 1 and 65535, inclusive",
+                "spec.containers[0].readinessProbe.httpGet.scheme: Unsupported value: \"FTP\": \
+                 supported values: \"HTTP\", \"HTTPS\"",
+                "spec.containers[0].readinessProbe.tcpSocket: Forbidden: may not specify more \
+                 than 1 handler type",
+                "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid \
+                 value: 5: must not be set for readinessProbes",
+                "spec.containers[0].startupProbe.exec.command: Required value",
+            ]
+        );
+    }
+
+    #[test]
+    fn volumes_and_mounts() {
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  volumes: [{name: data}, {name: data}, {name: Logs}]\n  containers:\n  - name: c\n    image: i\n    volumeMounts: [{name: data, mountPath: /d}, {name: missing, mountPath: /d}]\n"
+            ),
+            vec![
+                "spec.volumes[1].name: Duplicate value: \"data\"",
+                "spec.volumes[2].name: Invalid value: \"Logs\": a lowercase RFC 1123 label \
+                 must consist of lower case alphanumeric characters or '-', and must start and \
+                 end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used \
+                 for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "spec.containers[0].volumeMounts[1].name: Not found: \"missing\"",
+                "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/d\": must be \
+                 unique",
+            ]
+        );
+    }
+
+    #[test]
+    fn grace_period_and_deadline() {
+        // A negative grace period is raised to 1 by defaulting, as upstream.
+        assert_eq!(
+            check(
+                "metadata: {name: p}\nspec:\n  terminationGracePeriodSeconds: -5\n  activeDeadlineSeconds: 0\n  containers: [{name: c, image: \" i\"}]\n"
+            ),
+            vec![
+                "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and \
+                 2147483647, inclusive",
+                "spec.containers[0].image: Invalid value: \" i\": must not have leading or \
+                 trailing whitespace",
+            ]
+        );
+        let mut pod: Pod = serde_yaml::from_str(OK).unwrap_or_else(|e| panic!("{e}"));
+        apply_api_defaults(&mut pod);
+        pod.metadata.namespace = Some("default".into());
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.termination_grace_period_seconds = Some(-1);
+        }
+        assert_eq!(
+            validate_pod(&pod)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec![
+                "spec.terminationGracePeriodSeconds: Invalid value: -1: must be greater than \
+                 or equal to 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn error_list_format() {
+        let errs = vec![
+            FieldError::required("a", ""),
+            FieldError::forbidden("b", "no"),
+        ];
+        assert_eq!(
+            format_field_errors(&errs),
+            "[a: Required value, b: Forbidden: no]"
+        );
+    }
+
+    #[test]
+    fn api_object_references() {
+        let spec = |yaml: &str| -> PodSpec {
+            serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let base = "containers: [{name: c, image: i}]\n";
+        assert_eq!(api_object_reference(&spec(base)), None);
+        for (extra, want) in [
+            ("serviceAccountName: default\n", "serviceaccounts"),
+            ("imagePullSecrets: [{name: regcred}]\n", "secrets"),
+            ("volumes: [{name: s, secret: {secretName: s}}]\n", "secrets"),
+            ("volumes: [{name: c, configMap: {name: c}}]\n", "configmaps"),
+            (
+                "volumes: [{name: p, persistentVolumeClaim: {claimName: p}}]\n",
+                "persistentvolumeclaims",
+            ),
+            (
+                "volumes: [{name: t, projected: {sources: [{serviceAccountToken: {path: t}}]}}]\n",
+                "serviceaccounts (via projected volumes)",
+            ),
+            (
+                "volumes: [{name: x, csi: {driver: d}}]\n",
+                "csidrivers (via CSI volumes)",
+            ),
+        ] {
+            assert_eq!(
+                api_object_reference(&spec(&format!("{base}{extra}"))),
+                Some(want),
+                "{extra}"
+            );
+        }
+        let env = "containers: [{name: c, image: i, env: [{name: X, valueFrom: {configMapKeyRef: {name: m, key: k}}}]}]\n";
+        assert_eq!(api_object_reference(&spec(env)), Some("configmaps"));
+        let host = "containers: [{name: c, image: i}]\nvolumes: [{name: h, hostPath: {path: /etc}}, {name: e, emptyDir: {}}]\n";
+        assert_eq!(api_object_reference(&spec(host)), None);
+    }
+}
