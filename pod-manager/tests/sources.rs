@@ -38,8 +38,13 @@ fn manifest_json(name: &str, image: &str) -> String {
     )
 }
 
+/// Writes a file the way careful tools do, complete or not at all: into a hidden
+/// temporary file (which the source ignores), renamed into place. Tests that edit in
+/// place say so.
 fn write(dir: &Path, name: &str, content: &str) {
-    std::fs::write(dir.join(name), content).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).unwrap_or_else(|e| panic!("writing {name}: {e}"));
+    std::fs::rename(&tmp, dir.join(name)).unwrap_or_else(|e| panic!("renaming {name}: {e}"));
 }
 
 /// Aborts the spawned source when the test ends, whatever the outcome.
@@ -62,6 +67,23 @@ async fn next(rx: &mut mpsc::Receiver<SourceUpdate>) -> SourceUpdate {
         Ok(Some(update)) => update,
         Ok(None) => panic!("source stopped"),
         Err(_) => panic!("no snapshot within {SOON:?}"),
+    }
+}
+
+/// The first snapshot satisfying `done`: a file edited in place may be read half
+/// written when the machine is slow, giving an intermediate snapshot first.
+async fn next_until(
+    rx: &mut mpsc::Receiver<SourceUpdate>,
+    done: impl Fn(&SourceUpdate) -> bool,
+) -> SourceUpdate {
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(update)) if done(&update) => return update,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("source stopped"),
+            Err(_) => panic!("no matching snapshot within {SOON:?}"),
+        }
     }
 }
 
@@ -176,8 +198,12 @@ async fn edits_renames_and_removals_are_sent_promptly() {
     let first_uid = uid(&first.pods[0]).to_owned();
 
     // Edit in place: a new version is a new pod (new UID and hash), as upstream.
-    write(dir.path(), "web.yaml", &manifest("web", "nginx:1.27"));
-    let edited = next(&mut rx).await;
+    std::fs::write(dir.path().join("web.yaml"), manifest("web", "nginx:1.27"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let edited = next_until(&mut rx, |u| {
+        u.pods.first().is_some_and(|p| image(p) == "nginx:1.27")
+    })
+    .await;
     assert_eq!(names(&edited), ["web-node-1"]);
     assert_eq!(image(&edited.pods[0]), "nginx:1.27");
     let edited_uid = uid(&edited.pods[0]).to_owned();
@@ -188,7 +214,8 @@ async fn edits_renames_and_removals_are_sent_promptly() {
     );
 
     // Hidden files (editor swap files) are not manifests and cause no snapshot.
-    write(dir.path(), ".web.yaml.swp", "not yaml: [");
+    std::fs::write(dir.path().join(".web.yaml.swp"), "not yaml: [")
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_quiet(&mut rx).await;
 
     // A new file is added beside it.
@@ -307,25 +334,13 @@ async fn a_single_file_path_replaced_atomically() {
     let first = next(&mut rx).await;
     assert_eq!(names(&first), ["solo-node-1"]);
 
-    // Write a new version beside it and rename it over the watched file, as editors
-    // and configuration tools do: the watch must follow to the new file.
-    write(
-        dir.path(),
-        ".static-pod.yaml.tmp",
-        &manifest("solo", "nginx:2"),
-    );
-    std::fs::rename(dir.path().join(".static-pod.yaml.tmp"), &file)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // `write` renames a new file over the watched one, as editors and configuration
+    // tools do: the watch must follow to the new file.
+    write(dir.path(), "static-pod.yaml", &manifest("solo", "nginx:2"));
     let second = next(&mut rx).await;
     assert_eq!(image(&second.pods[0]), "nginx:2");
 
-    write(
-        dir.path(),
-        ".static-pod.yaml.tmp",
-        &manifest("solo", "nginx:3"),
-    );
-    std::fs::rename(dir.path().join(".static-pod.yaml.tmp"), &file)
-        .unwrap_or_else(|e| panic!("{e}"));
+    write(dir.path(), "static-pod.yaml", &manifest("solo", "nginx:3"));
     let third = next(&mut rx).await;
     assert_eq!(image(&third.pods[0]), "nginx:3");
 }

@@ -116,13 +116,12 @@ impl FileSource {
                         if let Some(w) = watch.as_mut()
                             && w.settle().await == WatchEvent::Gone
                         {
-                            watch = None;
+                            watch = self.rewatch(&mut state).await;
                         }
                         true
                     }
                     WatchEvent::Gone => {
-                        tracing::debug!(path = %self.path.display(), "watched path went away");
-                        watch = None;
+                        watch = self.rewatch(&mut state).await;
                         true
                     }
                     WatchEvent::Ignored => false,
@@ -135,6 +134,14 @@ impl FileSource {
                 return;
             }
         }
+    }
+
+    /// After the watched path went away (deleted, or replaced by a rename): watch
+    /// whatever is at the path now, so that a replaced file is followed at once; when
+    /// nothing is there, the retry timer keeps trying.
+    async fn rewatch(&self, state: &mut State) -> Option<Watch> {
+        tracing::debug!(path = %self.path.display(), "watched path went away");
+        self.try_watch(state).await
     }
 
     async fn try_watch(&self, state: &mut State) -> Option<Watch> {

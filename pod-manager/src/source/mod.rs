@@ -3,13 +3,13 @@
 //! - [`FileSource`]: the static pod directory (upstream `--pod-manifest-path`,
 //!   `staticPodPath`), or a single manifest file.
 //! - [`UrlSource`]: a manifest URL (upstream `--manifest-url`, `staticPodURL`).
-//! - [`PodSet`]: merges the [`SourceUpdate`] snapshots of all sources into one set of
+//! - [`PodSet`]: merges the [`SourceUpdate`](crate::SourceUpdate) snapshots of all sources into one set of
 //!   pods keyed by UID and reports what was added, updated or removed ([`PodChange`]).
 //!
 //! Each source runs as a task that sends a full snapshot of its pods (a
-//! [`SourceUpdate`]) at start and whenever that snapshot changes, never when nothing
+//! [`SourceUpdate`](crate::SourceUpdate)) at start and whenever that snapshot changes, never when nothing
 //! changed. Manifests that cannot be used are reported in the snapshot as
-//! [`RejectedManifest`]s (and logged) without affecting the other pods.
+//! [`RejectedManifest`](crate::RejectedManifest)s (and logged) without affecting the other pods.
 //!
 //! Static pods are defaulted and validated as upstream does
 //! ([`apply_api_defaults`], [`prepare_static_pod`], [`validate_pod`]).
@@ -39,8 +39,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use defaults::apply_api_defaults;
-pub use file::FileSource;
-pub use http::UrlSource;
+pub use file::{DEFAULT_FILE_CHECK_FREQUENCY, FileSource};
+pub use http::{DEFAULT_HTTP_CHECK_FREQUENCY, UrlSource};
 pub use manifest::{MAX_MANIFEST_BYTES, prepare_static_pod};
 pub use merge::{PodChange, PodSet};
 pub use validation::{FieldError, FieldErrorKind, format_field_errors, validate_pod};
