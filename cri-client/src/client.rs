@@ -90,7 +90,8 @@ impl CriClient {
     /// A client for the runtime at `endpoint` (`unix:///run/containerd/containerd.sock`).
     ///
     /// Does not connect yet: the first call does, and a runtime that is down makes that
-    /// call fail with [`Error::Unavailable`] instead of failing here.
+    /// call fail with [`Error::Unavailable`] instead of failing here. Must be called
+    /// within a tokio runtime, which runs the connection.
     pub fn new(endpoint: &str, timeouts: Timeouts) -> Result<Self> {
         let path = socket_path(endpoint)?;
         let channel = Endpoint::from_static("http://localhost")

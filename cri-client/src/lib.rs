@@ -33,9 +33,9 @@ mod convert;
 mod error;
 #[cfg(feature = "testing")]
 mod fake;
+mod runtime;
 #[cfg(feature = "testing")]
 mod test_env;
-mod runtime;
 
 pub use client::{CriClient, DEFAULT_ENDPOINT, MAX_MESSAGE_SIZE, Timeouts, socket_path};
 pub use error::{Error, Result};

@@ -254,9 +254,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .context("--manifest-url")?
             .with_check_frequency(flags.http_check_frequency);
         for header in &flags.manifest_url_header {
-            let (name, value) = header
-                .split_once(':')
-                .with_context(|| format!("--manifest-url-header {header:?}: expected Name:Value"))?;
+            let (name, value) = header.split_once(':').with_context(|| {
+                format!("--manifest-url-header {header:?}: expected Name:Value")
+            })?;
             source = source
                 .with_header(name.trim(), value.trim())
                 .with_context(|| format!("--manifest-url-header {header:?}"))?;
@@ -265,7 +265,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         source_kinds.push(PodSource::Http);
     }
     if sources.is_empty() {
-        tracing::warn!("no pod source configured (--pod-manifest-path, --manifest-url): no pods will run");
+        tracing::warn!(
+            "no pod source configured (--pod-manifest-path, --manifest-url): no pods will run"
+        );
     }
     drop(updates);
 

@@ -14,22 +14,36 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
 }
 
 fn route(pods: &LocalPods, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != hyper::Method::GET {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n".into());
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        );
     }
     match request.uri().path() {
         "/pods" | "/pods/" => match pods.pod_list_json() {
             Ok(json) => respond(StatusCode::OK, "application/json", json),
-            Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n")),
+            Err(e) => respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("{e}\n"),
+            ),
         },
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok".into()),
-        path => respond(StatusCode::NOT_FOUND, "text/plain", format!("404 page not found: {path}\n")),
+        path => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("404 page not found: {path}\n"),
+        ),
     }
 }
 

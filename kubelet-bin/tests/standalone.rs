@@ -49,7 +49,10 @@ impl Kubelet {
         if stream.read_to_string(&mut response).is_err() {
             return Vec::new();
         }
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         let list: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         assert!(list.is_null() || list["kind"] == "PodList", "{list}");
         list["items"].as_array().cloned().unwrap_or_default()
@@ -77,7 +80,10 @@ impl Kubelet {
 
     fn kill(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        let sent = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
         assert!(sent.success());
         self.child.wait().expect("wait for the kubelet")
     }
@@ -138,18 +144,34 @@ fn sandboxes(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> us
 
 #[test]
 fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
-    let Some(env) = TestEnv::from_env("standalone_mode_runs_edits_adopts_and_removes_static_pods") else {
+    let Some(env) = TestEnv::from_env("standalone_mode_runs_edits_adopts_and_removes_static_pods")
+    else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio");
+    // The client's lazy channel spawns its connection task on the current runtime.
+    let _entered = rt.enter();
     let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).expect("manifest dir");
-    std::fs::write(manifests.join("alpha.yaml"), manifest(&env.busybox, "alpha", "v1")).expect("write");
-    std::fs::write(manifests.join("broken.yaml"), "apiVersion: v1\nkind: Pod\nmetadata: [not, a, map\n").expect("write");
+    std::fs::write(
+        manifests.join("alpha.yaml"),
+        manifest(&env.busybox, "alpha", "v1"),
+    )
+    .expect("write");
+    std::fs::write(
+        manifests.join("broken.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: [not, a, map\n",
+    )
+    .expect("write");
     let port = free_port();
-    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-1.log"));
+    let kubelet = Kubelet::start(
+        &manifests,
+        &dir.path().join("root"),
+        port,
+        dir.path().join("kubelet-1.log"),
+    );
 
     // The good manifest runs as a static pod named after the node; the bad one is
     // reported with its file name and does not disturb it.
@@ -159,30 +181,60 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     assert_eq!(alpha["metadata"]["namespace"], "default");
     assert_eq!(alpha["spec"]["nodeName"], "test-node");
     let uid = alpha["metadata"]["uid"].as_str().expect("uid").to_owned();
-    assert_eq!(alpha["metadata"]["annotations"]["kubernetes.io/config.hash"], uid.as_str());
-    assert_eq!(alpha["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        alpha["metadata"]["annotations"]["kubernetes.io/config.hash"],
+        uid.as_str()
+    );
+    assert_eq!(
+        alpha["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
     let log = kubelet.stderr();
-    assert!(log.contains("broken.yaml"), "the bad manifest is named:\n{log}");
+    assert!(
+        log.contains("broken.yaml"),
+        "the bad manifest is named:\n{log}"
+    );
 
     // SIGKILL, then a new kubelet: it adopts the pod instead of starting a duplicate.
     let before = container_ids(&runtime, &uid, &rt);
     assert_eq!(before.len(), 1);
     kubelet.kill("-KILL");
-    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-2.log"));
+    let kubelet = Kubelet::start(
+        &manifests,
+        &dir.path().join("root"),
+        port,
+        dir.path().join("kubelet-2.log"),
+    );
     kubelet.wait_for("alpha adopted", |pods| running(pods, "alpha-test-node"));
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(container_ids(&runtime, &uid, &rt), before, "no duplicate, no restart");
+    assert_eq!(
+        container_ids(&runtime, &uid, &rt),
+        before,
+        "no duplicate, no restart"
+    );
     assert_eq!(sandboxes(&runtime, &uid, &rt), 1);
 
     // Editing the manifest replaces the pod (a new UID); the old one goes away.
-    std::fs::write(manifests.join("alpha.yaml"), manifest(&env.busybox, "alpha", "v2")).expect("edit");
+    std::fs::write(
+        manifests.join("alpha.yaml"),
+        manifest(&env.busybox, "alpha", "v2"),
+    )
+    .expect("edit");
     let pods = kubelet.wait_for("alpha replaced", |pods| {
-        find(pods, "alpha-test-node").is_some_and(|p| p["metadata"]["uid"] != uid.as_str() && p["status"]["phase"] == "Running")
+        find(pods, "alpha-test-node").is_some_and(|p| {
+            p["metadata"]["uid"] != uid.as_str() && p["status"]["phase"] == "Running"
+        })
     });
-    let new_uid = find(&pods, "alpha-test-node").and_then(|p| p["metadata"]["uid"].as_str()).expect("uid").to_owned();
+    let new_uid = find(&pods, "alpha-test-node")
+        .and_then(|p| p["metadata"]["uid"].as_str())
+        .expect("uid")
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandboxes(&runtime, &uid, &rt) > 0 {
-        assert!(Instant::now() < deadline, "the old pod's sandbox is still there");
+        assert!(
+            Instant::now() < deadline,
+            "the old pod's sandbox is still there"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -194,10 +246,19 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
 
     // A kubelet whose manifests are gone stops and removes the pod.
     std::fs::remove_file(manifests.join("alpha.yaml")).expect("remove");
-    let kubelet = Kubelet::start(&manifests, &dir.path().join("root"), port, dir.path().join("kubelet-3.log"));
+    let kubelet = Kubelet::start(
+        &manifests,
+        &dir.path().join("root"),
+        port,
+        dir.path().join("kubelet-3.log"),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandboxes(&runtime, &new_uid, &rt) > 0 {
-        assert!(Instant::now() < deadline, "the pod was not removed:\n{}", kubelet.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the pod was not removed:\n{}",
+            kubelet.stderr()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(container_ids(&runtime, &new_uid, &rt).is_empty());

@@ -1,7 +1,7 @@
 //! The pod manager: merges source snapshots, runs one worker per pod, relists the runtime
 //! (the pod lifecycle event generator) and cleans up pods nobody wants.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::snapshot::pod_snapshot;
+use crate::source::{PodChange, PodSet};
 use crate::status::{StatusInputs, pod_status};
 use crate::sync::{SyncContext, remove_old_instances, sync_pod, terminate_pod};
 use crate::{PodSource, SourceUpdate};
@@ -89,7 +90,7 @@ impl PodManager {
     /// Runs until `updates` closes. Then it returns without touching the pods: a kubelet
     /// that stops leaves its pods running, and adopts them when it starts again.
     pub async fn run(self, mut updates: mpsc::Receiver<SourceUpdate>) {
-        let mut by_source: BTreeMap<PodSource, Vec<Pod>> = BTreeMap::new();
+        let mut wanted = PodSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut finishing: Vec<Worker> = Vec::new();
         let pokes: Pokes = Arc::default();
@@ -108,18 +109,13 @@ impl PodManager {
                     for rejected in &update.rejected {
                         warn!(path = %rejected.path, reason = %rejected.reason, "rejected pod manifest");
                     }
-                    by_source.insert(update.source, update.pods);
-                    let desired: BTreeMap<String, Pod> = by_source
-                        .values()
-                        .flatten()
-                        .map(|p| (PodRef::of(p).uid, p.clone()))
-                        .collect();
-                    self.apply(&desired, &mut workers, &mut finishing, &pokes);
+                    for change in wanted.apply(update) {
+                        self.apply(change, &mut workers, &mut finishing, &pokes);
+                    }
                 }
                 orphans = orphans_rx.recv() => {
                     let Some(orphans) = orphans else { break };
-                    let sources_ready = self.config.sources.iter().all(|s| by_source.contains_key(s));
-                    if !sources_ready {
+                    if !wanted.has_seen_all(&self.config.sources) {
                         continue;
                     }
                     for orphan in orphans {
@@ -144,38 +140,26 @@ impl PodManager {
 
     fn apply(
         &self,
-        desired: &BTreeMap<String, Pod>,
+        change: PodChange,
         workers: &mut HashMap<String, Worker>,
         finishing: &mut Vec<Worker>,
         pokes: &Pokes,
     ) {
-        let gone: Vec<String> = workers
-            .keys()
-            .filter(|uid| !desired.contains_key(*uid))
-            .cloned()
-            .collect();
-        for uid in gone {
-            if let Some(worker) = workers.remove(&uid) {
-                worker.desired.send_modify(|d| d.remove = true);
-                finishing.push(worker);
-            }
-        }
-        for (uid, pod) in desired {
-            match workers.get(uid) {
-                Some(worker) => {
-                    let changed = {
-                        let current = worker.desired.borrow();
-                        current.pod.spec != pod.spec || current.pod.metadata != pod.metadata
-                    };
-                    if changed {
-                        worker.desired.send_modify(|d| d.pod = pod.clone());
-                    }
+        let uid = change.uid().to_owned();
+        match change {
+            PodChange::Removed(_) => {
+                if let Some(worker) = workers.remove(&uid) {
+                    worker.desired.send_modify(|d| d.remove = true);
+                    finishing.push(worker);
                 }
+            }
+            PodChange::Added(pod) | PodChange::Updated(pod) => match workers.get(&uid) {
+                Some(worker) => worker.desired.send_modify(|d| d.pod = pod),
                 None => {
-                    let worker = self.spawn_worker(pod.clone(), false, pokes);
-                    workers.insert(uid.clone(), worker);
+                    let worker = self.spawn_worker(pod, false, pokes);
+                    workers.insert(uid, worker);
                 }
-            }
+            },
         }
     }
 
