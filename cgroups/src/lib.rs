@@ -3,7 +3,8 @@
 //! This first part holds the arithmetic every cgroup backend shares and that must match
 //! the upstream kubelet exactly, because containerd compares the values the kubelet
 //! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
-//! quota, and shares to the cgroup v2 `cpu.weight`. The cgroup managers (v1, v2, systemd
+//! quota, and shares to the cgroup v2 `cpu.weight`; and the cgroupfs path of a pod's
+//! cgroup ([`pod_cgroupfs_path`]). The cgroup managers (v1, v2, systemd
 //! driver) land with the pod lifecycle work.
 //!
 //! # Example
@@ -16,6 +17,8 @@
 //! assert_eq!(milli_cpu_to_quota(500, QUOTA_PERIOD_US), 50_000);
 //! assert_eq!(shares_to_weight(256), 10);
 //! ```
+
+use kubelet_core::QosClass;
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.
@@ -30,6 +33,23 @@ pub const MILLI_CPU_PER_CPU: u64 = 1000;
 pub const QUOTA_PERIOD_US: u64 = 100_000;
 /// Smallest CFS quota the kernel accepts, in microseconds.
 pub const MIN_QUOTA_PERIOD_US: u64 = 1000;
+
+/// Name of the cgroup under which the kubelet puts every pod (upstream
+/// `defaultNodeAllocatableCgroupName`).
+pub const KUBEPODS_CGROUP: &str = "kubepods";
+
+/// The cgroupfs path of a pod's cgroup, the sandbox's cgroup parent, as upstream's
+/// `GetPodContainerName` names it with the cgroupfs driver and the default cgroup root:
+/// Guaranteed pods sit directly under `/kubepods`, the others under their QoS tier's
+/// cgroup (`/kubepods/burstable`, `/kubepods/besteffort`); the pod's own cgroup is
+/// `pod<uid>`.
+pub fn pod_cgroupfs_path(qos: QosClass, pod_uid: &str) -> String {
+    match qos {
+        QosClass::Guaranteed => format!("/{KUBEPODS_CGROUP}/pod{pod_uid}"),
+        QosClass::Burstable => format!("/{KUBEPODS_CGROUP}/burstable/pod{pod_uid}"),
+        QosClass::BestEffort => format!("/{KUBEPODS_CGROUP}/besteffort/pod{pod_uid}"),
+    }
+}
 
 /// `cpu.shares` for a CPU request in millicores (upstream `MilliCPUToShares`).
 pub fn milli_cpu_to_shares(milli_cpu: u64) -> u64 {
@@ -82,6 +102,22 @@ mod tests {
         assert_eq!(
             milli_cpu_to_quota(u64::MAX, QUOTA_PERIOD_US),
             u64::MAX / 1000
+        );
+    }
+
+    #[test]
+    fn pod_cgroups_follow_the_qos_tiers() {
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::Guaranteed, "u-1"),
+            "/kubepods/podu-1"
+        );
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::Burstable, "u-1"),
+            "/kubepods/burstable/podu-1"
+        );
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::BestEffort, "u-1"),
+            "/kubepods/besteffort/podu-1"
         );
     }
 
