@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Pod, PodDNSConfig};
 use kubelet_core::DnsConfig;
 
-use super::{NodeContext, pod_spec, spec_error, uses_host_network};
+use super::{NodeContext, node_ips, pod_spec, spec_error, uses_host_network};
 use crate::Result;
 
 /// Options every ClusterFirst pod gets.
@@ -97,12 +97,8 @@ pub fn pod_dns_config(pod: &Pod, ctx: &NodeContext) -> Result<DnsConfig> {
             }
             if ctx.resolv_conf_disabled {
                 // A localhost nameserver is what a resolver without nameservers would use.
-                for ip in &ctx.host_ips {
-                    let loopback = if matches!(ip.to_canonical(), IpAddr::V6(_)) {
-                        "::1"
-                    } else {
-                        "127.0.0.1"
-                    };
+                for ip in node_ips(ctx) {
+                    let loopback = if ip.is_ipv6() { "::1" } else { "127.0.0.1" };
                     config.servers.push(loopback.to_owned());
                 }
                 if config.servers.is_empty() {

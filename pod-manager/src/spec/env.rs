@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kubelet_core::Quantity;
 
 use super::validation::is_label_key;
-use super::{EnvObjects, NodeContext, parse_ip_sloppy, pod_spec, spec_error};
+use super::{EnvObjects, NodeContext, node_ips, parse_ip_sloppy, pod_spec, spec_error};
 use crate::Result;
 
 /// Replaces `$(NAME)` references in `input` with `lookup(NAME)`, exactly as Kubernetes
@@ -295,18 +295,18 @@ fn field_value(
 
     let spec = pod_spec(pod);
     let sorted_ips = sort_pod_ips(pod_ips, ctx.host_ips.first());
-    let host_ips = || {
-        if ctx.host_ips.is_empty() {
-            Err("host IP unknown; known addresses: []".to_owned())
-        } else {
-            Ok(ctx.host_ips.iter().map(IpAddr::to_string))
+    let host_ips = || -> std::result::Result<Vec<String>, String> {
+        let ips = node_ips(ctx);
+        if ips.is_empty() {
+            return Err("host IP unknown; known addresses: []".to_owned());
         }
+        Ok(ips.iter().map(IpAddr::to_string).collect())
     };
     let value = match path {
         "spec.nodeName" => spec.node_name.clone().unwrap_or_default(),
         "spec.serviceAccountName" => spec.service_account_name.clone().unwrap_or_default(),
-        "status.hostIP" => host_ips()?.next().unwrap_or_default(),
-        "status.hostIPs" => host_ips()?.collect::<Vec<_>>().join(","),
+        "status.hostIP" => host_ips()?.into_iter().next().unwrap_or_default(),
+        "status.hostIPs" => host_ips()?.join(","),
         "status.podIP" => sorted_ips
             .first()
             .or(pod_ips.first())

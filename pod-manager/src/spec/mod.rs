@@ -288,6 +288,17 @@ fn namespace_options(spec: &PodSpec) -> NamespaceOptions {
     }
 }
 
+/// The node's IPs as upstream uses them: the primary and the first of the other family,
+/// if any (upstream `GetNodeHostIPs`, and the dual-stack pair of `--node-ip`).
+fn node_ips(ctx: &NodeContext) -> Vec<IpAddr> {
+    let ips: Vec<IpAddr> = ctx.host_ips.iter().map(IpAddr::to_canonical).collect();
+    let Some(primary) = ips.first().copied() else {
+        return Vec::new();
+    };
+    let secondary = ips.iter().find(|ip| ip.is_ipv6() != primary.is_ipv6());
+    std::iter::once(primary).chain(secondary.copied()).collect()
+}
+
 /// Go's `net.ParseIP` as Kubernetes uses it (`ParseIPSloppy`): IPv4 octets may carry
 /// leading zeros (read as decimal), and IPv4-mapped IPv6 addresses are IPv4.
 fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {

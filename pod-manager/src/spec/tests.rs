@@ -45,7 +45,12 @@ fn ip(text: &str) -> IpAddr {
 fn ctx() -> NodeContext {
     NodeContext {
         node_name: "node-1".into(),
-        host_ips: vec![ip("192.168.0.10"), ip("fd00::10")],
+        host_ips: vec![
+            ip("192.168.0.10"),
+            ip("192.168.0.11"),
+            ip("fd00::10"),
+            ip("fd00::11"),
+        ],
         pod_logs_root: "/var/log/pods".into(),
         pods_dir: "/var/lib/kubelet/pods".into(),
         cluster_dns: vec![ip("10.96.0.10")],
