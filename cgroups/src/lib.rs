@@ -3,7 +3,8 @@
 //! This first part holds the arithmetic every cgroup backend shares and that must match
 //! the upstream kubelet exactly, because containerd compares the values the kubelet
 //! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
-//! quota, and shares to the cgroup v2 `cpu.weight`. The cgroup managers (v1, v2, systemd
+//! quota, and shares to the cgroup v2 `cpu.weight`; and the cgroupfs path of a pod's
+//! cgroup ([`pod_cgroupfs_path`]). The cgroup managers (v1, v2, systemd
 //! driver) land with the pod lifecycle work.
 //!
 //! # Example
@@ -16,6 +17,8 @@
 //! assert_eq!(milli_cpu_to_quota(500, QUOTA_PERIOD_US), 50_000);
 //! assert_eq!(shares_to_weight(256), 10);
 //! ```
+
+use kubelet_core::QosClass;
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.
@@ -30,6 +33,23 @@ pub const MILLI_CPU_PER_CPU: u64 = 1000;
 pub const QUOTA_PERIOD_US: u64 = 100_000;
 /// Smallest CFS quota the kernel accepts, in microseconds.
 pub const MIN_QUOTA_PERIOD_US: u64 = 1000;
+
+/// Name of the cgroup under which the kubelet puts every pod (upstream
+/// `defaultNodeAllocatableCgroupName`).
+pub const KUBEPODS_CGROUP: &str = "kubepods";
+
+/// The cgroupfs path of a pod's cgroup, the sandbox's cgroup parent, as upstream's
+/// `GetPodContainerName` names it with the cgroupfs driver and the default cgroup root:
+/// Guaranteed pods sit directly under `/kubepods`, the others under their QoS tier's
+/// cgroup (`/kubepods/burstable`, `/kubepods/besteffort`); the pod's own cgroup is
+/// `pod<uid>`.
+pub fn pod_cgroupfs_path(qos: QosClass, pod_uid: &str) -> String {
+    match qos {
+        QosClass::Guaranteed => format!("/{KUBEPODS_CGROUP}/pod{pod_uid}"),
+        QosClass::Burstable => format!("/{KUBEPODS_CGROUP}/burstable/pod{pod_uid}"),
+        QosClass::BestEffort => format!("/{KUBEPODS_CGROUP}/besteffort/pod{pod_uid}"),
+    }
+}
 
 /// `cpu.shares` for a CPU request in millicores (upstream `MilliCPUToShares`).
 pub fn milli_cpu_to_shares(milli_cpu: u64) -> u64 {
@@ -60,6 +80,43 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((shares - 2) * 9999) / 262_142
 }
 
+/// Where cgroup hierarchies are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Removes a pod's cgroup (`cgroup_parent`, e.g. `/kubepods/besteffort/pod<uid>`) from
+/// every hierarchy under `root`: each cgroup v1 controller and the v2 tree. runc creates
+/// it as the parent of the pod's containers and leaves it; the kubelet removes it once
+/// the pod's containers are gone, as upstream's pod container manager does. Absent
+/// directories are fine; a cgroup that still has processes is an error naming it.
+pub fn remove_pod_cgroup(root: &std::path::Path, cgroup_parent: &str) -> std::io::Result<()> {
+    let relative = cgroup_parent.trim_start_matches('/');
+    if relative.is_empty() {
+        return Ok(());
+    }
+    let mut hierarchies = vec![root.to_path_buf()];
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        // Controllers mounted together appear once as a directory and again as links.
+        if entry.file_type()?.is_dir() {
+            hierarchies.push(entry.path());
+        }
+    }
+    for hierarchy in hierarchies {
+        let dir = hierarchy.join(relative);
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("removing cgroup {}: {e}", dir.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +140,54 @@ mod tests {
             milli_cpu_to_quota(u64::MAX, QUOTA_PERIOD_US),
             u64::MAX / 1000
         );
+    }
+
+    #[test]
+    fn pod_cgroups_follow_the_qos_tiers() {
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::Guaranteed, "u-1"),
+            "/kubepods/podu-1"
+        );
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::Burstable, "u-1"),
+            "/kubepods/burstable/podu-1"
+        );
+        assert_eq!(
+            pod_cgroupfs_path(QosClass::BestEffort, "u-1"),
+            "/kubepods/besteffort/podu-1"
+        );
+    }
+
+    #[test]
+    fn removes_the_pod_cgroup_from_every_hierarchy() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let pod = "kubepods/besteffort/podu1";
+        for controller in ["memory", "cpu", "pids"] {
+            std::fs::create_dir_all(root.path().join(controller).join(pod)).expect("mkdir");
+        }
+        std::fs::create_dir_all(root.path().join(pod)).expect("v2 mkdir");
+        // A hierarchy without the pod is fine.
+        std::fs::create_dir_all(root.path().join("freezer")).expect("mkdir");
+        remove_pod_cgroup(root.path(), "/kubepods/besteffort/podu1").expect("removed");
+        for hierarchy in ["memory", "cpu", "pids", ""] {
+            let dir = root.path().join(hierarchy).join(pod);
+            assert!(!dir.exists(), "{} left", dir.display());
+            assert!(
+                dir.parent().is_some_and(|p| p.exists()),
+                "the QoS cgroup stays"
+            );
+        }
+        // Repeating is harmless.
+        remove_pod_cgroup(root.path(), "/kubepods/besteffort/podu1").expect("idempotent");
+    }
+
+    #[test]
+    fn a_busy_pod_cgroup_is_an_error_naming_it() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let busy = root.path().join("memory/kubepods/podu2/container");
+        std::fs::create_dir_all(&busy).expect("mkdir");
+        let err = remove_pod_cgroup(root.path(), "/kubepods/podu2").expect_err("not empty");
+        assert!(err.to_string().contains("memory/kubepods/podu2"), "{err}");
     }
 
     #[test]

@@ -233,6 +233,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             host_resolv_conf,
             allocatable_milli_cpu: node::milli_cpus(),
             allocatable_memory: node::memory_bytes(),
+            memory_capacity: node::memory_bytes(),
+            thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
+            ..NodeContext::default()
         },
         env_objects: Arc::new(NoEnvObjects),
         runtime_name: version.runtime_name.clone(),

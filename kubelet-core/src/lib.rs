@@ -9,8 +9,9 @@
 //! - the domain types they exchange ([`SandboxConfig`], [`ContainerConfig`], ...). Pods and
 //!   nodes are the `k8s-openapi` types, never a copy;
 //! - pure decisions that must match upstream exactly: the [`labels`] and container hash
-//!   upstream puts on sandboxes and containers, and the [`Backoff`] of CrashLoopBackOff
-//!   and ImagePullBackOff;
+//!   upstream puts on sandboxes and containers, the [`Backoff`] of CrashLoopBackOff
+//!   and ImagePullBackOff, resource [`Quantity`] parsing and rounding, and a pod's
+//!   [`QosClass`] ([`pod_qos`]);
 //! - one [`Error`] enum whose runtime variant callers can match on
 //!   ([`RuntimeErrorKind::NotFound`], [`RuntimeErrorKind::Unavailable`], ...).
 //!
@@ -36,6 +37,8 @@ mod error;
 pub mod labels;
 mod pod;
 mod probe;
+mod qos;
+mod quantity;
 mod runtime;
 mod status;
 mod volume;
@@ -44,6 +47,8 @@ pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
+pub use qos::{QosClass, compute_pod_qos, pod_qos};
+pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use runtime::{
     Capabilities, Container, ContainerConfig, ContainerFilter, ContainerMetadata,
     ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,

@@ -521,7 +521,7 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
         pod_ips: Some(pod_ips.into_iter().map(|ip| PodIP { ip }).collect())
             .filter(|v: &Vec<PodIP>| !v.is_empty()),
         start_time: inputs.start_time.cloned(),
-        qos_class: Some(crate::qos_class(pod).to_owned()),
+        qos_class: Some(kubelet_core::pod_qos(pod).as_str().to_owned()),
         init_container_statuses: Some(init).filter(|v| !v.is_empty()),
         container_statuses: Some(app),
         observed_generation: pod.metadata.generation,

@@ -364,14 +364,22 @@ async fn start_container(
     let image = container.image.clone().unwrap_or_default();
     ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
 
-    let mounts = container_mounts(ctx, pod, container)
-        .await
-        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
     let pod_ips: Vec<String> = Some(pod_ip.to_owned())
         .filter(|ip| !ip.is_empty())
         .into_iter()
         .collect();
-    let config = spec::container_config(
+    // The image's user decides runAsNonRoot and is the default user, as upstream.
+    let (image_uid, image_user) = match ctx.images.image_status(&image).await {
+        Ok(Some(found)) => (found.uid, found.username),
+        Ok(None) => (None, String::new()),
+        Err(e) => return Err((CREATE_CONTAINER_CONFIG_ERROR, e.to_string())),
+    };
+    spec::verify_run_as_non_root(pod, container, image_uid, &image_user)
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
+    let mounts = container_mounts(ctx, pod, container, &pod_ips)
+        .await
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
+    let mut config = spec::container_config(
         pod,
         container,
         restart_count,
@@ -380,7 +388,8 @@ async fn start_container(
         ctx.env_objects.as_ref(),
         mounts,
     )
-    .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+    .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
+    spec::apply_image_user(&mut config.security, image_uid, &image_user);
     let id = ctx
         .runtime
         .create_container(sandbox_id, &config, sandbox_config)
@@ -485,51 +494,89 @@ async fn ensure_image(
     }
 }
 
-/// The kubelet-made mounts of a container: its termination message file.
+/// The message of a spec error as upstream shows it in a waiting state: the reason
+/// alone, the pod and container being implied.
+fn spec_message(error: crate::Error) -> String {
+    match error {
+        crate::Error::Spec { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// The kubelet-made mounts of a container: the Kubernetes-managed hosts file and its
+/// termination message file.
 async fn container_mounts(
     ctx: &SyncContext,
     pod: &Pod,
     container: &Container,
+    pod_ips: &[String],
 ) -> Result<Vec<Mount>> {
+    let mut mounts = Vec::new();
+    if spec::should_mount_hosts_file(pod, container, pod_ips) {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        // Host-network pods see the node's own entries, as upstream.
+        let node_hosts = if host_network {
+            tokio::fs::read_to_string("/etc/hosts")
+                .await
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let content = spec::hosts_file_content(pod, pod_ips, &ctx.node, &node_hosts)?;
+        let path = spec::hosts_file_path(pod, &ctx.node);
+        write_file(&path, content.as_bytes(), "writing the pod's hosts file").await?;
+        mounts.push(spec::hosts_file_mount(pod, &ctx.node));
+    }
     let path = container
         .termination_message_path
         .clone()
         .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
     if path.is_empty() {
-        return Ok(Vec::new());
+        return Ok(mounts);
     }
     let uid = PodRef::of(pod).uid;
-    let dir = ctx
-        .node
-        .pods_dir
-        .join(&uid)
-        .join("containers")
-        .join(&container.name);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|source| crate::Error::Io {
-            operation: "creating the container directory",
-            path: dir.clone(),
-            source,
-        })?;
     // A fresh file per instance, so a restarted container does not see the old message.
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let file = dir.join(format!("{nanos:x}"));
-    tokio::fs::write(&file, b"")
-        .await
-        .map_err(|source| crate::Error::Io {
-            operation: "creating the termination message file",
-            path: file.clone(),
-            source,
-        })?;
-    Ok(vec![Mount {
+    let file = ctx
+        .node
+        .pods_dir
+        .join(&uid)
+        .join("containers")
+        .join(&container.name)
+        .join(format!("{nanos:x}"));
+    write_file(&file, b"", "creating the termination message file").await?;
+    mounts.push(Mount {
         container_path: path,
         host_path: file.display().to_string(),
         ..Default::default()
-    }])
+    });
+    Ok(mounts)
+}
+
+async fn write_file(path: &std::path::Path, bytes: &[u8], operation: &'static str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| crate::Error::Io {
+                operation,
+                path: dir.to_owned(),
+                source,
+            })?;
+    }
+    tokio::fs::write(path, bytes)
+        .await
+        .map_err(|source| crate::Error::Io {
+            operation,
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Stops one container: preStop hook, then the runtime's stop with what is left of the
@@ -673,6 +720,7 @@ pub async fn terminate_pod(
         }
     }
     let uid = PodRef::of(pod).uid;
+    remove_pod_cgroups(&uid).await;
     for dir in [
         ctx.node.pods_dir.join(&uid),
         spec::pod_log_dir(pod, &ctx.node),
@@ -684,6 +732,30 @@ pub async fn terminate_pod(
         }
     }
     Ok(())
+}
+
+/// Removes the pod's cgroup, which runc created as its containers' parent. Every QoS
+/// tier is tried: a pod known only from the runtime (an orphan) has no spec to tell.
+async fn remove_pod_cgroups(uid: &str) {
+    let uid = uid.to_owned();
+    let removed = tokio::task::spawn_blocking(move || {
+        let root = std::path::Path::new(kubelet_cgroups::CGROUP_ROOT);
+        [
+            kubelet_core::QosClass::Guaranteed,
+            kubelet_core::QosClass::Burstable,
+            kubelet_core::QosClass::BestEffort,
+        ]
+        .into_iter()
+        .try_for_each(|qos| {
+            kubelet_cgroups::remove_pod_cgroup(root, &kubelet_cgroups::pod_cgroupfs_path(qos, &uid))
+        })
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "removing the pod's cgroup"),
+        Err(e) => warn!(error = %e, "removing the pod's cgroup"),
+    }
 }
 
 /// Removes exited instances of each container beyond the newest exited one, which is

@@ -102,6 +102,7 @@ fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
             host_resolv_conf: "nameserver 127.0.0.53\n".into(),
             allocatable_milli_cpu: 2000,
             allocatable_memory: 1 << 30,
+            ..NodeContext::default()
         },
         env_objects: Arc::new(NoEnvObjects),
         runtime_name: "containerd".into(),

@@ -40,6 +40,7 @@ fn start(fake: FakeCriServer) -> Harness {
             host_resolv_conf: "nameserver 127.0.0.53\n".into(),
             allocatable_milli_cpu: 2000,
             allocatable_memory: 1 << 30,
+            ..NodeContext::default()
         },
         env_objects: Arc::new(NoEnvObjects),
         runtime_name: "fake".into(),

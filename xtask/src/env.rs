@@ -182,19 +182,25 @@ fn our_shims() -> Vec<u32> {
         .collect()
 }
 
-/// The cgroup directories containerd's CRI creates for pods without a cgroup parent
-/// (`/sys/fs/cgroup/<controller>/k8s.io`, or `/sys/fs/cgroup/k8s.io` on cgroup v2).
+/// The cgroup directories pods leave behind: containerd's CRI puts pods without a cgroup
+/// parent under `k8s.io`, the kubelet puts its pods under `kubepods` (as upstream with
+/// the cgroupfs driver), in every v1 controller or at the v2 root.
 fn k8s_cgroup_roots() -> Vec<PathBuf> {
+    const NAMES: [&str; 2] = ["k8s.io", "kubepods"];
     let base = Path::new("/sys/fs/cgroup");
     let mut roots = Vec::new();
-    if base.join("k8s.io").is_dir() {
-        roots.push(base.join("k8s.io"));
+    for name in NAMES {
+        if base.join(name).is_dir() {
+            roots.push(base.join(name));
+        }
     }
     if let Ok(rd) = fs::read_dir(base) {
         for e in rd.flatten() {
-            let p = e.path().join("k8s.io");
-            if p.is_dir() {
-                roots.push(p);
+            for name in NAMES {
+                let p = e.path().join(name);
+                if p.is_dir() {
+                    roots.push(p);
+                }
             }
         }
     }
@@ -382,7 +388,7 @@ pub fn down(l: &Layout) -> Result<()> {
     }
     let n = remove_cgroups_if(!foreign);
     if n > 0 {
-        progress!("removed {n} cgroup directories under */k8s.io");
+        progress!("removed {n} cgroup directories under */k8s.io and */kubepods");
     }
     let n = unmount_all(l, !foreign);
     if n > 0 {

@@ -1,0 +1,356 @@
+//! Turning a pod and its containers into runtime configurations, as the upstream kubelet
+//! (v1.37) does in `generatePodSandboxConfig` and `generateContainerConfig`.
+//!
+//! - [`sandbox_config`]: identity, hostname, log directory, DNS ([`pod_dns_config`]),
+//!   ports, labels, cgroup parent per QoS class, pod security context, sysctls.
+//! - [`container_config`]: image, command and arguments with `$(VAR)` expansion
+//!   ([`expand`]), environment ([`container_env`]), log path, labels, resources
+//!   ([`container_resources`], [`oom_score_adj`]), merged security context.
+//! - Around them, what the caller needs before or after: [`verify_run_as_non_root`] and
+//!   [`apply_image_user`] once the image's user is known, and the Kubernetes-managed
+//!   `/etc/hosts` ([`should_mount_hosts_file`], [`hosts_file_content`],
+//!   [`hosts_file_mount`]).
+//!
+//! Everything here is pure: the caller reads files (the node's `/etc/hosts`), creates
+//! directories and writes the hosts file.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use kubelet_core::{
+    ContainerConfig, ContainerMetadata, Mount, NamespaceOptions, PodRef, PortMapping, Protocol,
+    SandboxConfig, SandboxMetadata, labels,
+};
+
+use crate::{Error, Result};
+
+mod dns;
+mod env;
+mod hosts;
+mod resources;
+mod security;
+mod validation;
+
+pub use dns::pod_dns_config;
+pub use env::{container_env, expand};
+pub use hosts::{
+    hosts_file_content, hosts_file_mount, hosts_file_path, pod_hostname_and_domain,
+    should_mount_hosts_file,
+};
+pub use resources::{container_resources, oom_score_adj};
+pub use security::{apply_image_user, host_thermal_throttle_paths, verify_run_as_non_root};
+
+/// What the translation needs to know about the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeContext {
+    /// Node name (lower case), as registered.
+    pub node_name: String,
+    /// The node's IP addresses, primary first (for `status.hostIP` references).
+    pub host_ips: Vec<IpAddr>,
+    /// Root of pod log directories, upstream `/var/log/pods`.
+    pub pod_logs_root: PathBuf,
+    /// Root of per-pod directories, upstream `/var/lib/kubelet/pods`.
+    pub pods_dir: PathBuf,
+    /// `clusterDNS` from the kubelet configuration.
+    pub cluster_dns: Vec<IpAddr>,
+    /// `clusterDomain` from the kubelet configuration.
+    pub cluster_domain: String,
+    /// Contents of the node's resolv.conf (`resolvConf`), for dnsPolicy Default.
+    pub host_resolv_conf: String,
+    /// Node allocatable CPU in millicores, the value of unset CPU limits in
+    /// resourceFieldRef.
+    pub allocatable_milli_cpu: u64,
+    /// Node allocatable memory in bytes, the value of unset memory limits.
+    pub allocatable_memory: u64,
+    /// Node allocatable ephemeral storage in bytes, the value of unset ephemeral-storage
+    /// limits in resourceFieldRef.
+    pub allocatable_ephemeral_storage: u64,
+    /// The machine's memory capacity in bytes, against which a Burstable container's
+    /// memory request sets its `oom_score_adj`; 0 falls back to `allocatable_memory`.
+    pub memory_capacity: u64,
+    /// True when the kubelet's `resolvConf` is the empty string: `host_resolv_conf` is
+    /// then ignored and pods with host DNS get a localhost nameserver and search `.`.
+    pub resolv_conf_disabled: bool,
+    /// The host's `/sys/devices/system/cpu/cpu<N>/thermal_throttle` paths, masked in
+    /// every container after the default masked paths (see
+    /// [`host_thermal_throttle_paths`]).
+    pub thermal_throttle_paths: Vec<String>,
+}
+
+/// ConfigMaps and Secrets that environment variables may reference; standalone mode has
+/// none.
+pub trait EnvObjects: Send + Sync {
+    /// The ConfigMap `namespace/name`, if available.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
+    /// The Secret `namespace/name`, if available.
+    fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+}
+
+/// No API objects (standalone mode).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEnvObjects;
+
+impl EnvObjects for NoEnvObjects {
+    fn config_map(&self, _: &str, _: &str) -> Option<ConfigMap> {
+        None
+    }
+    fn secret(&self, _: &str, _: &str) -> Option<Secret> {
+        None
+    }
+}
+
+/// The pod's log directory: `<root>/<namespace>_<name>_<uid>`.
+pub fn pod_log_dir(pod: &Pod, ctx: &NodeContext) -> PathBuf {
+    let PodRef {
+        namespace,
+        name,
+        uid,
+    } = PodRef::of(pod);
+    ctx.pod_logs_root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+/// The sandbox configuration of `pod`, attempt `attempt`.
+///
+/// Fails when the node's resolv.conf has a `nameserver` line without an address, when
+/// the pod's hostname, subdomain or hostnameOverride is not a valid DNS name, or when
+/// setHostnameAsFQDN makes a name longer than 64 characters, as upstream does.
+pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &NodeContext) -> Result<SandboxConfig> {
+    let PodRef {
+        namespace,
+        name,
+        uid,
+    } = PodRef::of(pod);
+    let spec = pod_spec(pod);
+    // Upstream computes DNS before the hostname, so its errors come first.
+    let dns = pod_dns_config(pod, ctx)?;
+    let hostname = if uses_host_network(&spec) {
+        // The runtime must leave the host's name alone.
+        String::new()
+    } else {
+        let (hostname, domain) = pod_hostname_and_domain(pod, ctx)?;
+        hosts::node_name_for_kernel(pod, hostname, &domain)?
+    };
+    Ok(SandboxConfig {
+        metadata: SandboxMetadata {
+            name,
+            namespace,
+            uid,
+            attempt,
+        },
+        hostname,
+        log_directory: pod_log_dir(pod, ctx).display().to_string(),
+        dns: Some(dns),
+        port_mappings: port_mappings(&spec),
+        labels: labels::sandbox_labels(pod),
+        annotations: labels::sandbox_annotations(pod),
+        linux: security::sandbox_linux_config(pod),
+        // RuntimeClass lookup comes later; empty selects the runtime's default handler.
+        runtime_handler: String::new(),
+    })
+}
+
+/// The configuration of `container` of `pod` for its `restart_count`-th run.
+///
+/// `pod_ips` are the sandbox's IPs as the runtime reported them; `mounts` are the
+/// container's bind mounts in order (volumes, then the managed hosts file when
+/// [`should_mount_hosts_file`] says so, then the termination log). The image's user is
+/// not known here: call [`verify_run_as_non_root`] before creating the container and
+/// [`apply_image_user`] on the result, as upstream does with the image status.
+///
+/// Fails, naming the object, when the environment references a ConfigMap, Secret or key
+/// that does not exist and is not optional, an unsupported field or resource, or when a
+/// resource quantity does not parse.
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    restart_count: u32,
+    pod_ips: &[String],
+    ctx: &NodeContext,
+    env_objects: &dyn EnvObjects,
+    mounts: Vec<Mount>,
+) -> Result<ContainerConfig> {
+    let envs = container_env(pod, container, pod_ips, ctx, env_objects)?;
+    // Command and arguments see the final environment, not the one being built.
+    let vars: BTreeMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let lookup = |name: &str| vars.get(name).map(|v| (*v).to_owned());
+    let expand_all = |items: &Option<Vec<String>>| -> Vec<String> {
+        items
+            .iter()
+            .flatten()
+            .map(|item| expand(item, lookup))
+            .collect()
+    };
+    Ok(ContainerConfig {
+        metadata: ContainerMetadata {
+            name: container.name.clone(),
+            attempt: restart_count,
+        },
+        image: container.image.clone().unwrap_or_default(),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs,
+        mounts,
+        labels: labels::container_labels(container, pod),
+        annotations: labels::container_annotations(container, pod, restart_count),
+        log_path: container_log_path(&container.name, restart_count),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        resources: Some(container_resources(pod, container, ctx)?),
+        security: security::container_security(pod, container, ctx),
+    })
+}
+
+/// `<name>/<restartCount>.log`, relative to the pod's log directory (upstream
+/// `buildContainerLogsPath`, a `filepath.Join`).
+fn container_log_path(name: &str, restart_count: u32) -> String {
+    if name.is_empty() {
+        format!("{restart_count}.log")
+    } else {
+        format!("{name}/{restart_count}.log")
+    }
+}
+
+/// The port mappings of the pod's regular containers (upstream `MakePortMappings`): a
+/// port whose name (or, unnamed, whose family, protocol, host IP and ports) repeats an
+/// earlier one of the same container is dropped.
+fn port_mappings(spec: &PodSpec) -> Vec<PortMapping> {
+    let mut mappings = Vec::new();
+    for container in &spec.containers {
+        let mut seen = std::collections::HashSet::new();
+        for port in container.ports.iter().flatten() {
+            let protocol = port.protocol.as_deref().unwrap_or_default();
+            let host_ip = port.host_ip.as_deref().unwrap_or_default();
+            let host_port = port.host_port.unwrap_or(0);
+            let name = match port.name.as_deref() {
+                Some(name) if !name.is_empty() => name.to_owned(),
+                _ => {
+                    // The family keeps identical v4 and v6 rules apart.
+                    let family = if host_ip.is_empty() {
+                        "any"
+                    } else if is_ipv6_string(host_ip) {
+                        "v6"
+                    } else {
+                        "v4"
+                    };
+                    format!(
+                        "{family}-{protocol}-{host_ip}:{}:{host_port}",
+                        port.container_port
+                    )
+                }
+            };
+            if !seen.insert(name) {
+                tracing::info!(
+                    container = %container.name,
+                    port = port.container_port,
+                    "port name conflicted, it is defined more than once"
+                );
+                continue;
+            }
+            mappings.push(PortMapping {
+                protocol: match protocol {
+                    "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
+                    // Upstream defaults unknown protocols to TCP.
+                    _ => Protocol::Tcp,
+                },
+                container_port: port.container_port,
+                host_port,
+                host_ip: host_ip.to_owned(),
+            });
+        }
+    }
+    mappings
+}
+
+/// The pod's spec, or an empty one for a pod without spec.
+fn pod_spec(pod: &Pod) -> Cow<'_, PodSpec> {
+    pod.spec
+        .as_ref()
+        .map_or_else(|| Cow::Owned(PodSpec::default()), Cow::Borrowed)
+}
+
+fn uses_host_network(spec: &PodSpec) -> bool {
+    spec.host_network.unwrap_or(false)
+}
+
+/// The namespaces the pod's sandbox and containers share with the host.
+fn namespace_options(spec: &PodSpec) -> NamespaceOptions {
+    NamespaceOptions {
+        host_network: uses_host_network(spec),
+        host_pid: spec.host_pid.unwrap_or(false),
+        host_ipc: spec.host_ipc.unwrap_or(false),
+        share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+    }
+}
+
+/// The node's IPs as upstream uses them: the primary and the first of the other family,
+/// if any (upstream `GetNodeHostIPs`, and the dual-stack pair of `--node-ip`).
+fn node_ips(ctx: &NodeContext) -> Vec<IpAddr> {
+    let ips: Vec<IpAddr> = ctx.host_ips.iter().map(IpAddr::to_canonical).collect();
+    let Some(primary) = ips.first().copied() else {
+        return Vec::new();
+    };
+    let secondary = ips.iter().find(|ip| ip.is_ipv6() != primary.is_ipv6());
+    std::iter::once(primary).chain(secondary.copied()).collect()
+}
+
+/// Go's `net.ParseIP` as Kubernetes uses it (`ParseIPSloppy`): IPv4 octets may carry
+/// leading zeros (read as decimal), and IPv4-mapped IPv6 addresses are IPv4.
+fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {
+    let ip = text.parse::<IpAddr>().ok().or_else(|| {
+        let octets: Vec<u8> = text
+            .split('.')
+            .map(|part| {
+                if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                part.parse::<u8>().ok()
+            })
+            .collect::<Option<_>>()?;
+        let octets: [u8; 4] = octets.try_into().ok()?;
+        Some(IpAddr::from(octets))
+    })?;
+    Some(ip.to_canonical())
+}
+
+/// Upstream `IsIPv6String`: parses and is not IPv4 (mapped addresses count as IPv4).
+fn is_ipv6_string(text: &str) -> bool {
+    matches!(parse_ip_sloppy(text), Some(IpAddr::V6(_)))
+}
+
+/// An [`Error::Spec`] about `pod` (and `container`, empty for the sandbox).
+fn spec_error(pod: &Pod, container: &str, reason: impl Into<String>) -> Error {
+    Error::Spec {
+        pod: PodRef::of(pod).to_string(),
+        container: container.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The field path of a container of `pod`, e.g. `spec.containers[0]`, for errors.
+fn container_field(pod: &Pod, name: &str) -> String {
+    let spec = pod_spec(pod);
+    let position = |list: &[Container]| list.iter().position(|c| c.name == name);
+    if let Some(i) = position(&spec.containers) {
+        format!("spec.containers[{i}]")
+    } else if let Some(i) = position(spec.init_containers.as_deref().unwrap_or_default()) {
+        format!("spec.initContainers[{i}]")
+    } else if let Some(i) = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .position(|c| c.name == name)
+    {
+        format!("spec.ephemeralContainers[{i}]")
+    } else {
+        format!("container {name:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests;
