@@ -370,8 +370,12 @@ async fn start_container(
         .collect();
     // The image's user decides runAsNonRoot and is the default user, as upstream.
     let (image_uid, image_user) = match ctx.images.image_status(&image).await {
+        // An image that names no user runs as root, as upstream's getImageUser says.
+        Ok(Some(found)) if found.uid.is_none() && found.username.is_empty() => {
+            (Some(0), String::new())
+        }
         Ok(Some(found)) => (found.uid, found.username),
-        Ok(None) => (None, String::new()),
+        Ok(None) => (Some(0), String::new()),
         Err(e) => return Err((CREATE_CONTAINER_CONFIG_ERROR, e.to_string())),
     };
     spec::verify_run_as_non_root(pod, container, image_uid, &image_user)

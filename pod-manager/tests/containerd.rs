@@ -678,3 +678,220 @@ async fn a_restarted_kubelet_adopts_its_pods_and_active_deadline_fails_a_pod() {
         .await;
     kubelet.finish(&[&uid, &deadline_uid]).await;
 }
+
+fn read_log(kubelet: &Kubelet, pod: &str, uid: &str, container: &str) -> String {
+    let path = kubelet
+        .recorder
+        .pods
+        .pods()
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(pod))
+        .map(|p| p.metadata.namespace.clone().unwrap_or_default())
+        .map(|ns| {
+            kubelet
+                .dirs
+                .path()
+                .join("logs")
+                .join(format!("{ns}_{pod}_{uid}"))
+                .join(container)
+                .join("0.log")
+        });
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.splitn(4, ' ').nth(3).unwrap_or_default().to_owned() + "\n")
+        .collect()
+}
+
+#[tokio::test]
+async fn spec_features_reach_the_container() {
+    let Some(env) = TestEnv::from_env("spec_features_reach_the_container") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-spec");
+    let host_uid = unique("uid-host");
+    let nonroot_uid = unique("uid-nonroot");
+    let fallback_uid = unique("uid-fallback");
+
+    // A sidecar (restartable init container) that must be running before the app starts.
+    let mut sidecar = container(&env, "sidecar", "echo sidecar up; exec sleep 3600");
+    sidecar.restart_policy = Some("Always".into());
+    let mut app = container(
+        &env,
+        "app",
+        "echo \"greeting=$GREETING\"; echo \"pod=$POD_NAME ns=$POD_NS ip=$POD_IP\"; \
+         echo \"user=$(id -u)\"; cat /etc/hosts; cat /etc/resolv.conf; exec sleep 3600",
+    );
+    app.env = Some(vec![
+        env_var("WHO", "world"),
+        env_var("GREETING", "hello $(WHO) $$(WHO)"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NS", "metadata.namespace"),
+        field_env("POD_IP", "status.podIP"),
+    ]);
+    app.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        run_as_user: Some(1000),
+        ..Default::default()
+    });
+    app.lifecycle = Some(Lifecycle {
+        post_start: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo post-start > /proc/1/fd/1".into(),
+                ]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut spec_pod = pod("features", &uid, "Always", vec![sidecar], vec![app]);
+    if let Some(spec) = spec_pod.spec.as_mut() {
+        spec.hostname = Some("custom-host".into());
+        spec.dns_policy = Some("None".into());
+        spec.dns_config = Some(k8s_openapi::api::core::v1::PodDNSConfig {
+            nameservers: Some(vec!["10.96.0.10".into()]),
+            searches: Some(vec!["example.test".into()]),
+            options: None,
+        });
+    }
+
+    let mut host_pod = pod(
+        "host",
+        &host_uid,
+        "Always",
+        vec![],
+        vec![container(&env, "app", "exec sleep 3600")],
+    );
+    if let Some(spec) = host_pod.spec.as_mut() {
+        spec.host_network = Some(true);
+    }
+
+    // The busybox image runs as root, so runAsNonRoot refuses it with upstream's message.
+    let mut nonroot_app = container(&env, "app", "true");
+    nonroot_app.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        run_as_non_root: Some(true),
+        ..Default::default()
+    });
+    let nonroot = pod("nonroot", &nonroot_uid, "Always", vec![], vec![nonroot_app]);
+
+    let mut failing = container(&env, "app", "echo last words; exit 4");
+    failing.termination_message_policy = Some("FallbackToLogsOnError".into());
+    let fallback = pod("fallback", &fallback_uid, "Never", vec![], vec![failing]);
+
+    kubelet
+        .set_pods(vec![spec_pod, host_pod, nonroot, fallback])
+        .await;
+    kubelet
+        .eventually("features running", Duration::from_secs(60), |pods| {
+            phase(pods, "features") == "Running"
+                && app_status(pods, "features", "app").is_some_and(|s| s.ready)
+        })
+        .await;
+    let pods = kubelet.recorder.pods.pods();
+    let sidecar_status = find(&pods, "features")
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .map(|s| s[0].clone())
+        .expect("sidecar status");
+    assert!(
+        sidecar_status.state.and_then(|s| s.running).is_some(),
+        "the sidecar keeps running"
+    );
+    let pod_ip = find(&pods, "features")
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+        .expect("pod IP");
+
+    let log = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = read_log(&kubelet, "features", &uid, "app");
+            if log.contains("search example.test") && log.contains("post-start")
+                || Instant::now() > deadline
+            {
+                break log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(log.contains("greeting=hello world $(WHO)\n"), "{log}");
+    assert!(
+        log.contains(&format!("pod=features ns=pod-manager-test ip={pod_ip}\n")),
+        "{log}"
+    );
+    assert!(log.contains("user=1000\n"), "{log}");
+    assert!(
+        log.contains(&format!("{pod_ip}\tcustom-host")),
+        "managed /etc/hosts: {log}"
+    );
+    assert!(
+        log.contains("nameserver 10.96.0.10\n") && log.contains("search example.test\n"),
+        "{log}"
+    );
+    assert!(log.contains("post-start\n"), "{log}");
+
+    // Host network: the pod reports the node's address.
+    kubelet
+        .eventually("host pod running", Duration::from_secs(60), |pods| {
+            phase(pods, "host") == "Running"
+        })
+        .await;
+    let pods = kubelet.recorder.pods.pods();
+    assert_eq!(
+        find(&pods, "host")
+            .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+            .as_deref(),
+        Some("10.88.0.1")
+    );
+
+    kubelet
+        .eventually("runAsNonRoot refused", Duration::from_secs(60), |pods| {
+            waiting(pods, "nonroot", "app").is_some_and(|(reason, message)| {
+                reason == "CreateContainerConfigError"
+                    && message.contains("runAsNonRoot")
+                    && message.contains("root")
+            })
+        })
+        .await;
+    kubelet
+        .eventually(
+            "fallback message from logs",
+            Duration::from_secs(60),
+            |pods| {
+                app_status(pods, "fallback", "app")
+                    .and_then(|s| s.state?.terminated)
+                    .is_some_and(|t| {
+                        t.exit_code == 4 && t.message.as_deref() == Some("last words\n")
+                    })
+            },
+        )
+        .await;
+    kubelet
+        .finish(&[&uid, &host_uid, &nonroot_uid, &fallback_uid])
+        .await;
+}
+
+fn env_var(name: &str, value: &str) -> k8s_openapi::api::core::v1::EnvVar {
+    k8s_openapi::api::core::v1::EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> k8s_openapi::api::core::v1::EnvVar {
+    k8s_openapi::api::core::v1::EnvVar {
+        name: name.into(),
+        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+            field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
