@@ -19,7 +19,9 @@ use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
 use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
-use kubelet_pod_manager::{LocalPods, ManagerConfig, PodManager, PodSource, SyncContext};
+use kubelet_pod_manager::{
+    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SyncContext,
+};
 
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
@@ -88,6 +90,14 @@ struct Flags {
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
 
+    /// Largest size of a container log before it is rotated (a quantity, e.g. 10Mi).
+    #[arg(long, default_value = "10Mi", value_parser = parse_quantity_bytes)]
+    container_log_max_size: u64,
+
+    /// Most log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
+
     /// Address of the read-only endpoints. Unlike upstream (0.0.0.0) the default is
     /// loopback, because these endpoints have no authentication.
     #[arg(long, default_value = "127.0.0.1")]
@@ -101,6 +111,12 @@ struct Flags {
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
 }
+/// Parses a Kubernetes quantity of bytes (`10Mi`, `500k`).
+fn parse_quantity_bytes(text: &str) -> Result<u64, String> {
+    let quantity: kubelet_core::Quantity = text.parse().map_err(|e| format!("{e}"))?;
+    u64::try_from(quantity.value()).map_err(|_| format!("{text:?} must not be negative"))
+}
+
 /// Parses Go-style durations as upstream flags take them: `90s`, `2m`, `1h`, `1m30s`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
@@ -281,6 +297,11 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         ManagerConfig {
             resync_period: flags.sync_frequency,
             sources: source_kinds,
+            log_rotation: Some(LogRotation {
+                max_size: flags.container_log_max_size,
+                max_files: usize::from(flags.container_log_max_files),
+                ..LogRotation::default()
+            }),
             ..ManagerConfig::default()
         },
     );
@@ -374,5 +395,11 @@ mod tests {
         );
         assert_eq!(flags.runtime_request_timeout, Duration::from_secs(30));
         assert_eq!(flags.verbosity, 4);
+        assert_eq!(flags.container_log_max_size, 10 * 1024 * 1024);
+        let flags =
+            Flags::try_parse_from(["kubelet", "--container-log-max-size=500k"]).expect("flags");
+        assert_eq!(flags.container_log_max_size, 500_000);
+        assert!(Flags::try_parse_from(["kubelet", "--container-log-max-size=ten"]).is_err());
+        assert!(Flags::try_parse_from(["kubelet", "--container-log-max-files=1"]).is_err());
     }
 }

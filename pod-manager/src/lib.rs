@@ -10,11 +10,13 @@
 //!   containers, sidecars, app containers, restarts with back-off, hooks, termination),
 //!   a relist of the runtime every second that wakes the workers of changed pods and
 //!   finds pods nobody wants, and pod status as upstream computes it.
+//! - [`LogRotation`]: container logs rotated by size, as upstream's log manager.
 //! - [`LocalPods`]: the latest pods and statuses, for the read-only `/pods` view.
 
 mod error;
 mod hooks;
 mod local;
+mod logs;
 mod manager;
 pub mod restart;
 mod snapshot;
@@ -25,6 +27,7 @@ mod sync;
 
 pub use error::{Error, Result};
 pub use local::LocalPods;
+pub use logs::LogRotation;
 pub use manager::{ManagerConfig, PodManager};
 pub use snapshot::pod_snapshot;
 pub use sync::{SyncContext, grace_period};

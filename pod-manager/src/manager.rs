@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::LogRotation;
 use crate::snapshot::pod_snapshot;
 use crate::source::{PodChange, PodSet};
 use crate::status::{StatusInputs, pod_status};
@@ -31,6 +32,8 @@ pub struct ManagerConfig {
     pub resync_period: Duration,
     /// The sources whose first snapshot must arrive before pods nobody wants are killed.
     pub sources: Vec<PodSource>,
+    /// Container log rotation; `None` leaves logs to grow.
+    pub log_rotation: Option<LogRotation>,
 }
 
 impl Default for ManagerConfig {
@@ -39,6 +42,7 @@ impl Default for ManagerConfig {
             relist_period: Duration::from_secs(1),
             resync_period: Duration::from_secs(60),
             sources: vec![PodSource::File],
+            log_rotation: Some(LogRotation::default()),
         }
     }
 }
@@ -95,6 +99,9 @@ impl PodManager {
         let mut finishing: Vec<Worker> = Vec::new();
         let pokes: Pokes = Arc::default();
         let (orphans_tx, mut orphans_rx) = mpsc::channel::<Vec<Pod>>(1);
+        let rotation = self.config.log_rotation.map(|policy| {
+            tokio::spawn(crate::logs::rotation_loop(self.ctx.runtime.clone(), policy))
+        });
         let relist = tokio::spawn(relist_loop(
             self.ctx.clone(),
             pokes.clone(),
@@ -133,6 +140,9 @@ impl PodManager {
             finishing.retain(|w| !w.handle.is_finished());
         }
         relist.abort();
+        if let Some(rotation) = rotation {
+            rotation.abort();
+        }
         for worker in workers.into_values().chain(finishing) {
             worker.handle.abort();
         }

@@ -16,7 +16,7 @@ use kubelet_core::{Backoff, ContainerFilter, Runtime, SandboxFilter, StatusRepor
 use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
 use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
-    LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
 };
 use tokio::sync::mpsc;
 
@@ -88,6 +88,17 @@ struct Kubelet {
 }
 
 fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
+    start_with(
+        env,
+        dirs,
+        ManagerConfig {
+            relist_period: Duration::from_millis(500),
+            ..ManagerConfig::default()
+        },
+    )
+}
+
+fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, config: ManagerConfig) -> Kubelet {
     let client = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
     let ctx = SyncContext {
         runtime: Arc::new(client.clone()),
@@ -110,14 +121,7 @@ fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
         image_backoff: Mutex::new(Backoff::image_pull()),
     };
     let recorder = Arc::new(Recorder::default());
-    let manager = PodManager::new(
-        Arc::new(ctx),
-        recorder.clone(),
-        ManagerConfig {
-            relist_period: Duration::from_millis(500),
-            ..ManagerConfig::default()
-        },
-    );
+    let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);
     let (updates, rx) = mpsc::channel(4);
     Kubelet {
         client,
@@ -894,4 +898,75 @@ fn field_env(name: &str, path: &str) -> k8s_openapi::api::core::v1::EnvVar {
         }),
         ..Default::default()
     }
+}
+
+#[tokio::test]
+async fn container_logs_rotate_by_size_and_keep_max_files() {
+    let Some(env) = TestEnv::from_env("container_logs_rotate_by_size_and_keep_max_files") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let dirs = Arc::new(tempfile::tempdir().expect("dir"));
+    let kubelet = start_with(
+        &env,
+        dirs.clone(),
+        ManagerConfig {
+            relist_period: Duration::from_millis(500),
+            log_rotation: Some(LogRotation {
+                max_size: 4096,
+                max_files: 3,
+                interval: Duration::from_millis(300),
+            }),
+            ..ManagerConfig::default()
+        },
+    );
+    let uid = unique("uid-logs");
+    let chatty = container(
+        &env,
+        "app",
+        "i=0; while true; do i=$((i+1)); echo \"line $i: 0123456789012345678901234567890123456789012345678901234567890123456789\"; sleep 0.01; done",
+    );
+    kubelet
+        .set_pods(vec![pod("chatty", &uid, "Always", vec![], vec![chatty])])
+        .await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "chatty") == "Running"
+        })
+        .await;
+    let dir = dirs
+        .path()
+        .join("logs")
+        .join(format!("pod-manager-test_chatty_{uid}"))
+        .join("app");
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    // Several rotations happen; never more than max_files files exist.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most = 0;
+    let mut rotations_seen = std::collections::BTreeSet::new();
+    while Instant::now() < deadline && rotations_seen.len() < 4 {
+        let names = files();
+        most = most.max(names.len());
+        rotations_seen.extend(names.into_iter().filter(|n| n != "0.log"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rotations_seen.len() >= 4,
+        "rotated files seen: {rotations_seen:?}"
+    );
+    assert!(most <= 3, "at most max_files files at once, saw {most}");
+    // After reopening, containerd writes to a fresh 0.log.
+    let current = std::fs::read_to_string(dir.join("0.log")).expect("current log");
+    assert!(current.contains(" stdout F line "), "{current}");
+    kubelet.finish(&[&uid]).await;
 }

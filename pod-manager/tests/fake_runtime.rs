@@ -63,6 +63,7 @@ fn start(fake: FakeCriServer) -> Harness {
             relist_period: Duration::from_millis(50),
             resync_period: Duration::from_secs(60),
             sources: vec![PodSource::File],
+            log_rotation: None,
         },
     );
     let (updates, rx) = mpsc::channel(4);
