@@ -18,6 +18,7 @@ mod hooks;
 mod local;
 mod logs;
 mod manager;
+mod pull_secrets;
 pub mod restart;
 mod snapshot;
 pub mod source;

@@ -234,7 +234,9 @@ async fn pod_worker(
     resync: Duration,
     pokes: Pokes,
 ) {
-    let started = now();
+    // When the pod started: its first sandbox's creation if it already runs (a restarted
+    // kubelet adopting it), else now.
+    let mut started: Option<Timestamp> = None;
     let mut last_status: Option<PodStatus> = None;
     let mut deadline_exceeded = false;
     loop {
@@ -275,6 +277,37 @@ async fn pod_worker(
             }
         }
 
+        let started = *started.get_or_insert_with(|| {
+            snapshot
+                .sandboxes
+                .iter()
+                .map(|s| s.sandbox.created_at)
+                .filter(|&nanos| nanos > 0)
+                .min()
+                .and_then(|nanos| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+                .unwrap_or_else(now)
+        });
+        let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
+        let start_time = Time(started);
+        if last_status.is_none() {
+            // Publish Pending at once, as upstream's status manager does, so a first sync
+            // stuck on a slow pull still shows the pod.
+            let status = pod_status(&StatusInputs {
+                pod: &pod,
+                snapshot: &snapshot,
+                waiting: &Default::default(),
+                runtime_name: &ctx.runtime_name,
+                host_ips: &host_ips,
+                start_time: Some(&start_time),
+                previous: None,
+                now: now(),
+            });
+            match reporter.report(&pod, &status).await {
+                Ok(()) => last_status = Some(status),
+                Err(e) => warn!(error = %e, "reporting the pod's status"),
+            }
+        }
+
         let mut outcome = crate::sync::SyncOutcome::default();
         if !deadline_exceeded && past_active_deadline(&pod, started, now()) {
             info!("pod passed its activeDeadlineSeconds, killing it");
@@ -298,8 +331,6 @@ async fn pod_worker(
             Err(_) => snapshot,
         };
         remove_old_instances(&ctx, &after).await;
-        let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
-        let start_time = Time(started);
         let mut status = pod_status(&StatusInputs {
             pod: &pod,
             snapshot: &after,

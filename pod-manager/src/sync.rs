@@ -480,11 +480,7 @@ async fn ensure_image(
         }
     }
     debug!(image, "pulling image");
-    match ctx
-        .images
-        .pull_image(image, None, Some(sandbox_config))
-        .await
-    {
+    match pull_with_secrets(ctx, pod, image, sandbox_config).await {
         Ok(image_ref) => {
             info!(image, image_ref = %image_ref, "pulled image");
             Ok(())
@@ -496,6 +492,42 @@ async fn ensure_image(
             Err((ERR_IMAGE_PULL, e.to_string()))
         }
     }
+}
+
+/// Pulls `image` with each matching imagePullSecret credential in turn, or anonymously
+/// when none matches, as upstream; the errors of all attempts when none succeeds.
+async fn pull_with_secrets(
+    ctx: &SyncContext,
+    pod: &Pod,
+    image: &str,
+    sandbox_config: &SandboxConfig,
+) -> kubelet_core::Result<String> {
+    let credentials = crate::pull_secrets::credentials_for(pod, image, ctx.env_objects.as_ref());
+    if credentials.is_empty() {
+        return ctx
+            .images
+            .pull_image(image, None, Some(sandbox_config))
+            .await;
+    }
+    let mut errors = Vec::new();
+    for auth in &credentials {
+        match ctx
+            .images
+            .pull_image(image, Some(auth), Some(sandbox_config))
+            .await
+        {
+            Ok(image_ref) => return Ok(image_ref),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut first = errors.remove(0);
+    if !errors.is_empty()
+        && let kubelet_core::Error::Runtime(e) = &mut first
+    {
+        let rest: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        e.message = format!("{}; {}", e.message, rest.join("; "));
+    }
+    Err(first)
 }
 
 /// The message of a spec error as upstream shows it in a waiting state: the reason

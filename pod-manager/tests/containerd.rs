@@ -14,7 +14,7 @@ use kubelet_core::labels::{
 };
 use kubelet_core::{Backoff, ContainerFilter, Runtime, SandboxFilter, StatusReporter};
 use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
-use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
+use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
     LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
 };
@@ -95,10 +95,16 @@ fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
             relist_period: Duration::from_millis(500),
             ..ManagerConfig::default()
         },
+        Arc::new(NoEnvObjects),
     )
 }
 
-fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, config: ManagerConfig) -> Kubelet {
+fn start_with(
+    env: &TestEnv,
+    dirs: Arc<tempfile::TempDir>,
+    config: ManagerConfig,
+    env_objects: Arc<dyn EnvObjects>,
+) -> Kubelet {
     let client = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
     let ctx = SyncContext {
         runtime: Arc::new(client.clone()),
@@ -115,7 +121,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, config: ManagerConfig
             allocatable_memory: 1 << 30,
             ..NodeContext::default()
         },
-        env_objects: Arc::new(NoEnvObjects),
+        env_objects,
         runtime_name: "containerd".into(),
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
@@ -919,6 +925,7 @@ async fn container_logs_rotate_by_size_and_keep_max_files() {
             }),
             ..ManagerConfig::default()
         },
+        Arc::new(NoEnvObjects),
     );
     let uid = unique("uid-logs");
     let chatty = container(
@@ -969,4 +976,97 @@ async fn container_logs_rotate_by_size_and_keep_max_files() {
     let current = std::fs::read_to_string(dir.join("0.log")).expect("current log");
     assert!(current.contains(" stdout F line "), "{current}");
     kubelet.finish(&[&uid]).await;
+}
+
+/// The pull secret a control plane would hand out, for the credentials test.
+struct PullSecret(k8s_openapi::api::core::v1::Secret);
+
+impl EnvObjects for PullSecret {
+    fn config_map(&self, _: &str, _: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+        None
+    }
+    fn secret(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
+        (self.0.metadata.namespace.as_deref() == Some(namespace)
+            && self.0.metadata.name.as_deref() == Some(name))
+        .then(|| self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn image_pull_secrets_authenticate_pulls() {
+    let Some(env) = TestEnv::from_env("image_pull_secrets_authenticate_pulls") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"username":"{}","password":"{}"}}}}}}"#,
+        env.auth_registry, env.auth_user, env.auth_password
+    );
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some("regcred".into()),
+            namespace: Some("pod-manager-test".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(
+            [(
+                ".dockerconfigjson".to_owned(),
+                k8s_openapi::ByteString(config.into_bytes()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let kubelet = start_with(
+        &env,
+        Arc::new(tempfile::tempdir().expect("dir")),
+        ManagerConfig {
+            relist_period: Duration::from_millis(500),
+            ..ManagerConfig::default()
+        },
+        Arc::new(PullSecret(secret)),
+    );
+    let image = format!("{}/busybox:latest", env.auth_registry);
+    let mut private = container(&env, "app", "exec sleep 3600");
+    private.image = Some(image.clone());
+    private.image_pull_policy = Some("Always".into());
+    let with_uid = unique("uid-with");
+    let without_uid = unique("uid-without");
+    let mut with_secret = pod(
+        "with-secret",
+        &with_uid,
+        "Always",
+        vec![],
+        vec![private.clone()],
+    );
+    if let Some(spec) = with_secret.spec.as_mut() {
+        spec.image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference {
+            name: "regcred".into(),
+        }]);
+    }
+    let without = pod(
+        "without-secret",
+        &without_uid,
+        "Always",
+        vec![],
+        vec![private],
+    );
+    kubelet.set_pods(vec![with_secret, without]).await;
+    kubelet
+        .eventually("pulled with the secret", Duration::from_secs(60), |pods| {
+            phase(pods, "with-secret") == "Running"
+        })
+        .await;
+    kubelet
+        .eventually("refused without it", Duration::from_secs(60), |pods| {
+            waiting(pods, "without-secret", "app").is_some_and(|(reason, message)| {
+                matches!(reason.as_str(), "ErrImagePull" | "ImagePullBackOff")
+                    && (reason == "ImagePullBackOff"
+                        || message.contains("401")
+                        || message.to_lowercase().contains("unauthorized"))
+            })
+        })
+        .await;
+    kubelet.finish(&[&with_uid, &without_uid]).await;
 }
