@@ -631,6 +631,22 @@ impl CriClient {
         .await
     }
 
+    /// `GetContainerEvents`: a stream of container events. It has no deadline: a runtime
+    /// may send its response headers only with the first event, so the call itself can
+    /// wait as long as the node is quiet. A runtime that is down still fails at once.
+    pub async fn get_container_events(
+        &self,
+    ) -> Result<tonic::Streaming<cri::ContainerEventResponse>> {
+        self.runtime
+            .clone()
+            .get_container_events(cri::GetEventsRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| {
+                Error::from_status("GetContainerEvents", "-", &status, Duration::ZERO)
+            })
+    }
+
     // ---- ImageService ---------------------------------------------------------------
 
     /// `ListImages`.

@@ -438,6 +438,24 @@ pub fn auth(a: &core::RegistryAuth) -> cri::AuthConfig {
     }
 }
 
+pub fn container_event(e: cri::ContainerEventResponse) -> core::ContainerEvent {
+    let kind = match cri::ContainerEventType::try_from(e.container_event_type) {
+        Ok(cri::ContainerEventType::ContainerCreatedEvent) => core::ContainerEventKind::Created,
+        Ok(cri::ContainerEventType::ContainerStartedEvent) => core::ContainerEventKind::Started,
+        Ok(cri::ContainerEventType::ContainerDeletedEvent) => core::ContainerEventKind::Deleted,
+        _ => core::ContainerEventKind::Stopped,
+    };
+    core::ContainerEvent {
+        container_id: e.container_id,
+        kind,
+        created_at: e.created_at,
+        sandbox_labels: e
+            .pod_sandbox_status
+            .map(|s| to_btree(s.labels))
+            .unwrap_or_default(),
+    }
+}
+
 pub fn runtime_status(s: cri::StatusResponse) -> core::RuntimeStatus {
     core::RuntimeStatus {
         conditions: s

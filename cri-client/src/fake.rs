@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::image_service_server::{ImageService, ImageServiceServer};
 use k8s_cri::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Endpoint, Server, Uri};
@@ -58,6 +58,7 @@ struct State {
     delays: HashMap<String, Duration>,
     calls: Vec<String>,
     network_ready: bool,
+    events_supported: bool,
 }
 
 impl State {
@@ -72,6 +73,7 @@ impl State {
 pub struct FakeCriServer {
     state: Arc<Mutex<State>>,
     exec: Arc<Mutex<Option<Arc<ExecHandler>>>>,
+    events: broadcast::Sender<cri::ContainerEventResponse>,
     connections: mpsc::Sender<tokio::io::DuplexStream>,
 }
 
@@ -93,12 +95,15 @@ impl FakeCriServer {
     pub fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
             network_ready: true,
+            events_supported: true,
             ..Default::default()
         }));
         let exec: Arc<Mutex<Option<Arc<ExecHandler>>>> = Arc::default();
+        let (events, _) = broadcast::channel(256);
         let service = Service {
             state: state.clone(),
             exec: exec.clone(),
+            events: events.clone(),
         };
         let (connections, incoming) = mpsc::channel(16);
         let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
@@ -115,6 +120,7 @@ impl FakeCriServer {
         Self {
             state,
             exec,
+            events,
             connections,
         }
     }
@@ -201,7 +207,19 @@ impl FakeCriServer {
         status.exit_code = exit_code;
         status.finished_at = now_nanos();
         status.reason = if exit_code == 0 { "Completed" } else { "Error" }.to_owned();
+        emit(
+            &self.events,
+            &state,
+            container_id,
+            cri::ContainerEventType::ContainerStoppedEvent,
+        );
         true
+    }
+
+    /// Whether `GetContainerEvents` streams events (the default) or is unimplemented,
+    /// like containerd before 1.7.
+    pub fn set_events_supported(&self, supported: bool) {
+        self.lock().events_supported = supported;
     }
 
     /// The RPCs received so far, in order, each as `Name object`.
@@ -231,6 +249,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Service {
     state: Arc<Mutex<State>>,
     exec: Arc<Mutex<Option<Arc<ExecHandler>>>>,
+    events: broadcast::Sender<cri::ContainerEventResponse>,
+}
+
+/// Sends a container event to every subscriber; none listening is fine.
+fn emit(
+    events: &broadcast::Sender<cri::ContainerEventResponse>,
+    state: &State,
+    container_id: &str,
+    kind: cri::ContainerEventType,
+) {
+    let sandbox = state
+        .containers
+        .get(container_id)
+        .and_then(|(sandbox_id, _)| state.sandboxes.get(sandbox_id))
+        .cloned();
+    let _ = events.send(cri::ContainerEventResponse {
+        container_id: container_id.to_owned(),
+        container_event_type: kind as i32,
+        created_at: now_nanos(),
+        pod_sandbox_status: sandbox,
+        containers_statuses: Vec::new(),
+    });
 }
 
 fn not_found(what: &str, id: &str) -> Status {
@@ -492,6 +532,12 @@ impl RuntimeService for Service {
                 },
             ),
         );
+        emit(
+            &self.events,
+            &state,
+            &id,
+            cri::ContainerEventType::ContainerCreatedEvent,
+        );
         Ok(Response::new(cri::CreateContainerResponse {
             container_id: id,
         }))
@@ -515,6 +561,12 @@ impl RuntimeService for Service {
         }
         status.state = cri::ContainerState::ContainerRunning as i32;
         status.started_at = now_nanos();
+        emit(
+            &self.events,
+            &state,
+            &id,
+            cri::ContainerEventType::ContainerStartedEvent,
+        );
         Ok(Response::new(cri::StartContainerResponse {}))
     }
 
@@ -534,6 +586,12 @@ impl RuntimeService for Service {
             status.exit_code = 143;
             status.finished_at = now_nanos();
             status.reason = "Error".into();
+            emit(
+                &self.events,
+                &state,
+                &id,
+                cri::ContainerEventType::ContainerStoppedEvent,
+            );
         }
         Ok(Response::new(cri::StopContainerResponse {}))
     }
@@ -551,6 +609,14 @@ impl RuntimeService for Service {
             return Err(Status::failed_precondition(format!(
                 "container {id:?} is running, stop it first"
             )));
+        }
+        if state.containers.contains_key(&id) {
+            emit(
+                &self.events,
+                &state,
+                &id,
+                cri::ContainerEventType::ContainerDeletedEvent,
+            );
         }
         state.containers.remove(&id);
         Ok(Response::new(cri::RemoveContainerResponse {}))
@@ -796,17 +862,24 @@ impl RuntimeService for Service {
         ))
     }
 
-    type GetContainerEventsStream =
-        tokio_stream::Empty<Result<cri::ContainerEventResponse, Status>>;
+    type GetContainerEventsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<cri::ContainerEventResponse, Status>> + Send>,
+    >;
 
     async fn get_container_events(
         &self,
         _: Request<cri::GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
         self.enter("GetContainerEvents", "-").await?;
-        Err(Status::unimplemented(
-            "the fake runtime has no event stream",
-        ))
+        if !self.state().events_supported {
+            return Err(Status::unimplemented(
+                "method GetContainerEvents not implemented",
+            ));
+        }
+        let events = tokio_stream::wrappers::BroadcastStream::new(self.events.subscribe())
+            // A subscriber that fell behind skips what it missed; the relist covers it.
+            .filter_map(|event| event.ok().map(Ok));
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn list_metric_descriptors(

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use k8s_cri::v1 as cri;
 use kubelet_core::{
-    Container, ContainerConfig, ContainerFilter, ContainerStats, ContainerStatus, ExecResult,
-    FilesystemUsage, Image, ImageService, RegistryAuth, Result, Runtime, RuntimeStatus,
+    Container, ContainerConfig, ContainerEvents, ContainerFilter, ContainerStats, ContainerStatus,
+    ExecResult, FilesystemUsage, Image, ImageService, RegistryAuth, Result, Runtime, RuntimeStatus,
     RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxStatus, StreamRequest,
 };
 
@@ -171,6 +172,16 @@ impl Runtime for CriClient {
         Ok(convert::container_stats(
             CriClient::container_stats(self, container_id).await?,
         ))
+    }
+
+    async fn container_events(&self) -> Result<ContainerEvents> {
+        let stream = self.get_container_events().await?;
+        Ok(Box::pin(stream.map(|item| match item {
+            Ok(event) => Ok(convert::container_event(event)),
+            Err(status) => {
+                Err(Error::from_status("GetContainerEvents", "-", &status, Duration::ZERO).into())
+            }
+        })))
     }
 
     async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>> {

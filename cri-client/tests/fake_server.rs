@@ -273,3 +273,70 @@ async fn exited_containers_report_exit_code_and_reason() {
     assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
     assert!(status.finished_at >= status.started_at);
 }
+
+#[tokio::test]
+async fn container_events_stream_through_the_runtime_trait() {
+    use futures::StreamExt;
+    use kubelet_core::ContainerEventKind;
+
+    let fake = FakeCriServer::start();
+    fake.add_local_image(BUSYBOX);
+    let client = fake.client(Timeouts::default());
+    // Like containerd, the fake answers the subscription only with the first event, so
+    // subscribe in the background and wait until the server has the subscriber.
+    let subscription = tokio::spawn({
+        let client = client.clone();
+        async move { Runtime::container_events(&client).await }
+    });
+    while !fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("GetContainerEvents"))
+    {
+        tokio::task::yield_now().await;
+    }
+    let sandbox = sandbox_config("evt");
+    let sandbox_id = Runtime::run_sandbox(&client, &sandbox).await.expect("run");
+    let id = Runtime::create_container(&client, &sandbox_id, &container_config("evt"), &sandbox)
+        .await
+        .expect("create");
+    Runtime::start_container(&client, &id).await.expect("start");
+    assert!(fake.exit_container(&id, 0));
+    let mut events = subscription
+        .await
+        .expect("subscription task")
+        .expect("event stream");
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let event = events
+            .next()
+            .await
+            .expect("an event")
+            .expect("not an error");
+        assert_eq!(event.container_id, id);
+        assert_eq!(
+            event.sandbox_labels.get("app").map(String::as_str),
+            Some("evt")
+        );
+        kinds.push(event.kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            ContainerEventKind::Created,
+            ContainerEventKind::Started,
+            ContainerEventKind::Stopped
+        ]
+    );
+
+    fake.set_events_supported(false);
+    let err = Runtime::container_events(&client)
+        .await
+        .err()
+        .expect("unimplemented");
+    assert_eq!(
+        err.runtime_kind(),
+        Some(RuntimeErrorKind::Unimplemented),
+        "{err}"
+    );
+}

@@ -50,12 +50,12 @@ pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
 pub use qos::{QosClass, compute_pod_qos, pod_qos};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use runtime::{
-    Capabilities, Container, ContainerConfig, ContainerFilter, ContainerMetadata,
-    ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,
-    FilesystemUsage, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
-    MountPropagation, NamespaceOptions, PortMapping, Protocol, RegistryAuth, Runtime,
-    RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter,
-    SandboxMetadata, SandboxState, SandboxStatus, StreamRequest, StringMap,
+    Capabilities, Container, ContainerConfig, ContainerEvent, ContainerEventKind, ContainerEvents,
+    ContainerFilter, ContainerMetadata, ContainerSecurity, ContainerState, ContainerStats,
+    ContainerStatus, DnsConfig, ExecResult, FilesystemUsage, Image, ImageService, LinuxResources,
+    LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping, Protocol,
+    RegistryAuth, Runtime, RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
+    SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, StreamRequest, StringMap,
 };
 pub use status::StatusReporter;
 pub use volume::{MountedVolume, VolumePlugin};

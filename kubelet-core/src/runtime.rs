@@ -565,6 +565,36 @@ pub struct Image {
     pub pinned: bool,
 }
 
+/// What happened to a container, as the runtime's event stream reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContainerEventKind {
+    /// Created.
+    Created,
+    /// Started.
+    Started,
+    /// Stopped (exited or killed).
+    Stopped,
+    /// Removed.
+    Deleted,
+}
+
+/// One container event: which container, of which pod, what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// Container id.
+    pub container_id: String,
+    /// What happened.
+    pub kind: ContainerEventKind,
+    /// When, nanoseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Labels of the container's sandbox (they name the pod).
+    pub sandbox_labels: StringMap,
+}
+
+/// A stream of container events; ends or yields an error when the connection breaks.
+pub type ContainerEvents =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<ContainerEvent>> + Send>>;
+
 /// Sandboxes, containers, exec and stats: what the pod manager asks of a container runtime.
 ///
 /// Held as `Arc<dyn Runtime>`; every method names its object in the error it returns.
@@ -620,6 +650,19 @@ pub trait Runtime: Send + Sync {
     async fn container_stats(&self, container_id: &str) -> Result<ContainerStats>;
     /// Current usage of the containers matching the filter.
     async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>>;
+
+    /// Container events as they happen, where the runtime offers them (CRI
+    /// `GetContainerEvents`); the default says the runtime does not.
+    async fn container_events(&self) -> Result<ContainerEvents> {
+        Err(crate::RuntimeError {
+            operation: "GetContainerEvents",
+            object: "-".to_owned(),
+            kind: crate::RuntimeErrorKind::Unimplemented,
+            message: "this runtime has no event stream".to_owned(),
+            timeout: None,
+        }
+        .into())
+    }
 }
 
 /// Image pulls and the image store: the other half of a container runtime.

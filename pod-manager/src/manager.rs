@@ -102,6 +102,7 @@ impl PodManager {
         let rotation = self.config.log_rotation.map(|policy| {
             tokio::spawn(crate::logs::rotation_loop(self.ctx.runtime.clone(), policy))
         });
+        let events = tokio::spawn(event_loop(self.ctx.clone(), pokes.clone()));
         let relist = tokio::spawn(relist_loop(
             self.ctx.clone(),
             pokes.clone(),
@@ -140,6 +141,7 @@ impl PodManager {
             finishing.retain(|w| !w.handle.is_finished());
         }
         relist.abort();
+        events.abort();
         if let Some(rotation) = rotation {
             rotation.abort();
         }
@@ -381,6 +383,50 @@ async fn wait(desired: &mut watch::Receiver<Desired>, poke: &Notify, timeout: Du
         changed = desired.changed() => changed.is_ok(),
         () = poke.notified() => desired.has_changed().is_ok(),
         () = tokio::time::sleep(timeout) => true,
+    }
+}
+
+/// Wakes the worker of a pod as soon as the runtime reports an event on one of its
+/// containers (upstream's evented PLEG), where the runtime has an event stream; the
+/// relist stays as the safety net and is all there is on runtimes without one.
+async fn event_loop(ctx: Arc<SyncContext>, pokes: Pokes) {
+    use futures::StreamExt;
+    loop {
+        let mut stream = match ctx.runtime.container_events().await {
+            Ok(stream) => stream,
+            Err(e) if e.runtime_kind() == Some(kubelet_core::RuntimeErrorKind::Unimplemented) => {
+                info!("the runtime has no container event stream; relisting only");
+                return;
+            }
+            Err(e) => {
+                debug!(error = %e, "subscribing to container events");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    let Some(uid) = event.sandbox_labels.get(POD_UID_LABEL) else {
+                        continue;
+                    };
+                    let poke = pokes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(uid)
+                        .cloned();
+                    if let Some(poke) = poke {
+                        debug!(pod = %uid, container = %event.container_id, kind = ?event.kind, "container event");
+                        poke.notify_one();
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "container event stream broke");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -25,6 +25,10 @@ struct Harness {
 }
 
 fn start(fake: FakeCriServer) -> Harness {
+    start_with_relist(fake, Duration::from_millis(50))
+}
+
+fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
     let client: CriClient = fake.client(Timeouts::default());
     let dirs = tempfile::tempdir().expect("temp dir");
     let ctx = SyncContext {
@@ -60,7 +64,7 @@ fn start(fake: FakeCriServer) -> Harness {
         Arc::new(ctx),
         pods.clone(),
         ManagerConfig {
-            relist_period: Duration::from_millis(50),
+            relist_period,
             resync_period: Duration::from_secs(60),
             sources: vec![PodSource::File],
             log_rotation: None,
@@ -378,6 +382,54 @@ async fn one_hung_runtime_call_does_not_stall_other_pods() {
     assert_eq!(
         waiting_reason(&h.pods.pods(), "slow", "app").as_deref(),
         Some("ContainerCreating")
+    );
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn container_events_wake_workers_without_a_relist() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    // A relist this rare never runs during the test: only events can reveal the exit.
+    let h = start_with_relist(fake, Duration::from_secs(3600));
+    send(
+        &h,
+        vec![pod("evented", "u-ev", &[], &[("app", "exit 1")], "Always")],
+    )
+    .await;
+    eventually(&h, "running", |pods| phase(pods, "evented") == "Running").await;
+    let first = h.fake.container_ids()[0].clone();
+    assert!(h.fake.exit_container(&first, 1));
+    eventually(&h, "restarted on the event", |_| {
+        container_calls(&h.fake, "StartContainer") == 2
+    })
+    .await;
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn without_container_events_the_relist_notices() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    fake.set_events_supported(false);
+    let h = start(fake);
+    send(
+        &h,
+        vec![pod("relisted", "u-rl", &[], &[("app", "exit 1")], "Always")],
+    )
+    .await;
+    eventually(&h, "running", |pods| phase(pods, "relisted") == "Running").await;
+    let first = h.fake.container_ids()[0].clone();
+    assert!(h.fake.exit_container(&first, 1));
+    eventually(&h, "restarted after a relist", |_| {
+        container_calls(&h.fake, "StartContainer") == 2
+    })
+    .await;
+    assert!(
+        h.fake
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("GetContainerEvents"))
     );
     h.manager.abort();
 }
