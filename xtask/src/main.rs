@@ -6,6 +6,7 @@
 //! - `env down`: stops all of it and removes what pods left behind; keeps the image cache.
 //! - `env status`: one line per component; exit code 1 unless all run.
 //! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
+//! - `bench`: the benchmarks (relist and pod status at 110 pods).
 //! - `test [ARGS]`: `env up`, then fmt, clippy and the workspace tests against it.
 //!
 //! All state lives under `$KUBELET_ENV_DIR` (default `<workspace>/target/env`).
@@ -39,6 +40,7 @@ tasks:
                env up, then the kubelet in standalone mode on this machine's
                containerd with the sample manifests of examples/static-pods;
                FLAGS go to the kubelet
+  bench        benchmarks: relist and pod status at 110 pods (release build)
   test [-- ARGS]
                env up, then cargo fmt --check, clippy -D warnings, cargo test
                (ARGS go to both `cargo test` runs)
@@ -75,6 +77,28 @@ fn run(args: &[String]) -> Result<ExitCode> {
                 _ => &args[1..],
             };
             run_kubelet(&Layout::from_env()?, rest)
+        }
+        ["bench"] => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let l = Layout::from_env()?;
+            let status = std::process::Command::new(&cargo)
+                .current_dir(&l.workspace)
+                .args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    "kubelet-pod-manager",
+                    "--example",
+                    "bench_relist",
+                ])
+                .status()
+                .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         ["test", rest @ ..] => {
             let rest = match rest.first() {
