@@ -5,13 +5,30 @@
 //!   ([`SourceUpdate`]).
 //! - [`spec`]: turning a pod and its containers into runtime configurations (sandbox,
 //!   container, environment, DNS, hosts file, security context).
-//!
 //! - [`PodManager`]: one worker per pod syncing it through the runtime (sandbox, init
 //!   containers, sidecars, app containers, restarts with back-off, hooks, termination),
-//!   a relist of the runtime every second that wakes the workers of changed pods and
-//!   finds pods nobody wants, and pod status as upstream computes it.
+//!   a relist of the runtime every second plus the runtime's container events that wake
+//!   the workers of changed pods and find pods nobody wants, and pod status as upstream
+//!   computes it ([`status`]).
 //! - [`LogRotation`]: container logs rotated by size, as upstream's log manager.
 //! - [`LocalPods`]: the latest pods and statuses, for the read-only `/pods` view.
+//!
+//! # Example
+//!
+//! Standalone mode: the static pods of a directory, on any runtime.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kubelet_pod_manager::{LocalPods, ManagerConfig, PodManager, SyncContext};
+//! use kubelet_pod_manager::source::FileSource;
+//!
+//! async fn run(ctx: SyncContext) {
+//!     let (updates, rx) = tokio::sync::mpsc::channel(16);
+//!     tokio::spawn(FileSource::new("/etc/kubernetes/manifests", "node-1").run(updates));
+//!     let pods = Arc::new(LocalPods::new());
+//!     PodManager::new(Arc::new(ctx), pods, ManagerConfig::default()).run(rx).await;
+//! }
+//! ```
 
 mod error;
 mod hooks;
