@@ -162,15 +162,15 @@ pub fn sandbox_status(s: cri::PodSandboxStatus) -> core::SandboxStatus {
             .and_then(|n| n.options.as_ref()),
     );
     core::SandboxStatus {
-        sandbox: core::Sandbox {
+        sandbox: sandbox(cri::PodSandbox {
             id: s.id,
-            metadata: sandbox_metadata(s.metadata),
-            state: sandbox_state(s.state),
+            metadata: s.metadata,
+            state: s.state,
             created_at: s.created_at,
-            labels: to_btree(s.labels),
-            annotations: to_btree(s.annotations),
+            labels: s.labels,
+            annotations: s.annotations,
             runtime_handler: s.runtime_handler,
-        },
+        }),
         ip,
         additional_ips,
         namespaces,

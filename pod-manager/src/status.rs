@@ -135,13 +135,15 @@ fn terminated(status: &ContainerStatus, container_id: String) -> ContainerStateT
     }
 }
 
-fn restart_count(status: &ContainerStatus) -> i32 {
+/// How many times the container had restarted when this instance was created: the
+/// annotation upstream writes, else the CRI attempt.
+pub(crate) fn restart_count(status: &ContainerStatus) -> u32 {
     status
         .container
         .annotations
         .get(kubelet_core::labels::CONTAINER_RESTART_COUNT_ANNOTATION)
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| i32::try_from(status.container.metadata.attempt).unwrap_or(i32::MAX))
+        .unwrap_or(status.container.metadata.attempt)
 }
 
 fn container_status(
@@ -171,7 +173,7 @@ fn container_status(
     if let Some(latest) = latest {
         status.container_id = Some(id_of(latest));
         status.image_id = latest.container.image_ref.clone();
-        status.restart_count = restart_count(latest);
+        status.restart_count = i32::try_from(restart_count(latest)).unwrap_or(i32::MAX);
         let previous_instance = instances.next();
         match latest.container.state {
             RuntimeState::Running => {

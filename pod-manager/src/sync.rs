@@ -19,7 +19,7 @@ use crate::spec::{self, EnvObjects, NodeContext};
 use crate::status::{
     CRASH_LOOP_BACK_OFF, CREATE_CONTAINER_CONFIG_ERROR, CREATE_CONTAINER_ERROR,
     ERR_IMAGE_NEVER_PULL, ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF, RUN_CONTAINER_ERROR,
-    RuntimeSnapshot, Waiting,
+    RuntimeSnapshot, Waiting, restart_count,
 };
 use crate::{Result, hooks};
 
@@ -57,6 +57,13 @@ impl std::fmt::Debug for SyncContext {
 
 fn lock(backoff: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
     backoff.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The pod's ready sandbox: where its containers are created.
+struct ReadySandbox {
+    id: String,
+    config: SandboxConfig,
+    ip: String,
 }
 
 /// What a sync decided that the runtime cannot tell: why containers wait, and when the
@@ -103,15 +110,6 @@ fn crash_key(pod: &Pod, container: &Container) -> String {
     )
 }
 
-fn restart_count_of(status: &ContainerStatus) -> u32 {
-    status
-        .container
-        .annotations
-        .get(kubelet_core::labels::CONTAINER_RESTART_COUNT_ANNOTATION)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(status.container.metadata.attempt)
-}
-
 /// The grace period of a container being stopped: the pod's deletion grace period when
 /// deleting, else terminationGracePeriodSeconds (default 30), at least 2 seconds.
 pub fn grace_period(pod: &Pod) -> i64 {
@@ -139,13 +137,12 @@ pub async fn sync_pod(
     let current = snapshot
         .ready_sandbox()
         .filter(|s| host_network || !s.ip.is_empty());
-    let sandbox_config;
-    let (sandbox_id, pod_ip) = match current {
-        Some(sandbox) => {
-            sandbox_config =
-                spec::sandbox_config(pod, sandbox.sandbox.metadata.attempt, &ctx.node)?;
-            (sandbox.sandbox.id.clone(), sandbox.ip.clone())
-        }
+    let sandbox = match current {
+        Some(status) => ReadySandbox {
+            id: status.sandbox.id.clone(),
+            config: spec::sandbox_config(pod, status.sandbox.metadata.attempt, &ctx.node)?,
+            ip: status.ip.clone(),
+        },
         None => {
             let previous = snapshot.latest_sandbox();
             // A finished Never pod keeps its dead sandbox: nothing runs again.
@@ -165,15 +162,15 @@ pub async fn sync_pod(
                 }
             }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
-            sandbox_config = spec::sandbox_config(pod, attempt, &ctx.node)?;
-            let id = run_sandbox(ctx, &sandbox_config).await?;
-            let status = ctx.runtime.sandbox_status(&id).await?;
-            (id, status.ip)
+            let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
+            let id = run_sandbox(ctx, &config).await?;
+            let ip = ctx.runtime.sandbox_status(&id).await?.ip;
+            ReadySandbox { id, config, ip }
         }
     };
     let fresh_sandbox = current.is_none();
     let in_sandbox =
-        |status: &&ContainerStatus| !fresh_sandbox && status.container.sandbox_id == sandbox_id;
+        |status: &&ContainerStatus| !fresh_sandbox && status.container.sandbox_id == sandbox.id;
 
     // 2. Init containers, in order; regular ones must succeed before the next starts.
     for container in spec.init_containers.iter().flatten() {
@@ -183,17 +180,8 @@ pub async fn sync_pod(
             match latest.map(|l| l.container.state) {
                 Some(ContainerState::Running) => {}
                 _ => {
-                    start_or_back_off(
-                        ctx,
-                        pod,
-                        container,
-                        any_latest,
-                        &sandbox_id,
-                        &sandbox_config,
-                        &pod_ip,
-                        &mut outcome,
-                    )
-                    .await;
+                    start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome)
+                        .await;
                 }
             }
             continue;
@@ -206,17 +194,7 @@ pub async fn sync_pod(
                 return Ok(outcome);
             }
             _ => {
-                start_or_back_off(
-                    ctx,
-                    pod,
-                    container,
-                    any_latest,
-                    &sandbox_id,
-                    &sandbox_config,
-                    &pod_ip,
-                    &mut outcome,
-                )
-                .await;
+                start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome).await;
                 return Ok(outcome);
             }
         }
@@ -231,35 +209,16 @@ pub async fn sync_pod(
                 let want = format!("{:x}", container_hash(container));
                 if l.container.annotations.get(CONTAINER_HASH_ANNOTATION) != Some(&want) {
                     info!(container = %container.name, "container spec changed, restarting it");
-                    kill_container(ctx, pod, container, &l.container.id, &pod_ip, None).await;
-                    start_or_back_off(
-                        ctx,
-                        pod,
-                        container,
-                        any_latest,
-                        &sandbox_id,
-                        &sandbox_config,
-                        &pod_ip,
-                        &mut outcome,
-                    )
-                    .await;
+                    kill_container(ctx, pod, container, &l.container.id, &sandbox.ip, None).await;
+                    start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome)
+                        .await;
                 }
             }
             Some(l)
                 if l.container.state == ContainerState::Exited
                     && !should_restart(container, &spec, l.exit_code) => {}
             _ => {
-                start_or_back_off(
-                    ctx,
-                    pod,
-                    container,
-                    any_latest,
-                    &sandbox_id,
-                    &sandbox_config,
-                    &pod_ip,
-                    &mut outcome,
-                )
-                .await;
+                start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome).await;
             }
         }
     }
@@ -281,18 +240,15 @@ async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String
 }
 
 /// Starts `container` unless its restart back-off forbids it now.
-#[allow(clippy::too_many_arguments)]
 async fn start_or_back_off(
     ctx: &SyncContext,
     pod: &Pod,
+    sandbox: &ReadySandbox,
     container: &Container,
     latest: Option<&ContainerStatus>,
-    sandbox_id: &str,
-    sandbox_config: &SandboxConfig,
-    pod_ip: &str,
     outcome: &mut SyncOutcome,
 ) {
-    let restart_count = latest.map_or(0, |l| restart_count_of(l) + 1);
+    let restart_count = latest.map_or(0, |l| restart_count(l) + 1);
     if let Some(exited) = latest.filter(|l| l.container.state == ContainerState::Exited) {
         let finished = system_time(exited.finished_at);
         let now = SystemTime::now();
@@ -315,17 +271,8 @@ async fn start_or_back_off(
         }
         backoff.next(&key, finished, now);
     }
-    if let Err((reason, message)) = start_container(
-        ctx,
-        pod,
-        container,
-        restart_count,
-        sandbox_id,
-        sandbox_config,
-        pod_ip,
-        outcome,
-    )
-    .await
+    if let Err((reason, message)) =
+        start_container(ctx, pod, sandbox, container, restart_count, outcome).await
     {
         warn!(container = %container.name, reason, %message, "container did not start");
         outcome.wait(&container.name, reason, message);
@@ -350,17 +297,15 @@ pub fn go_duration(d: Duration) -> String {
 
 /// Pulls the image if the policy says so, creates and starts the container, runs its
 /// postStart hook. On failure, the upstream waiting reason and message.
-#[allow(clippy::too_many_arguments)]
 async fn start_container(
     ctx: &SyncContext,
     pod: &Pod,
+    sandbox: &ReadySandbox,
     container: &Container,
     restart_count: u32,
-    sandbox_id: &str,
-    sandbox_config: &SandboxConfig,
-    pod_ip: &str,
     outcome: &mut SyncOutcome,
 ) -> std::result::Result<(), (&'static str, String)> {
+    let (sandbox_id, sandbox_config, pod_ip) = (&sandbox.id, &sandbox.config, &sandbox.ip);
     let image = container.image.clone().unwrap_or_default();
     ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
 

@@ -78,28 +78,18 @@ fn run(args: &[String]) -> Result<ExitCode> {
             };
             run_kubelet(&Layout::from_env()?, rest)
         }
-        ["bench"] => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let l = Layout::from_env()?;
-            let status = std::process::Command::new(&cargo)
-                .current_dir(&l.workspace)
-                .args([
-                    "run",
-                    "--release",
-                    "--quiet",
-                    "--package",
-                    "kubelet-pod-manager",
-                    "--example",
-                    "bench_relist",
-                ])
-                .status()
-                .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
-            Ok(if status.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        ["bench"] => cargo(
+            &Layout::from_env()?,
+            &[
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "kubelet-pod-manager",
+                "--example",
+                "bench_relist",
+            ],
+        ),
         ["test", rest @ ..] => {
             let rest = match rest.first() {
                 Some(&"--") => &args[2..],
@@ -120,21 +110,29 @@ fn run(args: &[String]) -> Result<ExitCode> {
 /// manifests, plus `flags`.
 fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
     env::up(l)?;
+    let manifests = l.workspace.join("examples/static-pods");
+    let mut args = vec![
+        "run".to_owned(),
+        "--quiet".to_owned(),
+        "--package".to_owned(),
+        "kubelet-bin".to_owned(),
+        "--bin".to_owned(),
+        "kubelet".to_owned(),
+        "--".to_owned(),
+        "--pod-manifest-path".to_owned(),
+        manifests.display().to_string(),
+    ];
+    args.extend(flags.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cargo(l, &args)
+}
+
+/// Runs cargo with `args` in the workspace; its exit status becomes ours.
+fn cargo(l: &Layout, args: &[&str]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = std::process::Command::new(&cargo)
         .current_dir(&l.workspace)
-        .args([
-            "run",
-            "--quiet",
-            "--package",
-            "kubelet-bin",
-            "--bin",
-            "kubelet",
-            "--",
-        ])
-        .arg("--pod-manifest-path")
-        .arg(l.workspace.join("examples/static-pods"))
-        .args(flags)
+        .args(args)
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
     Ok(if status.success() {

@@ -33,7 +33,7 @@ mod file;
 mod http;
 mod manifest;
 mod merge;
-mod validation;
+pub(crate) mod validation;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -958,7 +958,7 @@ const LABEL_KEY_MSG: &str = "must consist of alphanumeric characters, '-', '_' o
                              start and end with an alphanumeric character";
 
 /// Upstream `IsQualifiedName` (label keys).
-fn label_key_errors(key: &str) -> Vec<String> {
+pub(crate) fn label_key_errors(key: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = key.split('/').collect();
     let name = match parts[..] {

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kubelet_core::Quantity;
 
-use super::validation::is_label_key;
 use super::{EnvObjects, NodeContext, node_ips, parse_ip_sloppy, pod_spec, spec_error};
 use crate::Result;
+use crate::source::validation::label_key_errors as is_label_key;
 
 /// Replaces `$(NAME)` references in `input` with `lookup(NAME)`, exactly as Kubernetes
 /// expands command, args and env values: `$$` is an escaped `$`, a reference whose name

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, HostAlias, Pod};
 use kubelet_core::{Mount, MountPropagation, PodRef};
 
-use super::validation::{is_dns1123_label, is_dns1123_subdomain};
 use super::{NodeContext, pod_spec, spec_error, uses_host_network};
 use crate::Result;
+use crate::source::validation::{
+    dns1123_label_errors as is_dns1123_label, dns1123_subdomain_errors as is_dns1123_subdomain,
+};
 
 /// Where the managed hosts file goes in a container.
 const ETC_HOSTS: &str = "/etc/hosts";

@@ -32,7 +32,6 @@ mod env;
 mod hosts;
 mod resources;
 mod security;
-mod validation;
 
 pub use dns::pod_dns_config;
 pub use env::{container_env, expand};
