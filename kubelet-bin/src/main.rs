@@ -213,7 +213,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         .context("--container-runtime-endpoint")?;
     let node_name = node::node_name(flags.hostname_override.as_deref())?;
     let host_ips = node::node_ips(flags.node_ip.as_deref())?;
-    let host_resolv_conf = std::fs::read_to_string(&flags.resolv_conf).unwrap_or_else(|e| {
+    let host_resolv_conf = tokio::fs::read_to_string(&flags.resolv_conf).await.unwrap_or_else(|e| {
         tracing::warn!(path = %flags.resolv_conf.display(), error = %e, "cannot read --resolv-conf; pods get no host DNS");
         String::new()
     });

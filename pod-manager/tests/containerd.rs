@@ -1070,3 +1070,57 @@ async fn image_pull_secrets_authenticate_pulls() {
         .await;
     kubelet.finish(&[&with_uid, &without_uid]).await;
 }
+
+#[tokio::test]
+async fn security_context_is_enforced_by_the_runtime() {
+    let Some(env) = TestEnv::from_env("security_context_is_enforced_by_the_runtime") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-sec");
+    let mut locked = container(
+        &env,
+        "app",
+        "touch /probe 2>&1 || echo rootfs-read-only; id -g; grep CapEff /proc/self/status; \
+         grep NoNewPrivs /proc/self/status; exec sleep 3600",
+    );
+    locked.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        read_only_root_filesystem: Some(true),
+        run_as_user: Some(1000),
+        run_as_group: Some(3000),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    });
+    kubelet
+        .set_pods(vec![pod("secure", &uid, "Always", vec![], vec![locked])])
+        .await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "secure") == "Running"
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = read_log(&kubelet, "secure", &uid, "app");
+        if log.contains("NoNewPrivs") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(log.contains("rootfs-read-only"), "{log}");
+    assert!(log.contains("3000\n"), "runAsGroup: {log}");
+    assert!(
+        log.contains("CapEff:\t0000000000000000"),
+        "all capabilities dropped: {log}"
+    );
+    assert!(
+        log.contains("NoNewPrivs:\t1"),
+        "allowPrivilegeEscalation false: {log}"
+    );
+    kubelet.finish(&[&uid]).await;
+}

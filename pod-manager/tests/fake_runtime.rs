@@ -433,3 +433,59 @@ async fn without_container_events_the_relist_notices() {
     );
     h.manager.abort();
 }
+
+#[tokio::test]
+async fn sidecars_start_before_the_app_and_stop_after_it() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    let mut with_sidecar = pod(
+        "side",
+        "u-side",
+        &[("proxy", "sleep 1000")],
+        &[("app", "sleep 1000")],
+        "Always",
+    );
+    if let Some(spec) = with_sidecar.spec.as_mut() {
+        spec.init_containers.as_mut().expect("init")[0].restart_policy = Some("Always".into());
+    }
+    send(&h, vec![with_sidecar]).await;
+    eventually(&h, "running", |pods| phase(pods, "side") == "Running").await;
+    let created: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("CreateContainer"))
+        .collect();
+    assert!(
+        created[0].ends_with("/proxy") && created[1].ends_with("/app"),
+        "{created:?}"
+    );
+    let ids = h.fake.container_ids();
+    let (proxy_id, app_id) = (ids[0].clone(), ids[1].clone());
+    // The sidecar keeps running while the app runs.
+    assert!(
+        h.pods.pods()[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.as_ref())
+            .is_some_and(|s| s[0].state.as_ref().is_some_and(|st| st.running.is_some()))
+    );
+
+    send(&h, vec![]).await;
+    eventually(&h, "removed", |pods| pods.is_empty()).await;
+    let stops: Vec<String> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("StopContainer"))
+        .collect();
+    assert_eq!(
+        stops,
+        [
+            format!("StopContainer {app_id}"),
+            format!("StopContainer {proxy_id}")
+        ]
+    );
+    h.manager.abort();
+}
