@@ -1124,3 +1124,70 @@ async fn security_context_is_enforced_by_the_runtime() {
     );
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn http_get_and_sleep_hooks_run() {
+    let Some(env) = TestEnv::from_env("http_get_and_sleep_hooks_run") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-http-hook");
+    // busybox httpd logs each answer it sends to stderr, hence to the container log; the
+    // hook is the only client, so a 200 for the page proves it ran.
+    let mut web = container(
+        &env,
+        "web",
+        "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -v -p 8080 -h /www",
+    );
+    web.ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+        name: Some("http".into()),
+        container_port: 8080,
+        ..Default::default()
+    }]);
+    web.lifecycle = Some(Lifecycle {
+        post_start: Some(LifecycleHandler {
+            sleep: Some(k8s_openapi::api::core::v1::SleepAction { seconds: 1 }),
+            ..Default::default()
+        }),
+        pre_stop: Some(LifecycleHandler {
+            http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+                path: Some("/index.html".into()),
+                port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                    "http".into(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let web_pod = pod("hooked-web", &uid, "Always", vec![], vec![web]);
+    kubelet.set_pods(vec![web_pod]).await;
+    kubelet
+        .eventually(
+            "running after the sleep postStart hook",
+            Duration::from_secs(60),
+            |pods| phase(pods, "hooked-web") == "Running",
+        )
+        .await;
+
+    kubelet.set_pods(vec![]).await;
+    let log_path = kubelet
+        .dirs
+        .path()
+        .join("logs")
+        .join(format!("pod-manager-test_hooked-web_{uid}"))
+        .join("web/0.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline && !seen.contains("response:200") {
+        seen = std::fs::read_to_string(&log_path).unwrap_or(seen);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.contains("response:200"),
+        "the httpGet preStop reached the container: {seen}"
+    );
+    kubelet.finish(&[&uid]).await;
+}
