@@ -218,7 +218,7 @@ pub(crate) async fn probe(request: &HttpProbeRequest, timeout: Duration) -> Prob
 /// Sends the request and follows redirects to the same host name; `current` is the URL
 /// in flight, for the timeout message. Errors are Go's `Get "url": cause` texts.
 async fn follow(request: &HttpProbeRequest, current: &mut Url) -> Result<Response, String> {
-    let original_host = request.url.host.to_ascii_lowercase();
+    let original_host = &request.url.host;
     let mut redirects = 0;
     loop {
         let host_header = match &request.host_header {
@@ -236,8 +236,9 @@ async fn follow(request: &HttpProbeRequest, current: &mut Url) -> Result<Respons
             })?,
             _ => return Ok(response),
         };
-        if next.host.to_ascii_lowercase() != original_host {
-            // Upstream's redirect checker: ErrUseLastResponse for another host.
+        if next.host != *original_host {
+            // Upstream's redirect checker compares `URL.Hostname()` as written:
+            // ErrUseLastResponse for another host.
             return Ok(response);
         }
         redirects += 1;
@@ -320,4 +321,55 @@ async fn send(
         location,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        let (scheme, rest) = s.split_once("://").expect("absolute");
+        Url::parse_absolute(scheme, rest).expect("parses")
+    }
+
+    #[test]
+    fn locations_resolve_like_a_browser() {
+        let base = url("http://10.0.0.1:8080/a/b?x=1");
+        assert_eq!(
+            base.join("/c").map(|u| u.to_string()).as_deref(),
+            Some("http://10.0.0.1:8080/c")
+        );
+        assert_eq!(
+            base.join("c").map(|u| u.to_string()).as_deref(),
+            Some("http://10.0.0.1:8080/a/c")
+        );
+        assert_eq!(
+            base.join("//other/x").map(|u| u.host),
+            Some("other".to_owned())
+        );
+        let abs = base.join("HTTP://[fd00::1]/z").expect("absolute");
+        assert_eq!(
+            (abs.host.as_str(), abs.port, abs.to_string().as_str()),
+            ("fd00::1", 80, "http://[fd00::1]/z")
+        );
+        assert_eq!(base.join("http://h:notaport/"), None);
+    }
+
+    #[test]
+    fn request_from_action_defaults() {
+        let action = HTTPGetAction {
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        };
+        let request = HttpProbeRequest::from_action(&action, "fd00::1", 8080);
+        assert_eq!(request.url.to_string(), "http://[fd00::1]:8080/");
+        assert_eq!(request.host_header, None);
+        assert_eq!(
+            request.headers,
+            [
+                ("User-Agent".to_owned(), USER_AGENT.to_owned()),
+                ("Accept".to_owned(), "*/*".to_owned())
+            ]
+        );
+    }
 }

@@ -75,6 +75,12 @@ fn routes(path: &str, port: u16) -> Reply {
             "moved".into(),
             none,
         ),
+        "/big-redirect" => (
+            302,
+            vec![("Location".into(), format!("http://localhost:{port}/ok"))],
+            "x".repeat(20_000),
+            none,
+        ),
         "/loop" => (
             302,
             vec![("Location".into(), "/loop".into())],
@@ -351,4 +357,41 @@ async fn grpc_is_an_error_until_implemented() {
             .contains("grpc probes are not implemented yet"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn http_body_in_the_warning_is_capped_at_10_kib() {
+    let (port, _) = server(routes).await;
+    let outcome = run(&http_probe(port, "/big-redirect", vec![]))
+        .await
+        .expect("ran");
+    let ProbeOutcome::Warning(text) = outcome else {
+        panic!("expected a warning, got {outcome:?}");
+    };
+    let body = text
+        .strip_prefix("Probe terminated redirects, Response body: ")
+        .expect("upstream prefix");
+    assert_eq!(body, "x".repeat(10 * 1024));
+}
+
+#[tokio::test]
+async fn named_port_resolved_by_prepare_probe_is_probed() {
+    use k8s_openapi::api::core::v1::{Container, ContainerPort};
+    let (port, seen) = server(routes).await;
+    let mut probe = http_probe(port, "/ok", vec![]);
+    if let Some(h) = probe.http_get.as_mut() {
+        h.port = IntOrString::String("web".into());
+    }
+    let container = Container {
+        name: "app".into(),
+        ports: Some(vec![ContainerPort {
+            name: Some("web".into()),
+            container_port: i32::from(port),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let prepared = kubelet_probes::prepare_probe(&probe, &container).expect("resolves");
+    assert_eq!(run(&prepared).await.expect("ran"), ProbeOutcome::Success);
+    assert_eq!(seen.lock().expect("lock").len(), 1);
 }

@@ -143,3 +143,22 @@ async fn startup_returns_once_it_passes() {
         "no attempt after success"
     );
 }
+
+#[test]
+fn loop_future_and_prober_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<kubelet_probes::KubeletProber>();
+    let prober = Scripted::new(Vec::new());
+    let probe = Probe::default();
+    let target = ProbeTarget::default();
+    let fut = run_probe_loop(
+        &prober,
+        ProbeKind::Readiness,
+        &probe,
+        &target,
+        Instant::now(),
+        |_| ControlFlow::Continue(()),
+    );
+    assert_send(&fut);
+}
