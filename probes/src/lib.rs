@@ -1,6 +1,56 @@
-//! Liveness, readiness and startup probes: exec (through the runtime's `ExecSync`), httpGet, tcpSocket and grpc, implementing `kubelet_core::Prober`, plus the per-container probe workers with initial delay, period, timeout and thresholds.
+//! Liveness, readiness and startup probes for the kubelet, following upstream's
+//! `pkg/kubelet/prober` and `pkg/probe` (Kubernetes v1.37).
 //!
-//! **Status: reserved, no API yet.** This crate holds its place in the workspace so the
-//! dependency graph in `ARCHITECTURE.md` is real from the start; its implementation
-//! lands with issue #4. Until then it exports nothing and must not be depended on
-//! for behaviour.
+//! - [`KubeletProber`] implements [`kubelet_core::Prober`]: one attempt of an exec probe
+//!   (through the runtime's `ExecSync`), an httpGet probe (HTTP/1.1 from the node) or a
+//!   tcpSocket probe. https and grpc probes are not supported yet (see the README).
+//! - [`prepare_probe`] resolves what needs the container's spec, which
+//!   [`ProbeTarget`](kubelet_core::ProbeTarget) does not carry: named ports
+//!   ([`resolve_port`]) and `$(VAR)` in exec commands. Call it once per container.
+//! - [`ProbeState`] is the worker's threshold logic without clocks: initial results per
+//!   kind, `successThreshold`/`failureThreshold` runs, and the hold after a liveness
+//!   failure or a startup result. [`ProbeSchedule`] reads a probe's timing with upstream's
+//!   defaults.
+//! - [`run_probe_loop`] drives a prober on a tokio timer with that logic.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use std::sync::Arc;
+//!
+//! use k8s_openapi::api::core::v1::Container;
+//! use kubelet_core::{ProbeKind, ProbeTarget, Runtime};
+//! use kubelet_probes::{KubeletProber, ProbeResult, prepare_probe, run_probe_loop};
+//!
+//! async fn watch_readiness(
+//!     runtime: Arc<dyn Runtime>,
+//!     container: &Container,
+//!     target: ProbeTarget,
+//! ) -> kubelet_core::Result<()> {
+//!     let Some(spec) = &container.readiness_probe else {
+//!         return Ok(());
+//!     };
+//!     let probe = prepare_probe(spec, container)?;
+//!     let prober = KubeletProber::new(runtime);
+//!     let started = tokio::time::Instant::now();
+//!     run_probe_loop(&prober, ProbeKind::Readiness, &probe, &target, started, |result| {
+//!         println!("ready: {}", result == ProbeResult::Success);
+//!         ControlFlow::Continue(())
+//!     })
+//!     .await;
+//!     Ok(())
+//! }
+//! ```
+
+mod exec;
+mod http;
+mod prepare;
+mod prober;
+mod state;
+mod tcp;
+mod worker;
+
+pub use http::USER_AGENT;
+pub use prepare::{prepare_probe, resolve_port};
+pub use prober::KubeletProber;
+pub use state::{ProbeResult, ProbeSchedule, ProbeState};
+pub use worker::run_probe_loop;
