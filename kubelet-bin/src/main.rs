@@ -22,6 +22,7 @@ use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
     LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SyncContext,
 };
+use kubelet_probes::KubeletProber;
 
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
@@ -236,9 +237,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
     }
 
+    let runtime: Arc<CriClient> = Arc::new(runtime);
     let ctx = SyncContext {
-        runtime: Arc::new(runtime.clone()),
-        images: Arc::new(runtime),
+        runtime: runtime.clone(),
+        images: runtime.clone(),
         node: NodeContext {
             node_name: node_name.clone(),
             host_ips,
@@ -257,6 +259,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         runtime_name: version.runtime_name.clone(),
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
+        prober: Some(Arc::new(KubeletProber::new(runtime))),
     };
 
     let (updates, updates_rx) = tokio::sync::mpsc::channel(16);

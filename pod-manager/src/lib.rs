@@ -35,6 +35,7 @@ mod hooks;
 mod local;
 mod logs;
 mod manager;
+mod probing;
 mod pull_secrets;
 pub mod restart;
 mod snapshot;
@@ -47,6 +48,7 @@ pub use error::{Error, Result};
 pub use local::LocalPods;
 pub use logs::LogRotation;
 pub use manager::{ManagerConfig, PodManager};
+pub use probing::ProbeVerdict;
 pub use snapshot::pod_snapshot;
 pub use sync::{SyncContext, grace_period};
 

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::LogRotation;
+use crate::probing::PodProbes;
 use crate::snapshot::pod_snapshot;
 use crate::source::{PodChange, PodSet};
 use crate::status::{StatusInputs, pod_status};
@@ -240,6 +241,7 @@ async fn pod_worker(
     // kubelet adopting it), else now.
     let mut started: Option<Timestamp> = None;
     let mut last_status: Option<PodStatus> = None;
+    let mut probes = PodProbes::default();
     let mut deadline_exceeded = false;
     loop {
         let want = desired.borrow_and_update().clone();
@@ -303,6 +305,7 @@ async fn pod_worker(
                 start_time: Some(&start_time),
                 previous: None,
                 now: now(),
+                probes: &Default::default(),
             });
             match reporter.report(&pod, &status).await {
                 Ok(()) => last_status = Some(status),
@@ -322,6 +325,27 @@ async fn pod_worker(
                 warn!(error = %e, "stopping a pod past its deadline");
             }
         } else {
+            // A failed liveness or startup probe kills the container; the restart policy
+            // then decides, on the sync its exit triggers.
+            for (id, kind) in probes.unhealthy() {
+                let instance = snapshot.containers.iter().find(|c| c.container.id == id);
+                let container = instance.and_then(|i| {
+                    pod.spec.as_ref().and_then(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                            .find(|c| c.name == i.container.metadata.name)
+                    })
+                });
+                if let Some(container) = container {
+                    info!(container = %container.name, ?kind, "container failed its probe, will be restarted");
+                    let pod_ip = snapshot
+                        .latest_sandbox()
+                        .map(|s| s.ip.clone())
+                        .unwrap_or_default();
+                    crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, None).await;
+                }
+            }
             match sync_pod(&ctx, &pod, &snapshot).await {
                 Ok(o) => outcome = o,
                 Err(e) => warn!(error = %e, "syncing the pod"),
@@ -333,6 +357,14 @@ async fn pod_worker(
             Err(_) => snapshot,
         };
         remove_old_instances(&ctx, &after).await;
+        if let Some(prober) = &ctx.prober {
+            let pod_ip = after
+                .ready_sandbox()
+                .map(|s| s.ip.clone())
+                .unwrap_or_default();
+            probes.reconcile(prober, &pod, &after, &pod_ip, &poke);
+        }
+        let verdicts = probes.verdicts(&pod, &after);
         let mut status = pod_status(&StatusInputs {
             pod: &pod,
             snapshot: &after,
@@ -342,6 +374,7 @@ async fn pod_worker(
             start_time: Some(&start_time),
             previous: last_status.as_ref(),
             now: now(),
+            probes: &verdicts,
         });
         if deadline_exceeded {
             status.phase = Some(crate::status::FAILED.to_owned());

@@ -114,6 +114,9 @@ pub struct StatusInputs<'a> {
     pub previous: Option<&'a PodStatus>,
     /// Now, for the transition times of conditions that change.
     pub now: Timestamp,
+    /// Readiness and startup from probes, by container id; containers absent are ready
+    /// and started, as upstream treats containers without probes.
+    pub probes: &'a BTreeMap<String, crate::probing::ProbeVerdict>,
 }
 
 fn time(nanos: i64) -> Option<Time> {
@@ -185,8 +188,9 @@ fn container_status(
                 });
                 // Without readiness and startup probes a running container is started
                 // and ready, as upstream.
-                status.ready = true;
-                status.started = Some(true);
+                let verdict = inputs.probes.get(&latest.container.id);
+                status.ready = verdict.is_none_or(|v| v.ready);
+                status.started = Some(verdict.is_none_or(|v| v.started));
                 status.last_state = previous_instance.map(|p| ContainerState {
                     terminated: Some(terminated(p, id_of(p))),
                     ..Default::default()
@@ -631,6 +635,7 @@ mod tests {
             start_time: None,
             previous: None,
             now: Timestamp::UNIX_EPOCH,
+            probes: &BTreeMap::new(),
         })
     }
 
@@ -804,6 +809,7 @@ mod tests {
             containers: vec![instance("app", 0, RuntimeState::Running, 0)],
         };
         let waiting = BTreeMap::new();
+        let no_probes = BTreeMap::new();
         let inputs = |previous, now| StatusInputs {
             pod: &pod,
             snapshot: &snapshot,
@@ -813,6 +819,7 @@ mod tests {
             start_time: None,
             previous,
             now,
+            probes: &no_probes,
         };
         let first = pod_status(&inputs(None, Timestamp::UNIX_EPOCH));
         let later = Timestamp::from_second(100).expect("time");

@@ -44,6 +44,9 @@ pub struct SyncContext {
     pub crash_backoff: Mutex<Backoff>,
     /// ImagePullBackOff, shared by all pods as upstream.
     pub image_backoff: Mutex<Backoff>,
+    /// Runs liveness, readiness and startup probes; `None` ignores probes (running
+    /// containers count as ready and started).
+    pub prober: Option<Arc<dyn kubelet_core::Prober>>,
 }
 
 impl std::fmt::Debug for SyncContext {

@@ -18,6 +18,7 @@ use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
     LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
 };
+use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
 
 static RUNTIME_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -125,6 +126,7 @@ fn start_with(
         runtime_name: "containerd".into(),
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
+        prober: Some(Arc::new(KubeletProber::new(Arc::new(client.clone())))),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);
@@ -1190,4 +1192,84 @@ async fn http_get_and_sleep_hooks_run() {
         "the httpGet preStop reached the container: {seen}"
     );
     kubelet.finish(&[&uid]).await;
+}
+
+#[tokio::test]
+async fn probes_gate_readiness_and_restart_unhealthy_containers() {
+    let Some(env) = TestEnv::from_env("probes_gate_readiness_and_restart_unhealthy_containers")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-probed");
+    let sick_uid = unique("uid-sick");
+    let probe = |action: k8s_openapi::api::core::v1::Probe| k8s_openapi::api::core::v1::Probe {
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        ..action
+    };
+    let mut web = container(
+        &env,
+        "web",
+        "mkdir -p /www && echo ok > /www/index.html && (sleep 2; touch /tmp/ready) & exec httpd -f -p 8080 -h /www",
+    );
+    web.readiness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["test".into(), "-f".into(), "/tmp/ready".into()]),
+        }),
+        ..Default::default()
+    }));
+    web.liveness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
+        http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+            path: Some("/index.html".into()),
+            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    let mut sick = container(&env, "app", "exec sleep 3600");
+    sick.liveness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
+        tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
+            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9999),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    kubelet
+        .set_pods(vec![
+            pod("probed", &uid, "Always", vec![], vec![web]),
+            pod("sick", &sick_uid, "Always", vec![], vec![sick]),
+        ])
+        .await;
+    kubelet
+        .eventually(
+            "running but not ready yet",
+            Duration::from_secs(60),
+            |pods| {
+                phase(pods, "probed") == "Running"
+                    && app_status(pods, "probed", "web").is_some_and(|s| !s.ready)
+            },
+        )
+        .await;
+    kubelet
+        .eventually(
+            "ready after the readiness probe passes",
+            Duration::from_secs(30),
+            |pods| app_status(pods, "probed", "web").is_some_and(|s| s.ready),
+        )
+        .await;
+    kubelet
+        .eventually(
+            "the sick container is restarted",
+            Duration::from_secs(60),
+            |pods| app_status(pods, "sick", "app").is_some_and(|s| s.restart_count >= 1),
+        )
+        .await;
+    let web = app_status(&kubelet.recorder.pods.pods(), "probed", "web").expect("status");
+    assert_eq!(
+        web.restart_count, 0,
+        "a healthy liveness probe restarts nothing"
+    );
+    kubelet.finish(&[&uid, &sick_uid]).await;
 }

@@ -12,6 +12,7 @@ use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
     LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
 };
+use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
 
 const IMAGE: &str = "localhost:5000/busybox:latest";
@@ -30,6 +31,7 @@ fn start(fake: FakeCriServer) -> Harness {
 
 fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
     let client: CriClient = fake.client(Timeouts::default());
+    let client_for_probes = client.clone();
     let dirs = tempfile::tempdir().expect("temp dir");
     let ctx = SyncContext {
         runtime: Arc::new(client.clone()),
@@ -58,6 +60,7 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
             Duration::from_millis(800),
             Duration::from_secs(600),
         )),
+        prober: Some(Arc::new(KubeletProber::new(Arc::new(client_for_probes)))),
     };
     let pods = Arc::new(LocalPods::new());
     let manager = PodManager::new(
@@ -487,5 +490,92 @@ async fn sidecars_start_before_the_app_and_stop_after_it() {
             format!("StopContainer {proxy_id}")
         ]
     );
+    h.manager.abort();
+}
+
+fn exec_probe(command: &str) -> k8s_openapi::api::core::v1::Probe {
+    k8s_openapi::api::core::v1::Probe {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(vec![command.into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        ..Default::default()
+    }
+}
+
+fn container_ready(pods: &[Pod], name: &str) -> Option<bool> {
+    pods.iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .map(|c| c.ready)
+}
+
+#[tokio::test]
+async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    fake.on_exec({
+        let (ready, alive) = (ready.clone(), alive.clone());
+        move |_, command| {
+            let ok = match command.first().map(String::as_str) {
+                Some("ready?") => ready.load(std::sync::atomic::Ordering::SeqCst),
+                Some("alive?") => alive.load(std::sync::atomic::Ordering::SeqCst),
+                _ => true,
+            };
+            kubelet_cri_client::proto::ExecSyncResponse {
+                stdout: Vec::new(),
+                stderr: if ok { Vec::new() } else { b"not yet".to_vec() },
+                exit_code: i32::from(!ok),
+            }
+        }
+    });
+    let h = start(fake);
+    let mut probed = pod(
+        "probed",
+        "u-probed",
+        &[],
+        &[("app", "sleep 1000")],
+        "Always",
+    );
+    if let Some(spec) = probed.spec.as_mut() {
+        spec.containers[0].readiness_probe = Some(exec_probe("ready?"));
+        spec.containers[0].liveness_probe = Some(exec_probe("alive?"));
+    }
+    send(&h, vec![probed]).await;
+    eventually(&h, "running, not ready", |pods| {
+        phase(pods, "probed") == "Running" && container_ready(pods, "probed") == Some(false)
+    })
+    .await;
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually(&h, "ready once the probe passes", |pods| {
+        container_ready(pods, "probed") == Some(true)
+    })
+    .await;
+    let conditions = |pods: &[Pod]| {
+        pods[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status)
+    };
+    assert_eq!(conditions(&h.pods.pods()).as_deref(), Some("True"));
+
+    // A failing liveness probe gets the container killed and restarted.
+    alive.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(&h, "restarted after liveness failure", |_| {
+        container_calls(&h.fake, "StartContainer") >= 2
+    })
+    .await;
+    assert!(container_calls(&h.fake, "StopContainer") >= 1);
     h.manager.abort();
 }

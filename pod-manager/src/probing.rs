@@ -1,0 +1,212 @@
+//! The probes of one pod's containers: a task per running container and probe kind, as
+//! upstream's prober manager runs a worker per probe, with results the pod worker reads
+//! for readiness, startup and liveness.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use kubelet_core::{ContainerState, PodRef, ProbeKind, ProbeTarget, Prober};
+use kubelet_probes::{ProbeResult, prepare_probe, run_probe_loop};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::status::RuntimeSnapshot;
+
+type Results = Arc<Mutex<HashMap<(String, ProbeKind), ProbeResult>>>;
+
+/// What the probes say about one running container instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeVerdict {
+    /// Readiness: true without a readiness probe, else once it succeeded.
+    pub ready: bool,
+    /// Startup: true without a startup probe, else once it succeeded.
+    pub started: bool,
+}
+
+/// The probe tasks and results of one pod.
+#[derive(Default)]
+pub(crate) struct PodProbes {
+    tasks: HashMap<(String, ProbeKind), JoinHandle<()>>,
+    results: Results,
+}
+
+impl Drop for PodProbes {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn probe_of(container: &Container, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Liveness => container.liveness_probe.as_ref(),
+        ProbeKind::Readiness => container.readiness_probe.as_ref(),
+        ProbeKind::Startup => container.startup_probe.as_ref(),
+    }
+}
+
+/// The containers that may carry probes: app containers and sidecars.
+fn probed_containers(pod: &Pod) -> Vec<&Container> {
+    pod.spec
+        .as_ref()
+        .map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .filter(|c| crate::restart::is_sidecar(c))
+                .chain(s.containers.iter())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl PodProbes {
+    fn result(&self, id: &str, kind: ProbeKind) -> Option<ProbeResult> {
+        lock(&self.results).get(&(id.to_owned(), kind)).copied()
+    }
+
+    /// Starts the probe loops running containers need and stops those of containers that
+    /// no longer run. Liveness and readiness wait for a startup probe to succeed.
+    pub fn reconcile(
+        &mut self,
+        prober: &Arc<dyn Prober>,
+        pod: &Pod,
+        snapshot: &RuntimeSnapshot,
+        pod_ip: &str,
+        poke: &Arc<Notify>,
+    ) {
+        let running: HashMap<&str, &kubelet_core::ContainerStatus> = snapshot
+            .containers
+            .iter()
+            .filter(|c| c.container.state == ContainerState::Running)
+            .map(|c| (c.container.id.as_str(), c))
+            .collect();
+        self.tasks.retain(|(id, _), task| {
+            let keep = running.contains_key(id.as_str());
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        lock(&self.results).retain(|(id, _), _| running.contains_key(id.as_str()));
+
+        for container in probed_containers(pod) {
+            let Some(instance) = snapshot.latest(&container.name) else {
+                continue;
+            };
+            let id = instance.container.id.as_str();
+            if !running.contains_key(id) {
+                continue;
+            }
+            let started = container.startup_probe.is_none()
+                || self.result(id, ProbeKind::Startup) == Some(ProbeResult::Success);
+            for kind in [
+                ProbeKind::Startup,
+                ProbeKind::Liveness,
+                ProbeKind::Readiness,
+            ] {
+                let Some(probe) = probe_of(container, kind) else {
+                    continue;
+                };
+                if kind != ProbeKind::Startup && !started {
+                    continue;
+                }
+                let key = (id.to_owned(), kind);
+                if self.tasks.contains_key(&key) {
+                    continue;
+                }
+                let probe = match prepare_probe(probe, container) {
+                    Ok(probe) => probe,
+                    Err(e) => {
+                        warn!(container = %container.name, ?kind, error = %e, "probe cannot run");
+                        continue;
+                    }
+                };
+                let target = ProbeTarget {
+                    pod: PodRef::of(pod),
+                    pod_ip: pod_ip.to_owned(),
+                    container_name: container.name.clone(),
+                    container_id: id.to_owned(),
+                };
+                let started_at = tokio_instant_of(instance.started_at);
+                let results = self.results.clone();
+                let poke = poke.clone();
+                let prober = prober.clone();
+                let result_key = key.clone();
+                let task = tokio::spawn(async move {
+                    let outcome = run_probe_loop(
+                        prober.as_ref(),
+                        kind,
+                        &probe,
+                        &target,
+                        started_at,
+                        |result| {
+                            let previous = lock(&results).insert(result_key.clone(), result);
+                            if previous != Some(result) {
+                                debug!(container = %target.container_name, ?kind, ?result, "probe result changed");
+                                poke.notify_one();
+                            }
+                            ControlFlow::Continue(())
+                        },
+                    )
+                    .await;
+                    debug!(?kind, ?outcome, "probe loop ended");
+                });
+                self.tasks.insert(key, task);
+            }
+        }
+    }
+
+    /// Readiness and startup of every running container with probes, by container id.
+    pub fn verdicts(
+        &self,
+        pod: &Pod,
+        snapshot: &RuntimeSnapshot,
+    ) -> BTreeMap<String, ProbeVerdict> {
+        let mut verdicts = BTreeMap::new();
+        for container in probed_containers(pod) {
+            let Some(instance) = snapshot.latest(&container.name) else {
+                continue;
+            };
+            let id = &instance.container.id;
+            let passed = |kind| self.result(id, kind) == Some(ProbeResult::Success);
+            let started = container.startup_probe.is_none() || passed(ProbeKind::Startup);
+            let ready =
+                started && (container.readiness_probe.is_none() || passed(ProbeKind::Readiness));
+            verdicts.insert(id.clone(), ProbeVerdict { ready, started });
+        }
+        verdicts
+    }
+
+    /// Running containers whose liveness or startup probe failed: to be restarted.
+    pub fn unhealthy(&self) -> Vec<(String, ProbeKind)> {
+        lock(&self.results)
+            .iter()
+            .filter(|((_, kind), result)| {
+                **result == ProbeResult::Failure && *kind != ProbeKind::Readiness
+            })
+            .map(|((id, kind), _)| (id.clone(), *kind))
+            .collect()
+    }
+}
+
+/// The monotonic instant a container started at, from its wall-clock start time.
+fn tokio_instant_of(started_at_nanos: i64) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let started = u64::try_from(started_at_nanos)
+        .map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let ago = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    now.checked_sub(ago).unwrap_or(now)
+}
