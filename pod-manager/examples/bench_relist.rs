@@ -97,6 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // One pod's sync-time read and status computation, for every pod.
     let waiting = Default::default();
+    let no_probes = Default::default();
     let started = Instant::now();
     let rounds = 10;
     for _ in 0..rounds {
@@ -112,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 start_time: None,
                 previous: None,
                 now: Timestamp::UNIX_EPOCH,
+                probes: &no_probes,
             });
             assert_eq!(status.phase.as_deref(), Some("Running"));
         }

@@ -1212,7 +1212,7 @@ async fn probes_gate_readiness_and_restart_unhealthy_containers() {
     let mut web = container(
         &env,
         "web",
-        "mkdir -p /www && echo ok > /www/index.html && (sleep 2; touch /tmp/ready) & exec httpd -f -p 8080 -h /www",
+        "mkdir -p /www; echo ok > /www/index.html; (sleep 2; touch /tmp/ready) & exec httpd -f -p 8080 -h /www",
     );
     web.readiness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
         exec: Some(ExecAction {
