@@ -34,6 +34,7 @@
 
 mod backoff;
 mod error;
+mod format;
 pub mod labels;
 mod pod;
 mod probe;
@@ -45,6 +46,7 @@ mod volume;
 
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
+pub use format::go_duration;
 pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
 pub use qos::{QosClass, compute_pod_qos, pod_qos};

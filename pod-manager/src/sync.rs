@@ -265,7 +265,7 @@ async fn start_or_back_off(
                 CRASH_LOOP_BACK_OFF,
                 format!(
                     "back-off {} restarting failed container={} pod={}",
-                    go_duration(delay),
+                    kubelet_core::go_duration(delay),
                     container.name,
                     pod_name(pod)
                 ),
@@ -286,16 +286,6 @@ fn system_time(nanos: i64) -> SystemTime {
     u64::try_from(nanos)
         .map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n))
         .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// A duration the way Go prints it (`10s`, `5m0s`), as in upstream's messages.
-pub fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
 }
 
 /// Pulls the image if the policy says so, creates and starts the container, runs its
@@ -766,13 +756,6 @@ pub async fn remove_old_instances(ctx: &SyncContext, snapshot: &RuntimeSnapshot)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
-        assert_eq!(go_duration(Duration::from_secs(3725)), "1h2m5s");
-    }
 
     #[test]
     fn default_pull_policy_follows_the_api() {

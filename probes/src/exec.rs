@@ -1,5 +1,6 @@
 //! Exec probes through the runtime's `ExecSync`.
 
+use kubelet_core::go_duration;
 use std::time::Duration;
 
 use kubelet_core::{ExecResult, ProbeOutcome, Result, Runtime, RuntimeErrorKind};
@@ -44,29 +45,9 @@ fn timed_out_message(command: &[String], timeout: Duration) -> String {
     )
 }
 
-/// A whole-second duration as Go's `time.Duration.String` prints it (`1s`, `1m30s`, `1h0m0s`).
-pub(crate) fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
-        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
-    }
 
     #[test]
     fn output_is_stdout_then_stderr_capped_at_10_kib() {

@@ -53,20 +53,12 @@ impl KubeletProber {
             .await
         } else if let Some(action) = &probe.http_get {
             let port = numeric_port(&action.port, target)?;
-            let host = action
-                .host
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .unwrap_or(&target.pod_ip);
+            let host = host_or_pod_ip(action.host.as_deref(), target);
             let request = http::HttpProbeRequest::from_action(action, host, port);
             Ok(http::probe(&request, timeout).await)
         } else if let Some(action) = &probe.tcp_socket {
             let port = numeric_port(&action.port, target)?;
-            let host = action
-                .host
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .unwrap_or(&target.pod_ip);
+            let host = host_or_pod_ip(action.host.as_deref(), target);
             Ok(tcp::probe(host, port, timeout).await)
         } else if probe.grpc.is_some() {
             Err(probe_error(
@@ -135,6 +127,11 @@ fn probe_error(target: &ProbeTarget, reason: String) -> Error {
         container: target.container_name.clone(),
         reason,
     }
+}
+
+/// The probe's host, or the pod IP when it names none, as upstream.
+fn host_or_pod_ip<'a>(host: Option<&'a str>, target: &'a ProbeTarget) -> &'a str {
+    host.filter(|h| !h.is_empty()).unwrap_or(&target.pod_ip)
 }
 
 fn numeric_port(port: &IntOrString, target: &ProbeTarget) -> Result<u16> {
