@@ -314,6 +314,7 @@ async fn pod_worker(
         }
 
         let mut outcome = crate::sync::SyncOutcome::default();
+        let mut killed_unhealthy = false;
         if !deadline_exceeded && past_active_deadline(&pod, started, now()) {
             info!("pod passed its activeDeadlineSeconds, killing it");
             deadline_exceeded = true;
@@ -328,6 +329,7 @@ async fn pod_worker(
             // A failed liveness or startup probe kills the container; the restart policy
             // then decides, on the sync its exit triggers.
             for (id, kind) in probes.unhealthy() {
+                killed_unhealthy = true;
                 let instance = snapshot.containers.iter().find(|c| c.container.id == id);
                 let container = instance.and_then(|i| {
                     pod.spec.as_ref().and_then(|s| {
@@ -352,9 +354,13 @@ async fn pod_worker(
             }
         }
 
-        let after = match pod_snapshot(ctx.runtime.as_ref(), &r.uid).await {
-            Ok(after) => after,
-            Err(_) => snapshot,
+        // Read the runtime again only when something was done to it.
+        let after = if outcome.acted || deadline_exceeded || killed_unhealthy {
+            pod_snapshot(ctx.runtime.as_ref(), &r.uid)
+                .await
+                .unwrap_or(snapshot)
+        } else {
+            snapshot
         };
         remove_old_instances(&ctx, &after).await;
         if let Some(prober) = &ctx.prober {

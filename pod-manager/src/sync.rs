@@ -77,6 +77,8 @@ pub struct SyncOutcome {
     pub waiting: BTreeMap<String, Waiting>,
     /// The earliest time a back-off ends.
     pub wake_at: Option<SystemTime>,
+    /// Whether the sync changed anything in the runtime (so its state must be read again).
+    pub acted: bool,
 }
 
 impl SyncOutcome {
@@ -166,6 +168,7 @@ pub async fn sync_pod(
             }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
             let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
+            outcome.acted = true;
             let id = run_sandbox(ctx, &config).await?;
             let ip = ctx.runtime.sandbox_status(&id).await?.ip;
             ReadySandbox { id, config, ip }
@@ -213,6 +216,7 @@ pub async fn sync_pod(
                 if l.container.annotations.get(CONTAINER_HASH_ANNOTATION) != Some(&want) {
                     info!(container = %container.name, "container spec changed, restarting it");
                     kill_container(ctx, pod, container, &l.container.id, &sandbox.ip, None).await;
+                    outcome.acted = true;
                     start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome)
                         .await;
                 }
@@ -274,6 +278,7 @@ async fn start_or_back_off(
         }
         backoff.next(&key, finished, now);
     }
+    outcome.acted = true;
     if let Err((reason, message)) =
         start_container(ctx, pod, sandbox, container, restart_count, outcome).await
     {
