@@ -111,13 +111,28 @@ impl PodManager {
             self.config.relist_period,
         ));
 
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = housekeeping.tick() => {
+                    // A worker of a wanted pod only ends if it panicked or lost a race with a
+                    // revival; the pod must keep a worker.
+                    let ended: Vec<String> = workers
+                        .iter()
+                        .filter(|(_, w)| w.handle.is_finished())
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
+                    for uid in ended {
+                        if let Some(worker) = workers.remove(&uid) {
+                            warn!(pod = %uid, "pod worker ended unexpectedly, starting a new one");
+                            let pod = worker.desired.borrow().pod.clone();
+                            workers.insert(uid, self.spawn_worker(pod, false, &pokes));
+                        }
+                    }
+                }
                 update = updates.recv() => {
                     let Some(update) = update else { break };
-                    for rejected in &update.rejected {
-                        warn!(path = %rejected.path, reason = %rejected.reason, "rejected pod manifest");
-                    }
                     for change in wanted.apply(update) {
                         self.apply(change, &mut workers, &mut finishing, &pokes);
                     }
@@ -129,9 +144,7 @@ impl PodManager {
                     }
                     for orphan in orphans {
                         let uid = PodRef::of(&orphan).uid;
-                        if workers.contains_key(&uid)
-                            || finishing.iter().any(|w| w.desired.borrow().pod.metadata.uid.as_deref() == Some(uid.as_str()))
-                        {
+                        if workers.contains_key(&uid) || finishing_position(&finishing, &uid).is_some() {
                             continue;
                         }
                         info!(pod = %PodRef::of(&orphan), "killing a pod no source wants");
@@ -166,13 +179,26 @@ impl PodManager {
                     finishing.push(worker);
                 }
             }
-            PodChange::Added(pod) | PodChange::Updated(pod) => match workers.get(&uid) {
-                Some(worker) => worker.desired.send_modify(|d| d.pod = pod),
-                None => {
-                    let worker = self.spawn_worker(pod, false, pokes);
-                    workers.insert(uid, worker);
+            PodChange::Added(pod) | PodChange::Updated(pod) => {
+                if let Some(worker) = workers.get(&uid) {
+                    worker.desired.send_modify(|d| d.pod = pod);
+                    return;
                 }
-            },
+                // Wanted again while still being removed: the same worker keeps it, so two
+                // workers never act on one pod.
+                let worker = match finishing_position(finishing, &uid) {
+                    Some(index) => {
+                        let worker = finishing.swap_remove(index);
+                        worker.desired.send_modify(|d| {
+                            d.pod = pod;
+                            d.remove = false;
+                        });
+                        worker
+                    }
+                    None => self.spawn_worker(pod, false, pokes),
+                };
+                workers.insert(uid, worker);
+            }
         }
     }
 
@@ -202,6 +228,13 @@ impl PodManager {
             handle,
         }
     }
+}
+
+/// The worker still removing the pod `uid`, if any.
+fn finishing_position(finishing: &[Worker], uid: &str) -> Option<usize> {
+    finishing.iter().position(|w| {
+        !w.handle.is_finished() && w.desired.borrow().pod.metadata.uid.as_deref() == Some(uid)
+    })
 }
 
 impl Drop for Worker {
@@ -260,6 +293,11 @@ async fn pod_worker(
 
         if want.remove {
             match terminate_pod(&ctx, &pod, &snapshot, true).await {
+                Ok(()) if !desired.borrow().remove => {
+                    // Wanted again meanwhile: run it anew.
+                    info!("pod removed, and wanted again");
+                    continue;
+                }
                 Ok(()) => {
                     info!("pod terminated and removed");
                     if let Err(e) = reporter.forget(&r).await {

@@ -579,3 +579,29 @@ async fn readiness_and_liveness_probes_drive_ready_and_restarts() {
     assert!(container_calls(&h.fake, "StopContainer") >= 1);
     h.manager.abort();
 }
+
+#[tokio::test]
+async fn a_pod_wanted_again_while_being_removed_runs_again() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    // Slow stops keep the removal in progress when the pod comes back.
+    fake.delay("StopContainer", Duration::from_millis(300));
+    let h = start(fake);
+    let back = pod("back", "u-back", &[], &[("app", "sleep 1000")], "Always");
+    send(&h, vec![back.clone()]).await;
+    eventually(&h, "running", |pods| phase(pods, "back") == "Running").await;
+    send(&h, vec![]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send(&h, vec![back]).await;
+    eventually(&h, "running again", |pods| {
+        phase(pods, "back") == "Running"
+            && h.fake.sandbox_ids().len() == 1
+            && h.fake.container_ids().iter().len() >= 1
+    })
+    .await;
+    // Stable: one sandbox with one running container, not two workers fighting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.fake.sandbox_ids().len(), 1);
+    assert_eq!(phase(&h.pods.pods(), "back"), "Running");
+    h.manager.abort();
+}
