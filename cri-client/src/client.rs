@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::Instrument;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, required};
 
 /// Largest message accepted from the runtime; the upstream kubelet uses 16 MiB too, so
 /// that listing thousands of containers works.
@@ -534,11 +534,7 @@ impl CriClient {
                 |mut c, r| async move { c.container_stats(r).await },
             )
             .await?;
-        response.stats.ok_or_else(|| Error::IncompleteResponse {
-            call: "ContainerStats",
-            object: container_id.to_owned(),
-            missing: "stats",
-        })
+        required(response.stats, "ContainerStats", container_id, "stats")
     }
 
     /// `ListContainerStats`.
@@ -573,11 +569,7 @@ impl CriClient {
                 |mut c, r| async move { c.pod_sandbox_stats(r).await },
             )
             .await?;
-        response.stats.ok_or_else(|| Error::IncompleteResponse {
-            call: "PodSandboxStats",
-            object: sandbox_id.to_owned(),
-            missing: "stats",
-        })
+        required(response.stats, "PodSandboxStats", sandbox_id, "stats")
     }
 
     /// `ListPodSandboxStats`.

@@ -81,6 +81,20 @@ pub enum Error {
     },
 }
 
+/// A field the CRI contract requires in a response, or [`Error::IncompleteResponse`].
+pub(crate) fn required<T>(
+    value: Option<T>,
+    call: &'static str,
+    object: &str,
+    missing: &'static str,
+) -> Result<T> {
+    value.ok_or_else(|| Error::IncompleteResponse {
+        call,
+        object: object.to_owned(),
+        missing,
+    })
+}
+
 impl Error {
     /// Classifies a gRPC status returned by `call` on `object`.
     pub(crate) fn from_status(

@@ -13,7 +13,7 @@ use kubelet_core::{
 
 use crate::client::CriClient;
 use crate::convert;
-use crate::error::Error;
+use crate::error::{Error, required};
 
 #[async_trait]
 impl Runtime for CriClient {
@@ -49,11 +49,7 @@ impl Runtime for CriClient {
 
     async fn sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus> {
         let response = self.pod_sandbox_status(sandbox_id, false).await?;
-        let status = response.status.ok_or_else(|| Error::IncompleteResponse {
-            call: "PodSandboxStatus",
-            object: sandbox_id.to_owned(),
-            missing: "status",
-        })?;
+        let status = required(response.status, "PodSandboxStatus", sandbox_id, "status")?;
         Ok(convert::sandbox_status(status))
     }
 
@@ -99,11 +95,7 @@ impl Runtime for CriClient {
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus> {
         let response = CriClient::container_status(self, container_id, false).await?;
-        let status = response.status.ok_or_else(|| Error::IncompleteResponse {
-            call: "ContainerStatus",
-            object: container_id.to_owned(),
-            missing: "status",
-        })?;
+        let status = required(response.status, "ContainerStatus", container_id, "status")?;
         Ok(convert::container_status(status))
     }
 
