@@ -65,8 +65,21 @@ fn lock(backoff: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
 /// The pod's ready sandbox: where its containers are created.
 struct ReadySandbox {
     id: String,
-    config: SandboxConfig,
+    attempt: u32,
     ip: String,
+    /// Built when first needed: a sync that starts nothing never needs it.
+    config: std::sync::OnceLock<SandboxConfig>,
+}
+
+impl ReadySandbox {
+    /// The sandbox's configuration, which container creation and image pulls carry.
+    fn config(&self, ctx: &SyncContext, pod: &Pod) -> Result<&SandboxConfig> {
+        if let Some(config) = self.config.get() {
+            return Ok(config);
+        }
+        let config = spec::sandbox_config(pod, self.attempt, &ctx.node)?;
+        Ok(self.config.get_or_init(|| config))
+    }
 }
 
 /// What a sync decided that the runtime cannot tell: why containers wait, and when the
@@ -145,8 +158,9 @@ pub async fn sync_pod(
     let sandbox = match current {
         Some(status) => ReadySandbox {
             id: status.sandbox.id.clone(),
-            config: spec::sandbox_config(pod, status.sandbox.metadata.attempt, &ctx.node)?,
+            attempt: status.sandbox.metadata.attempt,
             ip: status.ip.clone(),
+            config: std::sync::OnceLock::new(),
         },
         None => {
             let previous = snapshot.latest_sandbox();
@@ -171,7 +185,12 @@ pub async fn sync_pod(
             outcome.acted = true;
             let id = run_sandbox(ctx, &config).await?;
             let ip = ctx.runtime.sandbox_status(&id).await?.ip;
-            ReadySandbox { id, config, ip }
+            ReadySandbox {
+                id,
+                attempt,
+                ip,
+                config: config.into(),
+            }
         }
     };
     let fresh_sandbox = current.is_none();
@@ -303,7 +322,10 @@ async fn start_container(
     restart_count: u32,
     outcome: &mut SyncOutcome,
 ) -> std::result::Result<(), (&'static str, String)> {
-    let (sandbox_id, sandbox_config, pod_ip) = (&sandbox.id, &sandbox.config, &sandbox.ip);
+    let sandbox_config = sandbox
+        .config(ctx, pod)
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
+    let (sandbox_id, pod_ip) = (&sandbox.id, &sandbox.ip);
     let image = container.image.clone().unwrap_or_default();
     ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
 
