@@ -260,6 +260,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
         prober: Some(Arc::new(KubeletProber::new(runtime))),
+        events: Arc::new(kubelet_core::NoEvents),
     };
 
     let (updates, updates_rx) = tokio::sync::mpsc::channel(16);

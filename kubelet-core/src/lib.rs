@@ -5,7 +5,7 @@
 //!
 //! - the extension traits, held as `Arc<dyn Trait>`: [`Runtime`] and [`ImageService`]
 //!   (a container runtime, implemented over CRI by `kubelet-cri-client`), [`VolumePlugin`],
-//!   [`Prober`] and [`StatusReporter`];
+//!   [`Prober`], [`StatusReporter`] and [`EventRecorder`];
 //! - the domain types they exchange ([`SandboxConfig`], [`ContainerConfig`], ...). Pods and
 //!   nodes are the `k8s-openapi` types, never a copy;
 //! - pure decisions that must match upstream exactly: the [`labels`] and container hash
@@ -34,6 +34,7 @@
 
 mod backoff;
 mod error;
+mod event;
 mod format;
 pub mod labels;
 mod pod;
@@ -46,6 +47,7 @@ mod volume;
 
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
+pub use event::{EventRecorder, EventType, NoEvents, PodEvent};
 pub use format::go_duration;
 pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};

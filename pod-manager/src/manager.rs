@@ -406,7 +406,7 @@ async fn pod_worker(
                 .ready_sandbox()
                 .map(|s| s.ip.clone())
                 .unwrap_or_default();
-            probes.reconcile(prober, &pod, &after, &pod_ip, &poke);
+            probes.reconcile(prober, &ctx.events, &pod, &after, &pod_ip, &poke);
         }
         let verdicts = probes.verdicts(&pod, &after);
         let mut status = pod_status(&StatusInputs {

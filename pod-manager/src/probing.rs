@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
-use kubelet_core::{ContainerState, PodRef, ProbeKind, ProbeTarget, Prober};
+use kubelet_core::{
+    ContainerState, EventRecorder, EventType, PodEvent, PodRef, ProbeKind, ProbeOutcome,
+    ProbeTarget, Prober,
+};
 use kubelet_probes::{ProbeResult, prepare_probe, run_probe_loop};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -25,6 +28,54 @@ pub struct ProbeVerdict {
     pub ready: bool,
     /// Startup: true without a startup probe, else once it succeeded.
     pub started: bool,
+}
+
+/// A prober that records upstream's `Unhealthy` (failure) and `ProbeWarning` events for
+/// every attempt of one container's probes.
+struct EventingProber {
+    inner: Arc<dyn Prober>,
+    events: Arc<dyn EventRecorder>,
+    field_path: String,
+}
+
+#[async_trait::async_trait]
+impl Prober for EventingProber {
+    async fn probe(
+        &self,
+        kind: ProbeKind,
+        probe: &Probe,
+        target: &ProbeTarget,
+    ) -> kubelet_core::Result<ProbeOutcome> {
+        let outcome = self.inner.probe(kind, probe, target).await?;
+        let kind_name = match kind {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        };
+        let event = match &outcome {
+            ProbeOutcome::Success => None,
+            ProbeOutcome::Warning(output) => Some((
+                EventType::Warning,
+                "ProbeWarning",
+                format!("{kind_name} probe warning: {output}"),
+            )),
+            ProbeOutcome::Failure(output) => Some((
+                EventType::Warning,
+                "Unhealthy",
+                format!("{kind_name} probe failed: {output}"),
+            )),
+        };
+        if let Some((event_type, reason, message)) = event {
+            self.events.record(PodEvent {
+                pod: target.pod.clone(),
+                field_path: Some(self.field_path.clone()),
+                event_type,
+                reason,
+                message,
+            });
+        }
+        Ok(outcome)
+    }
 }
 
 /// The probe tasks and results of one pod.
@@ -79,6 +130,7 @@ impl PodProbes {
     pub fn reconcile(
         &mut self,
         prober: &Arc<dyn Prober>,
+        events: &Arc<dyn EventRecorder>,
         pod: &Pod,
         snapshot: &RuntimeSnapshot,
         pod_ip: &str,
@@ -140,7 +192,11 @@ impl PodProbes {
                 let started_at = tokio_instant_of(instance.started_at);
                 let results = self.results.clone();
                 let poke = poke.clone();
-                let prober = prober.clone();
+                let prober: Arc<dyn Prober> = Arc::new(EventingProber {
+                    inner: prober.clone(),
+                    events: events.clone(),
+                    field_path: crate::sync::container_field_path(pod, &container.name),
+                });
                 let result_key = key.clone();
                 let task = tokio::spawn(async move {
                     let outcome = run_probe_loop(

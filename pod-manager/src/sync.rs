@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kubelet_core::labels::{CONTAINER_HASH_ANNOTATION, container_hash};
 use kubelet_core::{
-    Backoff, ContainerState, ContainerStatus, ImageService, Mount, PodRef, Runtime, SandboxConfig,
+    Backoff, ContainerState, ContainerStatus, EventRecorder, EventType, ImageService, Mount,
+    PodEvent, PodRef, Runtime, SandboxConfig,
 };
 use tracing::{debug, info, warn};
 
@@ -47,6 +48,8 @@ pub struct SyncContext {
     /// Runs liveness, readiness and startup probes; `None` ignores probes (running
     /// containers count as ready and started).
     pub prober: Option<Arc<dyn kubelet_core::Prober>>,
+    /// Where pod and container events go (`NoEvents` in standalone mode).
+    pub events: Arc<dyn EventRecorder>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -56,6 +59,57 @@ impl std::fmt::Debug for SyncContext {
             .field("runtime_name", &self.runtime_name)
             .finish_non_exhaustive()
     }
+}
+
+/// Upstream's field path of a container: `spec.containers{name}` or
+/// `spec.initContainers{name}`.
+pub(crate) fn container_field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.name == name));
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
+/// Records an event about one container of `pod`; a container id in the message is
+/// replaced by the container's name so repeated events deduplicate, as upstream.
+pub(crate) fn container_event(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &str,
+    event_type: EventType,
+    reason: &'static str,
+    message: String,
+) {
+    ctx.events.record(PodEvent {
+        pod: PodRef::of(pod),
+        field_path: Some(container_field_path(pod, container)),
+        event_type,
+        reason,
+        message,
+    });
+}
+
+/// Records an event about the pod itself.
+pub(crate) fn pod_event(
+    ctx: &SyncContext,
+    pod: &Pod,
+    event_type: EventType,
+    reason: &'static str,
+    message: String,
+) {
+    ctx.events.record(PodEvent {
+        pod: PodRef::of(pod),
+        field_path: None,
+        event_type,
+        reason,
+        message,
+    });
 }
 
 fn lock(backoff: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
@@ -173,6 +227,13 @@ pub async fn sync_pod(
             }
             if previous.is_some() {
                 info!("pod sandbox changed, killing the pod's containers and recreating it");
+                pod_event(
+                    ctx,
+                    pod,
+                    EventType::Normal,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".to_owned(),
+                );
                 kill_containers(ctx, pod, snapshot, None).await;
                 for old in &snapshot.sandboxes {
                     if let Err(e) = ctx.runtime.stop_sandbox(&old.sandbox.id).await {
@@ -183,7 +244,19 @@ pub async fn sync_pod(
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
             let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
             outcome.acted = true;
-            let id = run_sandbox(ctx, &config).await?;
+            let id = match run_sandbox(ctx, &config).await {
+                Ok(id) => id,
+                Err(e) => {
+                    pod_event(
+                        ctx,
+                        pod,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
+                    return Err(e);
+                }
+            };
             let ip = ctx.runtime.sandbox_status(&id).await?.ip;
             ReadySandbox {
                 id,
@@ -282,6 +355,18 @@ async fn start_or_back_off(
         let mut backoff = lock(&ctx.crash_backoff);
         if backoff.is_in_backoff_since(&key, finished, now) {
             let delay = backoff.get(&key);
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {}",
+                    container.name,
+                    pod_name(pod)
+                ),
+            );
             outcome.wake(backoff.retry_at(&key, finished));
             outcome.wait(
                 &container.name,
@@ -302,6 +387,19 @@ async fn start_or_back_off(
         start_container(ctx, pod, sandbox, container, restart_count, outcome).await
     {
         warn!(container = %container.name, reason, %message, "container did not start");
+        if matches!(
+            reason,
+            CREATE_CONTAINER_CONFIG_ERROR | CREATE_CONTAINER_ERROR | RUN_CONTAINER_ERROR
+        ) {
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "Failed",
+                format!("Error: {message}"),
+            );
+        }
         outcome.wait(&container.name, reason, message);
     }
 }
@@ -364,10 +462,24 @@ async fn start_container(
         .create_container(sandbox_id, &config, sandbox_config)
         .await
         .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
-    ctx.runtime
-        .start_container(&id)
-        .await
-        .map_err(|e| (RUN_CONTAINER_ERROR, e.to_string()))?;
+    let created = |reason, message| {
+        container_event(
+            ctx,
+            pod,
+            &container.name,
+            EventType::Normal,
+            reason,
+            message,
+        )
+    };
+    created("Created", "Container created".to_owned());
+    ctx.runtime.start_container(&id).await.map_err(|e| {
+        (
+            RUN_CONTAINER_ERROR,
+            e.to_string().replace(&id, &container.name),
+        )
+    })?;
+    created("Started", "Container started".to_owned());
     info!(container = %container.name, id = %id, restart_count, "started container");
 
     if let Some(post_start) = container
@@ -387,6 +499,14 @@ async fn start_container(
         .await
         {
             warn!(container = %container.name, %message, "postStart hook failed, killing the container");
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "FailedPostStartHook",
+                "PostStartHook failed".to_owned(),
+            );
             kill_container(ctx, pod, container, &id, pod_ip, None).await;
             return Err(("PostStartHookError", message));
         }
@@ -423,9 +543,25 @@ async fn ensure_image(
             .map_err(|e| (ERR_IMAGE_PULL, e.to_string()))?
             .is_some();
         if present {
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            );
             return Ok(());
         }
         if policy == "Never" {
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "ErrImageNeverPull",
+                format!("Container image {image:?} is not present with pull policy of Never"),
+            );
             return Err((
                 ERR_IMAGE_NEVER_PULL,
                 format!("Container image {image:?} is not present with pull policy of Never"),
@@ -438,6 +574,14 @@ async fn ensure_image(
         let backoff = lock(&ctx.image_backoff);
         if backoff.is_in_backoff_since(&key, now, now) {
             outcome.wake(now + backoff.get(&key));
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Normal,
+                "BackOff",
+                format!("Back-off pulling image {image:?}"),
+            );
             return Err((
                 IMAGE_PULL_BACK_OFF,
                 format!("Back-off pulling image {image:?}"),
@@ -445,12 +589,44 @@ async fn ensure_image(
         }
     }
     debug!(image, "pulling image");
+    container_event(
+        ctx,
+        pod,
+        &container.name,
+        EventType::Normal,
+        "Pulling",
+        format!("Pulling image {image:?}"),
+    );
+    let started = std::time::Instant::now();
     match pull_with_secrets(ctx, pod, image, sandbox_config).await {
         Ok(image_ref) => {
             info!(image, image_ref = %image_ref, "pulled image");
+            let took = kubelet_core::go_duration(started.elapsed());
+            let size = match ctx.images.image_status(image).await {
+                Ok(Some(found)) => found.size,
+                _ => 0,
+            };
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Normal,
+                "Pulled",
+                format!(
+                    "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
+                ),
+            );
             Ok(())
         }
         Err(e) => {
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "Failed",
+                format!("Failed to pull image {image:?}: {e}"),
+            );
             let mut backoff = lock(&ctx.image_backoff);
             backoff.next(&key, now, now);
             outcome.wake(now + backoff.get(&key));
@@ -610,12 +786,28 @@ pub async fn kill_container(
         .await
         {
             warn!(container = %container.name, %message, "preStop hook failed");
+            container_event(
+                ctx,
+                pod,
+                &container.name,
+                EventType::Warning,
+                "FailedPreStopHook",
+                "PreStopHook failed".to_owned(),
+            );
         }
         grace -= i64::try_from(started.elapsed().as_secs()).unwrap_or(grace);
     }
     let grace = grace.max(MIN_GRACE_SECONDS);
     let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(2));
     info!(container = %container.name, id = %container_id, ?grace, "killing container");
+    container_event(
+        ctx,
+        pod,
+        &container.name,
+        EventType::Normal,
+        "Killing",
+        format!("Stopping container {}", container.name),
+    );
     if let Err(e) = ctx.runtime.stop_container(container_id, grace).await
         && !e.is_not_found()
     {

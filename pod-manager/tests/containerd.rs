@@ -127,6 +127,7 @@ fn start_with(
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
         prober: Some(Arc::new(KubeletProber::new(Arc::new(client.clone())))),
+        events: Arc::new(kubelet_core::NoEvents),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

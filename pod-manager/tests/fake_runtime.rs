@@ -61,6 +61,7 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
             Duration::from_secs(600),
         )),
         prober: Some(Arc::new(KubeletProber::new(Arc::new(client_for_probes)))),
+        events: Arc::new(kubelet_core::NoEvents),
     };
     let pods = Arc::new(LocalPods::new());
     let manager = PodManager::new(
