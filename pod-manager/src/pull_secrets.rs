@@ -178,6 +178,7 @@ mod tests {
 
     struct Objects(Vec<Secret>);
 
+    #[async_trait::async_trait]
     impl EnvObjects for Objects {
         fn config_map(&self, _: &str, _: &str) -> Option<ConfigMap> {
             None

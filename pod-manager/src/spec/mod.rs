@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Service};
 use kubelet_core::{
     ContainerConfig, ContainerMetadata, Mount, NamespaceOptions, PodRef, PortMapping, Protocol,
     SandboxConfig, SandboxMetadata, labels,
@@ -81,17 +81,30 @@ pub struct NodeContext {
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has
 /// none.
+#[async_trait::async_trait]
 pub trait EnvObjects: Send + Sync {
     /// The ConfigMap `namespace/name`, if available.
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
     /// The Secret `namespace/name`, if available.
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+    /// Every Service the kubelet knows, in all namespaces, for the service link
+    /// environment; `None` when there is no API server (standalone mode), where
+    /// upstream adds no service variables at all.
+    fn services(&self) -> Option<Vec<Service>> {
+        None
+    }
+    /// Called before a pod is synced: starts fetching the objects it references and waits
+    /// (briefly) until they are known, as upstream's watch-based managers do.
+    async fn prepare(&self, _pod: &Pod) {}
+    /// Called when a pod is gone: its objects need not be kept any more.
+    fn release(&self, _pod_uid: &str) {}
 }
 
 /// No API objects (standalone mode).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoEnvObjects;
 
+#[async_trait::async_trait]
 impl EnvObjects for NoEnvObjects {
     fn config_map(&self, _: &str, _: &str) -> Option<ConfigMap> {
         None

@@ -101,6 +101,7 @@ impl Objects {
     }
 }
 
+#[async_trait::async_trait]
 impl EnvObjects for Objects {
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
         self.config_maps
