@@ -3,7 +3,12 @@
 //! Standalone mode (upstream's `--pod-manifest-path` without `--kubeconfig`): runs the
 //! static pods of a manifest directory and/or URL on the container runtime and serves the
 //! read-only `/pods` view.
+//!
+//! With `--kubeconfig`, the kubelet also joins the cluster: registers its Node, keeps its
+//! status and Lease fresh, runs the pods bound to it, and reports their status, events and
+//! mirror pods to the API server.
 
+mod cluster;
 mod node;
 mod serve;
 
@@ -108,10 +113,68 @@ struct Flags {
     #[arg(long, default_value_t = 10255)]
     read_only_port: u16,
 
+    /// Kubeconfig of the API server to join; without it the kubelet runs standalone.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// Register the node with the API server (`--register-node=false` only updates an
+    /// existing Node).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    register_node: bool,
+
+    /// Taints the node registers with, `key=value:Effect`, comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_taint)]
+    register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+
+    /// Labels the node registers with, `key=value`, comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+
+    /// Most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+
+    /// How often the node's status is computed and, when changed, posted.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    node_status_update_frequency: Duration,
+
     /// Log verbosity (0 = info, 4 = debug, 6 and above = trace).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
 }
+/// Parses a `--node-labels` entry, `key=value`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected key=value"))?;
+    Ok((key.trim().to_owned(), value.trim().to_owned()))
+}
+
+/// Parses a `--register-with-taints` entry, `key=value:Effect` or `key:Effect`.
+fn parse_taint(text: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+    let (key_value, effect) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: expected key=value:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(format!(
+            "{text:?}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (key, value) = match key_value.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_owned())),
+        None => (key_value, None),
+    };
+    if key.is_empty() {
+        return Err(format!("{text:?}: the taint key is empty"));
+    }
+    Ok(k8s_openapi::api::core::v1::Taint {
+        key: key.to_owned(),
+        value,
+        effect: effect.to_owned(),
+        time_added: None,
+    })
+}
+
 /// Parses a Kubernetes quantity of bytes (`10Mi`, `500k`).
 fn parse_quantity_bytes(text: &str) -> Result<u64, String> {
     let quantity: kubelet_core::Quantity = text.parse().map_err(|e| format!("{e}"))?;
@@ -238,6 +301,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     }
 
     let runtime: Arc<CriClient> = Arc::new(runtime);
+    let cluster = match &flags.kubeconfig {
+        Some(path) => Some(
+            cluster::Cluster::start(path, &flags, &node_name, &host_ips, runtime.clone()).await?,
+        ),
+        None => None,
+    };
     let ctx = SyncContext {
         runtime: runtime.clone(),
         images: runtime.clone(),
@@ -255,12 +324,18 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
             ..NodeContext::default()
         },
-        env_objects: Arc::new(NoEnvObjects),
+        env_objects: match &cluster {
+            Some(c) => Arc::new(c.objects.clone()),
+            None => Arc::new(NoEnvObjects),
+        },
         runtime_name: version.runtime_name.clone(),
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
         prober: Some(Arc::new(KubeletProber::new(runtime))),
-        events: Arc::new(kubelet_core::NoEvents),
+        events: match &cluster {
+            Some(c) => Arc::new(c.events.clone()),
+            None => Arc::new(kubelet_core::NoEvents),
+        },
     };
 
     let (updates, updates_rx) = tokio::sync::mpsc::channel(16);
@@ -287,14 +362,22 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         sources.push(tokio::spawn(source.run(updates.clone())));
         source_kinds.push(PodSource::Http);
     }
+    if let Some(c) = &cluster {
+        sources.push(tokio::spawn(c.pod_source().run(updates.clone())));
+        source_kinds.push(PodSource::Api);
+    }
     if sources.is_empty() {
         tracing::warn!(
-            "no pod source configured (--pod-manifest-path, --manifest-url): no pods will run"
+            "no pod source configured (--kubeconfig, --pod-manifest-path, --manifest-url): no pods will run"
         );
     }
     drop(updates);
 
-    let pods = Arc::new(LocalPods::new());
+    let pods = Arc::new(match &cluster {
+        Some(c) => LocalPods::forwarding_to(Arc::new(c.status.clone())),
+        None => LocalPods::new(),
+    });
+    let node_agent = cluster.as_ref().map(|c| tokio::spawn(c.node_agent().run()));
     let manager = PodManager::new(
         Arc::new(ctx),
         pods.clone(),
@@ -340,6 +423,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         source.abort();
     }
     manager.abort();
+    if let Some(agent) = node_agent {
+        agent.abort();
+    }
     outcome
 }
 

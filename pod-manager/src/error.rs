@@ -52,6 +52,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A kubeconfig could not be read or used.
+    #[error("kubeconfig {}: {reason}", path.display())]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A call to the API server failed.
+    #[error("{operation}: {source}")]
+    Api {
+        /// What was being done, e.g. `registering node n1`.
+        operation: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

@@ -30,6 +30,7 @@
 //! }
 //! ```
 
+pub mod api;
 mod error;
 mod hooks;
 mod local;

@@ -1,22 +1,42 @@
 //! The local view of pods: what `/pods` shows in standalone mode.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use kubelet_core::{PodRef, StatusReporter};
 
 /// Keeps every running pod with its latest status, for the read-only `/pods` view.
-#[derive(Debug, Default)]
+///
+/// It can pass every report on to another reporter (the API server's), so the kubelet's
+/// own view and the cluster's stay the same.
+#[derive(Default)]
 pub struct LocalPods {
     pods: RwLock<BTreeMap<PodRef, Pod>>,
+    next: Option<Arc<dyn StatusReporter>>,
+}
+
+impl std::fmt::Debug for LocalPods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPods")
+            .field("forwarding", &self.next.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalPods {
     /// An empty view.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty view that passes every report on to `next`.
+    pub fn forwarding_to(next: Arc<dyn StatusReporter>) -> Self {
+        Self {
+            pods: RwLock::default(),
+            next: Some(next),
+        }
     }
 
     /// The pods with their statuses, ordered by namespace and name.
@@ -43,13 +63,16 @@ impl LocalPods {
 #[async_trait]
 impl StatusReporter for LocalPods {
     async fn report(&self, pod: &Pod, status: &PodStatus) -> kubelet_core::Result<()> {
-        let mut pod = pod.clone();
-        pod.status = Some(status.clone());
+        let mut shown = pod.clone();
+        shown.status = Some(status.clone());
         self.pods
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(PodRef::of(&pod), pod);
-        Ok(())
+            .insert(PodRef::of(pod), shown);
+        match &self.next {
+            Some(next) => next.report(pod, status).await,
+            None => Ok(()),
+        }
     }
 
     async fn forget(&self, pod: &PodRef) -> kubelet_core::Result<()> {
@@ -57,6 +80,9 @@ impl StatusReporter for LocalPods {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(pod);
-        Ok(())
+        match &self.next {
+            Some(next) => next.forget(pod).await,
+            None => Ok(()),
+        }
     }
 }

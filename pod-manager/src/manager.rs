@@ -179,6 +179,23 @@ impl PodManager {
                     finishing.push(worker);
                 }
             }
+            PodChange::Added(pod) | PodChange::Updated(pod)
+                if pod.metadata.deletion_timestamp.is_some() =>
+            {
+                // Deleted in the API server (graceful deletion): stop it within the
+                // deletion grace period; the status reporter's final delete follows.
+                if let Some(worker) = workers.remove(&uid) {
+                    worker.desired.send_modify(|d| {
+                        d.pod = pod;
+                        d.remove = true;
+                    });
+                    finishing.push(worker);
+                } else if let Some(index) = finishing_position(finishing, &uid) {
+                    finishing[index].desired.send_modify(|d| d.pod = pod);
+                } else {
+                    finishing.push(self.spawn_worker(pod, true, pokes));
+                }
+            }
             PodChange::Added(pod) | PodChange::Updated(pod) => {
                 if let Some(worker) = workers.get(&uid) {
                     worker.desired.send_modify(|d| d.pod = pod);
@@ -245,13 +262,21 @@ impl Drop for Worker {
 }
 
 /// The current time as an API timestamp.
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     Timestamp::from_nanosecond(i128::try_from(nanos).unwrap_or_default())
         .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Whether the pod's phase, as its source gave it, is Succeeded or Failed.
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Upstream `activeDeadlineSeconds`: whether the pod has run past it.
@@ -300,6 +325,7 @@ async fn pod_worker(
                 }
                 Ok(()) => {
                     info!("pod terminated and removed");
+                    ctx.env_objects.release(&r.uid);
                     if let Err(e) = reporter.forget(&r).await {
                         warn!(error = %e, "forgetting the pod's status");
                     }
@@ -318,6 +344,21 @@ async fn pod_worker(
                 }
             }
         }
+
+        if is_terminal(&pod) {
+            // Succeeded or Failed in the API server: it never runs again (a restarted
+            // kubelet must not start a finished pod whose containers are gone).
+            if snapshot.any_running()
+                && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
+            {
+                warn!(error = %e, "stopping a finished pod");
+            }
+            if !wait(&mut desired, &poke, resync).await {
+                return;
+            }
+            continue;
+        }
+        ctx.env_objects.prepare(&pod).await;
 
         let started = *started.get_or_insert_with(|| {
             snapshot

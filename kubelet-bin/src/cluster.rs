@@ -1,0 +1,84 @@
+//! Joining a cluster (`--kubeconfig`): the API server client and the parts that use it.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use kubelet_cri_client::CriClient;
+use kubelet_pod_manager::api::{
+    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, PodView,
+    client_from_kubeconfig,
+};
+
+use crate::Flags;
+
+/// The API server connection and the cluster-side parts wired to it.
+pub struct Cluster {
+    client: kube::Client,
+    node: NodeConfig,
+    runtime: Arc<CriClient>,
+    view: Arc<PodView>,
+    /// Pod status, mirror pods and final deletes.
+    pub status: ApiStatus,
+    /// Pod events.
+    pub events: ApiEvents,
+    /// ConfigMaps, Secrets and Services for the pods.
+    pub objects: ApiObjects,
+}
+
+impl Cluster {
+    /// Connects with the kubeconfig and starts the reporters.
+    pub async fn start(
+        kubeconfig: &Path,
+        flags: &Flags,
+        node_name: &str,
+        node_ips: &[IpAddr],
+        runtime: Arc<CriClient>,
+    ) -> anyhow::Result<Self> {
+        let client = client_from_kubeconfig(kubeconfig)
+            .await
+            .context("--kubeconfig")?;
+        let hostname = crate::node::node_name(None).unwrap_or_else(|_| node_name.to_owned());
+        let mut node = NodeConfig::new(node_name);
+        node.hostname = if flags.hostname_override.is_some() {
+            node_name.to_owned()
+        } else {
+            hostname
+        };
+        node.node_ips = node_ips.to_vec();
+        node.labels = flags.node_labels.iter().cloned().collect();
+        node.taints = flags.register_with_taints.clone();
+        node.register = flags.register_node;
+        node.max_pods = flags.max_pods;
+        node.milli_cpus = crate::node::milli_cpus();
+        node.memory_bytes = crate::node::memory_bytes();
+        node.root_dir = flags.root_dir.clone();
+        node.status_update_frequency = flags.node_status_update_frequency;
+        let view = Arc::new(PodView::new());
+        Ok(Self {
+            status: ApiStatus::start(client.clone(), node_name, view.clone()),
+            events: ApiEvents::start(client.clone(), node_name),
+            objects: ApiObjects::start(client.clone()),
+            client,
+            node,
+            runtime,
+            view,
+        })
+    }
+
+    /// The watch of the pods bound to this node.
+    pub fn pod_source(&self) -> ApiPodSource {
+        ApiPodSource::new(self.client.clone(), &self.node.name, self.view.clone())
+    }
+
+    /// The Node's registration, status and Lease.
+    pub fn node_agent(&self) -> NodeAgent {
+        NodeAgent::new(
+            self.client.clone(),
+            self.node.clone(),
+            self.runtime.clone(),
+            self.runtime.clone(),
+        )
+    }
+}

@@ -1,0 +1,683 @@
+//! The Node object: registration, status and the Lease (upstream
+//! `kubelet_node_status.go`, `nodestatus/setters.go`, the node lease controller).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kubelet_core::{ImageService, Runtime, RuntimeStatus};
+use tracing::{debug, info, warn};
+
+use super::{is_conflict, is_not_found, now};
+
+/// The version this kubelet reports in `nodeInfo.kubeletVersion`: the upstream release
+/// whose behaviour it follows, with this crate's version as build metadata.
+pub const KUBELET_VERSION: &str = concat!("v1.37.2+kubelet-rs.", env!("CARGO_PKG_VERSION"));
+
+/// Upstream's `nodeStatusMaxImages`.
+const MAX_IMAGES: usize = 50;
+
+/// The latest Node object this kubelet registered or updated; admission reads its labels,
+/// taints and allocatable.
+pub type NodeFactsHandle = Arc<RwLock<Option<Node>>>;
+
+/// What the kubelet knows about its node, with upstream's defaults where there are any.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node name.
+    pub name: String,
+    /// The machine's host name (the `Hostname` address).
+    pub hostname: String,
+    /// The node's IPs (`--node-ip`), the `InternalIP` addresses.
+    pub node_ips: Vec<IpAddr>,
+    /// Labels to add at registration (`--node-labels`).
+    pub labels: BTreeMap<String, String>,
+    /// Taints to register with (`registerWithTaints`).
+    pub taints: Vec<Taint>,
+    /// Whether to create the Node object (`registerNode`, default true).
+    pub register: bool,
+    /// `maxPods` (default 110).
+    pub max_pods: u32,
+    /// CPU capacity in millicores.
+    pub milli_cpus: u64,
+    /// Memory capacity in bytes.
+    pub memory_bytes: u64,
+    /// Where ephemeral storage lives (`--root-dir`), measured for its capacity.
+    pub root_dir: PathBuf,
+    /// The kubelet's HTTPS port, published in `daemonEndpoints` (default 10250).
+    pub port: i32,
+    /// `nodeStatusUpdateFrequency` (default 10 s).
+    pub status_update_frequency: Duration,
+    /// `nodeStatusReportFrequency` (default 5 min): unchanged status is posted this often.
+    pub status_report_frequency: Duration,
+    /// `nodeLeaseDurationSeconds` (default 40); the lease is renewed every quarter.
+    pub lease_duration_seconds: i32,
+}
+
+impl NodeConfig {
+    /// A configuration with upstream's defaults for a node of this name.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            hostname: name.to_owned(),
+            node_ips: Vec::new(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            register: true,
+            max_pods: 110,
+            milli_cpus: 0,
+            memory_bytes: 0,
+            root_dir: PathBuf::from("/var/lib/kubelet"),
+            port: 10250,
+            status_update_frequency: Duration::from_secs(10),
+            status_report_frequency: Duration::from_secs(300),
+            lease_duration_seconds: 40,
+        }
+    }
+}
+
+/// Registers the node, then keeps its status and Lease fresh.
+pub struct NodeAgent {
+    client: kube::Client,
+    config: NodeConfig,
+    runtime: Arc<dyn Runtime>,
+    images: Arc<dyn ImageService>,
+    facts: NodeFactsHandle,
+}
+
+impl std::fmt::Debug for NodeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgent")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeAgent {
+    /// An agent for the node `config.name`.
+    pub fn new(
+        client: kube::Client,
+        config: NodeConfig,
+        runtime: Arc<dyn Runtime>,
+        images: Arc<dyn ImageService>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            runtime,
+            images,
+            facts: NodeFactsHandle::default(),
+        }
+    }
+
+    /// The Node object as last written, shared with admission.
+    pub fn facts(&self) -> NodeFactsHandle {
+        self.facts.clone()
+    }
+
+    /// Runs until the task is dropped: registration (retried), the lease, and a status
+    /// update every `status_update_frequency` (and at once on start).
+    pub async fn run(self) {
+        let lease = tokio::spawn(lease_loop(self.client.clone(), self.config.clone()));
+        let _lease = AbortOnDrop(lease);
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let mut registered = false;
+        let mut last_posted: Option<(NodeStatus, Instant)> = None;
+        let mut previous_conditions: Vec<NodeCondition> = Vec::new();
+        let mut tick = tokio::time::interval(self.config.status_update_frequency);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !registered {
+                registered = self.register(&nodes).await;
+                if !registered {
+                    continue;
+                }
+                last_posted = None;
+            }
+            let status = self.status(&previous_conditions).await;
+            let changed = last_posted.as_ref().is_none_or(|(old, at)| {
+                !same_ignoring_heartbeats(old, &status)
+                    || at.elapsed() >= self.config.status_report_frequency
+            });
+            if !changed {
+                continue;
+            }
+            let patch = serde_json::json!({ "status": status });
+            match nodes
+                .patch_status(
+                    &self.config.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                )
+                .await
+            {
+                Ok(node) => {
+                    debug!(node = %self.config.name, "node status updated");
+                    previous_conditions = status.conditions.clone().unwrap_or_default();
+                    last_posted = Some((status, Instant::now()));
+                    *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(node);
+                }
+                Err(e) if is_not_found(&e) && self.config.register => {
+                    warn!(node = %self.config.name, "the Node object is gone, registering again");
+                    registered = false;
+                    tick.reset_immediately();
+                }
+                Err(e) => warn!(node = %self.config.name, error = %e, "updating node status"),
+            }
+        }
+    }
+
+    /// Creates the Node, or adopts the existing one and brings its default labels up to
+    /// date, as upstream `registerWithAPIServer`. True when the node exists.
+    async fn register(&self, nodes: &Api<Node>) -> bool {
+        if !self.config.register {
+            return match nodes.get(&self.config.name).await {
+                Ok(node) => {
+                    *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(node);
+                    true
+                }
+                Err(e) => {
+                    debug!(node = %self.config.name, error = %e, "waiting for the Node object (registerNode is false)");
+                    false
+                }
+            };
+        }
+        let node = self.initial_node();
+        match nodes.create(&PostParams::default(), &node).await {
+            Ok(created) => {
+                info!(node = %self.config.name, "node registered");
+                *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(created);
+                true
+            }
+            Err(e) if is_conflict(&e) => {
+                let existing = match nodes.get(&self.config.name).await {
+                    Ok(existing) => existing,
+                    Err(e) => {
+                        warn!(node = %self.config.name, error = %e, "reading the existing Node");
+                        return false;
+                    }
+                };
+                let wanted = self.default_labels();
+                let have = existing.metadata.labels.clone().unwrap_or_default();
+                let stale: BTreeMap<&String, &String> = wanted
+                    .iter()
+                    .filter(|(k, v)| have.get(*k) != Some(*v))
+                    .collect();
+                if !stale.is_empty() {
+                    let patch = serde_json::json!({ "metadata": { "labels": stale } });
+                    if let Err(e) = nodes
+                        .patch(
+                            &self.config.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        warn!(node = %self.config.name, error = %e, "updating the node's labels");
+                    }
+                }
+                info!(node = %self.config.name, "node already registered, adopting it");
+                *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(existing);
+                true
+            }
+            Err(e) => {
+                warn!(node = %self.config.name, error = %e, "registering the node, will retry");
+                false
+            }
+        }
+    }
+
+    /// The labels upstream sets on its own node (`updateDefaultLabels`).
+    fn default_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "kubernetes.io/hostname".to_owned(),
+                self.config.hostname.clone(),
+            ),
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("kubernetes.io/arch".to_owned(), go_arch().to_owned()),
+            ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("beta.kubernetes.io/arch".to_owned(), go_arch().to_owned()),
+        ])
+    }
+
+    /// The Node to create (upstream `initialNode`).
+    fn initial_node(&self) -> Node {
+        let mut labels = self.default_labels();
+        labels.extend(self.config.labels.clone());
+        let annotations = BTreeMap::from([(
+            "volumes.kubernetes.io/controller-managed-attach-detach".to_owned(),
+            "true".to_owned(),
+        )]);
+        Node {
+            metadata: ObjectMeta {
+                name: Some(self.config.name.clone()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec {
+                taints: (!self.config.taints.is_empty()).then(|| self.config.taints.clone()),
+                ..NodeSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    /// The node's status now; transition times carry over from `previous` while a
+    /// condition's status holds.
+    async fn status(&self, previous: &[NodeCondition]) -> NodeStatus {
+        let c = &self.config;
+        let mut capacity = BTreeMap::from([
+            ("cpu".to_owned(), Quantity(format_milli_cpu(c.milli_cpus))),
+            (
+                "memory".to_owned(),
+                Quantity(format!("{}Ki", c.memory_bytes / 1024)),
+            ),
+            ("pods".to_owned(), Quantity(c.max_pods.to_string())),
+        ]);
+        if let Some(bytes) = filesystem_bytes(&c.root_dir) {
+            capacity.insert(
+                "ephemeral-storage".to_owned(),
+                Quantity(format!("{}Ki", bytes / 1024)),
+            );
+        }
+        for size in hugepage_sizes() {
+            capacity.insert(format!("hugepages-{size}"), Quantity("0".to_owned()));
+        }
+        let allocatable = capacity.clone();
+
+        let runtime_status = self.runtime.status().await;
+        let version = self.runtime.version().await.ok();
+        let heartbeat = Time(now());
+        let condition = |type_: &str, ok: bool, reason: &str, message: String| {
+            let status = if ok { "True" } else { "False" };
+            let transition = previous
+                .iter()
+                .find(|p| p.type_ == type_ && p.status == status)
+                .and_then(|p| p.last_transition_time.clone())
+                .unwrap_or_else(|| heartbeat.clone());
+            NodeCondition {
+                type_: type_.to_owned(),
+                status: status.to_owned(),
+                reason: Some(reason.to_owned()),
+                message: Some(message),
+                last_heartbeat_time: Some(heartbeat.clone()),
+                last_transition_time: Some(transition),
+            }
+        };
+        let not_ready = ready_errors(runtime_status.as_ref().ok());
+        let ready = if not_ready.is_empty() {
+            condition(
+                "Ready",
+                true,
+                "KubeletReady",
+                "kubelet is posting ready status".to_owned(),
+            )
+        } else {
+            let message = if not_ready.len() == 1 {
+                not_ready[0].clone()
+            } else {
+                format!("[{}]", not_ready.join(", "))
+            };
+            condition("Ready", false, "KubeletNotReady", message)
+        };
+        let conditions = vec![
+            condition(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available".to_owned(),
+            ),
+            condition(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure".to_owned(),
+            ),
+            condition(
+                "PIDPressure",
+                false,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available".to_owned(),
+            ),
+            ready,
+        ];
+
+        let mut addresses: Vec<NodeAddress> = c
+            .node_ips
+            .iter()
+            .map(|ip| NodeAddress {
+                type_: "InternalIP".to_owned(),
+                address: ip.to_string(),
+            })
+            .collect();
+        addresses.push(NodeAddress {
+            type_: "Hostname".to_owned(),
+            address: c.hostname.clone(),
+        });
+
+        NodeStatus {
+            capacity: Some(capacity),
+            allocatable: Some(allocatable),
+            conditions: Some(conditions),
+            addresses: Some(addresses),
+            daemon_endpoints: Some(NodeDaemonEndpoints {
+                kubelet_endpoint: Some(DaemonEndpoint { port: c.port }),
+            }),
+            node_info: Some(system_info(version.as_ref())),
+            images: Some(self.images().await),
+            ..NodeStatus::default()
+        }
+    }
+
+    /// The largest images, as upstream reports them (at most 50).
+    async fn images(&self) -> Vec<ContainerImage> {
+        let mut images = match self.images.list_images().await {
+            Ok(images) => images,
+            Err(e) => {
+                debug!(error = %e, "listing images for node status");
+                return Vec::new();
+            }
+        };
+        images.sort_by(|a, b| b.size.cmp(&a.size));
+        images
+            .into_iter()
+            .take(MAX_IMAGES)
+            .map(|image| {
+                let mut names = image.repo_digests.clone();
+                names.extend(image.repo_tags.iter().cloned());
+                ContainerImage {
+                    names: Some(names),
+                    size_bytes: i64::try_from(image.size).ok(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Why the node is not ready (upstream `runtimeErrors` + `networkErrors`); empty when it
+/// is.
+fn ready_errors(status: Option<&RuntimeStatus>) -> Vec<String> {
+    let Some(status) = status else {
+        return vec!["container runtime is down".to_owned()];
+    };
+    let describe = |name: &str| match status.condition(name) {
+        Some(c) => format!(
+            "{}={} reason:{} message:{}",
+            c.condition_type, c.status, c.reason, c.message
+        ),
+        None => "<nil>".to_owned(),
+    };
+    let mut errors = Vec::new();
+    if !status
+        .condition(RuntimeStatus::RUNTIME_READY)
+        .is_some_and(|c| c.status)
+    {
+        errors.push(format!(
+            "container runtime not ready: {}",
+            describe(RuntimeStatus::RUNTIME_READY)
+        ));
+    }
+    if !status
+        .condition(RuntimeStatus::NETWORK_READY)
+        .is_some_and(|c| c.status)
+    {
+        errors.push(format!(
+            "container runtime network not ready: {}",
+            describe(RuntimeStatus::NETWORK_READY)
+        ));
+    }
+    errors
+}
+
+/// Two statuses equal but for the conditions' heartbeat times.
+fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
+    let strip = |s: &NodeStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_heartbeat_time = None;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// Renews the node's Lease in `kube-node-lease` every quarter of its duration, creating
+/// it when missing (upstream's lease controller).
+async fn lease_loop(client: kube::Client, config: NodeConfig) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let nodes: Api<Node> = Api::all(client);
+    let period =
+        Duration::from_secs(u64::try_from(config.lease_duration_seconds.max(4)).unwrap_or(40) / 4);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let renew = Some(MicroTime(now()));
+        match leases.get(&config.name).await {
+            Ok(mut lease) => {
+                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                spec.holder_identity = Some(config.name.clone());
+                spec.lease_duration_seconds = Some(config.lease_duration_seconds);
+                spec.renew_time = renew;
+                if let Err(e) = leases
+                    .replace(&config.name, &PostParams::default(), &lease)
+                    .await
+                {
+                    warn!(node = %config.name, error = %e, "renewing the node lease");
+                }
+            }
+            Err(e) if is_not_found(&e) => {
+                // The lease is owned by the Node, so it goes when the Node goes.
+                let owner = match nodes.get(&config.name).await {
+                    Ok(node) => node.metadata.uid.map(|uid| OwnerReference {
+                        api_version: "v1".to_owned(),
+                        kind: "Node".to_owned(),
+                        name: config.name.clone(),
+                        uid,
+                        ..OwnerReference::default()
+                    }),
+                    Err(_) => None,
+                };
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(config.name.clone()),
+                        namespace: Some("kube-node-lease".to_owned()),
+                        owner_references: owner.map(|o| vec![o]),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(config.name.clone()),
+                        lease_duration_seconds: Some(config.lease_duration_seconds),
+                        renew_time: renew,
+                        ..LeaseSpec::default()
+                    }),
+                };
+                if let Err(e) = leases.create(&PostParams::default(), &lease).await {
+                    warn!(node = %config.name, error = %e, "creating the node lease");
+                }
+            }
+            Err(e) => warn!(node = %config.name, error = %e, "reading the node lease"),
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The architecture as Go names it (`GOARCH`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// CPU capacity as a quantity: whole cores when whole, else millicores.
+fn format_milli_cpu(milli: u64) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
+fn filesystem_bytes(path: &std::path::Path) -> Option<u64> {
+    let probe = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(std::path::Path::new("/"));
+    let stat = nix::sys::statvfs::statvfs(probe).ok()?;
+    Some(u64::from(stat.blocks()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// Huge page sizes the kernel offers, as quantity suffixes (`2Mi`, `1Gi`).
+fn hugepage_sizes() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/mm/hugepages") else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<String> = dir
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            Some(if kb % (1024 * 1024) == 0 {
+                format!("{}Gi", kb / (1024 * 1024))
+            } else if kb % 1024 == 0 {
+                format!("{}Mi", kb / 1024)
+            } else {
+                format!("{kb}Ki")
+            })
+        })
+        .collect();
+    sizes.sort();
+    sizes
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// nodeInfo (upstream `VersionInfo` + `MachineInfo` setters).
+fn system_info(runtime: Option<&kubelet_core::RuntimeVersion>) -> NodeSystemInfo {
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_else(|| "Linux".to_owned());
+    NodeSystemInfo {
+        architecture: go_arch().to_owned(),
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        container_runtime_version: runtime
+            .map(|v| format!("{}://{}", v.runtime_name, v.runtime_version))
+            .unwrap_or_default(),
+        kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
+        kube_proxy_version: String::new(),
+        kubelet_version: KUBELET_VERSION.to_owned(),
+        machine_id: read_trimmed("/etc/machine-id"),
+        operating_system: "linux".to_owned(),
+        os_image,
+        system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
+        swap: None,
+        running_in_user_namespace: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubelet_core::RuntimeCondition;
+
+    #[test]
+    fn ready_errors_as_upstream_words_them() {
+        assert_eq!(ready_errors(None), vec!["container runtime is down"]);
+        let ok = RuntimeStatus {
+            conditions: vec![
+                RuntimeCondition {
+                    condition_type: "RuntimeReady".into(),
+                    status: true,
+                    ..Default::default()
+                },
+                RuntimeCondition {
+                    condition_type: "NetworkReady".into(),
+                    status: true,
+                    ..Default::default()
+                },
+            ],
+        };
+        assert!(ready_errors(Some(&ok)).is_empty());
+        let mut no_network = ok.clone();
+        no_network.conditions[1] = RuntimeCondition {
+            condition_type: "NetworkReady".into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "Network plugin returns error: cni plugin not initialized".into(),
+        };
+        assert_eq!(
+            ready_errors(Some(&no_network)),
+            vec![
+                "container runtime network not ready: NetworkReady=false \
+                 reason:NetworkPluginNotReady message:Network plugin returns error: \
+                 cni plugin not initialized"
+            ]
+        );
+    }
+
+    #[test]
+    fn capacity_formats() {
+        assert_eq!(format_milli_cpu(2000), "2");
+        assert_eq!(format_milli_cpu(1500), "1500m");
+        assert_eq!(go_arch().is_empty(), false);
+    }
+
+    #[test]
+    fn heartbeats_do_not_count_as_change() {
+        let condition = |beat: i64| NodeCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            last_heartbeat_time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(beat).expect("time"),
+            )),
+            ..Default::default()
+        };
+        let a = NodeStatus {
+            conditions: Some(vec![condition(1)]),
+            ..Default::default()
+        };
+        let b = NodeStatus {
+            conditions: Some(vec![condition(2)]),
+            ..Default::default()
+        };
+        assert!(same_ignoring_heartbeats(&a, &b));
+    }
+}

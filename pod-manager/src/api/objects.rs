@@ -1,0 +1,356 @@
+//! ConfigMaps, Secrets and Services for the pods of this node, from watches (upstream's
+//! watch-based configmap and secret managers and the service informer).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::spec::EnvObjects;
+
+/// How long a sync waits for a newly referenced object's first list.
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
+
+/// What a watch of one object knows: `None` before its first list, then the object or
+/// `Some(None)` when it does not exist.
+type Known<K> = Option<Option<K>>;
+
+struct Watched<K> {
+    state: watch::Receiver<Known<K>>,
+    task: JoinHandle<()>,
+}
+
+impl<K> Drop for Watched<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One kind of namespaced object, each watched by name while a pod references it.
+struct ByName<K> {
+    objects: Mutex<HashMap<(String, String), Watched<K>>>,
+}
+
+impl<K> Default for ByName<K> {
+    fn default() -> Self {
+        Self {
+            objects: Mutex::default(),
+        }
+    }
+}
+
+impl<K> ByName<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Watched<K>>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts watching `namespace/name` unless already watched; the receiver of its state.
+    fn watch(&self, client: &kube::Client, key: &(String, String)) -> watch::Receiver<Known<K>> {
+        let mut objects = self.lock();
+        if let Some(w) = objects.get(key) {
+            return w.state.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        let api: Api<K> = Api::namespaced(client.clone(), &key.0);
+        // A single-name field selector is what the Node authorizer lets a node list and
+        // watch, and only for objects its pods reference.
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", key.1));
+        let what = format!("{}/{}", key.0, key.1);
+        let task = tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+            let mut listed: Option<K> = None;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Init) => listed = None,
+                    Ok(Event::InitApply(object)) => listed = Some(object),
+                    Ok(Event::InitDone) => {
+                        tx.send_replace(Some(listed.take()));
+                    }
+                    Ok(Event::Apply(object)) => {
+                        tx.send_replace(Some(Some(object)));
+                    }
+                    Ok(Event::Delete(_)) => {
+                        tx.send_replace(Some(None));
+                    }
+                    Err(e) => debug!(object = %what, error = %e, "watching an object"),
+                }
+            }
+        });
+        objects.insert(
+            key.clone(),
+            Watched {
+                state: rx.clone(),
+                task,
+            },
+        );
+        rx
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<K> {
+        let objects = self.lock();
+        let w = objects.get(&(namespace.to_owned(), name.to_owned()))?;
+        w.state.borrow().clone().flatten()
+    }
+
+    fn retain(&self, wanted: &HashSet<(String, String)>) {
+        self.lock().retain(|key, _| wanted.contains(key));
+    }
+}
+
+/// The objects each pod references.
+#[derive(Default)]
+struct References {
+    config_maps: HashSet<(String, String)>,
+    secrets: HashSet<(String, String)>,
+}
+
+/// ConfigMaps and Secrets that this node's pods reference (env `valueFrom`, `envFrom`,
+/// imagePullSecrets), each watched by name while some pod needs it, and all Services
+/// for the service-link environment.
+#[derive(Clone)]
+pub struct ApiObjects {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiObjects").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: kube::Client,
+    config_maps: ByName<ConfigMap>,
+    secrets: ByName<Secret>,
+    by_pod: Mutex<HashMap<String, References>>,
+    services: watch::Receiver<Option<BTreeMap<(String, String), Service>>>,
+    _services_task: JoinHandle<()>,
+}
+
+impl ApiObjects {
+    /// Starts the Service watch (needs a tokio runtime); ConfigMaps and Secrets are
+    /// watched as pods reference them.
+    pub fn start(client: kube::Client) -> Self {
+        let (tx, services) = watch::channel(None);
+        let api: Api<Service> = Api::all(client.clone());
+        let task = tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut current: BTreeMap<(String, String), Service> = BTreeMap::new();
+            let mut listing: Option<BTreeMap<(String, String), Service>> = None;
+            let mut synced = false;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Init) => listing = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(s)) => {
+                        if let Some(l) = listing.as_mut() {
+                            l.insert(key_of(&s), s);
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        current = listing.take().unwrap_or_default();
+                        synced = true;
+                    }
+                    Ok(Event::Apply(s)) => {
+                        current.insert(key_of(&s), s);
+                    }
+                    Ok(Event::Delete(s)) => {
+                        current.remove(&key_of(&s));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "watching services");
+                        continue;
+                    }
+                }
+                if synced {
+                    tx.send_replace(Some(current.clone()));
+                }
+            }
+        });
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                config_maps: ByName::default(),
+                secrets: ByName::default(),
+                by_pod: Mutex::default(),
+                services,
+                _services_task: task,
+            }),
+        }
+    }
+
+    fn lock_pods(&self) -> MutexGuard<'_, HashMap<String, References>> {
+        self.inner.by_pod.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the watches no pod needs any more.
+    fn prune(&self) {
+        let (config_maps, secrets) = {
+            let pods = self.lock_pods();
+            let mut config_maps = HashSet::new();
+            let mut secrets = HashSet::new();
+            for refs in pods.values() {
+                config_maps.extend(refs.config_maps.iter().cloned());
+                secrets.extend(refs.secrets.iter().cloned());
+            }
+            (config_maps, secrets)
+        };
+        self.inner.config_maps.retain(&config_maps);
+        self.inner.secrets.retain(&secrets);
+    }
+}
+
+fn key_of<K: kube::Resource>(object: &K) -> (String, String) {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The ConfigMaps and Secrets a pod references by name, as upstream's
+/// `podutil.VisitPodConfigmapNames` / `VisitPodSecretNames` (env and envFrom of every
+/// container, imagePullSecrets, and the configMap, secret and projected volumes).
+pub(crate) fn references(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
+    let mut config_maps = HashSet::new();
+    let mut secrets = HashSet::new();
+    let Some(spec) = &pod.spec else {
+        return (config_maps, secrets);
+    };
+    for s in spec.image_pull_secrets.iter().flatten() {
+        secrets.insert(s.name.clone());
+    }
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        for from in c.env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+        for var in c.env.iter().flatten() {
+            let Some(from) = &var.value_from else {
+                continue;
+            };
+            if let Some(r) = &from.config_map_key_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_key_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(c) = &v.config_map {
+            config_maps.insert(c.name.clone());
+        }
+        if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(s);
+        }
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(c) = &source.config_map {
+                config_maps.insert(c.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secrets.insert(s.name.clone());
+            }
+        }
+    }
+    config_maps.retain(|n| !n.is_empty());
+    secrets.retain(|n| !n.is_empty());
+    (config_maps, secrets)
+}
+
+/// Waits until `state` has had its first list, at most until `deadline`.
+async fn first_list<K>(mut state: watch::Receiver<Known<K>>, deadline: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(deadline, state.wait_for(Option::is_some)).await;
+}
+
+#[async_trait]
+impl EnvObjects for ApiObjects {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        self.inner.config_maps.get(namespace, name)
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.inner.secrets.get(namespace, name)
+    }
+
+    fn services(&self) -> Option<Vec<Service>> {
+        // Before the first list there are none: upstream fails the container's start
+        // rather than start it with missing variables.
+        let services = self.inner.services.borrow();
+        Some(services.as_ref()?.values().cloned().collect())
+    }
+
+    async fn prepare(&self, pod: &Pod) {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let (config_maps, secrets) = references(pod);
+        let refs = References {
+            config_maps: config_maps
+                .into_iter()
+                .map(|n| (namespace.clone(), n))
+                .collect(),
+            secrets: secrets
+                .into_iter()
+                .map(|n| (namespace.clone(), n))
+                .collect(),
+        };
+        let deadline = tokio::time::Instant::now() + FIRST_LIST_WAIT;
+        let client = &self.inner.client;
+        let config_map_states: Vec<_> = refs
+            .config_maps
+            .iter()
+            .map(|key| self.inner.config_maps.watch(client, key))
+            .collect();
+        let secret_states: Vec<_> = refs
+            .secrets
+            .iter()
+            .map(|key| self.inner.secrets.watch(client, key))
+            .collect();
+        let replaced = self.lock_pods().insert(uid, refs);
+        if replaced.is_some() {
+            self.prune();
+        }
+        for state in config_map_states {
+            first_list(state, deadline).await;
+        }
+        for state in secret_states {
+            first_list(state, deadline).await;
+        }
+        let mut services = self.inner.services.clone();
+        let _ = tokio::time::timeout_at(deadline, services.wait_for(Option::is_some)).await;
+    }
+
+    fn release(&self, pod_uid: &str) {
+        if self.lock_pods().remove(pod_uid).is_some() {
+            self.prune();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The pods bound to this node, from a watch on the API server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::source::CONFIG_MIRROR_ANNOTATION;
+use crate::{PodSource, SourceUpdate};
+
+/// Every pod the API server has bound to this node, mirror pods included, by UID: what
+/// the status reporter consults for mirror pods and pods being deleted.
+#[derive(Debug, Default)]
+pub struct PodView {
+    pods: RwLock<HashMap<String, Pod>>,
+    synced: std::sync::atomic::AtomicBool,
+}
+
+impl PodView {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The pod with this UID, as the API server last showed it.
+    pub fn get(&self, uid: &str) -> Option<Pod> {
+        self.read().get(uid).cloned()
+    }
+
+    /// The mirror pod `namespace/name`, if the API server has one.
+    pub fn mirror(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.read()
+            .values()
+            .find(|p| {
+                is_mirror(p)
+                    && p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.metadata.name.as_deref() == Some(name)
+            })
+            .cloned()
+    }
+
+    /// Whether the first complete list has arrived.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The pods that are neither mirror pods nor in a terminal phase.
+    pub fn active(&self) -> Vec<Pod> {
+        self.read()
+            .values()
+            .filter(|p| !is_mirror(p) && !is_terminal(p))
+            .cloned()
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Pod>> {
+        self.pods.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replace(&self, pods: HashMap<String, Pod>) {
+        *self.pods.write().unwrap_or_else(|p| p.into_inner()) = pods;
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Whether `pod` is a mirror pod (the API's copy of a static pod).
+pub(crate) fn is_mirror(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CONFIG_MIRROR_ANNOTATION))
+}
+
+/// Whether the API status of `pod` is Succeeded or Failed: such a pod never runs again.
+pub(crate) fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Watches the pods bound to one node (upstream `config/apiserver.go`): a list, then a
+/// watch, and a new list whenever the watch breaks, so no pod is missed or doubled.
+pub struct ApiPodSource {
+    client: kube::Client,
+    node_name: String,
+    view: Arc<PodView>,
+}
+
+impl std::fmt::Debug for ApiPodSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiPodSource")
+            .field("node_name", &self.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiPodSource {
+    /// A source of the pods with `spec.nodeName == node_name`, sharing what it sees in
+    /// `view`.
+    pub fn new(client: kube::Client, node_name: &str, view: Arc<PodView>) -> Self {
+        Self {
+            client,
+            node_name: node_name.to_owned(),
+            view,
+        }
+    }
+
+    /// Sends a snapshot after the first complete list and after every change, until
+    /// `updates` closes.
+    pub async fn run(self, updates: mpsc::Sender<SourceUpdate>) {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        let mut pods: HashMap<String, Pod> = HashMap::new();
+        let mut listing: Option<HashMap<String, Pod>> = None;
+        let mut synced = false;
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            let changed = match event {
+                Ok(Event::Init) => {
+                    listing = Some(HashMap::new());
+                    false
+                }
+                Ok(Event::InitApply(pod)) => {
+                    if let Some(listing) = listing.as_mut() {
+                        listing.insert(uid(&pod), pod);
+                    }
+                    false
+                }
+                Ok(Event::InitDone) => {
+                    if let Some(listed) = listing.take() {
+                        pods = listed;
+                    }
+                    synced = true;
+                    true
+                }
+                Ok(Event::Apply(pod)) => {
+                    pods.insert(uid(&pod), pod);
+                    true
+                }
+                Ok(Event::Delete(pod)) => {
+                    pods.remove(&uid(&pod));
+                    true
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(error = %e, node = %self.node_name, "watching the node's pods failed, retrying");
+                    }
+                    failing = true;
+                    continue;
+                }
+            };
+            if failing {
+                info!("watching the node's pods again");
+                failing = false;
+            }
+            if !changed || !synced {
+                continue;
+            }
+            self.view.replace(pods.clone());
+            let update = SourceUpdate {
+                source: PodSource::Api,
+                pods: pods.values().filter(|p| !is_mirror(p)).cloned().collect(),
+                rejected: Vec::new(),
+            };
+            debug!(pods = update.pods.len(), "api pods");
+            if updates.send(update).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}

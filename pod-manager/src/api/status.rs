@@ -1,0 +1,353 @@
+//! Pod status to the API server (upstream's status manager), mirror pods for static pods,
+//! and the final delete of pods being deleted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kubelet_core::{PodRef, StatusReporter};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use super::pods::{PodView, is_terminal};
+use super::{is_conflict, is_not_found};
+use crate::source::{CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
+
+/// How many status patches are in flight at once.
+const PARALLEL_PATCHES: usize = 8;
+/// Wait before retrying what failed.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// What is still to be sent for one pod; a newer report replaces an older one, so a pod
+/// has at most one entry whatever the number of reports (a bounded queue).
+#[derive(Debug, Clone)]
+enum Pending {
+    Status {
+        pod: Box<Pod>,
+        status: Box<PodStatus>,
+    },
+    Forget(PodRef),
+}
+
+/// Sends pod status to the API server.
+///
+/// `report` only records the latest status of the pod and wakes a background task, so a
+/// pod worker never waits on the API server; statuses are strategic-merge patched (the
+/// pod's UID in the patch makes the API server refuse it if the name now belongs to
+/// another pod), only when they differ from what was last sent, and retried until sent.
+/// Static pods get a mirror pod, re-created when its config hash no longer matches.
+#[derive(Clone)]
+pub struct ApiStatus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiStatus")
+            .field("node", &self.inner.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: kube::Client,
+    node_name: String,
+    view: Arc<PodView>,
+    pending: Mutex<HashMap<String, Pending>>,
+    /// The last status sent per target pod UID, to skip repeats.
+    sent: Mutex<HashMap<String, PodStatus>>,
+    node_uid: Mutex<Option<String>>,
+    wake: Notify,
+}
+
+impl ApiStatus {
+    /// A reporter for the pods of `node_name`; spawns its sender task (needs a tokio
+    /// runtime).
+    pub fn start(client: kube::Client, node_name: &str, view: Arc<PodView>) -> Self {
+        let inner = Arc::new(Inner {
+            client,
+            node_name: node_name.to_owned(),
+            view,
+            pending: Mutex::default(),
+            sent: Mutex::default(),
+            node_uid: Mutex::default(),
+            wake: Notify::new(),
+        });
+        tokio::spawn(send_loop(inner.clone()));
+        Self { inner }
+    }
+}
+
+#[async_trait]
+impl StatusReporter for ApiStatus {
+    async fn report(&self, pod: &Pod, status: &PodStatus) -> kubelet_core::Result<()> {
+        let uid = PodRef::of(pod).uid;
+        self.inner.lock_pending().insert(
+            uid,
+            Pending::Status {
+                pod: Box::new(pod.clone()),
+                status: Box::new(status.clone()),
+            },
+        );
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn forget(&self, pod: &PodRef) -> kubelet_core::Result<()> {
+        self.inner
+            .lock_pending()
+            .insert(pod.uid.clone(), Pending::Forget(pod.clone()));
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodStatus>> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one entry; false when it must be retried.
+    async fn send(&self, uid: &str, pending: &Pending) -> bool {
+        match pending {
+            Pending::Status { pod, status } => self.send_status(pod, status).await,
+            Pending::Forget(pod) => self.finish(uid, pod).await,
+        }
+    }
+
+    async fn send_status(&self, pod: &Pod, status: &PodStatus) -> bool {
+        let r = PodRef::of(pod);
+        let target = if is_static(pod) {
+            match self.ensure_mirror(pod).await {
+                Ok(Some(mirror)) => mirror,
+                Ok(None) => return true,
+                Err(e) => {
+                    warn!(pod = %r, error = %e, "creating the mirror pod");
+                    return false;
+                }
+            }
+        } else {
+            r.clone()
+        };
+        if self.lock_sent().get(&target.uid) == Some(status) {
+            return true;
+        }
+        if let Some(current) = self.view.get(&target.uid)
+            && is_terminal(&current)
+            && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+        {
+            // The API server refuses to move a pod out of a terminal phase.
+            debug!(pod = %r, "pod is terminal in the API, not patching its status back");
+            return true;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        let patch = serde_json::json!({
+            "metadata": { "uid": target.uid },
+            "status": status,
+        });
+        match api
+            .patch_status(
+                &target.name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                debug!(pod = %r, phase = ?status.phase, "pod status patched");
+                self.lock_sent().insert(target.uid, status.clone());
+                true
+            }
+            // The pod is gone, or the name belongs to another pod now: nothing to update.
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {
+                debug!(pod = %r, error = %e, "pod status not patched: the pod is gone");
+                true
+            }
+            Err(e) => {
+                warn!(pod = %r, error = %e, "patching pod status, will retry");
+                false
+            }
+        }
+    }
+
+    /// A pod worker is done with a pod: the final delete of an API pod being deleted
+    /// (upstream waits for its containers, as the worker just did), or the removal of a
+    /// static pod's mirror pod.
+    async fn finish(&self, uid: &str, r: &PodRef) -> bool {
+        self.lock_sent().remove(uid);
+        let (target, why) = match self.view.get(uid) {
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => (r.clone(), "deleted"),
+            Some(_) => return true,
+            None => match self.view.mirror(&r.namespace, &r.name) {
+                Some(mirror) => (PodRef::of(&mirror), "mirror of a removed static pod"),
+                None => return true,
+            },
+        };
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(target.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&target.name, &params).await {
+            Ok(_) => {
+                info!(pod = %target, why, "pod deleted from the API server");
+                true
+            }
+            Err(e) if is_not_found(&e) || is_conflict(&e) => true,
+            Err(e) => {
+                warn!(pod = %target, error = %e, "deleting the pod, will retry");
+                false
+            }
+        }
+    }
+
+    /// The mirror pod of a static pod, created (or re-created when its config hash is
+    /// stale) as upstream's mirror client does; `None` while the pod list has not
+    /// arrived yet.
+    async fn ensure_mirror(&self, pod: &Pod) -> Result<Option<PodRef>, kube::Error> {
+        if !self.view.is_synced() {
+            return Ok(None);
+        }
+        let r = PodRef::of(pod);
+        let hash = annotation(pod, CONFIG_HASH_ANNOTATION).unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &r.namespace);
+        if let Some(mirror) = self.view.mirror(&r.namespace, &r.name) {
+            let current = annotation(&mirror, CONFIG_MIRROR_ANNOTATION);
+            if current.as_deref() == Some(hash.as_str())
+                && mirror.metadata.deletion_timestamp.is_none()
+            {
+                return Ok(Some(PodRef::of(&mirror)));
+            }
+            info!(pod = %r, "mirror pod is stale, re-creating it");
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: mirror.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&r.name, &params).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let node_uid = self.node_uid().await?;
+        let mut annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        annotations.insert(CONFIG_MIRROR_ANNOTATION.to_owned(), hash);
+        let mut spec = pod.spec.clone().unwrap_or_default();
+        spec.node_name = Some(self.node_name.clone());
+        let mirror = Pod {
+            metadata: ObjectMeta {
+                name: Some(r.name.clone()),
+                namespace: Some(r.namespace.clone()),
+                labels: pod.metadata.labels.clone(),
+                annotations: Some(annotations),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "v1".to_owned(),
+                    kind: "Node".to_owned(),
+                    name: self.node_name.clone(),
+                    uid: node_uid,
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+            status: None,
+        };
+        match api.create(&PostParams::default(), &mirror).await {
+            Ok(created) => {
+                info!(pod = %r, "mirror pod created");
+                Ok(Some(PodRef::of(&created)))
+            }
+            Err(e) if is_conflict(&e) => {
+                // Created meanwhile (the view lags): use it if it is ours.
+                let existing = api.get(&r.name).await?;
+                Ok(Some(PodRef::of(&existing)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn node_uid(&self) -> Result<String, kube::Error> {
+        if let Some(uid) = self
+            .node_uid
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Ok(uid);
+        }
+        let node = Api::<Node>::all(self.client.clone())
+            .get(&self.node_name)
+            .await?;
+        let uid = node.metadata.uid.unwrap_or_default();
+        *self.node_uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid.clone());
+        Ok(uid)
+    }
+}
+
+fn annotation(pod: &Pod, key: &str) -> Option<String> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .cloned()
+}
+
+/// A pod from the static pod directory or manifest URL, not from the API server.
+fn is_static(pod: &Pod) -> bool {
+    matches!(
+        annotation(pod, CONFIG_SOURCE_ANNOTATION).as_deref(),
+        Some("file" | "http")
+    )
+}
+
+/// Sends what is pending, a few pods at a time, for as long as the kubelet runs.
+async fn send_loop(inner: Arc<Inner>) {
+    use futures::StreamExt;
+    loop {
+        let batch: Vec<(String, Pending)> = inner.lock_pending().drain().collect();
+        if batch.is_empty() {
+            inner.wake.notified().await;
+            continue;
+        }
+        let failed: Vec<(String, Pending)> = futures::stream::iter(batch)
+            .map(|(uid, pending)| {
+                let inner = inner.clone();
+                async move {
+                    let sent = inner.send(&uid, &pending).await;
+                    (!sent).then_some((uid, pending))
+                }
+            })
+            .buffer_unordered(PARALLEL_PATCHES)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        if !failed.is_empty() {
+            {
+                let mut pending = inner.lock_pending();
+                for (uid, entry) in failed {
+                    // A newer report made meanwhile wins over the failed one.
+                    pending.entry(uid).or_insert(entry);
+                }
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+}
