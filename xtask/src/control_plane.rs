@@ -11,7 +11,7 @@
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -322,11 +322,8 @@ impl ControlPlane {
     fn ensure_running(&self, c: Component, certs_changed: bool) -> Result<()> {
         let d = self.daemon(c);
         let script = self.start_script(c);
-        let mut changed = util::write_if_changed(&script, d.start_script().as_bytes())?;
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
-        let stop = self.stop_script(c);
-        util::write_if_changed(&stop, d.stop_script(STOP_GRACE).as_bytes())?;
-        fs::set_permissions(&stop, fs::Permissions::from_mode(0o755))?;
+        let mut changed = write_script(&script, &d.start_script())?;
+        write_script(&self.stop_script(c), &d.stop_script(STOP_GRACE))?;
         changed |= certs_changed && c != Component::Etcd;
         if let DaemonState::Running(pid) = d.state() {
             if !changed {
@@ -386,22 +383,16 @@ impl ControlPlane {
         match c {
             Component::Etcd => util::http_request(ETCD_CLIENT, "GET", "/health", &[])
                 .is_ok_and(|r| r.status == 200),
-            Component::Apiserver => util::output_timeout(
-                &mut self.kubectl(&["get", "--raw", "/readyz"]),
-                Duration::from_secs(10),
-            )
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok"),
+            Component::Apiserver => says_ok(&mut self.kubectl(&["get", "--raw", "/readyz"])),
             // Their /healthz needs no credentials (--authorization-always-allow-paths).
-            Component::ControllerManager | Component::Scheduler => util::output_timeout(
-                util::cmd("curl").args([
+            Component::ControllerManager | Component::Scheduler => {
+                says_ok(util::cmd("curl").args([
                     "-sk",
                     "--max-time",
                     "3",
                     &format!("https://{}/healthz", c.addr()),
-                ]),
-                Duration::from_secs(5),
-            )
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok"),
+                ]))
+            }
         }
     }
 
@@ -520,6 +511,20 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// Tells whether a health check command succeeds and prints `ok`.
+fn says_ok(c: &mut std::process::Command) -> bool {
+    util::output_timeout(c, Duration::from_secs(10))
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "ok")
+}
+
+/// Writes an executable script; returns true when its content changed.
+fn write_script(path: &Path, text: &str) -> Result<bool> {
+    let changed = util::write_if_changed(path, text.as_bytes())?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", path.display()))?;
+    Ok(changed)
 }
 
 /// The node's name: the host name, lower-cased, as our kubelet and upstream's choose it.

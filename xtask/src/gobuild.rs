@@ -63,6 +63,15 @@ pub const K8S_PROGRAMS: [&str; 4] = [
     "kubectl",
 ];
 
+/// Every program in the cache.
+const ALL_PROGRAMS: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "etcd",
+];
+
 /// The Go version the scratch modules declare (k8s.io/kubernetes v1.37 needs 1.26).
 const GO_DIRECTIVE: &str = "1.26.0";
 
@@ -81,12 +90,12 @@ fn stamp_path(l: &Layout) -> PathBuf {
 }
 
 /// What the binaries are built from; a cache with another stamp is rebuilt.
-fn stamp() -> String {
-    format!(
+fn stamp() -> Result<String> {
+    Ok(format!(
         "k8s.io/kubernetes {K8S_VERSION}\ngo.etcd.io/etcd/server/v3 {ETCD_VERSION}\n\
          ldflags {}\n",
-        ldflags()
-    )
+        ldflags()?
+    ))
 }
 
 /// `K8S_VERSION` as (major, minor, patch).
@@ -105,11 +114,8 @@ fn k8s_version_parts() -> Result<(u32, u32, u32)> {
 
 /// The linker flags that stamp the version: without them the programs report v0.0.0,
 /// which `kubectl version` and version-skew checks cannot parse.
-fn ldflags() -> String {
-    let (major, minor) = match k8s_version_parts() {
-        Ok((major, minor, _)) => (major.to_string(), minor.to_string()),
-        Err(_) => ("0".into(), "0".into()),
-    };
+fn ldflags() -> Result<String> {
+    let (major, minor, _) = k8s_version_parts()?;
     let mut flags = Vec::new();
     for pkg in [
         "k8s.io/component-base/version",
@@ -120,7 +126,7 @@ fn ldflags() -> String {
         flags.push(format!("-X {pkg}.gitMinor={minor}"));
         flags.push(format!("-X {pkg}.gitTreeState=clean"));
     }
-    flags.join(" ")
+    Ok(flags.join(" "))
 }
 
 /// The scratch module that builds the Kubernetes programs.
@@ -196,11 +202,8 @@ fn go(dir: &Path) -> Command {
 
 /// Tells whether every program is in the cache, built from what [`stamp`] says.
 pub fn cached(l: &Layout) -> bool {
-    let all = K8S_PROGRAMS
-        .iter()
-        .chain(["etcd"].iter())
-        .all(|p| binary(l, p).is_file());
-    all && fs::read_to_string(stamp_path(l)).is_ok_and(|s| s == stamp())
+    ALL_PROGRAMS.iter().all(|p| binary(l, p).is_file())
+        && fs::read_to_string(stamp_path(l)).is_ok_and(|s| stamp().is_ok_and(|want| s == want))
 }
 
 /// Builds the programs unless the cache has them.
@@ -234,7 +237,7 @@ pub fn ensure(l: &Layout) -> Result<()> {
     fs::write(k8s.join("tools.go"), k8s_tools_go())?;
     tidy(&k8s)?;
     let mut args = vec!["build".to_string(), "-v".into()];
-    args.extend(["-ldflags".into(), ldflags()]);
+    args.extend(["-ldflags".into(), ldflags()?]);
     args.extend(["-o".into(), format!("{}/", staging.display())]);
     args.extend(
         K8S_PROGRAMS
@@ -263,7 +266,7 @@ pub fn ensure(l: &Layout) -> Result<()> {
 
     let bin = l.k8s_bin_dir();
     util::mkdir(&bin)?;
-    for p in K8S_PROGRAMS.iter().chain(["etcd"].iter()) {
+    for p in ALL_PROGRAMS {
         let from = staging.join(p);
         if !from.is_file() {
             bail!("go build did not produce {}", from.display());
@@ -273,7 +276,7 @@ pub fn ensure(l: &Layout) -> Result<()> {
     }
     let _ = fs::remove_dir_all(&staging);
     // Written last: a build cut short leaves no stamp and is redone.
-    fs::write(stamp_path(l), stamp())?;
+    fs::write(stamp_path(l), stamp()?)?;
     progress!(
         "built the control plane in {:.0}s",
         start.elapsed().as_secs_f64()
@@ -371,9 +374,10 @@ mod tests {
     }
 
     #[test]
-    fn ldflags_stamp_both_version_packages() {
-        let f = ldflags();
+    fn ldflags_stamp_both_version_packages() -> Result<()> {
+        let f = ldflags()?;
         assert!(f.contains("-X k8s.io/component-base/version.gitVersion=v1.37.2"));
         assert!(f.contains("-X k8s.io/client-go/pkg/version.gitMinor=37"));
+        Ok(())
     }
 }
