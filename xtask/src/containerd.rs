@@ -14,7 +14,7 @@ pub fn daemon(l: &Layout) -> Daemon {
     Daemon {
         pidfile: l.run_dir().join("containerd.pid"),
         log: l.logs_dir().join("containerd.log"),
-        program: "containerd",
+        program: "containerd".into(),
         args: vec![
             "--config".into(),
             l.containerd_config().to_string_lossy().into_owned(),

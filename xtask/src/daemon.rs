@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::env::shell_quote;
 use crate::util;
 
 /// A daemon we start detached (setsid), with its pid file and log.
@@ -16,8 +17,8 @@ pub struct Daemon {
     pub pidfile: PathBuf,
     /// The log file (stdout and stderr).
     pub log: PathBuf,
-    /// The program.
-    pub program: &'static str,
+    /// The program: a name looked up in PATH, or an absolute path.
+    pub program: String,
     /// Its arguments.
     pub args: Vec<String>,
     /// A string that the command line of our process contains (its config path), to tell
@@ -61,8 +62,10 @@ impl Daemon {
             return DaemonState::Dead(pid);
         }
         match util::cmdline(pid) {
+            // By file name, not path: a daemon that another checkout's xtask started from
+            // its own copy of the program, with the same state dir, is still ours.
             Some(args)
-                if args.iter().any(|a| a.contains(self.program))
+                if args.iter().any(|a| a.contains(self.name()))
                     && args.iter().any(|a| a.contains(&self.marker)) =>
             {
                 DaemonState::Running(pid)
@@ -88,7 +91,7 @@ impl Daemon {
         // setsid(1) execs the program in the same process (we are not a group leader), so
         // the pid we get is the daemon's.
         let child = util::cmd("setsid")
-            .arg(self.program)
+            .arg(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -99,6 +102,101 @@ impl Daemon {
         fs::write(&self.pidfile, format!("{pid}\n"))
             .with_context(|| format!("cannot write {}", self.pidfile.display()))?;
         Ok(pid)
+    }
+
+    /// A shell script that does what [`Daemon::start`] does, unless the process of the pid
+    /// file still runs, so that tests can start the daemon again after stopping it.
+    pub fn start_script(&self) -> String {
+        let q = |p: &Path| shell_quote(&p.to_string_lossy());
+        let mut command = format!("setsid {}", shell_quote(&self.program));
+        for a in &self.args {
+            command.push_str(" \\\n    ");
+            command.push_str(&shell_quote(a));
+        }
+        let lines = [
+            "#!/bin/sh".to_string(),
+            format!(
+                "# Written by `cargo xtask env up`: starts {} detached as xtask does",
+                self.name()
+            ),
+            "# (new session, output appended to the log, pid in the pid file). Does nothing".into(),
+            "# while the process named by the pid file runs.".into(),
+            "set -e".into(),
+            format!("PATH={}", util::PATH),
+            "export PATH".into(),
+            format!("pidfile={}", q(&self.pidfile)),
+            self.running_check(&[
+                "echo \"already running (pid $pid)\"".into(),
+                "exit 0".into(),
+            ]),
+            format!(
+                "mkdir -p {}",
+                q(self.log.parent().unwrap_or(Path::new("/")))
+            ),
+            "cd /".into(),
+            "# Without job control the background child leads no process group, so setsid(1)"
+                .into(),
+            "# execs in place and $! is the daemon's pid.".into(),
+            format!("{command} \\\n    </dev/null >>{} 2>&1 &", q(&self.log)),
+            "echo $! >\"$pidfile\"".into(),
+        ];
+        lines.join("\n") + "\n"
+    }
+
+    /// A shell script that stops the daemon as [`Daemon::stop`] does: SIGTERM, SIGKILL
+    /// after `grace`; it waits until the process is gone.
+    pub fn stop_script(&self, grace: Duration) -> String {
+        let lines = [
+            "#!/bin/sh".to_string(),
+            format!(
+                "# Written by `cargo xtask env up`: stops {} (SIGTERM, then SIGKILL",
+                self.name()
+            ),
+            format!("# after {} s) and waits until it is gone.", grace.as_secs()),
+            format!("PATH={}", util::PATH),
+            "export PATH".into(),
+            format!("pidfile={}", shell_quote(&self.pidfile.to_string_lossy())),
+            "alive() { tr '\\000' '\\n' <\"/proc/$1/cmdline\" 2>/dev/null | grep -q .; }".into(),
+            self.running_check(&[
+                "kill -TERM \"$pid\"".into(),
+                "i=0".into(),
+                format!(
+                    "while alive \"$pid\" && [ $i -lt {} ]; do sleep 0.1; i=$((i + 1)); done",
+                    grace.as_secs() * 10
+                ),
+                "if alive \"$pid\"; then".into(),
+                "    kill -KILL \"$pid\"".into(),
+                "    while alive \"$pid\"; do sleep 0.1; done".into(),
+                "fi".into(),
+            ]),
+            "rm -f \"$pidfile\"".into(),
+        ];
+        lines.join("\n") + "\n"
+    }
+
+    /// A shell `if` that runs `body` with `$pid` set when the pid file names our process,
+    /// by the test of [`Daemon::state`] (a zombie has an empty command line: not ours).
+    fn running_check(&self, body: &[String]) -> String {
+        let mut s = format!(
+            "if [ -s \"$pidfile\" ]; then\n    pid=$(cat \"$pidfile\")\n    \
+             args=$(tr '\\000' '\\n' <\"/proc/$pid/cmdline\" 2>/dev/null || true)\n    \
+             if printf '%s\\n' \"$args\" | grep -qF -- {} &&\n        \
+             printf '%s\\n' \"$args\" | grep -qF -- {}; then\n",
+            shell_quote(self.name()),
+            shell_quote(&self.marker)
+        );
+        for line in body {
+            s.push_str("        ");
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.push_str("    fi\nfi");
+        s
+    }
+
+    /// The program's file name, for messages.
+    pub fn name(&self) -> &str {
+        self.program.rsplit('/').next().unwrap_or(&self.program)
     }
 
     /// Stops our process if it runs (SIGTERM, then SIGKILL after `grace`) and removes the

@@ -1,5 +1,6 @@
 //! `cargo xtask env up|down|status`: the test environment (containerd with CRI and CNI,
-//! two loopback registries, the test images).
+//! two loopback registries, the test images) and, with `--control-plane`, the control
+//! plane of [`crate::control_plane`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::{Result, bail};
 
 use crate::cni;
 use crate::containerd;
+use crate::control_plane::ControlPlane;
 use crate::daemon::DaemonState;
 use crate::images;
 use crate::layout::{self, CONTAINERD_SOCKET, Layout};
@@ -75,6 +77,16 @@ pub fn up(l: &Layout) -> Result<Vec<(String, String)>> {
     check_cri_plugin(l)?;
     progress!("environment up in {:.1}s", start.elapsed().as_secs_f64());
     variables(l)
+}
+
+/// [`up`], then, when `control_plane` is set, the control plane; returns the variables of
+/// both.
+pub fn up_with(l: &Layout, control_plane: bool) -> Result<Vec<(String, String)>> {
+    let mut vars = up(l)?;
+    if control_plane {
+        vars.extend(ControlPlane::new(l)?.up()?);
+    }
+    Ok(vars)
 }
 
 /// Fails when containerd's CRI plugin did not load (a bad config only shows in the log).
@@ -317,6 +329,7 @@ fn remove_cri_dirs(l: &Layout) {
 /// nothing runs. Keeps the state dir (image cache).
 pub fn down(l: &Layout) -> Result<()> {
     let start = Instant::now();
+    ControlPlane::new(l)?.down()?;
     let cd = containerd::daemon(l);
     let mut containers_removed = false;
     match cd.state() {
@@ -484,7 +497,7 @@ pub fn status(l: &Layout) -> Result<bool> {
             (_, true) => "running",
             (_, false) => "not running",
         };
-        println!("{:<15} {word} ({detail})", format!("{name}:"));
+        println!("{:<25} {word} ({detail})", format!("{name}:"));
     };
 
     let cd = containerd::daemon(l);
@@ -597,6 +610,7 @@ pub fn status(l: &Layout) -> Result<bool> {
     } else {
         line("images", false, missing.join("; "));
     }
+    ControlPlane::new(l)?.status(&mut line);
     Ok(all_ok)
 }
 

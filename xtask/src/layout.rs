@@ -32,6 +32,19 @@ pub const PAUSE_TAG: &str = "3.10";
 pub const BUSYBOX_REPO: &str = "busybox";
 /// The directory where CRI's network namespaces are mounted.
 pub const NETNS_DIR: &str = "/run/netns";
+/// The bridge's own address, the pod network's gateway: the apiserver listens here so that
+/// pods reach it as well as the host.
+pub const BRIDGE_ADDR: &str = "10.88.0.1";
+/// The bridge's address with the pod network's prefix length, as CNI's bridge plugin sets it.
+pub const BRIDGE_ADDR_CIDR: &str = "10.88.0.1/16";
+/// The Kubernetes version of the control plane.
+pub const K8S_VERSION: &str = "v1.37.2";
+/// The etcd version of the control plane.
+pub const ETCD_VERSION: &str = "v3.7.3";
+/// The apiserver's secure port.
+pub const APISERVER_PORT: u16 = 6443;
+/// The cluster name in the kubeconfigs.
+pub const CLUSTER_NAME: &str = "kubelet-test";
 
 /// The full pause image reference (containerd's `sandbox_image`).
 pub fn pause_image() -> String {
@@ -138,6 +151,30 @@ impl Layout {
     /// Where the OCI layouts of the test images are built.
     pub fn images_dir(&self) -> PathBuf {
         self.state.join("images")
+    }
+    /// The control plane's directory: PKI, kubeconfigs, pid files, start scripts, etcd.
+    pub fn control_plane_dir(&self) -> PathBuf {
+        self.state.join("control-plane")
+    }
+    /// The control plane's certificates and keys.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.control_plane_dir().join("pki")
+    }
+    /// etcd's data directory.
+    pub fn etcd_data_dir(&self) -> PathBuf {
+        self.control_plane_dir().join("etcd")
+    }
+    /// The scratch Go modules that build the control plane's programs. Under `target/`,
+    /// not the state dir, so that `env down` and a new `KUBELET_ENV_DIR` keep it.
+    pub fn k8s_build_dir(&self) -> PathBuf {
+        self.workspace.join("target").join("k8s-build")
+    }
+    /// The cache of the built control plane programs, per Kubernetes version.
+    pub fn k8s_bin_dir(&self) -> PathBuf {
+        self.workspace
+            .join("target")
+            .join("k8s-bin")
+            .join(K8S_VERSION)
     }
     /// The separate target dir for the static pause binary.
     pub fn pause_target_dir(&self) -> PathBuf {

@@ -1,23 +1,33 @@
 //! Development tasks of the kubelet-rs workspace, run as `cargo xtask <task>`:
 //!
-//! - `env up`: installs what is missing (Debian packages), starts containerd with CRI and
-//!   CNI, two loopback image registries (one with basic auth) and pushes the test images;
-//!   prints `export` lines for the tests as its last lines.
-//! - `env down`: stops all of it and removes what pods left behind; keeps the image cache.
-//! - `env status`: one line per component; exit code 1 unless all run.
+//! - `env up [--control-plane]`: installs what is missing (Debian packages), starts
+//!   containerd with CRI and CNI, two loopback image registries (one with basic auth) and
+//!   pushes the test images; with `--control-plane` also etcd, kube-apiserver (on the CNI
+//!   bridge, https://10.88.0.1:6443), kube-controller-manager and kube-scheduler, built
+//!   once from upstream's Go modules. Prints `export` lines for the tests as its last
+//!   lines.
+//! - `env down [--control-plane]`: stops all of it (or only the control plane) and removes
+//!   what pods left behind; keeps the image cache, the control plane's certificates and
+//!   its binaries.
+//! - `env status`: one line per component; exit code 1 unless all run (the control plane
+//!   counts only when it was started).
 //! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
 //! - `bench`: the benchmarks (relist and pod status at 110 pods).
-//! - `test [ARGS]`: `env up`, then fmt, clippy and the workspace tests against it.
+//! - `test [ARGS]`: `env up --control-plane`, then fmt, clippy and the workspace tests
+//!   against it.
 //!
 //! All state lives under `$KUBELET_ENV_DIR` (default `<workspace>/target/env`).
 
 mod cni;
 mod containerd;
+mod control_plane;
 mod daemon;
 mod env;
+mod gobuild;
 mod images;
 mod layout;
 mod packages;
+mod pki;
 mod registry;
 mod test_cmd;
 mod util;
@@ -33,8 +43,14 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  env up       start the test environment (idempotent); prints export lines last
-  env down     stop it and clean up processes, mounts, interfaces, iptables, cgroups
+  env up [--control-plane]
+               start the test environment (idempotent); prints export lines last;
+               --control-plane adds etcd, kube-apiserver (https://10.88.0.1:6443),
+               kube-controller-manager and kube-scheduler (built from Go modules once,
+               about 7 minutes, cached in target/k8s-bin)
+  env down [--control-plane]
+               stop it and clean up processes, mounts, interfaces, iptables, cgroups;
+               --control-plane stops only the control plane (and drops its etcd data)
   env status   one line per component; exit code 1 unless everything runs
   run [-- FLAGS]
                env up, then the kubelet in standalone mode on this machine's
@@ -42,8 +58,8 @@ tasks:
                FLAGS go to the kubelet
   bench        benchmarks: relist and pod status at 110 pods (release build)
   test [-- ARGS]
-               env up, then cargo fmt --check, clippy -D warnings, cargo test
-               (ARGS go to both `cargo test` runs)
+               env up --control-plane, then cargo fmt --check, clippy -D warnings,
+               cargo test (ARGS go to both `cargo test` runs)
 
 environment:
   KUBELET_ENV_DIR   state directory (default <workspace>/target/env)";
@@ -52,9 +68,14 @@ environment:
 fn run(args: &[String]) -> Result<ExitCode> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["env", "up"] => {
+        ["env", "up", flags @ ..] => {
+            let control_plane = match flags {
+                [] => false,
+                ["--control-plane"] => true,
+                _ => bail!("unknown flags `{}`\n\n{USAGE}", flags.join(" ")),
+            };
             let l = Layout::from_env()?;
-            let vars = env::up(&l)?;
+            let vars = env::up_with(&l, control_plane)?;
             for (k, v) in vars {
                 println!("export {k}={}", env::shell_quote(&v));
             }
@@ -62,6 +83,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
         }
         ["env", "down"] => {
             env::down(&Layout::from_env()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["env", "down", "--control-plane"] => {
+            control_plane::ControlPlane::new(&Layout::from_env()?)?.down()?;
             Ok(ExitCode::SUCCESS)
         }
         ["env", "status"] => {

@@ -23,6 +23,8 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
     "apache2-utils",
     "procps",
+    "openssl",
+    "curl",
 ];
 
 /// Debian's hook that keeps maintainer scripts from starting daemons (docker-registry's

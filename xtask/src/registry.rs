@@ -73,7 +73,7 @@ impl Registry {
         Daemon {
             pidfile: l.run_dir().join(format!("{file}.pid")),
             log: l.logs_dir().join(format!("{file}.log")),
-            program: "docker-registry",
+            program: "docker-registry".into(),
             args: vec![
                 "serve".into(),
                 self.config_path().to_string_lossy().into_owned(),

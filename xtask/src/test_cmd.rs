@@ -1,4 +1,4 @@
-//! `cargo xtask test`: brings the environment up, then runs the workspace's checks and
+//! `cargo xtask test`: brings the environment and the control plane up, then runs the workspace's checks and
 //! tests against it.
 
 use std::process::Command;
@@ -18,10 +18,10 @@ struct Step {
     args: Vec<String>,
 }
 
-/// Runs `env up` in-process, then fmt, clippy and the tests with the environment's
+/// Runs `env up --control-plane` in-process, then fmt, clippy and the tests with the environment's
 /// variables and `KUBELET_TEST_REQUIRE_ENV=1`. `extra` goes to both `cargo test` runs.
 pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
-    let vars = env::up(l).context("env up failed")?;
+    let vars = env::up_with(l, true).context("env up --control-plane failed")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let strs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut test_all = strs(&["test", "--workspace", "--all-targets"]);
