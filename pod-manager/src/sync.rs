@@ -601,7 +601,11 @@ async fn ensure_image(
     match pull_with_secrets(ctx, pod, image, sandbox_config).await {
         Ok(image_ref) => {
             info!(image, image_ref = %image_ref, "pulled image");
-            let took = kubelet_core::go_duration(started.elapsed());
+            // Upstream truncates to milliseconds.
+            let elapsed = started.elapsed();
+            let took = kubelet_core::go_duration(
+                elapsed - Duration::from_nanos(u64::from(elapsed.subsec_nanos() % 1_000_000)),
+            );
             let size = match ctx.images.image_status(image).await {
                 Ok(Some(found)) => found.size,
                 _ => 0,

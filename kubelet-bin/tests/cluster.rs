@@ -1,0 +1,577 @@
+//! The `kubelet` binary joining a real control plane (etcd, kube-apiserver with
+//! Node,RBAC and NodeRestriction, controller-manager, scheduler from `cargo xtask env up
+//! --control-plane`), driven with the real kubectl: node registration and status, the
+//! Lease, a Deployment scheduled onto the node, env from a ConfigMap and service links,
+//! events, mirror pods, graceful deletion, re-registration, and an API server outage.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kubelet_cri_client::TestEnv;
+use serde_json::Value;
+
+/// One kubelet at a time: all tests share the node name and containerd.
+static NODE: Mutex<()> = Mutex::new(());
+
+struct Cluster {
+    kubectl: String,
+    node_kubeconfig: String,
+    node: String,
+    control_plane: PathBuf,
+    busybox: String,
+}
+
+impl Cluster {
+    fn from_env(test: &str) -> Option<(TestEnv, Self)> {
+        let env = TestEnv::from_env(test)?;
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let names = [
+            "KUBELET_TEST_KUBECONFIG",
+            "KUBELET_TEST_NODE_KUBECONFIG",
+            "KUBELET_TEST_KUBECTL",
+            "KUBELET_TEST_NODE_NAME",
+            "KUBELET_TEST_CONTROL_PLANE_DIR",
+        ];
+        let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
+        if !missing.is_empty() {
+            let reason = format!(
+                "{test}: SKIPPED: no control plane ({missing:?} unset); run `cargo xtask test` \
+                 or `eval \"$(cargo xtask env up --control-plane)\"` first"
+            );
+            assert!(
+                std::env::var("KUBELET_TEST_REQUIRE_ENV").as_deref() != Ok("1"),
+                "{reason}"
+            );
+            eprintln!("{reason}");
+            return None;
+        }
+        let get = |name: &str| var(name).unwrap_or_default();
+        // kubectl reads the admin kubeconfig from KUBECONFIG.
+        let cluster = Self {
+            kubectl: get("KUBELET_TEST_KUBECTL"),
+            node_kubeconfig: get("KUBELET_TEST_NODE_KUBECONFIG"),
+            node: get("KUBELET_TEST_NODE_NAME"),
+            control_plane: PathBuf::from(get("KUBELET_TEST_CONTROL_PLANE_DIR")),
+            busybox: env.busybox.clone(),
+        };
+        Some((env, cluster))
+    }
+
+    /// Runs kubectl as the cluster admin; the output, or the failure with its stderr.
+    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut child = Command::new(&self.kubectl)
+            .env("KUBECONFIG", std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write to kubectl");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl output");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.try_kubectl(args, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.try_kubectl(&["apply", "-f", "-"], Some(yaml))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        match self.try_kubectl(&all, None) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    fn start_kubelet(&self, root: &Path, extra: &[&str]) -> Kubelet {
+        let log = root.join("kubelet.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .args(["--kubeconfig", &self.node_kubeconfig])
+            .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
+            .arg("--root-dir")
+            .arg(root.join("root"))
+            .args(["--read-only-port", "0", "--node-status-update-frequency", "2s"])
+            .args(extra)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the kubelet");
+        Kubelet { child, log }
+    }
+
+    /// Waits until `check` passes on what `args` returns, up to `secs`.
+    fn wait_json(
+        &self,
+        what: &str,
+        args: &[&str],
+        secs: u64,
+        kubelet: &Kubelet,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let value = self.json(args);
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached within {secs}s; last: {value:#}\nkubelet log:\n{}",
+                kubelet.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn wait_node_ready(&self, kubelet: &Kubelet) -> Value {
+        self.wait_json("node Ready", &["get", "node", &self.node], 60, kubelet, |n| {
+            condition(n, "Ready") == Some("True")
+        })
+    }
+
+    /// Deletes a namespace and waits until it is gone (its pods included), while the
+    /// kubelet still runs so it can finish them.
+    fn delete_namespace(&self, namespace: &str) {
+        let _ = self.try_kubectl(
+            &["delete", "namespace", namespace, "--wait=true", "--timeout=120s"],
+            None,
+        );
+    }
+
+    fn script(&self, name: &str) {
+        let status = Command::new("sh")
+            .arg(self.control_plane.join(name))
+            .status()
+            .expect("run a control plane script");
+        assert!(status.success(), "{name} failed");
+    }
+}
+
+/// A namespace for one test, deleted (pods included) when the test ends, pass or fail,
+/// while its kubelet still runs: declare it after the kubelet.
+struct Namespace<'a> {
+    cluster: &'a Cluster,
+    name: &'static str,
+}
+
+impl<'a> Namespace<'a> {
+    fn create(cluster: &'a Cluster, name: &'static str) -> Self {
+        cluster.delete_namespace(name);
+        cluster.kubectl(&["create", "namespace", name]);
+        Self { cluster, name }
+    }
+}
+
+impl Drop for Namespace<'_> {
+    fn drop(&mut self) {
+        self.cluster.delete_namespace(self.name);
+    }
+}
+
+struct Kubelet {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Kubelet {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    NODE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// GET `/` of an HTTP server in a pod.
+fn http_get(ip: &str, port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect((ip, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = "GET / HTTP/1.0\r\nHost: pod\r\n\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+fn running_pods(list: &Value) -> Vec<&Value> {
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn node_joins_and_runs_a_deployment() {
+    let Some((_env, c)) = Cluster::from_env("node_joins_and_runs_a_deployment") else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest dir");
+    std::fs::write(
+        manifests.join("static.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  namespace: default\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: web\n    image: {}\n    imagePullPolicy: IfNotPresent\n    command: [\"sleep\", \"3600\"]\n",
+            c.busybox
+        ),
+    )
+    .expect("static pod manifest");
+    // A fresh registration, so the taint and labels given at start-up are applied.
+    let _ = c.try_kubectl(&["delete", "node", &c.node, "--wait=true"], None);
+    let manifest_flag = manifests.to_string_lossy().into_owned();
+    let kubelet = c.start_kubelet(
+        dir.path(),
+        &[
+            "--pod-manifest-path",
+            &manifest_flag,
+            "--file-check-frequency",
+            "2s",
+            "--node-labels",
+            "example.com/role=test",
+            "--register-with-taints",
+            "example.com/soft=yes:PreferNoSchedule",
+        ],
+    );
+
+    // The Node: Ready, labelled, sized and described as upstream.
+    let node = c.wait_node_ready(&kubelet);
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], c.node.as_str());
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert!(labels["kubernetes.io/arch"].is_string(), "{labels}");
+    assert_eq!(labels["example.com/role"], "test");
+    assert_eq!(node["spec"]["taints"][0]["key"], "example.com/soft", "{node:#}");
+    let status = &node["status"];
+    assert_eq!(status["capacity"]["pods"], "110");
+    assert_eq!(status["allocatable"]["pods"], "110");
+    assert!(status["capacity"]["cpu"].is_string() && status["capacity"]["memory"].is_string());
+    assert!(status["capacity"]["ephemeral-storage"].is_string(), "{status:#}");
+    let info = &status["nodeInfo"];
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("containerd://")),
+        "{info}"
+    );
+    assert!(info["kubeletVersion"].as_str().is_some_and(|v| v.starts_with("v1.37.")));
+    assert!(!info["bootID"].as_str().unwrap_or_default().is_empty(), "{info}");
+    assert!(
+        status["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["type"] == "InternalIP" && a["address"] == "10.88.0.1")),
+        "{status:#}"
+    );
+    for (kind, reason) in [
+        ("MemoryPressure", "KubeletHasSufficientMemory"),
+        ("DiskPressure", "KubeletHasNoDiskPressure"),
+        ("PIDPressure", "KubeletHasSufficientPID"),
+        ("Ready", "KubeletReady"),
+    ] {
+        let found = status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|x| x["type"] == kind))
+            .unwrap_or_else(|| panic!("condition {kind} missing: {status:#}"));
+        assert_eq!(found["reason"], reason);
+    }
+    assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+
+    // The Lease, renewed.
+    let lease = c.wait_json(
+        "node lease",
+        &["get", "lease", "-n", "kube-node-lease", &c.node],
+        30,
+        &kubelet,
+        |l| l["spec"]["holderIdentity"] == c.node.as_str(),
+    );
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    let first_renew = lease["spec"]["renewTime"].clone();
+    c.wait_json(
+        "lease renewed",
+        &["get", "lease", "-n", "kube-node-lease", &c.node],
+        30,
+        &kubelet,
+        |l| l["spec"]["renewTime"] != first_renew,
+    );
+
+    // The static pod's mirror pod, with its status.
+    let mirror_name = format!("static-web-{}", c.node);
+    let mirror = c.wait_json(
+        "mirror pod Running",
+        &["get", "pod", "-n", "default", &mirror_name],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    assert!(
+        mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(),
+        "{mirror:#}"
+    );
+    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "Node");
+
+    // A Deployment of 3 replicas, with env from a ConfigMap and service links.
+    let namespace = Namespace::create(&c, "join-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{greeting: hello-from-configmap}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: {ns}}}
+spec:
+  ports: [{{name: http, port: 8080}}]
+  selector: {{app: none}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 3
+      containers:
+      - name: web
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir /www && echo \"$GREETING $BACKEND_SERVICE_PORT $KUBERNETES_SERVICE_HOST\" > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        env:
+        - name: GREETING
+          valueFrom: {{configMapKeyRef: {{name: settings, key: greeting}}}}
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "3 replicas Running and Ready",
+        &["get", "pods", "-n", ns, "-l", "app=web"],
+        120,
+        &kubelet,
+        |list| running_pods(list).len() == 3,
+    );
+    let pods = running_pods(&pods);
+    for pod in &pods {
+        let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(ip.starts_with("10.88."), "pod IP {ip:?}");
+        assert_eq!(pod["status"]["hostIP"], "10.88.0.1");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+    let ip = pods[0]["status"]["podIP"].as_str().unwrap_or_default().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some(body) = http_get(&ip, 8080) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no answer from {ip}:8080");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(body.trim(), "hello-from-configmap 8080 10.96.0.1", "env in the pod");
+
+    // Events of one pod, as `kubectl describe` shows them.
+    let name = pods[0]["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let selector = format!("involvedObject.name={name}");
+    let events = c.wait_json(
+        "events",
+        &["get", "events", "-n", ns, "--field-selector", &selector],
+        30,
+        &kubelet,
+        |e| {
+            let reasons: Vec<&Value> = e["items"]
+                .as_array()
+                .map(|i| i.iter().map(|e| &e["reason"]).collect())
+                .unwrap_or_default();
+            ["Created", "Started"].iter().all(|r| reasons.iter().any(|x| *x == r))
+        },
+    );
+    let started = events["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|e| e["reason"] == "Started"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(started["source"]["component"], "kubelet");
+    assert_eq!(started["involvedObject"]["fieldPath"], "spec.containers{web}");
+    assert_eq!(started["message"], "Container started");
+
+    // Graceful deletion: kubectl delete returns once the kubelet has stopped the pod
+    // and issued the final delete, within the 3 s grace period (plus slack).
+    let begun = Instant::now();
+    c.kubectl(&["delete", "pod", "-n", ns, &name, "--wait=true", "--timeout=60s"]);
+    assert!(begun.elapsed() < Duration::from_secs(20), "deletion took {:?}", begun.elapsed());
+    let killing = c.json(&["get", "events", "-n", ns, "--field-selector", &selector]);
+    assert!(
+        killing["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|e| e["reason"] == "Killing")),
+        "{killing:#}"
+    );
+    c.wait_json(
+        "replacement replica Running",
+        &["get", "pods", "-n", ns, "-l", "app=web"],
+        90,
+        &kubelet,
+        |list| running_pods(list).len() == 3,
+    );
+
+    // A deleted Node object is registered again.
+    c.kubectl(&["delete", "node", &c.node, "--wait=true"]);
+    c.wait_node_ready(&kubelet);
+
+    // The static pod removed: its mirror pod goes too.
+    std::fs::remove_file(manifests.join("static.yaml")).expect("remove manifest");
+    c.wait_json(
+        "mirror pod deleted",
+        &["get", "pods", "-n", "default", "--field-selector", &format!("metadata.name={mirror_name}")],
+        60,
+        &kubelet,
+        |l| l["items"].as_array().is_some_and(Vec::is_empty),
+    );
+}
+
+#[test]
+fn api_server_outage_loses_no_pod() {
+    let Some((_env, c)) = Cluster::from_env("api_server_outage_loses_no_pod") else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet(dir.path(), &[]);
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "outage-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: steady, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: finisher, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  restartPolicy: Never
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "sleep 30; exit 0"]}}
+"#,
+        image = c.busybox
+    ));
+    let before = c.wait_json(
+        "both pods Running",
+        &["get", "pods", "-n", ns],
+        90,
+        &kubelet,
+        |l| l["items"].as_array().is_some_and(|i| i.len() == 2 && i.iter().all(|p| p["status"]["phase"] == "Running")),
+    );
+    let steady_id = before["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == "steady"))
+        .map(|p| p["status"]["containerStatuses"][0]["containerID"].clone())
+        .unwrap_or_default();
+
+    // The API server is away for a minute; the finisher exits meanwhile.
+    c.script("stop-kube-apiserver.sh");
+    std::thread::sleep(Duration::from_secs(60));
+    c.script("start-kube-apiserver.sh");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.try_kubectl(&["get", "--raw", "/readyz"], None).is_err() {
+        assert!(Instant::now() < deadline, "the API server did not come back");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let after = c.wait_json(
+        "statuses after the outage",
+        &["get", "pods", "-n", ns],
+        90,
+        &kubelet,
+        |l| {
+            let phase = |name: &str| {
+                l["items"]
+                    .as_array()
+                    .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == name))
+                    .map(|p| p["status"]["phase"].clone())
+            };
+            phase("steady") == Some("Running".into()) && phase("finisher") == Some("Succeeded".into())
+        },
+    );
+    let steady = after["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == "steady"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        steady["status"]["containerStatuses"][0]["containerID"], steady_id,
+        "the steady pod's container was not replaced"
+    );
+    assert_eq!(steady["status"]["containerStatuses"][0]["restartCount"], 0);
+    c.wait_node_ready(&kubelet);
+}
