@@ -12,6 +12,9 @@
 //!   computes it ([`status`]).
 //! - [`LogRotation`]: container logs rotated by size, as upstream's log manager.
 //! - [`LocalPods`]: the latest pods and statuses, for the read-only `/pods` view.
+//! - [`admission`]: whether a new pod fits the node (resources, node affinity, node
+//!   name, host ports, NoExecute taints), with upstream's rejection reasons and the
+//!   Failed status of a rejected pod.
 //!
 //! # Example
 //!
@@ -30,6 +33,7 @@
 //! }
 //! ```
 
+pub mod admission;
 pub mod api;
 mod error;
 mod hooks;

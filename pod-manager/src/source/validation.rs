@@ -1004,7 +1004,7 @@ pub(crate) fn label_key_errors(key: &str) -> Vec<String> {
 }
 
 /// Upstream `IsValidLabelValue`.
-fn label_value_errors(value: &str) -> Vec<String> {
+pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > 63 {
         errs.push(max_len_error(63));

@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kubelet_core::Quantity;
 
-use super::{EnvObjects, NodeContext, node_ips, parse_ip_sloppy, pod_spec, spec_error};
+use super::{
+    EnvObjects, NodeContext, node_ips, parse_ip_sloppy, pod_spec, service_env, spec_error,
+};
 use crate::Result;
 use crate::source::validation::label_key_errors as is_label_key;
 
@@ -111,14 +113,19 @@ impl Env {
 /// The container's environment, as upstream `makeEnvironmentVariables` builds it:
 /// `envFrom` sources first (each ConfigMap's or Secret's keys, with the prefix), then
 /// `env` in order, a later definition of a name replacing the earlier one. Values expand
-/// `$(VAR)` against what is defined so far; `valueFrom` resolves fieldRef,
-/// resourceFieldRef (unset limits default to the node's allocatable), configMapKeyRef and
-/// secretKeyRef. A missing object or key is skipped when marked optional and an error
-/// otherwise.
+/// `$(VAR)` against what is defined so far, then against the service link variables;
+/// `valueFrom` resolves fieldRef, resourceFieldRef (unset limits default to the node's
+/// allocatable), configMapKeyRef and secretKeyRef. A missing object or key is skipped
+/// when marked optional and an error otherwise.
 ///
-/// Upstream returns the variables in Go map order (random); here a name keeps the
-/// position of its first definition. Service link variables (`<SVC>_SERVICE_HOST`, ...)
-/// are not produced: there is no service lister yet.
+/// The service link variables ([`service_env`] of `env_objects.services()`, for the
+/// pod's namespace and `enableServiceLinks`, unset meaning true) come after the
+/// container's own, except those the container defines itself: its value wins. Without services (`None`, standalone mode) there are none,
+/// as upstream without a service lister.
+///
+/// Upstream returns the container's variables in Go map order (random), then the
+/// remaining service variables in map order; here a container variable keeps the
+/// position of its first definition and service variables keep [`service_env`]'s order.
 pub fn container_env(
     pod: &Pod,
     container: &Container,
@@ -135,6 +142,16 @@ pub fn container_env(
         secrets: HashMap::new(),
     };
     let mut env = Env::default();
+    let enable_service_links = pod_spec(pod).enable_service_links.unwrap_or(true);
+    let services = env_objects
+        .services()
+        // Upstream hard-codes the master namespace (metav1.NamespaceDefault).
+        .map(|services| service_env(&services, namespace, enable_service_links, "default"))
+        .unwrap_or_default();
+    let service_vars: HashMap<&str, &str> = services
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
 
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.as_deref().unwrap_or_default();
@@ -167,7 +184,10 @@ pub fn container_env(
     for var in container.env.iter().flatten() {
         let literal = var.value.as_deref().unwrap_or_default();
         let value = if !literal.is_empty() {
-            expand(literal, |name| env.get(name))
+            expand(literal, |name| {
+                env.get(name)
+                    .or_else(|| service_vars.get(name).map(|v| (*v).to_owned()))
+            })
         } else if let Some(from) = &var.value_from {
             if let Some(selector) = &from.field_ref {
                 field_value(pod, selector, pod_ips, ctx).map_err(fail)?
@@ -223,7 +243,13 @@ pub fn container_env(
         };
         env.set(var.name.clone(), value);
     }
-    Ok(env.vars)
+    let Env { mut vars, index } = env;
+    vars.extend(
+        services
+            .into_iter()
+            .filter(|(name, _)| !index.contains_key(name)),
+    );
+    Ok(vars)
 }
 
 /// ConfigMaps and Secrets fetched once per container, as upstream caches them.

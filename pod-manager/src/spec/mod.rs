@@ -4,7 +4,8 @@
 //! - [`sandbox_config`]: identity, hostname, log directory, DNS ([`pod_dns_config`]),
 //!   ports, labels, cgroup parent per QoS class, pod security context, sysctls.
 //! - [`container_config`]: image, command and arguments with `$(VAR)` expansion
-//!   ([`expand`]), environment ([`container_env`]), log path, labels, resources
+//!   ([`expand`]), environment ([`container_env`], with the service links of
+//!   [`service_env`]), log path, labels, resources
 //!   ([`container_resources`], [`oom_score_adj`]), merged security context.
 //! - Around them, what the caller needs before or after: [`verify_run_as_non_root`] and
 //!   [`apply_image_user`] once the image's user is known, and the Kubernetes-managed
@@ -32,6 +33,7 @@ mod env;
 mod hosts;
 mod resources;
 mod security;
+mod service_env;
 
 pub use dns::pod_dns_config;
 pub use env::{container_env, expand};
@@ -41,6 +43,7 @@ pub use hosts::{
 };
 pub use resources::{container_resources, oom_score_adj};
 pub use security::{apply_image_user, host_thermal_throttle_paths, verify_run_as_non_root};
+pub use service_env::service_env;
 
 /// What the translation needs to know about the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

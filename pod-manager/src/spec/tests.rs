@@ -65,11 +65,13 @@ fn ctx() -> NodeContext {
     }
 }
 
-/// ConfigMaps and Secrets keyed by `namespace/name`.
+/// ConfigMaps and Secrets keyed by `namespace/name`, and the services of all
+/// namespaces (`None`: standalone).
 #[derive(Default)]
 struct Objects {
     config_maps: BTreeMap<String, ConfigMap>,
     secrets: BTreeMap<String, Secret>,
+    services: Option<Vec<Service>>,
 }
 
 impl Objects {
@@ -110,6 +112,9 @@ impl EnvObjects for Objects {
     }
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
         self.secrets.get(&format!("{namespace}/{name}")).cloned()
+    }
+    fn services(&self) -> Option<Vec<Service>> {
+        self.services.clone()
     }
 }
 
@@ -1658,4 +1663,286 @@ fn sloppy_ip_parsing() {
     assert!(is_ipv6_string("fd00::1"));
     assert!(!is_ipv6_string("::ffff:10.0.0.1"));
     assert!(!is_ipv6_string("garbage"));
+}
+
+fn service(namespace: &str, name: &str, cluster_ip: &str, ports: serde_json::Value) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"clusterIP": cluster_ip, "ports": ports},
+    }))
+    .expect("service JSON")
+}
+
+/// `web` (ports 80 named http, and 443) and a headless `db` in `ns1`, an IPv6 `my-dns`
+/// with UDP, defaulted and SCTP ports in `ns1`, `kubernetes` in `default`, and services
+/// the pod must not see: `other` in `ns2`, an ExternalName service (no cluster IP).
+fn cluster_services() -> Vec<Service> {
+    vec![
+        service(
+            "ns1",
+            "web",
+            "10.0.0.5",
+            json!([{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 443, "protocol": "TCP"}]),
+        ),
+        service(
+            "default",
+            "kubernetes",
+            "10.0.0.1",
+            json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+        ),
+        service("ns1", "db", "None", json!([{"port": 5432}])),
+        service("ns1", "ext", "", json!([])),
+        service("ns2", "other", "10.0.0.9", json!([{"port": 8080}])),
+        service(
+            "ns1",
+            "my-dns",
+            "fd00::a",
+            json!([
+                {"name": "dns-udp", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53},
+                {"name": "metrics", "port": 9153, "protocol": "SCTP"},
+            ]),
+        ),
+    ]
+}
+
+fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Upstream `envvars.FromServices` of `kubernetes` (v1.37.2, run on the same service).
+const KUBERNETES_VARS: [(&str, &str); 8] = [
+    ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+    ("KUBERNETES_SERVICE_PORT", "443"),
+    ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+    ("KUBERNETES_PORT", "tcp://10.0.0.1:443"),
+    ("KUBERNETES_PORT_443_TCP", "tcp://10.0.0.1:443"),
+    ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+    ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+    ("KUBERNETES_PORT_443_TCP_ADDR", "10.0.0.1"),
+];
+
+/// Upstream `envvars.FromServices` of `my-dns`.
+const MY_DNS_VARS: [(&str, &str); 18] = [
+    ("MY_DNS_SERVICE_HOST", "fd00::a"),
+    ("MY_DNS_SERVICE_PORT", "53"),
+    ("MY_DNS_SERVICE_PORT_DNS_UDP", "53"),
+    ("MY_DNS_SERVICE_PORT_DNS_TCP", "53"),
+    ("MY_DNS_SERVICE_PORT_METRICS", "9153"),
+    ("MY_DNS_PORT", "udp://[fd00::a]:53"),
+    ("MY_DNS_PORT_53_UDP", "udp://[fd00::a]:53"),
+    ("MY_DNS_PORT_53_UDP_PROTO", "udp"),
+    ("MY_DNS_PORT_53_UDP_PORT", "53"),
+    ("MY_DNS_PORT_53_UDP_ADDR", "fd00::a"),
+    ("MY_DNS_PORT_53_TCP", "tcp://[fd00::a]:53"),
+    ("MY_DNS_PORT_53_TCP_PROTO", "tcp"),
+    ("MY_DNS_PORT_53_TCP_PORT", "53"),
+    ("MY_DNS_PORT_53_TCP_ADDR", "fd00::a"),
+    ("MY_DNS_PORT_9153_SCTP", "sctp://[fd00::a]:9153"),
+    ("MY_DNS_PORT_9153_SCTP_PROTO", "sctp"),
+    ("MY_DNS_PORT_9153_SCTP_PORT", "9153"),
+    ("MY_DNS_PORT_9153_SCTP_ADDR", "fd00::a"),
+];
+
+/// Upstream `envvars.FromServices` of `web`.
+const WEB_VARS: [(&str, &str); 12] = [
+    ("WEB_SERVICE_HOST", "10.0.0.5"),
+    ("WEB_SERVICE_PORT", "80"),
+    ("WEB_SERVICE_PORT_HTTP", "80"),
+    ("WEB_PORT", "tcp://10.0.0.5:80"),
+    ("WEB_PORT_80_TCP", "tcp://10.0.0.5:80"),
+    ("WEB_PORT_80_TCP_PROTO", "tcp"),
+    ("WEB_PORT_80_TCP_PORT", "80"),
+    ("WEB_PORT_80_TCP_ADDR", "10.0.0.5"),
+    ("WEB_PORT_443_TCP", "tcp://10.0.0.5:443"),
+    ("WEB_PORT_443_TCP_PROTO", "tcp"),
+    ("WEB_PORT_443_TCP_PORT", "443"),
+    ("WEB_PORT_443_TCP_ADDR", "10.0.0.5"),
+];
+
+#[test]
+fn service_env_selects_and_names_like_upstream() {
+    let services = cluster_services();
+    // Services in name order, each as upstream's FromServices lists it; no `db`
+    // (headless), `ext` (no cluster IP) or `other` (another namespace).
+    let expected: Vec<_> = KUBERNETES_VARS
+        .iter()
+        .chain(&MY_DNS_VARS)
+        .chain(&WEB_VARS)
+        .copied()
+        .collect();
+    assert_eq!(
+        service_env(&services, "ns1", true, "default"),
+        vars(&expected)
+    );
+    // The input order does not matter.
+    let reversed: Vec<_> = services.iter().rev().cloned().collect();
+    assert_eq!(
+        service_env(&reversed, "ns1", true, "default"),
+        vars(&expected)
+    );
+
+    // Without service links only the master service remains.
+    assert_eq!(
+        service_env(&services, "ns1", false, "default"),
+        vars(&KUBERNETES_VARS)
+    );
+    // A namespace without services of its own.
+    assert_eq!(
+        service_env(&services, "empty", true, "default"),
+        vars(&KUBERNETES_VARS)
+    );
+    // Only `kubernetes` of the master namespace is special.
+    let mut with_default = services.clone();
+    with_default.push(service(
+        "default",
+        "dashboard",
+        "10.0.0.7",
+        json!([{"port": 80}]),
+    ));
+    assert_eq!(
+        service_env(&with_default, "ns1", false, "default"),
+        vars(&KUBERNETES_VARS)
+    );
+    assert!(service_env(&services[2..4], "ns1", true, "default").is_empty());
+}
+
+#[test]
+fn service_env_own_namespace_wins_over_the_master_service() {
+    let own = service("ns1", "kubernetes", "10.1.1.1", json!([{"port": 6443}]));
+    let master = service("default", "kubernetes", "10.0.0.1", json!([{"port": 443}]));
+    for services in [
+        vec![own.clone(), master.clone()],
+        vec![master.clone(), own.clone()],
+    ] {
+        let env = service_env(&services, "ns1", true, "default");
+        assert_eq!(
+            env[0],
+            ("KUBERNETES_SERVICE_HOST".into(), "10.1.1.1".into())
+        );
+        assert_eq!(env.len(), 7, "{env:?}");
+        // Without service links the pod's own `kubernetes` is not wanted.
+        let env = service_env(&services, "ns1", false, "default");
+        assert_eq!(
+            env[0],
+            ("KUBERNETES_SERVICE_HOST".into(), "10.0.0.1".into())
+        );
+    }
+}
+
+fn pod_in_ns1(spec_extra: serde_json::Value, container: serde_json::Value) -> Pod {
+    let mut spec = json!({"nodeName": "node-1", "containers": [container]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    pod(json!({
+        "metadata": {"name": "web-0", "namespace": "ns1", "uid": "u-1"},
+        "spec": spec,
+    }))
+}
+
+fn env_with_services(pod: &Pod) -> Vec<(String, String)> {
+    let objects = Objects {
+        services: Some(cluster_services()),
+        ..Objects::default()
+    };
+    container_env(pod, &first_container(pod), &pod_ips(), &ctx(), &objects).expect("environment")
+}
+
+#[test]
+fn env_service_links_come_after_the_container_variables() {
+    let pod = pod_in_ns1(
+        json!({}),
+        json!({
+            "name": "c", "image": "i",
+            "env": [
+                // A service variable the container defines later is still the
+                // service's while this value is expanded (upstream's mapping looks at
+                // the container's variables so far, then the services).
+                {"name": "EARLY", "value": "$(WEB_SERVICE_PORT)"},
+                {"name": "WEB_SERVICE_PORT", "value": "8080"},
+                {"name": "URL", "value": "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)"},
+                {"name": "API", "value": "$(KUBERNETES_PORT_443_TCP)/$(OTHER_SERVICE_HOST)"},
+            ],
+        }),
+    );
+    let env = env_with_services(&pod);
+    let container = vars(&[
+        ("EARLY", "80"),
+        ("WEB_SERVICE_PORT", "8080"),
+        ("URL", "http://10.0.0.5:8080"),
+        // `other` lives in another namespace: no variable, the reference stays.
+        ("API", "tcp://10.0.0.1:443/$(OTHER_SERVICE_HOST)"),
+    ]);
+    let services: Vec<_> = KUBERNETES_VARS
+        .iter()
+        .chain(&MY_DNS_VARS)
+        .chain(&WEB_VARS)
+        .filter(|(name, _)| *name != "WEB_SERVICE_PORT")
+        .copied()
+        .collect();
+    let expected: Vec<_> = container.into_iter().chain(vars(&services)).collect();
+    assert_eq!(env, expected);
+}
+
+#[test]
+fn env_service_links_disabled_keep_the_master_service() {
+    let pod = pod_in_ns1(
+        json!({"enableServiceLinks": false}),
+        json!({
+            "name": "c", "image": "i",
+            "env": [{"name": "URL", "value": "$(WEB_SERVICE_HOST)"}],
+        }),
+    );
+    let expected: Vec<_> = vars(&[("URL", "$(WEB_SERVICE_HOST)")])
+        .into_iter()
+        .chain(vars(&KUBERNETES_VARS))
+        .collect();
+    assert_eq!(env_with_services(&pod), expected);
+}
+
+#[test]
+fn env_from_overrides_service_links() {
+    let mut objects = Objects {
+        services: Some(cluster_services()),
+        ..Objects::default()
+    };
+    objects.config_maps.insert(
+        "ns1/links".into(),
+        ConfigMap {
+            data: Some([("HOST".to_owned(), "web.local".to_owned())].into()),
+            ..Default::default()
+        },
+    );
+    let pod = pod_in_ns1(
+        json!({"enableServiceLinks": false}),
+        json!({
+            "name": "c", "image": "i",
+            "envFrom": [{"configMapRef": {"name": "links"}, "prefix": "KUBERNETES_SERVICE_"}],
+            "env": [{"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST)"}],
+        }),
+    );
+    let env =
+        container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("environment");
+    let services: Vec<_> = KUBERNETES_VARS
+        .iter()
+        .filter(|(name, _)| *name != "KUBERNETES_SERVICE_HOST")
+        .copied()
+        .collect();
+    let expected: Vec<_> = vars(&[
+        ("KUBERNETES_SERVICE_HOST", "web.local"),
+        ("API", "https://web.local"),
+    ])
+    .into_iter()
+    .chain(vars(&services))
+    .collect();
+    assert_eq!(env, expected);
+
+    // Standalone (no services at all): nothing is added.
+    objects.services = None;
+    let env =
+        container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("environment");
+    assert_eq!(env.len(), 2);
 }
