@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use kubelet_cri_client::CriClient;
 use kubelet_pod_manager::api::{
-    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, PodView,
-    client_from_kubeconfig,
+    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
+    PodView, client_from_kubeconfig,
 };
 
 use crate::Flags;
@@ -16,8 +16,9 @@ use crate::Flags;
 /// The API server connection and the cluster-side parts wired to it.
 pub struct Cluster {
     client: kube::Client,
-    node: NodeConfig,
-    runtime: Arc<CriClient>,
+    node_name: String,
+    node_agent: Option<NodeAgent>,
+    node_facts: NodeFactsHandle,
     view: Arc<PodView>,
     /// Pod status, mirror pods and final deletes.
     pub status: ApiStatus,
@@ -56,29 +57,30 @@ impl Cluster {
         node.root_dir = flags.root_dir.clone();
         node.status_update_frequency = flags.node_status_update_frequency;
         let view = Arc::new(PodView::new());
+        let agent = NodeAgent::new(client.clone(), node, runtime.clone(), runtime);
         Ok(Self {
             status: ApiStatus::start(client.clone(), node_name, view.clone()),
             events: ApiEvents::start(client.clone(), node_name),
             objects: ApiObjects::start(client.clone()),
             client,
-            node,
-            runtime,
+            node_name: node_name.to_owned(),
+            node_facts: agent.facts(),
+            node_agent: Some(agent),
             view,
         })
     }
 
-    /// The watch of the pods bound to this node.
+    /// The watch of the pods bound to this node, with node-side admission.
     pub fn pod_source(&self) -> ApiPodSource {
-        ApiPodSource::new(self.client.clone(), &self.node.name, self.view.clone())
+        ApiPodSource::new(self.client.clone(), &self.node_name, self.view.clone()).with_admission(
+            self.node_facts.clone(),
+            Arc::new(self.status.clone()),
+            Arc::new(self.events.clone()),
+        )
     }
 
-    /// The Node's registration, status and Lease.
-    pub fn node_agent(&self) -> NodeAgent {
-        NodeAgent::new(
-            self.client.clone(),
-            self.node.clone(),
-            self.runtime.clone(),
-            self.runtime.clone(),
-        )
+    /// The Node's registration, status and Lease (once).
+    pub fn take_node_agent(&mut self) -> Option<NodeAgent> {
+        self.node_agent.take()
     }
 }

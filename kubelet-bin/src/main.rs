@@ -301,7 +301,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     }
 
     let runtime: Arc<CriClient> = Arc::new(runtime);
-    let cluster = match &flags.kubeconfig {
+    let mut cluster = match &flags.kubeconfig {
         Some(path) => Some(
             cluster::Cluster::start(path, &flags, &node_name, &host_ips, runtime.clone()).await?,
         ),
@@ -377,7 +377,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         Some(c) => LocalPods::forwarding_to(Arc::new(c.status.clone())),
         None => LocalPods::new(),
     });
-    let node_agent = cluster.as_ref().map(|c| tokio::spawn(c.node_agent().run()));
+    let node_agent = cluster
+        .as_mut()
+        .and_then(cluster::Cluster::take_node_agent)
+        .map(|agent| tokio::spawn(agent.run()));
     let manager = PodManager::new(
         Arc::new(ctx),
         pods.clone(),

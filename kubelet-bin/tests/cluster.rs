@@ -64,7 +64,10 @@ impl Cluster {
     /// Runs kubectl as the cluster admin; the output, or the failure with its stderr.
     fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         let mut child = Command::new(&self.kubectl)
-            .env("KUBECONFIG", std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default())
+            .env(
+                "KUBECONFIG",
+                std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default(),
+            )
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -92,7 +95,8 @@ impl Cluster {
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
-        self.try_kubectl(args, None).unwrap_or_else(|e| panic!("{e}"))
+        self.try_kubectl(args, None)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn apply(&self, yaml: &str) {
@@ -117,7 +121,12 @@ impl Cluster {
             .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
             .arg("--root-dir")
             .arg(root.join("root"))
-            .args(["--read-only-port", "0", "--node-status-update-frequency", "2s"])
+            .args([
+                "--read-only-port",
+                "0",
+                "--node-status-update-frequency",
+                "2s",
+            ])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(Stdio::null())
@@ -152,16 +161,26 @@ impl Cluster {
     }
 
     fn wait_node_ready(&self, kubelet: &Kubelet) -> Value {
-        self.wait_json("node Ready", &["get", "node", &self.node], 60, kubelet, |n| {
-            condition(n, "Ready") == Some("True")
-        })
+        self.wait_json(
+            "node Ready",
+            &["get", "node", &self.node],
+            60,
+            kubelet,
+            |n| condition(n, "Ready") == Some("True"),
+        )
     }
 
     /// Deletes a namespace and waits until it is gone (its pods included), while the
     /// kubelet still runs so it can finish them.
     fn delete_namespace(&self, namespace: &str) {
         let _ = self.try_kubectl(
-            &["delete", "namespace", namespace, "--wait=true", "--timeout=120s"],
+            &[
+                "delete",
+                "namespace",
+                namespace,
+                "--wait=true",
+                "--timeout=120s",
+            ],
             None,
         );
     }
@@ -253,7 +272,9 @@ fn running_pods(list: &Value) -> Vec<&Value> {
         .map(|items| {
             items
                 .iter()
-                .filter(|p| p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True"))
+                .filter(|p| {
+                    p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True")
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -300,12 +321,18 @@ fn node_joins_and_runs_a_deployment() {
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels["kubernetes.io/arch"].is_string(), "{labels}");
     assert_eq!(labels["example.com/role"], "test");
-    assert_eq!(node["spec"]["taints"][0]["key"], "example.com/soft", "{node:#}");
+    assert_eq!(
+        node["spec"]["taints"][0]["key"], "example.com/soft",
+        "{node:#}"
+    );
     let status = &node["status"];
     assert_eq!(status["capacity"]["pods"], "110");
     assert_eq!(status["allocatable"]["pods"], "110");
     assert!(status["capacity"]["cpu"].is_string() && status["capacity"]["memory"].is_string());
-    assert!(status["capacity"]["ephemeral-storage"].is_string(), "{status:#}");
+    assert!(
+        status["capacity"]["ephemeral-storage"].is_string(),
+        "{status:#}"
+    );
     let info = &status["nodeInfo"];
     assert!(
         info["containerRuntimeVersion"]
@@ -313,12 +340,19 @@ fn node_joins_and_runs_a_deployment() {
             .is_some_and(|v| v.starts_with("containerd://")),
         "{info}"
     );
-    assert!(info["kubeletVersion"].as_str().is_some_and(|v| v.starts_with("v1.37.")));
-    assert!(!info["bootID"].as_str().unwrap_or_default().is_empty(), "{info}");
     assert!(
-        status["addresses"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|a| a["type"] == "InternalIP" && a["address"] == "10.88.0.1")),
+        info["kubeletVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.37."))
+    );
+    assert!(
+        !info["bootID"].as_str().unwrap_or_default().is_empty(),
+        "{info}"
+    );
+    assert!(
+        status["addresses"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["type"] == "InternalIP" && a["address"] == "10.88.0.1")),
         "{status:#}"
     );
     for (kind, reason) in [
@@ -421,7 +455,10 @@ spec:
         assert_eq!(pod["status"]["hostIP"], "10.88.0.1");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
     }
-    let ip = pods[0]["status"]["podIP"].as_str().unwrap_or_default().to_owned();
+    let ip = pods[0]["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
         if let Some(body) = http_get(&ip, 8080) {
@@ -430,10 +467,17 @@ spec:
         assert!(Instant::now() < deadline, "no answer from {ip}:8080");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert_eq!(body.trim(), "hello-from-configmap 8080 10.96.0.1", "env in the pod");
+    assert_eq!(
+        body.trim(),
+        "hello-from-configmap 8080 10.96.0.1",
+        "env in the pod"
+    );
 
     // Events of one pod, as `kubectl describe` shows them.
-    let name = pods[0]["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = pods[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let selector = format!("involvedObject.name={name}");
     let events = c.wait_json(
         "events",
@@ -445,7 +489,9 @@ spec:
                 .as_array()
                 .map(|i| i.iter().map(|e| &e["reason"]).collect())
                 .unwrap_or_default();
-            ["Created", "Started"].iter().all(|r| reasons.iter().any(|x| *x == r))
+            ["Created", "Started"]
+                .iter()
+                .all(|r| reasons.iter().any(|x| *x == r))
         },
     );
     let started = events["items"]
@@ -454,14 +500,29 @@ spec:
         .cloned()
         .unwrap_or_default();
     assert_eq!(started["source"]["component"], "kubelet");
-    assert_eq!(started["involvedObject"]["fieldPath"], "spec.containers{web}");
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{web}"
+    );
     assert_eq!(started["message"], "Container started");
 
     // Graceful deletion: kubectl delete returns once the kubelet has stopped the pod
     // and issued the final delete, within the 3 s grace period (plus slack).
     let begun = Instant::now();
-    c.kubectl(&["delete", "pod", "-n", ns, &name, "--wait=true", "--timeout=60s"]);
-    assert!(begun.elapsed() < Duration::from_secs(20), "deletion took {:?}", begun.elapsed());
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        ns,
+        &name,
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    assert!(
+        begun.elapsed() < Duration::from_secs(20),
+        "deletion took {:?}",
+        begun.elapsed()
+    );
     let killing = c.json(&["get", "events", "-n", ns, "--field-selector", &selector]);
     assert!(
         killing["items"]
@@ -477,6 +538,42 @@ spec:
         |list| running_pods(list).len() == 3,
     );
 
+    // A pod bound to the node directly that the node cannot admit: rejected with
+    // upstream's reason, never run.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: misfit, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  nodeSelector: {{example.com/role: other}}
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, command: ["sleep", "3600"]}}
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    let misfit = c.wait_json(
+        "misfit rejected",
+        &["get", "pod", "-n", ns, "misfit"],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Failed",
+    );
+    assert_eq!(misfit["status"]["reason"], "NodeAffinity", "{misfit:#}");
+    assert!(
+        misfit["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Pod was rejected: ")),
+        "{misfit:#}"
+    );
+    assert!(
+        misfit["status"]["containerStatuses"].is_null(),
+        "{misfit:#}"
+    );
+
     // A deleted Node object is registered again.
     c.kubectl(&["delete", "node", &c.node, "--wait=true"]);
     c.wait_node_ready(&kubelet);
@@ -485,7 +582,14 @@ spec:
     std::fs::remove_file(manifests.join("static.yaml")).expect("remove manifest");
     c.wait_json(
         "mirror pod deleted",
-        &["get", "pods", "-n", "default", "--field-selector", &format!("metadata.name={mirror_name}")],
+        &[
+            "get",
+            "pods",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!("metadata.name={mirror_name}"),
+        ],
         60,
         &kubelet,
         |l| l["items"].as_array().is_some_and(Vec::is_empty),
@@ -530,7 +634,11 @@ spec:
         &["get", "pods", "-n", ns],
         90,
         &kubelet,
-        |l| l["items"].as_array().is_some_and(|i| i.len() == 2 && i.iter().all(|p| p["status"]["phase"] == "Running")),
+        |l| {
+            l["items"].as_array().is_some_and(|i| {
+                i.len() == 2 && i.iter().all(|p| p["status"]["phase"] == "Running")
+            })
+        },
     );
     let steady_id = before["items"]
         .as_array()
@@ -544,7 +652,10 @@ spec:
     c.script("start-kube-apiserver.sh");
     let deadline = Instant::now() + Duration::from_secs(60);
     while c.try_kubectl(&["get", "--raw", "/readyz"], None).is_err() {
-        assert!(Instant::now() < deadline, "the API server did not come back");
+        assert!(
+            Instant::now() < deadline,
+            "the API server did not come back"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -560,7 +671,8 @@ spec:
                     .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == name))
                     .map(|p| p["status"]["phase"].clone())
             };
-            phase("steady") == Some("Running".into()) && phase("finisher") == Some("Succeeded".into())
+            phase("steady") == Some("Running".into())
+                && phase("finisher") == Some("Succeeded".into())
         },
     );
     let steady = after["items"]

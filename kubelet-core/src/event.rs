@@ -1,6 +1,8 @@
 //! Events about pods: the extension point between the pod manager and the API server's
 //! event sink (upstream's `record.EventRecorder`).
 
+use std::borrow::Cow;
+
 use crate::PodRef;
 
 /// The type of an event, as the `type` field of a Kubernetes Event.
@@ -33,7 +35,7 @@ pub struct PodEvent {
     /// Normal or Warning.
     pub event_type: EventType,
     /// The upstream reason, e.g. `Pulling`, `Started`, `BackOff`, `Unhealthy`.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// The human-readable message, as upstream words it.
     pub message: String,
 }

@@ -17,7 +17,10 @@ pub fn go_duration(d: Duration) -> String {
             n if n < 1_000_000 => ("\u{b5}s", 1_000, 3),
             _ => ("ms", 1_000_000, 6),
         };
-        return format!("{}{unit}", with_fraction(nanos / scale, nanos % scale, digits));
+        return format!(
+            "{}{unit}",
+            with_fraction(nanos / scale, nanos % scale, digits)
+        );
     }
     let secs = d.as_secs();
     let seconds = with_fraction(u128::from(secs % 60), u128::from(d.subsec_nanos()), 9);

@@ -70,7 +70,7 @@ impl Prober for EventingProber {
                 pod: target.pod.clone(),
                 field_path: Some(self.field_path.clone()),
                 event_type,
-                reason,
+                reason: reason.into(),
                 message,
             });
         }

@@ -90,7 +90,7 @@ pub(crate) fn container_event(
         pod: PodRef::of(pod),
         field_path: Some(container_field_path(pod, container)),
         event_type,
-        reason,
+        reason: reason.into(),
         message,
     });
 }
@@ -107,7 +107,7 @@ pub(crate) fn pod_event(
         pod: PodRef::of(pod),
         field_path: None,
         event_type,
-        reason,
+        reason: reason.into(),
         message,
     });
 }

@@ -41,7 +41,7 @@ impl ApiEvents {
 impl EventRecorder for ApiEvents {
     fn record(&self, event: PodEvent) {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.queue.try_send(event) {
-            debug!(reason = event.reason, "event queue full, dropping an event");
+            debug!(reason = %event.reason, "event queue full, dropping an event");
         }
     }
 }
@@ -50,7 +50,7 @@ impl EventRecorder for ApiEvents {
 struct Key {
     uid: String,
     field_path: Option<String>,
-    reason: &'static str,
+    reason: std::borrow::Cow<'static, str>,
     message: String,
 }
 
@@ -63,7 +63,7 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<P
         let key = Key {
             uid: event.pod.uid.clone(),
             field_path: event.field_path.clone(),
-            reason: event.reason,
+            reason: event.reason.clone(),
             message: event.message.clone(),
         };
         if let Some((name, count)) = seen.get_mut(&key) {
@@ -98,7 +98,7 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<P
                 field_path: event.field_path.clone(),
                 ..ObjectReference::default()
             },
-            reason: Some(event.reason.to_owned()),
+            reason: Some(event.reason.to_string()),
             message: Some(event.message.clone()),
             type_: Some(event.event_type.as_str().to_owned()),
             source: Some(EventSource {
@@ -121,7 +121,7 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<P
             }
             Err(e) => warn!(
                 pod = %event.pod,
-                reason = event.reason,
+                reason = %event.reason,
                 error = %e,
                 "writing an event"
             ),

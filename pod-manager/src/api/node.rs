@@ -152,6 +152,18 @@ impl NodeAgent {
                     || at.elapsed() >= self.config.status_report_frequency
             });
             if !changed {
+                // Nothing to post; still notice a deleted Node object and register again.
+                match nodes.get_metadata_opt(&self.config.name).await {
+                    Ok(None) if self.config.register => {
+                        warn!(node = %self.config.name, "the Node object is gone, registering again");
+                        registered = false;
+                        tick.reset_immediately();
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(node = %self.config.name, error = %e, "checking the Node object")
+                    }
+                }
                 continue;
             }
             let patch = serde_json::json!({ "status": status });

@@ -11,6 +11,10 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use kubelet_core::{EventRecorder, EventType, PodEvent, PodRef, StatusReporter};
+
+use super::NodeFactsHandle;
+use crate::admission::{NodeFacts, admit, rejected_status};
 use crate::source::CONFIG_MIRROR_ANNOTATION;
 use crate::{PodSource, SourceUpdate};
 
@@ -92,6 +96,16 @@ pub struct ApiPodSource {
     client: kube::Client,
     node_name: String,
     view: Arc<PodView>,
+    admission: Option<Admission>,
+}
+
+/// What node-side admission needs: the Node, and where a rejection is reported.
+struct Admission {
+    node: NodeFactsHandle,
+    reporter: Arc<dyn StatusReporter>,
+    events: Arc<dyn EventRecorder>,
+    admitted: std::collections::HashSet<String>,
+    rejected: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for ApiPodSource {
@@ -110,12 +124,33 @@ impl ApiPodSource {
             client,
             node_name: node_name.to_owned(),
             view,
+            admission: None,
         }
+    }
+
+    /// Admits each new pod against the node (`node`, as the node agent last wrote it)
+    /// and the pods already admitted, as upstream's `HandlePodAdditions`: oldest first; a
+    /// pod that does not fit is never run, gets phase Failed with upstream's reason
+    /// through `reporter`, and a Warning event.
+    pub fn with_admission(
+        mut self,
+        node: NodeFactsHandle,
+        reporter: Arc<dyn StatusReporter>,
+        events: Arc<dyn EventRecorder>,
+    ) -> Self {
+        self.admission = Some(Admission {
+            node,
+            reporter,
+            events,
+            admitted: Default::default(),
+            rejected: Default::default(),
+        });
+        self
     }
 
     /// Sends a snapshot after the first complete list and after every change, until
     /// `updates` closes.
-    pub async fn run(self, updates: mpsc::Sender<SourceUpdate>) {
+    pub async fn run(mut self, updates: mpsc::Sender<SourceUpdate>) {
         let api: Api<Pod> = Api::all(self.client.clone());
         let config =
             watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
@@ -167,15 +202,93 @@ impl ApiPodSource {
                 continue;
             }
             self.view.replace(pods.clone());
+            let mut wanted: Vec<Pod> = pods.values().filter(|p| !is_mirror(p)).cloned().collect();
+            if let Some(admission) = self.admission.as_mut() {
+                wanted = admission.filter(wanted).await;
+            }
             let update = SourceUpdate {
                 source: PodSource::Api,
-                pods: pods.values().filter(|p| !is_mirror(p)).cloned().collect(),
+                pods: wanted,
                 rejected: Vec::new(),
             };
             debug!(pods = update.pods.len(), "api pods");
             if updates.send(update).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+impl Admission {
+    /// The pods that may run: those admitted before, terminal or deleted ones (they never
+    /// start anything), and new ones that fit, oldest first.
+    async fn filter(&mut self, mut pods: Vec<Pod>) -> Vec<Pod> {
+        let present: std::collections::HashSet<String> = pods.iter().map(uid).collect();
+        self.admitted.retain(|u| present.contains(u));
+        self.rejected.retain(|u| present.contains(u));
+        pods.sort_by(|a, b| {
+            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| uid(a).cmp(&uid(b)))
+        });
+        let facts = self.facts().await;
+        let mut active: Vec<Pod> = pods
+            .iter()
+            .filter(|p| self.admitted.contains(&uid(p)) && !is_terminal(p))
+            .cloned()
+            .collect();
+        let mut runnable = Vec::with_capacity(pods.len());
+        for pod in pods {
+            let id = uid(&pod);
+            if self.admitted.contains(&id)
+                || is_terminal(&pod)
+                || pod.metadata.deletion_timestamp.is_some()
+            {
+                runnable.push(pod);
+                continue;
+            }
+            if self.rejected.contains(&id) {
+                continue;
+            }
+            match admit(&pod, &active, &facts) {
+                Ok(()) => {
+                    self.admitted.insert(id);
+                    active.push(pod.clone());
+                    runnable.push(pod);
+                }
+                Err(rejection) => {
+                    warn!(pod = %PodRef::of(&pod), reason = %rejection.reason, message = %rejection.message, "pod rejected");
+                    self.rejected.insert(id);
+                    let mut status = rejected_status(&pod, &rejection);
+                    status.start_time.get_or_insert_with(|| {
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(super::now())
+                    });
+                    self.events.record(PodEvent {
+                        pod: PodRef::of(&pod),
+                        field_path: None,
+                        event_type: EventType::Warning,
+                        reason: rejection.reason.clone().into(),
+                        message: rejection.message.clone(),
+                    });
+                    if let Err(e) = self.reporter.report(&pod, &status).await {
+                        warn!(pod = %PodRef::of(&pod), error = %e, "reporting a rejected pod");
+                    }
+                }
+            }
+        }
+        runnable
+    }
+
+    /// The node as last written; waits for the first registration, since admission
+    /// without the node's size and labels would be a guess.
+    async fn facts(&self) -> NodeFacts {
+        loop {
+            let node = self.node.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(node) = node {
+                return NodeFacts::from_node(&node);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
 }

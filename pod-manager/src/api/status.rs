@@ -20,6 +20,8 @@ use crate::source::{CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOU
 
 /// How many status patches are in flight at once.
 const PARALLEL_PATCHES: usize = 8;
+/// How often mirror pods are checked for static pods whose status did not change.
+const MIRROR_CHECK: Duration = Duration::from_secs(10);
 /// Wait before retrying what failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -62,6 +64,9 @@ struct Inner {
     /// The last status sent per target pod UID, to skip repeats.
     sent: Mutex<HashMap<String, PodStatus>>,
     node_uid: Mutex<Option<String>>,
+    /// The latest report of each static pod, to re-create a mirror pod that went away
+    /// while the static pod's status stayed the same.
+    statics: Mutex<HashMap<String, Pending>>,
     wake: Notify,
 }
 
@@ -76,6 +81,7 @@ impl ApiStatus {
             pending: Mutex::default(),
             sent: Mutex::default(),
             node_uid: Mutex::default(),
+            statics: Mutex::default(),
             wake: Notify::new(),
         });
         tokio::spawn(send_loop(inner.clone()));
@@ -87,18 +93,28 @@ impl ApiStatus {
 impl StatusReporter for ApiStatus {
     async fn report(&self, pod: &Pod, status: &PodStatus) -> kubelet_core::Result<()> {
         let uid = PodRef::of(pod).uid;
-        self.inner.lock_pending().insert(
-            uid,
-            Pending::Status {
-                pod: Box::new(pod.clone()),
-                status: Box::new(status.clone()),
-            },
-        );
+        let pending = Pending::Status {
+            pod: Box::new(pod.clone()),
+            status: Box::new(status.clone()),
+        };
+        if is_static(pod) {
+            self.inner
+                .statics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(uid.clone(), pending.clone());
+        }
+        self.inner.lock_pending().insert(uid, pending);
         self.inner.wake.notify_one();
         Ok(())
     }
 
     async fn forget(&self, pod: &PodRef) -> kubelet_core::Result<()> {
+        self.inner
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pod.uid);
         self.inner
             .lock_pending()
             .insert(pod.uid.clone(), Pending::Forget(pod.clone()));
@@ -110,6 +126,36 @@ impl StatusReporter for ApiStatus {
 impl Inner {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends again the latest status of static pods whose mirror pod is missing or stale,
+    /// as upstream checks the mirror pod on every sync.
+    fn requeue_missing_mirrors(&self) {
+        let statics: Vec<(String, Pending)> = self
+            .statics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (uid, pending) in statics {
+            let Pending::Status { pod, .. } = &pending else {
+                continue;
+            };
+            let r = PodRef::of(pod);
+            let hash = annotation(pod, CONFIG_HASH_ANNOTATION);
+            let current = self.view.mirror(&r.namespace, &r.name);
+            let fine = current.as_ref().is_some_and(|m| {
+                m.metadata.deletion_timestamp.is_none()
+                    && annotation(m, CONFIG_MIRROR_ANNOTATION) == hash
+            });
+            if !fine {
+                if let Some(m) = current {
+                    self.lock_sent().remove(&PodRef::of(&m).uid);
+                }
+                self.lock_pending().entry(uid).or_insert(pending);
+            }
+        }
     }
 
     fn lock_sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodStatus>> {
@@ -128,8 +174,7 @@ impl Inner {
         let r = PodRef::of(pod);
         let target = if is_static(pod) {
             match self.ensure_mirror(pod).await {
-                Ok(Some(mirror)) => mirror,
-                Ok(None) => return true,
+                Ok(mirror) => mirror,
                 Err(e) => {
                     warn!(pod = %r, error = %e, "creating the mirror pod");
                     return false;
@@ -215,11 +260,13 @@ impl Inner {
     }
 
     /// The mirror pod of a static pod, created (or re-created when its config hash is
-    /// stale) as upstream's mirror client does; `None` while the pod list has not
-    /// arrived yet.
-    async fn ensure_mirror(&self, pod: &Pod) -> Result<Option<PodRef>, kube::Error> {
+    /// stale) as upstream's mirror client does; an error while the pod list has not
+    /// arrived yet, so the report is retried.
+    async fn ensure_mirror(&self, pod: &Pod) -> Result<PodRef, kube::Error> {
         if !self.view.is_synced() {
-            return Ok(None);
+            return Err(kube::Error::Service(
+                "the node's pods are not listed yet; the mirror pod waits".into(),
+            ));
         }
         let r = PodRef::of(pod);
         let hash = annotation(pod, CONFIG_HASH_ANNOTATION).unwrap_or_default();
@@ -229,7 +276,7 @@ impl Inner {
             if current.as_deref() == Some(hash.as_str())
                 && mirror.metadata.deletion_timestamp.is_none()
             {
-                return Ok(Some(PodRef::of(&mirror)));
+                return Ok(PodRef::of(&mirror));
             }
             info!(pod = %r, "mirror pod is stale, re-creating it");
             let params = DeleteParams {
@@ -273,12 +320,12 @@ impl Inner {
         match api.create(&PostParams::default(), &mirror).await {
             Ok(created) => {
                 info!(pod = %r, "mirror pod created");
-                Ok(Some(PodRef::of(&created)))
+                Ok(PodRef::of(&created))
             }
             Err(e) if is_conflict(&e) => {
                 // Created meanwhile (the view lags): use it if it is ours.
                 let existing = api.get(&r.name).await?;
-                Ok(Some(PodRef::of(&existing)))
+                Ok(PodRef::of(&existing))
             }
             Err(e) => Err(e),
         }
@@ -321,10 +368,16 @@ fn is_static(pod: &Pod) -> bool {
 /// Sends what is pending, a few pods at a time, for as long as the kubelet runs.
 async fn send_loop(inner: Arc<Inner>) {
     use futures::StreamExt;
+    let mut last_mirror_check = tokio::time::Instant::now();
     loop {
+        if last_mirror_check.elapsed() >= MIRROR_CHECK {
+            last_mirror_check = tokio::time::Instant::now();
+            inner.requeue_missing_mirrors();
+        }
         let batch: Vec<(String, Pending)> = inner.lock_pending().drain().collect();
         if batch.is_empty() {
-            inner.wake.notified().await;
+            let next_check = last_mirror_check + MIRROR_CHECK;
+            let _ = tokio::time::timeout_at(next_check, inner.wake.notified()).await;
             continue;
         }
         let failed: Vec<(String, Pending)> = futures::stream::iter(batch)
