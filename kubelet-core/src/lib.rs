@@ -62,7 +62,9 @@ pub use runtime::{
     SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, StreamRequest, StringMap,
 };
 pub use status::StatusReporter;
-pub use volume::{MountedVolume, VolumePlugin};
+pub use volume::{
+    MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin, VolumeSources,
+};
 
 /// The k8s-openapi crate this crate's API is expressed in.
 pub use k8s_openapi;

@@ -1,11 +1,12 @@
 //! Pod volumes: the extension point one volume type implements.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Pod, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Where a set-up volume lives on the host, ready to be bind-mounted into containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,3 +45,85 @@ pub trait VolumePlugin: Send + Sync {
 }
 
 const _: Option<&dyn VolumePlugin> = None;
+
+/// A service-account token from the TokenRequest API, bound to a pod.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceAccountToken {
+    /// The JWT.
+    pub token: String,
+    /// When the API server says it expires (`status.expirationTimestamp`).
+    pub expiration: SystemTime,
+}
+
+impl std::fmt::Debug for ServiceAccountToken {
+    // The token is a credential: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountToken")
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where configMap, secret and token volume contents come from: a cache of the API
+/// objects this node's pods reference (the Node authorizer refuses the rest).
+///
+/// `Ok(None)` means the object does not exist (an `optional` volume tolerates that);
+/// an error means it cannot be known now (no API server, not allowed, not yet synced).
+#[async_trait]
+pub trait VolumeSources: Send + Sync {
+    /// The ConfigMap `namespace/name`.
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>>;
+
+    /// The Secret `namespace/name`.
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>>;
+
+    /// A new token for the pod's service account (`spec.serviceAccountName`, default
+    /// `default`), bound to the pod, from the TokenRequest API.
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> Result<ServiceAccountToken>;
+}
+
+const _: Option<&dyn VolumeSources> = None;
+
+/// No API server (standalone mode): configMap, secret and token volumes cannot be set
+/// up, as upstream's standalone kubelet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoVolumeSources;
+
+impl NoVolumeSources {
+    fn unavailable(what: &str, namespace: &str, name: &str) -> Error {
+        Error::Invalid {
+            what: format!("{what} {namespace}/{name}"),
+            reason: "no API server to read it from (standalone mode)".to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl VolumeSources for NoVolumeSources {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
+        Err(Self::unavailable("configmap", namespace, name))
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>> {
+        Err(Self::unavailable("secret", namespace, name))
+    }
+
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        _audience: Option<&str>,
+        _expiration_seconds: i64,
+    ) -> Result<ServiceAccountToken> {
+        let r = crate::PodRef::of(pod);
+        Err(Self::unavailable(
+            "service account token for pod",
+            &r.namespace,
+            &r.name,
+        ))
+    }
+}
