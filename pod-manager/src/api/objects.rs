@@ -16,6 +16,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kubelet_core::{ServiceAccountToken, VolumeSources};
+
 use crate::spec::EnvObjects;
 
 /// How long a sync waits for a newly referenced object's first list.
@@ -103,6 +107,26 @@ where
             },
         );
         rx
+    }
+
+    /// The object for a volume: watched (if no pod's `prepare` did it yet) and waited
+    /// for until its first list; an error naming it while it cannot be known.
+    async fn lookup(
+        &self,
+        client: &kube::Client,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<K>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let state = self.watch(client, &key);
+        let deadline = tokio::time::Instant::now() + FIRST_LIST_WAIT;
+        first_list(state.clone(), deadline).await;
+        let known = state.borrow().clone();
+        known.ok_or_else(|| kubelet_core::Error::Invalid {
+            what: format!("{kind} {namespace}/{name}"),
+            reason: format!("failed to sync {kind} cache: timed out waiting for the condition"),
+        })
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<K> {
@@ -352,5 +376,76 @@ impl EnvObjects for ApiObjects {
         if self.lock_pods().remove(pod_uid).is_some() {
             self.prune();
         }
+    }
+}
+
+#[async_trait]
+impl VolumeSources for ApiObjects {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<ConfigMap>> {
+        self.inner
+            .config_maps
+            .lookup(&self.inner.client, "configmap", namespace, name)
+            .await
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> kubelet_core::Result<Option<Secret>> {
+        self.inner
+            .secrets
+            .lookup(&self.inner.client, "secret", namespace, name)
+            .await
+    }
+
+    async fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> kubelet_core::Result<ServiceAccountToken> {
+        let r = kubelet_core::PodRef::of(pod);
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        // As upstream's projected volume: an empty audience means the API server's own.
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: audience
+                    .filter(|a| !a.is_empty())
+                    .map(|a| vec![a.to_owned()]),
+                expiration_seconds: Some(expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".to_owned()),
+                    kind: Some("Pod".to_owned()),
+                    name: Some(r.name.clone()),
+                    uid: Some(r.uid.clone()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let api: Api<ServiceAccount> = Api::namespaced(self.inner.client.clone(), &r.namespace);
+        let fail = |reason: String| kubelet_core::Error::Invalid {
+            what: format!("token for service account {}/{account}", r.namespace),
+            reason,
+        };
+        let created = api
+            .create_token_request(&account, &Default::default(), &request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = created.status.unwrap_or_default();
+        let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
+            return Err(fail(
+                "the API server returned no token or no expiration".to_owned(),
+            ));
+        };
+        let expiration = std::time::SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(expires.0.as_second()).unwrap_or_default());
+        Ok(ServiceAccountToken { token, expiration })
     }
 }
