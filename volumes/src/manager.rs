@@ -446,10 +446,13 @@ impl VolumeManager {
         }
         self.tokens.forget_pod(pod_uid);
         drop(guard);
-        self.locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(pod_uid);
+        {
+            // Forget the pod's lock unless another operation on the pod waits for it.
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            if Arc::strong_count(&lock) <= 2 {
+                locks.remove(pod_uid);
+            }
+        }
         if failures.is_empty() {
             info!(pod_uid, "volumes torn down");
             Ok(())

@@ -7,9 +7,10 @@
 //! on single files are logged and skipped, as upstream.
 //!
 //! Upstream's built-in plugins (emptyDir, configMap, secret, downwardAPI, projected) pass
-//! no `fsGroupChangePolicy`, so they always walk the whole volume; `OnRootMismatch`
-//! ([`FsGroupChangePolicy::OnRootMismatch`]) skips the walk when the root already has
-//! the group and mode, for plugins that honour the pod's policy.
+//! no `fsGroupChangePolicy` (only volumes from persistent volume plugins honour the pod's
+//! `OnRootMismatch`), so the whole volume is walked; it happens rarely anyway: once for
+//! an emptyDir (its `ready` marker skips later set-ups) and only on a new payload for the
+//! others.
 
 use std::fs;
 use std::io;
@@ -25,33 +26,18 @@ const RO_MASK: u32 = 0o440;
 const EXEC_MASK: u32 = 0o110;
 const SETGID: u32 = 0o2000;
 
-/// When to walk a volume to set its group (the pod's `fsGroupChangePolicy`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum FsGroupChangePolicy {
-    /// Always (upstream's default, and what its built-in plugins use).
-    #[default]
-    Always,
-    /// Only when the volume's root does not have the group and mode yet.
-    #[allow(dead_code)]
-    OnRootMismatch,
-}
-
 /// Gives `dir` and everything below it the group `fs_group` (see the module docs).
 pub(crate) fn set_volume_ownership(
     dir: &Path,
     fs_group: Option<i64>,
     read_only: bool,
-    policy: FsGroupChangePolicy,
 ) -> Result<()> {
     let Some(fs_group) = fs_group else {
         return Ok(());
     };
     let gid = u32::try_from(fs_group)
         .map_err(|_| Error::Invalid(format!("invalid fsGroup {fs_group}")))?;
-    if policy == FsGroupChangePolicy::OnRootMismatch && !requires_change(dir, gid, read_only) {
-        debug!(path = %dir.display(), "skipping permission and ownership change for volume");
-        return Ok(());
-    }
+    debug!(path = %dir.display(), fs_group, "setting volume ownership");
     walk(dir, &mut |path, meta| change(path, meta, gid, read_only))
         .map_err(|e| Error::io("setting the volume ownership of", dir, e))
 }
@@ -71,19 +57,6 @@ fn change(path: &Path, meta: &fs::Metadata, gid: u32, read_only: bool) {
     if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
         warn!(path = %path.display(), error = %e, "chmod failed");
     }
-}
-
-/// Upstream `requiresPermissionChange`: the root's group differs, or it lacks the mask
-/// or setgid.
-fn requires_change(root: &Path, gid: u32, read_only: bool) -> bool {
-    let Ok(meta) = fs::metadata(root) else {
-        return true;
-    };
-    if meta.gid() != gid || !meta.is_dir() {
-        return true;
-    }
-    let wanted = if read_only { RO_MASK } else { RW_MASK } | EXEC_MASK;
-    meta.mode() & wanted != wanted || meta.mode() & SETGID == 0
 }
 
 /// Depth first, children before their directory, without following symlinks (upstream
@@ -123,8 +96,7 @@ mod tests {
         fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).expect("chmod");
         std::os::unix::fs::symlink(&target, dir.join("link")).expect("symlink");
 
-        set_volume_ownership(&dir, Some(1234), false, FsGroupChangePolicy::Always)
-            .expect("ownership");
+        set_volume_ownership(&dir, Some(1234), false).expect("ownership");
         let meta = |p: &Path| fs::symlink_metadata(p).expect("stat");
         assert_eq!(meta(&dir).gid(), 1234);
         assert_eq!(meta(&dir).mode() & 0o7777, 0o2775);
@@ -136,14 +108,10 @@ mod tests {
         assert_eq!(meta(&target).mode() & 0o7777, 0o600);
         assert_ne!(meta(&target).gid(), 1234);
 
-        // Read-only volumes get r-- for the group; OnRootMismatch skips a matching root.
+        // Read-only volumes get r-- for the group.
         fs::set_permissions(dir.join("sub/file"), fs::Permissions::from_mode(0o600))
             .expect("chmod");
-        set_volume_ownership(&dir, Some(1234), false, FsGroupChangePolicy::OnRootMismatch)
-            .expect("skipped");
-        assert_eq!(meta(&dir.join("sub/file")).mode() & 0o7777, 0o600);
-        set_volume_ownership(&dir, Some(1234), true, FsGroupChangePolicy::Always)
-            .expect("read-only");
+        set_volume_ownership(&dir, Some(1234), true).expect("read-only");
         assert_eq!(meta(&dir.join("sub/file")).mode() & 0o7777, 0o640);
     }
 
@@ -151,7 +119,7 @@ mod tests {
     fn no_fs_group_changes_nothing() {
         let root = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(root.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
-        set_volume_ownership(root.path(), None, false, FsGroupChangePolicy::Always).expect("no-op");
+        set_volume_ownership(root.path(), None, false).expect("no-op");
         assert_eq!(
             fs::metadata(root.path()).expect("stat").mode() & 0o7777,
             0o700

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::{SharedNode, blocking, check_volume_name, pod_dir, pod_fs_group, volume_path};
 use crate::error::{Error, Result};
-use crate::ownership::{FsGroupChangePolicy, set_volume_ownership};
+use crate::ownership::set_volume_ownership;
 use crate::sys;
 
 /// Upstream plugin name.
@@ -91,7 +91,7 @@ pub(crate) fn set_up_at(
         Medium::Unknown(m) => Err(Error::Invalid(format!("unknown storage medium {m:?}"))),
     };
     // Upstream ignores ownership errors here.
-    if let Err(e) = set_volume_ownership(dir, fs_group, false, FsGroupChangePolicy::Always) {
+    if let Err(e) = set_volume_ownership(dir, fs_group, false) {
         warn!(dir = %dir.display(), error = %e, "setting the volume ownership");
     }
     result?;

@@ -13,7 +13,7 @@ use super::empty_dir::{self, Medium, ready_dir};
 use super::{SharedNode, blocking, nested_mount_points, pod_fs_group, volume_path};
 use crate::atomic_writer::{AtomicWriter, Payload};
 use crate::error::{Error, Result};
-use crate::ownership::{FsGroupChangePolicy, set_volume_ownership};
+use crate::ownership::set_volume_ownership;
 use crate::sys;
 
 /// Writes `payload` as volume `name` of `pod` under the directory of plugin `plugin`,
@@ -53,7 +53,7 @@ pub(crate) async fn publish(
             let writer = AtomicWriter::new(&target, &context)?;
             // Written files may lie outside the new payload directory: the whole volume.
             let set_perms =
-                || set_volume_ownership(&target, fs_group, true, FsGroupChangePolicy::Always);
+                || set_volume_ownership(&target, fs_group, true);
             writer.write(&payload, Some(&set_perms))
         })();
         match written {
