@@ -55,6 +55,13 @@ impl Env {
         }
     }
 
+    /// Moves the time of the token manager and of the fake token issuer.
+    fn set_time(&self, since_start: Duration) {
+        let now = SystemTime::UNIX_EPOCH + START + since_start;
+        self.clock.set(now);
+        self.sources.set_now(now);
+    }
+
     /// A second manager on the same directory, as after a kubelet restart.
     fn restarted(&self) -> VolumeManager {
         VolumeManager::with_clock(
@@ -484,13 +491,17 @@ async fn kube_api_access_volume_has_token_ca_and_namespace_and_refreshes_the_tok
 
     // 3607 s tokens are refreshed once less than 20% of their lifetime (721 s, in whole
     // seconds as upstream) is left: after 2886 s, not before.
-    env.clock
-        .set(SystemTime::UNIX_EPOCH + START + Duration::from_secs(2886));
+    env.set_time(Duration::from_secs(2886));
     env.manager.set_up_pod(&pod).await.expect("not yet");
     assert_eq!(env.sources.token_requests(), 1);
-    env.clock
-        .set(SystemTime::UNIX_EPOCH + START + Duration::from_secs(2887));
+    let first_payload = data_target(&dir);
+    env.set_time(Duration::from_secs(2887));
     env.manager.set_up_pod(&pod).await.expect("refresh");
+    assert_eq!(env.sources.token_requests(), 2);
+    assert_ne!(data_target(&dir), first_payload, "new token, new payload");
+    // The new token is good for another 2886 s.
+    env.set_time(Duration::from_secs(2887 + 2886));
+    env.manager.set_up_pod(&pod).await.expect("cached");
     assert_eq!(env.sources.token_requests(), 2);
     assert_eq!(
         fs::read_to_string(dir.join("token")).expect("token"),
