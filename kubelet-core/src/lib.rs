@@ -11,7 +11,8 @@
 //! - pure decisions that must match upstream exactly: the [`labels`] and container hash
 //!   upstream puts on sandboxes and containers, the [`Backoff`] of CrashLoopBackOff
 //!   and ImagePullBackOff, resource [`Quantity`] parsing and rounding, and a pod's
-//!   [`QosClass`] ([`pod_qos`]);
+//!   [`QosClass`] ([`pod_qos`]), the [`downward`] API's field and resource values,
+//!   and the `$(VAR)` [`expand`]sion of command, args, env and `subPathExpr`;
 //! - one [`Error`] enum whose runtime variant callers can match on
 //!   ([`RuntimeErrorKind::NotFound`], [`RuntimeErrorKind::Unavailable`], ...).
 //!
@@ -33,8 +34,10 @@
 //! ```
 
 mod backoff;
+pub mod downward;
 mod error;
 mod event;
+mod expansion;
 mod format;
 pub mod labels;
 mod pod;
@@ -48,6 +51,7 @@ mod volume;
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use event::{EventRecorder, EventType, NoEvents, PodEvent};
+pub use expansion::expand;
 pub use format::go_duration;
 pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};

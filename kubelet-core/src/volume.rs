@@ -21,9 +21,16 @@ pub struct MountedVolume {
 
 /// One volume type (emptyDir, hostPath, configMap, ...).
 ///
-/// The volume manager calls `set_up` before the pod's containers start and again when
-/// the pod's sources change (so configMap and secret contents can be refreshed), and
-/// `tear_down` once the pod is gone. Both must be idempotent.
+/// The volume manager calls `set_up` before the pod's containers start and again on
+/// every sync of the running pod (so configMap and secret contents are refreshed), and
+/// `tear_down` once the pod's containers are gone. Both must be idempotent, and `set_up`
+/// cheap when nothing changed.
+///
+/// `pod_volume_dir` is the pod's `<root-dir>/pods/<pod uid>/volumes`. As upstream, a
+/// plugin keeps each volume in `<pod_volume_dir>/<escaped plugin name>/<volume name>`,
+/// the escaped name being [`VolumePlugin::name`] with `/` replaced by `~`
+/// (`kubernetes.io~empty-dir`): that is how volumes are found again after a restart,
+/// when only the directory names are known.
 #[async_trait]
 pub trait VolumePlugin: Send + Sync {
     /// Upstream plugin name, e.g. `kubernetes.io/empty-dir`.
@@ -31,6 +38,14 @@ pub trait VolumePlugin: Send + Sync {
 
     /// Whether this plugin handles the volume.
     fn supports(&self, volume: &Volume) -> bool;
+
+    /// Whether the runtime should relabel this plugin's volumes for SELinux when it
+    /// mounts them into a container (upstream's `Managed && SELinuxRelabel` volume
+    /// attributes): true for directories the kubelet creates and owns, false (the
+    /// default) for anything else, such as a host path.
+    fn selinux_relabel(&self) -> bool {
+        false
+    }
 
     /// Creates or refreshes the volume for `pod` under `pod_volume_dir`.
     async fn set_up(
@@ -40,7 +55,8 @@ pub trait VolumePlugin: Send + Sync {
         pod_volume_dir: &Path,
     ) -> Result<MountedVolume>;
 
-    /// Removes what `set_up` created.
+    /// Removes what `set_up` created, knowing only the volume's name (the pod may be
+    /// gone); removing a volume that does not exist succeeds.
     async fn tear_down(&self, volume_name: &str, pod_volume_dir: &Path) -> Result<()>;
 }
 

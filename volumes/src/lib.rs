@@ -1,6 +1,77 @@
-//! Pod volumes: emptyDir, hostPath, configMap, secret, downwardAPI and projected (service-account tokens), each a `kubelet_core::VolumePlugin`, with a volume manager that keeps desired and actual state and rebuilds it from disk.
+//! Pod volumes for a Rust kubelet: emptyDir, hostPath, configMap, secret, downwardAPI and
+//! projected (service-account tokens), each a [`kubelet_core::VolumePlugin`], and the
+//! [`VolumeManager`] that sets them up for a pod, prepares each container's mounts and
+//! tears them down.
 //!
-//! **Status: reserved, no API yet.** This crate holds its place in the workspace so the
-//! dependency graph in `ARCHITECTURE.md` is real from the start; its implementation
-//! lands with issue #5. Until then it exports nothing and must not be depended on
-//! for behaviour.
+//! Volumes live where upstream's kubelet keeps them,
+//! `<root-dir>/pods/<pod uid>/volumes/kubernetes.io~<plugin>/<volume>`, and behave as
+//! upstream's plugins do (Kubernetes v1.37):
+//!
+//! - **emptyDir**: a 0777 directory, or with `medium: Memory` a tmpfs sized by the
+//!   volume's `sizeLimit`, the pod's memory limit or the node's allocatable memory;
+//! - **hostPath**: the node's path itself, checked against `type` (created for
+//!   `DirectoryOrCreate` and `FileOrCreate`);
+//! - **configMap**, **secret**, **downwardAPI**, **projected**: files written by an
+//!   atomic writer (a timestamped directory behind a `..data` symlink swapped in one
+//!   rename), refreshed on every set-up and rewritten only when their content changed;
+//!   secret, downwardAPI and projected volumes sit on a tmpfs. Service-account tokens
+//!   are cached and renewed at 80% of their lifetime;
+//! - **fsGroup**: the pod's `securityContext.fsGroup` becomes the group of these
+//!   volumes' files.
+//!
+//! `subPath` mounts are prepared as upstream's safe subpath code does: resolved inside
+//! the volume, opened without following symlinks, and bind-mounted through the opened
+//! descriptor, so a symlink swapped in later cannot point the container elsewhere.
+//!
+//! There is no state besides the disk. After a restart, set-ups find their volumes in
+//! place (a tmpfs already mounted is not mounted again), and
+//! [`VolumeManager::clean_up_orphans`] removes what pods that are gone left behind.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::collections::HashSet;
+//! use std::path::PathBuf;
+//! use std::sync::Arc;
+//!
+//! use kubelet_core::NoVolumeSources;
+//! use kubelet_core::k8s_openapi::api::core::v1::Pod;
+//! use kubelet_volumes::VolumeManager;
+//!
+//! async fn run(pod: &Pod) -> Result<(), kubelet_volumes::Error> {
+//!     let volumes = Arc::new(VolumeManager::new(
+//!         PathBuf::from("/var/lib/kubelet/pods"),
+//!         Arc::new(NoVolumeSources),
+//!     ));
+//!     // Before starting containers, and on every sync of the running pod:
+//!     let pod_volumes = volumes.set_up_pod(pod).await?;
+//!     for container in &pod.spec.as_ref().expect("a pod has a spec").containers {
+//!         let env = vec![("POD_NAME".to_owned(), "web".to_owned())];
+//!         let mounts = volumes.container_mounts(pod, container, &pod_volumes, &env).await?;
+//!         println!("{}: {mounts:?}", container.name);
+//!     }
+//!     // Once every container of the pod is gone:
+//!     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+//!     volumes.tear_down_pod(uid).await?;
+//!     // Once all pod sources have reported, with the UIDs of every known pod:
+//!     volumes.clean_up_orphans(&HashSet::new()).await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod atomic_writer;
+mod error;
+mod manager;
+mod ownership;
+mod plugins;
+mod subpath;
+mod sys;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+mod token;
+
+pub use error::{Error, Result};
+pub use kubelet_core::downward::NodeAllocatable;
+pub use manager::{PodVolumes, VolumeManager};

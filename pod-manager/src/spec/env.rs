@@ -1,90 +1,18 @@
-//! A container's environment (upstream `makeEnvironmentVariables`) and `$(VAR)` expansion
-//! (upstream `third_party/forked/golang/expansion`).
+//! A container's environment (upstream `makeEnvironmentVariables`); `$(VAR)` expansion
+//! ([`expand`]) and the downward API's values live in `kubelet-core`, shared with volumes.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret};
 use kubelet_core::Quantity;
+use kubelet_core::downward::{self, NodeAllocatable, split_subscript};
+pub use kubelet_core::expand;
 
 use super::{
     EnvObjects, NodeContext, node_ips, parse_ip_sloppy, pod_spec, service_env, spec_error,
 };
 use crate::Result;
-use crate::source::validation::label_key_errors as is_label_key;
-
-/// Replaces `$(NAME)` references in `input` with `lookup(NAME)`, exactly as Kubernetes
-/// expands command, args and env values: `$$` is an escaped `$`, a reference whose name
-/// `lookup` does not know stays as written, and anything else (`$NAME`, `${NAME}`, an
-/// unterminated `$(`) is left alone.
-///
-/// ```
-/// use kubelet_pod_manager::spec::expand;
-///
-/// let lookup = |name: &str| (name == "A").then(|| "x".to_owned());
-/// assert_eq!(expand("$(A)-$$(A)-$(B)-$A", lookup), "x-$(A)-$(B)-$A");
-/// ```
-pub fn expand(input: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut checkpoint = 0;
-    let mut cursor = 0;
-    while cursor < bytes.len() {
-        if bytes[cursor] == b'$' && cursor + 1 < bytes.len() {
-            out.push_str(&input[checkpoint..cursor]);
-            let rest = &input[cursor + 1..];
-            let (read, advance) = read_reference(rest);
-            match read {
-                Reference::Variable(name) => match lookup(name) {
-                    Some(value) => out.push_str(&value),
-                    None => {
-                        out.push_str("$(");
-                        out.push_str(name);
-                        out.push(')');
-                    }
-                },
-                Reference::Literal(text) => out.push_str(&text),
-            }
-            cursor += advance;
-            checkpoint = cursor + 1;
-        }
-        cursor += 1;
-    }
-    out.push_str(&input[checkpoint..]);
-    out
-}
-
-enum Reference<'a> {
-    /// `(NAME)`: a reference to look up.
-    Variable(&'a str),
-    /// Text to copy as it is.
-    Literal(Cow<'a, str>),
-}
-
-/// Reads what follows a `$`; returns it and how many bytes of `rest` it consumed.
-fn read_reference(rest: &str) -> (Reference<'_>, usize) {
-    let Some(first) = rest.chars().next() else {
-        return (Reference::Literal(Cow::Borrowed("$")), 0);
-    };
-    match first {
-        // `$$` is an escaped operator.
-        '$' => (Reference::Literal(Cow::Borrowed("$")), 1),
-        '(' => match rest.bytes().skip(1).position(|b| b == b')') {
-            Some(i) => (Reference::Variable(&rest[1..=i]), i + 2),
-            // Unterminated: keep "$(" and rescan from after the parenthesis.
-            None => (Reference::Literal(Cow::Borrowed("$(")), 1),
-        },
-        other => {
-            let mut text = String::from("$");
-            text.push(other);
-            (Reference::Literal(Cow::Owned(text)), other.len_utf8())
-        }
-    }
-}
 
 /// Environment variables in the order they were first defined, later definitions
 /// replacing the value in place.
@@ -192,7 +120,8 @@ pub fn container_env(
             if let Some(selector) = &from.field_ref {
                 field_value(pod, selector, pod_ips, ctx).map_err(fail)?
             } else if let Some(selector) = &from.resource_field_ref {
-                resource_value(pod, container, selector, ctx).map_err(fail)?
+                downward::env_container_resource(pod, container, selector, &ctx.allocatable())
+                    .map_err(|e| fail(e.message))?
             } else if let Some(selector) = &from.config_map_key_ref {
                 let optional = selector.optional == Some(true);
                 let Some(config_map) = objects.config_map(&selector.name) else {
@@ -339,7 +268,7 @@ fn field_value(
             .cloned()
             .unwrap_or_default(),
         "status.podIPs" => sorted_ips.join(","),
-        other => metadata_field(pod, other)?,
+        other => downward::pod_field(pod, other).map_err(|e| e.message)?,
     };
     Ok(value)
 }
@@ -364,192 +293,17 @@ fn sort_pod_ips(pod_ips: &[String], node_ip: Option<&IpAddr>) -> Vec<String> {
         .collect()
 }
 
-/// Upstream `fieldpath.ExtractFieldPathAsString` for the metadata fields.
-fn metadata_field(pod: &Pod, path: &str) -> std::result::Result<String, String> {
-    let meta = &pod.metadata;
-    if let Some((base, key)) = split_subscript(path) {
-        let (map, checked) = match base {
-            // Annotation keys are validated case-insensitively, looked up as written.
-            "metadata.annotations" => (&meta.annotations, key.to_lowercase()),
-            "metadata.labels" => (&meta.labels, key.to_owned()),
-            _ => return Err(format!("fieldPath {path:?} does not support subscript")),
-        };
-        let errors = is_label_key(&checked);
-        if !errors.is_empty() {
-            return Err(format!(
-                "invalid key subscript in {path}: {}",
-                errors.join(";")
-            ));
-        }
-        return Ok(map
-            .as_ref()
-            .and_then(|m| m.get(key))
-            .cloned()
-            .unwrap_or_default());
-    }
-    let value = match path {
-        "metadata.annotations" => format_map(meta.annotations.as_ref()),
-        "metadata.labels" => format_map(meta.labels.as_ref()),
-        "metadata.name" => meta.name.clone().unwrap_or_default(),
-        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        _ => return Err(format!("unsupported fieldPath: {path}")),
-    };
-    Ok(value)
-}
-
-/// `metadata.annotations['key']` → `("metadata.annotations", "key")`.
-fn split_subscript(path: &str) -> Option<(&str, &str)> {
-    let inner = path.strip_suffix("']")?;
-    let (base, key) = inner.split_once("['")?;
-    (!base.is_empty()).then_some((base, key))
-}
-
-/// Upstream `fieldpath.FormatMap`: sorted `key="value"` lines, values quoted as Go quotes.
-fn format_map(map: Option<&std::collections::BTreeMap<String, String>>) -> String {
-    map.into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", super::security::go_quote(v)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The value of a resourceFieldRef (upstream `containerResourceRuntimeValue` on the pod
-/// and container with limits defaulted by `defaultPodLimitsForDownwardAPI`).
-fn resource_value(
-    pod: &Pod,
-    container: &Container,
-    selector: &ResourceFieldSelector,
-    ctx: &NodeContext,
-) -> std::result::Result<String, String> {
-    let spec = pod_spec(pod);
-    let allocatable = allocatable_for_downward_api(pod, ctx)?;
-    let target_name = selector.container_name.as_deref().unwrap_or_default();
-    // Upstream defaults the limits of the container itself and of the pod's regular
-    // containers, but not of init containers referenced by name.
-    let (target, defaulted) = if target_name.is_empty() {
-        (container, true)
-    } else if let Some(c) = spec.containers.iter().find(|c| c.name == target_name) {
-        (c, true)
-    } else if let Some(c) = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .find(|c| c.name == target_name)
-    {
-        (c, false)
-    } else {
-        return Err(format!("container {target_name} not found"));
-    };
-
-    let divisor = match &selector.divisor {
-        Some(d) => parse(d)?,
-        None => Quantity::ZERO,
-    };
-    let divisor = if divisor.is_zero() {
-        Quantity::from_nanos(1_000_000_000)
-    } else {
-        divisor
-    };
-    let resources = target.resources.as_ref();
-    let get = |list: Option<&std::collections::BTreeMap<String, ApiQuantity>>,
-               name: &str|
-     -> std::result::Result<Quantity, String> {
-        list.and_then(|l| l.get(name))
-            .map_or(Ok(Quantity::ZERO), parse)
-    };
-    let requests = resources.and_then(|r| r.requests.as_ref());
-    let limits = resources.and_then(|r| r.limits.as_ref());
-    let limit = |name: &str| -> std::result::Result<Quantity, String> {
-        let value = get(limits, name)?;
-        if value.is_zero() && defaulted {
-            // MergeContainerResourceLimits: an unset or zero limit is the allocatable.
-            Ok(match name {
-                "cpu" => allocatable.cpu,
-                "memory" => allocatable.memory,
-                _ => allocatable.ephemeral_storage,
-            })
-        } else {
-            Ok(value)
-        }
-    };
-
-    let resource = selector.resource.as_str();
-    let ceil_div = |a: i64, b: i64| (a as f64 / b as f64).ceil() as i64;
-    let value = match resource {
-        "limits.cpu" => ceil_div(limit("cpu")?.milli_value(), divisor.milli_value()),
-        "requests.cpu" => ceil_div(get(requests, "cpu")?.milli_value(), divisor.milli_value()),
-        "limits.memory" | "limits.ephemeral-storage" => {
-            let name = resource.trim_start_matches("limits.");
-            ceil_div(limit(name)?.value(), divisor.value())
-        }
-        "requests.memory" | "requests.ephemeral-storage" => {
-            let name = resource.trim_start_matches("requests.");
-            ceil_div(get(requests, name)?.value(), divisor.value())
-        }
-        _ => {
-            if let Some(name) = resource
-                .strip_prefix("requests.")
-                .filter(|n| n.starts_with("hugepages-"))
-            {
-                ceil_div(get(requests, name)?.value(), divisor.value())
-            } else if let Some(name) = resource
-                .strip_prefix("limits.")
-                .filter(|n| n.starts_with("hugepages-"))
-            {
-                // Hugepages are never overcommitted, so their limits are not defaulted.
-                ceil_div(get(limits, name)?.value(), divisor.value())
-            } else {
-                return Err(format!("unsupported container resource : {resource}"));
-            }
-        }
-    };
-    Ok(value.to_string())
-}
-
-/// What an unset limit means to the downward API.
-struct Allocatable {
-    cpu: Quantity,
-    memory: Quantity,
-    ephemeral_storage: Quantity,
-}
-
-/// The node's allocatable, with pod-level CPU and memory limits (when the pod sets any
-/// pod-level limit) taking its place, as upstream `defaultPodLimitsForDownwardAPI`.
-fn allocatable_for_downward_api(
-    pod: &Pod,
-    ctx: &NodeContext,
-) -> std::result::Result<Allocatable, String> {
-    let bytes = |n: u64| Quantity::from_nanos(i128::from(n) * 1_000_000_000);
-    let mut allocatable = Allocatable {
-        cpu: Quantity::from_nanos(i128::from(ctx.allocatable_milli_cpu) * 1_000_000),
-        memory: bytes(ctx.allocatable_memory),
-        ephemeral_storage: bytes(ctx.allocatable_ephemeral_storage),
-    };
-    let spec = pod_spec(pod);
-    let pod_limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
-    let pod_level_limits_set = pod_limits.is_some_and(|limits| {
-        limits
-            .keys()
-            .any(|k| k == "cpu" || k == "memory" || k.starts_with("hugepages-"))
-    });
-    if let Some(limits) = pod_limits.filter(|_| pod_level_limits_set) {
-        if let Some(cpu) = limits.get("cpu").map(parse).transpose()?
-            && !cpu.is_zero()
-        {
-            allocatable.cpu = cpu;
-        }
-        if let Some(memory) = limits.get("memory").map(parse).transpose()?
-            && !memory.is_zero()
-        {
-            allocatable.memory = memory;
+impl NodeContext {
+    /// The node's allocatable as the downward API uses it (the value of unset limits in
+    /// resourceFieldRef), for environment variables and downwardAPI volumes alike.
+    pub fn allocatable(&self) -> NodeAllocatable {
+        let bytes = |n: u64| Quantity::from_nanos(i128::from(n) * 1_000_000_000);
+        NodeAllocatable {
+            cpu: Quantity::from_nanos(i128::from(self.allocatable_milli_cpu) * 1_000_000),
+            memory: bytes(self.allocatable_memory),
+            ephemeral_storage: bytes(self.allocatable_ephemeral_storage),
         }
     }
-    Ok(allocatable)
-}
-
-fn parse(quantity: &ApiQuantity) -> std::result::Result<Quantity, String> {
-    Quantity::try_from(quantity).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

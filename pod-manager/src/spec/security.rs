@@ -1,8 +1,6 @@
 //! Security settings of sandboxes and containers (upstream `generatePodSandboxLinuxConfig`,
 //! `determineEffectiveSecurityContext`, `verifyRunAsNonRoot`).
 
-use std::fmt::Write as _;
-
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use kubelet_core::{
     Capabilities, ContainerSecurity, LinuxSandboxConfig, PodRef, StringMap, pod_qos,
@@ -294,34 +292,8 @@ fn format_pod(pod: &Pod) -> String {
     format!("{name}_{namespace}({uid})")
 }
 
-/// A string quoted as Go's `%q` (`strconv.Quote`) quotes it: printable characters as
-/// they are, `"` and `\` escaped, control characters as `\n`, `\t`, `\xNN`, ....
-pub(super) fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A string quoted as Go's `%q` (`strconv.Quote`), shared with the downward API.
+pub(super) use kubelet_core::downward::go_quote;
 
 #[cfg(test)]
 mod tests {
