@@ -307,23 +307,30 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let node = NodeContext {
+        node_name: node_name.clone(),
+        host_ips,
+        pod_logs_root: PathBuf::from("/var/log/pods"),
+        pods_dir: flags.root_dir.join("pods"),
+        cluster_dns: flags.cluster_dns.clone(),
+        cluster_domain: flags.cluster_domain.clone(),
+        host_resolv_conf,
+        allocatable_milli_cpu: node::milli_cpus(),
+        allocatable_memory: node::memory_bytes(),
+        memory_capacity: node::memory_bytes(),
+        thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
+        ..NodeContext::default()
+    };
+    let volume_sources: Arc<dyn kubelet_core::VolumeSources> = match &cluster {
+        Some(c) => Arc::new(c.objects.clone()),
+        None => Arc::new(kubelet_core::NoVolumeSources),
+    };
+    let volumes = kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
+        .with_node_allocatable(node.allocatable());
     let ctx = SyncContext {
         runtime: runtime.clone(),
         images: runtime.clone(),
-        node: NodeContext {
-            node_name: node_name.clone(),
-            host_ips,
-            pod_logs_root: PathBuf::from("/var/log/pods"),
-            pods_dir: flags.root_dir.join("pods"),
-            cluster_dns: flags.cluster_dns.clone(),
-            cluster_domain: flags.cluster_domain.clone(),
-            host_resolv_conf,
-            allocatable_milli_cpu: node::milli_cpus(),
-            allocatable_memory: node::memory_bytes(),
-            memory_capacity: node::memory_bytes(),
-            thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
-            ..NodeContext::default()
-        },
+        node,
         env_objects: match &cluster {
             Some(c) => Arc::new(c.objects.clone()),
             None => Arc::new(NoEnvObjects),
@@ -336,6 +343,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             Some(c) => Arc::new(c.events.clone()),
             None => Arc::new(kubelet_core::NoEvents),
         },
+        volumes: Arc::new(volumes),
     };
 
     let (updates, updates_rx) = tokio::sync::mpsc::channel(16);

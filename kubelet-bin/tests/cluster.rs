@@ -255,11 +255,11 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     NODE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// GET `/` of an HTTP server in a pod.
-fn http_get(ip: &str, port: u16) -> Option<String> {
+/// GET `path` of an HTTP server in a pod; the body.
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect((ip, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = "GET / HTTP/1.0\r\nHost: pod\r\n\r\n";
+    let request = format!("GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
@@ -461,7 +461,7 @@ spec:
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     let body = loop {
-        if let Some(body) = http_get(&ip, 8080) {
+        if let Some(body) = http_get(&ip, 8080, "/") {
             break body;
         }
         assert!(Instant::now() < deadline, "no answer from {ip}:8080");
@@ -686,4 +686,271 @@ spec:
     );
     assert_eq!(steady["status"]["containerStatuses"][0]["restartCount"], 0);
     c.wait_node_ready(&kubelet);
+}
+
+#[test]
+fn volumes_of_every_type() {
+    let Some((_env, c)) = Cluster::from_env("volumes_of_every_type") else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host_dir = dir.path().join("host-dir");
+    let host_file = dir.path().join("host-file.txt");
+    std::fs::write(&host_file, "from-the-host").expect("host file");
+    let kubelet = c.start_kubelet(dir.path(), &[]);
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "vol-test");
+    let ns = namespace.name;
+    // The ServiceAccount admission refuses pods until the controller made `default`.
+    c.wait_json(
+        "default service account",
+        &["get", "serviceaccount", "-n", ns, "default"],
+        60,
+        &kubelet,
+        |sa| sa["metadata"]["name"] == "default",
+    );
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: files, namespace: {ns}}}
+data: {{a: alpha, b: beta}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: {ns}}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: all
+  namespace: {ns}
+  labels: {{app: vol, tier: x}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: {busybox}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/"]
+    env:
+    - name: POD_NAME
+      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+    resources:
+      limits: {{cpu: 250m, memory: 64Mi}}
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: scratch, mountPath: /per-pod, subPathExpr: "$(POD_NAME)"}}
+    - {{name: memory, mountPath: /memory}}
+    - {{name: host-dir, mountPath: /host-dir}}
+    - {{name: host-file, mountPath: /host-file.txt, readOnly: true}}
+    - {{name: files, mountPath: /files}}
+    - {{name: files, mountPath: /only-a, subPath: a}}
+    - {{name: creds, mountPath: /creds}}
+    - {{name: maybe, mountPath: /maybe}}
+    - {{name: info, mountPath: /info}}
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: memory, emptyDir: {{medium: Memory, sizeLimit: 16Mi}}}}
+  - {{name: host-dir, hostPath: {{path: "{host_dir}", type: DirectoryOrCreate}}}}
+  - {{name: host-file, hostPath: {{path: "{host_file}", type: File}}}}
+  - name: files
+    configMap:
+      name: files
+      items: [{{key: a, path: a}}, {{key: b, path: sub/b, mode: 0600}}]
+  - {{name: creds, secret: {{secretName: creds, defaultMode: 0400}}}}
+  - {{name: maybe, secret: {{secretName: absent, optional: true}}}}
+  - name: info
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+      - {{path: cpu, resourceFieldRef: {{containerName: web, resource: limits.cpu, divisor: 1m}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: missing-secret, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {busybox}, command: ["sleep", "3600"], volumeMounts: [{{name: creds, mountPath: /creds}}]}}
+  volumes:
+  - {{name: creds, secret: {{secretName: absent}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: missing-dir, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {busybox}, command: ["sleep", "3600"], volumeMounts: [{{name: d, mountPath: /d}}]}}
+  volumes:
+  - {{name: d, hostPath: {{path: /nonexistent-kubelet-test-dir, type: Directory}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: escape, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {{name: plant, image: {busybox}, command: ["ln", "-s", "/", "/work/escape"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+  containers:
+  - {{name: main, image: {busybox}, command: ["sleep", "3600"], volumeMounts: [{{name: work, mountPath: /escaped, subPath: escape}}]}}
+  volumes:
+  - {{name: work, emptyDir: {{}}}}
+"#,
+        busybox = c.busybox,
+        host_dir = host_dir.display(),
+        host_file = host_file.display(),
+    ));
+
+    let pod = c.wait_json(
+        "pod with every volume type Running",
+        &["get", "pod", "-n", ns, "all"],
+        120,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True"),
+    );
+    let ip = pod["status"]["podIP"].as_str().expect("pod IP").to_owned();
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let read = |path: &str| http_get(&ip, 8080, path).unwrap_or_default();
+    assert_eq!(read("/files/a"), "alpha");
+    assert_eq!(read("/files/sub/b"), "beta");
+    assert_eq!(read("/only-a"), "alpha");
+    assert_eq!(read("/creds/password"), "s3cret");
+    assert_eq!(read("/host-file.txt"), "from-the-host");
+    assert_eq!(read("/info/name"), "all");
+    assert_eq!(read("/info/cpu"), "250");
+    assert!(
+        read("/info/labels").contains("app=\"vol\""),
+        "{}",
+        read("/info/labels")
+    );
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(read(&format!("{sa}/namespace")), ns);
+    assert!(read(&format!("{sa}/ca.crt")).starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(read(&format!("{sa}/token")).split('.').count(), 3, "a JWT");
+    assert!(
+        host_dir.is_dir(),
+        "hostPath DirectoryOrCreate made the directory"
+    );
+
+    // On the host: the memory-backed emptyDir and the secret are tmpfs mounts, the
+    // emptyDir sized by its sizeLimit; the subPathExpr directory exists in the volume.
+    let pod_dir = dir.path().join("root/pods").join(&uid);
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    let mount_of = |volume: &str| {
+        mounts
+            .lines()
+            .find(|l| l.contains(&format!("/pods/{uid}/volumes/")) && l.contains(volume))
+            .map(str::to_owned)
+    };
+    let memory = mount_of("kubernetes.io~empty-dir/memory").expect("memory emptyDir mounted");
+    assert!(
+        memory.starts_with("tmpfs ") && memory.contains("size=16384k"),
+        "{memory}"
+    );
+    let secret = mount_of("kubernetes.io~secret/creds").expect("secret volume mounted");
+    assert!(secret.starts_with("tmpfs "), "{secret}");
+    assert!(
+        pod_dir
+            .join("volumes/kubernetes.io~empty-dir/scratch/all")
+            .is_dir(),
+        "subPathExpr made its directory"
+    );
+
+    // Updates reach the running container: the ConfigMap's data and the pod's labels.
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "-n",
+        ns,
+        "files",
+        "-p",
+        r#"{"data":{"a":"alpha-2"}}"#,
+    ]);
+    c.kubectl(&["label", "pod", "-n", ns, "all", "tier=y", "--overwrite"]);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while read("/files/a") != "alpha-2" || !read("/info/labels").contains("tier=\"y\"") {
+        assert!(
+            Instant::now() < deadline,
+            "updates not seen: a={:?} labels={:?}\nkubelet log:\n{}",
+            read("/files/a"),
+            read("/info/labels"),
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    // A required secret that does not exist, a hostPath of the wrong type: the pod
+    // waits in ContainerCreating with a FailedMount event naming the volume.
+    for (pod, message) in [
+        (
+            "missing-secret",
+            r#"MountVolume.SetUp failed for volume "creds" : secret "absent" not found"#,
+        ),
+        (
+            "missing-dir",
+            r#"MountVolume.SetUp failed for volume "d" : hostPath type check failed: /nonexistent-kubelet-test-dir is not a directory"#,
+        ),
+    ] {
+        let selector = format!("involvedObject.name={pod},reason=FailedMount");
+        let events = c.wait_json(
+            "FailedMount event",
+            &["get", "events", "-n", ns, "--field-selector", &selector],
+            60,
+            &kubelet,
+            |e| e["items"].as_array().is_some_and(|i| !i.is_empty()),
+        );
+        assert_eq!(events["items"][0]["message"], message, "{events:#}");
+        let status = c.json(&["get", "pod", "-n", ns, pod]);
+        assert_eq!(status["status"]["phase"], "Pending", "{status:#}");
+        assert_eq!(
+            status["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating",
+            "{status:#}"
+        );
+    }
+
+    // A subPath that a symlink turns into the host's root is refused.
+    let escape = c.wait_json(
+        "subPath escape refused",
+        &["get", "pod", "-n", ns, "escape"],
+        90,
+        &kubelet,
+        |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                == "CreateContainerConfigError"
+        },
+    );
+    let message = escape["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("subPath"), "{escape:#}");
+
+    // Deleting the pod tears its volumes down: no mount and no directory left.
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        ns,
+        "all",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+        if !mounts.contains(&uid) && !pod_dir.exists() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the deleted pod left behind: {mounts}\nkubelet log:\n{}",
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -71,6 +71,15 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A pod's volumes could not be torn down (its directory is kept until they are).
+    #[error("tearing down the volumes of pod {pod}: {reason}")]
+    Volumes {
+        /// The pod's UID.
+        pod: String,
+        /// Why.
+        reason: String,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

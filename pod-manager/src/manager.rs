@@ -113,9 +113,27 @@ impl PodManager {
 
         let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u32 = 0;
+        let mut orphan_dirs: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = housekeeping.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    let idle = orphan_dirs.as_ref().is_none_or(|t| t.is_finished());
+                    if ticks.is_multiple_of(ORPHAN_DIRS_EVERY_TICKS)
+                        && idle
+                        && wanted.has_seen_all(&self.config.sources)
+                    {
+                        let known: HashSet<String> = workers
+                            .keys()
+                            .cloned()
+                            .chain(finishing.iter().filter_map(|w| w.desired.borrow().pod.metadata.uid.clone()))
+                            .collect();
+                        orphan_dirs = Some(tokio::spawn(clean_up_orphaned_pod_dirs(
+                            self.ctx.clone(),
+                            known,
+                        )));
+                    }
                     // A worker of a wanted pod only ends if it panicked or lost a race with a
                     // revival; the pod must keep a worker.
                     let ended: Vec<String> = workers
@@ -156,6 +174,9 @@ impl PodManager {
         }
         relist.abort();
         events.abort();
+        if let Some(task) = orphan_dirs {
+            task.abort();
+        }
         if let Some(rotation) = rotation {
             rotation.abort();
         }
@@ -491,6 +512,30 @@ async fn pod_worker(
         if !wait(&mut desired, &poke, sleep).await {
             return;
         }
+    }
+}
+
+/// How often (in 2-second housekeeping ticks) orphaned pod directories are looked for.
+const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
+
+/// Removes the volumes and directories of pods that no worker owns and the runtime no
+/// longer knows (left by a kubelet that stopped before finishing them), as upstream's
+/// `cleanupOrphanedPodDirs`.
+async fn clean_up_orphaned_pod_dirs(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
+    // A pod the runtime still has is being finished (or adopted): not an orphan yet.
+    match ctx.runtime.list_sandboxes(&SandboxFilter::default()).await {
+        Ok(sandboxes) => known.extend(
+            sandboxes
+                .iter()
+                .filter_map(|s| s.labels.get(POD_UID_LABEL).cloned()),
+        ),
+        Err(e) => {
+            debug!(error = %e, "listing sandboxes for orphaned pod directories");
+            return;
+        }
+    }
+    if let Err(e) = ctx.volumes.clean_up_orphans(&known).await {
+        warn!(error = %e, "cleaning up orphaned pod volumes");
     }
 }
 

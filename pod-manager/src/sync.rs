@@ -13,6 +13,7 @@ use kubelet_core::{
     Backoff, ContainerState, ContainerStatus, EventRecorder, EventType, ImageService, Mount,
     PodEvent, PodRef, Runtime, SandboxConfig,
 };
+use kubelet_volumes::{PodVolumes, VolumeManager};
 use tracing::{debug, info, warn};
 
 use crate::restart::{is_sidecar, pod_restart_policy, should_restart, should_restart_init};
@@ -24,6 +25,8 @@ use crate::status::{
 };
 use crate::{Result, hooks};
 
+/// How soon a pod whose volumes could not be set up is tried again.
+const VOLUME_RETRY: Duration = Duration::from_secs(5);
 /// Upstream's floor for a container's stop grace period, in seconds.
 const MIN_GRACE_SECONDS: i64 = 2;
 /// Default terminationMessagePath.
@@ -50,6 +53,8 @@ pub struct SyncContext {
     pub prober: Option<Arc<dyn kubelet_core::Prober>>,
     /// Where pod and container events go (`NoEvents` in standalone mode).
     pub events: Arc<dyn EventRecorder>,
+    /// Sets up the pods' volumes before their containers start, and tears them down.
+    pub volumes: Arc<VolumeManager>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -123,6 +128,8 @@ struct ReadySandbox {
     ip: String,
     /// Built when first needed: a sync that starts nothing never needs it.
     config: std::sync::OnceLock<SandboxConfig>,
+    /// The pod's volumes, set up for this sync; containers started in it mount them.
+    volumes: PodVolumes,
 }
 
 impl ReadySandbox {
@@ -205,6 +212,19 @@ pub async fn sync_pod(
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
 
+    // 0. Volumes, as upstream's WaitForAttachAndMount: nothing starts without them, and
+    // set-up runs on every sync so configMap, secret, downward API and token contents
+    // follow their sources while the pod runs.
+    let volumes = match ctx.volumes.set_up_pod(pod).await {
+        Ok(volumes) => volumes,
+        Err(e) => {
+            warn!(error = %e, "setting up the pod's volumes");
+            pod_event(ctx, pod, EventType::Warning, "FailedMount", e.to_string());
+            outcome.wake(SystemTime::now() + VOLUME_RETRY);
+            return Ok(outcome);
+        }
+    };
+
     // 1. The sandbox.
     let current = snapshot
         .ready_sandbox()
@@ -215,6 +235,7 @@ pub async fn sync_pod(
             attempt: status.sandbox.metadata.attempt,
             ip: status.ip.clone(),
             config: std::sync::OnceLock::new(),
+            volumes,
         },
         None => {
             let previous = snapshot.latest_sandbox();
@@ -263,6 +284,7 @@ pub async fn sync_pod(
                 attempt,
                 ip,
                 config: config.into(),
+                volumes,
             }
         }
     };
@@ -457,6 +479,15 @@ async fn start_container(
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     spec::apply_image_user(&mut config.security, image_uid, &image_user);
+    // Volume mounts first, then the kubelet's own, as upstream's makeMounts; subPathExpr
+    // expands with the container's environment, so the mounts come after it.
+    let mut mounts = ctx
+        .volumes
+        .container_mounts(pod, container, &sandbox.volumes, &config.envs)
+        .await
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+    mounts.append(&mut config.mounts);
+    config.mounts = mounts;
     let id = ctx
         .runtime
         .create_container(sandbox_id, &config, sandbox_config)
@@ -918,6 +949,14 @@ pub async fn terminate_pod(
     }
     let uid = PodRef::of(pod).uid;
     remove_pod_cgroups(&uid).await;
+    // Never remove the pod's directory through a mount that is still there.
+    ctx.volumes
+        .tear_down_pod(&uid)
+        .await
+        .map_err(|e| crate::Error::Volumes {
+            pod: uid.clone(),
+            reason: e.to_string(),
+        })?;
     for dir in [
         ctx.node.pods_dir.join(&uid),
         spec::pod_log_dir(pod, &ctx.node),

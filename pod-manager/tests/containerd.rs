@@ -128,6 +128,10 @@ fn start_with(
         image_backoff: Mutex::new(Backoff::image_pull()),
         prober: Some(Arc::new(KubeletProber::new(Arc::new(client.clone())))),
         events: Arc::new(kubelet_core::NoEvents),
+        volumes: Arc::new(kubelet_volumes::VolumeManager::new(
+            dirs.path().join("pods"),
+            Arc::new(kubelet_core::NoVolumeSources),
+        )),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

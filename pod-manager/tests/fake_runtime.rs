@@ -62,6 +62,10 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
         )),
         prober: Some(Arc::new(KubeletProber::new(Arc::new(client_for_probes)))),
         events: Arc::new(kubelet_core::NoEvents),
+        volumes: Arc::new(kubelet_volumes::VolumeManager::new(
+            dirs.path().join("pods"),
+            Arc::new(kubelet_core::NoVolumeSources),
+        )),
     };
     let pods = Arc::new(LocalPods::new());
     let manager = PodManager::new(
