@@ -893,7 +893,7 @@ spec:
         ),
         (
             "missing-dir",
-            r#"MountVolume.SetUp failed for volume "d" : hostPath type check failed: /nonexistent-kubelet-test-dir is not a directory"#,
+            r#"MountVolume.SetUp failed for volume "d" : hostPath type check failed, /nonexistent-kubelet-test-dir is not a directory, unable to determine its type: path "/nonexistent-kubelet-test-dir" does not exist"#,
         ),
     ] {
         let selector = format!("involvedObject.name={pod},reason=FailedMount");
