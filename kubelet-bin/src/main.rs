@@ -403,6 +403,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             ..ManagerConfig::default()
         },
     );
+    if let Some(c) = &cluster {
+        c.objects.poke_pods_on_change(manager.poker());
+    }
     let mut manager = tokio::spawn(manager.run(updates_rx));
     let server = (flags.read_only_port != 0).then(|| {
         tokio::spawn(serve::serve(

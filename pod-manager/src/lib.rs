@@ -52,7 +52,7 @@ mod sync;
 pub use error::{Error, Result};
 pub use local::LocalPods;
 pub use logs::LogRotation;
-pub use manager::{ManagerConfig, PodManager};
+pub use manager::{ManagerConfig, PodManager, PodPoker};
 pub use probing::ProbeVerdict;
 pub use snapshot::pod_snapshot;
 pub use sync::{SyncContext, grace_period};

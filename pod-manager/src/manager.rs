@@ -66,6 +66,7 @@ pub struct PodManager {
     ctx: Arc<SyncContext>,
     reporter: Arc<dyn StatusReporter>,
     config: ManagerConfig,
+    pokes: Pokes,
 }
 
 impl std::fmt::Debug for PodManager {
@@ -78,6 +79,29 @@ impl std::fmt::Debug for PodManager {
 
 type Pokes = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
 
+/// Asks the worker of a pod to sync it now, e.g. because an object it references (a
+/// ConfigMap behind a volume) changed. Cheap to clone; a pod without a worker is ignored.
+#[derive(Clone, Default)]
+pub struct PodPoker {
+    pokes: Pokes,
+}
+
+impl std::fmt::Debug for PodPoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodPoker").finish_non_exhaustive()
+    }
+}
+
+impl PodPoker {
+    /// Wakes the worker of the pod with `uid`, if it has one.
+    pub fn poke(&self, uid: &str) {
+        let pokes = self.pokes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(poke) = pokes.get(uid) {
+            poke.notify_one();
+        }
+    }
+}
+
 impl PodManager {
     /// A manager syncing pods through `ctx` and publishing status to `reporter`.
     pub fn new(
@@ -89,6 +113,14 @@ impl PodManager {
             ctx,
             reporter,
             config,
+            pokes: Pokes::default(),
+        }
+    }
+
+    /// A handle that wakes pod workers from outside (object watches).
+    pub fn poker(&self) -> PodPoker {
+        PodPoker {
+            pokes: self.pokes.clone(),
         }
     }
 
@@ -98,7 +130,7 @@ impl PodManager {
         let mut wanted = PodSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut finishing: Vec<Worker> = Vec::new();
-        let pokes: Pokes = Arc::default();
+        let pokes: Pokes = self.pokes.clone();
         let (orphans_tx, mut orphans_rx) = mpsc::channel::<Vec<Pod>>(1);
         let rotation = self.config.log_rotation.map(|policy| {
             tokio::spawn(crate::logs::rotation_loop(self.ctx.runtime.clone(), policy))

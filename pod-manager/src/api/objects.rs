@@ -68,7 +68,13 @@ where
     }
 
     /// Starts watching `namespace/name` unless already watched; the receiver of its state.
-    fn watch(&self, client: &kube::Client, key: &(String, String)) -> watch::Receiver<Known<K>> {
+    /// `changed` is called on every change after the first list.
+    fn watch(
+        &self,
+        client: &kube::Client,
+        key: &(String, String),
+        changed: impl Fn() + Send + 'static,
+    ) -> watch::Receiver<Known<K>> {
         let mut objects = self.lock();
         if let Some(w) = objects.get(key) {
             return w.state.clone();
@@ -91,9 +97,11 @@ where
                     }
                     Ok(Event::Apply(object)) => {
                         tx.send_replace(Some(Some(object)));
+                        changed();
                     }
                     Ok(Event::Delete(_)) => {
                         tx.send_replace(Some(None));
+                        changed();
                     }
                     Err(e) => debug!(object = %what, error = %e, "watching an object"),
                 }
@@ -117,9 +125,10 @@ where
         kind: &str,
         namespace: &str,
         name: &str,
+        changed: impl Fn() + Send + 'static,
     ) -> kubelet_core::Result<Option<K>> {
         let key = (namespace.to_owned(), name.to_owned());
-        let state = self.watch(client, &key);
+        let state = self.watch(client, &key, changed);
         let deadline = tokio::time::Instant::now() + FIRST_LIST_WAIT;
         first_list(state.clone(), deadline).await;
         let known = state.borrow().clone();
@@ -168,6 +177,49 @@ struct Inner {
     by_pod: Mutex<HashMap<String, References>>,
     services: watch::Receiver<Option<BTreeMap<(String, String), Service>>>,
     _services_task: JoinHandle<()>,
+    /// Wakes the pods that reference an object that changed, so their volumes follow.
+    poker: std::sync::OnceLock<crate::PodPoker>,
+}
+
+/// Which kind of object changed.
+#[derive(Clone, Copy)]
+enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl Inner {
+    /// A callback for the watch of `key`: pokes every pod that references it.
+    fn on_change(
+        self: &Arc<Self>,
+        kind: Kind,
+        key: &(String, String),
+    ) -> impl Fn() + Send + 'static {
+        let inner = Arc::downgrade(self);
+        let key = key.clone();
+        move || {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let Some(poker) = inner.poker.get() else {
+                return;
+            };
+            let uids: Vec<String> = inner
+                .by_pod
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, refs)| match kind {
+                    Kind::ConfigMap => refs.config_maps.contains(&key),
+                    Kind::Secret => refs.secrets.contains(&key),
+                })
+                .map(|(uid, _)| uid.clone())
+                .collect();
+            for uid in uids {
+                poker.poke(&uid);
+            }
+        }
+    }
 }
 
 impl ApiObjects {
@@ -219,8 +271,16 @@ impl ApiObjects {
                 by_pod: Mutex::default(),
                 services,
                 _services_task: task,
+                poker: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Wakes, through `poker`, the pods that reference a ConfigMap or Secret when it
+    /// changes, so their volumes are updated at once rather than on the next periodic
+    /// sync. Set once; later calls are ignored.
+    pub fn poke_pods_on_change(&self, poker: crate::PodPoker) {
+        let _ = self.inner.poker.set(poker);
     }
 
     fn lock_pods(&self) -> MutexGuard<'_, HashMap<String, References>> {
@@ -351,12 +411,18 @@ impl EnvObjects for ApiObjects {
         let config_map_states: Vec<_> = refs
             .config_maps
             .iter()
-            .map(|key| self.inner.config_maps.watch(client, key))
+            .map(|key| {
+                let changed = self.inner.on_change(Kind::ConfigMap, key);
+                self.inner.config_maps.watch(client, key, changed)
+            })
             .collect();
         let secret_states: Vec<_> = refs
             .secrets
             .iter()
-            .map(|key| self.inner.secrets.watch(client, key))
+            .map(|key| {
+                let changed = self.inner.on_change(Kind::Secret, key);
+                self.inner.secrets.watch(client, key, changed)
+            })
             .collect();
         let replaced = self.lock_pods().insert(uid, refs);
         if replaced.is_some() {
@@ -386,16 +452,20 @@ impl VolumeSources for ApiObjects {
         namespace: &str,
         name: &str,
     ) -> kubelet_core::Result<Option<ConfigMap>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let changed = self.inner.on_change(Kind::ConfigMap, &key);
         self.inner
             .config_maps
-            .lookup(&self.inner.client, "configmap", namespace, name)
+            .lookup(&self.inner.client, "configmap", namespace, name, changed)
             .await
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> kubelet_core::Result<Option<Secret>> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let changed = self.inner.on_change(Kind::Secret, &key);
         self.inner
             .secrets
-            .lookup(&self.inner.client, "secret", namespace, name)
+            .lookup(&self.inner.client, "secret", namespace, name, changed)
             .await
     }
 
