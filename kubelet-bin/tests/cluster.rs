@@ -698,6 +698,12 @@ fn volumes_of_every_type() {
     let host_dir = dir.path().join("host-dir");
     let host_file = dir.path().join("host-file.txt");
     std::fs::write(&host_file, "from-the-host").expect("host file");
+    // Left by an earlier kubelet for a pod that no longer exists anywhere.
+    let orphan = dir
+        .path()
+        .join("root/pods/00000000-0000-0000-0000-00000000dead");
+    std::fs::create_dir_all(orphan.join("volumes/kubernetes.io~empty-dir/old"))
+        .expect("orphan pod dir");
     let kubelet = c.start_kubelet(dir.path(), &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "vol-test");
@@ -730,6 +736,7 @@ metadata:
   labels: {{app: vol, tier: x}}
 spec:
   terminationGracePeriodSeconds: 1
+  securityContext: {{fsGroup: 2000}}
   containers:
   - name: web
     image: {busybox}
@@ -800,6 +807,20 @@ spec:
   - {{name: main, image: {busybox}, command: ["sleep", "3600"], volumeMounts: [{{name: work, mountPath: /escaped, subPath: escape}}]}}
   volumes:
   - {{name: work, emptyDir: {{}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: short-token, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: web, image: {busybox}, command: ["httpd", "-f", "-p", "8080", "-h", "/"], volumeMounts: [{{name: t, mountPath: /t}}]}}
+  volumes:
+  - name: t
+    projected:
+      sources:
+      - serviceAccountToken: {{path: token, audience: example.com, expirationSeconds: 600}}
 "#,
         busybox = c.busybox,
         host_dir = host_dir.display(),
@@ -859,6 +880,17 @@ spec:
             .join("volumes/kubernetes.io~empty-dir/scratch/all")
             .is_dir(),
         "subPathExpr made its directory"
+    );
+    // fsGroup: the volumes belong to the group, directories setgid.
+    use std::os::unix::fs::MetadataExt;
+    let scratch = std::fs::metadata(pod_dir.join("volumes/kubernetes.io~empty-dir/scratch"))
+        .expect("emptyDir on the host");
+    assert_eq!(scratch.gid(), 2000);
+    assert_eq!(
+        scratch.mode() & 0o2000,
+        0o2000,
+        "setgid: {:o}",
+        scratch.mode()
     );
 
     // Updates reach the running container: the ConfigMap's data (alone, so its watch
@@ -941,6 +973,35 @@ spec:
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("subPath"), "{escape:#}");
+
+    // A token with the shortest lifetime the API server grants (10 minutes) is renewed
+    // at 80% of it, as upstream's token manager does.
+    let short = c.wait_json(
+        "short-token pod Running",
+        &["get", "pod", "-n", ns, "short-token"],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running" && condition(p, "Ready") == Some("True"),
+    );
+    let short_ip = short["status"]["podIP"]
+        .as_str()
+        .expect("pod IP")
+        .to_owned();
+    let token = || http_get(&short_ip, 8080, "/t/token").unwrap_or_default();
+    let first = token();
+    assert_eq!(first.split('.').count(), 3, "a JWT: {first:?}");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while token() == first {
+        assert!(
+            Instant::now() < deadline,
+            "token not renewed\nkubelet log:\n{}",
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    assert_eq!(token().split('.').count(), 3, "the renewed token is a JWT");
+
+    assert!(!orphan.exists(), "the orphaned pod directory was removed");
 
     // Deleting the pod tears its volumes down: no mount and no directory left.
     c.kubectl(&[
