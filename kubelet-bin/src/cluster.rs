@@ -12,6 +12,7 @@ use kubelet_pod_manager::api::{
 };
 
 use crate::Flags;
+use crate::config::Effective;
 
 /// The API server connection and the cluster-side parts wired to it.
 pub struct Cluster {
@@ -33,6 +34,7 @@ impl Cluster {
     pub async fn start(
         kubeconfig: &Path,
         flags: &Flags,
+        cfg: &Effective,
         node_name: &str,
         node_ips: &[IpAddr],
         runtime: Arc<CriClient>,
@@ -49,13 +51,16 @@ impl Cluster {
         };
         node.node_ips = node_ips.to_vec();
         node.labels = flags.node_labels.iter().cloned().collect();
-        node.taints = flags.register_with_taints.clone();
-        node.register = flags.register_node;
-        node.max_pods = flags.max_pods;
+        node.taints = cfg.register_with_taints.clone();
+        node.register = cfg.register_node;
+        node.max_pods = cfg.max_pods;
         node.milli_cpus = crate::node::milli_cpus();
         node.memory_bytes = crate::node::memory_bytes();
         node.root_dir = flags.root_dir.clone();
-        node.status_update_frequency = flags.node_status_update_frequency;
+        node.port = i32::from(cfg.port);
+        node.status_update_frequency = cfg.node_status_update_frequency;
+        node.status_report_frequency = cfg.node_status_report_frequency;
+        node.lease_duration_seconds = cfg.node_lease_duration_seconds;
         let view = Arc::new(PodView::new());
         let agent = NodeAgent::new(client.clone(), node, runtime.clone(), runtime);
         Ok(Self {

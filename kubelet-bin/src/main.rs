@@ -7,8 +7,12 @@
 //! With `--kubeconfig`, the kubelet also joins the cluster: registers its Node, keeps its
 //! status and Lease fresh, runs the pods bound to it, and reports their status, events and
 //! mirror pods to the API server.
+//!
+//! `--config` and `--config-dir` load a `KubeletConfiguration` (see [`config`]); flags
+//! typed on the command line override it.
 
 mod cluster;
+mod config;
 mod node;
 mod serve;
 
@@ -19,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
@@ -29,13 +33,28 @@ use kubelet_pod_manager::{
 };
 use kubelet_probes::KubeletProber;
 
+use crate::config::{ConfigTaint, Effective, GoDuration};
+
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 
 /// A Kubernetes node agent that runs pods through a CRI container runtime.
+///
+/// Flags that have a field in the configuration file override it only when given on the
+/// command line; their defaults are those of a kubelet started without `--config`.
 #[derive(Debug, Parser)]
 #[command(name = "kubelet", version, about)]
 struct Flags {
+    /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON) to load
+    /// the configuration from; flags given on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+
+    /// A directory of drop-in KubeletConfiguration files (`*.conf`, in lexical order)
+    /// merged over --config; flags given on the command line override them.
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+
     /// The endpoint of the container runtime service (unix socket).
     #[arg(long, default_value = DEFAULT_ENDPOINT)]
     container_runtime_endpoint: String,
@@ -45,8 +64,8 @@ struct Flags {
     image_service_endpoint: Option<String>,
 
     /// Timeout of all runtime requests except long-running pulls (e.g. 2m, 30s).
-    #[arg(long, default_value = "2m", value_parser = parse_duration)]
-    runtime_request_timeout: Duration,
+    #[arg(long, default_value = "2m", value_parser = config::parse_duration_flag)]
+    runtime_request_timeout: GoDuration,
 
     /// Directory (or file) of static pod manifests to run.
     #[arg(long)]
@@ -61,16 +80,16 @@ struct Flags {
     manifest_url_header: Vec<String>,
 
     /// How often the manifest path is re-read.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    file_check_frequency: Duration,
+    #[arg(long, default_value = "20s", value_parser = config::parse_duration_flag)]
+    file_check_frequency: GoDuration,
 
     /// How often the manifest URL is re-read.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    http_check_frequency: Duration,
+    #[arg(long, default_value = "20s", value_parser = config::parse_duration_flag)]
+    http_check_frequency: GoDuration,
 
     /// How often each pod is synced without any event.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
-    sync_frequency: Duration,
+    #[arg(long, default_value = "1m", value_parser = config::parse_duration_flag)]
+    sync_frequency: GoDuration,
 
     /// Node name to use instead of the host name.
     #[arg(long)]
@@ -97,8 +116,8 @@ struct Flags {
     resolv_conf: PathBuf,
 
     /// Largest size of a container log before it is rotated (a quantity, e.g. 10Mi).
-    #[arg(long, default_value = "10Mi", value_parser = parse_quantity_bytes)]
-    container_log_max_size: u64,
+    #[arg(long, default_value = "10Mi", value_parser = config::parse_quantity_flag)]
+    container_log_max_size: String,
 
     /// Most log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
@@ -109,7 +128,7 @@ struct Flags {
     #[arg(long, default_value = "127.0.0.1")]
     address: IpAddr,
 
-    /// Port of the read-only endpoints (/pods, /healthz); 0 disables them.
+    /// Port of the read-only endpoints (/pods, /healthz, /configz); 0 disables them.
     #[arg(long, default_value_t = 10255)]
     read_only_port: u16,
 
@@ -124,7 +143,7 @@ struct Flags {
 
     /// Taints the node registers with, `key=value:Effect`, comma separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_taint)]
-    register_with_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    register_with_taints: Vec<ConfigTaint>,
 
     /// Labels the node registers with, `key=value`, comma separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_label)]
@@ -135,8 +154,8 @@ struct Flags {
     max_pods: u32,
 
     /// How often the node's status is computed and, when changed, posted.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    node_status_update_frequency: Duration,
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]
+    node_status_update_frequency: GoDuration,
 
     /// Log verbosity (0 = info, 4 = debug, 6 and above = trace).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
@@ -151,7 +170,7 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 /// Parses a `--register-with-taints` entry, `key=value:Effect` or `key:Effect`.
-fn parse_taint(text: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> {
+fn parse_taint(text: &str) -> Result<ConfigTaint, String> {
     let (key_value, effect) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("{text:?}: expected key=value:Effect"))?;
@@ -160,65 +179,19 @@ fn parse_taint(text: &str) -> Result<k8s_openapi::api::core::v1::Taint, String> 
             "{text:?}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
         ));
     }
-    let (key, value) = match key_value.split_once('=') {
-        Some((k, v)) => (k, Some(v.to_owned())),
-        None => (key_value, None),
-    };
+    let (key, value) = key_value.split_once('=').unwrap_or((key_value, ""));
     if key.is_empty() {
         return Err(format!("{text:?}: the taint key is empty"));
     }
-    Ok(k8s_openapi::api::core::v1::Taint {
+    Ok(ConfigTaint {
         key: key.to_owned(),
-        value,
+        value: value.to_owned(),
         effect: effect.to_owned(),
         time_added: None,
     })
 }
 
-/// Parses a Kubernetes quantity of bytes (`10Mi`, `500k`).
-fn parse_quantity_bytes(text: &str) -> Result<u64, String> {
-    let quantity: kubelet_core::Quantity = text.parse().map_err(|e| format!("{e}"))?;
-    u64::try_from(quantity.value()).map_err(|_| format!("{text:?} must not be negative"))
-}
-
-/// Parses Go-style durations as upstream flags take them: `90s`, `2m`, `1h`, `1m30s`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push('s');
-            chars.next();
-        }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: expected a number before {unit:?}"))?;
-        let seconds = match unit.as_str() {
-            "h" => value * 3600.0,
-            "m" => value * 60.0,
-            "s" => value,
-            "ms" => value / 1000.0,
-            other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
-        };
-        total += Duration::from_secs_f64(seconds);
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err(format!("invalid duration {text:?}: missing unit (s, m, h)"));
-    }
-    Ok(total)
-}
-
-fn init_logging(verbosity: u8) {
+fn init_logging(verbosity: u32) {
     let level = match verbosity {
         0..=3 => "info",
         4 | 5 => "debug",
@@ -260,29 +233,32 @@ async fn wait_for_runtime(runtime: &CriClient, endpoint: &str) -> kubelet_core::
     }
 }
 
-async fn run(flags: Flags) -> anyhow::Result<()> {
-    if let Some(image_endpoint) = &flags.image_service_endpoint
-        && image_endpoint != &flags.container_runtime_endpoint
+async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
+    if let Some(image_endpoint) = &cfg.image_service_endpoint
+        && image_endpoint != &cfg.container_runtime_endpoint
     {
         anyhow::bail!(
-            "--image-service-endpoint {image_endpoint:?} differs from --container-runtime-endpoint; \
+            "imageServiceEndpoint {image_endpoint:?} differs from containerRuntimeEndpoint; \
              a separate image service is not supported yet"
         );
     }
     let timeouts = Timeouts {
-        request: flags.runtime_request_timeout,
+        request: cfg.runtime_request_timeout,
         ..Timeouts::default()
     };
-    let runtime = CriClient::new(&flags.container_runtime_endpoint, timeouts)
-        .context("--container-runtime-endpoint")?;
+    let runtime = CriClient::new(&cfg.container_runtime_endpoint, timeouts)
+        .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?;
     let node_name = node::node_name(flags.hostname_override.as_deref())?;
     let host_ips = node::node_ips(flags.node_ip.as_deref())?;
-    let host_resolv_conf = tokio::fs::read_to_string(&flags.resolv_conf).await.unwrap_or_else(|e| {
-        tracing::warn!(path = %flags.resolv_conf.display(), error = %e, "cannot read --resolv-conf; pods get no host DNS");
-        String::new()
-    });
+    let host_resolv_conf = match &cfg.resolv_conf {
+        Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read resolvConf; pods get no host DNS");
+            String::new()
+        }),
+        None => String::new(),
+    };
 
-    let version = wait_for_runtime(&runtime, &flags.container_runtime_endpoint).await;
+    let version = wait_for_runtime(&runtime, &cfg.container_runtime_endpoint).await;
     tracing::info!(
         runtime = %version.runtime_name,
         version = %version.runtime_version,
@@ -303,18 +279,20 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let runtime: Arc<CriClient> = Arc::new(runtime);
     let mut cluster = match &flags.kubeconfig {
         Some(path) => Some(
-            cluster::Cluster::start(path, &flags, &node_name, &host_ips, runtime.clone()).await?,
+            cluster::Cluster::start(path, &flags, &cfg, &node_name, &host_ips, runtime.clone())
+                .await?,
         ),
         None => None,
     };
     let node = NodeContext {
         node_name: node_name.clone(),
         host_ips,
-        pod_logs_root: PathBuf::from("/var/log/pods"),
+        pod_logs_root: cfg.pod_logs_dir.clone(),
         pods_dir: flags.root_dir.join("pods"),
-        cluster_dns: flags.cluster_dns.clone(),
-        cluster_domain: flags.cluster_domain.clone(),
+        cluster_dns: cfg.cluster_dns.clone(),
+        cluster_domain: cfg.cluster_domain.clone(),
         host_resolv_conf,
+        resolv_conf_disabled: cfg.resolv_conf.is_none(),
         allocatable_milli_cpu: node::milli_cpus(),
         allocatable_memory: node::memory_bytes(),
         memory_capacity: node::memory_bytes(),
@@ -349,23 +327,20 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let (updates, updates_rx) = tokio::sync::mpsc::channel(16);
     let mut sources = Vec::new();
     let mut source_kinds = Vec::new();
-    if let Some(path) = &flags.pod_manifest_path {
+    if let Some(path) = &cfg.static_pod_path {
         let source = FileSource::new(path.clone(), node_name.clone())
-            .with_check_frequency(flags.file_check_frequency);
+            .with_check_frequency(cfg.file_check_frequency);
         sources.push(tokio::spawn(source.run(updates.clone())));
         source_kinds.push(PodSource::File);
     }
-    if let Some(url) = &flags.manifest_url {
+    if let Some(url) = &cfg.static_pod_url {
         let mut source = UrlSource::new(url.clone(), node_name.clone())
-            .context("--manifest-url")?
-            .with_check_frequency(flags.http_check_frequency);
-        for header in &flags.manifest_url_header {
-            let (name, value) = header.split_once(':').with_context(|| {
-                format!("--manifest-url-header {header:?}: expected Name:Value")
-            })?;
+            .context("staticPodURL (--manifest-url)")?
+            .with_check_frequency(cfg.http_check_frequency);
+        for (name, value) in &cfg.static_pod_url_headers {
             source = source
-                .with_header(name.trim(), value.trim())
-                .with_context(|| format!("--manifest-url-header {header:?}"))?;
+                .with_header(name, value)
+                .with_context(|| format!("staticPodURLHeader (--manifest-url-header) {name:?}"))?;
         }
         sources.push(tokio::spawn(source.run(updates.clone())));
         source_kinds.push(PodSource::Http);
@@ -376,7 +351,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     }
     if sources.is_empty() {
         tracing::warn!(
-            "no pod source configured (--kubeconfig, --pod-manifest-path, --manifest-url): no pods will run"
+            "no pod source configured (--kubeconfig, staticPodPath, staticPodURL): no pods will run"
         );
     }
     drop(updates);
@@ -393,12 +368,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         Arc::new(ctx),
         pods.clone(),
         ManagerConfig {
-            resync_period: flags.sync_frequency,
+            resync_period: cfg.sync_frequency,
             sources: source_kinds,
             log_rotation: Some(LogRotation {
-                max_size: flags.container_log_max_size,
-                max_files: usize::from(flags.container_log_max_files),
-                ..LogRotation::default()
+                max_size: cfg.container_log_max_size,
+                max_files: cfg.container_log_max_files,
+                interval: cfg.container_log_monitor_interval,
             }),
             ..ManagerConfig::default()
         },
@@ -407,10 +382,12 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         c.objects.poke_pods_on_change(manager.poker());
     }
     let mut manager = tokio::spawn(manager.run(updates_rx));
-    let server = (flags.read_only_port != 0).then(|| {
+    let configz = Arc::new(config::configz_json(&cfg).to_string());
+    let server = cfg.read_only_port.map(|port| {
         tokio::spawn(serve::serve(
-            SocketAddr::new(flags.address, flags.read_only_port),
+            SocketAddr::new(cfg.address, port),
             pods,
+            configz,
         ))
     });
 
@@ -444,8 +421,24 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
-    init_logging(flags.verbosity);
+    let matches = Flags::command().get_matches();
+    let flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A broken configuration stops the kubelet before it touches the runtime.
+    let cfg = match config::resolve(&flags, &matches) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("kubelet: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(cfg.verbosity);
+    tracing::info!(sources = %cfg.sources, "configuration loaded");
+    for file in &cfg.skipped_drop_ins {
+        tracing::debug!(file = %file.display(), "skipped file in --config-dir (not a .conf file)");
+    }
+    for note in cfg.unsupported() {
+        tracing::warn!("{note}");
+    }
     lower_own_oom_score();
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -457,7 +450,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(run(flags)) {
+    match tokio.block_on(run(flags, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubelet: {e:#}");
@@ -471,21 +464,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_go_durations() {
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
     fn flags_have_upstream_names_and_defaults() {
         let flags = Flags::try_parse_from(["kubelet"]).expect("defaults");
         assert_eq!(flags.container_runtime_endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(flags.runtime_request_timeout, Duration::from_secs(120));
+        assert_eq!(flags.runtime_request_timeout, GoDuration::from_secs(120));
         let flags = Flags::try_parse_from([
             "kubelet",
             "--container-runtime-endpoint=unix:///run/crio/crio.sock",
@@ -497,13 +479,30 @@ mod tests {
             flags.container_runtime_endpoint,
             "unix:///run/crio/crio.sock"
         );
-        assert_eq!(flags.runtime_request_timeout, Duration::from_secs(30));
+        assert_eq!(flags.runtime_request_timeout, GoDuration::from_secs(30));
         assert_eq!(flags.verbosity, 4);
-        assert_eq!(flags.container_log_max_size, 10 * 1024 * 1024);
+        assert_eq!(flags.container_log_max_size, "10Mi");
         let flags =
             Flags::try_parse_from(["kubelet", "--container-log-max-size=500k"]).expect("flags");
-        assert_eq!(flags.container_log_max_size, 500_000);
+        assert_eq!(flags.container_log_max_size, "500k");
         assert!(Flags::try_parse_from(["kubelet", "--container-log-max-size=ten"]).is_err());
         assert!(Flags::try_parse_from(["kubelet", "--container-log-max-files=1"]).is_err());
+        assert!(Flags::try_parse_from(["kubelet", "--sync-frequency=10"]).is_err());
+    }
+
+    #[test]
+    fn taint_flag_is_parsed() {
+        let taint = parse_taint("example.com/soft=yes:PreferNoSchedule").expect("taint");
+        assert_eq!(
+            (
+                taint.key.as_str(),
+                taint.value.as_str(),
+                taint.effect.as_str()
+            ),
+            ("example.com/soft", "yes", "PreferNoSchedule")
+        );
+        assert_eq!(parse_taint("dedicated:NoExecute").expect("taint").value, "");
+        assert!(parse_taint("dedicated=x:Sometimes").is_err());
+        assert!(parse_taint("=x:NoSchedule").is_err());
     }
 }

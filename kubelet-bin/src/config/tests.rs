@@ -1,0 +1,628 @@
+use std::path::Path;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde_json::{Value, json};
+
+use super::*;
+
+const HEADER: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+/// Resolves the configuration as `main` does for these command-line arguments.
+fn resolve_args(args: &[&str]) -> anyhow::Result<Effective> {
+    let matches = Flags::command().try_get_matches_from(args)?;
+    let flags = Flags::from_arg_matches(&matches)?;
+    resolve(&flags, &matches)
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    std::fs::write(path, text).expect("write");
+}
+
+/// A config file holding `HEADER` and `body`.
+fn config_file(dir: &tempfile::TempDir, body: &str) -> std::path::PathBuf {
+    let path = dir.path().join("kubelet.yaml");
+    write(&path, &format!("{HEADER}{body}"));
+    path
+}
+
+fn load_error(body: &str) -> (String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(&dir, body);
+    let err = load_file(&path).expect_err("invalid file");
+    (format!("{err:#}"), path.display().to_string())
+}
+
+fn upstream_fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/config/testdata")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let mut value: Value = serde_json::from_str(&text).expect("fixture JSON");
+    // This kubelet's one deliberate default change (see types::DEFAULT_ADDRESS).
+    value["address"] = json!("127.0.0.1");
+    value
+}
+
+fn as_served(mut config: KubeletConfiguration) -> Value {
+    config.api_version = API_VERSION.into();
+    config.kind = KIND.into();
+    serde_json::to_value(config).expect("JSON")
+}
+
+#[test]
+fn defaults_equal_upstream() {
+    // upstream-defaults.json is what upstream v1.37.2 makes of a file with only
+    // apiVersion and kind (see testdata/upstream_dump.go).
+    assert_eq!(
+        as_served(KubeletConfiguration::defaulted()),
+        upstream_fixture("upstream-defaults.json")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut loaded = load_file(&config_file(&dir, "")).expect("empty config");
+    // loadConfigFile's own default, added after what the fixture shows.
+    let eviction = loaded.eviction_hard.take().expect("evictionHard defaulted");
+    assert_eq!(
+        eviction.get("memory.available").map(String::as_str),
+        Some("100Mi")
+    );
+    assert_eq!(eviction.len(), 5);
+    assert_eq!(
+        as_served(loaded),
+        upstream_fixture("upstream-defaults.json")
+    );
+}
+
+#[test]
+fn a_file_loads_as_upstream_loads_it() {
+    // testdata/some.yaml sets durations, pointers, explicit empties and gates.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sub/some.yaml");
+    write(&path, include_str!("testdata/some.yaml"));
+    let config = load_file(&path).expect("some.yaml");
+    let mut expected = upstream_fixture("upstream-some.json");
+    // Upstream was given the relative path sub/some.yaml; here the file is absolute.
+    expected["staticPodPath"] = json!(dir.path().join("sub/manifests"));
+    assert_eq!(as_served(config), expected);
+}
+
+#[test]
+fn a_kubeadm_file_loads_as_upstream_loads_it() {
+    // testdata/kubeadm.yaml is the file `kubeadm init` writes (zero durations, an
+    // integer flushFrequency, an empty containerRuntimeEndpoint, ...).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    write(&path, include_str!("testdata/kubeadm.yaml"));
+    let mut config = load_file(&path).expect("kubeadm's config");
+    assert_eq!(config.eviction_hard.take().map(|e| e.len()), Some(5));
+    assert_eq!(as_served(config), upstream_fixture("upstream-kubeadm.json"));
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_path() {
+    let (err, file) = load_error("maxPod: 3\n");
+    assert!(err.contains(&file), "{err}");
+    assert!(err.ends_with("field \"maxPod\": unknown field"), "{err}");
+    let (err, _) = load_error("authentication:\n  x509:\n    clientCAfile: /ca.crt\n");
+    assert!(
+        err.ends_with("field \"authentication.x509.clientCAfile\": unknown field"),
+        "{err}"
+    );
+    let (err, _) =
+        load_error("registerWithTaints:\n- key: a\n  effect: NoSchedule\n  operator: Exists\n");
+    assert!(
+        err.ends_with("field \"registerWithTaints[0].operator\": unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_types_are_refused_with_their_path() {
+    let (err, file) = load_error("maxPods: lots\n");
+    assert_eq!(
+        err,
+        format!(
+            "config file {file}: field \"maxPods\": invalid type: string \"lots\", expected i32"
+        )
+    );
+    let (err, _) = load_error("syncFrequency: 10\n");
+    assert!(
+        err.contains("field \"syncFrequency\": invalid type: integer `10`, expected a duration"),
+        "{err}"
+    );
+    let (err, _) = load_error("syncFrequency: 10x\n");
+    assert!(
+        err.ends_with("field \"syncFrequency\": time: unknown unit in duration \"10x\""),
+        "{err}"
+    );
+    let (err, _) = load_error("kubeReserved:\n  cpu: 1\n");
+    assert!(
+        err.contains("field \"kubeReserved.cpu\": invalid type: integer `1`"),
+        "{err}"
+    );
+    let (err, _) = load_error("readOnlyPort: 99999999999\n");
+    assert!(err.contains("field \"readOnlyPort\""), "{err}");
+    let (err, _) = load_error("registerNode: \"yes\"\n");
+    assert!(
+        err.contains("field \"registerNode\": invalid type: string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_document_must_be_a_kubelet_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kubelet.yaml");
+    write(
+        &path,
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n",
+    );
+    let err = format!("{:#}", load_file(&path).expect_err("wrong version"));
+    assert!(
+        err.contains("field \"apiVersion\": \"kubelet.config.k8s.io/v1\" is not supported"),
+        "{err}"
+    );
+    write(
+        &path,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeProxyConfiguration\n",
+    );
+    let err = format!("{:#}", load_file(&path).expect_err("wrong kind"));
+    assert!(err.contains("field \"kind\""), "{err}");
+    write(&path, "maxPods: 3\n");
+    let err = format!("{:#}", load_file(&path).expect_err("no type"));
+    assert!(err.contains("field \"apiVersion\": missing"), "{err}");
+    write(&path, "  \n");
+    let err = format!("{:#}", load_file(&path).expect_err("empty"));
+    assert!(err.ends_with("the file is empty"), "{err}");
+    write(&path, "maxPods: [\n");
+    let err = format!("{:#}", load_file(&path).expect_err("broken"));
+    assert!(err.contains("invalid YAML"), "{err}");
+    let err = format!(
+        "{:#}",
+        load_file(&dir.path().join("missing.yaml")).expect_err("missing")
+    );
+    assert!(err.contains("missing.yaml: cannot read it"), "{err}");
+}
+
+#[test]
+fn json_files_load_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kubelet.json");
+    write(
+        &path,
+        r#"{"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            "maxPods": 20, "clusterDNS": ["10.96.0.10"]}"#,
+    );
+    let config = load_file(&path).expect("JSON config");
+    assert_eq!(config.max_pods, 20);
+    assert_eq!(config.cluster_dns, ["10.96.0.10"]);
+}
+
+#[test]
+fn relative_paths_follow_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        &dir,
+        "staticPodPath: manifests\nresolvConf: \"\"\npodLogsDir: /logs\n",
+    );
+    let config = load_file(&path).expect("config");
+    assert_eq!(
+        Path::new(&config.static_pod_path),
+        dir.path().join("manifests")
+    );
+    assert_eq!(config.resolv_conf.as_deref(), Some(""));
+    assert_eq!(config.pod_logs_dir, "/logs");
+}
+
+#[test]
+fn drop_ins_merge_in_lexical_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "maxPods: 50\nsyncFrequency: 30s\nclusterDNS: [10.0.0.1]\n\
+         evictionHard:\n  memory.available: 200Mi\n",
+    );
+    let drop_ins = dir.path().join("kubelet.conf.d");
+    write(
+        &drop_ins.join("20-pods.conf"),
+        &format!("{HEADER}maxPods: 60\nclusterDNS: [10.0.0.2, 10.0.0.3]\n"),
+    );
+    write(
+        &drop_ins.join("10-pods.conf"),
+        &format!("{HEADER}maxPods: 40\nnodeLeaseDurationSeconds: 20\n"),
+    );
+    // Subdirectories are walked in their place in the order: "30" after "20-pods.conf".
+    write(
+        &drop_ins.join("30/a.conf"),
+        &format!("{HEADER}evictionHard:\n  nodefs.available: 5%\nsyncFrequency: null\n"),
+    );
+    write(&drop_ins.join("README"), "not a drop-in");
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--config",
+        &file.to_string_lossy(),
+        "--config-dir",
+        &drop_ins.to_string_lossy(),
+    ])
+    .expect("config with drop-ins");
+    assert_eq!(cfg.config.max_pods, 60, "the last drop-in wins");
+    assert_eq!(
+        cfg.config.node_lease_duration_seconds, 20,
+        "an earlier one stays"
+    );
+    assert_eq!(
+        cfg.config.cluster_dns,
+        ["10.0.0.2", "10.0.0.3"],
+        "lists replace"
+    );
+    assert_eq!(
+        cfg.config.eviction_hard,
+        Some(
+            [("memory.available", "200Mi"), ("nodefs.available", "5%")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        ),
+        "maps merge"
+    );
+    assert_eq!(
+        cfg.sync_frequency,
+        Duration::from_secs(60),
+        "null resets to the default"
+    );
+    assert!(cfg.sources.contains("--config-dir"), "{}", cfg.sources);
+    assert_eq!(cfg.skipped_drop_ins, [drop_ins.join("README")]);
+}
+
+#[test]
+fn a_bad_drop_in_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drop_ins = dir.path().join("conf.d");
+    write(
+        &drop_ins.join("10-a.conf"),
+        &format!("{HEADER}maxPods: 40\n"),
+    );
+    write(
+        &drop_ins.join("20-b.conf"),
+        &format!("{HEADER}maxPod: 40\n"),
+    );
+    let err = resolve_args(&["kubelet", "--config-dir", &drop_ins.to_string_lossy()])
+        .expect_err("unknown field in a drop-in");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("drop-in config file") && err.contains("20-b.conf"),
+        "{err}"
+    );
+    assert!(err.ends_with("field \"maxPod\": unknown field"), "{err}");
+    write(&drop_ins.join("20-b.conf"), "maxPods: 40\n");
+    let err = resolve_args(&["kubelet", "--config-dir", &drop_ins.to_string_lossy()])
+        .expect_err("no apiVersion");
+    assert!(format!("{err:#}").contains("apiVersion"), "{err:#}");
+    let err = resolve_args(&["kubelet", "--config-dir", "/nonexistent/conf.d"])
+        .expect_err("missing directory");
+    assert!(
+        format!("{err:#}").contains("/nonexistent/conf.d"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn drop_ins_without_a_config_file_start_from_the_flag_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("a.conf"),
+        &format!("{HEADER}maxPods: 40\n"),
+    );
+    let cfg = resolve_args(&["kubelet", "--config-dir", &dir.path().to_string_lossy()])
+        .expect("drop-ins only");
+    assert_eq!(cfg.max_pods, 40);
+    assert_eq!(
+        cfg.read_only_port,
+        Some(10255),
+        "the legacy flag default stays"
+    );
+}
+
+#[test]
+fn typed_flags_beat_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "maxPods: 50\nsyncFrequency: 30s\nreadOnlyPort: 10255\nclusterDomain: example.org\n",
+    );
+    let file = file.to_string_lossy();
+    let cfg = resolve_args(&["kubelet", "--config", &file]).expect("file only");
+    assert_eq!(cfg.max_pods, 50);
+    assert_eq!(cfg.sync_frequency, Duration::from_secs(30));
+    assert_eq!(cfg.read_only_port, Some(10255));
+    assert_eq!(cfg.cluster_domain, "example.org");
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--config",
+        &file,
+        "--max-pods",
+        "30",
+        "--read-only-port=0",
+        "--cluster-dns=10.96.0.10",
+        "-v",
+        "4",
+    ])
+    .expect("file and flags");
+    assert_eq!(cfg.max_pods, 30, "a typed flag wins");
+    assert_eq!(cfg.config.max_pods, 30, "and is what /configz shows");
+    assert_eq!(cfg.read_only_port, None);
+    assert_eq!(cfg.cluster_dns, [IpAddr::from([10, 96, 0, 10])]);
+    assert_eq!(cfg.verbosity, 4);
+    assert_eq!(
+        cfg.sync_frequency,
+        Duration::from_secs(30),
+        "a flag left at its default does not"
+    );
+    assert_eq!(cfg.cluster_domain, "example.org");
+}
+
+#[test]
+fn without_a_file_the_flags_and_their_defaults_decide() {
+    let cfg = resolve_args(&["kubelet"]).expect("no file");
+    assert_eq!(cfg.config, KubeletConfiguration::flag_defaults());
+    assert_eq!(cfg.read_only_port, Some(10255));
+    assert_eq!(cfg.address, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(cfg.cluster_domain, "cluster.local");
+    assert_eq!(
+        cfg.resolv_conf.as_deref(),
+        Some(Path::new("/etc/resolv.conf"))
+    );
+    assert_eq!(cfg.container_log_max_size, 10 * 1024 * 1024);
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--pod-manifest-path=/etc/kubernetes/manifests",
+        "--manifest-url-header=Authorization: Bearer x",
+        "--manifest-url-header=Authorization:Bearer y",
+        "--register-with-taints=example.com/soft=yes:PreferNoSchedule",
+        "--container-log-max-size=500k",
+        "--node-status-update-frequency=2s",
+    ])
+    .expect("flags");
+    assert_eq!(
+        cfg.static_pod_path.as_deref(),
+        Some(Path::new("/etc/kubernetes/manifests"))
+    );
+    assert_eq!(
+        cfg.static_pod_url_headers,
+        [
+            ("Authorization".to_owned(), "Bearer x".to_owned()),
+            ("Authorization".to_owned(), "Bearer y".to_owned())
+        ]
+    );
+    assert_eq!(cfg.register_with_taints[0].value.as_deref(), Some("yes"));
+    assert_eq!(cfg.container_log_max_size, 500_000);
+    assert_eq!(cfg.node_status_update_frequency, Duration::from_secs(2));
+    assert_eq!(
+        cfg.node_status_report_frequency,
+        Duration::from_secs(300),
+        "defaulted before the flags, as upstream"
+    );
+}
+
+#[test]
+fn flag_defaults_match_the_configuration_defaults() {
+    // Every flag with a configuration field, applied at its default, changes nothing.
+    let flags = Flags::try_parse_from(["kubelet"]).expect("defaults");
+    let mut config = KubeletConfiguration::flag_defaults();
+    apply_flags(&mut config, &flags, |_| true).expect("apply");
+    assert_eq!(config, KubeletConfiguration::flag_defaults());
+}
+
+#[test]
+fn invalid_values_are_reported_with_their_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "maxPods: -1\nclusterDNS: [10.96.0.300]\ncontainerLogMaxSize: ten\n",
+    );
+    let err = resolve_args(&["kubelet", "--config", &file.to_string_lossy()])
+        .expect_err("invalid values");
+    let err = format!("{err:#}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.contains(
+            "invalid configuration: maxPods (--max-pods) -1 must not be a negative number"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("clusterDNS[0]: \"10.96.0.300\" is not an IP address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("containerLogMaxSize: quantity \"ten\""),
+        "{err}"
+    );
+    let err = resolve_args(&["kubelet", "--sync-frequency=0s"]).expect_err("zero period");
+    assert!(
+        format!("{err:#}").contains("syncFrequency: 0s must be greater than 0"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn configz_is_upstreams_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "staticPodURL: http://example.com/pods\nstaticPodURLHeader:\n  Authorization: [Bearer secret]\n",
+    );
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--config",
+        &file.to_string_lossy(),
+        "--max-pods=7",
+    ])
+    .expect("config");
+    let configz = configz_json(&cfg);
+    let served = &configz["kubeletconfig"];
+    assert_eq!(served["apiVersion"], "kubelet.config.k8s.io/v1beta1");
+    assert_eq!(served["kind"], "KubeletConfiguration");
+    assert_eq!(served["maxPods"], 7);
+    assert_eq!(served["syncFrequency"], "1m0s");
+    assert_eq!(
+        served["staticPodURLHeader"]["Authorization"],
+        json!(["<masked>"])
+    );
+    assert!(!configz.to_string().contains("secret"));
+    assert_eq!(configz.as_object().map(|o| o.len()), Some(1));
+}
+
+#[test]
+fn unsupported_settings_are_noted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(&dir, "cgroupDriver: systemd\n");
+    let cfg = resolve_args(&["kubelet", "--config", &file.to_string_lossy()]).expect("config");
+    assert_eq!(cfg.unsupported().len(), 1);
+    assert!(cfg.unsupported()[0].contains("cgroupDriver systemd"));
+}
+
+/// The JSON names of upstream's v1beta1 `KubeletConfiguration` fields (k8s.io/kubelet
+/// v0.37.2, config/v1beta1/types.go).
+const UPSTREAM_FIELDS: [&str; 126] = [
+    "enableServer",
+    "staticPodPath",
+    "podLogsDir",
+    "syncFrequency",
+    "fileCheckFrequency",
+    "httpCheckFrequency",
+    "staticPodURL",
+    "staticPodURLHeader",
+    "address",
+    "port",
+    "readOnlyPort",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
+    "tlsCipherSuites",
+    "tlsCurvePreferences",
+    "tlsMinVersion",
+    "rotateCertificates",
+    "serverTLSBootstrap",
+    "authentication",
+    "authorization",
+    "registryPullQPS",
+    "registryBurst",
+    "imagePullCredentialsVerificationPolicy",
+    "preloadedImagesVerificationAllowlist",
+    "eventRecordQPS",
+    "eventBurst",
+    "enableDebuggingHandlers",
+    "enableContentionProfiling",
+    "healthzPort",
+    "healthzBindAddress",
+    "oomScoreAdj",
+    "clusterDomain",
+    "clusterDNS",
+    "streamingConnectionIdleTimeout",
+    "nodeStatusUpdateFrequency",
+    "nodeStatusReportFrequency",
+    "nodeLeaseDurationSeconds",
+    "imageMinimumGCAge",
+    "imageMaximumGCAge",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "volumeStatsAggPeriod",
+    "kubeletCgroups",
+    "systemCgroups",
+    "cgroupRoot",
+    "cgroupsPerQOS",
+    "cgroupDriver",
+    "cpuManagerPolicy",
+    "singleProcessOOMKill",
+    "cpuManagerPolicyOptions",
+    "cpuManagerReconcilePeriod",
+    "memoryManagerPolicy",
+    "topologyManagerPolicy",
+    "topologyManagerScope",
+    "topologyManagerPolicyOptions",
+    "qosReserved",
+    "runtimeRequestTimeout",
+    "hairpinMode",
+    "maxPods",
+    "podCIDR",
+    "podPidsLimit",
+    "resolvConf",
+    "runOnce",
+    "cpuCFSQuota",
+    "cpuCFSQuotaPeriod",
+    "nodeStatusMaxImages",
+    "maxOpenFiles",
+    "contentType",
+    "kubeAPIQPS",
+    "kubeAPIBurst",
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "evictionHard",
+    "evictionSoft",
+    "evictionSoftGracePeriod",
+    "evictionPressureTransitionPeriod",
+    "evictionMaxPodGracePeriod",
+    "evictionMinimumReclaim",
+    "mergeDefaultEvictionSettings",
+    "podsPerCore",
+    "enableControllerAttachDetach",
+    "protectKernelDefaults",
+    "makeIPTablesUtilChains",
+    "iptablesMasqueradeBit",
+    "iptablesDropBit",
+    "featureGates",
+    "failSwapOn",
+    "memorySwap",
+    "containerLogMaxSize",
+    "containerLogMaxFiles",
+    "containerLogMaxWorkers",
+    "containerLogMonitorInterval",
+    "configMapAndSecretChangeDetectionStrategy",
+    "systemReserved",
+    "kubeReserved",
+    "reservedSystemCPUs",
+    "showHiddenMetricsForVersion",
+    "systemReservedCgroup",
+    "kubeReservedCgroup",
+    "enforceNodeAllocatable",
+    "allowedUnsafeSysctls",
+    "defaultPodSysctls",
+    "volumePluginDir",
+    "providerID",
+    "kernelMemcgNotification",
+    "logging",
+    "enableSystemLogHandler",
+    "enableSystemLogQuery",
+    "shutdownGracePeriod",
+    "shutdownGracePeriodCriticalPods",
+    "shutdownGracePeriodByPodPriority",
+    "crashLoopBackOff",
+    "reservedMemory",
+    "enableProfilingHandler",
+    "enableDebugFlagsHandler",
+    "seccompDefault",
+    "memoryThrottlingFactor",
+    "memoryReservationPolicy",
+    "registerWithTaints",
+    "registerNode",
+    "tracing",
+    "localStorageCapacityIsolation",
+    "containerRuntimeEndpoint",
+    "imageServiceEndpoint",
+    "failCgroupV1",
+    "userNamespaces",
+];
+
+#[test]
+fn every_upstream_field_is_accepted() {
+    for name in UPSTREAM_FIELDS {
+        // A boolean is the right type for some fields and the wrong one for the others;
+        // either way the field must be known.
+        if let Err(err) = load::decode(json!({ name: true })) {
+            assert_eq!(err.field, name, "{err}");
+            assert_ne!(err.reason, "unknown field", "{name} is not accepted");
+        }
+    }
+}
