@@ -10,10 +10,7 @@
 //! warning, a file with an unknown field or a value of the wrong type is refused: a typo
 //! in a node's configuration should stop the kubelet, not be ignored.
 
-mod duration;
 mod load;
-mod types;
-mod validate;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,10 +21,10 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use k8s_openapi::api::core::v1::Taint;
 
-pub use duration::{GoDuration, parse_flag as parse_duration_flag};
+pub use kubelet_core::config::{
+    API_VERSION, ConfigTaint, GoDuration, KIND, KubeletConfiguration, parse_duration_flag, validate,
+};
 pub use load::{load_file, merge_drop_ins};
-pub use types::{API_VERSION, ConfigTaint, KIND, KubeletConfiguration};
-pub use validate::validate;
 
 use crate::Flags;
 

@@ -34,6 +34,7 @@
 //! ```
 
 mod backoff;
+pub mod config;
 pub mod downward;
 mod error;
 mod event;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{Map, Value};
 
-use super::types::{API_VERSION, KIND, KubeletConfiguration};
+use kubelet_core::config::{API_VERSION, KIND, KubeletConfiguration};
 
 /// Why a document is not a valid `KubeletConfiguration`, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::duration::GoDuration;
-use super::types::{ConfigTaint, KubeletConfiguration};
+use crate::config::duration::GoDuration;
+use crate::config::types::{ConfigTaint, KubeletConfiguration};
 
 /// Every reason `config` is invalid, each naming its field; empty when valid.
 pub fn validate(config: &KubeletConfiguration) -> Vec<String> {

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::duration::GoDuration;
+use crate::config::duration::GoDuration;
 
 /// The `apiVersion` a configuration file must carry.
 pub const API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
@@ -52,7 +52,7 @@ pub struct QuantityValue(pub String);
 
 impl QuantityValue {
     /// The parsed quantity.
-    pub fn parse(&self) -> Result<kubelet_core::Quantity, kubelet_core::QuantityError> {
+    pub fn parse(&self) -> Result<crate::Quantity, crate::QuantityError> {
         self.0.parse()
     }
 }
