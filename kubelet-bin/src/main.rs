@@ -43,7 +43,7 @@ const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 /// Flags that have a field in the configuration file override it only when given on the
 /// command line; their defaults are those of a kubelet started without `--config`.
 #[derive(Debug, Parser)]
-#[command(name = "kubelet", version, about)]
+#[command(name = "kubelet", version = kubelet_pod_manager::api::KUBELET_VERSION, about)]
 struct Flags {
     /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON) to load
     /// the configuration from; flags given on the command line override it.
