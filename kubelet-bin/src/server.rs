@@ -160,7 +160,7 @@ impl Api {
         }
         let authn = Authenticator::new(tokens, settings.anonymous);
         if settings.client_ca.is_none() && !authn.accepts_tokens() && !settings.anonymous {
-            tracing::warn!(
+            tracing::info!(
                 "the kubelet API has no way to authenticate requests (no authentication.x509.clientCAFile, \
                  no webhook token authentication, anonymous requests off): every request gets 401"
             );
