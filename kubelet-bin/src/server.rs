@@ -247,6 +247,9 @@ async fn serve_api_on(
     client: Option<kube::Client>,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr().context("the kubelet API's address")?;
+    if client.is_some() && address.ip().is_loopback() {
+        tracing::warn!(%address, "the kubelet API listens on loopback only: the API server cannot reach it (kubectl logs); set address (--address), e.g. 0.0.0.0");
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let api = Arc::new(Api::new(settings, endpoints, client));
     tracing::info!(%address, client_ca = ?settings.client_ca, anonymous = settings.anonymous,
