@@ -75,6 +75,12 @@ impl Cluster {
         })
     }
 
+    /// The API server client (for the kubelet API's TokenReview and
+    /// SubjectAccessReview).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     /// The watch of the pods bound to this node, with node-side admission.
     pub fn pod_source(&self) -> ApiPodSource {
         ApiPodSource::new(self.client.clone(), &self.node_name, self.view.clone()).with_admission(

@@ -207,7 +207,52 @@ fn apply_flags(
     if given("verbosity") {
         config.logging.verbosity = u32::from(flags.verbosity);
     }
+    apply_server_flags(config, flags, &given);
     Ok(())
+}
+
+/// The flags of the kubelet API server (`--port`, `--healthz-*`, `--tls-*`, and the
+/// authentication and authorization flags).
+fn apply_server_flags(
+    config: &mut KubeletConfiguration,
+    flags: &Flags,
+    given: impl Fn(&str) -> bool,
+) {
+    let path_text = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if given("port") {
+        config.port = i32::from(flags.port);
+    }
+    if given("healthz_port") {
+        config.healthz_port = Some(i32::from(flags.healthz_port));
+    }
+    if given("healthz_bind_address") {
+        config.healthz_bind_address = flags.healthz_bind_address.to_string();
+    }
+    if given("tls_cert_file") {
+        config.tls_cert_file = path_text(&flags.tls_cert_file);
+    }
+    if given("tls_private_key_file") {
+        config.tls_private_key_file = path_text(&flags.tls_private_key_file);
+    }
+    if given("client_ca_file") {
+        config.authentication.x509.client_ca_file = path_text(&flags.client_ca_file);
+    }
+    if given("anonymous_auth") {
+        config.authentication.anonymous.enabled = Some(flags.anonymous_auth);
+    }
+    if given("authentication_token_webhook") {
+        config.authentication.webhook.enabled = Some(flags.authentication_token_webhook);
+    }
+    if given("authorization_mode") {
+        config
+            .authorization
+            .mode
+            .clone_from(&flags.authorization_mode);
+    }
 }
 
 impl Effective {

@@ -8,6 +8,9 @@
 //! status and Lease fresh, runs the pods bound to it, and reports their status, events and
 //! mirror pods to the API server.
 //!
+//! The kubelet API (see [`server`]) is served on `address:port` over HTTPS with
+//! authentication and authorization, and `/healthz` on `healthzBindAddress:healthzPort`.
+//!
 //! `--config` and `--config-dir` load a `KubeletConfiguration` (see [`config`]); flags
 //! typed on the command line override it.
 
@@ -15,6 +18,7 @@ mod cluster;
 mod config;
 mod node;
 mod serve;
+mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -131,6 +135,47 @@ struct Flags {
     /// Port of the read-only endpoints (/pods, /healthz, /configz); 0 disables them.
     #[arg(long, default_value_t = 10255)]
     read_only_port: u16,
+
+    /// Port of the kubelet API (HTTPS, authenticated: /pods, /containerLogs, /healthz,
+    /// /configz), on --address.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+
+    /// Port of the plain-HTTP /healthz endpoint; 0 disables it.
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+
+    /// Address of the /healthz endpoint.
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: IpAddr,
+
+    /// Serving certificate (PEM, with its chain) of the kubelet API; without it and
+    /// --tls-private-key-file, a self-signed one is kept in <root-dir>/pki.
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert-file.
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+
+    /// CA bundle of the client certificates the kubelet API accepts (user = CN,
+    /// groups = O).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+
+    /// Serve requests without credentials as system:anonymous. Off by default, unlike
+    /// upstream's flag.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+
+    /// Authenticate bearer tokens through the API server's TokenReview.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    authentication_token_webhook: bool,
+
+    /// How kubelet API requests are authorized: AlwaysAllow, or Webhook
+    /// (SubjectAccessReview).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
 
     /// Kubeconfig of the API server to join; without it the kubelet runs standalone.
     #[arg(long)]
@@ -276,6 +321,8 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
     }
 
+    let server_settings =
+        server::Settings::from_config(&cfg, &flags.root_dir, &node_name, &host_ips)?;
     let runtime: Arc<CriClient> = Arc::new(runtime);
     let mut cluster = match &flags.kubeconfig {
         Some(path) => Some(
@@ -305,6 +352,7 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     };
     let volumes = kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
         .with_node_allocatable(node.allocatable());
+    let api_runtime: Arc<dyn Runtime> = runtime.clone();
     let ctx = SyncContext {
         runtime: runtime.clone(),
         images: runtime.clone(),
@@ -383,13 +431,27 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     }
     let mut manager = tokio::spawn(manager.run(updates_rx));
     let configz = Arc::new(config::configz_json(&cfg).to_string());
-    let server = cfg.read_only_port.map(|port| {
-        tokio::spawn(serve::serve(
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(port) = cfg.read_only_port {
+        servers.spawn(serve::serve(
             SocketAddr::new(cfg.address, port),
+            pods.clone(),
+            configz.clone(),
+        ));
+    }
+    if let Some(address) = server_settings.healthz {
+        servers.spawn(server::serve_healthz(address));
+    }
+    if server_settings.address.is_some() {
+        let endpoints = server::Endpoints {
             pods,
             configz,
-        ))
-    });
+            runtime: api_runtime,
+            pod_logs_dir: cfg.pod_logs_dir.clone(),
+        };
+        let client = cluster.as_ref().map(cluster::Cluster::client);
+        servers.spawn(server::serve_api(server_settings, endpoints, client));
+    }
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -397,14 +459,14 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
         served = async {
-            match server {
-                Some(server) => server.await,
+            match servers.join_next().await {
+                Some(served) => served,
                 None => std::future::pending().await,
             }
         } => match served {
             Ok(Err(e)) => Err(e),
             Ok(Ok(())) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("the /pods server stopped: {e}")),
+            Err(e) => Err(anyhow::anyhow!("a server stopped: {e}")),
         },
         _ = &mut manager => Ok(()),
     };
@@ -414,6 +476,7 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         source.abort();
     }
     manager.abort();
+    servers.abort_all();
     if let Some(agent) = node_agent {
         agent.abort();
     }

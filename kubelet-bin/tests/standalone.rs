@@ -30,6 +30,8 @@ impl Kubelet {
             .args(["--hostname-override", "Test-Node", "--node-ip", "10.88.0.1"])
             .args(["--file-check-frequency", "2s", "--read-only-port"])
             .arg(port.to_string())
+            // Tests run side by side: each its own kubelet API port, no /healthz port.
+            .args(["--port", &free_port().to_string(), "--healthz-port", "0"])
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

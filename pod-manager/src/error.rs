@@ -80,6 +80,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// A container's logs cannot be read; the message is upstream's, e.g. `previous
+    /// terminated container "app" in pod "web" not found`.
+    #[error("{message}")]
+    LogsUnavailable {
+        /// What is missing, on which container of which pod.
+        message: String,
+    },
+
+    /// A pod has no container of that name (in its containers, init containers or
+    /// ephemeral containers).
+    #[error("container {container:?} not found in pod {pod:?}")]
+    ContainerNotFound {
+        /// The pod's name.
+        pod: String,
+        /// The container asked for.
+        container: String,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

@@ -10,8 +10,9 @@
 //!   a relist of the runtime every second plus the runtime's container events that wake
 //!   the workers of changed pods and find pods nobody wants, and pod status as upstream
 //!   computes it ([`status`]).
-//! - [`LogRotation`]: container logs rotated by size, as upstream's log manager.
-//! - [`LocalPods`]: the latest pods and statuses, for the read-only `/pods` view.
+//! - [`logs`]: container logs rotated by size, as upstream's log manager
+//!   ([`LogRotation`]), and read for `/containerLogs` (tail, limit, since, follow).
+//! - [`LocalPods`]: the latest pods and statuses, for `/pods` and `/containerLogs`.
 //! - [`admission`]: whether a new pod fits the node (resources, node affinity, node
 //!   name, host ports, NoExecute taints), with upstream's rejection reasons and the
 //!   Failed status of a rejected pod.
@@ -38,7 +39,7 @@ pub mod api;
 mod error;
 mod hooks;
 mod local;
-mod logs;
+pub mod logs;
 mod manager;
 mod probing;
 mod pull_secrets;

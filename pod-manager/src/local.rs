@@ -49,6 +49,23 @@ impl LocalPods {
             .collect()
     }
 
+    /// The pod `namespace/name` with its latest status. When an old instance is still
+    /// being terminated next to a new one of the same name, the one not being deleted.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Pod> {
+        let pods = self.pods.read().unwrap_or_else(|p| p.into_inner());
+        let mut found: Option<&Pod> = None;
+        for (key, pod) in pods.iter() {
+            if key.namespace != namespace || key.name != name {
+                continue;
+            }
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            if found.is_none() || !deleting {
+                found = Some(pod);
+            }
+        }
+        found.cloned()
+    }
+
     /// The pods as a v1 `PodList` JSON document, as the upstream kubelet's `/pods`.
     pub fn pod_list_json(&self) -> serde_json::Result<String> {
         serde_json::to_string(&serde_json::json!({

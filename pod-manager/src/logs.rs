@@ -1,6 +1,33 @@
-//! Container log rotation, as upstream's container log manager: when a running
+//! Container logs: rotation, as upstream's container log manager (when a running
 //! container's log grows past `containerLogMaxSize`, it is renamed with a timestamp, the
-//! runtime reopens the log, and only `containerLogMaxFiles` files are kept.
+//! runtime reopens the log, and only `containerLogMaxFiles` files are kept), and reading
+//! them for `/containerLogs` ([`LogReader`], [`locate_container_log`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kubelet_pod_manager::logs::{LogOptions, LogReader, RuntimeContainer, locate_container_log};
+//!
+//! async fn last_lines(
+//!     runtime: Arc<dyn kubelet_core::Runtime>,
+//!     pod: &k8s_openapi::api::core::v1::Pod,
+//! ) -> kubelet_pod_manager::Result<Vec<u8>> {
+//!     let log = locate_container_log(runtime.as_ref(), pod, "app", false, "/var/log/pods".as_ref()).await?;
+//!     let options = LogOptions { tail_lines: Some(10), ..LogOptions::default() };
+//!     let mut out = Vec::new();
+//!     let container = RuntimeContainer::new(runtime, log.container_id);
+//!     LogReader::open(&log.path, options).await?.copy_to(&mut out, &container).await?;
+//!     Ok(out)
+//! }
+//! ```
+
+mod locate;
+mod read;
+
+pub use locate::{ContainerLog, locate_container_log, log_container_id, runtime_container_id};
+pub use read::{
+    ContainerRunning, LogOptions, LogReader, LogStream, MAX_LINE_BYTES, POLL_INTERVAL,
+    RUNNING_CHECK_INTERVAL, RuntimeContainer,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +59,7 @@ impl Default for LogRotation {
 }
 
 /// Checks every running container of the kubelet's pods once per interval.
-pub async fn rotation_loop(runtime: std::sync::Arc<dyn Runtime>, policy: LogRotation) {
+pub(crate) async fn rotation_loop(runtime: std::sync::Arc<dyn Runtime>, policy: LogRotation) {
     let mut interval = tokio::time::interval(policy.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -859,13 +859,17 @@ impl KubeletConfiguration {
     }
 
     /// The configuration a kubelet without `--config` starts from: the defaults plus
-    /// upstream's legacy flag defaults (`applyLegacyDefaults`: anonymous requests allowed,
-    /// no webhook authentication, `AlwaysAllow`, `readOnlyPort` 10255) and this kubelet's
+    /// upstream's legacy flag defaults (`applyLegacyDefaults`: no webhook
+    /// authentication, `AlwaysAllow`, `readOnlyPort` 10255) and this kubelet's
     /// `--cluster-domain` default, `cluster.local` (upstream's is empty).
+    ///
+    /// Unlike upstream's flag defaults, anonymous requests to the kubelet API stay
+    /// refused (`--anonymous-auth=true` allows them): with `AlwaysAllow` they would give
+    /// anyone who reaches port 10250 the node's pods and logs.
     pub fn flag_defaults() -> Self {
         let mut config = Self::defaulted();
         config.cluster_domain = "cluster.local".into();
-        config.authentication.anonymous.enabled = Some(true);
+        config.authentication.anonymous.enabled = Some(false);
         config.authentication.webhook.enabled = Some(false);
         config.authorization.mode = "AlwaysAllow".into();
         config.read_only_port = LEGACY_READ_ONLY_PORT;

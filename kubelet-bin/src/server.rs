@@ -1,0 +1,360 @@
+//! The kubelet API on `address:port` (10250): HTTPS, every request authenticated and
+//! authorized as upstream's ([`auth`]), serving `/healthz`, `/pods`, `/configz` and
+//! `/containerLogs`; and `/healthz` alone over plain HTTP on
+//! `healthzBindAddress:healthzPort` (127.0.0.1:10248).
+//!
+//! Unlike upstream, anonymous requests are refused unless
+//! `authentication.anonymous.enabled` (or `--anonymous-auth`) says otherwise, also for a
+//! kubelet started from flags alone (upstream's flag default allows them, with
+//! `AlwaysAllow`). Without `--kubeconfig` the webhook modes have no API server to ask:
+//! the kubelet still starts, and the requests that would need one get a 401 or 403 that
+//! says so.
+
+mod auth;
+mod cache;
+mod reviews;
+mod routes;
+mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+pub use routes::Endpoints;
+
+use crate::config::{Effective, GoDuration};
+use auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
+use routes::{ApiBody, text};
+use tls::ServingCert;
+
+/// Most connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 512;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the kubelet API is served, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `address:port`; `None` when `enableServer` is false.
+    pub address: Option<SocketAddr>,
+    /// `healthzBindAddress:healthzPort`; `None` when `healthzPort` is 0.
+    pub healthz: Option<SocketAddr>,
+    /// The serving certificate.
+    pub serving: ServingCert,
+    /// `authentication.x509.clientCAFile`.
+    pub client_ca: Option<PathBuf>,
+    /// `authentication.anonymous.enabled`.
+    pub anonymous: bool,
+    /// `authentication.webhook.enabled`.
+    pub token_webhook: bool,
+    /// `authentication.webhook.cacheTTL`.
+    pub token_ttl: Duration,
+    /// `authorization.mode` is `Webhook` (else `AlwaysAllow`).
+    pub authz_webhook: bool,
+    /// `authorization.webhook.cacheAuthorizedTTL`.
+    pub allowed_ttl: Duration,
+    /// `authorization.webhook.cacheUnauthorizedTTL`.
+    pub denied_ttl: Duration,
+    /// The node's name (the `nodes` object requests are authorized on).
+    pub node_name: String,
+}
+
+impl Settings {
+    /// The settings of `cfg`; the self-signed certificate goes under `<root_dir>/pki`.
+    pub fn from_config(
+        cfg: &Effective,
+        root_dir: &Path,
+        node_name: &str,
+        node_ips: &[IpAddr],
+    ) -> anyhow::Result<Self> {
+        let c = &cfg.config;
+        let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+        let serving = match (path(&c.tls_cert_file), path(&c.tls_private_key_file)) {
+            (Some(cert), Some(key)) => ServingCert::Files { cert, key },
+            (None, None) => ServingCert::SelfSigned {
+                dir: root_dir.join("pki"),
+                node_name: node_name.to_owned(),
+                ips: node_ips.to_vec(),
+            },
+            _ => anyhow::bail!(
+                "tlsCertFile (--tls-cert-file) and tlsPrivateKeyFile (--tls-private-key-file) \
+                 must be set together"
+            ),
+        };
+        let healthz = match c.healthz_port {
+            Some(port) if port != 0 => {
+                let ip: IpAddr = c.healthz_bind_address.parse().with_context(|| {
+                    format!(
+                        "healthzBindAddress (--healthz-bind-address) {:?} is not an IP address",
+                        c.healthz_bind_address
+                    )
+                })?;
+                let port = u16::try_from(port).context("healthzPort (--healthz-port)")?;
+                Some(SocketAddr::new(ip, port))
+            }
+            _ => None,
+        };
+        let ttl = |d: GoDuration| d.to_std().unwrap_or_default();
+        Ok(Self {
+            address: (c.enable_server != Some(false))
+                .then(|| SocketAddr::new(cfg.address, cfg.port)),
+            healthz,
+            serving,
+            client_ca: path(&c.authentication.x509.client_ca_file),
+            anonymous: c.authentication.anonymous.enabled == Some(true),
+            token_webhook: c.authentication.webhook.enabled == Some(true),
+            token_ttl: ttl(c.authentication.webhook.cache_ttl),
+            authz_webhook: c.authorization.mode != "AlwaysAllow",
+            allowed_ttl: ttl(c.authorization.webhook.cache_authorized_ttl),
+            denied_ttl: ttl(c.authorization.webhook.cache_unauthorized_ttl),
+            node_name: node_name.to_owned(),
+        })
+    }
+}
+
+/// What a connection's requests are checked and answered with.
+struct Api {
+    authn: Authenticator,
+    authz: Authorizer,
+    endpoints: Endpoints,
+}
+
+impl Api {
+    fn new(settings: &Settings, endpoints: Endpoints, client: Option<kube::Client>) -> Self {
+        let reviews = client.map(reviews::ApiReviews::new);
+        let tokens = match (&reviews, settings.token_webhook) {
+            (_, false) => TokenAuth::Disabled,
+            (None, true) => TokenAuth::NoApiServer,
+            (Some(r), true) => TokenAuth::Webhook {
+                reviewer: Arc::new(r.clone()),
+                ttl: settings.token_ttl,
+            },
+        };
+        let mode = match (&reviews, settings.authz_webhook) {
+            (_, false) => AuthzMode::AlwaysAllow,
+            (None, true) => AuthzMode::NoApiServer,
+            (Some(r), true) => AuthzMode::Webhook {
+                reviewer: Arc::new(r.clone()),
+                allowed_ttl: settings.allowed_ttl,
+                denied_ttl: settings.denied_ttl,
+            },
+        };
+        if settings.token_webhook && reviews.is_none() {
+            tracing::warn!(
+                "authentication.webhook is enabled but there is no API server (--kubeconfig): bearer tokens are refused"
+            );
+        }
+        if settings.authz_webhook && reviews.is_none() {
+            tracing::warn!(
+                "authorization.mode is Webhook but there is no API server (--kubeconfig): every request to the kubelet API is refused; use authorization.mode AlwaysAllow on a standalone kubelet"
+            );
+        }
+        let authn = Authenticator::new(tokens, settings.anonymous);
+        if settings.client_ca.is_none() && !authn.accepts_tokens() && !settings.anonymous {
+            tracing::info!(
+                "the kubelet API has no way to authenticate requests (no authentication.x509.clientCAFile, \
+                 no webhook token authentication, anonymous requests off): every request gets 401"
+            );
+        }
+        Self {
+            authn,
+            authz: Authorizer::new(mode, settings.node_name.clone()),
+            endpoints,
+        }
+    }
+
+    /// Authenticates, authorizes and answers one request, as upstream's filter chain.
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        cert_user: Option<&UserInfo>,
+    ) -> Response<ApiBody> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let authorization = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let user = match self.authn.authenticate(cert_user, authorization).await {
+            Authn::User(user) => user,
+            Authn::Unauthorized { why, hint } => {
+                tracing::debug!(%method, %path, why, "unauthorized");
+                let body = match hint {
+                    Some(hint) => format!("Unauthorized: {hint}\n"),
+                    None => "Unauthorized\n".to_owned(),
+                };
+                return text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", body);
+            }
+        };
+        match self.authz.authorize(&user, method.as_str(), &path).await {
+            Decision::Allow => {}
+            Decision::Forbidden(body) => {
+                tracing::debug!(user = %user.name, %method, %path, "forbidden");
+                return text(StatusCode::FORBIDDEN, "text/plain; charset=utf-8", body);
+            }
+            Decision::Error(body) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    body,
+                );
+            }
+        }
+        let response = self
+            .endpoints
+            .route(&method, &path, request.uri().query())
+            .await;
+        tracing::debug!(user = %user.name, %method, %path, status = %response.status(), "kubelet API request");
+        response
+    }
+}
+
+/// Serves the kubelet API until the task is dropped; `client` is the API server for
+/// the webhook modes (none when standalone). Fails when the address cannot be bound or
+/// the certificates cannot be read.
+pub async fn serve_api(
+    settings: Settings,
+    endpoints: Endpoints,
+    client: Option<kube::Client>,
+) -> anyhow::Result<()> {
+    let Some(address) = settings.address else {
+        return std::future::pending().await;
+    };
+    let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
+        .await
+        .context("the kubelet API's TLS configuration")?;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address} for the kubelet API"))?;
+    serve_api_on(listener, tls, &settings, endpoints, client).await
+}
+
+/// Serves the kubelet API on `listener` with `tls`.
+async fn serve_api_on(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    settings: &Settings,
+    endpoints: Endpoints,
+    client: Option<kube::Client>,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr().context("the kubelet API's address")?;
+    if client.is_some() && address.ip().is_loopback() {
+        tracing::warn!(%address, "the kubelet API listens on loopback only: the API server cannot reach it (kubectl logs); set address (--address), e.g. 0.0.0.0");
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let api = Arc::new(Api::new(settings, endpoints, client));
+    tracing::info!(%address, client_ca = ?settings.client_ca, anonymous = settings.anonymous,
+        token_webhook = settings.token_webhook, authorization = if settings.authz_webhook { "Webhook" } else { "AlwaysAllow" },
+        "serving the kubelet API (HTTPS)");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| tls::certificate_user(cert));
+            let cert_user = Arc::new(cert_user);
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let api = api.clone();
+                let cert_user = cert_user.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        api.handle(request, cert_user.as_ref().as_ref()).await,
+                    )
+                }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "kubelet API connection ended");
+            }
+        });
+    }
+}
+
+/// Serves `/healthz` (plain HTTP, no authentication) on `address` until the task is
+/// dropped.
+pub async fn serve_healthz(address: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address} for /healthz"))?;
+    tracing::info!(%address, "serving /healthz");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                let response = match request.uri().path() {
+                    "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+                    _ => text(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        "404 page not found\n",
+                    ),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "healthz connection ended");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,430 @@
+//! The kubelet API's endpoints, once a request is authenticated and authorized:
+//! `/healthz`, `/pods`, `/configz` and `/containerLogs/{namespace}/{pod}/{container}`.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
+use hyper::{Method, Response, StatusCode};
+use k8s_openapi::jiff::Timestamp;
+use kubelet_core::Runtime;
+use kubelet_pod_manager::LocalPods;
+use kubelet_pod_manager::logs::{
+    LogOptions, LogReader, LogStream, RuntimeContainer, locate_container_log,
+};
+use tokio_stream::Stream;
+use tokio_util::io::ReaderStream;
+
+/// A response body: a whole text, or a log as it is read.
+pub type ApiBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Bytes of log in flight between the reader task and the connection.
+const LOG_PIPE: usize = 64 * 1024;
+
+/// What the endpoints serve from.
+#[derive(Clone)]
+pub struct Endpoints {
+    /// The pods and their statuses (`/pods`, and the containers of `/containerLogs`).
+    pub pods: Arc<LocalPods>,
+    /// The body of `/configz`.
+    pub configz: Arc<String>,
+    /// The runtime (log paths, whether a followed container still runs).
+    pub runtime: Arc<dyn Runtime>,
+    /// `podLogsDir`, for logs the runtime reports no path of.
+    pub pod_logs_dir: PathBuf,
+}
+
+/// A response with a whole body.
+pub fn text(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<ApiBody> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<ApiBody> {
+    text(status, "text/plain; charset=utf-8", body)
+}
+
+/// Endpoints of upstream's kubelet API this kubelet does not serve yet.
+const NOT_YET: [&str; 10] = [
+    "/exec",
+    "/attach",
+    "/portForward",
+    "/run",
+    "/stats",
+    "/metrics",
+    "/logs",
+    "/checkpoint",
+    "/runningpods",
+    "/allocatedPods",
+];
+
+impl Endpoints {
+    /// Answers an authorized request.
+    pub async fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<ApiBody> {
+        match path {
+            "/healthz" => plain(StatusCode::OK, "ok"),
+            "/configz" => text(
+                StatusCode::OK,
+                "application/json",
+                self.configz.as_bytes().to_vec(),
+            ),
+            "/pods" | "/pods/" => {
+                if method != Method::GET {
+                    return method_not_allowed();
+                }
+                match self.pods.pod_list_json() {
+                    Ok(json) => text(StatusCode::OK, "application/json", json),
+                    Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+                }
+            }
+            _ => {
+                if let Some(rest) = path.strip_prefix("/containerLogs/") {
+                    if method != Method::GET {
+                        return method_not_allowed();
+                    }
+                    let parts: Vec<&str> = rest.split('/').collect();
+                    if let [namespace, pod, container] = parts[..]
+                        && !namespace.is_empty()
+                        && !pod.is_empty()
+                        && !container.is_empty()
+                    {
+                        return self.container_logs(namespace, pod, container, query).await;
+                    }
+                } else if let Some(endpoint) = NOT_YET.iter().find(|p| {
+                    path == **p || path.strip_prefix(**p).is_some_and(|r| r.starts_with('/'))
+                }) {
+                    return plain(
+                        StatusCode::NOT_IMPLEMENTED,
+                        format!("{endpoint} is not supported by this kubelet yet\n"),
+                    );
+                }
+                plain(StatusCode::NOT_FOUND, "404 page not found\n")
+            }
+        }
+    }
+
+    /// `/containerLogs/{namespace}/{pod}/{container}`, as upstream's `getContainerLogs`.
+    async fn container_logs(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        container: &str,
+        query: Option<&str>,
+    ) -> Response<ApiBody> {
+        let request = match LogQuery::parse(query.unwrap_or_default(), SystemTime::now()) {
+            Ok(request) => request,
+            Err(QueryError::Decode) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"message": "Unable to decode query."}"#,
+                );
+            }
+            Err(QueryError::Invalid) => {
+                return plain(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    r#"{"message": "Invalid request."}"#,
+                );
+            }
+            Err(QueryError::Stream(stream)) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unable to return the given log stream: {stream:?}. Please enable \
+                         PodLogsQuerySplitStreams feature gate in kubelet"
+                    ),
+                );
+            }
+        };
+        let Some(pod) = self.pods.get(namespace, pod_name) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("pod {pod_name:?} does not exist"),
+            );
+        };
+        let log = match locate_container_log(
+            self.runtime.as_ref(),
+            &pod,
+            container,
+            request.previous,
+            &self.pod_logs_dir,
+        )
+        .await
+        {
+            Ok(log) => log,
+            Err(e @ kubelet_pod_manager::Error::ContainerNotFound { .. }) => {
+                return plain(StatusCode::NOT_FOUND, e.to_string());
+            }
+            Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let reader = match LogReader::open(&log.path, request.options).await {
+            Ok(reader) => reader,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let (read_half, mut write_half) = tokio::io::duplex(LOG_PIPE);
+        let running = RuntimeContainer::new(self.runtime.clone(), log.container_id.clone());
+        let (namespace, pod_name, container) = (
+            namespace.to_owned(),
+            pod_name.to_owned(),
+            container.to_owned(),
+        );
+        let task = tokio::spawn(async move {
+            match reader.copy_to(&mut write_half, &running).await {
+                Ok(bytes) => {
+                    tracing::debug!(%namespace, pod = %pod_name, %container, bytes, "served container log");
+                }
+                // Mostly a client that went away.
+                Err(e) => {
+                    tracing::debug!(%namespace, pod = %pod_name, %container, error = %e, "container log ended");
+                }
+            }
+        });
+        let body = LogBody {
+            stream: ReaderStream::new(read_half),
+            task: task.abort_handle(),
+        };
+        let mut response = Response::new(body.boxed());
+        if let Ok(value) = "text/plain; charset=utf-8".parse() {
+            response
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, value);
+        }
+        response
+    }
+}
+
+fn method_not_allowed() -> Response<ApiBody> {
+    plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+}
+
+/// A log streamed from its reader task, which stops when the body is dropped (the
+/// client went away).
+struct LogBody {
+    stream: ReaderStream<tokio::io::DuplexStream>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for LogBody {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Body for LogBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.stream)
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|bytes| bytes.map(Frame::data)))
+    }
+}
+
+/// Why a `/containerLogs` query is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum QueryError {
+    /// A value of the wrong type (400).
+    Decode,
+    /// Values that fail upstream's `ValidatePodLogOptions` (422).
+    Invalid,
+    /// A stream other than `All`: upstream's `PodLogsQuerySplitStreams` gate (alpha,
+    /// off) is not on.
+    Stream(String),
+}
+
+/// A `/containerLogs` query: upstream's `PodLogOptions` (v1 query parameters).
+#[derive(Debug, PartialEq, Eq)]
+struct LogQuery {
+    options: LogOptions,
+    previous: bool,
+}
+
+impl LogQuery {
+    /// Decodes the query as upstream's parameter codec does (`tail` is the old name of
+    /// `tailLines`, `tail=all` means all), then validates it; `now` anchors
+    /// `sinceSeconds`.
+    fn parse(query: &str, now: SystemTime) -> Result<Self, QueryError> {
+        let mut values: Vec<(String, String)> = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(key).ok_or(QueryError::Decode)?;
+            let value = percent_decode(value).ok_or(QueryError::Decode)?;
+            values.push((key, value));
+        }
+        // The first value of a parameter counts, as Go's url.Values.Get.
+        let get = |name: &str| {
+            values
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        // Go's query booleans: absent, "0" or "false" are false; anything else is true.
+        let flag =
+            |name: &str| get(name).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
+        let int = |name: &str| -> Result<Option<i64>, QueryError> {
+            get(name)
+                .map(|v| v.parse::<i64>().map_err(|_| QueryError::Decode))
+                .transpose()
+        };
+        let tail_lines = match get("tail") {
+            Some("all") => None,
+            Some(tail) => Some(tail.parse::<i64>().map_err(|_| QueryError::Decode)?),
+            None => int("tailLines")?,
+        };
+        let limit_bytes = int("limitBytes")?;
+        let since_seconds = int("sinceSeconds")?;
+        let since_time = get("sinceTime")
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse::<Timestamp>().map_err(|_| QueryError::Decode))
+            .transpose()?;
+        if tail_lines.is_some_and(|n| n < 0)
+            || limit_bytes.is_some_and(|n| n < 1)
+            || since_seconds.is_some_and(|n| n < 1)
+            || (since_seconds.is_some() && since_time.is_some())
+        {
+            return Err(QueryError::Invalid);
+        }
+        let stream = match get("stream") {
+            None | Some("All") => LogStream::All,
+            Some(other) => return Err(QueryError::Stream(other.to_owned())),
+        };
+        let since = match (since_seconds, since_time) {
+            (Some(secs), _) => now.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+            (None, Some(time)) => Some(SystemTime::from(time)),
+            (None, None) => None,
+        };
+        Ok(Self {
+            options: LogOptions {
+                follow: flag("follow"),
+                tail_lines: tail_lines.map(i64::unsigned_abs),
+                limit_bytes: limit_bytes.map(i64::unsigned_abs),
+                since,
+                timestamps: flag("timestamps"),
+                stream,
+            },
+            previous: flag("previous"),
+        })
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space), as a query is encoded; `None` for a bad
+/// escape or text that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<LogQuery, QueryError> {
+        LogQuery::parse(
+            query,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+        )
+    }
+
+    #[test]
+    fn log_queries_are_decoded_as_upstream() {
+        let q = parse("").expect("empty");
+        assert_eq!(q.options, LogOptions::default());
+        assert!(!q.previous);
+        let q = parse("follow=true&tailLines=10&limitBytes=500&timestamps=1&previous=yes")
+            .expect("options");
+        assert!(q.options.follow && q.options.timestamps && q.previous);
+        assert_eq!(q.options.tail_lines, Some(10));
+        assert_eq!(q.options.limit_bytes, Some(500));
+        let q = parse("follow=false&timestamps=0&previous=FALSE").expect("false values");
+        assert!(!q.options.follow && !q.options.timestamps && !q.previous);
+        assert!(parse("follow").expect("bare flag").options.follow);
+        assert_eq!(parse("tail=3").expect("tail").options.tail_lines, Some(3));
+        assert_eq!(
+            parse("tail=all&tailLines=3")
+                .expect("all")
+                .options
+                .tail_lines,
+            None
+        );
+        let q = parse("sinceSeconds=10").expect("since seconds");
+        assert_eq!(
+            q.options.since,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(999_990))
+        );
+        let q = parse("sinceTime=2024-05-01T10%3A00%3A00Z").expect("since time");
+        let want: Timestamp = "2024-05-01T10:00:00Z".parse().expect("time");
+        assert_eq!(q.options.since, Some(SystemTime::from(want)));
+        assert_eq!(
+            parse("stream=All").expect("all").options.stream,
+            LogStream::All
+        );
+    }
+
+    #[test]
+    fn bad_log_queries_are_refused_as_upstream() {
+        assert_eq!(parse("tailLines=ten"), Err(QueryError::Decode));
+        assert_eq!(parse("sinceTime=yesterday"), Err(QueryError::Decode));
+        assert_eq!(parse("limitBytes=%zz"), Err(QueryError::Decode));
+        assert_eq!(parse("tailLines=-1"), Err(QueryError::Invalid));
+        assert_eq!(parse("limitBytes=0"), Err(QueryError::Invalid));
+        assert_eq!(parse("sinceSeconds=0"), Err(QueryError::Invalid));
+        assert_eq!(
+            parse("sinceSeconds=5&sinceTime=2024-05-01T10:00:00Z"),
+            Err(QueryError::Invalid)
+        );
+        assert_eq!(
+            parse("stream=Stdout"),
+            Err(QueryError::Stream("Stdout".into()))
+        );
+    }
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        assert_eq!(percent_decode("a%3Ab+c").as_deref(), Some("a:b c"));
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+    }
+}

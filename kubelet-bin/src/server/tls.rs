@@ -1,0 +1,416 @@
+//! TLS of the kubelet API: the serving certificate (`tlsCertFile`/`tlsPrivateKeyFile`,
+//! or a self-signed one kept under `<root-dir>/pki`, as upstream's `InitializeTLS`),
+//! client certificates checked against `authentication.x509.clientCAFile`, and the user
+//! a client certificate names (CN, and O as groups).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use super::auth::UserInfo;
+
+/// How long a self-signed serving certificate is valid, as upstream's (one year).
+const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServingCert {
+    /// `tlsCertFile` and `tlsPrivateKeyFile`.
+    Files {
+        /// The certificate chain (PEM).
+        cert: PathBuf,
+        /// Its private key (PEM).
+        key: PathBuf,
+    },
+    /// A self-signed certificate in `dir` (`kubelet.crt`, `kubelet.key`), made when
+    /// missing, for the node's name and IPs.
+    SelfSigned {
+        /// `<root-dir>/pki`.
+        dir: PathBuf,
+        /// The node's name (the DNS name of the certificate).
+        node_name: String,
+        /// The node's IPs.
+        ips: Vec<IpAddr>,
+    },
+}
+
+/// Makes the self-signed certificate files in `dir` unless both are there already;
+/// returns their paths.
+pub async fn ensure_self_signed(
+    dir: &Path,
+    node_name: &str,
+    ips: &[IpAddr],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert = dir.join("kubelet.crt");
+    let key = dir.join("kubelet.key");
+    let exists = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    let (dir, node_name, ips) = (dir.to_owned(), node_name.to_owned(), ips.to_vec());
+    let (cert_path, key_path) = (cert.clone(), key.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        if exists(&cert_path) && exists(&key_path) {
+            tracing::debug!(cert = %cert_path.display(), "using the self-signed serving certificate");
+            return Ok(());
+        }
+        let (cert_pem, key_pem) = self_signed(&node_name, &ips)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_private(&key_path, key_pem.as_bytes())?;
+        std::fs::write(&cert_path, cert_pem)
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+        tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "wrote a self-signed serving certificate");
+        Ok(())
+    })
+    .await
+    .context("making the self-signed certificate")??;
+    Ok((cert, key))
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A self-signed serving certificate (ECDSA P-256) for `node_name` and `ips`, valid
+/// from an hour ago for a year, as PEM certificate and key.
+pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> anyhow::Result<(String, String)> {
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = CertificateParams::new(vec![node_name.to_owned()])
+        .with_context(|| format!("node name {node_name:?} as a certificate name"))?;
+    params
+        .subject_alt_names
+        .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    let mut name = DistinguishedName::new();
+    name.push(
+        DnType::CommonName,
+        format!("{node_name}@{}", now.unix_timestamp()),
+    );
+    params.distinguished_name = name;
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + SELF_SIGNED_VALIDITY;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().context("generating a key")?;
+    let cert = params
+        .self_signed(&key)
+        .context("signing the certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The TLS configuration of the kubelet API: the serving certificate, and client
+/// certificates requested but optional, verified against `client_ca` when set.
+pub async fn server_config(
+    serving: &ServingCert,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<Arc<ServerConfig>> {
+    let (cert_path, key_path) = match serving {
+        ServingCert::Files { cert, key } => (cert.clone(), key.clone()),
+        ServingCert::SelfSigned {
+            dir,
+            node_name,
+            ips,
+        } => ensure_self_signed(dir, node_name, ips).await?,
+    };
+    let read = |path: PathBuf, what: &'static str| async move {
+        tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("reading the {what} {}", path.display()))
+    };
+    let cert_pem = read(cert_path.clone(), "serving certificate").await?;
+    let key_pem = read(key_path.clone(), "serving key").await?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("the serving certificate {}", cert_path.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!(
+            "the serving certificate {} holds no certificate",
+            cert_path.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .with_context(|| format!("the serving key {}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        Some(path) => {
+            let pem = read(path.to_owned(), "client CA bundle").await?;
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert =
+                    cert.with_context(|| format!("the client CA bundle {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("a certificate of {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!(
+                    "the client CA bundle {} holds no certificate",
+                    path.display()
+                );
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .with_context(|| format!("client certificates of {}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).with_context(|| {
+        format!(
+            "the serving certificate {} and key {}",
+            cert_path.display(),
+            key_path.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The user a verified client certificate names: its subject's common name, and its
+/// organizations as groups (upstream `CommonNameUserConversion`); `None` without a
+/// common name.
+pub fn certificate_user(cert: &[u8]) -> Option<UserInfo> {
+    let subject = der::subject(cert)?;
+    let mut name = None;
+    let mut groups = Vec::new();
+    for (oid, value) in subject {
+        match oid {
+            der::OID_COMMON_NAME => name = Some(value),
+            der::OID_ORGANIZATION => groups.push(value),
+            _ => {}
+        }
+    }
+    let name = name.filter(|n| !n.is_empty())?;
+    Some(UserInfo {
+        name,
+        groups,
+        ..UserInfo::default()
+    })
+}
+
+/// Just enough DER to read a certificate's subject.
+mod der {
+    /// The OID 2.5.4.3 (commonName), encoded.
+    pub const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// The OID 2.5.4.10 (organizationName), encoded.
+    pub const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
+
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+
+    /// One tag-length-value: its tag, its value and what follows it.
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let bytes = usize::from(first & 0x7f);
+            if bytes == 0 || bytes > 4 || rest.len() < bytes {
+                return None;
+            }
+            let len = rest[..bytes]
+                .iter()
+                .fold(0usize, |len, b| (len << 8) | usize::from(*b));
+            (len, &rest[bytes..])
+        };
+        if rest.len() < len {
+            return None;
+        }
+        Some((tag, &rest[..len], &rest[len..]))
+    }
+
+    /// A value of one of the string types of a name attribute.
+    fn string(tag: u8, value: &[u8]) -> Option<String> {
+        match tag {
+            // UTF8String, PrintableString, TeletexString, IA5String.
+            0x0c | 0x13 | 0x14 | 0x16 => String::from_utf8(value.to_vec()).ok(),
+            // BMPString: UTF-16 big-endian.
+            0x1e => {
+                let units: Vec<u16> = value
+                    .chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
+                String::from_utf16(&units).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// The attributes of a certificate's subject, in order: (encoded OID, value).
+    pub fn subject(cert: &[u8]) -> Option<Vec<(&[u8], String)>> {
+        let (SEQUENCE, cert, _) = tlv(cert)? else {
+            return None;
+        };
+        let (SEQUENCE, tbs, _) = tlv(cert)? else {
+            return None;
+        };
+        let mut rest = tbs;
+        // version [0] EXPLICIT, optional.
+        let (tag, _, after) = tlv(rest)?;
+        if tag == 0xa0 {
+            rest = after;
+        }
+        // serialNumber, signature, issuer, validity.
+        for _ in 0..4 {
+            rest = tlv(rest)?.2;
+        }
+        let (SEQUENCE, mut names, _) = tlv(rest)? else {
+            return None;
+        };
+        let mut attributes = Vec::new();
+        while !names.is_empty() {
+            let (SET, mut set, next) = tlv(names)? else {
+                return None;
+            };
+            names = next;
+            while !set.is_empty() {
+                let (SEQUENCE, pair, next) = tlv(set)? else {
+                    return None;
+                };
+                set = next;
+                let (OID, oid, value) = tlv(pair)? else {
+                    return None;
+                };
+                let (tag, value, _) = tlv(value)?;
+                if let Some(value) = string(tag, value) {
+                    attributes.push((oid, value));
+                }
+            }
+        }
+        Some(attributes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_cert(cn: &str, orgs: &[&str]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        let mut name = rcgen::DistinguishedName::new();
+        for org in orgs {
+            name.push(rcgen::DnType::OrganizationName, *org);
+        }
+        if !cn.is_empty() {
+            name.push(rcgen::DnType::CommonName, cn);
+        }
+        params.distinguished_name = name;
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    /// `openssl req -x509 -subj "/O=system:masters/O=ops/CN=kube-apiserver-kubelet-client"`
+    /// (rcgen keeps one value per attribute type).
+    const TWO_ORGANIZATIONS: &str = "-----BEGIN CERTIFICATE-----
+MIIB8jCCAZmgAwIBAgIUH8XTJO6Jq4jfkgXRfqnR0EiGmmYwCgYIKoZIzj0EAwIw
+TzEXMBUGA1UECgwOc3lzdGVtOm1hc3RlcnMxDDAKBgNVBAoMA29wczEmMCQGA1UE
+Awwda3ViZS1hcGlzZXJ2ZXIta3ViZWxldC1jbGllbnQwHhcNMjYxMjAxMjIyMzAw
+WhcNMzYxMTI4MjIyMzAwWjBPMRcwFQYDVQQKDA5zeXN0ZW06bWFzdGVyczEMMAoG
+A1UECgwDb3BzMSYwJAYDVQQDDB1rdWJlLWFwaXNlcnZlci1rdWJlbGV0LWNsaWVu
+dDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABNyNZDpsMqiJRPXzPdQinS6DViAT
+x/SJYo0AIh/01Ykp1TqR9xI6cnq6y+k5JdRCwbUaPbRhyrhlnNFQLj+m2d6jUzBR
+MB0GA1UdDgQWBBQ0LJixT5ZVfHIGkjLr1e71gPRKDzAfBgNVHSMEGDAWgBQ0LJix
+T5ZVfHIGkjLr1e71gPRKDzAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cA
+MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
+9RSc2bih444qVh2AW49nFGd5tQnnqA==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn client_certificates_name_the_user_and_groups() {
+        let der = CertificateDer::from_pem_slice(TWO_ORGANIZATIONS.as_bytes()).expect("pem");
+        assert_eq!(
+            certificate_user(&der),
+            Some(UserInfo::new(
+                "kube-apiserver-kubelet-client",
+                ["system:masters", "ops"]
+            ))
+        );
+        let der = client_cert("system:node:vm", &["system:nodes"]);
+        assert_eq!(
+            certificate_user(&der),
+            Some(UserInfo::new("system:node:vm", ["system:nodes"]))
+        );
+        assert_eq!(
+            certificate_user(&client_cert("", &["x"])),
+            None,
+            "no CN, no user"
+        );
+        assert_eq!(certificate_user(b"not a certificate"), None);
+        assert_eq!(certificate_user(&[]), None);
+    }
+
+    #[test]
+    fn self_signed_certificates_name_the_node() {
+        let ips: Vec<IpAddr> = vec!["10.88.0.1".parse().expect("ip")];
+        let (cert, key) = self_signed("vm", &ips).expect("certificate");
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+        assert!(key.contains("PRIVATE KEY"), "{key}");
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem");
+        let user = certificate_user(&der).expect("subject");
+        assert!(user.name.starts_with("vm@"), "{user:?}");
+    }
+
+    #[tokio::test]
+    async fn self_signed_files_are_made_once_and_used() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = dir.path().join("pki");
+        let serving = ServingCert::SelfSigned {
+            dir: pki.clone(),
+            node_name: "vm".into(),
+            ips: vec!["10.88.0.1".parse().expect("ip")],
+        };
+        server_config(&serving, None).await.expect("config");
+        let first = std::fs::read(pki.join("kubelet.crt")).expect("certificate written");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join("kubelet.key"))
+            .expect("key written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        server_config(&serving, None).await.expect("config again");
+        assert_eq!(
+            std::fs::read(pki.join("kubelet.crt")).expect("certificate"),
+            first,
+            "reused on restart"
+        );
+        let files = ServingCert::Files {
+            cert: pki.join("kubelet.crt"),
+            key: pki.join("kubelet.key"),
+        };
+        server_config(&files, Some(&pki.join("kubelet.crt")))
+            .await
+            .expect("files and a client CA");
+        let err = server_config(&files, Some(&dir.path().join("missing.crt")))
+            .await
+            .expect_err("missing CA");
+        assert!(format!("{err:#}").contains("client CA bundle"), "{err:#}");
+    }
+}

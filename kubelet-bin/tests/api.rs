@@ -1,0 +1,475 @@
+//! The kubelet API on :10250 against the real control plane (`cargo xtask env up
+//! --control-plane`): the API server reaches it with its kubelet client certificate
+//! (`system:masters`) for `kubectl logs` (all, `--tail`, `-f`, `--previous`), and
+//! direct requests are refused without credentials (401), refused for a ServiceAccount
+//! token the SubjectAccessReview denies (403), and served with the admin's client
+//! certificate (200). Also `/healthz` on 127.0.0.1:10248.
+//!
+//! The kubelet runs with a KubeletConfiguration file: client certificates of the
+//! cluster CA, webhook token authentication and Webhook authorization.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kubelet_cri_client::TestEnv;
+use serde_json::Value;
+
+/// One kubelet at a time: all tests share the node name and containerd.
+static NODE: Mutex<()> = Mutex::new(());
+
+/// The kubelet API as the test reaches it (the node's InternalIP).
+const API: &str = "https://10.88.0.1:10250";
+
+struct Cluster {
+    kubectl: String,
+    node_kubeconfig: String,
+    node: String,
+    ca_file: PathBuf,
+    busybox: String,
+}
+
+impl Cluster {
+    fn from_env(test: &str) -> Option<(TestEnv, Self)> {
+        let env = TestEnv::from_env(test)?;
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let names = [
+            "KUBELET_TEST_KUBECONFIG",
+            "KUBELET_TEST_NODE_KUBECONFIG",
+            "KUBELET_TEST_KUBECTL",
+            "KUBELET_TEST_NODE_NAME",
+            "KUBELET_TEST_CA_FILE",
+        ];
+        let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
+        if !missing.is_empty() {
+            let reason = format!(
+                "{test}: SKIPPED: no control plane ({missing:?} unset); run `cargo xtask test` \
+                 or `eval \"$(cargo xtask env up --control-plane)\"` first"
+            );
+            assert!(
+                std::env::var("KUBELET_TEST_REQUIRE_ENV").as_deref() != Ok("1"),
+                "{reason}"
+            );
+            eprintln!("{reason}");
+            return None;
+        }
+        let get = |name: &str| var(name).unwrap_or_default();
+        let cluster = Self {
+            kubectl: get("KUBELET_TEST_KUBECTL"),
+            node_kubeconfig: get("KUBELET_TEST_NODE_KUBECONFIG"),
+            node: get("KUBELET_TEST_NODE_NAME"),
+            ca_file: PathBuf::from(get("KUBELET_TEST_CA_FILE")),
+            busybox: env.busybox.clone(),
+        };
+        Some((env, cluster))
+    }
+
+    fn kubectl_command(&self) -> Command {
+        let mut command = Command::new(&self.kubectl);
+        // kubectl reads the admin kubeconfig from KUBECONFIG.
+        command.env(
+            "KUBECONFIG",
+            std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default(),
+        );
+        command
+    }
+
+    /// Runs kubectl as the cluster admin; the output, or the failure with its stderr.
+    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut child = self
+            .kubectl_command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write to kubectl");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl output");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.try_kubectl(args, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.try_kubectl(&["apply", "-f", "-"], Some(yaml))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        match self.try_kubectl(&all, None) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// Starts the kubelet with the API server's authentication and authorization: the
+    /// cluster CA's client certificates, TokenReview, SubjectAccessReview.
+    fn start_kubelet(&self, root: &Path) -> Kubelet {
+        let config = root.join("kubelet.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                 address: 0.0.0.0\nreadOnlyPort: 0\nclusterDomain: cluster.local\n\
+                 authentication:\n  x509:\n    clientCAFile: {}\n  webhook:\n    enabled: true\n    cacheTTL: 10s\n  anonymous:\n    enabled: false\n\
+                 authorization:\n  mode: Webhook\n",
+                self.ca_file.display()
+            ),
+        )
+        .expect("kubelet configuration");
+        let log = root.join("kubelet.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--kubeconfig", &self.node_kubeconfig])
+            .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
+            .arg("--root-dir")
+            .arg(root.join("root"))
+            .args(["--node-status-update-frequency", "2s"])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the kubelet");
+        Kubelet { child, log }
+    }
+
+    /// Waits until `check` passes on what `args` returns, up to `secs`.
+    fn wait_json(
+        &self,
+        what: &str,
+        args: &[&str],
+        secs: u64,
+        kubelet: &Kubelet,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let value = self.json(args);
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached within {secs}s; last: {value:#}\nkubelet log:\n{}",
+                kubelet.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Deletes a namespace and waits until it is gone (its pods included), while the
+    /// kubelet still runs so it can finish them.
+    fn delete_namespace(&self, namespace: &str) {
+        let _ = self.try_kubectl(
+            &[
+                "delete",
+                "namespace",
+                namespace,
+                "--wait=true",
+                "--timeout=120s",
+            ],
+            None,
+        );
+    }
+}
+
+/// A namespace for one test, deleted (pods included) when the test ends, pass or fail,
+/// while its kubelet still runs: declare it after the kubelet.
+struct Namespace<'a> {
+    cluster: &'a Cluster,
+    name: &'static str,
+}
+
+impl<'a> Namespace<'a> {
+    fn create(cluster: &'a Cluster, name: &'static str) -> Self {
+        cluster.delete_namespace(name);
+        cluster.kubectl(&["create", "namespace", name]);
+        Self { cluster, name }
+    }
+}
+
+impl Drop for Namespace<'_> {
+    fn drop(&mut self) {
+        self.cluster.delete_namespace(self.name);
+    }
+}
+
+struct Kubelet {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Kubelet {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    NODE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `curl` of `url` with `args`: the HTTP status and the body.
+fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The `tick-N` numbers in `text`.
+fn ticks(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("tick-")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn kubelet_api_serves_logs_and_checks_callers() {
+    let Some((_env, c)) = Cluster::from_env("kubelet_api_serves_logs_and_checks_callers") else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
+        condition(n, "Ready") == Some("True")
+    });
+    let namespace = Namespace::create(&c, "api-test");
+    let ns = namespace.name;
+    let (node, image) = (&c.node, &c.busybox);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: talker
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: restarter, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: restarter
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo run-started; sleep 2; exit 1"]
+"#
+    ));
+    c.wait_json(
+        "talker Running",
+        &["get", "pod", "-n", ns, "talker"],
+        90,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+
+    // Direct requests: who may ask.
+    let (status, body) = curl(&format!("{API}/pods"), &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (401, "Unauthorized\n"),
+        "{}",
+        kubelet.log()
+    );
+    let token = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match c.try_kubectl(&["create", "token", "default", "-n", ns], None) {
+                Ok(token) => break token.trim().to_owned(),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    };
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, body) = curl(&format!("{API}/pods"), &["-H", &bearer]);
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            403,
+            "Forbidden (user=system:serviceaccount:api-test:default, verb=get, resource=nodes, subresource(s)=[pods proxy])\n"
+        ),
+        "{}",
+        kubelet.log()
+    );
+    let (status, _) = curl(
+        &format!("{API}/pods"),
+        &["-H", "Authorization: Bearer not-a-token"],
+    );
+    assert_eq!(status, 401);
+    let pki = c.ca_file.parent().expect("pki directory");
+    let (cert, key) = (pki.join("admin.crt"), pki.join("admin.key"));
+    let admin = [
+        "--cert",
+        cert.to_str().expect("path"),
+        "--key",
+        key.to_str().expect("path"),
+    ];
+    let (status, body) = curl(&format!("{API}/pods"), &admin);
+    assert_eq!(status, 200, "{body}\n{}", kubelet.log());
+    let list: Value = serde_json::from_str(&body).expect("a PodList");
+    assert_eq!(list["kind"], "PodList");
+    assert!(
+        list["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|p| p["metadata"]["name"] == "talker")),
+        "{list:#}"
+    );
+    let (status, body) = curl(&format!("{API}/healthz"), &admin);
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = curl(
+        &format!("{API}/containerLogs/{ns}/talker/talker?tailLines=1"),
+        &admin,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ticks(&body).len(), 1, "{body:?}");
+    let (status, body) = curl("http://127.0.0.1:10248/healthz", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    // kubectl logs, through the API server and its kubelet client certificate.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = c.kubectl(&["logs", "-n", ns, "talker"]);
+    let seen = ticks(&all);
+    assert!(
+        seen.len() >= 2 && seen[0] == 1,
+        "{all:?}\n{}",
+        kubelet.log()
+    );
+    let tail = c.kubectl(&["logs", "-n", ns, "talker", "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "{tail:?}");
+    assert!(ticks(&tail)[0] >= *seen.last().expect("ticks"), "{tail:?}");
+    let stamped = c.kubectl(&["logs", "-n", ns, "talker", "--tail=1", "--timestamps"]);
+    assert!(
+        stamped
+            .split(' ')
+            .next()
+            .is_some_and(|t| t.len() >= 30 && t.contains('T')),
+        "{stamped:?}"
+    );
+
+    // kubectl logs -f streams the lines written after it started.
+    let last_seen = *ticks(&c.kubectl(&["logs", "-n", ns, "talker", "--tail=1"]))
+        .last()
+        .expect("a tick");
+    let mut follow = c
+        .kubectl_command()
+        .args(["logs", "-f", "-n", ns, "talker", "--tail=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (lines, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut streamed = Vec::new();
+    while !ticks(&streamed.join("\n"))
+        .iter()
+        .any(|t| *t > last_seen + 1)
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match got.recv_timeout(left) {
+            Ok(line) => streamed.push(line),
+            Err(_) => panic!(
+                "kubectl logs -f streamed no new line after tick-{last_seen}: {streamed:?}\n{}",
+                kubelet.log()
+            ),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // --previous: none yet for talker; the last run's log for a restarted container.
+    let err = c
+        .try_kubectl(&["logs", "-n", ns, "talker", "--previous"], None)
+        .expect_err("no previous container");
+    assert!(
+        err.contains("previous terminated container \"talker\" in pod \"talker\" not found"),
+        "{err}"
+    );
+    c.wait_json(
+        "restarter restarted",
+        &["get", "pod", "-n", ns, "restarter"],
+        90,
+        &kubelet,
+        |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1),
+    );
+    let previous = c.kubectl(&["logs", "-n", ns, "restarter", "--previous"]);
+    assert_eq!(previous, "run-started\n");
+
+    drop(namespace);
+    drop(kubelet);
+}
