@@ -168,13 +168,14 @@ struct Flags {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     anonymous_auth: bool,
 
-    /// Authenticate bearer tokens through the API server's TokenReview.
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    /// Authenticate bearer tokens through the API server's TokenReview. On by default,
+    /// unlike upstream's flag.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     authentication_token_webhook: bool,
 
-    /// How kubelet API requests are authorized: AlwaysAllow, or Webhook
-    /// (SubjectAccessReview).
-    #[arg(long, default_value = "AlwaysAllow")]
+    /// How kubelet API requests are authorized: Webhook (SubjectAccessReview; the
+    /// default, unlike upstream's flag) or AlwaysAllow.
+    #[arg(long, default_value = "Webhook")]
     authorization_mode: String,
 
     /// Kubeconfig of the API server to join; without it the kubelet runs standalone.

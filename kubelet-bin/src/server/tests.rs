@@ -543,14 +543,15 @@ fn settings_follow_the_configuration() {
         }
     );
 
-    // Started from flags alone: no anonymous requests, unlike upstream.
+    // Started from flags alone: no anonymous requests, tokens and authorization through
+    // the API server, unlike upstream's legacy flag defaults.
     let cfg = Effective::new(
         crate::config::KubeletConfiguration::flag_defaults(),
         "flags".into(),
     )
     .expect("valid");
     let s = Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).expect("settings");
-    assert!(!s.anonymous && !s.token_webhook && !s.authz_webhook);
+    assert!(!s.anonymous && s.token_webhook && s.authz_webhook);
 
     let mut config = crate::config::KubeletConfiguration::defaulted();
     config.tls_cert_file = "/x.crt".into();

@@ -859,19 +859,21 @@ impl KubeletConfiguration {
     }
 
     /// The configuration a kubelet without `--config` starts from: the defaults plus
-    /// upstream's legacy flag defaults (`applyLegacyDefaults`: no webhook
-    /// authentication, `AlwaysAllow`, `readOnlyPort` 10255) and this kubelet's
-    /// `--cluster-domain` default, `cluster.local` (upstream's is empty).
+    /// upstream's legacy `readOnlyPort` 10255 and this kubelet's `--cluster-domain`
+    /// default, `cluster.local` (upstream's is empty).
     ///
-    /// Unlike upstream's flag defaults, anonymous requests to the kubelet API stay
-    /// refused (`--anonymous-auth=true` allows them): with `AlwaysAllow` they would give
-    /// anyone who reaches port 10250 the node's pods and logs.
+    /// Deliberately safer than upstream's legacy flag defaults (`applyLegacyDefaults`:
+    /// anonymous requests, no token webhook, `AlwaysAllow`): the kubelet API keeps the
+    /// file defaults — anonymous requests refused, tokens checked through TokenReview,
+    /// Webhook authorization — so that reaching port 10250 never gives anyone the
+    /// node's pods and logs. `--anonymous-auth`, `--authentication-token-webhook` and
+    /// `--authorization-mode` change them.
     pub fn flag_defaults() -> Self {
         let mut config = Self::defaulted();
         config.cluster_domain = "cluster.local".into();
         config.authentication.anonymous.enabled = Some(false);
-        config.authentication.webhook.enabled = Some(false);
-        config.authorization.mode = "AlwaysAllow".into();
+        config.authentication.webhook.enabled = Some(true);
+        config.authorization.mode = "Webhook".into();
         config.read_only_port = LEGACY_READ_ONLY_PORT;
         config
     }
