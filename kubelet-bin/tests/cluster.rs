@@ -686,6 +686,14 @@ spec:
     );
     assert_eq!(steady["status"]["containerStatuses"][0]["restartCount"], 0);
     c.wait_node_ready(&kubelet);
+
+    // The controller-manager's and scheduler's informers can take minutes to catch up
+    // after the outage (the ReplicaSet controller then refuses to act on a stale cache);
+    // later tests start from fresh ones rather than depend on that recovery.
+    for program in ["kube-controller-manager", "kube-scheduler"] {
+        c.script(&format!("stop-{program}.sh"));
+        c.script(&format!("start-{program}.sh"));
+    }
 }
 
 #[test]
