@@ -14,6 +14,11 @@ use kubelet_core::{
 };
 use kubelet_cri_client::{CriClient, Error, TestEnv, Timeouts};
 
+/// CRI RemoveImage removes every tag of an image, so the busybox pulled from
+/// `localhost:5000` goes too when the credentials test removes its `localhost:5001` copy:
+/// tests that pull busybox and the one that removes it take turns.
+static BUSYBOX: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn test_env(test: &str) -> Option<TestEnv> {
     TestEnv::from_env(test)
 }
@@ -170,6 +175,7 @@ async fn pulls_from_the_local_registry_and_names_a_missing_image() {
         return;
     };
     let client = client(&env);
+    let _busybox = BUSYBOX.lock().await;
     let image_ref = ImageService::pull_image(&client, &env.busybox, None, None)
         .await
         .expect("pull busybox");
@@ -208,6 +214,7 @@ async fn pulls_with_registry_credentials() {
         return;
     };
     let client = client(&env);
+    let _busybox = BUSYBOX.lock().await;
     let image = format!("{}/busybox:latest", env.auth_registry);
     // Start from a clean store so the pull really reaches the registry.
     ImageService::remove_image(&client, &image)
@@ -260,6 +267,7 @@ async fn runs_a_pod_with_containers_exec_logs_and_stats() {
         return;
     };
     let client = client(&env);
+    let _busybox = BUSYBOX.lock().await;
     ImageService::pull_image(&client, &env.busybox, None, None)
         .await
         .expect("pull busybox");
