@@ -1,6 +1,7 @@
 //! The kubelet API on `address:port` (10250): HTTPS, every request authenticated and
-//! authorized as upstream's ([`auth`]), serving `/healthz`, `/pods`, `/configz` and
-//! `/containerLogs`; and `/healthz` alone over plain HTTP on
+//! authorized as upstream's ([`auth`]), serving `/healthz`, `/pods`, `/configz`,
+//! `/containerLogs` and, proxied to the runtime's streaming server, `/exec`, `/attach`
+//! and `/portForward`; and `/healthz` alone over plain HTTP on
 //! `healthzBindAddress:healthzPort` (127.0.0.1:10248).
 //!
 //! Unlike upstream, anonymous requests are refused unless
@@ -14,6 +15,7 @@ mod auth;
 mod cache;
 mod reviews;
 mod routes;
+mod stream;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -177,6 +179,7 @@ impl Api {
         &self,
         request: Request<Incoming>,
         cert_user: Option<&UserInfo>,
+        peer: SocketAddr,
     ) -> Response<ApiBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -209,10 +212,13 @@ impl Api {
                 );
             }
         }
-        let response = self
-            .endpoints
-            .route(&method, &path, request.uri().query())
-            .await;
+        let response = if stream::is_stream_path(&path) {
+            self.endpoints.stream(request, peer).await
+        } else {
+            self.endpoints
+                .route(&method, &path, request.uri().query())
+                .await
+        };
         tracing::debug!(user = %user.name, %method, %path, status = %response.status(), "kubelet API request");
         response
     }
@@ -295,7 +301,7 @@ async fn serve_api_on(
                 let cert_user = cert_user.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        api.handle(request, cert_user.as_ref().as_ref()).await,
+                        api.handle(request, cert_user.as_ref().as_ref(), peer).await,
                     )
                 }
             });
@@ -303,6 +309,7 @@ async fn serve_api_on(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(%peer, error = %e, "kubelet API connection ended");

@@ -473,3 +473,194 @@ spec:
     drop(namespace);
     drop(kubelet);
 }
+
+/// Reads lines of `reader` into a channel, on a thread.
+fn line_channel(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (lines, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    got
+}
+
+/// Waits for a line of `got` that `check` accepts, up to `secs`; the lines seen.
+fn wait_line(
+    got: &std::sync::mpsc::Receiver<String>,
+    secs: u64,
+    check: impl Fn(&str) -> bool,
+) -> Result<String, Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match got.recv_timeout(left) {
+            Ok(line) if check(&line) => return Ok(line),
+            Ok(line) => seen.push(line),
+            Err(_) => return Err(seen),
+        }
+    }
+}
+
+#[test]
+fn kubectl_exec_attach_and_port_forward_reach_the_container() {
+    let Some((_env, c)) =
+        Cluster::from_env("kubectl_exec_attach_and_port_forward_reach_the_container")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
+        condition(n, "Ready") == Some("True")
+    });
+    let namespace = Namespace::create(&c, "stream-test");
+    let ns = namespace.name;
+    let (node, image) = (&c.node, &c.busybox);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www && echo served-by-busybox > /www/index.html && exec httpd -f -p 8080 -h /www"]
+  - name: talker
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done"]
+"#
+    ));
+    c.wait_json(
+        "web Running",
+        &["get", "pod", "-n", ns, "web"],
+        90,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+
+    // kubectl exec with stdin, and the command's exit code.
+    let mut exec = c
+        .kubectl_command()
+        .args(["exec", "-i", "-n", ns, "web", "-c", "httpd", "--"])
+        .args(["sh", "-c", "tr a-z A-Z; echo to-stderr >&2; exit 3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec");
+    exec.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello from stdin\n")
+        .expect("write stdin");
+    let out = exec.wait_with_output().expect("kubectl exec output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HELLO FROM STDIN\n",
+        "stderr: {stderr}\n{}",
+        kubelet.log()
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("to-stderr"), "{stderr}");
+    let hostname = c.kubectl(&["exec", "-n", ns, "web", "-c", "talker", "--", "hostname"]);
+    assert_eq!(hostname, "web\n");
+
+    // kubectl attach: the running container's output.
+    let mut attach = c
+        .kubectl_command()
+        .args(["attach", "-n", ns, "web", "-c", "talker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl attach");
+    let got = line_channel(attach.stdout.take().expect("stdout"));
+    let attached = wait_line(&got, 20, |l| l.starts_with("tick-"));
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(attached.is_ok(), "{attached:?}\n{}", kubelet.log());
+
+    // kubectl port-forward to the busybox httpd.
+    let mut forward = c
+        .kubectl_command()
+        .args(["port-forward", "-n", ns, "pod/web", ":8080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let got = line_channel(forward.stdout.take().expect("stdout"));
+    let ready = wait_line(&got, 20, |l| l.starts_with("Forwarding from 127.0.0.1:"));
+    let port = ready.as_ref().ok().and_then(|l| {
+        l.strip_prefix("Forwarding from 127.0.0.1:")?
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    });
+    let responses: Vec<(u16, String)> = port
+        .iter()
+        .flat_map(|port| {
+            // Two requests: each opens its own forwarded stream.
+            (0..2).map(move |_| curl(&format!("http://127.0.0.1:{port}/index.html"), &[]))
+        })
+        .collect();
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(port.is_some(), "{ready:?}\n{}", kubelet.log());
+    assert_eq!(
+        responses,
+        vec![
+            (200, "served-by-busybox\n".to_owned()),
+            (200, "served-by-busybox\n".to_owned())
+        ],
+        "{}",
+        kubelet.log()
+    );
+
+    // Direct requests: an exec that does not upgrade, and a pod that is not here.
+    let pki = c.ca_file.parent().expect("pki directory");
+    let (cert, key) = (pki.join("admin.crt"), pki.join("admin.key"));
+    let admin = [
+        "--cert",
+        cert.to_str().expect("path"),
+        "--key",
+        key.to_str().expect("path"),
+        "-X",
+        "POST",
+    ];
+    let (status, body) = curl(
+        &format!("{API}/exec/{ns}/web/talker?command=true&output=1"),
+        &admin,
+    );
+    assert_eq!((status, body.as_str()), (500, "Upgrade request required\n"));
+    let (status, body) = curl(
+        &format!("{API}/exec/{ns}/absent/talker?command=true&output=1"),
+        &admin,
+    );
+    assert_eq!((status, body.as_str()), (404, "pod does not exist"));
+    let (status, body) = curl(
+        &format!("{API}/exec/{ns}/web/nope?command=true&output=1"),
+        &admin,
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "container not found (\"nope\")")
+    );
+    let (status, body) = curl(&format!("{API}/exec/{ns}/web/talker?command=true"), &admin);
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "you must specify at least 1 of stdin, stdout, stderr")
+    );
+
+    drop(namespace);
+    drop(kubelet);
+}

@@ -98,6 +98,14 @@ pub enum Error {
         container: String,
     },
 
+    /// What an exec, attach or port-forward request names does not run; the message is
+    /// upstream's, e.g. `container not found ("app")`.
+    #[error("{message}")]
+    StreamTargetNotFound {
+        /// What is missing.
+        message: String,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

@@ -48,6 +48,7 @@ mod snapshot;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod streaming;
 mod sync;
 
 pub use error::{Error, Result};

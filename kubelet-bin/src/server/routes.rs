@@ -1,5 +1,6 @@
 //! The kubelet API's endpoints, once a request is authenticated and authorized:
-//! `/healthz`, `/pods`, `/configz` and `/containerLogs/{namespace}/{pod}/{container}`.
+//! `/healthz`, `/pods`, `/configz` and `/containerLogs/{namespace}/{pod}/{container}`
+//! (the streaming endpoints are in [`super::stream`]).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -60,10 +61,7 @@ fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<ApiBody> {
 }
 
 /// Endpoints of upstream's kubelet API this kubelet does not serve yet.
-const NOT_YET: [&str; 10] = [
-    "/exec",
-    "/attach",
-    "/portForward",
+const NOT_YET: [&str; 7] = [
     "/run",
     "/stats",
     "/metrics",
@@ -332,7 +330,7 @@ impl LogQuery {
 
 /// Decodes `%XX` escapes and `+` (a space), as a query is encoded; `None` for a bad
 /// escape or text that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(super) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
