@@ -150,7 +150,7 @@ impl Cluster {
             .arg("--root-dir")
             .arg(root.join("root"))
             .args(["--node-status-update-frequency", "2s"])
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

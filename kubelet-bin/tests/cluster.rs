@@ -128,7 +128,7 @@ impl Cluster {
                 "2s",
             ])
             .args(extra)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
