@@ -1,5 +1,6 @@
 //! The CRI client: one channel to the runtime's socket, every RPC with its deadline.
 
+use kubelet_core::metrics::kubelet as metrics;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -753,6 +754,8 @@ where
     async move {
         let mut request = tonic::Request::new(request);
         request.set_timeout(timeout);
+        let operation = [metrics::runtime_operation(call)];
+        let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(timeout, rpc(request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(Error::from_status(call, object, &status, timeout)),
@@ -762,7 +765,10 @@ where
                 timeout,
             }),
         };
+        metrics::RUNTIME_OPERATIONS_TOTAL.inc(&operation);
+        metrics::RUNTIME_OPERATIONS_DURATION.observe(&operation, started.elapsed().as_secs_f64());
         if let Err(err) = &outcome {
+            metrics::RUNTIME_OPERATIONS_ERRORS_TOTAL.inc(&operation);
             tracing::debug!(error = %err, "CRI call failed");
         }
         outcome

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
@@ -354,6 +355,17 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     let volumes = kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
         .with_node_allocatable(node.allocatable());
     let api_runtime: Arc<dyn Runtime> = runtime.clone();
+    let stats = Arc::new(kubelet_stats::StatsProvider::new(
+        runtime.clone(),
+        runtime.clone(),
+        kubelet_stats::StatsPaths {
+            root_dir: flags.root_dir.clone(),
+            pods_log_dir: cfg.pod_logs_dir.clone(),
+            ..kubelet_stats::StatsPaths::default()
+        },
+        node_name.clone(),
+    ));
+    metrics::NODE_NAME.set(&[&node_name], 1.0);
     let ctx = SyncContext {
         runtime: runtime.clone(),
         images: runtime.clone(),
@@ -449,6 +461,8 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
             configz,
             runtime: api_runtime,
             pod_logs_dir: cfg.pod_logs_dir.clone(),
+            stats: stats.clone(),
+            node_logs_dir: PathBuf::from("/var/log"),
         };
         let client = cluster.as_ref().map(cluster::Cluster::client);
         servers.spawn(server::serve_api(server_settings, endpoints, client));
@@ -496,6 +510,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cfg.verbosity);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics::PROCESS_START_TIME.set(&[], started.as_secs_f64());
     tracing::info!(sources = %cfg.sources, "configuration loaded");
     for file in &cfg.skipped_drop_ins {
         tracing::debug!(file = %file.display(), "skipped file in --config-dir (not a .conf file)");

@@ -13,6 +13,7 @@
 
 mod auth;
 mod cache;
+mod node_logs;
 mod reviews;
 mod routes;
 mod stream;
@@ -27,6 +28,7 @@ use anyhow::Context;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use kubelet_core::metrics::kubelet as metrics;
 use tokio::net::TcpListener;
 
 pub use routes::Endpoints;
@@ -183,6 +185,23 @@ impl Api {
     ) -> Response<ApiBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let labels = request_metric_labels(method.as_str(), &path);
+        let labels = [labels.0, labels.1.as_str(), "readwrite", labels.2];
+        metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
+        metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, 1.0);
+        let response = self.authorized(request, cert_user, peer).await;
+        metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, -1.0);
+        response
+    }
+
+    async fn authorized(
+        &self,
+        request: Request<Incoming>,
+        cert_user: Option<&UserInfo>,
+        peer: SocketAddr,
+    ) -> Response<ApiBody> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
         let authorization = request
             .headers()
             .get(hyper::header::AUTHORIZATION)
@@ -222,6 +241,59 @@ impl Api {
         tracing::debug!(user = %user.name, %method, %path, status = %response.status(), "kubelet API request");
         response
     }
+}
+
+/// Upstream's HTTP metric labels of a request: the method (or `other`), the path's
+/// bucket (its first segment, two for `metrics/...`, or `other`) and whether it is
+/// long-running (`exec`, `attach`; upstream's map spells `portforward` in lower case,
+/// so port forwarding is not counted as long-running there either).
+fn request_metric_labels(method: &str, path: &str) -> (&'static str, String, &'static str) {
+    const METHODS: [&str; 8] = [
+        "OPTIONS", "GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT",
+    ];
+    const BUCKETS: [&str; 19] = [
+        "flagz",
+        "statusz",
+        "healthz",
+        "pods",
+        "stats",
+        "metrics",
+        "metrics/cadvisor",
+        "metrics/probes",
+        "metrics/resource",
+        "run",
+        "exec",
+        "attach",
+        "portForward",
+        "containerLogs",
+        "configz",
+        "allocatedPods",
+        "runningpods",
+        "checkpoint",
+        "logs",
+    ];
+    let method = METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other");
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
+    let root = match parts.as_slice() {
+        ["metrics", second, ..] => format!("metrics/{second}"),
+        [first, ..] => (*first).to_owned(),
+        [] => path.to_owned(),
+    };
+    let bucket = if BUCKETS.contains(&root.as_str()) {
+        root
+    } else {
+        "other".to_owned()
+    };
+    let long_running = if matches!(bucket.as_str(), "exec" | "attach") {
+        "true"
+    } else {
+        "false"
+    };
+    (method, bucket, long_running)
 }
 
 /// Serves the kubelet API until the task is dropped; `client` is the API server for

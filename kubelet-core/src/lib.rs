@@ -41,6 +41,7 @@ mod event;
 mod expansion;
 mod format;
 pub mod labels;
+pub mod metrics;
 mod pod;
 mod probe;
 mod qos;

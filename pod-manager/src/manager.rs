@@ -1,7 +1,7 @@
 //! The pod manager: merges source snapshots, runs one worker per pod, relists the runtime
 //! (the pod lifecycle event generator) and cleans up pods nobody wants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kubelet_core::labels::{
     POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_TERMINATION_GRACE_PERIOD_ANNOTATION, POD_UID_LABEL,
 };
+use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{ContainerFilter, PodRef, SandboxFilter, StatusReporter};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -354,9 +355,12 @@ async fn pod_worker(
     let mut last_status: Option<PodStatus> = None;
     let mut probes = PodProbes::default();
     let mut deadline_exceeded = false;
+    let mut startup = StartupTracker::new();
+    let mut last_pod: Option<Pod> = None;
     loop {
         let want = desired.borrow_and_update().clone();
         let pod = want.pod;
+        let sync_started = std::time::Instant::now();
         let r = PodRef::of(&pod);
         let snapshot = match pod_snapshot(ctx.runtime.as_ref(), &r.uid).await {
             Ok(snapshot) => snapshot,
@@ -439,6 +443,7 @@ async fn pod_worker(
                 now: now(),
                 probes: &Default::default(),
             });
+            startup.observe(&pod, None, &status, None);
             match reporter.report(&pod, &status).await {
                 Ok(()) => last_status = Some(status),
                 Err(e) => warn!(error = %e, "reporting the pod's status"),
@@ -520,6 +525,7 @@ async fn pod_worker(
             status.message =
                 Some("Pod was active on the node longer than the specified deadline".to_owned());
         }
+        startup.observe(&pod, last_status.as_ref(), &status, outcome.pulling);
         if last_status.as_ref() != Some(&status) {
             debug!(phase = ?status.phase, "pod status changed");
             match reporter.report(&pod, &status).await {
@@ -527,6 +533,14 @@ async fn pod_worker(
                 Err(e) => warn!(error = %e, "reporting the pod's status"),
             }
         }
+
+        let operation = match &last_pod {
+            None => "create",
+            Some(last) if *last != pod => "update",
+            Some(_) => "sync",
+        };
+        metrics::POD_WORKER_DURATION.observe(&[operation], sync_started.elapsed().as_secs_f64());
+        last_pod = Some(pod.clone());
 
         let mut sleep = resync;
         if let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds)
@@ -625,6 +639,109 @@ async fn event_loop(ctx: Arc<SyncContext>, pokes: Pokes) {
     }
 }
 
+/// Records a pod's start metrics once, as upstream's pod startup latency tracker:
+/// `kubelet_pod_start_duration_seconds` (first seen to Running) and
+/// `kubelet_pod_start_sli_duration_seconds` (created to every container running, the
+/// time spent pulling images left out).
+struct StartupTracker {
+    first_seen: SystemTime,
+    pulling: Option<(SystemTime, SystemTime)>,
+    running_recorded: bool,
+    saw_starting: bool,
+    sli_recorded: bool,
+}
+
+impl StartupTracker {
+    fn new() -> Self {
+        Self {
+            first_seen: SystemTime::now(),
+            pulling: None,
+            running_recorded: false,
+            saw_starting: false,
+            sli_recorded: false,
+        }
+    }
+
+    fn observe(
+        &mut self,
+        pod: &Pod,
+        previous: Option<&PodStatus>,
+        status: &PodStatus,
+        pulling: Option<(SystemTime, SystemTime)>,
+    ) {
+        if let Some((first, last)) = pulling {
+            self.pulling = Some(match self.pulling {
+                Some((a, b)) => (a.min(first), b.max(last)),
+                None => (first, last),
+            });
+        }
+        let phase = |s: Option<&PodStatus>| s.and_then(|s| s.phase.clone());
+        let now = SystemTime::now();
+        if !self.running_recorded && phase(Some(status)).as_deref() == Some("Running") {
+            self.running_recorded = true;
+            // A pod already running when first seen (a restarted kubelet) is not starting.
+            if phase(previous).as_deref() == Some("Pending") {
+                let seconds = now.duration_since(self.first_seen).unwrap_or_default();
+                metrics::POD_START_DURATION.observe(&[], seconds.as_secs_f64());
+            }
+        }
+        let all_running = status.container_statuses.as_ref().is_some_and(|list| {
+            !list.is_empty()
+                && list
+                    .iter()
+                    .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        });
+        if !all_running {
+            self.saw_starting = true;
+            return;
+        }
+        // A pod whose containers already ran when first seen (adopted by a restarted
+        // kubelet) did not start here: no SLI.
+        if self.sli_recorded || !self.saw_starting {
+            return;
+        }
+        self.sli_recorded = true;
+        let Some(created) = pod.metadata.creation_timestamp.as_ref() else {
+            return;
+        };
+        let created = SystemTime::from(created.0);
+        let starting = now.duration_since(created).unwrap_or_default();
+        let pulling = self
+            .pulling
+            .and_then(|(first, last)| last.duration_since(first).ok())
+            .unwrap_or_default();
+        metrics::POD_START_SLI_DURATION
+            .observe(&[], starting.saturating_sub(pulling).as_secs_f64());
+    }
+}
+
+/// `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers`
+/// by state, from one relist, as upstream's PLEG records them.
+fn record_running(sandboxes: &[kubelet_core::Sandbox], containers: &[kubelet_core::Container]) {
+    let running_pods: HashSet<&str> = sandboxes
+        .iter()
+        .filter(|s| s.state == kubelet_core::SandboxState::Ready)
+        .filter_map(|s| s.labels.get(POD_UID_LABEL).map(String::as_str))
+        .collect();
+    metrics::RUNNING_PODS.set(&[], running_pods.len() as f64);
+    let mut by_state: BTreeMap<&str, usize> = ["created", "running", "exited", "unknown"]
+        .into_iter()
+        .map(|state| (state, 0))
+        .collect();
+    for c in containers {
+        let state = match c.state {
+            kubelet_core::ContainerState::Created => "created",
+            kubelet_core::ContainerState::Running => "running",
+            kubelet_core::ContainerState::Exited => "exited",
+            kubelet_core::ContainerState::Unknown => "unknown",
+        };
+        *by_state.entry(state).or_default() += 1;
+    }
+    for (state, count) in by_state {
+        metrics::RUNNING_CONTAINERS.set(&[state], count as f64);
+    }
+}
+
 /// The pod lifecycle event generator: lists every sandbox and container (two calls,
 /// whatever the number of pods), pokes the workers of pods whose containers changed, and
 /// reports pods in the runtime that have no worker.
@@ -637,8 +754,14 @@ async fn relist_loop(
     let mut previous: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_relist: Option<std::time::Instant> = None;
     loop {
         interval.tick().await;
+        let relist_started = std::time::Instant::now();
+        if let Some(last) = last_relist.replace(relist_started) {
+            metrics::PLEG_RELIST_INTERVAL
+                .observe(&[], relist_started.duration_since(last).as_secs_f64());
+        }
         // A hung runtime must not hang the relist forever; the next tick tries again.
         let listed = tokio::time::timeout(period.max(Duration::from_secs(10)), async {
             let sandboxes = ctx
@@ -663,6 +786,7 @@ async fn relist_loop(
                 continue;
             }
         };
+        record_running(&sandboxes, &containers);
         let mut current: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         let mut identity: HashMap<String, Pod> = HashMap::new();
         for s in &sandboxes {
@@ -718,6 +842,11 @@ async fn relist_loop(
             // Full channel: the manager has not handled the last report yet; skip.
             let _ = orphans.try_send(known);
         }
+        metrics::PLEG_RELIST_DURATION.observe(&[], relist_started.elapsed().as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics::PLEG_LAST_SEEN.set(&[], now.as_secs_f64());
         previous = current;
     }
 }

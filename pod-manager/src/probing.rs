@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{
     ContainerState, EventRecorder, EventType, PodEvent, PodRef, ProbeKind, ProbeOutcome,
     ProbeTarget, Prober,
@@ -46,12 +47,32 @@ impl Prober for EventingProber {
         probe: &Probe,
         target: &ProbeTarget,
     ) -> kubelet_core::Result<ProbeOutcome> {
-        let outcome = self.inner.probe(kind, probe, target).await?;
-        let kind_name = match kind {
-            ProbeKind::Liveness => "Liveness",
-            ProbeKind::Readiness => "Readiness",
-            ProbeKind::Startup => "Startup",
+        let kind_name = probe_type(kind);
+        let started = std::time::Instant::now();
+        let attempt = self.inner.probe(kind, probe, target).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let result = match &attempt {
+            Ok(ProbeOutcome::Success | ProbeOutcome::Warning(_)) => "successful",
+            Ok(ProbeOutcome::Failure(_)) => "failed",
+            Err(_) => "unknown",
         };
+        let pod = &target.pod;
+        metrics::PROBER_PROBE_TOTAL.inc(&[
+            kind_name,
+            result,
+            &target.container_name,
+            &pod.name,
+            &pod.namespace,
+            &pod.uid,
+        ]);
+        // As upstream, durations are kept for probes that answered, not for failures.
+        if result != "failed" {
+            metrics::PROBER_PROBE_DURATION.observe(
+                &[kind_name, &target.container_name, &pod.name, &pod.namespace],
+                seconds,
+            );
+        }
+        let outcome = attempt?;
         let event = match &outcome {
             ProbeOutcome::Success => None,
             ProbeOutcome::Warning(output) => Some((
@@ -75,6 +96,40 @@ impl Prober for EventingProber {
             });
         }
         Ok(outcome)
+    }
+}
+
+/// Upstream's `probe_type` label.
+fn probe_type(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Liveness => "Liveness",
+        ProbeKind::Readiness => "Readiness",
+        ProbeKind::Startup => "Startup",
+    }
+}
+
+/// Forgets a probe worker's metric series when it stops, as upstream's worker does.
+struct ProbeSeries {
+    kind: ProbeKind,
+    target: ProbeTarget,
+}
+
+impl Drop for ProbeSeries {
+    fn drop(&mut self) {
+        let kind = probe_type(self.kind);
+        let pod = &self.target.pod;
+        let container = self.target.container_name.as_str();
+        for result in ["successful", "failed", "unknown"] {
+            metrics::PROBER_PROBE_TOTAL.remove(&[
+                kind,
+                result,
+                container,
+                &pod.name,
+                &pod.namespace,
+                &pod.uid,
+            ]);
+        }
+        metrics::PROBER_PROBE_DURATION.remove(&[kind, container, &pod.name, &pod.namespace]);
     }
 }
 
@@ -198,7 +253,12 @@ impl PodProbes {
                     field_path: crate::sync::container_field_path(pod, &container.name),
                 });
                 let result_key = key.clone();
+                let series = ProbeSeries {
+                    kind,
+                    target: target.clone(),
+                };
                 let task = tokio::spawn(async move {
+                    let _series = series;
                     let outcome = run_probe_loop(
                         prober.as_ref(),
                         kind,

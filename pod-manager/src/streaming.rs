@@ -1,9 +1,14 @@
-//! Which runtime object an exec, attach or port-forward request of the kubelet API
-//! means: the running container of a pod by name, or the pod's ready sandbox, found as
-//! upstream's `findContainer` and `GetPortForward` find them (among what the runtime
-//! runs, not what the pod's status last said).
+//! What the runtime runs, for the kubelet API: the object an exec, attach or
+//! port-forward request means (the running container of a pod by name, or the pod's
+//! ready sandbox, found as upstream's `findContainer` and `GetPortForward` find them,
+//! among what the runtime runs, not what the pod's status last said), and the pods of
+//! `/runningpods`.
 
-use kubelet_core::labels::{CONTAINER_NAME_LABEL, POD_UID_LABEL};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kubelet_core::labels::{
+    CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL,
+};
 use kubelet_core::{
     ContainerFilter, ContainerState, Runtime, SandboxFilter, SandboxState, StringMap,
 };
@@ -61,6 +66,67 @@ pub async fn ready_sandbox_id(
         .ok_or_else(|| Error::StreamTargetNotFound {
             message: format!("pod not found ({pod_full_name:?})"),
         })
+}
+
+/// The pods the runtime runs, as upstream's `GetRunningPods`: a v1 `PodList` whose pods
+/// carry only name, namespace, uid and their running containers' names and images
+/// (every pod with a ready sandbox or a running container, sorted by namespace and name).
+pub async fn running_pods(runtime: &dyn Runtime) -> Result<serde_json::Value> {
+    let sandboxes = runtime
+        .list_sandboxes(&SandboxFilter {
+            state: Some(SandboxState::Ready),
+            ..SandboxFilter::default()
+        })
+        .await?;
+    let containers = runtime
+        .list_containers(&ContainerFilter {
+            state: Some(ContainerState::Running),
+            ..ContainerFilter::default()
+        })
+        .await?;
+    let mut pods: std::collections::BTreeMap<String, Pod> = std::collections::BTreeMap::new();
+    let identity = |labels: &StringMap| -> Option<(String, Pod)> {
+        let uid = labels.get(POD_UID_LABEL)?;
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: labels.get(POD_NAME_LABEL).cloned(),
+                namespace: labels.get(POD_NAMESPACE_LABEL).cloned(),
+                uid: Some(uid.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec::default()),
+            ..Pod::default()
+        };
+        Some((uid.clone(), pod))
+    };
+    for sandbox in &sandboxes {
+        if let Some((uid, pod)) = identity(&sandbox.labels) {
+            pods.entry(uid).or_insert(pod);
+        }
+    }
+    for container in &containers {
+        let Some((uid, pod)) = identity(&container.labels) else {
+            continue;
+        };
+        let pod = pods.entry(uid).or_insert(pod);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.containers.push(Container {
+                name: container.metadata.name.clone(),
+                image: Some(container.image.clone()),
+                ..Container::default()
+            });
+        }
+    }
+    let mut items: Vec<Pod> = pods.into_values().collect();
+    items.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Ok(serde_json::json!({
+        "kind": "PodList",
+        "apiVersion": "v1",
+        "metadata": {},
+        "items": items,
+    }))
 }
 
 #[cfg(test)]
@@ -125,6 +191,14 @@ mod tests {
                 .await
                 .expect("ready"),
             sandbox_id
+        );
+        let list = running_pods(runtime.as_ref()).await.expect("running pods");
+        assert_eq!(list["kind"], "PodList");
+        assert_eq!(list["items"][0]["metadata"]["uid"], "u-1");
+        assert_eq!(list["items"][0]["spec"]["containers"][0]["name"], "app");
+        assert_eq!(
+            list["items"][0]["spec"]["containers"][0]["image"],
+            "busybox"
         );
         runtime.stop_sandbox(&sandbox_id).await.expect("stop");
         let gone = ready_sandbox_id(runtime.as_ref(), "u-1", "web_default")

@@ -2,6 +2,7 @@
 //! `computePodActions` + `SyncPod` do: sandbox, then init containers one by one,
 //! sidecars, then app containers, with image pull policies and restart back-off.
 
+use kubelet_core::metrics::kubelet as metrics;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -153,6 +154,9 @@ pub struct SyncOutcome {
     pub wake_at: Option<SystemTime>,
     /// Whether the sync changed anything in the runtime (so its state must be read again).
     pub acted: bool,
+    /// When this sync's first image pull started and its last one ended (the pod start
+    /// SLI leaves pulling out).
+    pub pulling: Option<(SystemTime, SystemTime)>,
 }
 
 impl SyncOutcome {
@@ -346,6 +350,39 @@ pub async fn sync_pod(
     Ok(outcome)
 }
 
+/// Upstream's `container_type` metric label.
+fn container_type(pod: &Pod, name: &str) -> &'static str {
+    let spec = pod.spec.as_ref();
+    if spec
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|list| list.iter().any(|c| c.name == name))
+    {
+        "init_container"
+    } else if spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|list| list.iter().any(|c| c.name == name))
+    {
+        "ephemeral_container"
+    } else {
+        "container"
+    }
+}
+
+/// The gRPC code name of a runtime failure, as upstream's `codes.Code.String()`.
+fn grpc_code(error: &kubelet_core::Error) -> &'static str {
+    use kubelet_core::RuntimeErrorKind as Kind;
+    match error.runtime_kind() {
+        Some(Kind::NotFound) => "NotFound",
+        Some(Kind::Unavailable) => "Unavailable",
+        Some(Kind::DeadlineExceeded) => "DeadlineExceeded",
+        Some(Kind::AlreadyExists) => "AlreadyExists",
+        Some(Kind::InvalidArgument) => "InvalidArgument",
+        Some(Kind::Unimplemented) => "Unimplemented",
+        Some(Kind::Unauthenticated) => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
 async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String> {
     let log_dir = PathBuf::from(&config.log_directory);
     tokio::fs::create_dir_all(&log_dir)
@@ -355,7 +392,10 @@ async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String
             path: log_dir.clone(),
             source,
         })?;
-    let id = ctx.runtime.run_sandbox(config).await?;
+    metrics::STARTED_PODS_TOTAL.inc(&[]);
+    let id = ctx.runtime.run_sandbox(config).await.inspect_err(|_| {
+        metrics::STARTED_PODS_ERRORS_TOTAL.inc(&[]);
+    })?;
     info!(sandbox = %id, attempt = config.metadata.attempt, "started pod sandbox");
     Ok(id)
 }
@@ -488,10 +528,16 @@ async fn start_container(
         .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
     mounts.append(&mut config.mounts);
     config.mounts = mounts;
+    let container_type = container_type(pod, &container.name);
+    let start_failed = |e: &kubelet_core::Error| {
+        metrics::STARTED_CONTAINERS_ERRORS_TOTAL.inc(&[container_type, grpc_code(e)]);
+    };
+    metrics::STARTED_CONTAINERS_TOTAL.inc(&[container_type]);
     let id = ctx
         .runtime
         .create_container(sandbox_id, &config, sandbox_config)
         .await
+        .inspect_err(start_failed)
         .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
     let created = |reason, message| {
         container_event(
@@ -504,12 +550,16 @@ async fn start_container(
         )
     };
     created("Created", "Container created".to_owned());
-    ctx.runtime.start_container(&id).await.map_err(|e| {
-        (
-            RUN_CONTAINER_ERROR,
-            e.to_string().replace(&id, &container.name),
-        )
-    })?;
+    ctx.runtime
+        .start_container(&id)
+        .await
+        .inspect_err(start_failed)
+        .map_err(|e| {
+            (
+                RUN_CONTAINER_ERROR,
+                e.to_string().replace(&id, &container.name),
+            )
+        })?;
     created("Started", "Container started".to_owned());
     info!(container = %container.name, id = %id, restart_count, "started container");
 
@@ -629,7 +679,14 @@ async fn ensure_image(
         format!("Pulling image {image:?}"),
     );
     let started = std::time::Instant::now();
-    match pull_with_secrets(ctx, pod, image, sandbox_config).await {
+    let pull_started = SystemTime::now();
+    let pulled = pull_with_secrets(ctx, pod, image, sandbox_config).await;
+    let pull_ended = SystemTime::now();
+    outcome.pulling = Some(match outcome.pulling {
+        Some((first, last)) => (first.min(pull_started), last.max(pull_ended)),
+        None => (pull_started, pull_ended),
+    });
+    match pulled {
         Ok(image_ref) => {
             info!(image, image_ref = %image_ref, "pulled image");
             // Upstream truncates to milliseconds.

@@ -1,6 +1,8 @@
 //! The kubelet API's endpoints, once a request is authenticated and authorized:
-//! `/healthz`, `/pods`, `/configz` and `/containerLogs/{namespace}/{pod}/{container}`
-//! (the streaming endpoints are in [`super::stream`]).
+//! `/healthz`, `/pods`, `/runningpods`, `/configz`, `/metrics`, `/metrics/probes`,
+//! `/metrics/resource`, `/stats/summary`, `/logs/` and
+//! `/containerLogs/{namespace}/{pod}/{container}` (the streaming endpoints are in
+//! [`super::stream`]).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use hyper::body::{Body, Frame};
 use hyper::{Method, Response, StatusCode};
 use k8s_openapi::jiff::Timestamp;
 use kubelet_core::Runtime;
+use kubelet_core::metrics;
 use kubelet_pod_manager::LocalPods;
 use kubelet_pod_manager::logs::{
     LogOptions, LogReader, LogStream, RuntimeContainer, locate_container_log,
@@ -38,6 +41,10 @@ pub struct Endpoints {
     pub runtime: Arc<dyn Runtime>,
     /// `podLogsDir`, for logs the runtime reports no path of.
     pub pod_logs_dir: PathBuf,
+    /// Node, pod and container stats (`/stats/summary`, `/metrics/resource`).
+    pub stats: Arc<kubelet_stats::StatsProvider>,
+    /// The directory `/logs/` serves (upstream: `/var/log`).
+    pub node_logs_dir: PathBuf,
 }
 
 /// A response with a whole body.
@@ -61,15 +68,7 @@ fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<ApiBody> {
 }
 
 /// Endpoints of upstream's kubelet API this kubelet does not serve yet.
-const NOT_YET: [&str; 7] = [
-    "/run",
-    "/stats",
-    "/metrics",
-    "/logs",
-    "/checkpoint",
-    "/runningpods",
-    "/allocatedPods",
-];
+const NOT_YET: [&str; 4] = ["/run", "/metrics/cadvisor", "/checkpoint", "/allocatedPods"];
 
 impl Endpoints {
     /// Answers an authorized request.
@@ -95,7 +94,39 @@ impl Endpoints {
                     Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
                 }
             }
+            "/metrics" | "/metrics/probes" | "/metrics/resource" | "/stats/summary"
+            | "/runningpods" | "/runningpods/"
+                if method != Method::GET
+                    && !(path == "/stats/summary" && method == Method::POST) =>
+            {
+                method_not_allowed()
+            }
+            "/metrics" => text(
+                StatusCode::OK,
+                metrics::TEXT_CONTENT_TYPE,
+                metrics::render(&metrics::kubelet::COMPONENT),
+            ),
+            "/metrics/probes" => text(
+                StatusCode::OK,
+                metrics::TEXT_CONTENT_TYPE,
+                metrics::render(&metrics::kubelet::PROBES),
+            ),
+            "/metrics/resource" => match self.stats.resource_metrics().await {
+                Ok(body) => text(StatusCode::OK, kubelet_stats::metrics::CONTENT_TYPE, body),
+                Err(e) => plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Internal Error: {e}"),
+                ),
+            },
+            "/stats/summary" => self.summary(query).await,
+            "/runningpods" | "/runningpods/" => self.running_pods().await,
             _ => {
+                if path == "/logs" || path.starts_with("/logs/") {
+                    if method != Method::GET && method != Method::HEAD {
+                        return method_not_allowed();
+                    }
+                    return super::node_logs::serve(&self.node_logs_dir, path).await;
+                }
                 if let Some(rest) = path.strip_prefix("/containerLogs/") {
                     if method != Method::GET {
                         return method_not_allowed();
@@ -118,6 +149,45 @@ impl Endpoints {
                 }
                 plain(StatusCode::NOT_FOUND, "404 page not found\n")
             }
+        }
+    }
+
+    /// `/stats/summary[?only_cpu_and_memory=true]`, as upstream's `handleSummary`.
+    async fn summary(&self, query: Option<&str>) -> Response<ApiBody> {
+        let values: Vec<&str> = query
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("only_cpu_and_memory="))
+            .collect();
+        let only_cpu_and_memory = values == ["true"];
+        let summary = match self.stats.summary(only_cpu_and_memory).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                tracing::warn!(error = %e, "serving /stats/summary");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Internal Error: {e}"),
+                );
+            }
+        };
+        match serde_json::to_vec(&summary) {
+            Ok(json) => text(StatusCode::OK, "application/json", json),
+            Err(e) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Internal Error: {e}"),
+            ),
+        }
+    }
+
+    /// `/runningpods/`: the pods the runtime runs, as upstream's `getRunningPods`: a
+    /// PodList of name, namespace, uid and each running container's name and image.
+    async fn running_pods(&self) -> Response<ApiBody> {
+        match kubelet_pod_manager::streaming::running_pods(self.runtime.as_ref()).await {
+            Ok(list) => match serde_json::to_vec(&list) {
+                Ok(json) => text(StatusCode::OK, "application/json", json),
+                Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            },
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         }
     }
 

@@ -139,13 +139,26 @@ async fn start(change: impl FnOnce(&mut Settings)) -> Harness {
     let mut settings = settings(dir.path(), Some(ca));
     change(&mut settings);
     let fake = FakeCriServer::start();
-    let runtime: Arc<dyn Runtime> = Arc::new(fake.client(Timeouts::default()));
+    let client = Arc::new(fake.client(Timeouts::default()));
+    let runtime: Arc<dyn Runtime> = client.clone();
     let pods = Arc::new(LocalPods::new());
+    let stats = kubelet_stats::StatsProvider::new(
+        client.clone(),
+        client,
+        kubelet_stats::StatsPaths {
+            root_dir: dir.path().join("root"),
+            pods_log_dir: dir.path().join("logs"),
+            ..kubelet_stats::StatsPaths::default()
+        },
+        "vm".to_owned(),
+    );
     let endpoints = Endpoints {
         pods: pods.clone(),
         configz: Arc::new(r#"{"kubeletconfig":{"maxPods":110}}"#.to_owned()),
         runtime: runtime.clone(),
         pod_logs_dir: dir.path().join("logs"),
+        stats: Arc::new(stats),
+        node_logs_dir: dir.path().join("var-log"),
     };
     let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
         .await
@@ -281,8 +294,30 @@ async fn a_client_certificate_of_the_ca_is_served() {
     let (status, body) = h.request(&admin, "POST", "/exec/ns/p/c").await;
     assert_eq!(
         (status, body.as_str()),
-        (501, "/exec is not supported by this kubelet yet\n")
+        (400, "you must specify at least 1 of stdin, stdout, stderr")
     );
+    let (status, body) = h
+        .request(&admin, "POST", "/exec/ns/p/c?command=ls&output=1")
+        .await;
+    assert_eq!((status, body.as_str()), (404, "pod does not exist"));
+    let (status, body) = h.request(&admin, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE kubelet_http_requests_total counter")
+            && body.contains(
+                r#"kubelet_http_requests_total{method="GET",path="configz",server_type="readwrite",long_running="false"}"#
+            ),
+        "{body}"
+    );
+    let (status, body) = h.request(&admin, "GET", "/metrics/probes").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("process_start_time_seconds"), "{body}");
+    let (status, body) = h.request(&admin, "GET", "/runningpods/").await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["items"], serde_json::json!([]));
+    assert_eq!(h.request(&admin, "GET", "/metrics/cadvisor").await.0, 501);
     let (status, body) = h.request(&admin, "GET", "/containerLogs/ns/web/app").await;
     assert_eq!((status, body.as_str()), (404, "pod \"web\" does not exist"));
 }
@@ -570,4 +605,30 @@ fn settings_follow_the_configuration() {
         }
     );
     assert_eq!((s.address, s.healthz), (None, None));
+}
+
+#[test]
+fn requests_are_counted_in_upstream_buckets() {
+    use super::request_metric_labels as labels;
+    assert_eq!(labels("GET", "/pods"), ("GET", "pods".into(), "false"));
+    assert_eq!(
+        labels("POST", "/exec/ns/pod/c"),
+        ("POST", "exec".into(), "true")
+    );
+    assert_eq!(
+        labels("GET", "/metrics/resource"),
+        ("GET", "metrics/resource".into(), "false")
+    );
+    assert_eq!(
+        labels("GET", "/metrics"),
+        ("GET", "metrics".into(), "false")
+    );
+    assert_eq!(
+        labels("PATCH", "/nothing/here"),
+        ("other", "other".into(), "false")
+    );
+    assert_eq!(
+        labels("GET", "/portForward/ns/pod"),
+        ("GET", "portForward".into(), "false")
+    );
 }

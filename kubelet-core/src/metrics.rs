@@ -1,0 +1,402 @@
+//! Prometheus metrics with upstream's names: a small in-memory registry ([`Family`]) and
+//! the kubelet's metric families ([`kubelet`]) that every crate records into, rendered
+//! in the text exposition format (0.0.4) by the binary's `/metrics` and `/metrics/probes`.
+//!
+//! Families are `static`s, like upstream's `legacyregistry`: recording is a map update
+//! under a short lock, no I/O. A family with labels shows no lines until it has a series,
+//! as Go's Prometheus client; a family without labels always shows its value.
+//!
+//! ```
+//! use kubelet_core::metrics::{kubelet, render};
+//!
+//! kubelet::RUNTIME_OPERATIONS_TOTAL.inc(&["run_podsandbox"]);
+//! let text = render(&[&kubelet::RUNTIME_OPERATIONS_TOTAL]);
+//! assert!(text.contains("# TYPE kubelet_runtime_operations_total counter"));
+//! assert!(text.contains(r#"kubelet_runtime_operations_total{operation_type="run_podsandbox"}"#));
+//! ```
+
+pub mod kubelet;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// A metric's stability level, shown in its help text as upstream's component-base does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stability {
+    /// `[ALPHA]`.
+    Alpha,
+    /// `[BETA]`.
+    Beta,
+    /// `[STABLE]`.
+    Stable,
+}
+
+impl Stability {
+    fn tag(self) -> &'static str {
+        match self {
+            Stability::Alpha => "[ALPHA] ",
+            Stability::Beta => "[BETA] ",
+            Stability::Stable => "[STABLE] ",
+        }
+    }
+}
+
+/// What a family measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations counted into buckets.
+    Histogram,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Series {
+    Value(f64),
+    Histogram {
+        /// Observations at or below each bucket's bound (not cumulative).
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+/// One metric family: a name, help text, label names and a series per label values.
+#[derive(Debug)]
+pub struct Family {
+    name: &'static str,
+    help: &'static str,
+    stability: Stability,
+    kind: Kind,
+    labels: &'static [&'static str],
+    buckets: &'static [f64],
+    series: Mutex<BTreeMap<Vec<String>, Series>>,
+}
+
+/// Default histogram buckets (Go's `prometheus.DefBuckets`).
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Family {
+    /// A counter family.
+    pub const fn counter(
+        name: &'static str,
+        help: &'static str,
+        stability: Stability,
+        labels: &'static [&'static str],
+    ) -> Self {
+        Self::new(name, help, stability, Kind::Counter, labels, &[])
+    }
+
+    /// A gauge family.
+    pub const fn gauge(
+        name: &'static str,
+        help: &'static str,
+        stability: Stability,
+        labels: &'static [&'static str],
+    ) -> Self {
+        Self::new(name, help, stability, Kind::Gauge, labels, &[])
+    }
+
+    /// A histogram family with these bucket upper bounds (ascending; `+Inf` is implied).
+    pub const fn histogram(
+        name: &'static str,
+        help: &'static str,
+        stability: Stability,
+        labels: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Self {
+        Self::new(name, help, stability, Kind::Histogram, labels, buckets)
+    }
+
+    const fn new(
+        name: &'static str,
+        help: &'static str,
+        stability: Stability,
+        kind: Kind,
+        labels: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Self {
+        Self {
+            name,
+            help,
+            stability,
+            kind,
+            labels,
+            buckets,
+            series: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The family's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn with<R>(&self, values: &[&str], f: impl FnOnce(&mut Series) -> R) -> R {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = self.buckets.len();
+        let kind = self.kind;
+        let entry = series.entry(key).or_insert_with(|| match kind {
+            Kind::Histogram => Series::Histogram {
+                counts: vec![0; buckets],
+                sum: 0.0,
+                count: 0,
+            },
+            Kind::Counter | Kind::Gauge => Series::Value(0.0),
+        });
+        f(entry)
+    }
+
+    /// Adds one to the series of these label values.
+    pub fn inc(&self, values: &[&str]) {
+        self.add(values, 1.0);
+    }
+
+    /// Adds `delta` to the series of these label values (counters ignore negative deltas).
+    pub fn add(&self, values: &[&str], delta: f64) {
+        if self.kind == Kind::Counter && delta < 0.0 {
+            return;
+        }
+        self.with(values, |s| {
+            if let Series::Value(v) = s {
+                *v += delta;
+            }
+        });
+    }
+
+    /// Sets the series of these label values (gauges).
+    pub fn set(&self, values: &[&str], value: f64) {
+        self.with(values, |s| {
+            if let Series::Value(v) = s {
+                *v = value;
+            }
+        });
+    }
+
+    /// Records one observation (histograms).
+    pub fn observe(&self, values: &[&str], value: f64) {
+        let bucket = self.buckets.iter().position(|bound| value <= *bound);
+        self.with(values, |s| {
+            if let Series::Histogram { counts, sum, count } = s {
+                if let Some(i) = bucket {
+                    counts[i] += 1;
+                }
+                *sum += value;
+                *count += 1;
+            }
+        });
+    }
+
+    /// Forgets the series of these label values (an object that is gone).
+    pub fn remove(&self, values: &[&str]) {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// The value of a counter or gauge series, if it exists.
+    pub fn value(&self, values: &[&str]) -> Option<f64> {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        match self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            Some(Series::Value(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// How many observations a histogram series holds, if it exists.
+    pub fn observations(&self, values: &[&str]) -> Option<u64> {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        match self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            Some(Series::Histogram { count, .. }) => Some(*count),
+            _ => None,
+        }
+    }
+
+    /// Appends the family in the text exposition format.
+    pub fn render_into(&self, out: &mut String) {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if series.is_empty() && !self.labels.is_empty() {
+            return;
+        }
+        let kind = match self.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let _ = writeln!(
+            out,
+            "# HELP {} {}{}",
+            self.name,
+            self.stability.tag(),
+            escape_help(self.help)
+        );
+        let _ = writeln!(out, "# TYPE {} {kind}", self.name);
+        let empty = [(Vec::new(), self.empty_series())];
+        let all: Vec<(&Vec<String>, &Series)> = if series.is_empty() {
+            empty.iter().map(|(k, s)| (k, s)).collect()
+        } else {
+            series.iter().collect()
+        };
+        for (values, series) in all {
+            let pairs: Vec<(&str, String)> = self
+                .labels
+                .iter()
+                .zip(values)
+                .map(|(name, value)| (*name, value.clone()))
+                .collect();
+            match series {
+                Series::Value(v) => {
+                    let _ = writeln!(out, "{}{} {}", self.name, label_text(&pairs), number(*v));
+                }
+                Series::Histogram { counts, sum, count } => {
+                    let mut cumulative = 0;
+                    for (bound, n) in self.buckets.iter().zip(counts) {
+                        cumulative += n;
+                        let mut with_le = pairs.clone();
+                        with_le.push(("le", number(*bound)));
+                        let _ = writeln!(
+                            out,
+                            "{}_bucket{} {cumulative}",
+                            self.name,
+                            label_text(&with_le)
+                        );
+                    }
+                    let mut with_le = pairs.clone();
+                    with_le.push(("le", "+Inf".to_owned()));
+                    let _ = writeln!(out, "{}_bucket{} {count}", self.name, label_text(&with_le));
+                    let _ = writeln!(
+                        out,
+                        "{}_sum{} {}",
+                        self.name,
+                        label_text(&pairs),
+                        number(*sum)
+                    );
+                    let _ = writeln!(out, "{}_count{} {count}", self.name, label_text(&pairs));
+                }
+            }
+        }
+    }
+
+    fn empty_series(&self) -> Series {
+        match self.kind {
+            Kind::Histogram => Series::Histogram {
+                counts: vec![0; self.buckets.len()],
+                sum: 0.0,
+                count: 0,
+            },
+            Kind::Counter | Kind::Gauge => Series::Value(0.0),
+        }
+    }
+}
+
+/// Renders these families, in order, in the text exposition format.
+pub fn render(families: &[&Family]) -> String {
+    let mut out = String::new();
+    for family in families {
+        family.render_into(&mut out);
+    }
+    out
+}
+
+/// The content type of the text exposition format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A sample value as Go's Prometheus client writes it: integers without a fraction,
+/// `+Inf`, `-Inf`, `NaN`.
+pub fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// `{a="x",b="y"}`, or nothing without labels; values escaped as the format requires.
+pub fn label_text(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static COUNTER: Family = Family::counter("t_ops_total", "Ops.", Stability::Alpha, &["op"]);
+    static GAUGE: Family = Family::gauge("t_up", "Up.", Stability::Stable, &[]);
+    static HIST: Family =
+        Family::histogram("t_seconds", "Time.", Stability::Beta, &["op"], &[0.5, 1.0]);
+
+    #[test]
+    fn families_render_in_the_text_format() {
+        assert_eq!(
+            render(&[&COUNTER]),
+            "",
+            "a labelled family without series shows nothing"
+        );
+        COUNTER.inc(&["a\"b"]);
+        COUNTER.add(&["a\"b"], 2.0);
+        COUNTER.add(&["a\"b"], -5.0);
+        GAUGE.set(&[], 1.5);
+        HIST.observe(&["x"], 0.25);
+        HIST.observe(&["x"], 0.75);
+        HIST.observe(&["x"], 3.0);
+        assert_eq!(
+            render(&[&COUNTER, &GAUGE, &HIST]),
+            "# HELP t_ops_total [ALPHA] Ops.\n# TYPE t_ops_total counter\nt_ops_total{op=\"a\\\"b\"} 3\n\
+             # HELP t_up [STABLE] Up.\n# TYPE t_up gauge\nt_up 1.5\n\
+             # HELP t_seconds [BETA] Time.\n# TYPE t_seconds histogram\n\
+             t_seconds_bucket{op=\"x\",le=\"0.5\"} 1\nt_seconds_bucket{op=\"x\",le=\"1\"} 2\n\
+             t_seconds_bucket{op=\"x\",le=\"+Inf\"} 3\nt_seconds_sum{op=\"x\"} 4\nt_seconds_count{op=\"x\"} 3\n"
+        );
+        assert_eq!(COUNTER.value(&["a\"b"]), Some(3.0));
+        assert_eq!(HIST.observations(&["x"]), Some(3));
+        COUNTER.remove(&["a\"b"]);
+        assert_eq!(COUNTER.value(&["a\"b"]), None);
+    }
+
+    #[test]
+    fn numbers_are_written_as_go_writes_them() {
+        assert_eq!(number(1.0), "1");
+        assert_eq!(number(0.005), "0.005");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(f64::NAN), "NaN");
+    }
+}

@@ -1,0 +1,313 @@
+//! The kubelet's metric families, with upstream's names, help texts, label names,
+//! stability levels and buckets (`pkg/kubelet/metrics/metrics.go`,
+//! `pkg/kubelet/server/metrics`, `pkg/kubelet/prober`). Each crate records into the
+//! ones it owns; the binary renders [`COMPONENT`] on `/metrics` and [`PROBES`] on
+//! `/metrics/probes`.
+
+use super::{DEFAULT_BUCKETS, Family, Stability::*};
+
+/// Upstream's `podStartupDurationBuckets`.
+pub const POD_STARTUP_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0,
+    300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+
+/// `ExponentialBuckets(.005, 2.5, 14)`, upstream's runtime operation buckets.
+pub const RUNTIME_OPERATION_BUCKETS: &[f64] = &[
+    0.005,
+    0.0125,
+    0.03125,
+    0.078125,
+    0.1953125,
+    0.48828125,
+    1.220703125,
+    3.0517578125,
+    7.62939453125,
+    19.073486328125,
+    47.6837158203125,
+    119.20928955078125,
+    298.0232238769531,
+    745.0580596923828,
+];
+
+/// `process_start_time_seconds`: when the kubelet started, seconds since the Unix epoch.
+pub static PROCESS_START_TIME: Family = Family::gauge(
+    "process_start_time_seconds",
+    "Start time of the process since unix epoch in seconds.",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_node_name{node}`, always 1.
+pub static NODE_NAME: Family = Family::gauge(
+    "kubelet_node_name",
+    "The node's name. The count is always 1.",
+    Alpha,
+    &["node"],
+);
+
+/// `kubelet_running_pods`: pods with a running sandbox.
+pub static RUNNING_PODS: Family = Family::gauge(
+    "kubelet_running_pods",
+    "Number of pods that have a running pod sandbox",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_running_containers{container_state}`: containers by state (`created`,
+/// `running`, `exited`, `unknown`).
+pub static RUNNING_CONTAINERS: Family = Family::gauge(
+    "kubelet_running_containers",
+    "Number of containers currently running",
+    Alpha,
+    &["container_state"],
+);
+
+/// `kubelet_pod_worker_duration_seconds{operation_type}`: one sync of a pod (`create`,
+/// `update`, `sync`).
+pub static POD_WORKER_DURATION: Family = Family::histogram(
+    "kubelet_pod_worker_duration_seconds",
+    "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+    Alpha,
+    &["operation_type"],
+    DEFAULT_BUCKETS,
+);
+
+/// `kubelet_pod_start_duration_seconds`: from first seeing a pod to it running.
+pub static POD_START_DURATION: Family = Family::histogram(
+    "kubelet_pod_start_duration_seconds",
+    "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
+    Alpha,
+    &[],
+    POD_STARTUP_BUCKETS,
+);
+
+/// `kubelet_pod_start_sli_duration_seconds`: pod creation to all containers started,
+/// image pulls excluded.
+pub static POD_START_SLI_DURATION: Family = Family::histogram(
+    "kubelet_pod_start_sli_duration_seconds",
+    "Duration in seconds to start a pod, excluding time to pull images and run init containers, measured from pod creation timestamp to when all its containers are reported as started and observed via watch",
+    Alpha,
+    &[],
+    POD_STARTUP_BUCKETS,
+);
+
+/// `kubelet_pleg_relist_duration_seconds`: one relist of the runtime.
+pub static PLEG_RELIST_DURATION: Family = Family::histogram(
+    "kubelet_pleg_relist_duration_seconds",
+    "Duration in seconds for relisting pods in PLEG.",
+    Alpha,
+    &[],
+    DEFAULT_BUCKETS,
+);
+
+/// `kubelet_pleg_relist_interval_seconds`: time between relists.
+pub static PLEG_RELIST_INTERVAL: Family = Family::histogram(
+    "kubelet_pleg_relist_interval_seconds",
+    "Interval in seconds between relisting in PLEG.",
+    Alpha,
+    &[],
+    DEFAULT_BUCKETS,
+);
+
+/// `kubelet_pleg_last_seen_seconds`: Unix time of the last relist.
+pub static PLEG_LAST_SEEN: Family = Family::gauge(
+    "kubelet_pleg_last_seen_seconds",
+    "Timestamp in seconds when PLEG was last seen active.",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_runtime_operations_total{operation_type}`.
+pub static RUNTIME_OPERATIONS_TOTAL: Family = Family::counter(
+    "kubelet_runtime_operations_total",
+    "Cumulative number of runtime operations by operation type.",
+    Alpha,
+    &["operation_type"],
+);
+
+/// `kubelet_runtime_operations_duration_seconds{operation_type}`.
+pub static RUNTIME_OPERATIONS_DURATION: Family = Family::histogram(
+    "kubelet_runtime_operations_duration_seconds",
+    "Duration in seconds of runtime operations. Broken down by operation type.",
+    Alpha,
+    &["operation_type"],
+    RUNTIME_OPERATION_BUCKETS,
+);
+
+/// `kubelet_runtime_operations_errors_total{operation_type}`.
+pub static RUNTIME_OPERATIONS_ERRORS_TOTAL: Family = Family::counter(
+    "kubelet_runtime_operations_errors_total",
+    "Cumulative number of runtime operation errors by operation type.",
+    Alpha,
+    &["operation_type"],
+);
+
+/// `kubelet_started_pods_total`: sandboxes created.
+pub static STARTED_PODS_TOTAL: Family = Family::counter(
+    "kubelet_started_pods_total",
+    "Cumulative number of pods started",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_started_pods_errors_total`: sandboxes that failed to start.
+pub static STARTED_PODS_ERRORS_TOTAL: Family = Family::counter(
+    "kubelet_started_pods_errors_total",
+    "Cumulative number of errors when starting pods",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_started_containers_total{container_type}` (`container`,
+/// `init_container`).
+pub static STARTED_CONTAINERS_TOTAL: Family = Family::counter(
+    "kubelet_started_containers_total",
+    "Cumulative number of containers started",
+    Alpha,
+    &["container_type"],
+);
+
+/// `kubelet_started_containers_errors_total{container_type,code}`.
+pub static STARTED_CONTAINERS_ERRORS_TOTAL: Family = Family::counter(
+    "kubelet_started_containers_errors_total",
+    "Cumulative number of errors when starting containers",
+    Alpha,
+    &["container_type", "code"],
+);
+
+/// `kubelet_http_requests_total{method,path,server_type,long_running}`.
+pub static HTTP_REQUESTS_TOTAL: Family = Family::counter(
+    "kubelet_http_requests_total",
+    "Number of the http requests received since the server started",
+    Alpha,
+    &["method", "path", "server_type", "long_running"],
+);
+
+/// `kubelet_http_inflight_requests{method,path,server_type,long_running}`.
+pub static HTTP_INFLIGHT_REQUESTS: Family = Family::gauge(
+    "kubelet_http_inflight_requests",
+    "Number of the inflight http requests",
+    Alpha,
+    &["method", "path", "server_type", "long_running"],
+);
+
+/// `prober_probe_total{probe_type,result,container,pod,namespace,pod_uid}`; results
+/// `successful`, `failed`, `unknown`; probe types `Liveness`, `Readiness`, `Startup`.
+pub static PROBER_PROBE_TOTAL: Family = Family::counter(
+    "prober_probe_total",
+    "Cumulative number of a liveness, readiness or startup probe for a container by result.",
+    Beta,
+    &[
+        "probe_type",
+        "result",
+        "container",
+        "pod",
+        "namespace",
+        "pod_uid",
+    ],
+);
+
+/// `prober_probe_duration_seconds{probe_type,container,pod,namespace}`.
+pub static PROBER_PROBE_DURATION: Family = Family::histogram(
+    "prober_probe_duration_seconds",
+    "Duration in seconds for a probe response.",
+    Alpha,
+    &["probe_type", "container", "pod", "namespace"],
+    DEFAULT_BUCKETS,
+);
+
+/// What `/metrics` shows, in order.
+pub static COMPONENT: [&Family; 19] = [
+    &PROCESS_START_TIME,
+    &HTTP_INFLIGHT_REQUESTS,
+    &HTTP_REQUESTS_TOTAL,
+    &NODE_NAME,
+    &PLEG_LAST_SEEN,
+    &PLEG_RELIST_DURATION,
+    &PLEG_RELIST_INTERVAL,
+    &POD_START_DURATION,
+    &POD_START_SLI_DURATION,
+    &POD_WORKER_DURATION,
+    &RUNNING_CONTAINERS,
+    &RUNNING_PODS,
+    &RUNTIME_OPERATIONS_DURATION,
+    &RUNTIME_OPERATIONS_ERRORS_TOTAL,
+    &RUNTIME_OPERATIONS_TOTAL,
+    &STARTED_CONTAINERS_ERRORS_TOTAL,
+    &STARTED_CONTAINERS_TOTAL,
+    &STARTED_PODS_ERRORS_TOTAL,
+    &STARTED_PODS_TOTAL,
+];
+
+/// What `/metrics/probes` shows.
+pub static PROBES: [&Family; 3] = [
+    &PROCESS_START_TIME,
+    &PROBER_PROBE_DURATION,
+    &PROBER_PROBE_TOTAL,
+];
+
+/// Upstream's `operation_type` of a CRI call (`RunPodSandbox` -> `run_podsandbox`).
+pub fn runtime_operation(rpc: &str) -> &'static str {
+    match rpc {
+        "Version" => "version",
+        "Status" => "status",
+        "RunPodSandbox" => "run_podsandbox",
+        "StopPodSandbox" => "stop_podsandbox",
+        "RemovePodSandbox" => "remove_podsandbox",
+        "PodSandboxStatus" => "podsandbox_status",
+        "ListPodSandbox" => "list_podsandbox",
+        "CreateContainer" => "create_container",
+        "StartContainer" => "start_container",
+        "StopContainer" => "stop_container",
+        "RemoveContainer" => "remove_container",
+        "ListContainers" => "list_containers",
+        "ContainerStatus" => "container_status",
+        "UpdateContainerResources" => "update_container",
+        "ReopenContainerLog" => "reopen_container_log",
+        "ExecSync" => "exec_sync",
+        "Exec" => "exec",
+        "Attach" => "attach",
+        "PortForward" => "port_forward",
+        "ContainerStats" => "container_stats",
+        "ListContainerStats" => "list_container_stats",
+        "PodSandboxStats" => "podsandbox_stats",
+        "ListPodSandboxStats" => "list_podsandbox_stats",
+        "UpdateRuntimeConfig" => "update_runtime_config",
+        "GetContainerEvents" => "get_container_events",
+        "ListImages" => "list_images",
+        "ImageStatus" => "image_status",
+        "PullImage" => "pull_image",
+        "RemoveImage" => "remove_image",
+        "ImageFsInfo" => "image_fs_info",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_buckets_are_upstreams_exponential_buckets() {
+        let mut bound = 0.005;
+        for b in RUNTIME_OPERATION_BUCKETS {
+            assert!((b - bound).abs() < 1e-9, "{b} vs {bound}");
+            bound *= 2.5;
+        }
+        assert_eq!(RUNTIME_OPERATION_BUCKETS.len(), 14);
+    }
+
+    #[test]
+    fn cri_calls_have_upstream_operation_names() {
+        assert_eq!(runtime_operation("RunPodSandbox"), "run_podsandbox");
+        assert_eq!(
+            runtime_operation("UpdateContainerResources"),
+            "update_container"
+        );
+        assert_eq!(
+            runtime_operation("ListPodSandboxStats"),
+            "list_podsandbox_stats"
+        );
+    }
+}
