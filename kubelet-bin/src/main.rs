@@ -16,6 +16,7 @@
 
 mod cluster;
 mod config;
+mod logging;
 mod node;
 mod serve;
 mod server;
@@ -128,13 +129,13 @@ struct Flags {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
 
-    /// Address of the read-only endpoints. Unlike upstream (0.0.0.0) the default is
-    /// loopback, because these endpoints have no authentication.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address of the kubelet API and of the read-only port (0.0.0.0: every interface).
+    #[arg(long, default_value = "0.0.0.0")]
     address: IpAddr,
 
-    /// Port of the read-only endpoints (/pods, /healthz, /configz); 0 disables them.
-    #[arg(long, default_value_t = 10255)]
+    /// Port of the unauthenticated read-only endpoints (/pods, /healthz, /configz); 0,
+    /// the default, disables them (upstream's legacy flag default is 10255).
+    #[arg(long, default_value_t = 0)]
     read_only_port: u16,
 
     /// Port of the kubelet API (HTTPS, authenticated: /pods, /containerLogs, /healthz,
@@ -246,11 +247,19 @@ fn init_logging(verbosity: u32) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if logging::stderr_is_journal() {
+        builder
+            .with_ansi(false)
+            .event_format(logging::JournaldFormat::new())
+            .init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// Lowers our OOM score like upstream; on machines that forbid it (no CAP_SYS_RESOURCE)

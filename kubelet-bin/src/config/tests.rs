@@ -40,10 +40,7 @@ fn upstream_fixture(name: &str) -> Value {
         .join("src/config/testdata")
         .join(name);
     let text = std::fs::read_to_string(&path).expect("fixture");
-    let mut value: Value = serde_json::from_str(&text).expect("fixture JSON");
-    // This kubelet's one deliberate default change (see types::DEFAULT_ADDRESS).
-    value["address"] = json!("127.0.0.1");
-    value
+    serde_json::from_str(&text).expect("fixture JSON")
 }
 
 fn as_served(mut config: KubeletConfiguration) -> Value {
@@ -319,9 +316,8 @@ fn drop_ins_without_a_config_file_start_from_the_flag_defaults() {
         .expect("drop-ins only");
     assert_eq!(cfg.max_pods, 40);
     assert_eq!(
-        cfg.read_only_port,
-        Some(10255),
-        "the legacy flag default stays"
+        cfg.read_only_port, None,
+        "no read-only port unless asked for"
     );
 }
 
@@ -367,8 +363,8 @@ fn typed_flags_beat_the_file() {
 fn without_a_file_the_flags_and_their_defaults_decide() {
     let cfg = resolve_args(&["kubelet"]).expect("no file");
     assert_eq!(cfg.config, KubeletConfiguration::flag_defaults());
-    assert_eq!(cfg.read_only_port, Some(10255));
-    assert_eq!(cfg.address, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(cfg.read_only_port, None);
+    assert_eq!(cfg.address, IpAddr::from([0, 0, 0, 0]));
     assert_eq!(cfg.cluster_domain, "cluster.local");
     assert_eq!(
         cfg.resolv_conf.as_deref(),

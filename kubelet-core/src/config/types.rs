@@ -31,10 +31,9 @@ pub const DEFAULT_EVICTION_HARD: [(&str, &str); 5] = [
 /// Upstream's `ports.KubeletReadOnlyPort`, the `--read-only-port` flag's default.
 pub const LEGACY_READ_ONLY_PORT: i32 = 10255;
 
-/// Address of the read-only endpoints when `address` is unset. Upstream's default is
-/// `0.0.0.0`; this kubelet's `address` only serves unauthenticated endpoints (there is
-/// no authenticated :10250 server yet), so it stays on loopback unless asked.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1";
+/// Address of the kubelet API (and of the read-only port, when on) when `address` is
+/// unset: upstream's `0.0.0.0`.
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
@@ -185,7 +184,7 @@ pub struct KubeletConfiguration {
         skip_serializing_if = "is_default"
     )]
     pub static_pod_url_header: BTreeMap<String, Vec<String>>,
-    /// Address the kubelet serves on (upstream default `0.0.0.0`; here `127.0.0.1`).
+    /// Address the kubelet serves on (default `0.0.0.0`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub address: String,
     /// Port of the kubelet's secured server (default 10250).
@@ -859,22 +858,21 @@ impl KubeletConfiguration {
     }
 
     /// The configuration a kubelet without `--config` starts from: the defaults plus
-    /// upstream's legacy `readOnlyPort` 10255 and this kubelet's `--cluster-domain`
-    /// default, `cluster.local` (upstream's is empty).
+    /// this kubelet's `--cluster-domain` default, `cluster.local` (upstream's is empty).
     ///
     /// Deliberately safer than upstream's legacy flag defaults (`applyLegacyDefaults`:
-    /// anonymous requests, no token webhook, `AlwaysAllow`): the kubelet API keeps the
-    /// file defaults — anonymous requests refused, tokens checked through TokenReview,
-    /// Webhook authorization — so that reaching port 10250 never gives anyone the
-    /// node's pods and logs. `--anonymous-auth`, `--authentication-token-webhook` and
-    /// `--authorization-mode` change them.
+    /// anonymous requests, no token webhook, `AlwaysAllow`, `readOnlyPort` 10255): the
+    /// kubelet API keeps the file defaults — anonymous requests refused, tokens checked
+    /// through TokenReview, Webhook authorization, no unauthenticated read-only port —
+    /// so that reaching the node never gives anyone its pods and logs.
+    /// `--anonymous-auth`, `--authentication-token-webhook`, `--authorization-mode` and
+    /// `--read-only-port` change them.
     pub fn flag_defaults() -> Self {
         let mut config = Self::defaulted();
         config.cluster_domain = "cluster.local".into();
         config.authentication.anonymous.enabled = Some(false);
         config.authentication.webhook.enabled = Some(true);
         config.authorization.mode = "Webhook".into();
-        config.read_only_port = LEGACY_READ_ONLY_PORT;
         config
     }
 
