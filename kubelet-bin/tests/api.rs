@@ -664,3 +664,232 @@ spec:
     drop(namespace);
     drop(kubelet);
 }
+
+#[test]
+fn summary_metrics_and_kubectl_top_work_through_the_api_server() {
+    let Some((_env, c)) =
+        Cluster::from_env("summary_metrics_and_kubectl_top_work_through_the_api_server")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
+        condition(n, "Ready") == Some("True")
+    });
+    let namespace = Namespace::create(&c, "stats-api-test");
+    let ns = namespace.name;
+    let (node, image) = (&c.node, &c.busybox);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: busy, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  containers:
+  - name: burner
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "head -c 4000000 /dev/urandom > /scratch/blob; while true; do echo tick; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done"]
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    readinessProbe:
+      exec: {{command: ["true"]}}
+      periodSeconds: 1
+"#
+    ));
+    c.wait_json(
+        "busy Ready",
+        &["get", "pod", "-n", ns, "busy"],
+        90,
+        &kubelet,
+        |p| condition(p, "Ready") == Some("True"),
+    );
+    let proxy = |path: &str| {
+        c.try_kubectl(
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/nodes/{}/proxy{path}", c.node),
+            ],
+            None,
+        )
+    };
+
+    // The summary API: node and pod figures, read after a few seconds of CPU use.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (summary, pod) = loop {
+        let summary: Value = proxy("/stats/summary")
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let pod = summary["pods"].as_array().and_then(|pods| {
+            pods.iter()
+                .find(|p| p["podRef"]["name"] == "busy" && p["podRef"]["namespace"] == ns)
+                .cloned()
+        });
+        let ready = pod.as_ref().is_some_and(|p| {
+            p["cpu"]["usageNanoCores"].as_u64() > Some(0)
+                && p["volume"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|v| v["usedBytes"].as_u64() > Some(3_000_000)))
+        });
+        if ready {
+            break (summary, pod.expect("pod"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no summary with the pod's figures: {summary:#}\n{}",
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let node_stats = &summary["node"];
+    assert_eq!(node_stats["nodeName"], c.node.as_str());
+    for figure in [
+        &node_stats["cpu"]["usageCoreNanoSeconds"],
+        &node_stats["memory"]["workingSetBytes"],
+        &node_stats["fs"]["capacityBytes"],
+        &node_stats["fs"]["usedBytes"],
+        &node_stats["runtime"]["imageFs"]["capacityBytes"],
+    ] {
+        assert!(figure.as_u64() > Some(0), "{node_stats:#}");
+    }
+    assert!(
+        pod["memory"]["workingSetBytes"].as_u64() > Some(0),
+        "{pod:#}"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["name"], "burner", "{pod:#}");
+    assert!(
+        container["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0),
+        "{pod:#}"
+    );
+    assert!(container["logs"]["usedBytes"].as_u64() > Some(0), "{pod:#}");
+    assert!(
+        pod["ephemeral-storage"]["usedBytes"].as_u64() > Some(3_000_000),
+        "{pod:#}"
+    );
+    let cpu_only: Value =
+        serde_json::from_str(&proxy("/stats/summary?only_cpu_and_memory=true").expect("summary"))
+            .expect("JSON");
+    assert!(cpu_only["node"]["fs"].is_null(), "{cpu_only:#}");
+
+    // /metrics/resource, as metrics-server scrapes it.
+    let resource = proxy("/metrics/resource").expect("/metrics/resource");
+    let pod_labels = format!(r#"container="burner",namespace="{ns}",pod="busy""#);
+    assert!(
+        resource.contains(&format!(
+            "container_cpu_usage_seconds_total{{{pod_labels}}}"
+        )) && resource.contains(&format!(
+            "container_memory_working_set_bytes{{{pod_labels}}}"
+        )) && resource.contains("node_cpu_usage_seconds_total ")
+            && resource.contains("resource_scrape_error 0"),
+        "{resource}"
+    );
+
+    // /metrics and /metrics/probes.
+    let component = proxy("/metrics").expect("/metrics");
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    assert!(
+        value(&component, "kubelet_running_pods ") >= Some(1.0),
+        "{component}"
+    );
+    assert!(
+        value(
+            &component,
+            r#"kubelet_running_containers{container_state="running"} "#
+        ) >= Some(1.0),
+        "{component}"
+    );
+    assert!(
+        value(
+            &component,
+            r#"kubelet_runtime_operations_total{operation_type="run_podsandbox"} "#
+        ) >= Some(1.0),
+        "{component}"
+    );
+    assert!(
+        value(&component, r#"kubelet_node_name{node="vm"} "#) == Some(1.0) || c.node != "vm",
+        "{component}"
+    );
+    for family in [
+        "kubelet_pod_worker_duration_seconds_bucket{operation_type=\"create\",le=\"+Inf\"}",
+        "kubelet_pod_start_sli_duration_seconds_count",
+        "kubelet_pleg_relist_duration_seconds_count",
+        "kubelet_started_containers_total{container_type=\"container\"}",
+    ] {
+        assert!(
+            value(&component, family).is_some_and(|v| v >= 1.0),
+            "{family}\n{component}"
+        );
+    }
+    let probes = proxy("/metrics/probes").expect("/metrics/probes");
+    let uid = c.json(&["get", "pod", "-n", ns, "busy"])["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let series = format!(
+        r#"prober_probe_total{{probe_type="Readiness",result="successful",container="burner",pod="busy",namespace="{ns}",pod_uid="{uid}"}} "#
+    );
+    assert!(value(&probes, &series) >= Some(1.0), "{series}\n{probes}");
+
+    // /runningpods and /logs.
+    let running: Value =
+        serde_json::from_str(&proxy("/runningpods/").expect("/runningpods")).expect("JSON");
+    assert!(
+        running["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|p| p["metadata"]["name"] == "busy"
+                && p["spec"]["containers"][0]["name"] == "burner")),
+        "{running:#}"
+    );
+    let listing = proxy("/logs/").expect("/logs/");
+    assert!(listing.contains("<a href=\"pods/\">pods/</a>"), "{listing}");
+    let pod_dir = format!("{ns}_busy_{uid}");
+    let log = proxy(&format!("/logs/pods/{pod_dir}/burner/0.log")).expect("a container log");
+    assert!(log.contains("stdout F tick"), "{log}");
+    let escape = proxy("/logs/../../etc/passwd");
+    assert!(escape.is_err(), "{escape:?}");
+
+    // kubectl top, through metrics-server scraping /metrics/resource every 10 s.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (top_node, top_pod) = loop {
+        let top_node = c.try_kubectl(&["top", "node", &c.node, "--no-headers"], None);
+        let top_pod = c.try_kubectl(&["top", "pod", "-n", ns, "busy", "--no-headers"], None);
+        if let (Ok(node_line), Ok(pod_line)) = (&top_node, &top_pod)
+            && node_line.starts_with(c.node.as_str())
+            && pod_line.starts_with("busy")
+        {
+            break (node_line.clone(), pod_line.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl top: {top_node:?} {top_pod:?}\n{}",
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    // `vm 68m 3% 4441Mi 18%`, `busy 12m 3Mi`: non-zero memory for both.
+    let memory = |line: &str, column: usize| -> u64 {
+        line.split_whitespace()
+            .nth(column)
+            .and_then(|m| m.strip_suffix("Mi"))
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(memory(&top_node, 3) > 0, "{top_node}");
+    assert!(memory(&top_pod, 2) > 0, "{top_pod}");
+
+    drop(namespace);
+    drop(kubelet);
+}

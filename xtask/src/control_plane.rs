@@ -49,15 +49,22 @@ enum Component {
     ControllerManager,
     /// kube-scheduler.
     Scheduler,
+    /// metrics-server (the `metrics.k8s.io` aggregated API behind `kubectl top`), run
+    /// on the host and registered through a selector-less Service.
+    MetricsServer,
 }
 
 /// The programs in the order they start (and the reverse of the order they stop).
-const COMPONENTS: [Component; 4] = [
+const COMPONENTS: [Component; 5] = [
     Component::Etcd,
     Component::Apiserver,
     Component::ControllerManager,
     Component::Scheduler,
+    Component::MetricsServer,
 ];
+
+/// metrics-server's secure port on the bridge address.
+const METRICS_SERVER_PORT: u16 = 4443;
 
 impl Component {
     /// The program's name (its binary in the cache).
@@ -67,6 +74,7 @@ impl Component {
             Component::Apiserver => "kube-apiserver",
             Component::ControllerManager => "kube-controller-manager",
             Component::Scheduler => "kube-scheduler",
+            Component::MetricsServer => "metrics-server",
         }
     }
 
@@ -77,6 +85,7 @@ impl Component {
             Component::Apiserver => format!("{BRIDGE_ADDR}:{APISERVER_PORT}"),
             Component::ControllerManager => format!("127.0.0.1:{KCM_PORT}"),
             Component::Scheduler => format!("127.0.0.1:{SCHEDULER_PORT}"),
+            Component::MetricsServer => format!("{BRIDGE_ADDR}:{METRICS_SERVER_PORT}"),
         }
     }
 
@@ -126,6 +135,26 @@ impl Component {
                 // On SIGTERM, wait 2 s instead of 60 for the open watches (which get a
                 // GOAWAY) before exiting: tests stop and start the apiserver.
                 ("shutdown-send-retry-after", "true".into()),
+                // As kubeadm: the node's hostname may resolve to loopback, which the
+                // node proxy refuses.
+                (
+                    "kubelet-preferred-address-types",
+                    "InternalIP,ExternalIP,Hostname".into(),
+                ),
+                // The aggregation layer, for metrics-server (`kubectl top`): the
+                // apiserver proxies to it with the front-proxy client certificate, to
+                // the Service's endpoint directly (there is no kube-proxy).
+                ("requestheader-client-ca-file", p(pki.ca_crt())),
+                ("requestheader-allowed-names", "front-proxy-client".into()),
+                ("requestheader-username-headers", "X-Remote-User".into()),
+                ("requestheader-group-headers", "X-Remote-Group".into()),
+                (
+                    "requestheader-extra-headers-prefix",
+                    "X-Remote-Extra-".into(),
+                ),
+                ("proxy-client-cert-file", p(pki.crt("front-proxy-client"))),
+                ("proxy-client-key-file", p(pki.key("front-proxy-client"))),
+                ("enable-aggregator-routing", "true".into()),
             ],
             Component::ControllerManager => {
                 let kc = p(cp.kubeconfig("controller-manager"));
@@ -152,6 +181,24 @@ impl Component {
                     ("authorization-kubeconfig", kc),
                     ("leader-elect", "false".into()),
                     ("bind-address", "127.0.0.1".into()),
+                ]
+            }
+            Component::MetricsServer => {
+                let kc = p(cp.kubeconfig("metrics-server"));
+                vec![
+                    ("kubeconfig", kc.clone()),
+                    ("authentication-kubeconfig", kc.clone()),
+                    ("authorization-kubeconfig", kc),
+                    ("bind-address", BRIDGE_ADDR.into()),
+                    ("secure-port", METRICS_SERVER_PORT.to_string()),
+                    ("cert-dir", p(cp.dir().join("metrics-server-certs"))),
+                    ("kubelet-preferred-address-types", "InternalIP".into()),
+                    // The kubelet's serving certificate is self-signed, as on most
+                    // clusters without serving-certificate rotation.
+                    ("kubelet-insecure-tls", "true".into()),
+                    // Its smallest resolution; scrapes must finish within it.
+                    ("metric-resolution", "10s".into()),
+                    ("kubelet-request-timeout", "5s".into()),
                 ]
             }
         };
@@ -267,6 +314,7 @@ impl ControlPlane {
     /// Brings the control plane up (idempotent) and returns the variables for the tests.
     pub fn up(&self) -> Result<Vec<(String, String)>> {
         gobuild::ensure(&self.l)?;
+        gobuild::ensure_metrics_server(&self.l)?;
         let start = Instant::now();
         util::mkdir(&self.dir())?;
         let mut changed = self.pki.ensure()?;
@@ -276,10 +324,15 @@ impl ControlPlane {
             ("node", "node"),
             ("controller-manager", "controller-manager"),
             ("scheduler", "scheduler"),
+            ("metrics-server", "metrics-server"),
         ] {
             changed |= self.write_kubeconfig(user, cert)?;
         }
         for c in COMPONENTS {
+            if c == Component::MetricsServer {
+                // Its RBAC and APIService must exist before it serves.
+                self.register_metrics_server()?;
+            }
             // A program that read a certificate that changed since must read it again.
             self.ensure_running(c, changed)?;
         }
@@ -393,6 +446,13 @@ impl ControlPlane {
                     &format!("https://{}/healthz", c.addr()),
                 ]))
             }
+            // Its /livez needs no credentials; /readyz waits for a first scrape.
+            Component::MetricsServer => says_ok(util::cmd("curl").args([
+                "-sk",
+                "--max-time",
+                "3",
+                &format!("https://{}/livez", c.addr()),
+            ])),
         }
     }
 
@@ -416,6 +476,33 @@ impl ControlPlane {
             d.log.display(),
             util::tail(&d.log, 30)
         )
+    }
+
+    /// Registers metrics-server as upstream's manifests do (its RBAC, the
+    /// `v1beta1.metrics.k8s.io` APIService), with a Service without selector whose
+    /// endpoint is the host process on the bridge address.
+    fn register_metrics_server(&self) -> Result<()> {
+        let manifest = metrics_server_manifest();
+        let path = self.dir().join("metrics-server.yaml");
+        fs::write(&path, manifest)?;
+        let ok = util::wait_until(Duration::from_secs(30), || {
+            util::succeeds(
+                &mut self.kubectl(&["apply", "-f", &path.to_string_lossy()]),
+                Duration::from_secs(15),
+            )
+        });
+        if !ok {
+            let out =
+                match util::output(&mut self.kubectl(&["apply", "-f", &path.to_string_lossy()])) {
+                    Ok(out) => out,
+                    Err(e) => format!("{e:#}"),
+                };
+            bail!(
+                "registering metrics-server ({}) failed: {out}",
+                path.display()
+            );
+        }
+        Ok(())
     }
 
     /// Waits until the controller-manager made the `default` ServiceAccount of namespace
@@ -556,6 +643,103 @@ fn ensure_bridge() -> Result<()> {
         util::run(util::cmd("ip").args(["addr", "add", BRIDGE_ADDR_CIDR, "dev", BRIDGE]))?;
     }
     util::run(util::cmd("ip").args(["link", "set", BRIDGE, "up"]))
+}
+
+/// metrics-server's registration: upstream's RBAC (v0.8.0 `components.yaml`) bound to the
+/// user of its client certificate, a selector-less Service with the host as endpoint, and
+/// the APIService.
+fn metrics_server_manifest() -> String {
+    format!(
+        r#"# Written by `cargo xtask env up --control-plane`.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:metrics-server
+  labels: {{k8s-app: metrics-server}}
+rules:
+- apiGroups: [""]
+  resources: [nodes/metrics]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:metrics-server
+  labels: {{k8s-app: metrics-server}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:metrics-server}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:metrics-server}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: metrics-server:system:auth-delegator
+  labels: {{k8s-app: metrics-server}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:metrics-server}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: metrics-server-auth-reader
+  namespace: kube-system
+  labels: {{k8s-app: metrics-server}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: system:metrics-server}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:aggregated-metrics-reader
+  labels:
+    k8s-app: metrics-server
+    rbac.authorization.k8s.io/aggregate-to-admin: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+rules:
+- apiGroups: [metrics.k8s.io]
+  resources: [pods, nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {{k8s-app: metrics-server}}
+spec:
+  ports:
+  - {{name: https, port: 443, protocol: TCP, targetPort: {METRICS_SERVER_PORT}}}
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {{k8s-app: metrics-server}}
+subsets:
+- addresses: [{{ip: {BRIDGE_ADDR}}}]
+  ports: [{{name: https, port: {METRICS_SERVER_PORT}, protocol: TCP}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+  labels: {{k8s-app: metrics-server}}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {{name: metrics-server, namespace: kube-system, port: 443}}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 100
+  versionPriority: 100
+"#
+    )
 }
 
 #[cfg(test)]

@@ -135,6 +135,9 @@ impl Pki {
                 &format!("system:node:{}", self.node_name),
                 Some("system:nodes"),
             ),
+            // The aggregation layer's client (allowed by --requestheader-allowed-names).
+            client("front-proxy-client", "front-proxy-client", None),
+            client("metrics-server", "system:metrics-server", None),
         ]
     }
 
