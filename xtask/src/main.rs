@@ -12,6 +12,8 @@
 //! - `env status`: one line per component; exit code 1 unless all run (the control plane
 //!   counts only when it was started).
 //! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
+//! - `install [--destdir DIR] [--binary FILE]`: the kubelet as a systemd service, laid
+//!   out as upstream's packages (see [`install`]).
 //! - `bench`: the benchmarks (relist and pod status at 110 pods).
 //! - `test [ARGS]`: `env up --control-plane`, then fmt, clippy and the workspace tests
 //!   against it.
@@ -25,6 +27,7 @@ mod daemon;
 mod env;
 mod gobuild;
 mod images;
+mod install;
 mod layout;
 mod packages;
 mod pki;
@@ -56,6 +59,10 @@ tasks:
                env up, then the kubelet in standalone mode on this machine's
                containerd with the sample manifests of examples/static-pods;
                FLAGS go to the kubelet
+  install [--destdir DIR] [--binary FILE]
+               build the release kubelet and install it as a node service:
+               /usr/bin/kubelet, the systemd unit and its drop-in, /etc/default/kubelet,
+               /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
   bench        benchmarks: relist and pod status at 110 pods (release build)
   test [-- ARGS]
                env up --control-plane, then cargo fmt --check, clippy -D warnings,
@@ -102,6 +109,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
                 _ => &args[1..],
             };
             run_kubelet(&Layout::from_env()?, rest)
+        }
+        ["install", ..] => {
+            install::run(&Layout::from_env()?.workspace, &args[1..])?;
+            Ok(ExitCode::SUCCESS)
         }
         ["bench"] => cargo(
             &Layout::from_env()?,

@@ -622,3 +622,21 @@ fn every_upstream_field_is_accepted() {
         }
     }
 }
+
+#[test]
+fn the_installed_configuration_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/config.yaml");
+    let cfg = resolve_args(&["kubelet", "--config", &path.to_string_lossy()])
+        .expect("dist/config.yaml is valid");
+    assert_eq!(cfg.read_only_port, None);
+    assert_eq!(cfg.cluster_dns, [IpAddr::from([10, 96, 0, 10])]);
+    assert_eq!(
+        cfg.config.authentication.x509.client_ca_file,
+        "/etc/kubernetes/pki/ca.crt"
+    );
+    assert_eq!(cfg.config.authorization.mode, "Webhook");
+    assert_eq!(
+        cfg.static_pod_path.as_deref(),
+        Some(Path::new("/etc/kubernetes/manifests"))
+    );
+}
