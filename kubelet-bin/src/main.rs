@@ -32,6 +32,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
+use kubelet_pod_manager::shutdown;
 use kubelet_pod_manager::source::{FileSource, UrlSource};
 use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
@@ -430,10 +431,6 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         Some(c) => LocalPods::forwarding_to(Arc::new(c.status.clone())),
         None => LocalPods::new(),
     });
-    let node_agent = cluster
-        .as_mut()
-        .and_then(cluster::Cluster::take_node_agent)
-        .map(|agent| tokio::spawn(agent.run()));
     let manager = PodManager::new(
         Arc::new(ctx),
         pods.clone(),
@@ -451,6 +448,32 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     if let Some(c) = &cluster {
         c.objects.poke_pods_on_change(manager.poker());
     }
+    let node_shutdown = manager.node_shutdown();
+    let node_agent = cluster
+        .as_mut()
+        .and_then(cluster::Cluster::take_node_agent)
+        .map(|agent| tokio::spawn(agent.with_shutdown(node_shutdown.clone()).run()));
+    let shutdown_periods = shutdown::shutdown_periods(
+        cfg.config
+            .shutdown_grace_period
+            .to_std()
+            .unwrap_or_default(),
+        cfg.config
+            .shutdown_grace_period_critical_pods
+            .to_std()
+            .unwrap_or_default(),
+        &cfg.config
+            .shutdown_grace_period_by_pod_priority
+            .iter()
+            .map(|p| shutdown::ShutdownPeriod {
+                priority: p.priority,
+                grace_seconds: p.shutdown_grace_period_seconds,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let shutdown_manager = (!shutdown_periods.is_empty()).then(|| {
+        tokio::spawn(shutdown::ShutdownManager::new(shutdown_periods, node_shutdown).run())
+    });
     let mut manager = tokio::spawn(manager.run(updates_rx));
     let configz = Arc::new(config::configz_json(&cfg).to_string());
     let mut servers = tokio::task::JoinSet::new();
@@ -503,6 +526,9 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     servers.abort_all();
     if let Some(agent) = node_agent {
         agent.abort();
+    }
+    if let Some(task) = shutdown_manager {
+        task.abort();
     }
     outcome
 }

@@ -106,6 +106,14 @@ pub enum Error {
         message: String,
     },
 
+    /// Graceful node shutdown cannot be prepared (logind unreachable, the inhibitor
+    /// delay too short, ...).
+    #[error("graceful node shutdown: {reason}")]
+    Shutdown {
+        /// Why.
+        reason: String,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

@@ -44,6 +44,7 @@ mod manager;
 mod probing;
 mod pull_secrets;
 pub mod restart;
+pub mod shutdown;
 mod snapshot;
 pub mod source;
 pub mod spec;

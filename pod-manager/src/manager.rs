@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kubelet_core::labels::{
@@ -19,6 +19,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::LogRotation;
 use crate::probing::PodProbes;
+use crate::shutdown::{
+    ManagerCommand, NODE_SHUTDOWN_MESSAGE, NODE_SHUTDOWN_NOT_ADMITTED_MESSAGE,
+    NODE_SHUTDOWN_NOT_ADMITTED_REASON, NODE_SHUTDOWN_REASON, NodeShutdown,
+};
 use crate::snapshot::pod_snapshot;
 use crate::source::{PodChange, PodSet};
 use crate::status::{StatusInputs, pod_status};
@@ -54,6 +58,9 @@ impl Default for ManagerConfig {
 struct Desired {
     pod: Pod,
     remove: bool,
+    /// Kill it for a node shutdown within this grace period (seconds), and say so on
+    /// the channel once done.
+    shutdown: Option<(i64, mpsc::Sender<String>)>,
 }
 
 struct Worker {
@@ -68,6 +75,8 @@ pub struct PodManager {
     reporter: Arc<dyn StatusReporter>,
     config: ManagerConfig,
     pokes: Pokes,
+    shutdown: NodeShutdown,
+    commands: mpsc::Receiver<ManagerCommand>,
 }
 
 impl std::fmt::Debug for PodManager {
@@ -110,12 +119,21 @@ impl PodManager {
         reporter: Arc<dyn StatusReporter>,
         config: ManagerConfig,
     ) -> Self {
+        let (commands_tx, commands) = mpsc::channel(8);
         Self {
             ctx,
             reporter,
             config,
             pokes: Pokes::default(),
+            shutdown: NodeShutdown::new(commands_tx),
+            commands,
         }
+    }
+
+    /// The handle a [`crate::shutdown::ShutdownManager`] kills pods through, and whose
+    /// flag tells the node status that the node shuts down.
+    pub fn node_shutdown(&self) -> NodeShutdown {
+        self.shutdown.clone()
     }
 
     /// A handle that wakes pod workers from outside (object watches).
@@ -127,7 +145,8 @@ impl PodManager {
 
     /// Runs until `updates` closes. Then it returns without touching the pods: a kubelet
     /// that stops leaves its pods running, and adopts them when it starts again.
-    pub async fn run(self, mut updates: mpsc::Receiver<SourceUpdate>) {
+    pub async fn run(mut self, mut updates: mpsc::Receiver<SourceUpdate>) {
+        let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
         let mut wanted = PodSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut finishing: Vec<Worker> = Vec::new();
@@ -188,6 +207,24 @@ impl PodManager {
                         self.apply(change, &mut workers, &mut finishing, &pokes);
                     }
                 }
+                Some(command) = commands.recv() => match command {
+                    ManagerCommand::ActivePods(reply) => {
+                        let pods = workers.values().map(|w| w.desired.borrow().pod.clone()).collect();
+                        let _ = reply.send(pods);
+                    }
+                    ManagerCommand::Kill(kill) => {
+                        for uid in kill.uids {
+                            match workers.get(&uid) {
+                                Some(worker) => worker.desired.send_modify(|d| {
+                                    d.shutdown = Some((kill.grace_seconds, kill.done.clone()));
+                                }),
+                                None => {
+                                    let _ = kill.done.try_send(uid);
+                                }
+                            }
+                        }
+                    }
+                },
                 orphans = orphans_rx.recv() => {
                     let Some(orphans) = orphans else { break };
                     if !wanted.has_seen_all(&self.config.sources) {
@@ -255,6 +292,24 @@ impl PodManager {
                     worker.desired.send_modify(|d| d.pod = pod);
                     return;
                 }
+                if self.shutdown.is_shutting_down() && finishing_position(finishing, &uid).is_none()
+                {
+                    // Upstream's shutdown admission handler: no new pod on a node going down.
+                    info!(pod = %PodRef::of(&pod), "refusing a pod: the node is shutting down");
+                    let reporter = self.reporter.clone();
+                    tokio::spawn(async move {
+                        let status = PodStatus {
+                            phase: Some(crate::status::FAILED.to_owned()),
+                            reason: Some(NODE_SHUTDOWN_NOT_ADMITTED_REASON.to_owned()),
+                            message: Some(NODE_SHUTDOWN_NOT_ADMITTED_MESSAGE.to_owned()),
+                            ..PodStatus::default()
+                        };
+                        if let Err(e) = reporter.report(&pod, &status).await {
+                            warn!(error = %e, "reporting a pod refused for the node shutdown");
+                        }
+                    });
+                    return;
+                }
                 // Wanted again while still being removed: the same worker keeps it, so two
                 // workers never act on one pod.
                 let worker = match finishing_position(finishing, &uid) {
@@ -275,7 +330,11 @@ impl PodManager {
 
     fn spawn_worker(&self, pod: Pod, remove: bool, pokes: &Pokes) -> Worker {
         let r = PodRef::of(&pod);
-        let (desired, desired_rx) = watch::channel(Desired { pod, remove });
+        let (desired, desired_rx) = watch::channel(Desired {
+            pod,
+            remove,
+            shutdown: None,
+        });
         let poke = Arc::new(Notify::new());
         pokes
             .lock()
@@ -357,6 +416,7 @@ async fn pod_worker(
     let mut deadline_exceeded = false;
     let mut startup = StartupTracker::new();
     let mut last_pod: Option<Pod> = None;
+    let mut shut_down = false;
     loop {
         let want = desired.borrow_and_update().clone();
         let pod = want.pod;
@@ -448,6 +508,37 @@ async fn pod_worker(
                 Ok(()) => last_status = Some(status),
                 Err(e) => warn!(error = %e, "reporting the pod's status"),
             }
+        }
+
+        if let Some((grace, done)) = &want.shutdown {
+            if !shut_down {
+                shut_down = true;
+                // Probes must not restart what the shutdown stops.
+                probes = PodProbes::default();
+                let status = shut_down_pod(&ctx, &pod, &snapshot, *grace, |shown, after| {
+                    pod_status(&StatusInputs {
+                        pod: shown,
+                        snapshot: after,
+                        waiting: &Default::default(),
+                        runtime_name: &ctx.runtime_name,
+                        host_ips: &host_ips,
+                        start_time: Some(&start_time),
+                        previous: last_status.as_ref(),
+                        now: now(),
+                        probes: &Default::default(),
+                    })
+                })
+                .await;
+                match reporter.report(&pod, &status).await {
+                    Ok(()) => last_status = Some(status),
+                    Err(e) => warn!(error = %e, "reporting the pod's status"),
+                }
+                let _ = done.try_send(r.uid.clone());
+            }
+            if !wait(&mut desired, &poke, resync).await {
+                return;
+            }
+            continue;
         }
 
         let mut outcome = crate::sync::SyncOutcome::default();
@@ -637,6 +728,63 @@ async fn event_loop(ctx: Arc<SyncContext>, pokes: Pokes) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Kills a pod for the node shutdown within `grace` seconds (or its own shorter
+/// terminationGracePeriodSeconds), as upstream's shutdown manager asks `killPodFunc`,
+/// and returns its final status: `Failed` (unless it had succeeded), reason
+/// `Terminated`, and a `DisruptionTarget` condition.
+async fn shut_down_pod(
+    ctx: &SyncContext,
+    pod: &Pod,
+    snapshot: &crate::status::RuntimeSnapshot,
+    grace: i64,
+    status_of: impl Fn(&Pod, &crate::status::RuntimeSnapshot) -> PodStatus,
+) -> PodStatus {
+    let mut doomed = pod.clone();
+    let own = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds);
+    let grace = match own {
+        Some(own) if own <= grace => own,
+        _ => grace,
+    };
+    doomed.metadata.deletion_grace_period_seconds = Some(grace);
+    info!(grace, "killing the pod for the node shutdown");
+    if let Err(e) = terminate_pod(ctx, &doomed, snapshot, false).await {
+        warn!(error = %e, "killing the pod for the node shutdown");
+    }
+    let uid = PodRef::of(pod).uid;
+    let after = match pod_snapshot(ctx.runtime.as_ref(), &uid).await {
+        Ok(after) => after,
+        Err(_) => snapshot.clone(),
+    };
+    // The containers show how they ended (none is restarted any more); the phase is
+    // the pod's own unless it succeeded, as upstream's status function.
+    let mut ended = pod.clone();
+    if let Some(spec) = ended.spec.as_mut() {
+        spec.restart_policy = Some("Never".to_owned());
+    }
+    let mut status = status_of(&ended, &after);
+    let own_phase = status_of(pod, &after).phase;
+    status.phase = match own_phase.as_deref() {
+        Some(crate::status::SUCCEEDED) => own_phase,
+        _ => Some(crate::status::FAILED.to_owned()),
+    };
+    status.reason = Some(NODE_SHUTDOWN_REASON.to_owned());
+    status.message = Some(NODE_SHUTDOWN_MESSAGE.to_owned());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".to_owned(),
+        status: "True".to_owned(),
+        reason: Some("TerminationByKubelet".to_owned()),
+        message: Some(NODE_SHUTDOWN_MESSAGE.to_owned()),
+        last_transition_time: Some(Time(now())),
+        ..PodCondition::default()
+    });
+    status
 }
 
 /// Records a pod's start metrics once, as upstream's pod startup latency tracker:

@@ -94,6 +94,7 @@ pub struct NodeAgent {
     runtime: Arc<dyn Runtime>,
     images: Arc<dyn ImageService>,
     facts: NodeFactsHandle,
+    shutdown: crate::shutdown::NodeShutdown,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -118,7 +119,15 @@ impl NodeAgent {
             runtime,
             images,
             facts: NodeFactsHandle::default(),
+            shutdown: crate::shutdown::NodeShutdown::never(),
         }
+    }
+
+    /// Reports the node NotReady ("node is shutting down") while `shutdown` says so,
+    /// posting the status at once when that changes.
+    pub fn with_shutdown(mut self, shutdown: crate::shutdown::NodeShutdown) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// The Node object as last written, shared with admission.
@@ -138,7 +147,10 @@ impl NodeAgent {
         let mut tick = tokio::time::interval(self.config.status_update_frequency);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.shutdown.changed() => {}
+            }
             if !registered {
                 registered = self.register(&nodes).await;
                 if !registered {
@@ -330,7 +342,10 @@ impl NodeAgent {
                 last_transition_time: Some(transition),
             }
         };
-        let not_ready = ready_errors(runtime_status.as_ref().ok());
+        let mut not_ready = ready_errors(runtime_status.as_ref().ok());
+        if self.shutdown.is_shutting_down() {
+            not_ready.push(crate::shutdown::NODE_SHUTTING_DOWN.to_owned());
+        }
         let ready = if not_ready.is_empty() {
             condition(
                 "Ready",
