@@ -185,6 +185,21 @@ struct Flags {
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
 
+    /// Path to a kubeconfig file that will be used to get a client certificate for the
+    /// kubelet. If the file specified by --kubeconfig does not exist (or its client
+    /// certificate has expired), the bootstrap kubeconfig is used to request a client
+    /// certificate from the API server. On success, a kubeconfig file referencing the
+    /// generated client certificate and key is written to the path specified by
+    /// --kubeconfig. The client certificate and key file will be stored in the directory
+    /// pointed by --cert-dir.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// The directory where the TLS certs are located (the bootstrapped client
+    /// certificate: kubelet-client-current.pem).
+    #[arg(long, default_value = "/var/lib/kubelet/pki")]
+    cert_dir: PathBuf,
+
     /// Register the node with the API server (`--register-node=false` only updates an
     /// existing Node).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -307,6 +322,26 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?;
     let node_name = node::node_name(flags.hostname_override.as_deref())?;
     let host_ips = node::node_ips(flags.node_ip.as_deref())?;
+    // As upstream, the client certificate is bootstrapped before the runtime is needed.
+    if let Some(bootstrap) = &flags.bootstrap_kubeconfig {
+        let kubeconfig = flags.kubeconfig.as_deref().context(
+            "--bootstrap-kubeconfig needs --kubeconfig: the path where the kubeconfig of the \
+             bootstrapped client certificate is written",
+        )?;
+        kubelet_pod_manager::api::load_client_cert(
+            kubeconfig,
+            bootstrap,
+            &flags.cert_dir,
+            &node_name,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "TLS bootstrapping with --bootstrap-kubeconfig {} failed",
+                bootstrap.display()
+            )
+        })?;
+    }
     let host_resolv_conf = match &cfg.resolv_conf {
         Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_else(|e| {
             tracing::warn!(path = %path.display(), error = %e, "cannot read resolvConf; pods get no host DNS");
@@ -578,6 +613,8 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -605,6 +642,20 @@ mod tests {
         assert!(Flags::try_parse_from(["kubelet", "--container-log-max-size=ten"]).is_err());
         assert!(Flags::try_parse_from(["kubelet", "--container-log-max-files=1"]).is_err());
         assert!(Flags::try_parse_from(["kubelet", "--sync-frequency=10"]).is_err());
+        assert_eq!(flags.cert_dir, PathBuf::from("/var/lib/kubelet/pki"));
+        assert_eq!(flags.bootstrap_kubeconfig, None);
+        let flags = Flags::try_parse_from([
+            "kubelet",
+            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            "--cert-dir=pki",
+        ])
+        .expect("flags");
+        assert_eq!(
+            flags.bootstrap_kubeconfig.as_deref(),
+            Some(Path::new("/etc/kubernetes/bootstrap-kubelet.conf"))
+        );
+        assert_eq!(flags.cert_dir, PathBuf::from("pki"));
     }
 
     #[test]

@@ -71,6 +71,25 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// TLS bootstrapping: a certificate signing request was refused, not issued in time,
+    /// or its certificate could not be stored.
+    #[error("certificate signing request {name}: {reason}")]
+    CertificateRequest {
+        /// The request's name (`node-csr-...`).
+        name: String,
+        /// Why, e.g. `denied (reason: ..., message: ...)`.
+        reason: String,
+    },
+
+    /// A private key, certificate or certificate request could not be made or read.
+    #[error("{what}: {reason}")]
+    Certificate {
+        /// What was being made or read, e.g. `private key /var/lib/kubelet/pki/...`.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A pod's volumes could not be torn down (its directory is kept until they are).
     #[error("tearing down the volumes of pod {pod}: {reason}")]
     Volumes {

@@ -1,7 +1,9 @@
 //! `env up --control-plane`: a loopback Kubernetes control plane for integration tests:
 //! etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream's
 //! Go modules ([`crate::gobuild`]), with client-certificate authentication ([`crate::pki`])
-//! and the Node and RBAC authorizers, as on a real cluster.
+//! and the Node and RBAC authorizers, as on a real cluster. Nodes may also join with a
+//! bootstrap token (TLS bootstrapping): the controller-manager signs and approves node
+//! client certificates, with kubeadm's RBAC for it applied at `up`.
 //!
 //! The apiserver listens on the CNI bridge's own address (10.88.0.1), not on 127.0.0.1,
 //! so that pods reach it as well as the host. Each program has, next to its pid file, a
@@ -332,6 +334,7 @@ impl ControlPlane {
             if c == Component::MetricsServer {
                 // Its RBAC and APIService must exist before it serves.
                 self.register_metrics_server()?;
+                self.register_node_bootstrap()?;
             }
             // A program that read a certificate that changed since must read it again.
             self.ensure_running(c, changed)?;
@@ -482,8 +485,23 @@ impl ControlPlane {
     /// `v1beta1.metrics.k8s.io` APIService), with a Service without selector whose
     /// endpoint is the host process on the bridge address.
     fn register_metrics_server(&self) -> Result<()> {
-        let manifest = metrics_server_manifest();
-        let path = self.dir().join("metrics-server.yaml");
+        self.apply("metrics-server", &metrics_server_manifest())
+    }
+
+    /// Lets nodes join with a bootstrap token as kubeadm does (`kubeadm init` phase
+    /// `bootstrap-token`): its ClusterRoleBindings let the `system:bootstrappers` group
+    /// create CertificateSigningRequests and have their node client certificates
+    /// approved automatically, and nodes (`system:nodes`) renew theirs. The
+    /// controller-manager's csrsigning controller signs them with the cluster CA
+    /// (`--cluster-signing-cert-file`).
+    fn register_node_bootstrap(&self) -> Result<()> {
+        self.apply("node-bootstrap", NODE_BOOTSTRAP_MANIFEST)
+    }
+
+    /// Writes a manifest as `<name>.yaml` in the control plane's directory and applies it
+    /// with kubectl, retrying for 30 s while the apiserver settles.
+    fn apply(&self, name: &str, manifest: &str) -> Result<()> {
+        let path = self.dir().join(format!("{name}.yaml"));
         fs::write(&path, manifest)?;
         let ok = util::wait_until(Duration::from_secs(30), || {
             util::succeeds(
@@ -497,10 +515,7 @@ impl ControlPlane {
                     Ok(out) => out,
                     Err(e) => format!("{e:#}"),
                 };
-            bail!(
-                "registering metrics-server ({}) failed: {out}",
-                path.display()
-            );
+            bail!("applying {name} ({}) failed: {out}", path.display());
         }
         Ok(())
     }
@@ -645,6 +660,40 @@ fn ensure_bridge() -> Result<()> {
     util::run(util::cmd("ip").args(["link", "set", BRIDGE, "up"]))
 }
 
+/// kubeadm's RBAC for TLS bootstrapping (`kubeadm init` phase `bootstrap-token`, names as
+/// kubeadm's).
+const NODE_BOOTSTRAP_MANIFEST: &str = r#"# Written by `cargo xtask env up --control-plane`.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:kubelet-bootstrap
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:node-bootstrapper}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:node-autoapprove-bootstrap
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:certificates.k8s.io:certificatesigningrequests:nodeclient
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kubeadm:node-autoapprove-certificate-rotation
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}
+"#;
+
 /// metrics-server's registration: upstream's RBAC (v0.8.0 `components.yaml`) bound to the
 /// user of its client certificate, a selector-less Service with the host as endpoint, and
 /// the APIService.
@@ -775,6 +824,28 @@ mod tests {
                 .iter()
                 .any(|a| a.starts_with("--kubelet-certificate-authority"))
         );
+    }
+
+    #[test]
+    fn controller_manager_signs_and_approves_node_certificates() {
+        let args = Component::ControllerManager.args(&cp());
+        for want in [
+            "--cluster-signing-cert-file=/w/target/env/control-plane/pki/ca.crt",
+            "--cluster-signing-key-file=/w/target/env/control-plane/pki/ca.key",
+            "--controllers=*,bootstrapsigner,tokencleaner",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} missing in {args:?}");
+        }
+        for binding in [
+            "kubeadm:kubelet-bootstrap",
+            "kubeadm:node-autoapprove-bootstrap",
+            "kubeadm:node-autoapprove-certificate-rotation",
+        ] {
+            assert!(
+                NODE_BOOTSTRAP_MANIFEST.contains(&format!("name: {binding}\n")),
+                "{binding}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! - [`ApiObjects`]: ConfigMaps and Secrets the node's pods reference, each watched by name
 //!   (what the Node authorizer allows), and the Services for service-link variables.
 //! - [`NodeAgent`]: registers the Node, keeps its status and its Lease fresh.
+//! - [`bootstrap`]: TLS bootstrapping of the client certificate (`--bootstrap-kubeconfig`):
+//!   [`load_client_cert`] requests it with a CertificateSigningRequest and writes the
+//!   kubeconfig that uses it.
 
+pub mod bootstrap;
 mod events;
 mod node;
 mod objects;
@@ -22,6 +26,7 @@ mod status;
 
 use std::path::Path;
 
+pub use bootstrap::{Bootstrapped, load_client_cert};
 pub use events::ApiEvents;
 pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle};
 pub use objects::ApiObjects;
