@@ -157,6 +157,10 @@ fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
         "--".to_owned(),
         "--pod-manifest-path".to_owned(),
         manifests.display().to_string(),
+        // The unauthenticated read-only endpoints are off unless asked for; the README's
+        // `curl http://127.0.0.1:10255/pods` looks at a standalone kubelet through them.
+        "--read-only-port".to_owned(),
+        "10255".to_owned(),
     ];
     args.extend(flags.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
