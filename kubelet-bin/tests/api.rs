@@ -441,7 +441,7 @@ spec:
   - name: burner
     image: {image}
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "head -c 4000000 /dev/urandom > /scratch/blob; while true; do echo tick; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done"]
+    command: ["sh", "-c", "head -c 4000000 /dev/urandom > /scratch/blob; head -c 16000000 /dev/zero > /dev/shm/held; while true; do echo tick; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1; done"]
     volumeMounts:
     - {{name: scratch, mountPath: /scratch}}
     readinessProbe:
@@ -624,7 +624,8 @@ spec:
         );
         std::thread::sleep(Duration::from_secs(3));
     };
-    // `vm 68m 3% 4441Mi 18%`, `busy 12m 3Mi`: non-zero memory for both.
+    // `vm 68m 3% 4441Mi 18%`, `busy 12m 16Mi`: non-zero memory for both (the pod holds
+    // 16 MB in /dev/shm).
     let memory = |line: &str, column: usize| -> u64 {
         line.split_whitespace()
             .nth(column)

@@ -5,105 +5,22 @@
 //! kubeconfig and certificate, the node registered with that identity, the kubeconfig
 //! reused on the next start, and a wrong token failing start-up.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kubelet_cri_client::TestEnv;
+use common::{Cluster, Kubelet, condition, lock};
 use serde_json::Value;
 
-/// One kubelet at a time: all tests share the node name and containerd.
-static NODE: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    NODE.lock().unwrap_or_else(|p| p.into_inner())
+/// What the bootstrap tests ask of the cluster beyond the common scaffolding.
+trait Bootstrap {
+    fn csrs_of(&self, token: &Token) -> Vec<Value>;
+    fn start_bootstrapping_kubelet(&self, dir: &Path, bootstrap: &Path, log_name: &str) -> Kubelet;
+    fn write_bootstrap_kubeconfig(&self, path: &Path, token: &str);
 }
 
-struct Cluster {
-    kubectl: String,
-    admin_kubeconfig: String,
-    node: String,
-    apiserver: String,
-    ca_file: String,
-}
-
-impl Cluster {
-    fn from_env(test: &str) -> Option<(TestEnv, Self)> {
-        let env = TestEnv::from_env(test)?;
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let names = [
-            "KUBELET_TEST_KUBECONFIG",
-            "KUBELET_TEST_KUBECTL",
-            "KUBELET_TEST_NODE_NAME",
-            "KUBELET_TEST_APISERVER",
-            "KUBELET_TEST_CA_FILE",
-        ];
-        let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
-        if !missing.is_empty() {
-            let reason = format!(
-                "{test}: SKIPPED: no control plane ({missing:?} unset); run `cargo xtask test` \
-                 or `eval \"$(cargo xtask env up --control-plane)\"` first"
-            );
-            assert!(
-                std::env::var("KUBELET_TEST_REQUIRE_ENV").as_deref() != Ok("1"),
-                "{reason}"
-            );
-            eprintln!("{reason}");
-            return None;
-        }
-        let get = |name: &str| var(name).unwrap_or_default();
-        let cluster = Self {
-            kubectl: get("KUBELET_TEST_KUBECTL"),
-            admin_kubeconfig: get("KUBELET_TEST_KUBECONFIG"),
-            node: get("KUBELET_TEST_NODE_NAME"),
-            apiserver: get("KUBELET_TEST_APISERVER"),
-            ca_file: get("KUBELET_TEST_CA_FILE"),
-        };
-        Some((env, cluster))
-    }
-
-    /// Runs kubectl (as the admin unless `args` name another kubeconfig); the output, or
-    /// the failure with its stderr.
-    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut child = Command::new(&self.kubectl)
-            .env("KUBECONFIG", &self.admin_kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write to kubectl");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl output");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        match self.try_kubectl(&all, None) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    }
-
+impl Bootstrap for Cluster {
     /// The CertificateSigningRequests a bootstrap token's user made.
     fn csrs_of(&self, token: &Token) -> Vec<Value> {
         let user = format!("system:bootstrap:{}", token.id);
@@ -121,31 +38,23 @@ impl Cluster {
 
     /// Starts the kubelet with a bootstrap kubeconfig, the kubeconfig to write and the
     /// cert dir, all under `dir`.
-    fn start_kubelet(&self, dir: &Path, bootstrap: &Path, log_name: &str) -> Kubelet {
-        let log = dir.join(log_name);
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
-            .arg("--bootstrap-kubeconfig")
-            .arg(bootstrap)
-            .arg("--kubeconfig")
-            .arg(dir.join("kubelet.conf"))
-            .arg("--cert-dir")
-            .arg(dir.join("pki"))
-            .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
-            .arg("--root-dir")
-            .arg(dir.join("root"))
-            .args([
-                "--read-only-port",
-                "0",
-                "--node-status-update-frequency",
-                "2s",
-            ])
-            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the kubelet");
-        Kubelet { child, log }
+    fn start_bootstrapping_kubelet(&self, dir: &Path, bootstrap: &Path, log_name: &str) -> Kubelet {
+        let bootstrap = bootstrap.to_string_lossy().into_owned();
+        let kubeconfig = dir.join("kubelet.conf").to_string_lossy().into_owned();
+        let cert_dir = dir.join("pki").to_string_lossy().into_owned();
+        self.spawn_kubelet_logging_to(
+            dir,
+            log_name,
+            &[
+                "--bootstrap-kubeconfig",
+                &bootstrap,
+                "--kubeconfig",
+                &kubeconfig,
+                "--cert-dir",
+                &cert_dir,
+            ],
+            &[],
+        )
     }
 
     /// Writes a bootstrap kubeconfig with the token, as kubeadm's `bootstrap-kubelet.conf`.
@@ -158,33 +67,34 @@ impl Cluster {
                  user:\n    token: {token}\ncontexts:\n- name: tls-bootstrap-token-user@kubernetes\n  \
                  context:\n    cluster: kubernetes\n    user: tls-bootstrap-token-user\n\
                  current-context: tls-bootstrap-token-user@kubernetes\n",
-                self.apiserver, self.ca_file
+                self.apiserver,
+                self.ca_file.display()
             ),
         )
         .expect("bootstrap kubeconfig");
     }
+}
 
-    /// Waits until `check` passes on what `probe` returns, up to `secs`.
-    fn wait<T: std::fmt::Debug>(
-        what: &str,
-        secs: u64,
-        kubelet: &Kubelet,
-        probe: impl Fn() -> T,
-        check: impl Fn(&T) -> bool,
-    ) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let value = probe();
-            if check(&value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not reached within {secs}s; last: {value:#?}\nkubelet log:\n{}",
-                kubelet.log()
-            );
-            std::thread::sleep(Duration::from_millis(500));
+/// Waits until `check` passes on what `probe` returns, up to `secs`.
+fn wait<T: std::fmt::Debug>(
+    what: &str,
+    secs: u64,
+    kubelet: &Kubelet,
+    probe: impl Fn() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let value = probe();
+        if check(&value) {
+            return value;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {secs}s; last: {value:#?}\nkubelet log:\n{}",
+            kubelet.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -261,55 +171,6 @@ impl Drop for Token<'_> {
     }
 }
 
-struct Kubelet {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Kubelet {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the kubelet to exit by itself, up to `secs`; its status, or `None` (it
-    /// is killed by drop) when it still runs.
-    fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        None
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
-    object["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)?["status"]
-        .as_str()
-}
-
 fn issued(csr: &Value) -> bool {
     condition(csr, "Approved") == Some("True")
         && csr["status"]["certificate"]
@@ -335,10 +196,10 @@ fn kubelet_bootstraps_its_client_certificate_with_a_token() {
     // A fresh registration, so that the Node is created with the bootstrapped identity.
     let _ = c.try_kubectl(&["delete", "node", &c.node, "--wait=true"], None);
 
-    let kubelet = c.start_kubelet(dir.path(), &bootstrap, "kubelet.log");
+    let kubelet = c.start_bootstrapping_kubelet(dir.path(), &bootstrap, "kubelet.log");
     // The request: made by the token's user, for the node, approved and signed by the
     // controller-manager.
-    let csrs = Cluster::wait(
+    let csrs = wait(
         "CSR approved and issued",
         60,
         &kubelet,
@@ -373,7 +234,7 @@ fn kubelet_bootstraps_its_client_certificate_with_a_token() {
     assert_eq!(approved["reason"], "AutoApproved", "{csr:#}");
 
     // The files: the kubeconfig and the current pair, private.
-    Cluster::wait(
+    wait(
         "kubeconfig written",
         30,
         &kubelet,
@@ -403,13 +264,13 @@ fn kubelet_bootstraps_its_client_certificate_with_a_token() {
         text.contains(&format!("client-certificate: {pair}"))
             && text.contains(&format!("client-key: {pair}"))
             && text.contains(&format!("server: {}", c.apiserver))
-            && text.contains(&format!("certificate-authority: {}", c.ca_file)),
+            && text.contains(&format!("certificate-authority: {}", c.ca_file.display())),
         "{text}"
     );
     assert!(!dir.path().join("pki/kubelet-client.key.tmp").exists());
 
     // The node registers and is Ready, as system:node:<node> in system:nodes.
-    Cluster::wait(
+    wait(
         "node Ready",
         60,
         &kubelet,
@@ -446,8 +307,8 @@ fn kubelet_bootstraps_its_client_certificate_with_a_token() {
     // Lease renewals show it talks to the API server as the node.
     let lease_args = ["get", "lease", "-n", "kube-node-lease", c.node.as_str()];
     let renewed = c.json(&lease_args)["spec"]["renewTime"].clone();
-    let kubelet = c.start_kubelet(dir.path(), &bootstrap, "kubelet-2.log");
-    Cluster::wait(
+    let kubelet = c.start_bootstrapping_kubelet(dir.path(), &bootstrap, "kubelet-2.log");
+    wait(
         "lease renewed by the second kubelet",
         60,
         &kubelet,
@@ -483,7 +344,7 @@ fn a_wrong_bootstrap_token_fails_start_up() {
     // The right token id with the wrong secret.
     c.write_bootstrap_kubeconfig(&bootstrap, &format!("{}.0123456789abcdef", token.id));
 
-    let mut kubelet = c.start_kubelet(dir.path(), &bootstrap, "kubelet.log");
+    let mut kubelet = c.start_bootstrapping_kubelet(dir.path(), &bootstrap, "kubelet.log");
     let status = kubelet.wait_exit(60);
     let log = kubelet.log();
     let status = status.unwrap_or_else(|| panic!("the kubelet still runs after 60s:\n{log}"));

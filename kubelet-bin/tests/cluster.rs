@@ -4,255 +4,20 @@
 //! Lease, a Deployment scheduled onto the node, env from a ConfigMap and service links,
 //! events, mirror pods, graceful deletion, re-registration, and an API server outage.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kubelet_cri_client::TestEnv;
+use common::{Cluster, Kubelet, Namespace, condition, lock};
 use serde_json::Value;
 
-/// One kubelet at a time: all tests share the node name and containerd.
-static NODE: Mutex<()> = Mutex::new(());
-
-struct Cluster {
-    kubectl: String,
-    node_kubeconfig: String,
-    node: String,
-    control_plane: PathBuf,
-    busybox: String,
-}
-
-impl Cluster {
-    fn from_env(test: &str) -> Option<(TestEnv, Self)> {
-        let env = TestEnv::from_env(test)?;
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let names = [
-            "KUBELET_TEST_KUBECONFIG",
-            "KUBELET_TEST_NODE_KUBECONFIG",
-            "KUBELET_TEST_KUBECTL",
-            "KUBELET_TEST_NODE_NAME",
-            "KUBELET_TEST_CONTROL_PLANE_DIR",
-        ];
-        let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
-        if !missing.is_empty() {
-            let reason = format!(
-                "{test}: SKIPPED: no control plane ({missing:?} unset); run `cargo xtask test` \
-                 or `eval \"$(cargo xtask env up --control-plane)\"` first"
-            );
-            assert!(
-                std::env::var("KUBELET_TEST_REQUIRE_ENV").as_deref() != Ok("1"),
-                "{reason}"
-            );
-            eprintln!("{reason}");
-            return None;
-        }
-        let get = |name: &str| var(name).unwrap_or_default();
-        // kubectl reads the admin kubeconfig from KUBECONFIG.
-        let cluster = Self {
-            kubectl: get("KUBELET_TEST_KUBECTL"),
-            node_kubeconfig: get("KUBELET_TEST_NODE_KUBECONFIG"),
-            node: get("KUBELET_TEST_NODE_NAME"),
-            control_plane: PathBuf::from(get("KUBELET_TEST_CONTROL_PLANE_DIR")),
-            busybox: env.busybox.clone(),
-        };
-        Some((env, cluster))
-    }
-
-    /// Runs kubectl as the cluster admin; the output, or the failure with its stderr.
-    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut child = Command::new(&self.kubectl)
-            .env(
-                "KUBECONFIG",
-                std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default(),
-            )
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write to kubectl");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl output");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        self.try_kubectl(args, None)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.try_kubectl(&["apply", "-f", "-"], Some(yaml))
-            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        match self.try_kubectl(&all, None) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        }
-    }
-
-    fn start_kubelet(&self, root: &Path, extra: &[&str]) -> Kubelet {
-        let log = root.join("kubelet.log");
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
-            .args(["--kubeconfig", &self.node_kubeconfig])
-            .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
-            .arg("--root-dir")
-            .arg(root.join("root"))
-            .args([
-                "--read-only-port",
-                "0",
-                "--node-status-update-frequency",
-                "2s",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the kubelet");
-        Kubelet { child, log }
-    }
-
-    /// Waits until `check` passes on what `args` returns, up to `secs`.
-    fn wait_json(
-        &self,
-        what: &str,
-        args: &[&str],
-        secs: u64,
-        kubelet: &Kubelet,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let value = self.json(args);
-            if check(&value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not reached within {secs}s; last: {value:#}\nkubelet log:\n{}",
-                kubelet.log()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    fn wait_node_ready(&self, kubelet: &Kubelet) -> Value {
-        self.wait_json(
-            "node Ready",
-            &["get", "node", &self.node],
-            60,
-            kubelet,
-            |n| condition(n, "Ready") == Some("True"),
-        )
-    }
-
-    /// Deletes a namespace and waits until it is gone (its pods included), while the
-    /// kubelet still runs so it can finish them.
-    fn delete_namespace(&self, namespace: &str) {
-        let _ = self.try_kubectl(
-            &[
-                "delete",
-                "namespace",
-                namespace,
-                "--wait=true",
-                "--timeout=120s",
-            ],
-            None,
-        );
-    }
-
-    fn script(&self, name: &str) {
-        let status = Command::new("sh")
-            .arg(self.control_plane.join(name))
-            .status()
-            .expect("run a control plane script");
-        assert!(status.success(), "{name} failed");
-    }
-}
-
-/// A namespace for one test, deleted (pods included) when the test ends, pass or fail,
-/// while its kubelet still runs: declare it after the kubelet.
-struct Namespace<'a> {
-    cluster: &'a Cluster,
-    name: &'static str,
-}
-
-impl<'a> Namespace<'a> {
-    fn create(cluster: &'a Cluster, name: &'static str) -> Self {
-        cluster.delete_namespace(name);
-        cluster.kubectl(&["create", "namespace", name]);
-        Self { cluster, name }
-    }
-}
-
-impl Drop for Namespace<'_> {
-    fn drop(&mut self) {
-        self.cluster.delete_namespace(self.name);
-    }
-}
-
-struct Kubelet {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Kubelet {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Kubelet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
-    object["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)?["status"]
-        .as_str()
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    NODE.lock().unwrap_or_else(|p| p.into_inner())
+/// Starts the kubelet from flags alone, with the node's kubeconfig, plus `extra`.
+fn start_kubelet(c: &Cluster, root: &std::path::Path, extra: &[&str]) -> Kubelet {
+    let mut args = vec!["--kubeconfig", c.node_kubeconfig.as_str()];
+    args.extend_from_slice(extra);
+    c.spawn_kubelet(root, &args, &[])
 }
 
 /// GET `path` of an HTTP server in a pod; the body.
@@ -300,7 +65,8 @@ fn node_joins_and_runs_a_deployment() {
     // A fresh registration, so the taint and labels given at start-up are applied.
     let _ = c.try_kubectl(&["delete", "node", &c.node, "--wait=true"], None);
     let manifest_flag = manifests.to_string_lossy().into_owned();
-    let kubelet = c.start_kubelet(
+    let kubelet = start_kubelet(
+        &c,
         dir.path(),
         &[
             "--pod-manifest-path",
@@ -603,7 +369,7 @@ fn api_server_outage_loses_no_pod() {
     };
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubelet = c.start_kubelet(dir.path(), &[]);
+    let kubelet = start_kubelet(&c, dir.path(), &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "outage-test");
     let ns = namespace.name;
@@ -712,7 +478,7 @@ fn volumes_of_every_type() {
         .join("root/pods/00000000-0000-0000-0000-00000000dead");
     std::fs::create_dir_all(orphan.join("volumes/kubernetes.io~empty-dir/old"))
         .expect("orphan pod dir");
-    let kubelet = c.start_kubelet(dir.path(), &[]);
+    let kubelet = start_kubelet(&c, dir.path(), &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "vol-test");
     let ns = namespace.name;

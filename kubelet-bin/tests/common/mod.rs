@@ -1,7 +1,10 @@
 //! Test scaffolding shared by the integration tests that run the kubelet against the
 //! real control plane (`cargo xtask env up --control-plane`): the cluster's variables,
-//! kubectl, a kubelet process with a KubeletConfiguration, namespaces removed at the end.
+//! kubectl as the admin, a kubelet process (flags, or a KubeletConfiguration with the
+//! cluster's authentication), namespaces removed when a test ends, and one lock for the
+//! node all tests share.
 
+// Each test binary uses a part of it.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -13,21 +16,36 @@ use std::time::{Duration, Instant};
 use kubelet_cri_client::TestEnv;
 use serde_json::Value;
 
-/// One kubelet at a time: all tests share the node name and containerd.
-pub static NODE: Mutex<()> = Mutex::new(());
+/// One kubelet at a time within a test binary: all tests share the node name and
+/// containerd. (Binaries run one after another.)
+static NODE: Mutex<()> = Mutex::new(());
 
-/// The kubelet API as the test reaches it (the node's InternalIP).
+/// The kubelet API as the tests reach it (the node's InternalIP).
 pub const API: &str = "https://10.88.0.1:10250";
 
+/// The node's address: the CNI bridge, where the API server listens too.
+pub const NODE_IP: &str = "10.88.0.1";
+
+/// Takes the node for the rest of the test.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    NODE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The control plane of `cargo xtask env up --control-plane`, from its variables.
 pub struct Cluster {
     pub kubectl: String,
+    pub admin_kubeconfig: String,
     pub node_kubeconfig: String,
     pub node: String,
     pub ca_file: PathBuf,
+    pub control_plane: PathBuf,
+    pub apiserver: String,
     pub busybox: String,
 }
 
 impl Cluster {
+    /// The cluster, or `None` (the test is skipped, or fails under
+    /// `KUBELET_TEST_REQUIRE_ENV=1`) when the environment is not up.
     pub fn from_env(test: &str) -> Option<(TestEnv, Self)> {
         let env = TestEnv::from_env(test)?;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -37,6 +55,8 @@ impl Cluster {
             "KUBELET_TEST_KUBECTL",
             "KUBELET_TEST_NODE_NAME",
             "KUBELET_TEST_CA_FILE",
+            "KUBELET_TEST_CONTROL_PLANE_DIR",
+            "KUBELET_TEST_APISERVER",
         ];
         let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
         if !missing.is_empty() {
@@ -54,21 +74,21 @@ impl Cluster {
         let get = |name: &str| var(name).unwrap_or_default();
         let cluster = Self {
             kubectl: get("KUBELET_TEST_KUBECTL"),
+            admin_kubeconfig: get("KUBELET_TEST_KUBECONFIG"),
             node_kubeconfig: get("KUBELET_TEST_NODE_KUBECONFIG"),
             node: get("KUBELET_TEST_NODE_NAME"),
             ca_file: PathBuf::from(get("KUBELET_TEST_CA_FILE")),
+            control_plane: PathBuf::from(get("KUBELET_TEST_CONTROL_PLANE_DIR")),
+            apiserver: get("KUBELET_TEST_APISERVER"),
             busybox: env.busybox.clone(),
         };
         Some((env, cluster))
     }
 
+    /// kubectl as the cluster admin.
     pub fn kubectl_command(&self) -> Command {
         let mut command = Command::new(&self.kubectl);
-        // kubectl reads the admin kubeconfig from KUBECONFIG.
-        command.env(
-            "KUBECONFIG",
-            std::env::var("KUBELET_TEST_KUBECONFIG").unwrap_or_default(),
-        );
+        command.env("KUBECONFIG", &self.admin_kubeconfig);
         command
     }
 
@@ -102,16 +122,19 @@ impl Cluster {
         }
     }
 
+    /// Runs kubectl; panics with its stderr when it fails.
     pub fn kubectl(&self, args: &[&str]) -> String {
         self.try_kubectl(args, None)
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `kubectl apply` of a manifest.
     pub fn apply(&self, yaml: &str) {
         self.try_kubectl(&["apply", "-f", "-"], Some(yaml))
             .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     }
 
+    /// `kubectl ... -o json`, or `Null` when it fails (e.g. not found).
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -121,8 +144,40 @@ impl Cluster {
         }
     }
 
-    /// Starts the kubelet with the API server's authentication and authorization: the
-    /// cluster CA's client certificates, TokenReview, SubjectAccessReview.
+    /// Starts the kubelet binary as this node (node IP, status every 2 s, its root dir and
+    /// log under `root`) with `args` and `env`.
+    pub fn spawn_kubelet(&self, root: &Path, args: &[&str], env: &[(&str, &str)]) -> Kubelet {
+        self.spawn_kubelet_logging_to(root, "kubelet.log", args, env)
+    }
+
+    /// [`Cluster::spawn_kubelet`] with its log in `root/<log_name>`.
+    pub fn spawn_kubelet_logging_to(
+        &self,
+        root: &Path,
+        log_name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Kubelet {
+        let log = root.join(log_name);
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
+            .args(["--hostname-override", &self.node, "--node-ip", NODE_IP])
+            .arg("--root-dir")
+            .arg(root.join("root"))
+            .args(["--node-status-update-frequency", "2s"])
+            .args(args)
+            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the kubelet");
+        Kubelet { child, log }
+    }
+
+    /// Starts the kubelet with the node's kubeconfig and a KubeletConfiguration with the
+    /// API server's authentication and authorization (the cluster CA's client
+    /// certificates, TokenReview, SubjectAccessReview).
     pub fn start_kubelet(&self, root: &Path) -> Kubelet {
         self.start_kubelet_with(root, "", &[])
     }
@@ -147,23 +202,12 @@ impl Cluster {
             ),
         )
         .expect("kubelet configuration");
-        let log = root.join("kubelet.log");
-        let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--kubeconfig", &self.node_kubeconfig])
-            .args(["--hostname-override", &self.node, "--node-ip", "10.88.0.1"])
-            .arg("--root-dir")
-            .arg(root.join("root"))
-            .args(["--node-status-update-frequency", "2s"])
-            .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the kubelet");
-        Kubelet { child, log }
+        let config = config.to_string_lossy().into_owned();
+        self.spawn_kubelet(
+            root,
+            &["--config", &config, "--kubeconfig", &self.node_kubeconfig],
+            env,
+        )
     }
 
     /// Waits until `check` passes on what `args` returns, up to `secs`.
@@ -190,6 +234,17 @@ impl Cluster {
         }
     }
 
+    /// Waits up to a minute for the node to be Ready.
+    pub fn wait_node_ready(&self, kubelet: &Kubelet) -> Value {
+        self.wait_json(
+            "node Ready",
+            &["get", "node", &self.node],
+            60,
+            kubelet,
+            |n| condition(n, "Ready") == Some("True"),
+        )
+    }
+
     /// Deletes a namespace and waits until it is gone (its pods included), while the
     /// kubelet still runs so it can finish them.
     pub fn delete_namespace(&self, namespace: &str) {
@@ -204,6 +259,15 @@ impl Cluster {
             None,
         );
     }
+
+    /// Runs one of the control plane's `start-*.sh`/`stop-*.sh` scripts.
+    pub fn script(&self, name: &str) {
+        let status = Command::new("sh")
+            .arg(self.control_plane.join(name))
+            .status()
+            .expect("run a control plane script");
+        assert!(status.success(), "{name} failed");
+    }
 }
 
 /// A namespace for one test, deleted (pods included) when the test ends, pass or fail,
@@ -214,6 +278,7 @@ pub struct Namespace<'a> {
 }
 
 impl<'a> Namespace<'a> {
+    /// Creates the namespace (after removing a leftover one).
     pub fn create(cluster: &'a Cluster, name: &'static str) -> Self {
         cluster.delete_namespace(name);
         cluster.kubectl(&["create", "namespace", name]);
@@ -227,14 +292,29 @@ impl Drop for Namespace<'_> {
     }
 }
 
+/// A running kubelet, stopped with SIGTERM (then SIGKILL) on drop.
 pub struct Kubelet {
-    child: Child,
-    log: PathBuf,
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 impl Kubelet {
+    /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the kubelet to exit by itself, up to `secs`; its status, or `None` (it
+    /// is killed by drop) when it still runs.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
     }
 }
 
@@ -255,16 +335,13 @@ impl Drop for Kubelet {
     }
 }
 
+/// The status of a condition of an object (`"True"`, `"False"`).
 pub fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
     object["status"]["conditions"]
         .as_array()?
         .iter()
         .find(|c| c["type"] == kind)?["status"]
         .as_str()
-}
-
-pub fn lock() -> std::sync::MutexGuard<'static, ()> {
-    NODE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `curl` of `url` with `args`: the HTTP status and the body.
