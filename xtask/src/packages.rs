@@ -25,6 +25,8 @@ pub const PACKAGES: &[&str] = &[
     "procps",
     "openssl",
     "curl",
+    // A private bus for the graceful node shutdown test's fake logind.
+    "dbus-daemon",
 ];
 
 /// Debian's hook that keeps maintainer scripts from starting daemons (docker-registry's
