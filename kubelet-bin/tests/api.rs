@@ -406,6 +406,30 @@ spec:
         (400, "you must specify at least 1 of stdin, stdout, stderr")
     );
 
+    // A WebSocket client straight to the kubelet (kubectl's requests reach it as SPDY
+    // through the API server): the upgrade passes through to the runtime, which answers
+    // with the negotiated sub-protocol and streams the command's output in frames.
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-i", "--http1.1", "--max-time", "10"])
+        .args(&admin[..4])
+        .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
+        .args(["-H", "Sec-WebSocket-Version: 13"])
+        .args(["-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="])
+        .args(["-H", "Sec-WebSocket-Protocol: v4.channel.k8s.io"])
+        .arg(format!(
+            "{API}/exec/{ns}/web/talker?command=echo&command=over-websocket&output=1"
+        ))
+        .output()
+        .expect("curl");
+    let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 101")
+            && answer.contains("sec-websocket-protocol: v4.channel.k8s.io")
+            && answer.contains("over-websocket"),
+        "{answer:?}\n{}",
+        kubelet.log()
+    );
+
     drop(namespace);
     drop(kubelet);
 }

@@ -203,31 +203,29 @@ impl Family {
             .remove(&key);
     }
 
-    /// The value of a counter or gauge series, if it exists.
-    pub fn value(&self, values: &[&str]) -> Option<f64> {
+    /// The series of these label values, if it exists.
+    fn series_of(&self, values: &[&str]) -> Option<Series> {
         let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        match self
-            .series
+        self.series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
-        {
-            Some(Series::Value(v)) => Some(*v),
-            _ => None,
+            .cloned()
+    }
+
+    /// The value of a counter or gauge series, if it exists.
+    pub fn value(&self, values: &[&str]) -> Option<f64> {
+        match self.series_of(values)? {
+            Series::Value(v) => Some(v),
+            Series::Histogram { .. } => None,
         }
     }
 
     /// How many observations a histogram series holds, if it exists.
     pub fn observations(&self, values: &[&str]) -> Option<u64> {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        match self
-            .series
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            Some(Series::Histogram { count, .. }) => Some(*count),
-            _ => None,
+        match self.series_of(values)? {
+            Series::Histogram { count, .. } => Some(count),
+            Series::Value(_) => None,
         }
     }
 
