@@ -262,20 +262,29 @@ impl ShutdownManager {
         self
     }
 
-    /// Runs until the task is dropped: connects to logind (again one second after the
-    /// connection is lost), takes the inhibitor lock, and handles shutdown events.
+    /// Runs until the task is dropped: connects to logind, takes the inhibitor lock, and
+    /// handles shutdown events; when the connection is lost, starts again a second later.
+    /// As upstream, a first start that fails (no logind, no D-Bus) is reported once and
+    /// the kubelet runs on without graceful shutdown.
     pub async fn run(self) {
         if self.periods.is_empty() {
             return;
         }
+        if let Err(e) = self.watch().await {
+            warn!(error = %e, "failed to start the node shutdown manager: no graceful node shutdown");
+            return;
+        }
         loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            info!("restarting the watch for node shutdown events");
             if let Err(e) = self.watch().await {
                 warn!(error = %e, "unable to watch the node for shutdown events");
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
+    /// One connection's watch: `Ok` when logind's signal stream ended after a successful
+    /// start, an error when it could not start.
     async fn watch(&self) -> Result<()> {
         use futures::StreamExt;
         let logind = logind::Logind::connect().await?;
@@ -324,9 +333,8 @@ impl ShutdownManager {
                 lock = Some(logind.inhibit_shutdown().await?);
             }
         }
-        Err(crate::Error::Shutdown {
-            reason: "the logind signal stream ended".into(),
-        })
+        warn!("the logind signal stream ended");
+        Ok(())
     }
 }
 
