@@ -318,16 +318,76 @@ pub fn render(families: &[&Family]) -> String {
 /// The content type of the text exposition format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A sample value as Go's Prometheus client writes it: integers without a fraction,
-/// `+Inf`, `-Inf`, `NaN`.
-pub fn number(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".to_owned()
-    } else if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        format!("{value}")
+/// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)`, as Prometheus' text format
+/// writes sample values: shortest digits, exponent form when the exponent is below -4
+/// or at least 6 (`1.2345678e+07`), and `+Inf`, `-Inf`, `NaN`.
+pub fn number(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
     }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    // Rust's `{:e}` gives the shortest round-tripping digits, like Go's shortest mode.
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let nd = digits.len() as i32;
+    let mut out = String::new();
+    if v < 0.0 {
+        out.push('-');
+    }
+    if !(-4..6).contains(&exp) {
+        out.push_str(&digits[..1]);
+        if nd > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{sign}{:02}", exp.abs());
+    } else {
+        let dp = exp + 1;
+        if dp > 0 {
+            for i in 0..dp {
+                out.push(
+                    digits
+                        .as_bytes()
+                        .get(i as usize)
+                        .map_or('0', |b| *b as char),
+                );
+            }
+        } else {
+            out.push('0');
+        }
+        let frac = (nd - dp).max(0);
+        if frac > 0 {
+            out.push('.');
+            for i in 0..frac {
+                let idx = dp + i;
+                out.push(if idx < 0 {
+                    '0'
+                } else {
+                    digits
+                        .as_bytes()
+                        .get(idx as usize)
+                        .map_or('0', |b| *b as char)
+                });
+            }
+        }
+    }
+    out
 }
 
 /// `{a="x",b="y"}`, or nothing without labels; values escaped as the format requires.
@@ -392,9 +452,22 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_go_writes_them() {
-        assert_eq!(number(1.0), "1");
-        assert_eq!(number(0.005), "0.005");
-        assert_eq!(number(f64::INFINITY), "+Inf");
-        assert_eq!(number(f64::NAN), "NaN");
+        for (v, want) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (-1.0, "-1"),
+            (0.5, "0.5"),
+            (123_456.0, "123456"),
+            (1_234_567.0, "1.234567e+06"),
+            (1e6, "1e+06"),
+            (2.2806528e7, "2.2806528e+07"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (12.345, "12.345"),
+            (1_700_000_000.123_456_7, "1.7000000001234567e+09"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(number(v), want, "{v}");
+        }
     }
 }
