@@ -17,6 +17,14 @@ use tokio::net::TcpStream;
 
 use super::routes::{ApiBody, Endpoints, text};
 
+/// Most exec, attach and port-forward sessions proxied at once. An upgraded connection
+/// leaves the server's connection limit once it switched protocols, so the sessions
+/// have a bound of their own.
+const MAX_STREAMS: usize = 256;
+
+/// The sessions' slots: one is held by each proxied connection until it closes.
+static STREAM_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_STREAMS);
+
 /// The streaming endpoints' path prefixes.
 const PREFIXES: [&str; 3] = ["/exec/", "/attach/", "/portForward/"];
 
@@ -368,6 +376,18 @@ async fn proxy_upgrade(
     if !is_upgrade(&request) {
         return proxy_error("Upgrade request required");
     }
+    let Ok(slot) = STREAM_SLOTS.try_acquire() else {
+        tracing::warn!(
+            limit = MAX_STREAMS,
+            "refusing a streaming session: too many open"
+        );
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many streaming sessions (exec, attach, port-forward) open: at most {MAX_STREAMS}\n"
+            ),
+        );
+    };
     let uri: Uri = match url.parse() {
         Ok(uri) => uri,
         Err(e) => return proxy_error(format!("the runtime's streaming URL {url:?}: {e}")),
@@ -440,6 +460,7 @@ async fn proxy_upgrade(
     let backend = hyper::upgrade::on(&mut response);
     let client = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
+        let _slot = slot;
         let (client, backend) = match tokio::try_join!(client, backend) {
             Ok(both) => both,
             Err(e) => {
