@@ -291,7 +291,14 @@ impl ShutdownManager {
         let requested = period_requested(&self.periods);
         let current = logind.inhibit_delay().await?;
         if requested > current {
-            logind::write_inhibit_delay_override(&self.logind_conf_dir, requested)?;
+            let dir = self.logind_conf_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                logind::write_inhibit_delay_override(&dir, requested)
+            })
+            .await
+            .map_err(|e| crate::Error::Shutdown {
+                reason: format!("writing the logind drop-in: {e}"),
+            })??;
             logind.reload_logind().await?;
             let mut delay = Duration::from_millis(100);
             let mut updated = current;

@@ -96,7 +96,12 @@ pub async fn load_client_cert_within(
     node_name: &str,
     timeout: Duration,
 ) -> Result<Bootstrapped> {
-    if kubeconfig_is_valid(kubeconfig, jiff::Timestamp::now())? {
+    let path = kubeconfig.to_owned();
+    if blocking("checking the kubeconfig", move || {
+        kubeconfig_is_valid(&path, jiff::Timestamp::now())
+    })
+    .await?
+    {
         tracing::debug!(path = %kubeconfig.display(), "kubeconfig exists and is valid, skipping bootstrap");
         return Ok(Bootstrapped::Reused);
     }
@@ -105,14 +110,21 @@ pub async fn load_client_cert_within(
         bootstrap = %bootstrap_kubeconfig.display(),
         "using the bootstrap kubeconfig to request a client certificate"
     );
-    let bootstrap = read_kubeconfig(bootstrap_kubeconfig)?;
-    let (cluster, _) = current_entries(&bootstrap).map_err(|reason| Error::Kubeconfig {
-        path: bootstrap_kubeconfig.to_owned(),
-        reason,
-    })?;
+    let path = bootstrap_kubeconfig.to_owned();
+    let cluster = blocking("reading the bootstrap kubeconfig", move || {
+        let bootstrap = read_kubeconfig(&path)?;
+        let (cluster, _) =
+            current_entries(&bootstrap).map_err(|reason| Error::Kubeconfig { path, reason })?;
+        Ok(cluster)
+    })
+    .await?;
     let client = super::client_from_kubeconfig(bootstrap_kubeconfig).await?;
 
-    let key = load_or_generate_key(cert_dir)?;
+    let dir = cert_dir.to_owned();
+    let key = blocking("loading or making the private key", move || {
+        load_or_generate_key(&dir)
+    })
+    .await?;
     wait_for_server(&client).await;
     let request = NodeCsr::new(&key, node_name)?;
     let api: Api<CertificateSigningRequest> = Api::all(client);
@@ -120,23 +132,28 @@ pub async fn load_client_cert_within(
     tracing::info!(csr = %request.name, "waiting for the client certificate to be issued");
     let certificate = wait_for_certificate(&api, &request.name, &uid, timeout).await?;
 
-    let current = write_pair(
-        cert_dir,
-        &certificate,
-        &key.serialize_pem(),
-        jiff::Zoned::now().datetime(),
-    )
-    .map_err(|e| Error::CertificateRequest {
-        name: request.name.clone(),
-        reason: e.to_string(),
-    })?;
-    let tmp_key = cert_dir.join(TMP_PRIVATE_KEY_FILE);
-    if let Err(e) = std::fs::remove_file(&tmp_key)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %tmp_key.display(), error = %e, "could not remove the temporary private key");
-    }
-    write_kubeconfig(kubeconfig, &cluster, &current)?;
+    let (dir, key_pem, name, path) = (
+        cert_dir.to_owned(),
+        key.serialize_pem(),
+        request.name.clone(),
+        kubeconfig.to_owned(),
+    );
+    let current = blocking("writing the certificate and kubeconfig", move || {
+        let current = write_pair(&dir, &certificate, &key_pem, jiff::Zoned::now().datetime())
+            .map_err(|e| Error::CertificateRequest {
+                name,
+                reason: e.to_string(),
+            })?;
+        let tmp_key = dir.join(TMP_PRIVATE_KEY_FILE);
+        if let Err(e) = std::fs::remove_file(&tmp_key)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %tmp_key.display(), error = %e, "could not remove the temporary private key");
+        }
+        write_kubeconfig(&path, &cluster, &current)?;
+        Ok(current)
+    })
+    .await?;
     tracing::info!(
         csr = %request.name,
         cert = %current.display(),
@@ -147,6 +164,20 @@ pub async fn load_client_cert_within(
         csr: request.name,
         cert: current,
     })
+}
+
+/// Runs file work (reading and writing keys, certificates and kubeconfigs) off the async
+/// threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Certificate {
+            what: what.to_owned(),
+            reason: e.to_string(),
+        })?
 }
 
 /// Whether the kubeconfig file exists and its current user's client certificate can be
