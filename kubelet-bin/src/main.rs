@@ -512,25 +512,24 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
     let mut manager = tokio::spawn(manager.run(updates_rx));
     let configz = Arc::new(config::configz_json(&cfg).to_string());
     let mut servers = tokio::task::JoinSet::new();
+    let endpoints = server::Endpoints {
+        pods,
+        configz,
+        runtime: api_runtime,
+        pod_logs_dir: cfg.pod_logs_dir.clone(),
+        stats,
+        node_logs_dir: PathBuf::from("/var/log"),
+    };
     if let Some(port) = cfg.read_only_port {
         servers.spawn(serve::serve(
             SocketAddr::new(cfg.address, port),
-            pods.clone(),
-            configz.clone(),
+            endpoints.clone(),
         ));
     }
     if let Some(address) = server_settings.healthz {
         servers.spawn(server::serve_healthz(address));
     }
     if server_settings.address.is_some() {
-        let endpoints = server::Endpoints {
-            pods,
-            configz,
-            runtime: api_runtime,
-            pod_logs_dir: cfg.pod_logs_dir.clone(),
-            stats: stats.clone(),
-            node_logs_dir: PathBuf::from("/var/log"),
-        };
         let client = cluster.as_ref().map(cluster::Cluster::client);
         servers.spawn(server::serve_api(server_settings, endpoints, client));
     }

@@ -1,89 +1,93 @@
-//! The read-only HTTP endpoints: `/pods`, `/healthz` and `/configz`.
+//! The read-only port (`readOnlyPort`, off unless configured): plain HTTP without
+//! authentication, serving what upstream's read-only server serves (its default
+//! handlers, not the debugging ones): `/healthz`, `/pods`, `/configz`, `/stats/summary`,
+//! `/metrics`, `/metrics/probes` and `/metrics/resource`. Logs, exec, attach,
+//! port-forward and `/runningpods` stay on the authenticated port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use kubelet_pod_manager::LocalPods;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kubelet_core::metrics::kubelet as metrics;
 use tokio::net::TcpListener;
 
-fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, value);
+use crate::server::{ApiBody, Endpoints, request_metric_labels, text};
+
+/// Most connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 128;
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The paths the read-only port serves.
+fn served(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz"
+            | "/pods"
+            | "/pods/"
+            | "/configz"
+            | "/stats/summary"
+            | "/metrics"
+            | "/metrics/probes"
+            | "/metrics/resource"
+    )
+}
+
+async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<ApiBody> {
+    let (method, path) = (request.method(), request.uri().path());
+    let labels = request_metric_labels(method.as_str(), path);
+    let labels = [labels.0, labels.1.as_str(), "readonly", labels.2];
+    metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
+    if !served(path) {
+        return text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "404 page not found\n",
+        );
     }
+    metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, 1.0);
+    let response = endpoints.route(method, path, request.uri().query()).await;
+    metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, -1.0);
     response
 }
 
-fn route(
-    pods: &LocalPods,
-    configz: &str,
-    method: &hyper::Method,
-    path: &str,
-) -> Response<Full<Bytes>> {
-    if method != hyper::Method::GET {
-        return respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "method not allowed\n".into(),
-        );
-    }
-    match path {
-        "/pods" | "/pods/" => match pods.pod_list_json() {
-            Ok(json) => respond(StatusCode::OK, "application/json", json),
-            Err(e) => respond(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                format!("{e}\n"),
-            ),
-        },
-        "/healthz" => respond(StatusCode::OK, "text/plain", "ok".into()),
-        "/configz" => respond(StatusCode::OK, "application/json", configz.to_owned()),
-        path => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            format!("404 page not found: {path}\n"),
-        ),
-    }
-}
-
-/// Serves the endpoints on `address` until the task is dropped; `configz` is the JSON
-/// body of `/configz`.
-pub async fn serve(
-    address: SocketAddr,
-    pods: Arc<LocalPods>,
-    configz: Arc<String>,
-) -> anyhow::Result<()> {
+/// Serves the read-only endpoints on `address` until the task is dropped.
+pub async fn serve(address: SocketAddr, endpoints: Endpoints) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
-        .map_err(|e| anyhow::anyhow!("listening on {address} for /pods: {e}"))?;
-    tracing::info!(%address, "serving /pods, /healthz and /configz");
+        .map_err(|e| anyhow::anyhow!("listening on {address} for the read-only port: {e}"))?;
+    tracing::warn!(%address, "serving the read-only port: /pods, /healthz, /configz, /stats/summary and /metrics without authentication");
+    let endpoints = Arc::new(endpoints);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let pods = pods.clone();
-        let configz = configz.clone();
+        let endpoints = endpoints.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = route(&pods, &configz, request.method(), request.uri().path());
-                async move { Ok::<_, std::convert::Infallible>(response) }
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&endpoints, &request).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                tracing::debug!(%peer, error = %e, "read-only port connection ended");
             }
         });
     }
@@ -93,27 +97,25 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn configz_is_served_as_json() {
-        use http_body_util::BodyExt;
-        let pods = LocalPods::new();
-        let configz = r#"{"kubeletconfig":{"maxPods":110}}"#;
-        let response = route(&pods, configz, &hyper::Method::GET, "/configz");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers().get(hyper::header::CONTENT_TYPE),
-            Some(&hyper::header::HeaderValue::from_static("application/json"))
-        );
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(body, configz.as_bytes());
-        let response = route(&pods, configz, &hyper::Method::POST, "/configz");
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-        let response = route(&pods, configz, &hyper::Method::GET, "/configzz");
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    #[test]
+    fn only_upstreams_default_handlers_are_read_only() {
+        for path in [
+            "/healthz",
+            "/pods",
+            "/configz",
+            "/stats/summary",
+            "/metrics/resource",
+        ] {
+            assert!(served(path), "{path}");
+        }
+        for path in [
+            "/containerLogs/ns/pod/c",
+            "/exec/ns/pod/c",
+            "/logs/",
+            "/runningpods/",
+            "/configzz",
+        ] {
+            assert!(!served(path), "{path}");
+        }
     }
 }

@@ -31,11 +31,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use kubelet_core::metrics::kubelet as metrics;
 use tokio::net::TcpListener;
 
-pub use routes::Endpoints;
+pub use routes::{ApiBody, Endpoints, text};
 
 use crate::config::{Effective, GoDuration};
 use auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
-use routes::{ApiBody, text};
 use tls::ServingCert;
 
 /// Most connections served at once; more wait to be accepted.
@@ -247,7 +246,10 @@ impl Api {
 /// bucket (its first segment, two for `metrics/...`, or `other`) and whether it is
 /// long-running (`exec`, `attach`; upstream's map spells `portforward` in lower case,
 /// so port forwarding is not counted as long-running there either).
-fn request_metric_labels(method: &str, path: &str) -> (&'static str, String, &'static str) {
+pub(crate) fn request_metric_labels(
+    method: &str,
+    path: &str,
+) -> (&'static str, String, &'static str) {
     const METHODS: [&str; 8] = [
         "OPTIONS", "GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "CONNECT",
     ];

@@ -39,23 +39,24 @@ impl Kubelet {
         Self { child, port, log }
     }
 
+    /// GET `path` on the read-only port: the status line and the body.
+    fn get(&self, path: &str) -> Option<(String, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        Some((status, body.to_owned()))
+    }
+
     fn pods(&self) -> Vec<Value> {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Some((_, body)) = self.get("/pods") else {
             return Vec::new();
         };
-        let request = "GET /pods HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-        if stream.write_all(request.as_bytes()).is_err() {
-            return Vec::new();
-        }
-        let mut response = String::new();
-        if stream.read_to_string(&mut response).is_err() {
-            return Vec::new();
-        }
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        let list: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let list: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         assert!(list.is_null() || list["kind"] == "PodList", "{list}");
         list["items"].as_array().cloned().unwrap_or_default()
     }
@@ -196,6 +197,23 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
         log.contains("broken.yaml"),
         "the bad manifest is named:\n{log}"
     );
+
+    // The read-only port serves upstream's default handlers, not the debugging ones.
+    let (status, body) = kubelet.get("/metrics/resource").expect("/metrics/resource");
+    assert!(
+        status.contains("200") && body.contains("node_cpu_usage_seconds_total"),
+        "{status}\n{body}"
+    );
+    let (status, body) = kubelet.get("/stats/summary").expect("/stats/summary");
+    let summary: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert!(
+        status.contains("200") && summary["node"]["nodeName"] == "test-node",
+        "{status}\n{body}"
+    );
+    let (status, _) = kubelet
+        .get("/containerLogs/default/alpha-test-node/main")
+        .expect("/containerLogs");
+    assert!(status.contains("404"), "{status}");
 
     // SIGKILL, then a new kubelet: it adopts the pod instead of starting a duplicate.
     let before = container_ids(&runtime, &uid, &rt);
