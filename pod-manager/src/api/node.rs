@@ -164,19 +164,26 @@ impl NodeAgent {
                     || at.elapsed() >= self.config.status_report_frequency
             });
             if !changed {
-                // Nothing to post; still notice a deleted Node object and register again.
-                match nodes.get_metadata_opt(&self.config.name).await {
+                // Nothing new to post, unless the Node object says otherwise (the node
+                // lifecycle controller marked it Unknown while this kubelet could not
+                // reach the API server): upstream compares with the object it reads.
+                // Also notice a deleted Node object and register again.
+                match nodes.get_opt(&self.config.name).await {
                     Ok(None) if self.config.register => {
                         warn!(node = %self.config.name, "the Node object is gone, registering again");
                         registered = false;
                         tick.reset_immediately();
+                        continue;
                     }
-                    Ok(_) => {}
+                    Ok(Some(node)) if !same_conditions(node.status.as_ref(), &status) => {
+                        info!(node = %self.config.name, "the Node's conditions differ from this kubelet's: posting its status");
+                    }
+                    Ok(_) => continue,
                     Err(e) => {
-                        debug!(node = %self.config.name, error = %e, "checking the Node object")
+                        debug!(node = %self.config.name, error = %e, "checking the Node object");
+                        continue;
                     }
                 }
-                continue;
             }
             let patch = serde_json::json!({ "status": status });
             match nodes
@@ -471,6 +478,21 @@ fn ready_errors(status: Option<&RuntimeStatus>) -> Vec<String> {
 }
 
 /// Two statuses equal but for the conditions' heartbeat times.
+/// Whether the Node object's conditions have the types, statuses and reasons of `ours`.
+fn same_conditions(theirs: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
+    let key = |s: Option<&NodeStatus>| {
+        let mut conditions: Vec<(String, String, Option<String>)> = s
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        conditions.sort();
+        conditions
+    };
+    key(theirs) == key(Some(ours))
+}
+
 fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
     let strip = |s: &NodeStatus| {
         let mut s = s.clone();
@@ -646,6 +668,33 @@ fn system_info(runtime: Option<&kubelet_core::RuntimeVersion>) -> NodeSystemInfo
 mod tests {
     use super::*;
     use kubelet_core::RuntimeCondition;
+
+    #[test]
+    fn conditions_set_by_the_node_controller_count_as_a_difference() {
+        let condition = |status: &str, reason: &str| NodeCondition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            last_heartbeat_time: Some(Time(now())),
+            ..NodeCondition::default()
+        };
+        let ours = NodeStatus {
+            conditions: Some(vec![condition("True", "KubeletReady")]),
+            ..NodeStatus::default()
+        };
+        let mut theirs = ours.clone();
+        theirs.conditions = Some(vec![NodeCondition {
+            last_heartbeat_time: None,
+            ..condition("True", "KubeletReady")
+        }]);
+        assert!(
+            same_conditions(Some(&theirs), &ours),
+            "heartbeats do not count"
+        );
+        theirs.conditions = Some(vec![condition("Unknown", "NodeStatusUnknown")]);
+        assert!(!same_conditions(Some(&theirs), &ours));
+        assert!(!same_conditions(None, &ours));
+    }
 
     #[test]
     fn ready_errors_as_upstream_words_them() {
