@@ -32,9 +32,7 @@ fn kubelet_api_serves_logs_and_checks_callers() {
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let kubelet = c.start_kubelet(dir.path());
-    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
-        condition(n, "Ready") == Some("True")
-    });
+    c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "api-test");
     let ns = namespace.name;
     let (node, image) = (&c.node, &c.busybox);
@@ -260,9 +258,7 @@ fn kubectl_exec_attach_and_port_forward_reach_the_container() {
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let kubelet = c.start_kubelet(dir.path());
-    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
-        condition(n, "Ready") == Some("True")
-    });
+    c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "stream-test");
     let ns = namespace.name;
     let (node, image) = (&c.node, &c.busybox);
@@ -444,9 +440,7 @@ fn summary_metrics_and_kubectl_top_work_through_the_api_server() {
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
     let kubelet = c.start_kubelet(dir.path());
-    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
-        condition(n, "Ready") == Some("True")
-    });
+    c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "stats-api-test");
     let ns = namespace.name;
     let (node, image) = (&c.node, &c.busybox);

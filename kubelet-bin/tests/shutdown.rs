@@ -175,9 +175,7 @@ fn node_shutdown_kills_pods_by_priority_and_releases_the_lock() {
             .inhibits
             .clone()
     };
-    c.wait_json("node Ready", &["get", "node", &c.node], 60, &kubelet, |n| {
-        condition(n, "Ready") == Some("True")
-    });
+    c.wait_node_ready(&kubelet);
     wait_until(
         "an inhibitor lock",
         30,
