@@ -14,7 +14,7 @@
 //! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
 //! - `install [--destdir DIR] [--binary FILE]`: the kubelet as a systemd service, laid
 //!   out as upstream's packages (see [`install`]).
-//! - `bench`: the benchmarks (relist and pod status at 110 pods).
+//! - `bench`: the benchmarks (relist, pod status and the stats endpoints at 110 pods).
 //! - `test [ARGS]`: `env up --control-plane`, then fmt, clippy and the workspace tests
 //!   against it.
 //!
@@ -63,7 +63,8 @@ tasks:
                build the release kubelet and install it as a node service:
                /usr/bin/kubelet, the systemd unit and its drop-in, /etc/default/kubelet,
                /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
-  bench        benchmarks: relist and pod status at 110 pods (release build)
+  bench        benchmarks: relist, pod status, /stats/summary and /metrics/resource
+               at 110 pods (release build)
   test [-- ARGS]
                env up --control-plane, then cargo fmt --check, clippy -D warnings,
                cargo test (ARGS go to both `cargo test` runs)
@@ -114,18 +115,27 @@ fn run(args: &[String]) -> Result<ExitCode> {
             install::run(&Layout::from_env()?.workspace, &args[1..])?;
             Ok(ExitCode::SUCCESS)
         }
-        ["bench"] => cargo(
-            &Layout::from_env()?,
-            &[
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "kubelet-pod-manager",
-                "--example",
-                "bench_relist",
-            ],
-        ),
+        ["bench"] => {
+            let l = Layout::from_env()?;
+            for (package, example) in [
+                ("kubelet-pod-manager", "bench_relist"),
+                ("kubelet-stats", "bench_summary"),
+            ] {
+                let args = [
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "--package",
+                    package,
+                    "--example",
+                    example,
+                ];
+                if !cargo_succeeds(&l, &args)? {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ["test", rest @ ..] => {
             let rest = match rest.first() {
                 Some(&"--") => &args[2..],
@@ -169,17 +179,21 @@ fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
 
 /// Runs cargo with `args` in the workspace; its exit status becomes ours.
 fn cargo(l: &Layout, args: &[&str]) -> Result<ExitCode> {
+    Ok(if cargo_succeeds(l, args)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn cargo_succeeds(l: &Layout, args: &[&str]) -> Result<bool> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = std::process::Command::new(&cargo)
         .current_dir(&l.workspace)
         .args(args)
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(status.success())
 }
 
 /// Entry point.
