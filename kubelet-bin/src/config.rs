@@ -22,7 +22,8 @@ use clap::parser::ValueSource;
 use k8s_openapi::api::core::v1::Taint;
 
 pub use kubelet_core::config::{
-    API_VERSION, ConfigTaint, GoDuration, KIND, KubeletConfiguration, parse_duration_flag, validate,
+    API_VERSION, ConfigTaint, GoDuration, HostFacts, KIND, KubeletConfiguration,
+    parse_duration_flag, validate, validate_host,
 };
 pub use load::{load_file, merge_drop_ins};
 
@@ -93,8 +94,13 @@ pub struct Effective {
 }
 
 /// Resolves the configuration from `--config`, `--config-dir` and the flags typed on
-/// the command line, and checks it.
+/// the command line, and checks it, against this machine.
 pub fn resolve(flags: &Flags, matches: &ArgMatches) -> anyhow::Result<Effective> {
+    resolve_on(flags, matches, &host_facts())
+}
+
+/// [`resolve`] for a host described by `host`.
+fn resolve_on(flags: &Flags, matches: &ArgMatches, host: &HostFacts) -> anyhow::Result<Effective> {
     let mut config = match &flags.config {
         Some(path) => load_file(path)?,
         None => KubeletConfiguration::flag_defaults(),
@@ -111,9 +117,17 @@ pub fn resolve(flags: &Flags, matches: &ArgMatches) -> anyhow::Result<Effective>
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     apply_flags(&mut config, flags, given)?;
     sources.push("flags".into());
-    let mut effective = Effective::new(config, sources.join(", "))?;
+    let mut effective = Effective::new(config, sources.join(", "), host)?;
     effective.skipped_drop_ins = skipped;
     Ok(effective)
+}
+
+/// The facts of this machine that upstream's host-dependent validation looks at.
+fn host_facts() -> HostFacts {
+    HostFacts {
+        cgroup_v1: kubelet_stats::CgroupVersion::detect(Path::new(crate::CGROUP_ROOT))
+            == kubelet_stats::CgroupVersion::V1,
+    }
 }
 
 /// Writes the flags for which `given(id)` holds into `config`, as upstream re-parses the
@@ -207,6 +221,9 @@ fn apply_flags(
     if given("verbosity") {
         config.logging.verbosity = u32::from(flags.verbosity);
     }
+    if given("fail_cgroupv1") {
+        config.fail_cgroup_v1 = Some(flags.fail_cgroupv1);
+    }
     apply_server_flags(config, flags, &given);
     Ok(())
 }
@@ -256,10 +273,15 @@ fn apply_server_flags(
 }
 
 impl Effective {
-    /// Checks `config` (upstream's validation, then the values this kubelet converts)
-    /// and converts it; every problem is reported at once.
-    pub fn new(config: KubeletConfiguration, sources: String) -> anyhow::Result<Self> {
+    /// Checks `config` (upstream's validation, its checks against `host`, then the
+    /// values this kubelet converts) and converts it; every problem is reported at once.
+    pub fn new(
+        config: KubeletConfiguration,
+        sources: String,
+        host: &HostFacts,
+    ) -> anyhow::Result<Self> {
         let mut errors = validate(&config);
+        errors.extend(validate_host(&config, host));
         let mut fail = |field: &str, reason: String| {
             errors.push(format!("invalid configuration: {field}: {reason}"));
         };

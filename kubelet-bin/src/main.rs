@@ -45,6 +45,9 @@ use crate::config::{ConfigTaint, Effective, GoDuration};
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 
+/// Where the host's cgroups are mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 /// A Kubernetes node agent that runs pods through a CRI container runtime.
 ///
 /// Flags that have a field in the configuration file override it only when given on the
@@ -216,6 +219,11 @@ struct Flags {
     /// Most pods this node runs.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+
+    /// Refuse to start on a host using cgroup v1, as upstream does by default
+    /// (`--fail-cgroupv1=false` runs there).
+    #[arg(long = "fail-cgroupv1", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    fail_cgroupv1: bool,
 
     /// How often the node's status is computed and, when changed, posted.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]

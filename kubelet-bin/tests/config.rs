@@ -186,7 +186,8 @@ fn a_valid_file_is_used_and_typed_flags_override_it() {
         &file,
         &format!(
             "{HEADER}containerRuntimeEndpoint: tcp://127.0.0.1:1\nreadOnlyPort: 0\n\
-             staticPodPath: manifests\nclusterDNS: [10.96.0.10]\nmaxPods: 30\n"
+             staticPodPath: manifests\nclusterDNS: [10.96.0.10]\nmaxPods: 30\n\
+             failCgroupV1: false\n"
         ),
     );
     let file = file.to_string_lossy();
@@ -211,6 +212,33 @@ fn a_valid_file_is_used_and_typed_flags_override_it() {
         run.stderr
             .contains("invalid CRI endpoint \"http://flag.invalid:1\""),
         "the flag does not override the file: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_cgroup_v1_host_is_refused_unless_fail_cgroupv1_is_false() {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        eprintln!("skipped: this host uses cgroup v2, where failCgroupV1 has no effect");
+        return;
+    }
+    // An endpoint the CRI client refuses: reaching it means the configuration passed.
+    let endpoint = ["--container-runtime-endpoint", "tcp://127.0.0.1:1"];
+    let run = kubelet(&endpoint);
+    assert!(!run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is \
+             unsupported and will be removed in a future release"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = kubelet(&[&endpoint[..], &["--fail-cgroupv1=false"]].concat());
+    assert!(
+        run.stderr
+            .contains("invalid CRI endpoint \"tcp://127.0.0.1:1\""),
+        "--fail-cgroupv1=false should let the kubelet past its configuration: {}",
         run.stderr
     );
 }

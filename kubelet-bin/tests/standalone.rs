@@ -28,6 +28,8 @@ impl Kubelet {
             .arg("--root-dir")
             .arg(root)
             .args(["--hostname-override", "Test-Node", "--node-ip", "10.88.0.1"])
+            // This VM mounts cgroup v1, where upstream refuses to start by default.
+            .arg("--fail-cgroupv1=false")
             .args(["--file-check-frequency", "2s", "--read-only-port"])
             .arg(port.to_string())
             // Tests run side by side: each its own kubelet API port, no /healthz port.

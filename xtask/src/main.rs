@@ -172,6 +172,10 @@ fn run_kubelet(l: &Layout, flags: &[String]) -> Result<ExitCode> {
         "--read-only-port".to_owned(),
         "10255".to_owned(),
     ];
+    if !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // Like upstream, the kubelet refuses a cgroup v1 host unless told otherwise.
+        args.push("--fail-cgroupv1=false".to_owned());
+    }
     args.extend(flags.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     cargo(l, &args)

@@ -7,11 +7,36 @@ use super::*;
 
 const HEADER: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
 
-/// Resolves the configuration as `main` does for these command-line arguments.
+/// Resolves the configuration as `main` does for these command-line arguments, on a
+/// cgroup v2 host.
 fn resolve_args(args: &[&str]) -> anyhow::Result<Effective> {
+    resolve_args_on(args, &HostFacts::default())
+}
+
+fn resolve_args_on(args: &[&str], host: &HostFacts) -> anyhow::Result<Effective> {
     let matches = Flags::command().try_get_matches_from(args)?;
     let flags = Flags::from_arg_matches(&matches)?;
-    resolve(&flags, &matches)
+    resolve_on(&flags, &matches, host)
+}
+
+#[test]
+fn cgroup_v1_is_refused_unless_the_file_or_the_flag_says_false() {
+    let v1 = HostFacts { cgroup_v1: true };
+    let refused = resolve_args_on(&["kubelet"], &v1).expect_err("refused on cgroup v1");
+    assert!(
+        format!("{refused:#}")
+            .contains("kubelet is configured to not run on a host using cgroup v1"),
+        "{refused:#}"
+    );
+    resolve_args_on(&["kubelet", "--fail-cgroupv1=false"], &v1).expect("flag");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kubelet.yaml");
+    write(&file, &format!("{HEADER}failCgroupV1: false\n"));
+    let file = file.to_string_lossy();
+    resolve_args_on(&["kubelet", "--config", &file], &v1).expect("file");
+    // The flag beats the file.
+    resolve_args_on(&["kubelet", "--config", &file, "--fail-cgroupv1"], &v1)
+        .expect_err("--fail-cgroupv1 over the file");
 }
 
 fn write(path: &Path, text: &str) {

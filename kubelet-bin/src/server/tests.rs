@@ -550,7 +550,7 @@ async fn healthz_is_served_in_plain_http() {
 fn settings_follow_the_configuration() {
     let mut config = crate::config::KubeletConfiguration::defaulted();
     config.authentication.x509.client_ca_file = "/etc/kubernetes/pki/ca.crt".into();
-    let cfg = Effective::new(config, "test".into()).expect("valid");
+    let cfg = Effective::new(config, "test".into(), &Default::default()).expect("valid");
     let ips = ["10.88.0.1".parse().expect("ip")];
     let s =
         Settings::from_config(&cfg, Path::new("/var/lib/kubelet"), "vm", &ips).expect("settings");
@@ -583,6 +583,7 @@ fn settings_follow_the_configuration() {
     let cfg = Effective::new(
         crate::config::KubeletConfiguration::flag_defaults(),
         "flags".into(),
+        &Default::default(),
     )
     .expect("valid");
     let s = Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).expect("settings");
@@ -590,12 +591,12 @@ fn settings_follow_the_configuration() {
 
     let mut config = crate::config::KubeletConfiguration::defaulted();
     config.tls_cert_file = "/x.crt".into();
-    let cfg = Effective::new(config.clone(), "test".into()).expect("valid");
+    let cfg = Effective::new(config.clone(), "test".into(), &Default::default()).expect("valid");
     assert!(Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).is_err());
     config.tls_private_key_file = "/x.key".into();
     config.healthz_port = Some(0);
     config.enable_server = Some(false);
-    let cfg = Effective::new(config, "test".into()).expect("valid");
+    let cfg = Effective::new(config, "test".into(), &Default::default()).expect("valid");
     let s = Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).expect("settings");
     assert_eq!(
         s.serving,

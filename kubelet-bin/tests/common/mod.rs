@@ -165,6 +165,8 @@ impl Cluster {
             .arg("--root-dir")
             .arg(root.join("root"))
             .args(["--node-status-update-frequency", "2s"])
+            // This VM mounts cgroup v1, where upstream refuses to start by default.
+            .arg("--fail-cgroupv1=false")
             .args(args)
             .env("RUST_LOG", "info,kube_client=warn,kube_runtime=warn")
             .envs(env.iter().copied())

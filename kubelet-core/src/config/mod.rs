@@ -26,4 +26,4 @@ mod validate;
 
 pub use duration::{GoDuration, parse_flag as parse_duration_flag};
 pub use types::*;
-pub use validate::validate;
+pub use validate::{HostFacts, validate, validate_host};

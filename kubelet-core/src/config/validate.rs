@@ -7,6 +7,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::duration::GoDuration;
 use crate::config::types::{ConfigTaint, KubeletConfiguration};
 
+/// What the host-dependent checks need to know about the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The host mounts cgroup v1 (no unified hierarchy at `/sys/fs/cgroup`).
+    pub cgroup_v1: bool,
+}
+
+/// Upstream's `validateKubeletOSConfiguration` for Linux: the reasons `config` cannot run
+/// on this host, with upstream's messages; empty when it can.
+pub fn validate_host(config: &KubeletConfiguration, host: &HostFacts) -> Vec<String> {
+    let mut errors = Vec::new();
+    if host.cgroup_v1 && config.fail_cgroup_v1.unwrap_or(true) {
+        errors.push(
+            "kubelet is configured to not run on a host using cgroup v1. cgroup v1 support \
+             is unsupported and will be removed in a future release"
+                .to_owned(),
+        );
+    }
+    if host.cgroup_v1 && config.single_process_oom_kill == Some(false) {
+        errors.push(
+            "invalid configuration: singleProcessOOMKill must not be explicitly set to false \
+             when using cgroup v1"
+                .to_owned(),
+        );
+    }
+    errors
+}
+
 /// Every reason `config` is invalid, each naming its field; empty when valid.
 pub fn validate(config: &KubeletConfiguration) -> Vec<String> {
     let mut errors = Vec::new();
@@ -838,5 +866,29 @@ mod tests {
         assert!(is_clean_path("/var/log/pods"));
         assert!(!is_clean_path("/var/log/pods/"));
         assert!(!is_clean_path("var/log"));
+    }
+
+    #[test]
+    fn cgroup_v1_hosts_need_fail_cgroup_v1_false() {
+        let v1 = HostFacts { cgroup_v1: true };
+        let mut config = KubeletConfiguration::default();
+        assert!(validate_host(&config, &HostFacts::default()).is_empty());
+        let errors = validate_host(&config, &v1);
+        assert_eq!(
+            errors,
+            [
+                "kubelet is configured to not run on a host using cgroup v1. cgroup v1 support is unsupported and will be removed in a future release"
+            ]
+        );
+        config.fail_cgroup_v1 = Some(false);
+        assert!(validate_host(&config, &v1).is_empty());
+        config.single_process_oom_kill = Some(false);
+        assert_eq!(
+            validate_host(&config, &v1),
+            [
+                "invalid configuration: singleProcessOOMKill must not be explicitly set to false when using cgroup v1"
+            ]
+        );
+        assert!(validate_host(&config, &HostFacts::default()).is_empty());
     }
 }
