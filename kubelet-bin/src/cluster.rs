@@ -14,6 +14,9 @@ use kubelet_pod_manager::api::{
 use crate::Flags;
 use crate::config::Effective;
 
+/// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
+const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";
+
 /// The API server connection and the cluster-side parts wired to it.
 pub struct Cluster {
     client: kube::Client,
@@ -23,7 +26,7 @@ pub struct Cluster {
     view: Arc<PodView>,
     /// Pod status, mirror pods and final deletes.
     pub status: ApiStatus,
-    /// Pod events.
+    /// Pod and node events.
     pub events: ApiEvents,
     /// ConfigMaps, Secrets and Services for the pods.
     pub objects: ApiObjects,
@@ -61,11 +64,21 @@ impl Cluster {
         node.status_update_frequency = cfg.node_status_update_frequency;
         node.status_report_frequency = cfg.node_status_report_frequency;
         node.lease_duration_seconds = cfg.node_lease_duration_seconds;
+        if kubelet_stats::CgroupVersion::detect(Path::new(crate::CGROUP_ROOT))
+            == kubelet_stats::CgroupVersion::V1
+        {
+            node.start_warnings.push((
+                "CgroupV1".to_owned(),
+                CGROUP_V1_DEPRECATED_WARNING.to_owned(),
+            ));
+        }
         let view = Arc::new(PodView::new());
-        let agent = NodeAgent::new(client.clone(), node, runtime.clone(), runtime);
+        let events = ApiEvents::start(client.clone(), node_name);
+        let agent = NodeAgent::new(client.clone(), node, runtime.clone(), runtime)
+            .with_events(Arc::new(events.clone()));
         Ok(Self {
             status: ApiStatus::start(client.clone(), node_name, view.clone()),
-            events: ApiEvents::start(client.clone(), node_name),
+            events,
             objects: ApiObjects::start(client.clone()),
             client,
             node_name: node_name.to_owned(),

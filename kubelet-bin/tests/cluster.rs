@@ -135,6 +135,90 @@ fn node_joins_and_runs_a_deployment() {
     }
     assert_eq!(status["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
 
+    // Node events, as upstream records them against the new Node (found by its UID, as
+    // `kubectl describe node` finds them).
+    let uid = node["metadata"]["uid"]
+        .as_str()
+        .expect("node uid")
+        .to_owned();
+    let selector = format!(
+        "involvedObject.kind=Node,involvedObject.name={},involvedObject.uid={uid}",
+        c.node
+    );
+    let node_events = &[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &selector,
+    ];
+    let has = |reason: &'static str| {
+        move |list: &Value| {
+            list["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|e| e["reason"] == reason))
+        }
+    };
+    let mut wanted = vec![
+        "Starting",
+        "NodeHasSufficientMemory",
+        "NodeHasNoDiskPressure",
+        "NodeHasSufficientPID",
+    ];
+    let cgroup_v1 = !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if cgroup_v1 {
+        wanted.push("CgroupV1");
+    }
+    let events = c.wait_json("node events", node_events, 30, &kubelet, |list| {
+        wanted.iter().all(|reason| has(reason)(list))
+    });
+    for e in events["items"].as_array().into_iter().flatten() {
+        assert_eq!(e["source"]["component"], "kubelet", "{e:#}");
+        assert_eq!(e["involvedObject"]["namespace"], Value::Null, "{e:#}");
+        let (reason, message) = (e["reason"].as_str().unwrap_or_default(), &e["message"]);
+        match reason {
+            "Starting" => {
+                assert_eq!(message, "Starting kubelet.");
+                assert_eq!(e["type"], "Normal");
+            }
+            "CgroupV1" => {
+                assert!(
+                    message
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("cgroup v1 detected."))
+                );
+                assert_eq!(e["type"], "Warning");
+            }
+            _ if reason.starts_with("NodeHas") => {
+                assert_eq!(message, &format!("Node {} status is now: {reason}", c.node));
+                assert_eq!(e["type"], "Normal");
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !has("NodeReady")(&events),
+        "a new node's first Ready is no transition: {events:#}"
+    );
+    // Cordoned and uncordoned: seen within a status update period.
+    c.kubectl(&["cordon", &c.node]);
+    c.wait_json(
+        "NodeNotSchedulable event",
+        node_events,
+        30,
+        &kubelet,
+        has("NodeNotSchedulable"),
+    );
+    c.kubectl(&["uncordon", &c.node]);
+    c.wait_json(
+        "NodeSchedulable event",
+        node_events,
+        30,
+        &kubelet,
+        has("NodeSchedulable"),
+    );
+
     // The Lease, renewed.
     let lease = c.wait_json(
         "node lease",

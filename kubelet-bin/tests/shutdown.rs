@@ -230,6 +230,31 @@ spec:
         );
     }
 
+    // NodeShutdown events, counted (earlier runs may have left some on this node).
+    let node_events = |message: &str| -> i64 {
+        let list = c.json(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &format!(
+                "involvedObject.kind=Node,involvedObject.name={},reason=NodeShutdown",
+                c.node
+            ),
+        ]);
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["message"] == message)
+            .map(|e| e["count"].as_i64().unwrap_or(1))
+            .sum()
+    };
+    const DETECTED: &str = "Shutdown manager detected shutdown event";
+    const CANCELLED: &str = "Shutdown manager detected shutdown cancellation";
+    let (detected_before, cancelled_before) = (node_events(DETECTED), node_events(CANCELLED));
+
     emit(true);
     let node_state = c.wait_json(
         "node NotReady",
@@ -245,6 +270,12 @@ spec:
         .unwrap_or(Value::Null);
     assert_eq!(ready["reason"], "KubeletNotReady", "{ready:#}");
     assert_eq!(ready["message"], "node is shutting down", "{ready:#}");
+    wait_until(
+        "a NodeShutdown event",
+        30,
+        || kubelet.log(),
+        || node_events(DETECTED) > detected_before,
+    );
     let mut finished = Vec::new();
     for name in ["regular", "important"] {
         let p = c.wait_json(
@@ -320,6 +351,12 @@ spec:
         30,
         || kubelet.log(),
         || seen_inhibits().len() >= 2,
+    );
+    wait_until(
+        "a NodeShutdown cancellation event",
+        30,
+        || kubelet.log(),
+        || node_events(CANCELLED) > cancelled_before,
     );
 
     drop(namespace);

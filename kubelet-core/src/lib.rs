@@ -52,7 +52,7 @@ mod volume;
 
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
-pub use event::{EventRecorder, EventType, NoEvents, PodEvent};
+pub use event::{EventRecorder, EventType, NoEvents, NodeEvent, PodEvent};
 pub use expansion::expand;
 pub use format::go_duration;
 pub use pod::PodRef;

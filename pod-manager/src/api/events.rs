@@ -1,5 +1,5 @@
-//! Pod events to the API server as core/v1 Events, as upstream's event recorder writes
-//! them.
+//! Pod and node events to the API server as core/v1 Events, as upstream's event recorder
+//! writes them.
 
 use std::collections::HashMap;
 
@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kubelet_core::{EventRecorder, PodEvent};
+use kubelet_core::{EventRecorder, EventType, NodeEvent, PodEvent};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -17,15 +17,23 @@ const QUEUE: usize = 1000;
 /// Distinct events remembered for counting repeats (upstream's LRU holds 4096).
 const REMEMBERED: usize = 4096;
 
-/// Writes pod events to the API server.
+/// Writes pod and node events to the API server.
 ///
 /// [`record`](EventRecorder::record) never waits: events go to a bounded queue that a
 /// background task drains. A repeat of an event (same pod, container, reason and
 /// message) patches the first one's `count` and `lastTimestamp` instead of creating a
-/// new object, as upstream's event correlator does.
+/// new object, as upstream's event correlator does. Node events go to the `default`
+/// namespace, where upstream's recorder puts events about cluster-scoped objects.
 #[derive(Debug, Clone)]
 pub struct ApiEvents {
-    queue: mpsc::Sender<PodEvent>,
+    queue: mpsc::Sender<Queued>,
+}
+
+/// An event waiting to be written.
+#[derive(Debug)]
+enum Queued {
+    Pod(PodEvent),
+    Node(NodeEvent),
 }
 
 impl ApiEvents {
@@ -38,34 +46,85 @@ impl ApiEvents {
     }
 }
 
-impl EventRecorder for ApiEvents {
-    fn record(&self, event: PodEvent) {
+impl ApiEvents {
+    fn enqueue(&self, event: Queued) {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.queue.try_send(event) {
-            debug!(reason = %event.reason, "event queue full, dropping an event");
+            debug!(?event, "event queue full, dropping an event");
         }
     }
 }
 
-#[derive(Hash, PartialEq, Eq)]
+impl EventRecorder for ApiEvents {
+    fn record(&self, event: PodEvent) {
+        self.enqueue(Queued::Pod(event));
+    }
+
+    fn record_node(&self, event: NodeEvent) {
+        self.enqueue(Queued::Node(event));
+    }
+}
+
+/// What an event is about and what it says, whichever its object.
+#[derive(Clone, Hash, PartialEq, Eq)]
 struct Key {
-    uid: String,
+    namespace: String,
+    kind: &'static str,
+    name: String,
+    uid: Option<String>,
     field_path: Option<String>,
+    event_type: EventType,
     reason: std::borrow::Cow<'static, str>,
     message: String,
 }
 
-async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<PodEvent>) {
+impl Key {
+    fn new(event: Queued, node: &str) -> Self {
+        match event {
+            Queued::Pod(e) => Self {
+                namespace: e.pod.namespace,
+                kind: "Pod",
+                name: e.pod.name,
+                uid: Some(e.pod.uid),
+                field_path: e.field_path,
+                event_type: e.event_type,
+                reason: e.reason,
+                message: e.message,
+            },
+            Queued::Node(e) => Self {
+                namespace: "default".to_owned(),
+                kind: "Node",
+                name: node.to_owned(),
+                uid: e.node_uid,
+                field_path: None,
+                event_type: e.event_type,
+                reason: e.reason,
+                message: e.message,
+            },
+        }
+    }
+
+    fn involved_object(&self) -> ObjectReference {
+        // Upstream's node reference carries no apiVersion and no namespace.
+        let pod = self.kind == "Pod";
+        ObjectReference {
+            api_version: pod.then(|| "v1".to_owned()),
+            kind: Some(self.kind.to_owned()),
+            name: Some(self.name.clone()),
+            namespace: pod.then(|| self.namespace.clone()),
+            uid: self.uid.clone(),
+            field_path: self.field_path.clone(),
+            ..ObjectReference::default()
+        }
+    }
+}
+
+async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<Queued>) {
     // The name and count of the first event of each kind, for repeats.
     let mut seen: HashMap<Key, (String, i32)> = HashMap::new();
     while let Some(event) = rx.recv().await {
         let now = super::now();
-        let api: Api<Event> = Api::namespaced(client.clone(), &event.pod.namespace);
-        let key = Key {
-            uid: event.pod.uid.clone(),
-            field_path: event.field_path.clone(),
-            reason: event.reason.clone(),
-            message: event.message.clone(),
-        };
+        let key = Key::new(event, &node);
+        let api: Api<Event> = Api::namespaced(client.clone(), &key.namespace);
         if let Some((name, count)) = seen.get_mut(&key) {
             *count += 1;
             let patch = serde_json::json!({
@@ -82,25 +141,17 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<P
             }
             seen.remove(&key);
         }
-        let name = format!("{}.{:x}", event.pod.name, now.as_nanosecond().max(0));
+        let name = format!("{}.{:x}", key.name, now.as_nanosecond().max(0));
         let object = Event {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                namespace: Some(event.pod.namespace.clone()),
+                namespace: Some(key.namespace.clone()),
                 ..ObjectMeta::default()
             },
-            involved_object: ObjectReference {
-                api_version: Some("v1".to_owned()),
-                kind: Some("Pod".to_owned()),
-                name: Some(event.pod.name.clone()),
-                namespace: Some(event.pod.namespace.clone()),
-                uid: Some(event.pod.uid.clone()),
-                field_path: event.field_path.clone(),
-                ..ObjectReference::default()
-            },
-            reason: Some(event.reason.to_string()),
-            message: Some(event.message.clone()),
-            type_: Some(event.event_type.as_str().to_owned()),
+            involved_object: key.involved_object(),
+            reason: Some(key.reason.to_string()),
+            message: Some(key.message.clone()),
+            type_: Some(key.event_type.as_str().to_owned()),
             source: Some(EventSource {
                 component: Some("kubelet".to_owned()),
                 host: Some(node.clone()),
@@ -120,11 +171,63 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<P
                 seen.insert(key, (name, 1));
             }
             Err(e) => warn!(
-                pod = %event.pod,
-                reason = %event.reason,
+                kind = key.kind,
+                namespace = %key.namespace,
+                name = %key.name,
+                reason = %key.reason,
                 error = %e,
                 "writing an event"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubelet_core::PodRef;
+
+    #[test]
+    fn node_events_name_the_node_as_upstream_s_node_reference() {
+        let key = Key::new(
+            Queued::Node(NodeEvent {
+                node_uid: Some("u-1".to_owned()),
+                event_type: EventType::Normal,
+                reason: "NodeReady".into(),
+                message: "Node vm status is now: NodeReady".to_owned(),
+            }),
+            "vm",
+        );
+        assert_eq!(key.namespace, "default");
+        let object = key.involved_object();
+        assert_eq!(object.kind.as_deref(), Some("Node"));
+        assert_eq!(object.name.as_deref(), Some("vm"));
+        assert_eq!(object.uid.as_deref(), Some("u-1"));
+        assert_eq!(object.namespace, None);
+        assert_eq!(object.api_version, None);
+    }
+
+    #[test]
+    fn pod_events_name_the_pod_and_container() {
+        let key = Key::new(
+            Queued::Pod(PodEvent {
+                pod: PodRef {
+                    namespace: "ns".to_owned(),
+                    name: "web".to_owned(),
+                    uid: "u-2".to_owned(),
+                },
+                field_path: Some("spec.containers{app}".to_owned()),
+                event_type: EventType::Warning,
+                reason: "BackOff".into(),
+                message: "Back-off restarting failed container app".to_owned(),
+            }),
+            "vm",
+        );
+        assert_eq!(key.namespace, "ns");
+        let object = key.involved_object();
+        assert_eq!(object.kind.as_deref(), Some("Pod"));
+        assert_eq!(object.api_version.as_deref(), Some("v1"));
+        assert_eq!(object.namespace.as_deref(), Some("ns"));
+        assert_eq!(object.field_path.as_deref(), Some("spec.containers{app}"));
     }
 }

@@ -16,7 +16,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kubelet_core::{ImageService, Runtime, RuntimeStatus};
+use kubelet_core::{
+    EventRecorder, EventType, ImageService, NoEvents, NodeEvent, Runtime, RuntimeStatus,
+};
 use tracing::{debug, info, warn};
 
 use super::{is_conflict, is_not_found, now};
@@ -63,6 +65,9 @@ pub struct NodeConfig {
     pub status_report_frequency: Duration,
     /// `nodeLeaseDurationSeconds` (default 40); the lease is renewed every quarter.
     pub lease_duration_seconds: i32,
+    /// Warnings to record as node events once the node is registered, as upstream
+    /// records `CgroupV1` on a cgroup v1 host: (reason, message).
+    pub start_warnings: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -83,6 +88,7 @@ impl NodeConfig {
             status_update_frequency: Duration::from_secs(10),
             status_report_frequency: Duration::from_secs(300),
             lease_duration_seconds: 40,
+            start_warnings: Vec::new(),
         }
     }
 }
@@ -95,6 +101,7 @@ pub struct NodeAgent {
     images: Arc<dyn ImageService>,
     facts: NodeFactsHandle,
     shutdown: crate::shutdown::NodeShutdown,
+    events: Arc<dyn EventRecorder>,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -120,7 +127,16 @@ impl NodeAgent {
             images,
             facts: NodeFactsHandle::default(),
             shutdown: crate::shutdown::NodeShutdown::never(),
+            events: Arc::new(NoEvents),
         }
+    }
+
+    /// Records upstream's node events: `Starting`, the condition events
+    /// (`NodeHasSufficientMemory`, `NodeReady`, ...), `NodeSchedulable` /
+    /// `NodeNotSchedulable`, `Rebooted` and `NodeShutdown`.
+    pub fn with_events(mut self, events: Arc<dyn EventRecorder>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Reports the node NotReady ("node is shutting down") while `shutdown` says so,
@@ -144,6 +160,7 @@ impl NodeAgent {
         let mut registered = false;
         let mut last_posted: Option<(NodeStatus, Instant)> = None;
         let mut previous_conditions: Vec<NodeCondition> = Vec::new();
+        let mut watch = EventWatch::default();
         let mut tick = tokio::time::interval(self.config.status_update_frequency);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -157,6 +174,13 @@ impl NodeAgent {
                     continue;
                 }
                 last_posted = None;
+                if !watch.started {
+                    watch.started = true;
+                    self.record_start_events();
+                }
+            }
+            if let Some(event) = watch.shutdown_event(self.shutdown.is_shutting_down()) {
+                self.record(event);
             }
             let status = self.status(&previous_conditions).await;
             let changed = last_posted.as_ref().is_none_or(|(old, at)| {
@@ -175,16 +199,22 @@ impl NodeAgent {
                         tick.reset_immediately();
                         continue;
                     }
-                    Ok(Some(node)) if !same_conditions(node.status.as_ref(), &status) => {
+                    Ok(Some(node)) => {
+                        let differs = !same_conditions(node.status.as_ref(), &status);
+                        self.observe(&mut watch, node);
+                        if !differs {
+                            continue;
+                        }
                         info!(node = %self.config.name, "the Node's conditions differ from this kubelet's: posting its status");
                     }
-                    Ok(_) => continue,
+                    Ok(None) => continue,
                     Err(e) => {
                         debug!(node = %self.config.name, error = %e, "checking the Node object");
                         continue;
                     }
                 }
             }
+            let before = self.node_object();
             let patch = serde_json::json!({ "status": status });
             match nodes
                 .patch_status(
@@ -196,9 +226,13 @@ impl NodeAgent {
             {
                 Ok(node) => {
                     debug!(node = %self.config.name, "node status updated");
+                    let before = before.as_ref().and_then(|n| n.status.as_ref());
+                    for event in watch.status_events(&self.config.name, before, &status) {
+                        self.record(event);
+                    }
                     previous_conditions = status.conditions.clone().unwrap_or_default();
                     last_posted = Some((status, Instant::now()));
-                    *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(node);
+                    self.observe(&mut watch, node);
                 }
                 Err(e) if is_not_found(&e) && self.config.register => {
                     warn!(node = %self.config.name, "the Node object is gone, registering again");
@@ -208,6 +242,47 @@ impl NodeAgent {
                 Err(e) => warn!(node = %self.config.name, error = %e, "updating node status"),
             }
         }
+    }
+
+    /// The Node object as last read or written.
+    fn node_object(&self) -> Option<Node> {
+        self.facts.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps `node` as the latest Node object and records a schedulability change.
+    fn observe(&self, watch: &mut EventWatch, node: Node) {
+        if let Some(event) = watch.schedulable_event(&self.config.name, &node) {
+            self.record(event);
+        }
+        *self.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(node);
+    }
+
+    /// `Starting kubelet.` and the start warnings, once the Node's UID is known (so that
+    /// `kubectl describe node` finds them).
+    fn record_start_events(&self) {
+        self.record((
+            EventType::Normal,
+            "Starting".into(),
+            "Starting kubelet.".to_owned(),
+        ));
+        for (reason, message) in &self.config.start_warnings {
+            self.record((EventType::Warning, reason.clone().into(), message.clone()));
+        }
+    }
+
+    fn record(&self, (event_type, reason, message): NodeEventParts) {
+        let node_uid = self
+            .facts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|n| n.metadata.uid.clone());
+        self.events.record_node(NodeEvent {
+            node_uid,
+            event_type,
+            reason,
+            message,
+        });
     }
 
     /// Creates the Node, or adopts the existing one and brings its default labels up to
@@ -477,7 +552,131 @@ fn ready_errors(status: Option<&RuntimeStatus>) -> Vec<String> {
     errors
 }
 
-/// Two statuses equal but for the conditions' heartbeat times.
+/// An event's type, reason and message.
+type NodeEventParts = (EventType, std::borrow::Cow<'static, str>, String);
+
+/// What upstream's node event recorders remember between status updates.
+#[derive(Debug, Default)]
+struct EventWatch {
+    /// `Starting` recorded.
+    started: bool,
+    /// `lastNodeUnschedulable`: false until the Node says otherwise.
+    last_unschedulable: bool,
+    /// The shutdown manager's state at the last look.
+    shutting_down: bool,
+    /// `Rebooted` recorded (upstream records it once per process).
+    reboot_recorded: bool,
+}
+
+impl EventWatch {
+    /// `NodeShutdown` when the shutdown manager's state changed.
+    fn shutdown_event(&mut self, shutting_down: bool) -> Option<NodeEventParts> {
+        if shutting_down == self.shutting_down {
+            return None;
+        }
+        self.shutting_down = shutting_down;
+        let message = if shutting_down {
+            "Shutdown manager detected shutdown event"
+        } else {
+            "Shutdown manager detected shutdown cancellation"
+        };
+        Some((EventType::Normal, "NodeShutdown".into(), message.to_owned()))
+    }
+
+    /// `NodeNotSchedulable` / `NodeSchedulable` when `spec.unschedulable` changed, as
+    /// upstream's `recordNodeSchedulableEvent`.
+    fn schedulable_event(&mut self, node_name: &str, node: &Node) -> Option<NodeEventParts> {
+        let unschedulable = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        if unschedulable == self.last_unschedulable {
+            return None;
+        }
+        self.last_unschedulable = unschedulable;
+        let event = if unschedulable {
+            "NodeNotSchedulable"
+        } else {
+            "NodeSchedulable"
+        };
+        Some(status_is_now(node_name, event))
+    }
+
+    /// The events upstream's status setters record when `after` replaces the status of
+    /// the Node object `before`: `Rebooted` for a new boot ID; for a pressure condition
+    /// that is new or changed, `NodeHasSufficientMemory` / `NodeHasInsufficientMemory`,
+    /// `NodeHasNoDiskPressure` / `NodeHasDiskPressure`, `NodeHasSufficientPID` /
+    /// `NodeHasInsufficientPID`; for a Ready condition that changed (not a new one),
+    /// `NodeReady` / `NodeNotReady`.
+    fn status_events(
+        &mut self,
+        node_name: &str,
+        before: Option<&NodeStatus>,
+        after: &NodeStatus,
+    ) -> Vec<NodeEventParts> {
+        let mut events = Vec::new();
+        let boot_id = |s: Option<&NodeStatus>| {
+            s.and_then(|s| s.node_info.as_ref())
+                .map(|i| i.boot_id.clone())
+                .unwrap_or_default()
+        };
+        let (old_boot, new_boot) = (boot_id(before), boot_id(Some(after)));
+        if !self.reboot_recorded && !old_boot.is_empty() && old_boot != new_boot {
+            self.reboot_recorded = true;
+            events.push((
+                EventType::Warning,
+                "Rebooted".into(),
+                format!("Node {node_name} has been rebooted, boot id: {new_boot}"),
+            ));
+        }
+        let status_of = |s: Option<&NodeStatus>, type_: &str| {
+            s.and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == type_))
+                .map(|c| c.status.clone())
+        };
+        for condition in after.conditions.iter().flatten() {
+            let old = status_of(before, &condition.type_);
+            let is_true = condition.status == "True";
+            let event = match condition.type_.as_str() {
+                "Ready" if old.is_none() => None,
+                "Ready" => Some(if is_true { "NodeReady" } else { "NodeNotReady" }),
+                "MemoryPressure" => Some(if is_true {
+                    "NodeHasInsufficientMemory"
+                } else {
+                    "NodeHasSufficientMemory"
+                }),
+                "DiskPressure" => Some(if is_true {
+                    "NodeHasDiskPressure"
+                } else {
+                    "NodeHasNoDiskPressure"
+                }),
+                "PIDPressure" => Some(if is_true {
+                    "NodeHasInsufficientPID"
+                } else {
+                    "NodeHasSufficientPID"
+                }),
+                _ => None,
+            };
+            if let Some(event) = event
+                && old.as_deref() != Some(condition.status.as_str())
+            {
+                events.push(status_is_now(node_name, event));
+            }
+        }
+        events
+    }
+}
+
+/// Upstream's `recordNodeStatusEvent`: a Normal event whose reason is the new state.
+fn status_is_now(node_name: &str, event: &'static str) -> NodeEventParts {
+    (
+        EventType::Normal,
+        event.into(),
+        format!("Node {node_name} status is now: {event}"),
+    )
+}
+
 /// Whether the Node object's conditions have the types, statuses and reasons of `ours`.
 fn same_conditions(theirs: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
     let key = |s: Option<&NodeStatus>| {
@@ -493,6 +692,7 @@ fn same_conditions(theirs: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
     key(theirs) == key(Some(ours))
 }
 
+/// Two statuses equal but for the conditions' heartbeat times.
 fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
     let strip = |s: &NodeStatus| {
         let mut s = s.clone();
@@ -668,6 +868,168 @@ fn system_info(runtime: Option<&kubelet_core::RuntimeVersion>) -> NodeSystemInfo
 mod tests {
     use super::*;
     use kubelet_core::RuntimeCondition;
+
+    fn status_with(conditions: &[(&str, &str)], boot_id: &str) -> NodeStatus {
+        NodeStatus {
+            conditions: Some(
+                conditions
+                    .iter()
+                    .map(|(type_, status)| NodeCondition {
+                        type_: (*type_).into(),
+                        status: (*status).into(),
+                        ..NodeCondition::default()
+                    })
+                    .collect(),
+            ),
+            node_info: Some(NodeSystemInfo {
+                boot_id: boot_id.into(),
+                ..NodeSystemInfo::default()
+            }),
+            ..NodeStatus::default()
+        }
+    }
+
+    fn reasons(events: &[NodeEventParts]) -> Vec<&str> {
+        events
+            .iter()
+            .map(|(_, reason, _)| reason.as_ref())
+            .collect()
+    }
+
+    const HEALTHY: [(&str, &str); 4] = [
+        ("MemoryPressure", "False"),
+        ("DiskPressure", "False"),
+        ("PIDPressure", "False"),
+        ("Ready", "True"),
+    ];
+
+    #[test]
+    fn a_new_node_gets_the_pressure_events_but_not_node_ready() {
+        let mut watch = EventWatch::default();
+        let fresh = NodeStatus::default();
+        let events = watch.status_events("vm", Some(&fresh), &status_with(&HEALTHY, "b1"));
+        assert_eq!(
+            reasons(&events),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID"
+            ]
+        );
+        assert_eq!(events[0].0, EventType::Normal);
+        assert_eq!(
+            events[0].2,
+            "Node vm status is now: NodeHasSufficientMemory"
+        );
+        // The same status again: nothing.
+        let events = watch.status_events(
+            "vm",
+            Some(&status_with(&HEALTHY, "b1")),
+            &status_with(&HEALTHY, "b1"),
+        );
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn transitions_of_ready_and_of_conditions_marked_unknown_are_recorded() {
+        let mut watch = EventWatch::default();
+        let not_ready = [
+            ("MemoryPressure", "False"),
+            ("DiskPressure", "False"),
+            ("PIDPressure", "False"),
+            ("Ready", "False"),
+        ];
+        let events = watch.status_events(
+            "vm",
+            Some(&status_with(&HEALTHY, "b1")),
+            &status_with(&not_ready, "b1"),
+        );
+        assert_eq!(reasons(&events), ["NodeNotReady"]);
+        // The node lifecycle controller marked every condition Unknown.
+        let unknown = [
+            ("MemoryPressure", "Unknown"),
+            ("DiskPressure", "Unknown"),
+            ("PIDPressure", "Unknown"),
+            ("Ready", "Unknown"),
+        ];
+        let events = watch.status_events(
+            "vm",
+            Some(&status_with(&unknown, "b1")),
+            &status_with(&HEALTHY, "b1"),
+        );
+        assert_eq!(
+            reasons(&events),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID",
+                "NodeReady"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_boot_id_is_a_reboot_warning_once() {
+        let mut watch = EventWatch::default();
+        let events = watch.status_events(
+            "vm",
+            Some(&status_with(&HEALTHY, "b1")),
+            &status_with(&HEALTHY, "b2"),
+        );
+        assert_eq!(
+            events,
+            [(
+                EventType::Warning,
+                "Rebooted".into(),
+                "Node vm has been rebooted, boot id: b2".to_owned()
+            )]
+        );
+        let again = watch.status_events(
+            "vm",
+            Some(&status_with(&HEALTHY, "b1")),
+            &status_with(&HEALTHY, "b2"),
+        );
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn cordon_uncordon_and_shutdown_events() {
+        let mut watch = EventWatch::default();
+        let node = |unschedulable: Option<bool>| Node {
+            spec: Some(NodeSpec {
+                unschedulable,
+                ..NodeSpec::default()
+            }),
+            ..Node::default()
+        };
+        assert_eq!(watch.schedulable_event("vm", &node(None)), None);
+        let cordoned = watch.schedulable_event("vm", &node(Some(true)));
+        assert_eq!(
+            cordoned,
+            Some((
+                EventType::Normal,
+                "NodeNotSchedulable".into(),
+                "Node vm status is now: NodeNotSchedulable".to_owned()
+            ))
+        );
+        assert_eq!(watch.schedulable_event("vm", &node(Some(true))), None);
+        let uncordoned = watch.schedulable_event("vm", &node(Some(false)));
+        assert_eq!(
+            reasons(&uncordoned.into_iter().collect::<Vec<_>>()),
+            ["NodeSchedulable"]
+        );
+
+        assert_eq!(watch.shutdown_event(false), None);
+        let shutdown = watch.shutdown_event(true).expect("shutdown");
+        assert_eq!(shutdown.1, "NodeShutdown");
+        assert_eq!(shutdown.2, "Shutdown manager detected shutdown event");
+        assert_eq!(watch.shutdown_event(true), None);
+        let cancelled = watch.shutdown_event(false).expect("cancellation");
+        assert_eq!(
+            cancelled.2,
+            "Shutdown manager detected shutdown cancellation"
+        );
+    }
 
     #[test]
     fn conditions_set_by_the_node_controller_count_as_a_difference() {
