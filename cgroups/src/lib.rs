@@ -4,8 +4,9 @@
 //! the upstream kubelet exactly, because containerd compares the values the kubelet
 //! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
 //! quota, and shares to the cgroup v2 `cpu.weight`; and the cgroupfs path of a pod's
-//! cgroup ([`pod_cgroupfs_path`]). The cgroup managers (v1, v2, systemd
-//! driver) land with the pod lifecycle work.
+//! cgroup ([`pod_cgroupfs_path`]). [`system`] keeps the kubelet and the host's other
+//! processes in their system cgroups (`kubeletCgroups`, `systemCgroups`) and finds the
+//! cgroup a process is accounted in.
 //!
 //! # Example
 //!
@@ -19,6 +20,8 @@
 //! ```
 
 use kubelet_core::QosClass;
+
+pub mod system;
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.

@@ -221,6 +221,23 @@ fn apply_flags(
     if given("verbosity") {
         config.logging.verbosity = u32::from(flags.verbosity);
     }
+    for (id, value, field) in [
+        (
+            "kubelet_cgroups",
+            &flags.kubelet_cgroups,
+            &mut config.kubelet_cgroups,
+        ),
+        (
+            "system_cgroups",
+            &flags.system_cgroups,
+            &mut config.system_cgroups,
+        ),
+        ("cgroup_root", &flags.cgroup_root, &mut config.cgroup_root),
+    ] {
+        if given(id) {
+            field.clone_from(value.as_ref().unwrap_or(&String::new()));
+        }
+    }
     if given("fail_cgroupv1") {
         config.fail_cgroup_v1 = Some(flags.fail_cgroupv1);
     }
@@ -282,6 +299,10 @@ impl Effective {
     ) -> anyhow::Result<Self> {
         let mut errors = validate(&config);
         errors.extend(validate_host(&config, host));
+        if config.system_cgroups == "/" {
+            // Upstream's container manager refuses it when it starts.
+            errors.push("system container cannot be root (\"/\")".to_owned());
+        }
         let mut fail = |field: &str, reason: String| {
             errors.push(format!("invalid configuration: {field}: {reason}"));
         };

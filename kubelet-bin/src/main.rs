@@ -20,6 +20,7 @@ mod logging;
 mod node;
 mod serve;
 mod server;
+mod system_cgroups;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -220,6 +221,24 @@ struct Flags {
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
 
+    /// The cgroup to run the kubelet in (`kubeletCgroups`), e.g. `/kubelet`.
+    #[arg(long)]
+    kubelet_cgroups: Option<String>,
+
+    /// The cgroup to move the host's other processes into (`systemCgroups`, needs
+    /// `--cgroup-root`), e.g. `/system`.
+    #[arg(long)]
+    system_cgroups: Option<String>,
+
+    /// The container runtime's cgroup, reported as the `runtime` system container of the
+    /// summary API, e.g. `/system.slice/containerd.service`.
+    #[arg(long)]
+    runtime_cgroups: Option<String>,
+
+    /// The root cgroup for pods (`cgroupRoot`).
+    #[arg(long)]
+    cgroup_root: Option<String>,
+
     /// Refuse to start on a host using cgroup v1, as upstream does by default
     /// (`--fail-cgroupv1=false` runs there).
     #[arg(long = "fail-cgroupv1", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -418,6 +437,15 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         },
         node_name.clone(),
     ));
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let _system_cgroups = system_cgroups::spawn(
+        system_cgroups::Config {
+            kubelet: non_empty(&cfg.config.kubelet_cgroups),
+            system: non_empty(&cfg.config.system_cgroups),
+            runtime: flags.runtime_cgroups.clone().filter(|s| !s.is_empty()),
+        },
+        stats.clone(),
+    );
     metrics::NODE_NAME.set(&[&node_name], 1.0);
     let ctx = SyncContext {
         runtime: runtime.clone(),

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use common::{API, Cluster, Namespace, condition, curl, lock};
 use serde_json::Value;
 
+/// The cgroup the stats test runs its kubelet in.
+const KUBELET_CGROUP: &str = "/kubelet-rs-test";
+
 /// The `tick-N` numbers in `text`.
 fn ticks(text: &str) -> Vec<u64> {
     text.lines()
@@ -439,7 +442,13 @@ fn summary_metrics_and_kubectl_top_work_through_the_api_server() {
     };
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubelet = c.start_kubelet(dir.path());
+    // The kubelet in a cgroup of its own (kubeletCgroups), reported as the `kubelet`
+    // system container of the summary.
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        &format!("kubeletCgroups: {KUBELET_CGROUP}\n"),
+        &[],
+    );
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "stats-api-test");
     let ns = namespace.name;
@@ -539,6 +548,29 @@ spec:
         pod["ephemeral-storage"]["usedBytes"].as_u64() > Some(3_000_000),
         "{pod:#}"
     );
+    let system = |name: &str| {
+        node_stats["systemContainers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} system container: {node_stats:#}"))
+    };
+    let own_cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", kubelet.child.id()))
+        .expect("the kubelet's cgroups");
+    assert!(
+        own_cgroups.contains(&format!(":memory:{KUBELET_CGROUP}\n")),
+        "{own_cgroups}"
+    );
+    for name in ["kubelet", "pods"] {
+        let container = system(name);
+        assert!(
+            container["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0)
+                && container["memory"]["workingSetBytes"].as_u64() > Some(0)
+                && container["startTime"].is_string(),
+            "{container:#}"
+        );
+    }
+    assert!(system("kubelet")["memory"]["availableBytes"].is_null());
     let cpu_only: Value =
         serde_json::from_str(&proxy("/stats/summary?only_cpu_and_memory=true").expect("summary"))
             .expect("JSON");
@@ -656,4 +688,9 @@ spec:
 
     drop(namespace);
     drop(kubelet);
+    if let Err(e) =
+        kubelet_cgroups::remove_pod_cgroup(std::path::Path::new("/sys/fs/cgroup"), KUBELET_CGROUP)
+    {
+        eprintln!("removing {KUBELET_CGROUP}: {e}");
+    }
 }

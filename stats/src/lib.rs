@@ -60,7 +60,7 @@ pub mod volumes;
 pub use cgroup::{CgroupSample, CgroupVersion, Cgroups, MemorySample};
 pub use cpu::{CpuUsageCache, MIN_CPU_WINDOW_NANOS};
 pub use error::{Error, Result};
-pub use provider::{StatsPaths, StatsProvider};
+pub use provider::{StatsPaths, StatsProvider, SystemCgroups};
 pub use summary::Summary;
 pub use time::Time;
 pub use volumes::VOLUME_STATS_PERIOD;

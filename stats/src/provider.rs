@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use kubelet_core::labels::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 use kubelet_core::{
@@ -19,7 +19,8 @@ use crate::metrics::render_resource_metrics;
 use crate::procfs;
 use crate::summary::{
     self, ContainerStats, CpuStats, FsStats, MemoryStats, NodeStats, PodReference, PodStats,
-    ProcessStats, RuntimeStats, SYSTEM_CONTAINER_PODS, Summary, SwapStats,
+    ProcessStats, RuntimeStats, SYSTEM_CONTAINER_KUBELET, SYSTEM_CONTAINER_MISC,
+    SYSTEM_CONTAINER_PODS, SYSTEM_CONTAINER_RUNTIME, Summary, SwapStats,
 };
 use crate::time::Time;
 use crate::volumes::{VolumeCache, list_pod_volumes};
@@ -50,6 +51,19 @@ impl Default for StatsPaths {
     }
 }
 
+/// The cgroups reported as the node's system containers besides `pods`, by absolute
+/// cgroup name (`/kubelet`, `/system.slice/containerd.service`); `None` leaves one out,
+/// as upstream leaves out a system container whose cgroup name is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemCgroups {
+    /// `kubelet`: `kubeletCgroups`, or the cgroup the kubelet runs in.
+    pub kubelet: Option<String>,
+    /// `runtime`: `--runtime-cgroups`.
+    pub runtime: Option<String>,
+    /// `misc`: `systemCgroups`.
+    pub misc: Option<String>,
+}
+
 /// Node, pod and container stats of one node: `/stats/summary` and `/metrics/resource`.
 ///
 /// Each call makes one `ListPodSandbox`, one `ListContainers` and one
@@ -65,6 +79,8 @@ pub struct StatsProvider {
     node_name: String,
     cpu: Arc<CpuUsageCache>,
     volumes: VolumeCache,
+    system: RwLock<SystemCgroups>,
+    kubelet_start: Time,
 }
 
 impl std::fmt::Debug for StatsProvider {
@@ -195,7 +211,16 @@ impl StatsProvider {
             node_name,
             cpu: Arc::new(CpuUsageCache::new()),
             volumes: VolumeCache::default(),
+            system: RwLock::default(),
+            kubelet_start: Time::now(),
         }
+    }
+
+    /// Reports these cgroups as the `kubelet`, `runtime` and `misc` system containers
+    /// from now on (the kubelet's own cgroup may change while it runs, as upstream
+    /// re-reads it every five minutes).
+    pub fn set_system_cgroups(&self, system: SystemCgroups) {
+        *self.system.write().unwrap_or_else(|p| p.into_inner()) = system;
     }
 
     /// The summary of the node and its pods (`/stats/summary`). With
@@ -245,6 +270,12 @@ impl StatsProvider {
             cpu: Arc::clone(&self.cpu),
             volumes: self.volumes.clone(),
             full: !only_cpu_and_memory,
+            system: self
+                .system
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            kubelet_start: self.kubelet_start,
         };
         let image_fs = image_fs.into_iter().next();
         let (summary, jobs) = tokio::task::spawn_blocking(move || builder.build(pods, image_fs))
@@ -295,6 +326,8 @@ struct Builder {
     cpu: Arc<CpuUsageCache>,
     volumes: VolumeCache,
     full: bool,
+    system: SystemCgroups,
+    kubelet_start: Time,
 }
 
 fn or_now(nanos: i64) -> Time {
@@ -355,21 +388,36 @@ impl Builder {
             }),
             ..Default::default()
         };
-        if let Some(pods_cgroup) = cgroups.pods_cgroup()
-            && let Some(sample) = log_debug(
-                "reading the pods cgroup",
-                cgroups.sample(pods_cgroup, proc_root),
-            )
-        {
-            keep_cpu.insert("system/pods".into());
-            let created = std::fs::metadata(cgroups.dir("memory", pods_cgroup))
-                .and_then(|m| m.modified())
-                .map(Time::from_system_time)
-                .unwrap_or_default();
+        // The system containers, as upstream's GetSystemContainersStats.
+        let system = [
+            (SYSTEM_CONTAINER_KUBELET, self.system.kubelet.as_deref()),
+            (SYSTEM_CONTAINER_RUNTIME, self.system.runtime.as_deref()),
+            (SYSTEM_CONTAINER_MISC, self.system.misc.as_deref()),
+            (SYSTEM_CONTAINER_PODS, cgroups.pods_cgroup()),
+        ];
+        for (name, cgroup) in system {
+            let Some(cgroup) = cgroup else { continue };
+            let cgroup = cgroup.trim_matches('/');
+            let Some(sample) = log_debug(
+                &format!("reading the {name} system container's cgroup"),
+                cgroups.sample(cgroup, proc_root),
+            ) else {
+                continue;
+            };
+            let key = format!("system/{name}");
+            keep_cpu.insert(key.clone());
+            let start_time = if name == SYSTEM_CONTAINER_KUBELET {
+                self.kubelet_start
+            } else {
+                std::fs::metadata(cgroups.dir("memory", cgroup))
+                    .and_then(|m| m.modified())
+                    .map(Time::from_system_time)
+                    .unwrap_or_default()
+            };
             node.system_containers.push(ContainerStats {
-                name: SYSTEM_CONTAINER_PODS.into(),
-                start_time: created,
-                cpu: self.cpu_stats(&sample, "system/pods"),
+                name: name.into(),
+                start_time,
+                cpu: self.cpu_stats(&sample, &key),
                 memory: memory_stats(&sample, None),
                 swap: swap_stats(&sample),
                 ..Default::default()

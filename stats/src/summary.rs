@@ -10,6 +10,13 @@ use crate::time::Time;
 
 /// Name of the system container holding all pods (upstream `SystemContainerPods`).
 pub const SYSTEM_CONTAINER_PODS: &str = "pods";
+/// Name of the kubelet's system container (upstream `SystemContainerKubelet`).
+pub const SYSTEM_CONTAINER_KUBELET: &str = "kubelet";
+/// Name of the container runtime's system container (upstream `SystemContainerRuntime`).
+pub const SYSTEM_CONTAINER_RUNTIME: &str = "runtime";
+/// Name of the system container of the host's other processes (upstream
+/// `SystemContainerMisc`).
+pub const SYSTEM_CONTAINER_MISC: &str = "misc";
 
 /// The whole summary: the node and its pods.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -593,3 +593,67 @@ fn json_field_names_are_upstream_s() {
         serde_json::json!({"node": {"nodeName": "", "startTime": null}, "pods": []})
     );
 }
+
+#[tokio::test]
+async fn configured_system_cgroups_are_system_containers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = fake_host(dir.path());
+    let cgroup = paths.cgroup_root.clone();
+    write(&cgroup.join("cpuacct/kubelet/cpuacct.usage"), "700000000\n");
+    write(
+        &cgroup.join("memory/kubelet/memory.usage_in_bytes"),
+        "50000000\n",
+    );
+    write(
+        &cgroup.join("memory/kubelet/memory.stat"),
+        "total_rss 30000000\ntotal_inactive_file 10000000\npgfault 5000\npgmajfault 1\n",
+    );
+    write(
+        &cgroup.join("memory/kubelet/memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    );
+    let rt = Arc::new(fake_runtime(dir.path(), now_nanos()));
+    let provider = StatsProvider::new(rt.clone(), rt, paths, "node-1".into());
+    let names = |summary: &Summary| -> Vec<String> {
+        summary
+            .node
+            .system_containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    let summary = provider.summary(true).await.expect("summary");
+    assert_eq!(names(&summary), ["pods"], "none configured");
+
+    provider.set_system_cgroups(crate::SystemCgroups {
+        kubelet: Some("/kubelet".into()),
+        runtime: Some("/".into()),
+        misc: Some("/system".into()),
+    });
+    let summary = provider.summary(false).await.expect("summary");
+    assert_eq!(
+        names(&summary),
+        ["kubelet", "runtime", "pods"],
+        "a missing cgroup (/system) is left out"
+    );
+    let kubelet = &summary.node.system_containers[0];
+    assert_eq!(
+        kubelet.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds),
+        Some(700_000_000)
+    );
+    let memory = kubelet.memory.as_ref().expect("memory");
+    assert_eq!(memory.working_set_bytes, Some(40_000_000));
+    assert_eq!(memory.rss_bytes, Some(30_000_000));
+    assert_eq!(
+        memory.available_bytes, None,
+        "system containers are not limited"
+    );
+    assert!(kubelet.start_time.unix_seconds() > 1_700_000_000);
+    assert!(kubelet.rootfs.is_none() && kubelet.logs.is_none());
+    let runtime = &summary.node.system_containers[1];
+    assert_eq!(
+        runtime.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds),
+        Some(9_000_000_000),
+        "the root cgroup"
+    );
+}

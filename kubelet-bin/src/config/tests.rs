@@ -665,3 +665,28 @@ fn the_installed_configuration_file_loads() {
         Some(Path::new("/etc/kubernetes/manifests"))
     );
 }
+
+#[test]
+fn system_cgroup_flags_set_their_fields() {
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--kubelet-cgroups",
+        "/kubelet",
+        "--system-cgroups",
+        "/system",
+        "--cgroup-root",
+        "/",
+    ])
+    .expect("valid");
+    assert_eq!(cfg.config.kubelet_cgroups, "/kubelet");
+    assert_eq!(cfg.config.system_cgroups, "/system");
+    assert_eq!(cfg.config.cgroup_root, "/");
+    let err = resolve_args(&["kubelet", "--system-cgroups", "/system"]).expect_err("no root");
+    assert!(format!("{err:#}").contains("cgroupRoot"), "{err:#}");
+    let err = resolve_args(&["kubelet", "--system-cgroups", "/", "--cgroup-root", "/"])
+        .expect_err("root");
+    assert!(
+        format!("{err:#}").contains("system container cannot be root (\"/\")"),
+        "{err:#}"
+    );
+}

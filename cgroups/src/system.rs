@@ -1,0 +1,219 @@
+//! System cgroups: the cgroups the kubelet keeps itself (`kubeletCgroups`) and the
+//! host's other processes (`systemCgroups`) in, as upstream's container manager does
+//! with the cgroupfs driver, and the cgroup a process is accounted in.
+//!
+//! Every function takes the cgroup mount root (`/sys/fs/cgroup`) and, where processes
+//! are read, the proc root, so tests can point them at fake trees.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The directories of cgroup `name` (absolute, e.g. `/kubelet`) in every hierarchy under
+/// `root`: the unified tree on cgroup v2, each mounted controller on v1 (controllers
+/// mounted together appear once; their aliases are symlinks).
+pub fn cgroup_dirs(root: &Path, name: &str) -> io::Result<Vec<PathBuf>> {
+    let relative = name.trim_matches('/');
+    if root.join("cgroup.controllers").is_file() {
+        return Ok(vec![root.join(relative)]);
+    }
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            dirs.push(entry.path().join(relative));
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Creates cgroup `name` in every hierarchy, as upstream's `newSystemCgroups` does
+/// before it moves processes there.
+pub fn ensure_cgroup(root: &Path, name: &str) -> io::Result<()> {
+    for dir in cgroup_dirs(root, name)? {
+        std::fs::create_dir_all(&dir).map_err(|e| with_path("creating cgroup", &dir, e))?;
+    }
+    Ok(())
+}
+
+/// Moves process `pid` into cgroup `name` in every hierarchy (creating it where needed).
+pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
+    ensure_cgroup(root, name)?;
+    for dir in cgroup_dirs(root, name)? {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .map_err(|e| with_path(&format!("moving process {pid} into"), &procs, e))?;
+    }
+    Ok(())
+}
+
+/// The processes directly in the root cgroup (v1: of the `devices` hierarchy, as
+/// upstream's `GetPids` reads it).
+pub fn root_processes(root: &Path) -> io::Result<Vec<u32>> {
+    let procs = if root.join("cgroup.controllers").is_file() {
+        root.join("cgroup.procs")
+    } else {
+        root.join("devices/cgroup.procs")
+    };
+    let text = std::fs::read_to_string(&procs).map_err(|e| with_path("reading", &procs, e))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Whether `pid` is a kernel thread: it has no executable (upstream's `isKernelPid`).
+pub fn is_kernel_process(proc_root: &Path, pid: u32) -> bool {
+    let exe = proc_root.join(pid.to_string()).join("exe");
+    matches!(std::fs::read_link(exe), Err(e) if e.kind() == io::ErrorKind::NotFound)
+}
+
+/// Moves every process of the root cgroup but pid 1 and kernel threads into cgroup
+/// `name`, as upstream's `ensureSystemCgroups`; returns how many were moved. Processes
+/// that exit meanwhile are skipped.
+pub fn move_root_processes(root: &Path, proc_root: &Path, name: &str) -> io::Result<usize> {
+    let mut moved = 0;
+    for pid in root_processes(root)? {
+        if pid == 1 || is_kernel_process(proc_root, pid) {
+            continue;
+        }
+        match move_process(root, name, pid) {
+            Ok(()) => moved += 1,
+            Err(_) if !proc_root.join(pid.to_string()).exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(moved)
+}
+
+/// The cgroup `pid` (a number or `self`) is accounted in, as upstream's `getContainer`:
+/// the unified cgroup on v2; on v1 its `cpu` cgroup, which must equal its `memory`
+/// cgroup (an error otherwise, since CPU and memory would be measured in different
+/// places).
+pub fn process_cgroup(root: &Path, proc_root: &Path, pid: &str) -> io::Result<String> {
+    let path = proc_root.join(pid).join("cgroup");
+    let text = std::fs::read_to_string(&path).map_err(|e| with_path("reading", &path, e))?;
+    let find = |controller: &str| {
+        text.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, cgroup) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| cgroup.to_owned())
+        })
+    };
+    let not_found = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: no {what} cgroup", path.display()),
+        )
+    };
+    if root.join("cgroup.controllers").is_file() {
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+            .ok_or_else(|| not_found("unified"));
+    }
+    let cpu = find("cpu").ok_or_else(|| not_found("cpu"))?;
+    let memory = find("memory").ok_or_else(|| not_found("memory"))?;
+    if cpu != memory {
+        return Err(io::Error::other(format!(
+            "cpu and memory cgroup hierarchy not unified.  cpu: {cpu}, memory: {memory}"
+        )));
+    }
+    Ok(cpu)
+}
+
+fn with_path(what: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// A cgroup v1 root with three hierarchies, `cpu,cpuacct` aliased as `cpu`.
+    fn fake_v1(root: &Path) {
+        for controller in ["cpu,cpuacct", "memory", "devices"] {
+            std::fs::create_dir_all(root.join(controller)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink(root.join("cpu,cpuacct"), root.join("cpu")).expect("alias");
+    }
+
+    #[test]
+    fn a_process_is_moved_in_every_hierarchy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake_v1(dir.path());
+        move_process(dir.path(), "/kubelet", 42).expect("move");
+        for controller in ["cpu,cpuacct", "memory", "devices"] {
+            let procs = dir.path().join(controller).join("kubelet/cgroup.procs");
+            assert_eq!(std::fs::read_to_string(procs).expect("procs"), "42");
+        }
+        assert!(
+            !dir.path().join("cpu/kubelet").is_symlink(),
+            "aliases are not walked twice"
+        );
+
+        let v2 = tempfile::tempdir().expect("tempdir");
+        write(&v2.path().join("cgroup.controllers"), "cpu memory\n");
+        move_process(v2.path(), "/kubelet.slice", 7).expect("move");
+        assert_eq!(
+            std::fs::read_to_string(v2.path().join("kubelet.slice/cgroup.procs")).expect("procs"),
+            "7"
+        );
+    }
+
+    #[test]
+    fn root_processes_but_pid_1_and_kernel_threads_move_to_the_system_cgroup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, proc_root) = (dir.path().join("cgroup"), dir.path().join("proc"));
+        fake_v1(&root);
+        write(&root.join("devices/cgroup.procs"), "1\n2\n300\n301\n");
+        for pid in ["1", "300"] {
+            std::fs::create_dir_all(proc_root.join(pid)).expect("proc dir");
+            std::os::unix::fs::symlink("/bin/sh", proc_root.join(pid).join("exe")).expect("exe");
+        }
+        // 2 is a kernel thread (no exe); 301 exited before it could be moved.
+        std::fs::create_dir_all(proc_root.join("2")).expect("proc dir");
+        let moved = move_root_processes(&root, &proc_root, "/system").expect("moved");
+        assert_eq!(moved, 1);
+        let procs = root.join("memory/system/cgroup.procs");
+        assert_eq!(std::fs::read_to_string(procs).expect("procs"), "300");
+    }
+
+    #[test]
+    fn the_accounting_cgroup_needs_cpu_and_memory_together_on_v1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, proc_root) = (dir.path().join("cgroup"), dir.path().join("proc"));
+        fake_v1(&root);
+        write(
+            &proc_root.join("self/cgroup"),
+            "9:name=systemd:/\n4:memory:/kubelet\n2:cpu,cpuacct:/kubelet\n0::/\n",
+        );
+        assert_eq!(
+            process_cgroup(&root, &proc_root, "self").expect("cgroup"),
+            "/kubelet"
+        );
+        write(
+            &proc_root.join("7/cgroup"),
+            "4:memory:/process_api/abc\n2:cpu,cpuacct:/\n",
+        );
+        let err = process_cgroup(&root, &proc_root, "7").expect_err("not unified");
+        assert!(err.to_string().contains("not unified"), "{err}");
+
+        write(&root.join("cgroup.controllers"), "cpu memory\n");
+        write(
+            &proc_root.join("8/cgroup"),
+            "0::/system.slice/kubelet.service\n",
+        );
+        assert_eq!(
+            process_cgroup(&root, &proc_root, "8").expect("v2"),
+            "/system.slice/kubelet.service"
+        );
+    }
+}
