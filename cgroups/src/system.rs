@@ -28,23 +28,61 @@ pub fn cgroup_dirs(root: &Path, name: &str) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Creates cgroup `name` in every hierarchy, as upstream's `newSystemCgroups` does
-/// before it moves processes there.
+/// before it moves processes there. A new cpuset cgroup gets its parent's CPUs and
+/// memory nodes, as libcontainer gives them, since the kernel refuses processes in a
+/// cpuset with none.
 pub fn ensure_cgroup(root: &Path, name: &str) -> io::Result<()> {
     for dir in cgroup_dirs(root, name)? {
         std::fs::create_dir_all(&dir).map_err(|e| with_path("creating cgroup", &dir, e))?;
+        if dir.join("cpuset.cpus").is_file() {
+            inherit_cpuset(&dir)?;
+        }
     }
     Ok(())
 }
 
-/// Moves process `pid` into cgroup `name` in every hierarchy (creating it where needed).
-pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
-    ensure_cgroup(root, name)?;
-    for dir in cgroup_dirs(root, name)? {
-        let procs = dir.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .map_err(|e| with_path(&format!("moving process {pid} into"), &procs, e))?;
+/// Fills in `cpuset.cpus` and `cpuset.mems` of `dir` and of its ancestors that have
+/// none, top down, from their parents.
+fn inherit_cpuset(dir: &Path) -> io::Result<()> {
+    let mut chain = Vec::new();
+    let mut current = Some(dir);
+    while let Some(d) = current {
+        if !d.join("cpuset.cpus").is_file() {
+            break;
+        }
+        chain.push(d);
+        current = d.parent();
+    }
+    // chain[last] is the hierarchy's root, whose sets are always filled in.
+    for pair in chain.windows(2).rev() {
+        let (child, parent) = (pair[0], pair[1]);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let path = child.join(file);
+            let current =
+                std::fs::read_to_string(&path).map_err(|e| with_path("reading", &path, e))?;
+            if current.trim().is_empty() {
+                let from = parent.join(file);
+                let value =
+                    std::fs::read_to_string(&from).map_err(|e| with_path("reading", &from, e))?;
+                std::fs::write(&path, value.trim()).map_err(|e| with_path("writing", &path, e))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Moves process `pid` into cgroup `name` in every hierarchy (creating it where
+/// needed). Every hierarchy is tried; the first failure is returned.
+pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
+    ensure_cgroup(root, name)?;
+    let mut first_error = None;
+    for dir in cgroup_dirs(root, name)? {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, pid.to_string()) {
+            first_error.get_or_insert(with_path(&format!("moving process {pid} into"), &procs, e));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The processes directly in the root cgroup (v1: of the `devices` hierarchy, as
@@ -166,6 +204,26 @@ mod tests {
             std::fs::read_to_string(v2.path().join("kubelet.slice/cgroup.procs")).expect("procs"),
             "7"
         );
+    }
+
+    #[test]
+    fn a_new_cpuset_gets_its_parents_cpus_and_memory_nodes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fake_v1(dir.path());
+        let cpuset = dir.path().join("cpuset");
+        write(&cpuset.join("cpuset.cpus"), "0-1\n");
+        write(&cpuset.join("cpuset.mems"), "0\n");
+        // What the kernel puts in a new cpuset cgroup: empty sets.
+        write(&cpuset.join("a/cpuset.cpus"), "\n");
+        write(&cpuset.join("a/cpuset.mems"), "\n");
+        write(&cpuset.join("a/b/cpuset.cpus"), "");
+        write(&cpuset.join("a/b/cpuset.mems"), "");
+        ensure_cgroup(dir.path(), "/a/b").expect("ensure");
+        for cgroup in ["a", "a/b"] {
+            let read = |file: &str| std::fs::read_to_string(cpuset.join(cgroup).join(file));
+            assert_eq!(read("cpuset.cpus").expect("cpus"), "0-1");
+            assert_eq!(read("cpuset.mems").expect("mems"), "0");
+        }
     }
 
     #[test]

@@ -444,6 +444,7 @@ fn summary_metrics_and_kubectl_top_work_through_the_api_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The kubelet in a cgroup of its own (kubeletCgroups), reported as the `kubelet`
     // system container of the summary.
+    let _cgroup = RemoveCgroup(KUBELET_CGROUP);
     let kubelet = c.start_kubelet_with(
         dir.path(),
         &format!("kubeletCgroups: {KUBELET_CGROUP}\n"),
@@ -688,9 +689,17 @@ spec:
 
     drop(namespace);
     drop(kubelet);
-    if let Err(e) =
-        kubelet_cgroups::remove_pod_cgroup(std::path::Path::new("/sys/fs/cgroup"), KUBELET_CGROUP)
-    {
-        eprintln!("removing {KUBELET_CGROUP}: {e}");
+}
+
+/// Removes a cgroup the test made the kubelet create, once the kubelet is gone (declared
+/// before the kubelet's guard, so dropped after it, panics included).
+struct RemoveCgroup(&'static str);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        if let Err(e) = kubelet_cgroups::remove_pod_cgroup(root, self.0) {
+            eprintln!("removing cgroup {}: {e}", self.0);
+        }
     }
 }
