@@ -4,7 +4,8 @@
 //! the upstream kubelet exactly, because containerd compares the values the kubelet
 //! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
 //! quota, and shares to the cgroup v2 `cpu.weight`; and the cgroupfs path of a pod's
-//! cgroup ([`pod_cgroupfs_path`]). [`system`] keeps the kubelet and the host's other
+//! cgroup ([`pod_cgroupfs_path`]). [`tree`] keeps the pod cgroup tree (`/kubepods`, the
+//! QoS tiers and each pod's cgroup with its limits). [`system`] keeps the kubelet and the host's other
 //! processes in their system cgroups (`kubeletCgroups`, `systemCgroups`) and finds the
 //! cgroup a process is accounted in.
 //!
@@ -22,6 +23,7 @@
 use kubelet_core::QosClass;
 
 pub mod system;
+pub mod tree;
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.

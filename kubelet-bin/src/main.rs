@@ -418,6 +418,11 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         allocatable_memory: node::memory_bytes(),
         memory_capacity: node::memory_bytes(),
         thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
+        pod_cgroups: system_cgroups::pod_cgroups(
+            &cfg.config,
+            node::milli_cpus(),
+            node::memory_bytes(),
+        )?,
         ..NodeContext::default()
     };
     let volume_sources: Arc<dyn kubelet_core::VolumeSources> = match &cluster {

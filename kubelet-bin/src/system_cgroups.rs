@@ -1,5 +1,6 @@
-//! The kubelet's system cgroups, kept as upstream's container manager keeps them at
-//! start and every five minutes: the host's other processes in `systemCgroups`, the
+//! The kubelet's cgroups: the pod cgroup tree made at start (`cgroupsPerQOS`), and the
+//! system cgroups, kept as upstream's container manager keeps them at start and every
+//! five minutes: the host's other processes in `systemCgroups`, the
 //! kubelet in `kubeletCgroups`, and what the summary API reports as the `kubelet`,
 //! `runtime` (`--runtime-cgroups`) and `misc` system containers.
 
@@ -7,7 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use kubelet_cgroups::system::{move_process, move_root_processes, process_cgroup};
+use kubelet_cgroups::tree::{ResourceConfig, ensure_qos_tree};
+use kubelet_pod_manager::pod_cgroup::PodCgroupSettings;
 use kubelet_stats::{StatsProvider, SystemCgroups};
 use tracing::{debug, info, warn};
 
@@ -23,6 +27,42 @@ pub struct Config {
     pub system: Option<String>,
     /// `--runtime-cgroups`: only reported, the runtime runs where its service put it.
     pub runtime: Option<String>,
+}
+
+/// With `cgroupsPerQOS` (the default): makes `/kubepods` with the node's allocatable
+/// CPU, memory and pids and the QoS tiers below it, as upstream does before it runs
+/// pods (failing start-up when it cannot), and returns how pod cgroups are to be made.
+pub fn pod_cgroups(
+    config: &kubelet_core::config::KubeletConfiguration,
+    allocatable_milli_cpu: u64,
+    allocatable_memory: u64,
+) -> anyhow::Result<Option<PodCgroupSettings>> {
+    if !config.cgroups_per_qos.unwrap_or(true) {
+        return Ok(None);
+    }
+    let root = Path::new(crate::CGROUP_ROOT);
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    let allocatable = ResourceConfig {
+        cpu_shares: Some(kubelet_cgroups::milli_cpu_to_shares(allocatable_milli_cpu)),
+        memory: i64::try_from(allocatable_memory).ok(),
+        pids_limit: pid_max,
+        ..ResourceConfig::default()
+    };
+    ensure_qos_tree(root, &allocatable).context("failed to initialize top level QOS containers")?;
+    let period = config
+        .cpu_cfs_quota_period
+        .and_then(kubelet_core::config::GoDuration::to_std)
+        .map_or(kubelet_cgroups::QUOTA_PERIOD_US, |d| {
+            u64::try_from(d.as_micros()).unwrap_or(kubelet_cgroups::QUOTA_PERIOD_US)
+        });
+    Ok(Some(PodCgroupSettings {
+        root: root.to_owned(),
+        cpu_cfs_quota: config.cpu_cfs_quota.unwrap_or(true),
+        cpu_cfs_quota_period_us: period,
+        pod_pids_limit: config.pod_pids_limit.unwrap_or(-1),
+    }))
 }
 
 /// Keeps the system cgroups and tells `stats` which to report, now and every five

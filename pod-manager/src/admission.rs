@@ -235,23 +235,50 @@ pub fn pod_requests(pod: &Pod) -> Result<ResourceList, QuantityError> {
     pod_requests_keeping(pod, |_| true)
 }
 
+/// The pod's effective limits, as upstream `resourcehelper.PodLimits`: summed and
+/// maximised over the containers like [`pod_requests`], pod-level cpu and memory limits
+/// replacing the containers' when set, and `spec.overhead` added only to the resources
+/// that have a limit.
+pub fn pod_limits(pod: &Pod) -> Result<ResourceList, QuantityError> {
+    pod_totals(pod, Totals::Limits, |_| true)
+}
+
+/// Requests or limits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Totals {
+    Requests,
+    Limits,
+}
+
 /// [`pod_requests`] counting only the container requests `keep` accepts.
 fn pod_requests_keeping(
     pod: &Pod,
     keep: impl Fn(&str) -> bool,
 ) -> Result<ResourceList, QuantityError> {
+    pod_totals(pod, Totals::Requests, keep)
+}
+
+fn pod_totals(
+    pod: &Pod,
+    totals: Totals,
+    keep: impl Fn(&str) -> bool,
+) -> Result<ResourceList, QuantityError> {
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(ResourceList::new());
+    };
+    let pick = |r: &k8s_openapi::api::core::v1::ResourceRequirements| match totals {
+        Totals::Requests => r.requests.clone(),
+        Totals::Limits => r.limits.clone(),
     };
     let requests = |container: &Container| -> Result<ResourceList, QuantityError> {
         container
             .resources
             .as_ref()
-            .and_then(|r| r.requests.as_ref())
+            .and_then(pick)
             .into_iter()
             .flatten()
             .filter(|(name, _)| keep(name))
-            .map(|(name, quantity)| Ok((name.clone(), Quantity::try_from(quantity)?)))
+            .map(|(name, quantity)| Ok((name, Quantity::try_from(&quantity)?)))
             .collect()
     };
 
@@ -277,11 +304,11 @@ fn pod_requests_keeping(
     }
     max_into(&mut result, &init_peak);
 
-    let pod_level = spec.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let pod_level = spec.resources.as_ref().and_then(pick);
     if let Some(pod_level) = pod_level
         && pod_level.keys().any(|name| is_pod_level_resource(name))
     {
-        for (name, quantity) in pod_level {
+        for (name, quantity) in &pod_level {
             if is_pod_level_resource(name) {
                 result.insert(name.clone(), Quantity::try_from(quantity)?);
             }
@@ -291,6 +318,7 @@ fn pod_requests_keeping(
         .overhead
         .iter()
         .flatten()
+        .filter(|(name, _)| totals == Totals::Requests || result.contains_key(*name))
         .map(|(name, quantity)| Ok((name.clone(), Quantity::try_from(quantity)?)))
         .collect::<Result<_, QuantityError>>()?;
     add_into(&mut result, &overhead);

@@ -90,6 +90,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A pod's cgroup could not be made or given its limits; the pod does not start
+    /// (upstream: "failed to ensure that the pod: <uid> cgroups exist and are correctly
+    /// applied").
+    #[error(
+        "failed to ensure that the pod: {pod} cgroups exist and are correctly applied: {reason}"
+    )]
+    PodCgroup {
+        /// The pod's UID.
+        pod: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A pod's volumes could not be torn down (its directory is kept until they are).
     #[error("tearing down the volumes of pod {pod}: {reason}")]
     Volumes {

@@ -41,6 +41,7 @@ mod hooks;
 mod local;
 pub mod logs;
 mod manager;
+pub mod pod_cgroup;
 mod probing;
 mod pull_secrets;
 pub mod restart;

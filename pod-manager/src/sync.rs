@@ -266,6 +266,9 @@ pub async fn sync_pod(
                     }
                 }
             }
+            if let Some(settings) = &ctx.node.pod_cgroups {
+                crate::pod_cgroup::ensure(settings, pod).await?;
+            }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
             let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
             outcome.acted = true;

@@ -80,6 +80,9 @@ pub struct NodeContext {
     /// every container after the default masked paths (see
     /// [`host_thermal_throttle_paths`]).
     pub thermal_throttle_paths: Vec<String>,
+    /// How each pod's own cgroup is made before its sandbox (`cgroupsPerQOS`); `None`
+    /// leaves the pod cgroup to the runtime.
+    pub pod_cgroups: Option<crate::pod_cgroup::PodCgroupSettings>,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has

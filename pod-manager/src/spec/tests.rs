@@ -62,6 +62,7 @@ fn ctx() -> NodeContext {
         memory_capacity: 10_000_000_000,
         resolv_conf_disabled: false,
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
+        pod_cgroups: None,
     }
 }
 
