@@ -436,6 +436,12 @@ impl Effective {
                     .to_owned(),
             );
         }
+        if !matches!(self.config.cgroup_root.as_str(), "" | "/") {
+            notes.push(format!(
+                "cgroupRoot {:?} is not supported yet: pod cgroups are under /kubepods",
+                self.config.cgroup_root
+            ));
+        }
         if self.config.logging.format == "json" {
             notes.push("logging.format json is not supported yet: logging as text".to_owned());
         }

@@ -405,6 +405,8 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let pod_cgroups =
+        system_cgroups::pod_cgroups(&cfg.config, node::milli_cpus(), node::memory_bytes())?;
     let node = NodeContext {
         node_name: node_name.clone(),
         host_ips,
@@ -418,11 +420,7 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         allocatable_memory: node::memory_bytes(),
         memory_capacity: node::memory_bytes(),
         thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
-        pod_cgroups: system_cgroups::pod_cgroups(
-            &cfg.config,
-            node::milli_cpus(),
-            node::memory_bytes(),
-        )?,
+        pod_cgroups: pod_cgroups.clone(),
         ..NodeContext::default()
     };
     let volume_sources: Arc<dyn kubelet_core::VolumeSources> = match &cluster {
@@ -507,6 +505,8 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         Some(c) => LocalPods::forwarding_to(Arc::new(c.status.clone())),
         None => LocalPods::new(),
     });
+    let _qos_updates =
+        pod_cgroups.map(|settings| system_cgroups::spawn_qos_updates(settings, pods.clone()));
     let manager = PodManager::new(
         Arc::new(ctx),
         pods.clone(),

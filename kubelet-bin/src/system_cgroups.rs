@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kubelet_cgroups::system::{move_process, move_root_processes, process_cgroup};
-use kubelet_cgroups::tree::{ResourceConfig, ensure_qos_tree};
+use kubelet_cgroups::tree::{ResourceConfig, ensure_qos_tree, update_burstable_shares};
+use kubelet_pod_manager::LocalPods;
 use kubelet_pod_manager::pod_cgroup::PodCgroupSettings;
 use kubelet_stats::{StatsProvider, SystemCgroups};
 use tracing::{debug, info, warn};
@@ -63,6 +64,53 @@ pub fn pod_cgroups(
         cpu_cfs_quota_period_us: period,
         pod_pids_limit: config.pod_pids_limit.unwrap_or(-1),
     }))
+}
+
+/// How often the Burstable tier's CPU shares are brought up to date.
+const QOS_UPDATE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Keeps the Burstable tier's CPU shares at the sum of the CPU requests of the Burstable
+/// pods not yet finished (upstream's `UpdateCgroups`, at least the minimum shares),
+/// writing only when the sum changes.
+pub fn spawn_qos_updates(
+    settings: PodCgroupSettings,
+    pods: Arc<LocalPods>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut written: Option<u64> = None;
+        let mut tick = tokio::time::interval(QOS_UPDATE_PERIOD);
+        loop {
+            tick.tick().await;
+            let total = burstable_cpu_requests(&pods.pods());
+            if written == Some(total) {
+                continue;
+            }
+            let root = settings.root.clone();
+            let done =
+                tokio::task::spawn_blocking(move || update_burstable_shares(&root, total)).await;
+            match done {
+                Ok(Ok(())) => written = Some(total),
+                Ok(Err(e)) => warn!(error = %e, "updating the burstable QoS cgroup"),
+                Err(e) => warn!(error = %e, "updating the burstable QoS cgroup"),
+            }
+        }
+    })
+}
+
+/// The CPU requests in millicores of the Burstable pods that are not finished.
+fn burstable_cpu_requests(pods: &[k8s_openapi::api::core::v1::Pod]) -> u64 {
+    pods.iter()
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+                && kubelet_core::pod_qos(p) == kubelet_core::QosClass::Burstable
+        })
+        .filter_map(|p| kubelet_pod_manager::admission::pod_requests(p).ok())
+        .filter_map(|r| {
+            r.get("cpu")
+                .map(|q| u64::try_from(q.milli_value()).unwrap_or(0))
+        })
+        .sum()
 }
 
 /// Keeps the system cgroups and tells `stats` which to report, now and every five
@@ -120,5 +168,40 @@ fn ensure(config: &Config) -> SystemCgroups {
         kubelet,
         runtime: config.runtime.clone(),
         misc: config.system.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burstable_requests_of_unfinished_pods_add_up() {
+        let pod = |cpu: &str,
+                   limit: Option<&str>,
+                   phase: &str|
+         -> k8s_openapi::api::core::v1::Pod {
+            let limits = limit.map_or(String::new(), |l| {
+                format!(", limits: {{cpu: {l}, memory: 1Mi}}")
+            });
+            let requests = if limit.is_some() {
+                format!("{{cpu: {cpu}, memory: 1Mi}}")
+            } else {
+                format!("{{cpu: {cpu}}}")
+            };
+            serde_yaml::from_str(&format!(
+                "spec:\n  containers:\n  - name: a\n    resources: {{requests: {requests}{limits}}}\nstatus: {{phase: {phase}}}\n"
+            ))
+            .expect("pod")
+        };
+        let pods = [
+            pod("100m", None, "Running"),
+            pod("250m", None, "Pending"),
+            pod("400m", None, "Succeeded"),
+            // Requests equal to limits: Guaranteed, in /kubepods itself.
+            pod("500m", Some("500m"), "Running"),
+        ];
+        assert_eq!(burstable_cpu_requests(&pods), 350);
+        assert_eq!(burstable_cpu_requests(&[]), 0);
     }
 }

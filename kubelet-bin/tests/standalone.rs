@@ -307,6 +307,19 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
             cgroup(&format!("memory/{pod_cgroup}/memory.limit_in_bytes")),
             (64u64 << 20).to_string()
         );
+        // The Burstable tier's shares follow its pods' CPU requests.
+        let wait_shares = |want: &str| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while cgroup("cpu/kubepods/burstable/cpu.shares") != want {
+                assert!(
+                    Instant::now() < deadline,
+                    "burstable cpu.shares not {want}:\n{}",
+                    kubelet.stderr()
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        };
+        wait_shares("256");
         std::fs::remove_file(manifests.join("sized.yaml")).expect("remove");
         let deadline = Instant::now() + Duration::from_secs(60);
         while Path::new("/sys/fs/cgroup/memory")
@@ -320,6 +333,7 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        wait_shares("2");
     }
 
     // SIGTERM: the kubelet exits cleanly and leaves the pod running.

@@ -503,6 +503,11 @@ fn unsupported_settings_are_noted() {
     let cfg = resolve_args(&["kubelet", "--config", &file.to_string_lossy()]).expect("config");
     assert_eq!(cfg.unsupported().len(), 1);
     assert!(cfg.unsupported()[0].contains("cgroupDriver systemd"));
+    let cfg = resolve_args(&["kubelet", "--cgroup-root", "/custom"]).expect("config");
+    assert_eq!(
+        cfg.unsupported(),
+        ["cgroupRoot \"/custom\" is not supported yet: pod cgroups are under /kubepods"]
+    );
 }
 
 /// The JSON names of upstream's v1beta1 `KubeletConfiguration` fields (k8s.io/kubelet
