@@ -60,7 +60,8 @@ pub async fn ensure_self_signed(
         }
         let (cert_pem, key_pem) = self_signed(&node_name, &ips)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_private(&key_path, key_pem.as_bytes())?;
+        kubelet_core::files::write_private(&key_path, key_pem.as_bytes())
+            .with_context(|| format!("writing {}", key_path.display()))?;
         std::fs::write(&cert_path, cert_pem)
             .with_context(|| format!("writing {}", cert_path.display()))?;
         tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "wrote a self-signed serving certificate");
@@ -69,21 +70,6 @@ pub async fn ensure_self_signed(
     .await
     .context("making the self-signed certificate")??;
     Ok((cert, key))
-}
-
-/// Writes a file only its owner may read.
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A self-signed serving certificate (ECDSA P-256) for `node_name` and `ips`, valid

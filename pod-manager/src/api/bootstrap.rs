@@ -13,8 +13,6 @@
 //! client certificate and key. Rotating the certificate later (upstream's
 //! `rotateCertificates`) would replace the file behind the same symlink.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -756,23 +754,11 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 /// Writes a file only its owner may read or write.
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
+    kubelet_core::files::write_private(path, data).map_err(|source| Error::Io {
         operation: "writing",
         path: path.to_owned(),
         source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    // An existing file keeps its mode on open: make sure it is private.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(io)?;
-    file.write_all(data).map_err(io)?;
-    file.sync_all().map_err(io)
+    })
 }
 
 #[cfg(test)]
