@@ -8,12 +8,18 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Whether the cgroups mounted at `root` are the unified (v2) hierarchy: its root has
+/// `cgroup.controllers`.
+pub fn is_unified(root: &Path) -> bool {
+    root.join("cgroup.controllers").is_file()
+}
+
 /// The directories of cgroup `name` (absolute, e.g. `/kubelet`) in every hierarchy under
 /// `root`: the unified tree on cgroup v2, each mounted controller on v1 (controllers
 /// mounted together appear once; their aliases are symlinks).
 pub fn cgroup_dirs(root: &Path, name: &str) -> io::Result<Vec<PathBuf>> {
     let relative = name.trim_matches('/');
-    if root.join("cgroup.controllers").is_file() {
+    if is_unified(root) {
         return Ok(vec![root.join(relative)]);
     }
     let mut dirs = Vec::new();
@@ -88,7 +94,7 @@ pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
 /// The processes directly in the root cgroup (v1: of the `devices` hierarchy, as
 /// upstream's `GetPids` reads it).
 pub fn root_processes(root: &Path) -> io::Result<Vec<u32>> {
-    let procs = if root.join("cgroup.controllers").is_file() {
+    let procs = if is_unified(root) {
         root.join("cgroup.procs")
     } else {
         root.join("devices/cgroup.procs")
@@ -144,7 +150,7 @@ pub fn process_cgroup(root: &Path, proc_root: &Path, pid: &str) -> io::Result<St
             format!("{}: no {what} cgroup", path.display()),
         )
     };
-    if root.join("cgroup.controllers").is_file() {
+    if is_unified(root) {
         return text
             .lines()
             .find_map(|l| l.strip_prefix("0::").map(str::to_owned))

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use kubelet_core::QosClass;
 
-use crate::system::ensure_cgroup;
+use crate::system::{ensure_cgroup, is_unified};
 use crate::{
     KUBEPODS_CGROUP, MIN_SHARES, milli_cpu_to_quota, milli_cpu_to_shares, shares_to_weight,
 };
@@ -136,7 +136,7 @@ pub fn update_burstable_shares(root: &Path, total_request_milli: u64) -> io::Res
 /// hierarchy and writes `config` into it, with cgroup v1 or v2 file names.
 pub fn apply(root: &Path, name: &str, config: &ResourceConfig) -> io::Result<()> {
     ensure_cgroup(root, name)?;
-    let v2 = root.join("cgroup.controllers").is_file();
+    let v2 = is_unified(root);
     let relative = name.trim_matches('/');
     let dir = |controller: &str| {
         if v2 {
@@ -212,7 +212,7 @@ fn limit_text(value: i64) -> String {
 /// Whether cgroup `name` exists (in the memory hierarchy on v1).
 pub fn exists(root: &Path, name: &str) -> bool {
     let relative = name.trim_matches('/');
-    if root.join("cgroup.controllers").is_file() {
+    if is_unified(root) {
         root.join(relative).is_dir()
     } else {
         root.join("memory").join(relative).is_dir()

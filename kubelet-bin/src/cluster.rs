@@ -64,9 +64,7 @@ impl Cluster {
         node.status_update_frequency = cfg.node_status_update_frequency;
         node.status_report_frequency = cfg.node_status_report_frequency;
         node.lease_duration_seconds = cfg.node_lease_duration_seconds;
-        if kubelet_stats::CgroupVersion::detect(Path::new(crate::CGROUP_ROOT))
-            == kubelet_stats::CgroupVersion::V1
-        {
+        if cfg.host.cgroup_v1 {
             node.start_warnings.push((
                 "CgroupV1".to_owned(),
                 CGROUP_V1_DEPRECATED_WARNING.to_owned(),

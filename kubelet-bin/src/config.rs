@@ -39,6 +39,8 @@ pub struct Effective {
     pub sources: String,
     /// Files of `--config-dir` skipped for not ending in `.conf`.
     pub skipped_drop_ins: Vec<PathBuf>,
+    /// The host the configuration was checked against.
+    pub host: HostFacts,
     /// `containerRuntimeEndpoint`.
     pub container_runtime_endpoint: String,
     /// `imageServiceEndpoint`, when set.
@@ -125,8 +127,7 @@ fn resolve_on(flags: &Flags, matches: &ArgMatches, host: &HostFacts) -> anyhow::
 /// The facts of this machine that upstream's host-dependent validation looks at.
 fn host_facts() -> HostFacts {
     HostFacts {
-        cgroup_v1: kubelet_stats::CgroupVersion::detect(Path::new(crate::CGROUP_ROOT))
-            == kubelet_stats::CgroupVersion::V1,
+        cgroup_v1: !kubelet_cgroups::system::is_unified(Path::new(kubelet_cgroups::CGROUP_ROOT)),
     }
 }
 
@@ -380,6 +381,7 @@ impl Effective {
         }
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Ok(Self {
+            host: *host,
             container_runtime_endpoint: config.container_runtime_endpoint.clone(),
             image_service_endpoint: non_empty(&config.image_service_endpoint),
             runtime_request_timeout,

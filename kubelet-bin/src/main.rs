@@ -46,9 +46,6 @@ use crate::config::{ConfigTaint, Effective, GoDuration};
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 
-/// Where the host's cgroups are mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
 /// A Kubernetes node agent that runs pods through a CRI container runtime.
 ///
 /// Flags that have a field in the configuration file override it only when given on the

@@ -41,7 +41,7 @@ pub fn pod_cgroups(
     if !config.cgroups_per_qos.unwrap_or(true) {
         return Ok(None);
     }
-    let root = Path::new(crate::CGROUP_ROOT);
+    let root = Path::new(kubelet_cgroups::CGROUP_ROOT);
     let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|t| t.trim().parse().ok());
@@ -131,7 +131,7 @@ pub fn spawn(config: Config, stats: Arc<StatsProvider>) -> tokio::task::JoinHand
 
 /// One round: moves the processes, then names the cgroups to report.
 fn ensure(config: &Config) -> SystemCgroups {
-    let root = Path::new(crate::CGROUP_ROOT);
+    let root = Path::new(kubelet_cgroups::CGROUP_ROOT);
     let proc_root = Path::new("/proc");
     if let Some(system) = &config.system {
         match move_root_processes(root, proc_root, system) {
