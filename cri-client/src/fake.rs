@@ -146,6 +146,52 @@ impl FakeCriServer {
         CriClient::from_channel(channel, timeouts, "fake://cri")
     }
 
+    /// Runs `pod` through `client` as the kubelet would: a sandbox and each of its
+    /// containers (from `image`, already present) created and started with upstream's
+    /// labels. Returns the sandbox id and each container's name and id.
+    ///
+    /// # Errors
+    ///
+    /// When the fake refuses a call (e.g. `image` is not present).
+    pub async fn run_pod(
+        client: &CriClient,
+        pod: &kubelet_core::k8s_openapi::api::core::v1::Pod,
+        image: &str,
+    ) -> kubelet_core::Result<(String, Vec<(String, String)>)> {
+        use kubelet_core::labels::{container_labels, sandbox_labels};
+        use kubelet_core::{
+            ContainerConfig, ContainerMetadata, Runtime, SandboxConfig, SandboxMetadata,
+        };
+        let meta = &pod.metadata;
+        let sandbox = SandboxConfig {
+            metadata: SandboxMetadata {
+                name: meta.name.clone().unwrap_or_default(),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                uid: meta.uid.clone().unwrap_or_default(),
+                attempt: 0,
+            },
+            labels: sandbox_labels(pod),
+            ..Default::default()
+        };
+        let sandbox_id = client.run_sandbox(&sandbox).await?;
+        let mut containers = Vec::new();
+        for container in pod.spec.iter().flat_map(|s| &s.containers) {
+            let config = ContainerConfig {
+                metadata: ContainerMetadata {
+                    name: container.name.clone(),
+                    attempt: 0,
+                },
+                image: image.to_owned(),
+                labels: container_labels(container, pod),
+                ..Default::default()
+            };
+            let id = Runtime::create_container(client, &sandbox_id, &config, &sandbox).await?;
+            Runtime::start_container(client, &id).await?;
+            containers.push((container.name.clone(), id));
+        }
+        Ok((sandbox_id, containers))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }

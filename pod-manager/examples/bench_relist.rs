@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kubelet_core::labels::{container_labels, sandbox_labels};
-use kubelet_core::{
-    ContainerConfig, ContainerFilter, ContainerMetadata, Runtime, SandboxConfig, SandboxFilter,
-    SandboxMetadata,
-};
+use kubelet_core::{ContainerFilter, Runtime, SandboxFilter};
 use kubelet_cri_client::{FakeCriServer, Timeouts};
 use kubelet_pod_manager::pod_snapshot;
 use kubelet_pod_manager::status::{StatusInputs, pod_status};
@@ -54,30 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = fake.client(Timeouts::default());
     let pods: Vec<Pod> = (0..PODS).map(pod).collect();
     for pod in &pods {
-        let sandbox = SandboxConfig {
-            metadata: SandboxMetadata {
-                name: pod.metadata.name.clone().unwrap_or_default(),
-                namespace: "bench".into(),
-                uid: pod.metadata.uid.clone().unwrap_or_default(),
-                attempt: 0,
-            },
-            labels: sandbox_labels(pod),
-            ..Default::default()
-        };
-        let id = client.run_sandbox(&sandbox).await?;
-        for container in pod.spec.iter().flat_map(|s| &s.containers) {
-            let config = ContainerConfig {
-                metadata: ContainerMetadata {
-                    name: container.name.clone(),
-                    attempt: 0,
-                },
-                image: "bench:1".into(),
-                labels: container_labels(container, pod),
-                ..Default::default()
-            };
-            let cid = Runtime::create_container(&client, &id, &config, &sandbox).await?;
-            Runtime::start_container(&client, &cid).await?;
-        }
+        FakeCriServer::run_pod(&client, pod, "bench:1").await?;
     }
 
     // The relist: every sandbox and container, two calls whatever the pod count.

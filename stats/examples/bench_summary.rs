@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::labels::{container_labels, sandbox_labels};
-use kubelet_core::{
-    ContainerConfig, ContainerMetadata, ImageService, Runtime, SandboxConfig, SandboxMetadata,
-};
+use kubelet_core::{ImageService, Runtime};
 use kubelet_cri_client::{FakeCriServer, Timeouts};
 use kubelet_stats::{StatsPaths, StatsProvider};
 
@@ -162,32 +159,7 @@ async fn main() -> BenchResult<()> {
     fake.add_local_image("bench:1");
     let client = Arc::new(fake.client(Timeouts::default()));
     for pod in (0..PODS).map(pod) {
-        let sandbox = SandboxConfig {
-            metadata: SandboxMetadata {
-                name: pod.metadata.name.clone().unwrap_or_default(),
-                namespace: "bench".into(),
-                uid: pod.metadata.uid.clone().unwrap_or_default(),
-                attempt: 0,
-            },
-            labels: sandbox_labels(&pod),
-            ..Default::default()
-        };
-        let sandbox_id = client.run_sandbox(&sandbox).await?;
-        let mut ids = Vec::new();
-        for container in pod.spec.iter().flat_map(|s| &s.containers) {
-            let config = ContainerConfig {
-                metadata: ContainerMetadata {
-                    name: container.name.clone(),
-                    attempt: 0,
-                },
-                image: "bench:1".into(),
-                labels: container_labels(container, &pod),
-                ..Default::default()
-            };
-            let id = Runtime::create_container(&*client, &sandbox_id, &config, &sandbox).await?;
-            Runtime::start_container(&*client, &id).await?;
-            ids.push((container.name.clone(), id));
-        }
+        let (_, ids) = FakeCriServer::run_pod(&client, &pod, "bench:1").await?;
         lay_out_pod(&paths, &pod, &ids)?;
     }
 
