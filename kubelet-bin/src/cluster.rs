@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use kubelet_cri_client::CriClient;
-use kubelet_pod_manager::api::{
+use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
 };

@@ -18,8 +18,6 @@ mod cluster;
 mod config;
 mod logging;
 mod node;
-mod serve;
-mod server;
 mod system_cgroups;
 
 use std::net::{IpAddr, SocketAddr};
@@ -51,7 +49,7 @@ const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 /// Flags that have a field in the configuration file override it only when given on the
 /// command line; their defaults are those of a kubelet started without `--config`.
 #[derive(Debug, Parser)]
-#[command(name = "kubelet", version = kubelet_pod_manager::api::KUBELET_VERSION, about)]
+#[command(name = "kubelet", version = kubelet_node_agent::KUBELET_VERSION, about)]
 struct Flags {
     /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON) to load
     /// the configuration from; flags given on the command line override it.
@@ -352,19 +350,14 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
             "--bootstrap-kubeconfig needs --kubeconfig: the path where the kubeconfig of the \
              bootstrapped client certificate is written",
         )?;
-        kubelet_pod_manager::api::load_client_cert(
-            kubeconfig,
-            bootstrap,
-            &flags.cert_dir,
-            &node_name,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "TLS bootstrapping with --bootstrap-kubeconfig {} failed",
-                bootstrap.display()
-            )
-        })?;
+        kubelet_node_agent::load_client_cert(kubeconfig, bootstrap, &flags.cert_dir, &node_name)
+            .await
+            .with_context(|| {
+                format!(
+                    "TLS bootstrapping with --bootstrap-kubeconfig {} failed",
+                    bootstrap.display()
+                )
+            })?;
     }
     let host_resolv_conf = match &cfg.resolv_conf {
         Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_else(|e| {
@@ -392,8 +385,13 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
     }
 
-    let server_settings =
-        server::Settings::from_config(&cfg, &flags.root_dir, &node_name, &host_ips)?;
+    let server_settings = kubelet_server::Settings::from_config(
+        &cfg.config,
+        SocketAddr::new(cfg.address, cfg.port),
+        &flags.root_dir,
+        &node_name,
+        &host_ips,
+    )?;
     let runtime: Arc<CriClient> = Arc::new(runtime);
     let mut cluster = match &flags.kubeconfig {
         Some(path) => Some(
@@ -545,12 +543,14 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
     let shutdown_manager = (!shutdown_periods.is_empty()).then(|| {
-        tokio::spawn(shutdown::ShutdownManager::new(shutdown_periods, node_shutdown).run())
+        tokio::spawn(
+            kubelet_node_agent::ShutdownManager::new(shutdown_periods, node_shutdown).run(),
+        )
     });
     let mut manager = tokio::spawn(manager.run(updates_rx));
     let configz = Arc::new(config::configz_json(&cfg).to_string());
     let mut servers = tokio::task::JoinSet::new();
-    let endpoints = server::Endpoints {
+    let endpoints = kubelet_server::Endpoints {
         pods,
         configz,
         runtime: api_runtime,
@@ -559,17 +559,21 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
         node_logs_dir: PathBuf::from("/var/log"),
     };
     if let Some(port) = cfg.read_only_port {
-        servers.spawn(serve::serve(
+        servers.spawn(kubelet_server::serve_read_only(
             SocketAddr::new(cfg.address, port),
             endpoints.clone(),
         ));
     }
     if let Some(address) = server_settings.healthz {
-        servers.spawn(server::serve_healthz(address));
+        servers.spawn(kubelet_server::serve_healthz(address));
     }
     if server_settings.address.is_some() {
         let client = cluster.as_ref().map(cluster::Cluster::client);
-        servers.spawn(server::serve_api(server_settings, endpoints, client));
+        servers.spawn(kubelet_server::serve_api(
+            server_settings,
+            endpoints,
+            client,
+        ));
     }
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -583,7 +587,7 @@ async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
                 None => std::future::pending().await,
             }
         } => match served {
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(e.into()),
             Ok(Ok(())) => Ok(()),
             Err(e) => Err(anyhow::anyhow!("a server stopped: {e}")),
         },

@@ -52,44 +52,6 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A kubeconfig could not be read or used.
-    #[error("kubeconfig {}: {reason}", path.display())]
-    Kubeconfig {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-
-    /// A call to the API server failed.
-    #[error("{operation}: {source}")]
-    Api {
-        /// What was being done, e.g. `registering node n1`.
-        operation: String,
-        /// The client's error.
-        #[source]
-        source: kube::Error,
-    },
-
-    /// TLS bootstrapping: a certificate signing request was refused, not issued in time,
-    /// or its certificate could not be stored.
-    #[error("certificate signing request {name}: {reason}")]
-    CertificateRequest {
-        /// The request's name (`node-csr-...`).
-        name: String,
-        /// Why, e.g. `denied (reason: ..., message: ...)`.
-        reason: String,
-    },
-
-    /// A private key, certificate or certificate request could not be made or read.
-    #[error("{what}: {reason}")]
-    Certificate {
-        /// What was being made or read, e.g. `private key /var/lib/kubelet/pki/...`.
-        what: String,
-        /// Why.
-        reason: String,
-    },
-
     /// A pod's cgroup could not be made or given its limits; the pod does not start
     /// (upstream: "failed to ensure that the pod: <uid> cgroups exist and are correctly
     /// applied").
@@ -136,14 +98,6 @@ pub enum Error {
     StreamTargetNotFound {
         /// What is missing.
         message: String,
-    },
-
-    /// Graceful node shutdown cannot be prepared (logind unreachable, the inhibitor
-    /// delay too short, ...).
-    #[error("graceful node shutdown: {reason}")]
-    Shutdown {
-        /// Why.
-        reason: String,
     },
 
     /// The runtime or another extension point failed.

@@ -35,7 +35,6 @@
 //! ```
 
 pub mod admission;
-pub mod api;
 mod error;
 mod hooks;
 mod local;

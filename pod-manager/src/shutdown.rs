@@ -9,11 +9,11 @@
 //! machine goes down. `PrepareForShutdown(false)` (a cancelled shutdown) takes the lock
 //! again.
 //!
-//! [`ShutdownManager`] talks to logind ([`logind`]); [`NodeShutdown`] is the pod
-//! manager's side (kill the pods of a group and wait); [`shutdown_periods`] and
-//! [`group_by_priority`] are upstream's arithmetic.
-
-pub mod logind;
+//! This module is the pod manager's side: [`NodeShutdown`] (kill the pods of a group
+//! and wait; the shutting-down flag that admission and node status read),
+//! [`shutdown_periods`] and [`group_by_priority`] (upstream's arithmetic). The logind
+//! side, the inhibitor lock and the shutdown events, is `kubelet-node-agent`'s
+//! `ShutdownManager`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,8 +155,9 @@ impl NodeShutdown {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Wakes whoever waits in [`NodeShutdown::changed`] (the node status loop).
-    fn set_shutting_down(&self, now: bool) {
+    /// Turns the flag on (the node is going down) or off (the shutdown was cancelled),
+    /// and wakes whoever waits in [`NodeShutdown::changed`] (the node status loop).
+    pub fn set_shutting_down(&self, now: bool) {
         self.shutting_down.store(now, Ordering::SeqCst);
         self.changed.notify_one();
     }
@@ -232,115 +233,6 @@ impl NodeShutdown {
                 );
             }
         }
-        Ok(())
-    }
-}
-
-/// Watches logind for the node's shutdown and runs it; see the module documentation.
-#[derive(Debug)]
-pub struct ShutdownManager {
-    periods: Vec<ShutdownPeriod>,
-    node: NodeShutdown,
-    logind_conf_dir: std::path::PathBuf,
-}
-
-impl ShutdownManager {
-    /// A manager killing pods through `node` with `periods` (from [`shutdown_periods`]);
-    /// the logind drop-in that raises `InhibitDelayMaxSec` goes to
-    /// `/etc/systemd/logind.conf.d` as upstream's.
-    pub fn new(periods: Vec<ShutdownPeriod>, node: NodeShutdown) -> Self {
-        Self {
-            periods,
-            node,
-            logind_conf_dir: logind::LOGIND_CONF_DIR.into(),
-        }
-    }
-
-    /// Writes the logind drop-in somewhere else (tests).
-    pub fn with_logind_conf_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.logind_conf_dir = dir.into();
-        self
-    }
-
-    /// Runs until the task is dropped: connects to logind, takes the inhibitor lock, and
-    /// handles shutdown events; when the connection is lost, starts again a second later.
-    /// As upstream, a first start that fails (no logind, no D-Bus) is reported once and
-    /// the kubelet runs on without graceful shutdown.
-    pub async fn run(self) {
-        if self.periods.is_empty() {
-            return;
-        }
-        if let Err(e) = self.watch().await {
-            warn!(error = %e, "failed to start the node shutdown manager: no graceful node shutdown");
-            return;
-        }
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            info!("restarting the watch for node shutdown events");
-            if let Err(e) = self.watch().await {
-                warn!(error = %e, "unable to watch the node for shutdown events");
-            }
-        }
-    }
-
-    /// One connection's watch: `Ok` when logind's signal stream ended after a successful
-    /// start, an error when it could not start.
-    async fn watch(&self) -> Result<()> {
-        use futures::StreamExt;
-        let logind = logind::Logind::connect().await?;
-        let requested = period_requested(&self.periods);
-        let current = logind.inhibit_delay().await?;
-        if requested > current {
-            let dir = self.logind_conf_dir.clone();
-            tokio::task::spawn_blocking(move || {
-                logind::write_inhibit_delay_override(&dir, requested)
-            })
-            .await
-            .map_err(|e| crate::Error::Shutdown {
-                reason: format!("writing the logind drop-in: {e}"),
-            })??;
-            logind.reload_logind().await?;
-            let mut delay = Duration::from_millis(100);
-            let mut updated = current;
-            for _ in 0..5 {
-                tokio::time::sleep(delay).await;
-                updated = logind.inhibit_delay().await?;
-                if updated >= requested {
-                    break;
-                }
-                delay *= 2;
-            }
-            if updated < requested {
-                return Err(crate::Error::Shutdown {
-                    reason: format!(
-                        "logind's InhibitDelayMaxSec is {updated:?}, less than the requested \
-                         shutdown grace period {requested:?}, after raising it"
-                    ),
-                });
-            }
-        }
-        let mut events = logind.prepare_for_shutdown().await?;
-        let mut lock = Some(logind.inhibit_shutdown().await?);
-        info!(grace = ?requested, "holding a shutdown inhibitor lock for the graceful node shutdown");
-        while let Some(shutting_down) = events.next().await {
-            if shutting_down {
-                info!("shutdown manager detected a shutdown event: killing pods");
-                self.node.set_shutting_down(true);
-                if let Err(e) = self.node.kill_pods(&self.periods).await {
-                    warn!(error = %e, "killing pods for the node shutdown");
-                }
-                // Releasing the lock lets the shutdown proceed.
-                drop(lock.take());
-                info!(
-                    "shutdown manager completed processing the shutdown event, node will shut down shortly"
-                );
-            } else {
-                info!("shutdown manager detected a shutdown cancellation");
-                self.node.set_shutting_down(false);
-                lock = Some(logind.inhibit_shutdown().await?);
-            }
-        }
-        warn!("the logind signal stream ended");
         Ok(())
     }
 }

@@ -95,22 +95,3 @@ fn pods_go_to_the_highest_class_not_above_their_priority() {
     assert_eq!(names(&groups[2].1), ["critical"]);
     assert!(group_by_priority(&[], vec![pod("a", None)]).is_empty());
 }
-
-#[test]
-fn the_logind_drop_in_is_upstreams() -> crate::Result<()> {
-    assert_eq!(
-        logind::inhibit_delay_override(Duration::from_secs(30)),
-        "# Kubelet logind override\n[Login]\nInhibitDelayMaxSec=30\n"
-    );
-    let dir = tempfile::tempdir().map_err(|e| crate::Error::Shutdown {
-        reason: e.to_string(),
-    })?;
-    logind::write_inhibit_delay_override(
-        &dir.path().join("logind.conf.d"),
-        Duration::from_secs(45),
-    )?;
-    let written = std::fs::read_to_string(dir.path().join("logind.conf.d/99-kubelet.conf"))
-        .unwrap_or_default();
-    assert!(written.ends_with("InhibitDelayMaxSec=45\n"), "{written}");
-    Ok(())
-}

@@ -10,7 +10,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use super::auth::{AccessReviewer, Attributes, TokenReviewer, UserInfo, Verdict};
+use crate::auth::{AccessReviewer, Attributes, TokenReviewer, UserInfo, Verdict};
 
 /// How long one review may take.
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);

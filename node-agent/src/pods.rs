@@ -14,9 +14,9 @@ use tracing::{debug, info, warn};
 use kubelet_core::{EventRecorder, EventType, PodEvent, PodRef, StatusReporter};
 
 use super::NodeFactsHandle;
-use crate::admission::{NodeFacts, admit, rejected_status};
-use crate::source::CONFIG_MIRROR_ANNOTATION;
-use crate::{PodSource, SourceUpdate};
+use kubelet_pod_manager::admission::{NodeFacts, admit, rejected_status};
+use kubelet_pod_manager::source::CONFIG_MIRROR_ANNOTATION;
+use kubelet_pod_manager::{PodSource, SourceUpdate};
 
 /// Every pod the API server has bound to this node, mirror pods included, by UID: what
 /// the status reporter consults for mirror pods and pods being deleted.

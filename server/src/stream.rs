@@ -15,7 +15,7 @@ use kubelet_core::{RuntimeErrorKind, StreamRequest};
 use kubelet_pod_manager::streaming::{ready_sandbox_id, running_container_id};
 use tokio::net::TcpStream;
 
-use super::routes::{ApiBody, Endpoints, text};
+use crate::routes::{ApiBody, Endpoints, text};
 
 /// Most exec, attach and port-forward sessions proxied at once. An upgraded connection
 /// leaves the server's connection limit once it switched protocols, so the sessions
@@ -91,8 +91,8 @@ fn query_values(query: &str) -> Vec<(String, String)> {
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             Some((
-                super::routes::percent_decode(key)?,
-                super::routes::percent_decode(value)?,
+                crate::routes::percent_decode(key)?,
+                crate::routes::percent_decode(value)?,
             ))
         })
         .collect()

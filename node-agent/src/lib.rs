@@ -1,8 +1,9 @@
-//! The API server side of a node: what a kubelet started with `--kubeconfig` does beside
-//! running pods, with kube-rs on k8s-openapi types.
+//! The node agent: what a kubelet does for its node beside running pods. The API server
+//! side of a kubelet started with `--kubeconfig` (with kube-rs on k8s-openapi types) and
+//! graceful node shutdown; the pods themselves are `kubelet-pod-manager`'s.
 //!
 //! - [`ApiPodSource`]: a watch of the pods bound to this node (`spec.nodeName`), re-listed
-//!   after a broken watch, fed to the pod manager as [`SourceUpdate`](crate::SourceUpdate)s;
+//!   after a broken watch, fed to the pod manager as [`SourceUpdate`](kubelet_pod_manager::SourceUpdate)s;
 //!   mirror pods are kept in the shared [`PodView`] but never run.
 //! - [`ApiStatus`]: a [`StatusReporter`](kubelet_core::StatusReporter) that patches pod
 //!   status (latest per pod, sent by a background task so no pod worker waits), creates
@@ -16,24 +17,47 @@
 //! - [`bootstrap`]: TLS bootstrapping of the client certificate (`--bootstrap-kubeconfig`):
 //!   [`load_client_cert`] requests it with a CertificateSigningRequest and writes the
 //!   kubeconfig that uses it.
+//! - [`ShutdownManager`]: graceful node shutdown with a systemd-logind inhibitor lock
+//!   ([`logind`]), killing pods class by class through the pod manager's
+//!   [`NodeShutdown`](kubelet_pod_manager::shutdown::NodeShutdown).
+//!
+//! # Example
+//!
+//! Register a node and keep its status and Lease fresh:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kubelet_core::{ImageService, Runtime};
+//! use kubelet_node_agent::{NodeAgent, NodeConfig, client_from_kubeconfig};
+//!
+//! async fn run(runtime: Arc<dyn Runtime>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
+//!     let client = client_from_kubeconfig("/etc/kubernetes/kubelet.conf".as_ref()).await?;
+//!     let node = NodeConfig::new("node-1");
+//!     NodeAgent::new(client, node, runtime, images).run().await;
+//!     Ok(())
+//! }
+//! ```
 
 pub mod bootstrap;
+mod error;
 mod events;
+pub mod logind;
 mod node;
 mod objects;
 mod pods;
+mod shutdown;
 mod status;
 
 use std::path::Path;
 
 pub use bootstrap::{Bootstrapped, load_client_cert};
+pub use error::{Error, Result};
 pub use events::ApiEvents;
 pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle};
 pub use objects::ApiObjects;
 pub use pods::{ApiPodSource, PodView};
+pub use shutdown::ShutdownManager;
 pub use status::ApiStatus;
-
-use crate::{Error, Result};
 
 /// A client for the API server from a kubeconfig file (client certificates, tokens and
 /// the CA as written there).
@@ -69,5 +93,5 @@ pub(crate) fn is_conflict(e: &kube::Error) -> bool {
 
 /// The current time as an API timestamp.
 pub(crate) fn now() -> k8s_openapi::jiff::Timestamp {
-    crate::manager::now()
+    k8s_openapi::jiff::Timestamp::now()
 }

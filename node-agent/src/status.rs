@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 
 use super::pods::{PodView, is_terminal};
 use super::{is_conflict, is_not_found};
-use crate::source::{CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION};
+use kubelet_pod_manager::source::{
+    CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION,
+};
 
 /// How many status patches are in flight at once.
 const PARALLEL_PATCHES: usize = 8;

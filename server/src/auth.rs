@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::cache::TtlCache;
+use crate::cache::TtlCache;
 
 /// The user of anonymous requests.
 pub const ANONYMOUS_USER: &str = "system:anonymous";

@@ -1,41 +1,24 @@
-//! The kubelet API on `address:port` (10250): HTTPS, every request authenticated and
-//! authorized as upstream's ([`auth`]), serving `/healthz`, `/pods`, `/configz`,
-//! `/containerLogs` and, proxied to the runtime's streaming server, `/exec`, `/attach`
-//! and `/portForward`; and `/healthz` alone over plain HTTP on
-//! `healthzBindAddress:healthzPort` (127.0.0.1:10248).
-//!
-//! Unlike upstream, anonymous requests are refused unless
-//! `authentication.anonymous.enabled` (or `--anonymous-auth`) says otherwise, also for a
-//! kubelet started from flags alone (upstream's flag default allows them, with
-//! `AlwaysAllow`). Without `--kubeconfig` the webhook modes have no API server to ask:
-//! the kubelet still starts, and the requests that would need one get a 401 or 403 that
-//! says so.
-
-mod auth;
-mod cache;
-mod node_logs;
-mod reviews;
-mod routes;
-mod stream;
-mod tls;
+//! The kubelet API on `address:port` and `/healthz` on `healthzBindAddress:healthzPort`:
+//! settings from the configuration, the TLS accept loop, and each request through
+//! authentication, authorization and its endpoint.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use kubelet_core::config::{GoDuration, KubeletConfiguration};
 use kubelet_core::metrics::kubelet as metrics;
 use tokio::net::TcpListener;
 
-pub use routes::{ApiBody, Endpoints, text};
-
-use crate::config::{Effective, GoDuration};
-use auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
-use tls::ServingCert;
+use crate::accept::{accept_loop, bind};
+use crate::auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
+use crate::routes::{ApiBody, Endpoints, text};
+use crate::tls::ServingCert;
+use crate::{Error, Result, reviews, stream, tls};
 
 /// Most connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 512;
@@ -72,14 +55,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings of `cfg`; the self-signed certificate goes under `<root_dir>/pki`.
+    /// The settings of the configuration `c`, served on `address` (`address:port`,
+    /// as resolved from the configuration and flags); the self-signed certificate goes
+    /// under `<root_dir>/pki`.
     pub fn from_config(
-        cfg: &Effective,
+        c: &KubeletConfiguration,
+        address: SocketAddr,
         root_dir: &Path,
         node_name: &str,
         node_ips: &[IpAddr],
-    ) -> anyhow::Result<Self> {
-        let c = &cfg.config;
+    ) -> Result<Self> {
         let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
         let serving = match (path(&c.tls_cert_file), path(&c.tls_private_key_file)) {
             (Some(cert), Some(key)) => ServingCert::Files { cert, key },
@@ -88,28 +73,32 @@ impl Settings {
                 node_name: node_name.to_owned(),
                 ips: node_ips.to_vec(),
             },
-            _ => anyhow::bail!(
-                "tlsCertFile (--tls-cert-file) and tlsPrivateKeyFile (--tls-private-key-file) \
-                 must be set together"
-            ),
+            _ => {
+                return Err(Error::Config {
+                    field: "tlsCertFile (--tls-cert-file)",
+                    reason: "tlsCertFile and tlsPrivateKeyFile (--tls-private-key-file) must be \
+                             set together"
+                        .to_owned(),
+                });
+            }
         };
         let healthz = match c.healthz_port {
             Some(port) if port != 0 => {
-                let ip: IpAddr = c.healthz_bind_address.parse().with_context(|| {
-                    format!(
-                        "healthzBindAddress (--healthz-bind-address) {:?} is not an IP address",
-                        c.healthz_bind_address
-                    )
+                let ip: IpAddr = c.healthz_bind_address.parse().map_err(|_| Error::Config {
+                    field: "healthzBindAddress (--healthz-bind-address)",
+                    reason: format!("{:?} is not an IP address", c.healthz_bind_address),
                 })?;
-                let port = u16::try_from(port).context("healthzPort (--healthz-port)")?;
+                let port = u16::try_from(port).map_err(|e| Error::Config {
+                    field: "healthzPort (--healthz-port)",
+                    reason: e.to_string(),
+                })?;
                 Some(SocketAddr::new(ip, port))
             }
             _ => None,
         };
         let ttl = |d: GoDuration| d.to_std().unwrap_or_default();
         Ok(Self {
-            address: (c.enable_server != Some(false))
-                .then(|| SocketAddr::new(cfg.address, cfg.port)),
+            address: (c.enable_server != Some(false)).then_some(address),
             healthz,
             serving,
             client_ca: path(&c.authentication.x509.client_ca_file),
@@ -305,16 +294,12 @@ pub async fn serve_api(
     settings: Settings,
     endpoints: Endpoints,
     client: Option<kube::Client>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let Some(address) = settings.address else {
         return std::future::pending().await;
     };
-    let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
-        .await
-        .context("the kubelet API's TLS configuration")?;
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on {address} for the kubelet API"))?;
+    let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref()).await?;
+    let listener = bind(address, "the kubelet API").await?;
     serve_api_on(listener, tls, &settings, endpoints, client).await
 }
 
@@ -325,8 +310,12 @@ async fn serve_api_on(
     settings: &Settings,
     endpoints: Endpoints,
     client: Option<kube::Client>,
-) -> anyhow::Result<()> {
-    let address = listener.local_addr().context("the kubelet API's address")?;
+) -> Result<()> {
+    let address = listener.local_addr().map_err(|source| Error::Listen {
+        what: "the kubelet API",
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     if client.is_some() && address.ip().is_loopback() {
         tracing::warn!(%address, "the kubelet API listens on loopback only: the API server cannot reach it (kubectl logs); set address (--address), e.g. 0.0.0.0");
     }
@@ -335,23 +324,10 @@ async fn serve_api_on(
     tracing::info!(%address, client_ca = ?settings.client_ca, anonymous = settings.anonymous,
         token_webhook = settings.token_webhook, authorization = if settings.authz_webhook { "Webhook" } else { "AlwaysAllow" },
         "serving the kubelet API (HTTPS)");
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| {
         let acceptor = acceptor.clone();
         let api = api.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+        async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -388,53 +364,40 @@ async fn serve_api_on(
             {
                 tracing::debug!(%peer, error = %e, "kubelet API connection ended");
             }
-        });
-    }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Serves `/healthz` (plain HTTP, no authentication) on `address` until the task is
 /// dropped.
-pub async fn serve_healthz(address: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on {address} for /healthz"))?;
+pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
+    let listener = bind(address, "/healthz").await?;
     tracing::info!(%address, "serving /healthz");
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let response = match request.uri().path() {
-                    "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
-                    _ => text(
-                        StatusCode::NOT_FOUND,
-                        "text/plain; charset=utf-8",
-                        "404 page not found\n",
-                    ),
-                };
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "healthz connection ended");
-            }
+    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| async move {
+        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+            let response = match request.uri().path() {
+                "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "404 page not found\n",
+                ),
+            };
+            Ok::<_, std::convert::Infallible>(response)
         });
-    }
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            tracing::debug!(%peer, error = %e, "healthz connection ended");
+        }
+    })
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 use tokio_stream::StreamExt;
 use tokio_util::io::ReaderStream;
 
-use super::routes::{ApiBody, text};
+use crate::routes::{ApiBody, text};
 
 fn not_found() -> Response<ApiBody> {
     text(

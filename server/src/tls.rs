@@ -7,14 +7,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use super::auth::UserInfo;
+use crate::Result;
+use crate::auth::UserInfo;
+use crate::error::{TlsContext, tls_failure};
 
 /// How long a self-signed serving certificate is valid, as upstream's (one year).
 const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
@@ -47,13 +48,13 @@ pub async fn ensure_self_signed(
     dir: &Path,
     node_name: &str,
     ips: &[IpAddr],
-) -> anyhow::Result<(PathBuf, PathBuf)> {
+) -> Result<(PathBuf, PathBuf)> {
     let cert = dir.join("kubelet.crt");
     let key = dir.join("kubelet.key");
     let exists = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
     let (dir, node_name, ips) = (dir.to_owned(), node_name.to_owned(), ips.to_vec());
     let (cert_path, key_path) = (cert.clone(), key.clone());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<()> {
         if exists(&cert_path) && exists(&key_path) {
             tracing::debug!(cert = %cert_path.display(), "using the self-signed serving certificate");
             return Ok(());
@@ -74,7 +75,7 @@ pub async fn ensure_self_signed(
 
 /// A self-signed serving certificate (ECDSA P-256) for `node_name` and `ips`, valid
 /// from an hour ago for a year, as PEM certificate and key.
-pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> anyhow::Result<(String, String)> {
+pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> Result<(String, String)> {
     use rcgen::{
         CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
         KeyUsagePurpose, SanType,
@@ -110,7 +111,7 @@ pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> anyhow::Result<(String, S
 pub async fn server_config(
     serving: &ServingCert,
     client_ca: Option<&Path>,
-) -> anyhow::Result<Arc<ServerConfig>> {
+) -> Result<Arc<ServerConfig>> {
     let (cert_path, key_path) = match serving {
         ServingCert::Files { cert, key } => (cert.clone(), key.clone()),
         ServingCert::SelfSigned {
@@ -130,10 +131,10 @@ pub async fn server_config(
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("the serving certificate {}", cert_path.display()))?;
     if chain.is_empty() {
-        anyhow::bail!(
-            "the serving certificate {} holds no certificate",
+        return Err(tls_failure(format!(
+            "the serving certificate {}",
             cert_path.display()
-        );
+        )));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .with_context(|| format!("the serving key {}", key_path.display()))?;
@@ -153,10 +154,10 @@ pub async fn server_config(
                     .with_context(|| format!("a certificate of {}", path.display()))?;
             }
             if roots.is_empty() {
-                anyhow::bail!(
-                    "the client CA bundle {} holds no certificate",
+                return Err(tls_failure(format!(
+                    "the client CA bundle {}",
                     path.display()
-                );
+                )));
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
@@ -181,117 +182,26 @@ pub async fn server_config(
 /// organizations as groups (upstream `CommonNameUserConversion`); `None` without a
 /// common name.
 pub fn certificate_user(cert: &[u8]) -> Option<UserInfo> {
-    let subject = der::subject(cert)?;
-    let mut name = None;
-    let mut groups = Vec::new();
-    for (oid, value) in subject {
-        match oid {
-            der::OID_COMMON_NAME => name = Some(value),
-            der::OID_ORGANIZATION => groups.push(value),
-            _ => {}
-        }
-    }
-    let name = name.filter(|n| !n.is_empty())?;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert).ok()?;
+    let subject = cert.subject();
+    // The last common name, as Go's pkix.Name keeps it.
+    let name = subject
+        .iter_common_name()
+        .filter_map(|attr| attr.as_str().ok())
+        .last()
+        .filter(|name| !name.is_empty())?
+        .to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|attr| attr.as_str().ok())
+        .map(str::to_owned)
+        .collect();
     Some(UserInfo {
         name,
         groups,
         ..UserInfo::default()
     })
-}
-
-/// Just enough DER to read a certificate's subject.
-mod der {
-    /// The OID 2.5.4.3 (commonName), encoded.
-    pub const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-    /// The OID 2.5.4.10 (organizationName), encoded.
-    pub const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
-
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID: u8 = 0x06;
-
-    /// One tag-length-value: its tag, its value and what follows it.
-    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let bytes = usize::from(first & 0x7f);
-            if bytes == 0 || bytes > 4 || rest.len() < bytes {
-                return None;
-            }
-            let len = rest[..bytes]
-                .iter()
-                .fold(0usize, |len, b| (len << 8) | usize::from(*b));
-            (len, &rest[bytes..])
-        };
-        if rest.len() < len {
-            return None;
-        }
-        Some((tag, &rest[..len], &rest[len..]))
-    }
-
-    /// A value of one of the string types of a name attribute.
-    fn string(tag: u8, value: &[u8]) -> Option<String> {
-        match tag {
-            // UTF8String, PrintableString, TeletexString, IA5String.
-            0x0c | 0x13 | 0x14 | 0x16 => String::from_utf8(value.to_vec()).ok(),
-            // BMPString: UTF-16 big-endian.
-            0x1e => {
-                let units: Vec<u16> = value
-                    .chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                    .collect();
-                String::from_utf16(&units).ok()
-            }
-            _ => None,
-        }
-    }
-
-    /// The attributes of a certificate's subject, in order: (encoded OID, value).
-    pub fn subject(cert: &[u8]) -> Option<Vec<(&[u8], String)>> {
-        let (SEQUENCE, cert, _) = tlv(cert)? else {
-            return None;
-        };
-        let (SEQUENCE, tbs, _) = tlv(cert)? else {
-            return None;
-        };
-        let mut rest = tbs;
-        // version [0] EXPLICIT, optional.
-        let (tag, _, after) = tlv(rest)?;
-        if tag == 0xa0 {
-            rest = after;
-        }
-        // serialNumber, signature, issuer, validity.
-        for _ in 0..4 {
-            rest = tlv(rest)?.2;
-        }
-        let (SEQUENCE, mut names, _) = tlv(rest)? else {
-            return None;
-        };
-        let mut attributes = Vec::new();
-        while !names.is_empty() {
-            let (SET, mut set, next) = tlv(names)? else {
-                return None;
-            };
-            names = next;
-            while !set.is_empty() {
-                let (SEQUENCE, pair, next) = tlv(set)? else {
-                    return None;
-                };
-                set = next;
-                let (OID, oid, value) = tlv(pair)? else {
-                    return None;
-                };
-                let (tag, value, _) = tlv(value)?;
-                if let Some(value) = string(tag, value) {
-                    attributes.push((oid, value));
-                }
-            }
-        }
-        Some(attributes)
-    }
 }
 
 #[cfg(test)]

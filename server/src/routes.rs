@@ -2,7 +2,7 @@
 //! `/healthz`, `/pods`, `/runningpods`, `/configz`, `/metrics`, `/metrics/probes`,
 //! `/metrics/resource`, `/stats/summary`, `/logs/` and
 //! `/containerLogs/{namespace}/{pod}/{container}` (the streaming endpoints are in
-//! [`super::stream`]).
+//! [`crate::stream`]).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -125,7 +125,7 @@ impl Endpoints {
                     if method != Method::GET && method != Method::HEAD {
                         return method_not_allowed();
                     }
-                    return super::node_logs::serve(&self.node_logs_dir, path).await;
+                    return crate::node_logs::serve(&self.node_logs_dir, path).await;
                 }
                 if let Some(rest) = path.strip_prefix("/containerLogs/") {
                     if method != Method::GET {
@@ -400,7 +400,7 @@ impl LogQuery {
 
 /// Decodes `%XX` escapes and `+` (a space), as a query is encoded; `None` for a bad
 /// escape or text that is not UTF-8.
-pub(super) fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

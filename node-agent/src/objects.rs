@@ -20,7 +20,7 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kubelet_core::{ServiceAccountToken, VolumeSources};
 
-use crate::spec::EnvObjects;
+use kubelet_pod_manager::spec::EnvObjects;
 
 /// How long a sync waits for a newly referenced object's first list.
 const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
@@ -178,7 +178,7 @@ struct Inner {
     services: watch::Receiver<Option<BTreeMap<(String, String), Service>>>,
     _services_task: JoinHandle<()>,
     /// Wakes the pods that reference an object that changed, so their volumes follow.
-    poker: std::sync::OnceLock<crate::PodPoker>,
+    poker: std::sync::OnceLock<kubelet_pod_manager::PodPoker>,
 }
 
 /// Which kind of object changed.
@@ -279,7 +279,7 @@ impl ApiObjects {
     /// Wakes, through `poker`, the pods that reference a ConfigMap or Secret when it
     /// changes, so their volumes are updated at once rather than on the next periodic
     /// sync. Set once; later calls are ignored.
-    pub fn poke_pods_on_change(&self, poker: crate::PodPoker) {
+    pub fn poke_pods_on_change(&self, poker: kubelet_pod_manager::PodPoker) {
         let _ = self.inner.poker.set(poker);
     }
 

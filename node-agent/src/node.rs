@@ -100,7 +100,7 @@ pub struct NodeAgent {
     runtime: Arc<dyn Runtime>,
     images: Arc<dyn ImageService>,
     facts: NodeFactsHandle,
-    shutdown: crate::shutdown::NodeShutdown,
+    shutdown: kubelet_pod_manager::shutdown::NodeShutdown,
     events: Arc<dyn EventRecorder>,
 }
 
@@ -126,7 +126,7 @@ impl NodeAgent {
             runtime,
             images,
             facts: NodeFactsHandle::default(),
-            shutdown: crate::shutdown::NodeShutdown::never(),
+            shutdown: kubelet_pod_manager::shutdown::NodeShutdown::never(),
             events: Arc::new(NoEvents),
         }
     }
@@ -141,7 +141,7 @@ impl NodeAgent {
 
     /// Reports the node NotReady ("node is shutting down") while `shutdown` says so,
     /// posting the status at once when that changes.
-    pub fn with_shutdown(mut self, shutdown: crate::shutdown::NodeShutdown) -> Self {
+    pub fn with_shutdown(mut self, shutdown: kubelet_pod_manager::shutdown::NodeShutdown) -> Self {
         self.shutdown = shutdown;
         self
     }
@@ -426,7 +426,7 @@ impl NodeAgent {
         };
         let mut not_ready = ready_errors(runtime_status.as_ref().ok());
         if self.shutdown.is_shutting_down() {
-            not_ready.push(crate::shutdown::NODE_SHUTTING_DOWN.to_owned());
+            not_ready.push(kubelet_pod_manager::shutdown::NODE_SHUTTING_DOWN.to_owned());
         }
         let ready = if not_ready.is_empty() {
             condition(

@@ -548,13 +548,13 @@ async fn healthz_is_served_in_plain_http() {
 
 #[test]
 fn settings_follow_the_configuration() {
-    let mut config = crate::config::KubeletConfiguration::defaulted();
+    let address: SocketAddr = "0.0.0.0:10250".parse().expect("addr");
+    let mut config = KubeletConfiguration::defaulted();
     config.authentication.x509.client_ca_file = "/etc/kubernetes/pki/ca.crt".into();
-    let cfg = Effective::new(config, "test".into(), &Default::default()).expect("valid");
     let ips = ["10.88.0.1".parse().expect("ip")];
-    let s =
-        Settings::from_config(&cfg, Path::new("/var/lib/kubelet"), "vm", &ips).expect("settings");
-    assert_eq!(s.address, Some(SocketAddr::new(cfg.address, 10250)));
+    let s = Settings::from_config(&config, address, Path::new("/var/lib/kubelet"), "vm", &ips)
+        .expect("settings");
+    assert_eq!(s.address, Some(address));
     assert_eq!(s.healthz, Some("127.0.0.1:10248".parse().expect("addr")));
     assert_eq!(
         s.client_ca,
@@ -580,24 +580,19 @@ fn settings_follow_the_configuration() {
 
     // Started from flags alone: no anonymous requests, tokens and authorization through
     // the API server, unlike upstream's legacy flag defaults.
-    let cfg = Effective::new(
-        crate::config::KubeletConfiguration::flag_defaults(),
-        "flags".into(),
-        &Default::default(),
-    )
-    .expect("valid");
-    let s = Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).expect("settings");
+    let config = KubeletConfiguration::flag_defaults();
+    let s = Settings::from_config(&config, address, Path::new("/r"), "vm", &ips).expect("settings");
     assert!(!s.anonymous && s.token_webhook && s.authz_webhook);
 
-    let mut config = crate::config::KubeletConfiguration::defaulted();
+    let mut config = KubeletConfiguration::defaulted();
     config.tls_cert_file = "/x.crt".into();
-    let cfg = Effective::new(config.clone(), "test".into(), &Default::default()).expect("valid");
-    assert!(Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).is_err());
+    let err = Settings::from_config(&config, address, Path::new("/r"), "vm", &ips)
+        .expect_err("a certificate without its key");
+    assert!(err.to_string().contains("tlsPrivateKeyFile"), "{err}");
     config.tls_private_key_file = "/x.key".into();
     config.healthz_port = Some(0);
     config.enable_server = Some(false);
-    let cfg = Effective::new(config, "test".into(), &Default::default()).expect("valid");
-    let s = Settings::from_config(&cfg, Path::new("/r"), "vm", &ips).expect("settings");
+    let s = Settings::from_config(&config, address, Path::new("/r"), "vm", &ips).expect("settings");
     assert_eq!(
         s.serving,
         ServingCert::Files {

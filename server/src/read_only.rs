@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Result;
+use crate::accept::{accept_loop, bind};
+use crate::api::request_metric_labels;
+use crate::routes::{ApiBody, Endpoints, text};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use kubelet_core::metrics::kubelet as metrics;
-use tokio::net::TcpListener;
-
-use crate::server::{ApiBody, Endpoints, request_metric_labels, text};
 
 /// Most connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 128;
@@ -55,28 +56,13 @@ async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<A
 }
 
 /// Serves the read-only endpoints on `address` until the task is dropped.
-pub async fn serve(address: SocketAddr, endpoints: Endpoints) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|e| anyhow::anyhow!("listening on {address} for the read-only port: {e}"))?;
+pub async fn serve_read_only(address: SocketAddr, endpoints: Endpoints) -> Result<()> {
+    let listener = bind(address, "the read-only port").await?;
     tracing::warn!(%address, "serving the read-only port: /pods, /healthz, /configz, /stats/summary and /metrics without authentication");
     let endpoints = Arc::new(endpoints);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| {
         let endpoints = endpoints.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
+        async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let endpoints = endpoints.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(&endpoints, &request).await) }
@@ -89,8 +75,10 @@ pub async fn serve(address: SocketAddr, endpoints: Endpoints) -> anyhow::Result<
             {
                 tracing::debug!(%peer, error = %e, "read-only port connection ended");
             }
-        });
-    }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]
