@@ -5,9 +5,11 @@
 //! sends with the ones it wrote before: CPU requests to `cpu.shares`, CPU limits to a CFS
 //! quota, and shares to the cgroup v2 `cpu.weight`; and the cgroupfs path of a pod's
 //! cgroup ([`pod_cgroupfs_path`]). [`tree`] keeps the pod cgroup tree (`/kubepods`, the
-//! QoS tiers and each pod's cgroup with its limits). [`system`] keeps the kubelet and the host's other
-//! processes in their system cgroups (`kubeletCgroups`, `systemCgroups`) and finds the
-//! cgroup a process is accounted in.
+//! QoS tiers and each pod's cgroup with its limits). [`CgroupManager`] is the seam the rest
+//! of the kubelet uses: pod cgroups, the QoS tree, removal, and the system cgroups
+//! (`kubeletCgroups`, `systemCgroups`, the cgroup a process is accounted in); [`Cgroupfs`]
+//! implements it for the cgroupfs driver on cgroup v1 and v2, with the hierarchy detected
+//! once.
 //!
 //! # Example
 //!
@@ -22,8 +24,11 @@
 
 use kubelet_core::QosClass;
 
-pub mod system;
+mod manager;
+mod system;
 pub mod tree;
+
+pub use manager::{CgroupManager, CgroupVersion, Cgroupfs};
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.
@@ -88,40 +93,6 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 /// Where cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// Removes a pod's cgroup (`cgroup_parent`, e.g. `/kubepods/besteffort/pod<uid>`) from
-/// every hierarchy under `root`: each cgroup v1 controller and the v2 tree. runc creates
-/// it as the parent of the pod's containers and leaves it; the kubelet removes it once
-/// the pod's containers are gone, as upstream's pod container manager does. Absent
-/// directories are fine; a cgroup that still has processes is an error naming it.
-pub fn remove_pod_cgroup(root: &std::path::Path, cgroup_parent: &str) -> std::io::Result<()> {
-    let relative = cgroup_parent.trim_start_matches('/');
-    if relative.is_empty() {
-        return Ok(());
-    }
-    let mut hierarchies = vec![root.to_path_buf()];
-    for entry in std::fs::read_dir(root)? {
-        let entry = entry?;
-        // Controllers mounted together appear once as a directory and again as links.
-        if entry.file_type()?.is_dir() {
-            hierarchies.push(entry.path());
-        }
-    }
-    for hierarchy in hierarchies {
-        let dir = hierarchy.join(relative);
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("removing cgroup {}: {e}", dir.display()),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,14 +138,18 @@ mod tests {
     fn removes_the_pod_cgroup_from_every_hierarchy() {
         let root = tempfile::tempdir().expect("temp dir");
         let pod = "kubepods/besteffort/podu1";
-        for controller in ["memory", "cpu", "pids"] {
+        // v1, hybrid: each controller, and the unified tree mounted beside them.
+        for controller in ["memory", "cpu", "pids", "unified"] {
             std::fs::create_dir_all(root.path().join(controller).join(pod)).expect("mkdir");
         }
-        std::fs::create_dir_all(root.path().join(pod)).expect("v2 mkdir");
         // A hierarchy without the pod is fine.
         std::fs::create_dir_all(root.path().join("freezer")).expect("mkdir");
-        remove_pod_cgroup(root.path(), "/kubepods/besteffort/podu1").expect("removed");
-        for hierarchy in ["memory", "cpu", "pids", ""] {
+        let cgroups = Cgroupfs::detect(root.path());
+        assert_eq!(cgroups.version(), CgroupVersion::V1);
+        cgroups
+            .remove("/kubepods/besteffort/podu1")
+            .expect("removed");
+        for hierarchy in ["memory", "cpu", "pids", "unified"] {
             let dir = root.path().join(hierarchy).join(pod);
             assert!(!dir.exists(), "{} left", dir.display());
             assert!(
@@ -183,7 +158,20 @@ mod tests {
             );
         }
         // Repeating is harmless.
-        remove_pod_cgroup(root.path(), "/kubepods/besteffort/podu1").expect("idempotent");
+        cgroups
+            .remove("/kubepods/besteffort/podu1")
+            .expect("idempotent");
+
+        // v2: the one unified tree.
+        let v2 = tempfile::tempdir().expect("temp dir");
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory\n").expect("v2");
+        std::fs::create_dir_all(v2.path().join(pod)).expect("mkdir");
+        let cgroups = Cgroupfs::detect(v2.path());
+        assert_eq!(cgroups.version(), CgroupVersion::V2);
+        cgroups
+            .remove("/kubepods/besteffort/podu1")
+            .expect("removed");
+        assert!(!v2.path().join(pod).exists());
     }
 
     #[test]
@@ -191,7 +179,9 @@ mod tests {
         let root = tempfile::tempdir().expect("temp dir");
         let busy = root.path().join("memory/kubepods/podu2/container");
         std::fs::create_dir_all(&busy).expect("mkdir");
-        let err = remove_pod_cgroup(root.path(), "/kubepods/podu2").expect_err("not empty");
+        let err = Cgroupfs::detect(root.path())
+            .remove("/kubepods/podu2")
+            .expect_err("not empty");
         assert!(err.to_string().contains("memory/kubepods/podu2"), "{err}");
     }
 

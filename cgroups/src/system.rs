@@ -8,18 +8,15 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Whether the cgroups mounted at `root` are the unified (v2) hierarchy: its root has
-/// `cgroup.controllers`.
-pub fn is_unified(root: &Path) -> bool {
-    root.join("cgroup.controllers").is_file()
-}
+use crate::{CgroupManager, Cgroupfs};
 
 /// The directories of cgroup `name` (absolute, e.g. `/kubelet`) in every hierarchy under
 /// `root`: the unified tree on cgroup v2, each mounted controller on v1 (controllers
 /// mounted together appear once; their aliases are symlinks).
-pub fn cgroup_dirs(root: &Path, name: &str) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn cgroup_dirs(cg: &Cgroupfs, name: &str) -> io::Result<Vec<PathBuf>> {
+    let root = cg.root();
     let relative = name.trim_matches('/');
-    if is_unified(root) {
+    if cg.is_v2() {
         return Ok(vec![root.join(relative)]);
     }
     let mut dirs = Vec::new();
@@ -37,8 +34,8 @@ pub fn cgroup_dirs(root: &Path, name: &str) -> io::Result<Vec<PathBuf>> {
 /// before it moves processes there. A new cpuset cgroup gets its parent's CPUs and
 /// memory nodes, as libcontainer gives them, since the kernel refuses processes in a
 /// cpuset with none.
-pub fn ensure_cgroup(root: &Path, name: &str) -> io::Result<()> {
-    for dir in cgroup_dirs(root, name)? {
+pub(crate) fn ensure_cgroup(cg: &Cgroupfs, name: &str) -> io::Result<()> {
+    for dir in cgroup_dirs(cg, name)? {
         std::fs::create_dir_all(&dir).map_err(|e| with_path("creating cgroup", &dir, e))?;
         if dir.join("cpuset.cpus").is_file() {
             inherit_cpuset(&dir)?;
@@ -79,10 +76,10 @@ fn inherit_cpuset(dir: &Path) -> io::Result<()> {
 
 /// Moves process `pid` into cgroup `name` in every hierarchy (creating it where
 /// needed). Every hierarchy is tried; the first failure is returned.
-pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
-    ensure_cgroup(root, name)?;
+pub(crate) fn move_process(cg: &Cgroupfs, name: &str, pid: u32) -> io::Result<()> {
+    ensure_cgroup(cg, name)?;
     let mut first_error = None;
-    for dir in cgroup_dirs(root, name)? {
+    for dir in cgroup_dirs(cg, name)? {
         let procs = dir.join("cgroup.procs");
         if let Err(e) = std::fs::write(&procs, pid.to_string()) {
             first_error.get_or_insert(with_path(&format!("moving process {pid} into"), &procs, e));
@@ -93,8 +90,9 @@ pub fn move_process(root: &Path, name: &str, pid: u32) -> io::Result<()> {
 
 /// The processes directly in the root cgroup (v1: of the `devices` hierarchy, as
 /// upstream's `GetPids` reads it).
-pub fn root_processes(root: &Path) -> io::Result<Vec<u32>> {
-    let procs = if is_unified(root) {
+pub(crate) fn root_processes(cg: &Cgroupfs) -> io::Result<Vec<u32>> {
+    let root = cg.root();
+    let procs = if cg.is_v2() {
         root.join("cgroup.procs")
     } else {
         root.join("devices/cgroup.procs")
@@ -112,13 +110,17 @@ pub fn is_kernel_process(proc_root: &Path, pid: u32) -> bool {
 /// Moves every process of the root cgroup but pid 1 and kernel threads into cgroup
 /// `name`, as upstream's `ensureSystemCgroups`; returns how many were moved. Processes
 /// that exit meanwhile are skipped.
-pub fn move_root_processes(root: &Path, proc_root: &Path, name: &str) -> io::Result<usize> {
+pub(crate) fn move_root_processes(
+    cg: &Cgroupfs,
+    proc_root: &Path,
+    name: &str,
+) -> io::Result<usize> {
     let mut moved = 0;
-    for pid in root_processes(root)? {
+    for pid in root_processes(cg)? {
         if pid == 1 || is_kernel_process(proc_root, pid) {
             continue;
         }
-        match move_process(root, name, pid) {
+        match move_process(cg, name, pid) {
             Ok(()) => moved += 1,
             Err(_) if !proc_root.join(pid.to_string()).exists() => {}
             Err(e) => return Err(e),
@@ -131,7 +133,7 @@ pub fn move_root_processes(root: &Path, proc_root: &Path, name: &str) -> io::Res
 /// the unified cgroup on v2; on v1 its `cpu` cgroup, which must equal its `memory`
 /// cgroup (an error otherwise, since CPU and memory would be measured in different
 /// places).
-pub fn process_cgroup(root: &Path, proc_root: &Path, pid: &str) -> io::Result<String> {
+pub(crate) fn process_cgroup(cg: &Cgroupfs, proc_root: &Path, pid: &str) -> io::Result<String> {
     let path = proc_root.join(pid).join("cgroup");
     let text = std::fs::read_to_string(&path).map_err(|e| with_path("reading", &path, e))?;
     let find = |controller: &str| {
@@ -150,7 +152,7 @@ pub fn process_cgroup(root: &Path, proc_root: &Path, pid: &str) -> io::Result<St
             format!("{}: no {what} cgroup", path.display()),
         )
     };
-    if is_unified(root) {
+    if cg.is_v2() {
         return text
             .lines()
             .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
@@ -193,7 +195,7 @@ mod tests {
     fn a_process_is_moved_in_every_hierarchy() {
         let dir = tempfile::tempdir().expect("tempdir");
         fake_v1(dir.path());
-        move_process(dir.path(), "/kubelet", 42).expect("move");
+        move_process(&Cgroupfs::detect(dir.path()), "/kubelet", 42).expect("move");
         for controller in ["cpu,cpuacct", "memory", "devices"] {
             let procs = dir.path().join(controller).join("kubelet/cgroup.procs");
             assert_eq!(std::fs::read_to_string(procs).expect("procs"), "42");
@@ -205,7 +207,7 @@ mod tests {
 
         let v2 = tempfile::tempdir().expect("tempdir");
         write(&v2.path().join("cgroup.controllers"), "cpu memory\n");
-        move_process(v2.path(), "/kubelet.slice", 7).expect("move");
+        move_process(&Cgroupfs::detect(v2.path()), "/kubelet.slice", 7).expect("move");
         assert_eq!(
             std::fs::read_to_string(v2.path().join("kubelet.slice/cgroup.procs")).expect("procs"),
             "7"
@@ -224,7 +226,7 @@ mod tests {
         write(&cpuset.join("a/cpuset.mems"), "\n");
         write(&cpuset.join("a/b/cpuset.cpus"), "");
         write(&cpuset.join("a/b/cpuset.mems"), "");
-        ensure_cgroup(dir.path(), "/a/b").expect("ensure");
+        ensure_cgroup(&Cgroupfs::detect(dir.path()), "/a/b").expect("ensure");
         for cgroup in ["a", "a/b"] {
             let read = |file: &str| std::fs::read_to_string(cpuset.join(cgroup).join(file));
             assert_eq!(read("cpuset.cpus").expect("cpus"), "0-1");
@@ -244,7 +246,8 @@ mod tests {
         }
         // 2 is a kernel thread (no exe); 301 exited before it could be moved.
         std::fs::create_dir_all(proc_root.join("2")).expect("proc dir");
-        let moved = move_root_processes(&root, &proc_root, "/system").expect("moved");
+        let moved =
+            move_root_processes(&Cgroupfs::detect(&root), &proc_root, "/system").expect("moved");
         assert_eq!(moved, 1);
         let procs = root.join("memory/system/cgroup.procs");
         assert_eq!(std::fs::read_to_string(procs).expect("procs"), "300");
@@ -260,14 +263,15 @@ mod tests {
             "9:name=systemd:/\n4:memory:/kubelet\n2:cpu,cpuacct:/kubelet\n0::/\n",
         );
         assert_eq!(
-            process_cgroup(&root, &proc_root, "self").expect("cgroup"),
+            process_cgroup(&Cgroupfs::detect(&root), &proc_root, "self").expect("cgroup"),
             "/kubelet"
         );
         write(
             &proc_root.join("7/cgroup"),
             "4:memory:/process_api/abc\n2:cpu,cpuacct:/\n",
         );
-        let err = process_cgroup(&root, &proc_root, "7").expect_err("not unified");
+        let err =
+            process_cgroup(&Cgroupfs::detect(&root), &proc_root, "7").expect_err("not unified");
         assert!(err.to_string().contains("not unified"), "{err}");
 
         write(&root.join("cgroup.controllers"), "cpu memory\n");
@@ -276,7 +280,7 @@ mod tests {
             "0::/system.slice/kubelet.service\n",
         );
         assert_eq!(
-            process_cgroup(&root, &proc_root, "8").expect("v2"),
+            process_cgroup(&Cgroupfs::detect(&root), &proc_root, "8").expect("v2"),
             "/system.slice/kubelet.service"
         );
     }

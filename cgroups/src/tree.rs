@@ -5,11 +5,11 @@
 //! that runc puts the pod's containers under limits that hold for the whole pod.
 
 use std::io;
-use std::path::Path;
 
 use kubelet_core::QosClass;
 
-use crate::system::{ensure_cgroup, is_unified};
+use crate::system::ensure_cgroup;
+use crate::{CgroupManager, Cgroupfs};
 use crate::{
     KUBEPODS_CGROUP, MIN_SHARES, milli_cpu_to_quota, milli_cpu_to_shares, shares_to_weight,
 };
@@ -102,15 +102,15 @@ pub fn qos_cgroup(qos: QosClass) -> String {
 /// Creates `/kubepods` with `allocatable` (CPU shares of the allocatable CPU, memory and
 /// pids limits) and the Burstable and BestEffort tiers below it, BestEffort with the
 /// minimum shares, as upstream's node and QoS container managers do at start.
-pub fn ensure_qos_tree(root: &Path, allocatable: &ResourceConfig) -> io::Result<()> {
-    apply(root, &qos_cgroup(QosClass::Guaranteed), allocatable)?;
+pub(crate) fn ensure_qos_tree(cg: &Cgroupfs, allocatable: &ResourceConfig) -> io::Result<()> {
+    apply(cg, &qos_cgroup(QosClass::Guaranteed), allocatable)?;
     apply(
-        root,
+        cg,
         &qos_cgroup(QosClass::Burstable),
         &ResourceConfig::default(),
     )?;
     apply(
-        root,
+        cg,
         &qos_cgroup(QosClass::BestEffort),
         &ResourceConfig {
             cpu_shares: Some(MIN_SHARES),
@@ -121,9 +121,9 @@ pub fn ensure_qos_tree(root: &Path, allocatable: &ResourceConfig) -> io::Result<
 
 /// Sets the Burstable tier's CPU shares to the sum of its pods' CPU requests (at least
 /// the minimum), as upstream's `UpdateCgroups` does on every pod sync.
-pub fn update_burstable_shares(root: &Path, total_request_milli: u64) -> io::Result<()> {
+pub(crate) fn update_burstable_shares(cg: &Cgroupfs, total_request_milli: u64) -> io::Result<()> {
     apply(
-        root,
+        cg,
         &qos_cgroup(QosClass::Burstable),
         &ResourceConfig {
             cpu_shares: Some(milli_cpu_to_shares(total_request_milli)),
@@ -134,9 +134,10 @@ pub fn update_burstable_shares(root: &Path, total_request_milli: u64) -> io::Res
 
 /// Creates cgroup `name` (absolute, e.g. `/kubepods/burstable/pod<uid>`) in every
 /// hierarchy and writes `config` into it, with cgroup v1 or v2 file names.
-pub fn apply(root: &Path, name: &str, config: &ResourceConfig) -> io::Result<()> {
-    ensure_cgroup(root, name)?;
-    let v2 = is_unified(root);
+pub(crate) fn apply(cg: &Cgroupfs, name: &str, config: &ResourceConfig) -> io::Result<()> {
+    let root = cg.root();
+    ensure_cgroup(cg, name)?;
+    let v2 = cg.is_v2();
     let relative = name.trim_matches('/');
     let dir = |controller: &str| {
         if v2 {
@@ -210,9 +211,10 @@ fn limit_text(value: i64) -> String {
 }
 
 /// Whether cgroup `name` exists (in the memory hierarchy on v1).
-pub fn exists(root: &Path, name: &str) -> bool {
+pub(crate) fn exists(cg: &Cgroupfs, name: &str) -> bool {
+    let root = cg.root();
     let relative = name.trim_matches('/');
-    if is_unified(root) {
+    if cg.is_v2() {
         root.join(relative).is_dir()
     } else {
         root.join("memory").join(relative).is_dir()
@@ -221,6 +223,8 @@ pub fn exists(root: &Path, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn fake_v1(root: &Path) {
@@ -294,7 +298,7 @@ mod tests {
             pids_limit: Some(4_194_304),
             ..ResourceConfig::default()
         };
-        ensure_qos_tree(root, &allocatable).expect("tree");
+        ensure_qos_tree(&Cgroupfs::detect(root), &allocatable).expect("tree");
         assert_eq!(read(&root.join("cpu/kubepods/cpu.shares")), "2048");
         assert_eq!(
             read(&root.join("memory/kubepods/memory.limit_in_bytes")),
@@ -303,7 +307,7 @@ mod tests {
         assert_eq!(read(&root.join("pids/kubepods/pids.max")), "4194304");
         assert_eq!(read(&root.join("cpu/kubepods/besteffort/cpu.shares")), "2");
         assert!(root.join("memory/kubepods/burstable").is_dir());
-        update_burstable_shares(root, 1500).expect("burstable");
+        update_burstable_shares(&Cgroupfs::detect(root), 1500).expect("burstable");
         assert_eq!(
             read(&root.join("cpu/kubepods/burstable/cpu.shares")),
             "1536"
@@ -317,7 +321,7 @@ mod tests {
             memory: Some(64 << 20),
             pids_limit: Some(100),
         };
-        apply(root, pod, &config).expect("pod");
+        apply(&Cgroupfs::detect(root), pod, &config).expect("pod");
         let cpu = root.join("cpu,cpuacct/kubepods/burstable/podu-1");
         assert_eq!(read(&cpu.join("cpu.shares")), "256");
         assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
@@ -330,8 +334,11 @@ mod tests {
             read(&root.join("pids/kubepods/burstable/podu-1/pids.max")),
             "100"
         );
-        assert!(exists(root, pod));
-        assert!(!exists(root, "/kubepods/burstable/podu-2"));
+        assert!(exists(&Cgroupfs::detect(root), pod));
+        assert!(!exists(
+            &Cgroupfs::detect(root),
+            "/kubepods/burstable/podu-2"
+        ));
     }
 
     #[test]
@@ -346,12 +353,12 @@ mod tests {
             memory: Some(0),
             pids_limit: Some(50),
         };
-        apply(root, "/kubepods/podu-3", &config).expect("pod");
+        apply(&Cgroupfs::detect(root), "/kubepods/podu-3", &config).expect("pod");
         let pod = root.join("kubepods/podu-3");
         assert_eq!(read(&pod.join("cpu.weight")), "39");
         assert_eq!(read(&pod.join("cpu.max")), "max 100000");
         assert_eq!(read(&pod.join("memory.max")), "max");
         assert_eq!(read(&pod.join("pids.max")), "50");
-        assert!(exists(root, "/kubepods/podu-3"));
+        assert!(exists(&Cgroupfs::detect(root), "/kubepods/podu-3"));
     }
 }

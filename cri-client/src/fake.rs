@@ -49,6 +49,8 @@ impl FakeImage {
 
 #[derive(Default)]
 struct State {
+    /// The runtime's clock for timestamps; the machine's unless a test gives one.
+    clock: Option<Arc<dyn kubelet_core::Clock>>,
     next_id: u64,
     sandboxes: BTreeMap<String, cri::PodSandboxStatus>,
     containers: BTreeMap<String, (String, cri::ContainerStatus)>,
@@ -83,14 +85,30 @@ impl std::fmt::Debug for FakeCriServer {
     }
 }
 
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+fn nanos_since_epoch(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
 
+impl State {
+    fn now_nanos(&self) -> i64 {
+        nanos_since_epoch(
+            self.clock
+                .as_ref()
+                .map_or_else(SystemTime::now, |c| c.now()),
+        )
+    }
+}
+
 impl FakeCriServer {
+    /// Stamps what the fake runtime does (created, started, finished, stats) with
+    /// `clock`, e.g. one that follows tokio's paused time, as the kubelet under test does.
+    pub fn with_clock(self, clock: Arc<dyn kubelet_core::Clock>) -> Self {
+        self.lock().clock = Some(clock);
+        self
+    }
+
     /// Starts the fake on the current tokio runtime.
     pub fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
@@ -246,12 +264,13 @@ impl FakeCriServer {
     /// Makes a running container exit with `exit_code`, as if its process ended.
     pub fn exit_container(&self, container_id: &str, exit_code: i32) -> bool {
         let mut state = self.lock();
+        let now = state.now_nanos();
         let Some((_, status)) = state.containers.get_mut(container_id) else {
             return false;
         };
         status.state = cri::ContainerState::ContainerExited as i32;
         status.exit_code = exit_code;
-        status.finished_at = now_nanos();
+        status.finished_at = now;
         status.reason = if exit_code == 0 { "Completed" } else { "Error" }.to_owned();
         emit(
             &self.events,
@@ -313,7 +332,7 @@ fn emit(
     let _ = events.send(cri::ContainerEventResponse {
         container_id: container_id.to_owned(),
         container_event_type: kind as i32,
-        created_at: now_nanos(),
+        created_at: state.now_nanos(),
         pod_sandbox_status: sandbox,
         containers_statuses: Vec::new(),
     });
@@ -409,13 +428,14 @@ impl RuntimeService for Service {
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone());
+        let created_at = state.now_nanos();
         state.sandboxes.insert(
             id.clone(),
             cri::PodSandboxStatus {
                 id: id.clone(),
                 metadata: Some(meta),
                 state: cri::PodSandboxState::SandboxReady as i32,
-                created_at: now_nanos(),
+                created_at,
                 network: Some(cri::PodSandboxNetworkStatus {
                     ip,
                     additional_ips: Vec::new(),
@@ -447,7 +467,7 @@ impl RuntimeService for Service {
             sandbox.state = cri::PodSandboxState::SandboxNotready as i32;
             sandbox.network = None;
         }
-        let finished = now_nanos();
+        let finished = state.now_nanos();
         for (sandbox_id, status) in state.containers.values_mut() {
             if *sandbox_id == id && status.state == cri::ContainerState::ContainerRunning as i32 {
                 status.state = cri::ContainerState::ContainerExited as i32;
@@ -494,7 +514,7 @@ impl RuntimeService for Service {
             .ok_or_else(|| not_found("sandbox", &id))?;
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(status),
-            timestamp: now_nanos(),
+            timestamp: state.now_nanos(),
             ..Default::default()
         }))
     }
@@ -559,6 +579,7 @@ impl RuntimeService for Service {
             }
             _ => String::new(),
         };
+        let created_at = state.now_nanos();
         state.containers.insert(
             id.clone(),
             (
@@ -567,7 +588,7 @@ impl RuntimeService for Service {
                     id: id.clone(),
                     metadata: Some(meta),
                     state: cri::ContainerState::ContainerCreated as i32,
-                    created_at: now_nanos(),
+                    created_at,
                     image: config.image,
                     image_ref,
                     labels: config.labels,
@@ -596,6 +617,7 @@ impl RuntimeService for Service {
         let id = request.into_inner().container_id;
         self.enter("StartContainer", &id).await?;
         let mut state = self.state();
+        let now = state.now_nanos();
         let (_, status) = state
             .containers
             .get_mut(&id)
@@ -606,7 +628,7 @@ impl RuntimeService for Service {
             )));
         }
         status.state = cri::ContainerState::ContainerRunning as i32;
-        status.started_at = now_nanos();
+        status.started_at = now;
         emit(
             &self.events,
             &state,
@@ -623,6 +645,7 @@ impl RuntimeService for Service {
         let id = request.into_inner().container_id;
         self.enter("StopContainer", &id).await?;
         let mut state = self.state();
+        let now = state.now_nanos();
         let (_, status) = state
             .containers
             .get_mut(&id)
@@ -630,7 +653,7 @@ impl RuntimeService for Service {
         if status.state == cri::ContainerState::ContainerRunning as i32 {
             status.state = cri::ContainerState::ContainerExited as i32;
             status.exit_code = 143;
-            status.finished_at = now_nanos();
+            status.finished_at = now;
             status.reason = "Error".into();
             emit(
                 &self.events,
@@ -807,7 +830,7 @@ impl RuntimeService for Service {
             .get(&id)
             .ok_or_else(|| not_found("container", &id))?;
         Ok(Response::new(cri::ContainerStatsResponse {
-            stats: Some(fake_stats(status)),
+            stats: Some(fake_stats(status, state.now_nanos())),
         }))
     }
 
@@ -824,7 +847,7 @@ impl RuntimeService for Service {
             .filter(|(_, c)| filter.id.is_empty() || c.id == filter.id)
             .filter(|(s, _)| filter.pod_sandbox_id.is_empty() || *s == filter.pod_sandbox_id)
             .filter(|(_, c)| labels_match(&filter.label_selector, &c.labels))
-            .map(|(_, c)| fake_stats(c))
+            .map(|(_, c)| fake_stats(c, state.now_nanos()))
             .collect();
         Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
@@ -974,10 +997,9 @@ impl Service {
     }
 }
 
-fn fake_stats(c: &cri::ContainerStatus) -> cri::ContainerStats {
+fn fake_stats(c: &cri::ContainerStatus, timestamp: i64) -> cri::ContainerStats {
     let running = c.state == cri::ContainerState::ContainerRunning as i32;
     let value = |v: u64| Some(cri::UInt64Value { value: v });
-    let timestamp = now_nanos();
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
             id: c.id.clone(),
@@ -1012,7 +1034,7 @@ fn sandbox_stats(state: &State, sandbox: &cri::PodSandboxStatus) -> cri::PodSand
         .containers
         .values()
         .filter(|(s, _)| *s == sandbox.id)
-        .map(|(_, c)| fake_stats(c))
+        .map(|(_, c)| fake_stats(c, state.now_nanos()))
         .collect();
     cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {
@@ -1135,7 +1157,7 @@ impl ImageService for Service {
         let count = u64::try_from(state.images.len()).unwrap_or(u64::MAX);
         Ok(Response::new(cri::ImageFsInfoResponse {
             image_filesystems: vec![cri::FilesystemUsage {
-                timestamp: now_nanos(),
+                timestamp: state.now_nanos(),
                 fs_id: Some(cri::FilesystemIdentifier {
                     mountpoint: "/var/lib/fake-cri".into(),
                 }),

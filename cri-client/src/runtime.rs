@@ -6,14 +6,32 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_cri::v1 as cri;
 use kubelet_core::{
-    Container, ContainerConfig, ContainerEvents, ContainerFilter, ContainerStats, ContainerStatus,
-    ExecResult, FilesystemUsage, Image, ImageService, RegistryAuth, Result, Runtime, RuntimeStatus,
-    RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxStatus, StreamRequest,
+    Container, ContainerConfig, ContainerEvents, ContainerExec, ContainerFilter, ContainerStats,
+    ContainerStatus, ExecResult, FilesystemUsage, Image, ImageService, RegistryAuth, Result,
+    Runtime, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxStatus,
+    StreamRequest,
 };
 
 use crate::client::CriClient;
 use crate::convert;
 use crate::error::{Error, required};
+
+#[async_trait]
+impl ContainerExec for CriClient {
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult> {
+        let r = CriClient::exec_sync(self, container_id, command.to_vec(), timeout).await?;
+        Ok(ExecResult {
+            stdout: r.stdout,
+            stderr: r.stderr,
+            exit_code: r.exit_code,
+        })
+    }
+}
 
 #[async_trait]
 impl Runtime for CriClient {
@@ -101,20 +119,6 @@ impl Runtime for CriClient {
 
     async fn reopen_container_log(&self, container_id: &str) -> Result<()> {
         Ok(CriClient::reopen_container_log(self, container_id).await?)
-    }
-
-    async fn exec_sync(
-        &self,
-        container_id: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<ExecResult> {
-        let r = CriClient::exec_sync(self, container_id, command.to_vec(), timeout).await?;
-        Ok(ExecResult {
-            stdout: r.stdout,
-            stderr: r.stderr,
-            exit_code: r.exit_code,
-        })
     }
 
     async fn stream_url(&self, request: &StreamRequest) -> Result<String> {

@@ -70,24 +70,13 @@ const TEST_CGROUP: &str = "kubelet-rs-cri-test";
 /// Removes a pod cgroup that runc created as the parent of the pod's containers (the
 /// kubelet's job for real pods).
 fn remove_pod_cgroup(cgroup_parent: &str) {
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for controller in controllers.flatten() {
-        if controller.file_type().is_ok_and(|t| t.is_symlink()) {
-            continue;
-        }
-        let pod = controller
-            .path()
-            .join(cgroup_parent.trim_start_matches('/'));
-        if pod.exists()
-            && let Err(e) = std::fs::remove_dir(&pod)
-        {
-            eprintln!("cleanup: removing {}: {e}", pod.display());
-        }
-        // Other tests may still use the shared parent: failing here is expected.
-        let _ = std::fs::remove_dir(controller.path().join(TEST_CGROUP));
+    use kubelet_cgroups::CgroupManager;
+    let cgroups = kubelet_cgroups::Cgroupfs::host();
+    if let Err(e) = cgroups.remove(cgroup_parent) {
+        eprintln!("cleanup: {e}");
     }
+    // Other tests may still use the shared parent: failing here is expected.
+    let _ = cgroups.remove(TEST_CGROUP);
 }
 
 fn busybox(image: &str, name: &str, script: &str) -> ContainerConfig {

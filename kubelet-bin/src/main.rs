@@ -8,38 +8,30 @@
 //! status and Lease fresh, runs the pods bound to it, and reports their status, events and
 //! mirror pods to the API server.
 //!
-//! The kubelet API (see [`server`]) is served on `address:port` over HTTPS with
+//! The wiring is `kubelet-builder`'s (`Kubelet::builder()`); this binary parses flags and
+//! the configuration, sets up logging and connects to the CRI runtime.
+//!
+//! The kubelet API (`kubelet-server`) is served on `address:port` over HTTPS with
 //! authentication and authorization, and `/healthz` on `healthzBindAddress:healthzPort`.
 //!
 //! `--config` and `--config-dir` load a `KubeletConfiguration` (see [`config`]); flags
 //! typed on the command line override it.
 
-mod cluster;
 mod config;
 mod logging;
-mod node;
-mod system_cgroups;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use kubelet_builder::Kubelet;
 use kubelet_core::metrics::kubelet as metrics;
-use kubelet_core::{Backoff, Runtime};
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
-use kubelet_pod_manager::shutdown;
-use kubelet_pod_manager::source::{FileSource, UrlSource};
-use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
-use kubelet_pod_manager::{
-    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SyncContext,
-};
-use kubelet_probes::KubeletProber;
 
-use crate::config::{ConfigTaint, Effective, GoDuration};
+use crate::config::{ConfigTaint, GoDuration, Settings};
 
 /// Upstream kubelet's own OOM score: the kernel should kill pods before the node agent.
 const KUBELET_OOM_SCORE_ADJ: i32 = -999;
@@ -49,7 +41,7 @@ const KUBELET_OOM_SCORE_ADJ: i32 = -999;
 /// Flags that have a field in the configuration file override it only when given on the
 /// command line; their defaults are those of a kubelet started without `--config`.
 #[derive(Debug, Parser)]
-#[command(name = "kubelet", version = kubelet_node_agent::KUBELET_VERSION, about)]
+#[command(name = "kubelet", version = kubelet_builder::KUBELET_VERSION, about)]
 struct Flags {
     /// A KubeletConfiguration file (kubelet.config.k8s.io/v1beta1, YAML or JSON) to load
     /// the configuration from; flags given on the command line override it.
@@ -311,302 +303,63 @@ fn lower_own_oom_score() {
     }
 }
 
-/// Waits until the runtime answers, logging why it does not; a runtime that is down at
-/// start is a reason to wait, not to exit.
-async fn wait_for_runtime(runtime: &CriClient, endpoint: &str) -> kubelet_core::RuntimeVersion {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match Runtime::version(runtime).await {
-            Ok(version) => return version,
-            Err(e) => {
-                tracing::error!(endpoint, error = %e, "container runtime not available, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-async fn run(flags: Flags, cfg: Effective) -> anyhow::Result<()> {
-    if let Some(image_endpoint) = &cfg.image_service_endpoint
-        && image_endpoint != &cfg.container_runtime_endpoint
-    {
-        anyhow::bail!(
-            "imageServiceEndpoint {image_endpoint:?} differs from containerRuntimeEndpoint; \
-             a separate image service is not supported yet"
-        );
-    }
+/// Connects to the runtime and runs the kubelet until SIGTERM or Ctrl-C.
+async fn run(flags: Flags, cfg: Settings) -> anyhow::Result<()> {
     let timeouts = Timeouts {
         request: cfg.runtime_request_timeout,
         ..Timeouts::default()
     };
-    let runtime = CriClient::new(&cfg.container_runtime_endpoint, timeouts)
-        .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?;
-    let node_name = node::node_name(flags.hostname_override.as_deref())?;
-    let host_ips = node::node_ips(flags.node_ip.as_deref())?;
-    // As upstream, the client certificate is bootstrapped before the runtime is needed.
-    if let Some(bootstrap) = &flags.bootstrap_kubeconfig {
-        let kubeconfig = flags.kubeconfig.as_deref().context(
-            "--bootstrap-kubeconfig needs --kubeconfig: the path where the kubeconfig of the \
-             bootstrapped client certificate is written",
-        )?;
-        kubelet_node_agent::load_client_cert(kubeconfig, bootstrap, &flags.cert_dir, &node_name)
-            .await
-            .with_context(|| {
-                format!(
-                    "TLS bootstrapping with --bootstrap-kubeconfig {} failed",
-                    bootstrap.display()
-                )
-            })?;
-    }
-    let host_resolv_conf = match &cfg.resolv_conf {
-        Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_else(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read resolvConf; pods get no host DNS");
-            String::new()
-        }),
-        None => String::new(),
-    };
-
-    let version = wait_for_runtime(&runtime, &cfg.container_runtime_endpoint).await;
-    tracing::info!(
-        runtime = %version.runtime_name,
-        version = %version.runtime_version,
-        api = %version.runtime_api_version,
-        node = %node_name,
-        ips = ?host_ips,
-        "connected to the container runtime"
+    let runtime = Arc::new(
+        CriClient::new(&cfg.container_runtime_endpoint, timeouts)
+            .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?,
     );
-    match Runtime::status(&runtime).await {
-        Ok(status) => {
-            for condition in status.conditions.iter().filter(|c| !c.status) {
-                tracing::warn!(condition = %condition.condition_type, reason = %condition.reason, message = %condition.message, "runtime not ready");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
+    let mut builder = Kubelet::builder(cfg)
+        .runtime(runtime.clone(), runtime)
+        .root_dir(flags.root_dir)
+        .node_labels(flags.node_labels);
+    if let Some(name) = flags.hostname_override {
+        builder = builder.hostname_override(name);
     }
-
-    let server_settings = kubelet_server::Settings::from_config(
-        &cfg.config,
-        SocketAddr::new(cfg.address, cfg.port),
-        &flags.root_dir,
-        &node_name,
-        &host_ips,
-    )?;
-    let runtime: Arc<CriClient> = Arc::new(runtime);
-    let mut cluster = match &flags.kubeconfig {
-        Some(path) => Some(
-            cluster::Cluster::start(path, &flags, &cfg, &node_name, &host_ips, runtime.clone())
-                .await?,
-        ),
-        None => None,
-    };
-    let pod_cgroups =
-        system_cgroups::pod_cgroups(&cfg.config, node::milli_cpus(), node::memory_bytes())?;
-    let node = NodeContext {
-        node_name: node_name.clone(),
-        host_ips,
-        pod_logs_root: cfg.pod_logs_dir.clone(),
-        pods_dir: flags.root_dir.join("pods"),
-        cluster_dns: cfg.cluster_dns.clone(),
-        cluster_domain: cfg.cluster_domain.clone(),
-        host_resolv_conf,
-        resolv_conf_disabled: cfg.resolv_conf.is_none(),
-        allocatable_milli_cpu: node::milli_cpus(),
-        allocatable_memory: node::memory_bytes(),
-        memory_capacity: node::memory_bytes(),
-        thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
-        pod_cgroups: pod_cgroups.clone(),
-        ..NodeContext::default()
-    };
-    let volume_sources: Arc<dyn kubelet_core::VolumeSources> = match &cluster {
-        Some(c) => Arc::new(c.objects.clone()),
-        None => Arc::new(kubelet_core::NoVolumeSources),
-    };
-    let volumes = kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
-        .with_node_allocatable(node.allocatable());
-    let api_runtime: Arc<dyn Runtime> = runtime.clone();
-    let stats = Arc::new(kubelet_stats::StatsProvider::new(
-        runtime.clone(),
-        runtime.clone(),
-        kubelet_stats::StatsPaths {
-            root_dir: flags.root_dir.clone(),
-            pods_log_dir: cfg.pod_logs_dir.clone(),
-            ..kubelet_stats::StatsPaths::default()
-        },
-        node_name.clone(),
-    ));
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    let _system_cgroups = system_cgroups::spawn(
-        system_cgroups::Config {
-            kubelet: non_empty(&cfg.config.kubelet_cgroups),
-            system: non_empty(&cfg.config.system_cgroups),
-            runtime: flags.runtime_cgroups.clone().filter(|s| !s.is_empty()),
-        },
-        stats.clone(),
-    );
-    metrics::NODE_NAME.set(&[&node_name], 1.0);
-    let ctx = SyncContext {
-        runtime: runtime.clone(),
-        images: runtime.clone(),
-        node,
-        env_objects: match &cluster {
-            Some(c) => Arc::new(c.objects.clone()),
-            None => Arc::new(NoEnvObjects),
-        },
-        runtime_name: version.runtime_name.clone(),
-        crash_backoff: Mutex::new(Backoff::crash_loop()),
-        image_backoff: Mutex::new(Backoff::image_pull()),
-        prober: Some(Arc::new(KubeletProber::new(runtime))),
-        events: match &cluster {
-            Some(c) => Arc::new(c.events.clone()),
-            None => Arc::new(kubelet_core::NoEvents),
-        },
-        volumes: Arc::new(volumes),
-    };
-
-    let (updates, updates_rx) = tokio::sync::mpsc::channel(16);
-    let mut sources = Vec::new();
-    let mut source_kinds = Vec::new();
-    if let Some(path) = &cfg.static_pod_path {
-        let source = FileSource::new(path.clone(), node_name.clone())
-            .with_check_frequency(cfg.file_check_frequency);
-        sources.push(tokio::spawn(source.run(updates.clone())));
-        source_kinds.push(PodSource::File);
+    if let Some(ips) = flags.node_ip {
+        builder = builder.node_ips(ips);
     }
-    if let Some(url) = &cfg.static_pod_url {
-        let mut source = UrlSource::new(url.clone(), node_name.clone())
-            .context("staticPodURL (--manifest-url)")?
-            .with_check_frequency(cfg.http_check_frequency);
-        for (name, value) in &cfg.static_pod_url_headers {
-            source = source
-                .with_header(name, value)
-                .with_context(|| format!("staticPodURLHeader (--manifest-url-header) {name:?}"))?;
-        }
-        sources.push(tokio::spawn(source.run(updates.clone())));
-        source_kinds.push(PodSource::Http);
+    if let Some(path) = flags.kubeconfig {
+        builder = builder.kubeconfig(path);
     }
-    if let Some(c) = &cluster {
-        sources.push(tokio::spawn(c.pod_source().run(updates.clone())));
-        source_kinds.push(PodSource::Api);
+    if let Some(path) = flags.bootstrap_kubeconfig {
+        builder = builder.bootstrap_kubeconfig(path, flags.cert_dir);
     }
-    if sources.is_empty() {
-        tracing::warn!(
-            "no pod source configured (--kubeconfig, staticPodPath, staticPodURL): no pods will run"
-        );
+    if let Some(cgroup) = flags.runtime_cgroups {
+        builder = builder.runtime_cgroups(cgroup);
     }
-    drop(updates);
-
-    let pods = Arc::new(match &cluster {
-        Some(c) => LocalPods::forwarding_to(Arc::new(c.status.clone())),
-        None => LocalPods::new(),
-    });
-    let _qos_updates =
-        pod_cgroups.map(|settings| system_cgroups::spawn_qos_updates(settings, pods.clone()));
-    let manager = PodManager::new(
-        Arc::new(ctx),
-        pods.clone(),
-        ManagerConfig {
-            resync_period: cfg.sync_frequency,
-            sources: source_kinds,
-            log_rotation: Some(LogRotation {
-                max_size: cfg.container_log_max_size,
-                max_files: cfg.container_log_max_files,
-                interval: cfg.container_log_monitor_interval,
-            }),
-            ..ManagerConfig::default()
-        },
-    );
-    if let Some(c) = &cluster {
-        c.objects.poke_pods_on_change(manager.poker());
-    }
-    let node_shutdown = manager.node_shutdown();
-    let node_agent = cluster
-        .as_mut()
-        .and_then(cluster::Cluster::take_node_agent)
-        .map(|agent| tokio::spawn(agent.with_shutdown(node_shutdown.clone()).run()));
-    let shutdown_periods = shutdown::shutdown_periods(
-        cfg.config
-            .shutdown_grace_period
-            .to_std()
-            .unwrap_or_default(),
-        cfg.config
-            .shutdown_grace_period_critical_pods
-            .to_std()
-            .unwrap_or_default(),
-        &cfg.config
-            .shutdown_grace_period_by_pod_priority
-            .iter()
-            .map(|p| shutdown::ShutdownPeriod {
-                priority: p.priority,
-                grace_seconds: p.shutdown_grace_period_seconds,
-            })
-            .collect::<Vec<_>>(),
-    );
-    let shutdown_manager = (!shutdown_periods.is_empty()).then(|| {
-        tokio::spawn(
-            kubelet_node_agent::ShutdownManager::new(shutdown_periods, node_shutdown).run(),
-        )
-    });
-    let mut manager = tokio::spawn(manager.run(updates_rx));
-    let configz = Arc::new(config::configz_json(&cfg).to_string());
-    let mut servers = tokio::task::JoinSet::new();
-    let endpoints = kubelet_server::Endpoints {
-        pods,
-        configz,
-        runtime: api_runtime,
-        pod_logs_dir: cfg.pod_logs_dir.clone(),
-        stats,
-        node_logs_dir: PathBuf::from("/var/log"),
-    };
-    if let Some(port) = cfg.read_only_port {
-        servers.spawn(kubelet_server::serve_read_only(
-            SocketAddr::new(cfg.address, port),
-            endpoints.clone(),
-        ));
-    }
-    if let Some(address) = server_settings.healthz {
-        servers.spawn(kubelet_server::serve_healthz(address));
-    }
-    if server_settings.address.is_some() {
-        let client = cluster.as_ref().map(cluster::Cluster::client);
-        servers.spawn(kubelet_server::serve_api(
-            server_settings,
-            endpoints,
-            client,
-        ));
-    }
-
+    let kubelet = builder.build().await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        _ = terminate.recv() => Ok(()),
-        served = async {
-            match servers.join_next().await {
-                Some(served) => served,
-                None => std::future::pending().await,
-            }
-        } => match served {
-            Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(())) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("a server stopped: {e}")),
-        },
-        _ = &mut manager => Ok(()),
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
-    // Stopping leaves the pods running: the next kubelet adopts them.
-    tracing::info!("stopping; pods keep running");
-    for source in sources {
-        source.abort();
+    kubelet.run(stop).await?;
+    Ok(())
+}
+
+/// An error and its causes on one line, each cause left out when the message before it
+/// already says it (the libraries' messages name their source).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
     }
-    manager.abort();
-    servers.abort_all();
-    if let Some(agent) = node_agent {
-        agent.abort();
-    }
-    if let Some(task) = shutdown_manager {
-        task.abort();
-    }
-    outcome
+    line
 }
 
 fn main() -> ExitCode {
@@ -616,7 +369,7 @@ fn main() -> ExitCode {
     let cfg = match config::resolve(&flags, &matches) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("kubelet: {e:#}");
+            eprintln!("kubelet: {}", error_chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -646,7 +399,7 @@ fn main() -> ExitCode {
     match tokio.block_on(run(flags, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubelet: {e:#}");
+            eprintln!("kubelet: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -697,8 +697,8 @@ struct RemoveCgroup(&'static str);
 
 impl Drop for RemoveCgroup {
     fn drop(&mut self) {
-        let root = std::path::Path::new("/sys/fs/cgroup");
-        if let Err(e) = kubelet_cgroups::remove_pod_cgroup(root, self.0) {
+        use kubelet_cgroups::CgroupManager;
+        if let Err(e) = kubelet_cgroups::Cgroupfs::host().remove(self.0) {
             eprintln!("removing cgroup {}: {e}", self.0);
         }
     }

@@ -219,8 +219,10 @@ fn a_valid_file_is_used_and_typed_flags_override_it() {
 #[test]
 fn a_cgroup_v1_host_is_refused_unless_fail_cgroupv1_is_false() {
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        eprintln!("skipped: this host uses cgroup v2, where failCgroupV1 has no effect");
-        return;
+        return kubelet_test_support::skip(
+            "a_cgroup_v1_host_is_refused_unless_fail_cgroupv1_is_false",
+            "this host uses cgroup v2, where failCgroupV1 has no effect",
+        );
     }
     // An endpoint the CRI client refuses: reaching it means the configuration passed.
     let endpoint = ["--container-runtime-endpoint", "tcp://127.0.0.1:1"];

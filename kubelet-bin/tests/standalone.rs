@@ -261,8 +261,10 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     }
 
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        eprintln!(
-            "skipped: the pod cgroup checks read cgroup v1 files (this VM's); v2 is covered by kubelet-cgroups' unit tests"
+        kubelet_test_support::skip(
+            "standalone_mode_runs_edits_adopts_and_removes_static_pods",
+            "the pod cgroup checks read cgroup v1 files (this VM's); v2 is covered by \
+             kubelet-cgroups' unit tests",
         );
     } else {
         // Pod cgroups: the QoS tiers, and each pod's own cgroup with the pod's limits, made

@@ -34,6 +34,7 @@
 //! ```
 
 mod backoff;
+mod clock;
 pub mod config;
 pub mod downward;
 mod error;
@@ -49,9 +50,11 @@ mod qos;
 mod quantity;
 mod runtime;
 mod status;
+pub mod validation;
 mod volume;
 
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use event::{EventRecorder, EventType, NoEvents, NodeEvent, PodEvent};
 pub use expansion::expand;
@@ -62,11 +65,12 @@ pub use qos::{QosClass, compute_pod_qos, pod_qos};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use runtime::{
     Capabilities, Container, ContainerConfig, ContainerEvent, ContainerEventKind, ContainerEvents,
-    ContainerFilter, ContainerMetadata, ContainerSecurity, ContainerState, ContainerStats,
-    ContainerStatus, DnsConfig, ExecResult, FilesystemUsage, Image, ImageService, LinuxResources,
-    LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping, Protocol,
-    RegistryAuth, Runtime, RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
-    SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, StreamRequest, StringMap,
+    ContainerExec, ContainerFilter, ContainerMetadata, ContainerSecurity, ContainerState,
+    ContainerStats, ContainerStatus, DnsConfig, ExecResult, FilesystemUsage, Image, ImageService,
+    LinuxResources, LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping,
+    Protocol, RegistryAuth, Runtime, RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox,
+    SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, StreamRequest,
+    StringMap,
 };
 pub use status::StatusReporter;
 pub use volume::{

@@ -595,11 +595,25 @@ pub struct ContainerEvent {
 pub type ContainerEvents =
     std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<ContainerEvent>> + Send>>;
 
+/// Running a command in a container: all that exec probes and exec hooks need of a
+/// runtime, so that their users (and test fakes) implement one method, not [`Runtime`].
+/// An `Arc<dyn Runtime>` converts to an `Arc<dyn ContainerExec>`.
+#[async_trait]
+pub trait ContainerExec: Send + Sync {
+    /// Runs a command in a container to completion, killing it after `timeout`.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult>;
+}
+
 /// Sandboxes, containers, exec and stats: what the pod manager asks of a container runtime.
 ///
 /// Held as `Arc<dyn Runtime>`; every method names its object in the error it returns.
 #[async_trait]
-pub trait Runtime: Send + Sync {
+pub trait Runtime: ContainerExec + Send + Sync {
     /// Name and version of the runtime.
     async fn version(&self) -> Result<RuntimeVersion>;
     /// Runtime and network readiness.
@@ -636,13 +650,6 @@ pub trait Runtime: Send + Sync {
     /// Asks the runtime to reopen a container's log file (after rotation).
     async fn reopen_container_log(&self, container_id: &str) -> Result<()>;
 
-    /// Runs a command in a container to completion, killing it after `timeout`.
-    async fn exec_sync(
-        &self,
-        container_id: &str,
-        command: &[String],
-        timeout: Duration,
-    ) -> Result<ExecResult>;
     /// Prepares a streaming exec, attach or port-forward; returns the URL to proxy.
     async fn stream_url(&self, request: &StreamRequest) -> Result<String>;
 

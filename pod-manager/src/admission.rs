@@ -36,7 +36,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kubelet_core::{Quantity, QuantityError, pod_qos};
 
 use crate::source::CONFIG_SOURCE_ANNOTATION;
-use crate::source::validation::{label_key_errors, label_value_errors};
+use kubelet_core::validation::{label_value_errors, qualified_name_errors as label_key_errors};
 
 /// Upstream's `runtime.GOOS`: this kubelet runs on Linux only.
 const NODE_OS: &str = "linux";

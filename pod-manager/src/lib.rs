@@ -35,6 +35,7 @@
 //! ```
 
 pub mod admission;
+mod clock;
 mod error;
 mod hooks;
 mod local;
@@ -52,6 +53,7 @@ pub mod status;
 pub mod streaming;
 mod sync;
 
+pub use clock::TokioClock;
 pub use error::{Error, Result};
 pub use local::LocalPods;
 pub use logs::LogRotation;

@@ -374,9 +374,10 @@ impl Drop for Worker {
     }
 }
 
-/// The current time as an API timestamp.
-pub(crate) fn now() -> Timestamp {
-    let nanos = SystemTime::now()
+/// `clock`'s current time as an API timestamp.
+pub(crate) fn now(clock: &dyn kubelet_core::Clock) -> Timestamp {
+    let nanos = clock
+        .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
@@ -414,7 +415,7 @@ async fn pod_worker(
     let mut last_status: Option<PodStatus> = None;
     let mut probes = PodProbes::default();
     let mut deadline_exceeded = false;
-    let mut startup = StartupTracker::new();
+    let mut startup = StartupTracker::new(ctx.clock.now());
     let mut last_pod: Option<Pod> = None;
     let mut shut_down = false;
     loop {
@@ -485,7 +486,7 @@ async fn pod_worker(
                 .filter(|&nanos| nanos > 0)
                 .min()
                 .and_then(|nanos| Timestamp::from_nanosecond(i128::from(nanos)).ok())
-                .unwrap_or_else(now)
+                .unwrap_or_else(|| now(ctx.clock.as_ref()))
         });
         let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
         let start_time = Time(started);
@@ -500,10 +501,10 @@ async fn pod_worker(
                 host_ips: &host_ips,
                 start_time: Some(&start_time),
                 previous: None,
-                now: now(),
+                now: now(ctx.clock.as_ref()),
                 probes: &Default::default(),
             });
-            startup.observe(&pod, None, &status, None);
+            startup.observe(&pod, None, &status, None, ctx.clock.now());
             match reporter.report(&pod, &status).await {
                 Ok(()) => last_status = Some(status),
                 Err(e) => warn!(error = %e, "reporting the pod's status"),
@@ -524,7 +525,7 @@ async fn pod_worker(
                         host_ips: &host_ips,
                         start_time: Some(&start_time),
                         previous: last_status.as_ref(),
-                        now: now(),
+                        now: now(ctx.clock.as_ref()),
                         probes: &Default::default(),
                     })
                 })
@@ -543,7 +544,7 @@ async fn pod_worker(
 
         let mut outcome = crate::sync::SyncOutcome::default();
         let mut killed_unhealthy = false;
-        if !deadline_exceeded && past_active_deadline(&pod, started, now()) {
+        if !deadline_exceeded && past_active_deadline(&pod, started, now(ctx.clock.as_ref())) {
             info!("pod passed its activeDeadlineSeconds, killing it");
             deadline_exceeded = true;
         }
@@ -596,7 +597,7 @@ async fn pod_worker(
                 .ready_sandbox()
                 .map(|s| s.ip.clone())
                 .unwrap_or_default();
-            probes.reconcile(prober, &ctx.events, &pod, &after, &pod_ip, &poke);
+            probes.reconcile(&ctx, prober, &pod, &after, &pod_ip, &poke);
         }
         let verdicts = probes.verdicts(&pod, &after);
         let mut status = pod_status(&StatusInputs {
@@ -607,7 +608,7 @@ async fn pod_worker(
             host_ips: &host_ips,
             start_time: Some(&start_time),
             previous: last_status.as_ref(),
-            now: now(),
+            now: now(ctx.clock.as_ref()),
             probes: &verdicts,
         });
         if deadline_exceeded {
@@ -616,7 +617,13 @@ async fn pod_worker(
             status.message =
                 Some("Pod was active on the node longer than the specified deadline".to_owned());
         }
-        startup.observe(&pod, last_status.as_ref(), &status, outcome.pulling);
+        startup.observe(
+            &pod,
+            last_status.as_ref(),
+            &status,
+            outcome.pulling,
+            ctx.clock.now(),
+        );
         if last_status.as_ref() != Some(&status) {
             debug!(phase = ?status.phase, "pod status changed");
             match reporter.report(&pod, &status).await {
@@ -637,13 +644,16 @@ async fn pod_worker(
         if let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds)
             && !deadline_exceeded
         {
-            let left = u64::try_from(deadline)
-                .unwrap_or(0)
-                .saturating_sub(now().duration_since(started).as_secs().unsigned_abs());
+            let left = u64::try_from(deadline).unwrap_or(0).saturating_sub(
+                now(ctx.clock.as_ref())
+                    .duration_since(started)
+                    .as_secs()
+                    .unsigned_abs(),
+            );
             sleep = sleep.min(Duration::from_secs(left));
         }
         if let Some(at) = outcome.wake_at {
-            let until = at.duration_since(SystemTime::now()).unwrap_or_default();
+            let until = at.duration_since(ctx.clock.now()).unwrap_or_default();
             sleep = sleep.min(until + Duration::from_millis(50));
         }
         if !wait(&mut desired, &poke, sleep).await {
@@ -781,7 +791,7 @@ async fn shut_down_pod(
         status: "True".to_owned(),
         reason: Some("TerminationByKubelet".to_owned()),
         message: Some(NODE_SHUTDOWN_MESSAGE.to_owned()),
-        last_transition_time: Some(Time(now())),
+        last_transition_time: Some(Time(now(ctx.clock.as_ref()))),
         ..PodCondition::default()
     });
     status
@@ -800,9 +810,9 @@ struct StartupTracker {
 }
 
 impl StartupTracker {
-    fn new() -> Self {
+    fn new(now: SystemTime) -> Self {
         Self {
-            first_seen: SystemTime::now(),
+            first_seen: now,
             pulling: None,
             running_recorded: false,
             saw_starting: false,
@@ -816,6 +826,7 @@ impl StartupTracker {
         previous: Option<&PodStatus>,
         status: &PodStatus,
         pulling: Option<(SystemTime, SystemTime)>,
+        now: SystemTime,
     ) {
         if let Some((first, last)) = pulling {
             self.pulling = Some(match self.pulling {
@@ -824,7 +835,6 @@ impl StartupTracker {
             });
         }
         let phase = |s: Option<&PodStatus>| s.and_then(|s| s.phase.clone());
-        let now = SystemTime::now();
         if !self.running_recorded && phase(Some(status)).as_deref() == Some("Running") {
             self.running_recorded = true;
             // A pod already running when first seen (a restarted kubelet) is not starting.
@@ -991,7 +1001,9 @@ async fn relist_loop(
             let _ = orphans.try_send(known);
         }
         metrics::PLEG_RELIST_DURATION.observe(&[], relist_started.elapsed().as_secs_f64());
-        let now = SystemTime::now()
+        let now = ctx
+            .clock
+            .now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         metrics::PLEG_LAST_SEEN.set(&[], now.as_secs_f64());

@@ -2,21 +2,21 @@
 //! container manager (`EnsureExists`) makes it with `cgroupsPerQOS` and the cgroupfs
 //! driver.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kubelet_cgroups::tree::{PodResources, apply, exists, pod_resource_config};
+use kubelet_cgroups::CgroupManager;
+use kubelet_cgroups::tree::{PodResources, pod_resource_config};
 use kubelet_core::{PodRef, pod_qos};
 
 use crate::admission::{pod_limits, pod_requests};
 use crate::{Error, Result};
 
-/// How pod cgroups are kept; `None` in [`NodeContext`](crate::spec::NodeContext) leaves
-/// them to the runtime (`cgroupsPerQOS: false`, or tests).
+/// How pod cgroups are sized; `None` in [`NodeContext`](crate::spec::NodeContext) leaves
+/// them to the runtime (`cgroupsPerQOS: false`, or tests). They are made through the
+/// [`SyncContext`](crate::SyncContext)'s cgroup manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodCgroupSettings {
-    /// The cgroup mount root (`/sys/fs/cgroup`).
-    pub root: PathBuf,
     /// `cpuCFSQuota`: enforce CPU limits with a CFS quota.
     pub cpu_cfs_quota: bool,
     /// `cpuCFSQuotaPeriod` in microseconds.
@@ -68,7 +68,11 @@ pub fn pod_resources(pod: &Pod) -> Result<PodResources> {
 }
 
 /// Makes the pod's cgroup with its limits unless it exists.
-pub async fn ensure(settings: &PodCgroupSettings, pod: &Pod) -> Result<()> {
+pub async fn ensure(
+    cgroups: &Arc<dyn CgroupManager>,
+    settings: &PodCgroupSettings,
+    pod: &Pod,
+) -> Result<()> {
     let uid = PodRef::of(pod).uid;
     let qos = pod_qos(pod);
     let name = kubelet_cgroups::pod_cgroupfs_path(qos, &uid);
@@ -79,12 +83,12 @@ pub async fn ensure(settings: &PodCgroupSettings, pod: &Pod) -> Result<()> {
         settings.cpu_cfs_quota_period_us,
         Some(settings.pod_pids_limit),
     );
-    let root = settings.root.clone();
+    let cgroups = cgroups.clone();
     let made = tokio::task::spawn_blocking(move || {
-        if exists(&root, &name) {
+        if cgroups.exists(&name) {
             return Ok(());
         }
-        apply(&root, &name, &config)
+        cgroups.apply(&name, &config)
     })
     .await;
     let reason = match made {
@@ -131,8 +135,9 @@ spec:
         for controller in ["cpu", "memory"] {
             std::fs::create_dir_all(dir.path().join(controller)).expect("mkdir");
         }
+        let cgroups: Arc<dyn CgroupManager> =
+            Arc::new(kubelet_cgroups::Cgroupfs::detect(dir.path()));
         let settings = PodCgroupSettings {
-            root: dir.path().to_owned(),
             cpu_cfs_quota: true,
             cpu_cfs_quota_period_us: 100_000,
             pod_pids_limit: -1,
@@ -144,9 +149,9 @@ spec:
   - name: a
     resources: {requests: {cpu: 250m, memory: 16Mi}, limits: {memory: 32Mi}}
 "#);
-        ensure(&settings, &p).await.expect("ensure");
+        ensure(&cgroups, &settings, &p).await.expect("ensure");
         let pod_dir = |c: &str| dir.path().join(c).join("kubepods/burstable/podu-2");
-        let read = |path: PathBuf| std::fs::read_to_string(path).expect("read");
+        let read = |path: std::path::PathBuf| std::fs::read_to_string(path).expect("read");
         assert_eq!(read(pod_dir("cpu").join("cpu.shares")), "256");
         assert_eq!(
             read(pod_dir("memory").join("memory.limit_in_bytes")),
@@ -158,7 +163,7 @@ spec:
         );
         // An existing cgroup is left as it is.
         std::fs::write(pod_dir("cpu").join("cpu.shares"), "999").expect("write");
-        ensure(&settings, &p).await.expect("again");
+        ensure(&cgroups, &settings, &p).await.expect("again");
         assert_eq!(read(pod_dir("cpu").join("cpu.shares")), "999");
     }
 }

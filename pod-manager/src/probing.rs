@@ -184,8 +184,8 @@ impl PodProbes {
     /// no longer run. Liveness and readiness wait for a startup probe to succeed.
     pub fn reconcile(
         &mut self,
+        ctx: &crate::SyncContext,
         prober: &Arc<dyn Prober>,
-        events: &Arc<dyn EventRecorder>,
         pod: &Pod,
         snapshot: &RuntimeSnapshot,
         pod_ip: &str,
@@ -244,12 +244,12 @@ impl PodProbes {
                     container_name: container.name.clone(),
                     container_id: id.to_owned(),
                 };
-                let started_at = tokio_instant_of(instance.started_at);
+                let started_at = tokio_instant_of(instance.started_at, ctx.clock.now());
                 let results = self.results.clone();
                 let poke = poke.clone();
                 let prober: Arc<dyn Prober> = Arc::new(EventingProber {
                     inner: prober.clone(),
-                    events: events.clone(),
+                    events: ctx.events.clone(),
                     field_path: crate::sync::container_field_path(pod, &container.name),
                 });
                 let result_key = key.clone();
@@ -315,14 +315,13 @@ impl PodProbes {
     }
 }
 
-/// The monotonic instant a container started at, from its wall-clock start time.
-fn tokio_instant_of(started_at_nanos: i64) -> tokio::time::Instant {
+/// The monotonic instant a container started at, from its wall-clock start time and the
+/// wall-clock time `now`.
+fn tokio_instant_of(started_at_nanos: i64, now_wall: SystemTime) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let started = u64::try_from(started_at_nanos)
         .map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let ago = SystemTime::now()
-        .duration_since(started)
-        .unwrap_or_default();
+    let ago = now_wall.duration_since(started).unwrap_or_default();
     now.checked_sub(ago).unwrap_or(now)
 }

@@ -56,6 +56,13 @@ pub struct SyncContext {
     pub events: Arc<dyn EventRecorder>,
     /// Sets up the pods' volumes before their containers start, and tears them down.
     pub volumes: Arc<VolumeManager>,
+    /// What "now" is for back-off, pod start and status times ([`SystemClock`](kubelet_core::SystemClock)
+    /// in a kubelet; a clock following tokio's paused time in tests).
+    pub clock: Arc<dyn kubelet_core::Clock>,
+    /// The node's cgroups: each pod's own cgroup is made there (with
+    /// [`NodeContext::pod_cgroups`](crate::spec::NodeContext)) and removed with the pod;
+    /// `None` leaves pod cgroups alone (tests on a fake runtime).
+    pub cgroups: Option<Arc<dyn kubelet_cgroups::CgroupManager>>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -224,7 +231,7 @@ pub async fn sync_pod(
         Err(e) => {
             warn!(error = %e, "setting up the pod's volumes");
             pod_event(ctx, pod, EventType::Warning, "FailedMount", e.to_string());
-            outcome.wake(SystemTime::now() + VOLUME_RETRY);
+            outcome.wake(ctx.clock.now() + VOLUME_RETRY);
             return Ok(outcome);
         }
     };
@@ -266,8 +273,8 @@ pub async fn sync_pod(
                     }
                 }
             }
-            if let Some(settings) = &ctx.node.pod_cgroups {
-                crate::pod_cgroup::ensure(settings, pod).await?;
+            if let (Some(settings), Some(cgroups)) = (&ctx.node.pod_cgroups, &ctx.cgroups) {
+                crate::pod_cgroup::ensure(cgroups, settings, pod).await?;
             }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
             let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
@@ -415,7 +422,7 @@ async fn start_or_back_off(
     let restart_count = latest.map_or(0, |l| restart_count(l) + 1);
     if let Some(exited) = latest.filter(|l| l.container.state == ContainerState::Exited) {
         let finished = system_time(exited.finished_at);
-        let now = SystemTime::now();
+        let now = ctx.clock.now();
         let key = crash_key(pod, container);
         let mut backoff = lock(&ctx.crash_backoff);
         if backoff.is_in_backoff_since(&key, finished, now) {
@@ -653,7 +660,7 @@ async fn ensure_image(
         }
     }
     let key = format!("{}_{image}", PodRef::of(pod).uid);
-    let now = SystemTime::now();
+    let now = ctx.clock.now();
     {
         let backoff = lock(&ctx.image_backoff);
         if backoff.is_in_backoff_since(&key, now, now) {
@@ -682,9 +689,9 @@ async fn ensure_image(
         format!("Pulling image {image:?}"),
     );
     let started = std::time::Instant::now();
-    let pull_started = SystemTime::now();
+    let pull_started = ctx.clock.now();
     let pulled = pull_with_secrets(ctx, pod, image, sandbox_config).await;
-    let pull_ended = SystemTime::now();
+    let pull_ended = ctx.clock.now();
     outcome.pulling = Some(match outcome.pulling {
         Some((first, last)) => (first.min(pull_started), last.max(pull_ended)),
         None => (pull_started, pull_ended),
@@ -812,7 +819,9 @@ async fn container_mounts(
     }
     let uid = PodRef::of(pod).uid;
     // A fresh file per instance, so a restarted container does not see the old message.
-    let nanos = SystemTime::now()
+    let nanos = ctx
+        .clock
+        .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
@@ -1008,7 +1017,9 @@ pub async fn terminate_pod(
         }
     }
     let uid = PodRef::of(pod).uid;
-    remove_pod_cgroups(&uid).await;
+    if let Some(cgroups) = &ctx.cgroups {
+        remove_pod_cgroups(cgroups, &uid).await;
+    }
     // Never remove the pod's directory through a mount that is still there.
     ctx.volumes
         .tear_down_pod(&uid)
@@ -1032,19 +1043,16 @@ pub async fn terminate_pod(
 
 /// Removes the pod's cgroup, which runc created as its containers' parent. Every QoS
 /// tier is tried: a pod known only from the runtime (an orphan) has no spec to tell.
-async fn remove_pod_cgroups(uid: &str) {
-    let uid = uid.to_owned();
+async fn remove_pod_cgroups(cgroups: &Arc<dyn kubelet_cgroups::CgroupManager>, uid: &str) {
+    let (cgroups, uid) = (cgroups.clone(), uid.to_owned());
     let removed = tokio::task::spawn_blocking(move || {
-        let root = std::path::Path::new(kubelet_cgroups::CGROUP_ROOT);
         [
             kubelet_core::QosClass::Guaranteed,
             kubelet_core::QosClass::Burstable,
             kubelet_core::QosClass::BestEffort,
         ]
         .into_iter()
-        .try_for_each(|qos| {
-            kubelet_cgroups::remove_pod_cgroup(root, &kubelet_cgroups::pod_cgroupfs_path(qos, &uid))
-        })
+        .try_for_each(|qos| cgroups.remove(&kubelet_cgroups::pod_cgroupfs_path(qos, &uid)))
     })
     .await;
     match removed {

@@ -132,6 +132,9 @@ fn start_with(
             dirs.path().join("pods"),
             Arc::new(kubelet_core::NoVolumeSources),
         )),
+        clock: Arc::new(kubelet_core::SystemClock),
+        // Pods' cgroups are runc's on the real host; the kubelet removes them.
+        cgroups: Some(Arc::new(kubelet_cgroups::Cgroupfs::host())),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::Backoff;
 use kubelet_cri_client::{CriClient, FakeCriServer, FakeImage, Timeouts};
 use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
-    LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+    LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext, TokioClock,
 };
 use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
@@ -30,6 +30,21 @@ fn start(fake: FakeCriServer) -> Harness {
 }
 
 fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
+    // Back-off cut down so that wall-clock tests stay short; the paused-time test uses
+    // upstream's.
+    let quick = Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_millis(800),
+        Duration::from_secs(600),
+    );
+    start_with(fake, relist_period, quick)
+}
+
+/// A pod manager on `fake` whose clock, and the fake runtime's, follow tokio's time (real
+/// time, or virtual time under `start_paused`).
+fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backoff) -> Harness {
+    let clock: Arc<dyn kubelet_core::Clock> = Arc::new(TokioClock::new());
+    let fake = fake.with_clock(clock.clone());
     let client: CriClient = fake.client(Timeouts::default());
     let client_for_probes = client.clone();
     let dirs = tempfile::tempdir().expect("temp dir");
@@ -50,11 +65,7 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
         },
         env_objects: Arc::new(NoEnvObjects),
         runtime_name: "fake".into(),
-        crash_backoff: Mutex::new(Backoff::new(
-            Duration::from_millis(200),
-            Duration::from_millis(800),
-            Duration::from_secs(600),
-        )),
+        crash_backoff: Mutex::new(crash_backoff),
         image_backoff: Mutex::new(Backoff::new(
             Duration::from_millis(200),
             Duration::from_millis(800),
@@ -66,6 +77,9 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
             dirs.path().join("pods"),
             Arc::new(kubelet_core::NoVolumeSources),
         )),
+        clock,
+        // A fake runtime makes no cgroups: leave the host's alone.
+        cgroups: None,
     };
     let pods = Arc::new(LocalPods::new());
     let manager = PodManager::new(
@@ -126,7 +140,17 @@ async fn send(h: &Harness, pods: Vec<Pod>) {
 
 /// Waits until `check` passes on the published pods (the manager works asynchronously).
 async fn eventually(h: &Harness, what: &str, check: impl Fn(&[Pod]) -> bool) {
-    for _ in 0..200 {
+    eventually_within(h, what, Duration::from_secs(5), check).await;
+}
+
+/// [`eventually`] for at most `limit` (of virtual time under `start_paused`).
+async fn eventually_within(
+    h: &Harness,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&[Pod]) -> bool,
+) {
+    for _ in 0..limit.as_millis() / 25 {
         if check(&h.pods.pods()) {
             return;
         }
@@ -184,13 +208,15 @@ async fn runs_init_containers_in_order_then_the_app() {
     )
     .await;
 
-    // The first init container runs alone; the app waits in PodInitializing.
-    eventually(&h, "init-a running", |pods| phase(pods, "web") == "Pending").await;
+    // The first init container runs alone; the app waits in PodInitializing. (The pod is
+    // Pending from its first status on, before anything started: wait for the start.)
+    eventually(&h, "init-a running", |pods| {
+        container_calls(&h.fake, "StartContainer") == 1
+            && phase(pods, "web") == "Pending"
+            && waiting_reason(pods, "web", "app").as_deref() == Some("PodInitializing")
+    })
+    .await;
     assert_eq!(container_calls(&h.fake, "StartContainer"), 1);
-    assert_eq!(
-        waiting_reason(&h.pods.pods(), "web", "app").as_deref(),
-        Some("PodInitializing")
-    );
 
     // Each init container that succeeds lets the next one start.
     for expected_starts in [2, 3] {
@@ -254,47 +280,74 @@ async fn a_failing_init_container_blocks_the_app_and_fails_a_never_pod() {
     h.manager.abort();
 }
 
-#[tokio::test]
-async fn crashing_containers_back_off_and_restart() {
+/// The app container's status in the published pods.
+fn app_status(pods: &[Pod]) -> Option<ContainerStatus> {
+    pods.first()?
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
+}
+
+/// Seconds between the last exit of the app container and its current start, as the
+/// published status says them (the API's one-second precision).
+fn restart_delay_seconds(status: &ContainerStatus) -> Option<i64> {
+    let started = status
+        .state
+        .as_ref()?
+        .running
+        .as_ref()?
+        .started_at
+        .as_ref()?;
+    let finished = status
+        .last_state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .finished_at
+        .as_ref()?;
+    Some(started.0.as_second() - finished.0.as_second())
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_loop_back_off_waits_upstreams_delays_in_virtual_time() {
     let fake = FakeCriServer::start();
     fake.add_registry_image(FakeImage::public(IMAGE));
-    let h = start(fake);
+    let h = start_with(fake, Duration::from_millis(50), Backoff::crash_loop());
     send(
         &h,
         vec![pod("crash", "u-crash", &[], &[("app", "exit 1")], "Always")],
     )
     .await;
     eventually(&h, "running", |pods| phase(pods, "crash") == "Running").await;
-
-    // First exit: restarted at once (no back-off yet).
-    let first = h.fake.container_ids()[0].clone();
-    assert!(h.fake.exit_container(&first, 1));
-    eventually(&h, "restarted", |_| {
-        container_calls(&h.fake, "StartContainer") == 2
-    })
-    .await;
-
-    // Second exit: CrashLoopBackOff for 200 ms, then a restart with restartCount 2.
-    let second = h.fake.container_ids().last().expect("second").clone();
-    assert!(h.fake.exit_container(&second, 1));
-    eventually(&h, "back-off", |pods| {
-        waiting_reason(pods, "crash", "app").as_deref() == Some("CrashLoopBackOff")
-    })
-    .await;
-    eventually(&h, "restarted after back-off", |_| {
-        container_calls(&h.fake, "StartContainer") == 3
-    })
-    .await;
-    eventually(&h, "restart count", |pods| {
-        pods[0]
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .is_some_and(|c| c[0].restart_count == 2)
-    })
-    .await;
+    // Upstream: the first exit restarts at once, then 10 s, 20 s, 40 s between restarts.
+    for (restarts, delay) in [(1, 0), (2, 10), (3, 20), (4, 40)] {
+        let running = h.fake.container_ids().last().expect("running").clone();
+        assert!(h.fake.exit_container(&running, 1));
+        if delay > 0 {
+            eventually(&h, "back-off", |pods| {
+                waiting_reason(pods, "crash", "app").as_deref() == Some("CrashLoopBackOff")
+            })
+            .await;
+        }
+        eventually_within(&h, "restarted", Duration::from_secs(60), |pods| {
+            app_status(pods).is_some_and(|s| {
+                s.restart_count == restarts
+                    && s.state.as_ref().is_some_and(|st| st.running.is_some())
+            })
+        })
+        .await;
+        let status = app_status(&h.pods.pods()).expect("status");
+        let seconds = restart_delay_seconds(&status).expect("started after an exit");
+        assert!(
+            (delay..=delay + 1).contains(&seconds),
+            "restart {restarts}: {seconds} s after the exit, upstream waits {delay} s"
+        );
+    }
     // Only the newest exited instance is kept besides the running one.
-    eventually(&h, "old instance removed", |_| {
+    eventually(&h, "old instances removed", |_| {
         h.fake.container_ids().len() == 2
     })
     .await;

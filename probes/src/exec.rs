@@ -3,7 +3,7 @@
 use kubelet_core::go_duration;
 use std::time::Duration;
 
-use kubelet_core::{ExecResult, ProbeOutcome, Result, Runtime, RuntimeErrorKind};
+use kubelet_core::{ContainerExec, ExecResult, ProbeOutcome, Result, RuntimeErrorKind};
 
 /// Upstream's `maxReadLength`: at most 10 KiB of the command's output is kept.
 const MAX_OUTPUT: usize = 10 * 1024;
@@ -12,7 +12,7 @@ const MAX_OUTPUT: usize = 10 * 1024;
 /// command's output (stdout then stderr, at most 10 KiB). A runtime deadline is a failure
 /// with upstream's text; other runtime errors are returned (upstream's `Unknown`).
 pub(crate) async fn probe(
-    runtime: &dyn Runtime,
+    runtime: &dyn ContainerExec,
     container_id: &str,
     command: &[String],
     timeout: Duration,

@@ -18,11 +18,11 @@
 //! use std::sync::Arc;
 //!
 //! use k8s_openapi::api::core::v1::Container;
-//! use kubelet_core::{ProbeKind, ProbeTarget, Runtime};
+//! use kubelet_core::{ContainerExec, ProbeKind, ProbeTarget};
 //! use kubelet_probes::{KubeletProber, ProbeResult, prepare_probe, run_probe_loop};
 //!
 //! async fn watch_readiness(
-//!     runtime: Arc<dyn Runtime>,
+//!     runtime: Arc<dyn ContainerExec>,
 //!     container: &Container,
 //!     target: ProbeTarget,
 //! ) -> kubelet_core::Result<()> {

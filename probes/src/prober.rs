@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubelet_core::{Error, ProbeKind, ProbeOutcome, ProbeTarget, Prober, Result, Runtime};
+use kubelet_core::{ContainerExec, Error, ProbeKind, ProbeOutcome, ProbeTarget, Prober, Result};
 
 use crate::{exec, http, tcp};
 
@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_TIMEOUT_SECONDS: i32 = 1;
 /// that still names a port makes [`Prober::probe`] return [`Error::Probe`].
 #[derive(Clone)]
 pub struct KubeletProber {
-    runtime: Arc<dyn Runtime>,
+    runtime: Arc<dyn ContainerExec>,
 }
 
 impl std::fmt::Debug for KubeletProber {
@@ -36,7 +36,7 @@ impl std::fmt::Debug for KubeletProber {
 
 impl KubeletProber {
     /// A prober that runs exec probes through `runtime`.
-    pub fn new(runtime: Arc<dyn Runtime>) -> Self {
+    pub fn new(runtime: Arc<dyn ContainerExec>) -> Self {
         Self { runtime }
     }
 

@@ -14,25 +14,7 @@ use crate::time::Time;
 /// Limits above this are "unlimited" (upstream's `isMemoryUnlimited`).
 const MAX_MEMORY_SIZE: u64 = 1 << 62;
 
-/// Which cgroup hierarchy the machine uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupVersion {
-    /// One hierarchy per controller (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/cpuacct`, ...).
-    V1,
-    /// The unified hierarchy.
-    V2,
-}
-
-impl CgroupVersion {
-    /// v2 when the root has `cgroup.controllers`, else v1.
-    pub fn detect(cgroup_root: &Path) -> Self {
-        if cgroup_root.join("cgroup.controllers").is_file() {
-            Self::V2
-        } else {
-            Self::V1
-        }
-    }
-}
+pub use kubelet_cgroups::CgroupVersion;
 
 /// Memory of a cgroup, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -81,6 +81,7 @@ pub struct StatsProvider {
     volumes: VolumeCache,
     system: RwLock<SystemCgroups>,
     kubelet_start: Time,
+    cgroups: Cgroups,
 }
 
 impl std::fmt::Debug for StatsProvider {
@@ -207,6 +208,7 @@ impl StatsProvider {
         Self {
             runtime,
             images,
+            cgroups: Cgroups::new(&paths.cgroup_root),
             paths: Arc::new(paths),
             node_name,
             cpu: Arc::new(CpuUsageCache::new()),
@@ -214,6 +216,13 @@ impl StatsProvider {
             system: RwLock::default(),
             kubelet_start: Time::now(),
         }
+    }
+
+    /// Reads cgroups where `cgroups` keeps them, in its hierarchy version, instead of
+    /// detecting them under [`StatsPaths::cgroup_root`].
+    pub fn with_cgroups(mut self, cgroups: &dyn kubelet_cgroups::CgroupManager) -> Self {
+        self.cgroups = Cgroups::with_version(cgroups.root(), cgroups.version());
+        self
     }
 
     /// Reports these cgroups as the `kubelet`, `runtime` and `misc` system containers
@@ -266,6 +275,7 @@ impl StatsProvider {
 
         let builder = Builder {
             paths: Arc::clone(&self.paths),
+            cgroups: self.cgroups.clone(),
             node_name: self.node_name.clone(),
             cpu: Arc::clone(&self.cpu),
             volumes: self.volumes.clone(),
@@ -322,6 +332,7 @@ impl StatsProvider {
 /// What a blocking thread needs to read the host and assemble the summary.
 struct Builder {
     paths: Arc<StatsPaths>,
+    cgroups: Cgroups,
     node_name: String,
     cpu: Arc<CpuUsageCache>,
     volumes: VolumeCache,
@@ -365,7 +376,7 @@ impl Builder {
     ) -> Result<(Summary, Vec<RefreshJob>)> {
         let paths = Arc::clone(&self.paths);
         let proc_root = paths.proc_root.as_path();
-        let cgroups = Cgroups::new(&paths.cgroup_root);
+        let cgroups = &self.cgroups;
         let mut keep_cpu: HashSet<String> = HashSet::new();
 
         // The node: the root cgroup.

@@ -41,6 +41,18 @@ fn unsupported<T>(op: &'static str) -> kubelet_core::Result<T> {
 }
 
 #[async_trait]
+impl kubelet_core::ContainerExec for FakeRuntime {
+    async fn exec_sync(
+        &self,
+        _: &str,
+        _: &[String],
+        _: Duration,
+    ) -> kubelet_core::Result<ExecResult> {
+        unsupported("ExecSync")
+    }
+}
+
+#[async_trait]
 impl Runtime for FakeRuntime {
     async fn version(&self) -> kubelet_core::Result<RuntimeVersion> {
         unsupported("Version")
@@ -113,14 +125,6 @@ impl Runtime for FakeRuntime {
     }
     async fn reopen_container_log(&self, _: &str) -> kubelet_core::Result<()> {
         unsupported("ReopenContainerLog")
-    }
-    async fn exec_sync(
-        &self,
-        _: &str,
-        _: &[String],
-        _: Duration,
-    ) -> kubelet_core::Result<ExecResult> {
-        unsupported("ExecSync")
     }
     async fn stream_url(&self, _: &StreamRequest) -> kubelet_core::Result<String> {
         unsupported("Exec")

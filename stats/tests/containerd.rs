@@ -30,21 +30,9 @@ fn unique(prefix: &str) -> String {
 /// Removes the pod cgroup runc created under every v1 controller (the kubelet's job for
 /// real pods); the QoS parents stay, other pods use them.
 fn remove_pod_cgroup(cgroup_parent: &str) {
-    let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    for controller in controllers.flatten() {
-        if controller.file_type().is_ok_and(|t| t.is_symlink()) {
-            continue;
-        }
-        let pod = controller
-            .path()
-            .join(cgroup_parent.trim_start_matches('/'));
-        if pod.exists()
-            && let Err(e) = std::fs::remove_dir(&pod)
-        {
-            eprintln!("cleanup: removing {}: {e}", pod.display());
-        }
+    use kubelet_cgroups::CgroupManager;
+    if let Err(e) = kubelet_cgroups::Cgroupfs::host().remove(cgroup_parent) {
+        eprintln!("cleanup: {e}");
     }
 }
 

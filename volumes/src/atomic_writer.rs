@@ -369,33 +369,10 @@ fn write_payload_to_dir(payload: &BTreeMap<String, &FileProjection>, dir: &Path)
 
 /// `..2006_01_02_15_04_05.` in UTC, the prefix of upstream's timestamped directories.
 fn timestamp_prefix(now: SystemTime) -> String {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let days = i64::try_from(secs / 86_400).unwrap_or_default();
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "..{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}.",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    k8s_openapi::jiff::Timestamp::try_from(now)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+        .strftime("..%Y_%m_%d_%H_%M_%S.")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -430,8 +407,9 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_714_557_601);
         assert_eq!(timestamp_prefix(t), "..2024_05_01_10_00_01.");
         assert_eq!(timestamp_prefix(UNIX_EPOCH), "..1970_01_01_00_00_00.");
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        // A leap day.
+        let t = UNIX_EPOCH + Duration::from_secs(11_016 * 86_400 + 3_600);
+        assert_eq!(timestamp_prefix(t), "..2000_02_29_01_00_00.");
     }
 
     #[test]

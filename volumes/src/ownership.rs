@@ -79,8 +79,10 @@ mod tests {
     #[test]
     fn sets_group_and_modes_without_following_symlinks() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: changing a file's group to an arbitrary fsGroup needs root");
-            return;
+            return kubelet_test_support::skip(
+                "sets_group_and_modes_without_following_symlinks",
+                "changing a file's group to an arbitrary fsGroup needs root",
+            );
         }
         let root = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");

@@ -174,14 +174,14 @@ pub(crate) fn pod(name: &str, uid: &str) -> Pod {
     }
 }
 
-/// True when the test may mount (it runs as root); otherwise prints why it is skipped.
+/// True when the test may mount (it runs as root); otherwise reports the skip (a
+/// failure under `KUBELET_TEST_REQUIRE_ENV=1`).
 pub(crate) fn can_mount(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIPPED {test}: mounting needs root");
-        false
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        kubelet_test_support::skip(test, "mounting needs root");
     }
+    root
 }
 
 /// Lazily unmounts everything still mounted under `root` when dropped, so a failing

@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn the_unit_passes_systemds_own_check() -> Result<()> {
         if !Path::new("/usr/bin/systemd-analyze").is_file() {
-            eprintln!("SKIPPED: systemd-analyze is not installed");
+            kubelet_test_support::skip(
+                "the_unit_passes_systemds_own_check",
+                "systemd-analyze is not installed",
+            );
             return Ok(());
         }
         let dir = tempfile::tempdir()?;

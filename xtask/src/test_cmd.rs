@@ -10,16 +10,18 @@ use crate::env;
 use crate::layout::Layout;
 use crate::progress;
 
-/// One step: a name and the cargo arguments.
+/// One step: a name, the cargo arguments and extra environment.
 struct Step {
     /// Shown in progress lines.
     name: &'static str,
     /// Arguments to cargo.
     args: Vec<String>,
+    /// Variables set for this step only.
+    env: Vec<(&'static str, &'static str)>,
 }
 
-/// Runs `env up --control-plane` in-process, then fmt, clippy and the tests with the environment's
-/// variables and `KUBELET_TEST_REQUIRE_ENV=1`. `extra` goes to both `cargo test` runs.
+/// Runs `env up --control-plane` in-process, then fmt, clippy, the tests, the docs and the
+/// packages with the environment's variables and `KUBELET_TEST_REQUIRE_ENV=1`. `extra` goes to both `cargo test` runs.
 pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
     let vars = env::up_with(l, true).context("env up --control-plane failed")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -32,6 +34,7 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
         Step {
             name: "fmt",
             args: strs(&["fmt", "--all", "--check"]),
+            env: Vec::new(),
         },
         Step {
             name: "clippy",
@@ -43,14 +46,37 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
                 "-D",
                 "warnings",
             ]),
+            env: Vec::new(),
         },
         Step {
             name: "test",
             args: test_all,
+            env: Vec::new(),
         },
         Step {
             name: "doctest",
             args: test_doc,
+            env: Vec::new(),
+        },
+        // What docs.rs builds: every crate's documentation, broken links and bad HTML
+        // refused.
+        Step {
+            name: "doc",
+            args: strs(&["doc", "--workspace", "--no-deps", "--exclude", "xtask"]),
+            env: vec![("RUSTDOCFLAGS", "-D warnings")],
+        },
+        // Every library as crates.io would receive it: packaged, then built alone from
+        // the package (path dependencies resolved to the packages made before it).
+        Step {
+            name: "package",
+            args: strs(&[
+                "package",
+                "--workspace",
+                "--exclude",
+                "xtask",
+                "--allow-dirty",
+            ]),
+            env: Vec::new(),
         },
     ];
     let mut failed = Vec::new();
@@ -62,6 +88,7 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             .args(&step.args)
             .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBELET_TEST_REQUIRE_ENV", "1")
+            .envs(step.env.iter().copied())
             .status()
             .with_context(|| format!("cannot run {cargo}"))?;
         let secs = started.elapsed().as_secs_f64();

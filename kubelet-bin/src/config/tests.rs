@@ -3,17 +3,22 @@ use std::path::Path;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
+use kubelet_builder::configz_json;
+use kubelet_core::config::{API_VERSION, KIND};
+
 use super::*;
 
 const HEADER: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
 
 /// Resolves the configuration as `main` does for these command-line arguments, on a
 /// cgroup v2 host.
-fn resolve_args(args: &[&str]) -> anyhow::Result<Effective> {
+fn resolve_args(args: &[&str]) -> anyhow::Result<Settings> {
     resolve_args_on(args, &HostFacts::default())
 }
 
-fn resolve_args_on(args: &[&str], host: &HostFacts) -> anyhow::Result<Effective> {
+fn resolve_args_on(args: &[&str], host: &HostFacts) -> anyhow::Result<Settings> {
     let matches = Flags::command().try_get_matches_from(args)?;
     let flags = Flags::from_arg_matches(&matches)?;
     resolve_on(&flags, &matches, host)

@@ -674,41 +674,12 @@ fn check_taint(taint: &ConfigTaint) -> Result<(), String> {
 
 /// A label value: empty, or at most 63 of `[-_.A-Za-z0-9]`, alphanumeric at both ends.
 fn is_label_value(value: &str) -> bool {
-    value.is_empty() || is_name_part(value)
-}
-
-fn is_name_part(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !name.is_empty()
-        && name.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
-/// A DNS-1123 subdomain: at most 253 of lower-case `[a-z0-9-.]`, labels alphanumeric at
-/// both ends.
-fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            let bytes = label.as_bytes();
-            !label.is_empty()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-                && bytes.first().is_some_and(|b| *b != b'-')
-                && bytes.last().is_some_and(|b| *b != b'-')
-        })
+    crate::validation::label_value_errors(value).is_empty()
 }
 
 /// `IsQualifiedName`: `[prefix/]name`.
 fn is_qualified_name(key: &str) -> bool {
-    match key.split_once('/') {
-        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name_part(name),
-        None => is_name_part(key),
-    }
+    crate::validation::qualified_name_errors(key).is_empty()
 }
 
 /// `isValidSysctlName`: segments of `[a-z0-9]([-_a-z0-9]*[a-z0-9])?` joined by `.` or

@@ -9,7 +9,7 @@ use kubelet_core::{Mount, MountPropagation, PodRef};
 
 use super::{NodeContext, pod_spec, spec_error, uses_host_network};
 use crate::Result;
-use crate::source::validation::{
+use kubelet_core::validation::{
     dns1123_label_errors as is_dns1123_label, dns1123_subdomain_errors as is_dns1123_subdomain,
 };
 

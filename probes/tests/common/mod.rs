@@ -1,4 +1,5 @@
-//! A fake container runtime whose only working call is `ExecSync`, scripted per test.
+//! A fake container runtime for probes: `ExecSync` (all an exec probe needs of a
+//! runtime), scripted per test.
 
 #![allow(dead_code)]
 
@@ -6,11 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kubelet_core::{
-    Container, ContainerConfig, ContainerFilter, ContainerStats, ContainerStatus, ExecResult,
-    Result, Runtime, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter,
-    SandboxStatus, StreamRequest,
-};
+use kubelet_core::{ContainerExec, ExecResult, Result};
 
 type ExecHandler = Box<dyn Fn(&str, &[String], Duration) -> Result<ExecResult> + Send + Sync>;
 
@@ -45,54 +42,7 @@ impl FakeRuntime {
 }
 
 #[async_trait]
-impl Runtime for FakeRuntime {
-    async fn version(&self) -> Result<RuntimeVersion> {
-        unimplemented!("not used by probes")
-    }
-    async fn status(&self) -> Result<RuntimeStatus> {
-        unimplemented!("not used by probes")
-    }
-    async fn run_sandbox(&self, _: &SandboxConfig) -> Result<String> {
-        unimplemented!("not used by probes")
-    }
-    async fn stop_sandbox(&self, _: &str) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
-    async fn remove_sandbox(&self, _: &str) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
-    async fn sandbox_status(&self, _: &str) -> Result<SandboxStatus> {
-        unimplemented!("not used by probes")
-    }
-    async fn list_sandboxes(&self, _: &SandboxFilter) -> Result<Vec<Sandbox>> {
-        unimplemented!("not used by probes")
-    }
-    async fn create_container(
-        &self,
-        _: &str,
-        _: &ContainerConfig,
-        _: &SandboxConfig,
-    ) -> Result<String> {
-        unimplemented!("not used by probes")
-    }
-    async fn start_container(&self, _: &str) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
-    async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
-    async fn remove_container(&self, _: &str) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
-    async fn list_containers(&self, _: &ContainerFilter) -> Result<Vec<Container>> {
-        unimplemented!("not used by probes")
-    }
-    async fn container_status(&self, _: &str) -> Result<ContainerStatus> {
-        unimplemented!("not used by probes")
-    }
-    async fn reopen_container_log(&self, _: &str) -> Result<()> {
-        unimplemented!("not used by probes")
-    }
+impl ContainerExec for FakeRuntime {
     async fn exec_sync(
         &self,
         container_id: &str,
@@ -104,14 +54,5 @@ impl Runtime for FakeRuntime {
             .expect("lock")
             .push((container_id.to_owned(), command.to_vec(), timeout));
         (self.handler)(container_id, command, timeout)
-    }
-    async fn stream_url(&self, _: &StreamRequest) -> Result<String> {
-        unimplemented!("not used by probes")
-    }
-    async fn container_stats(&self, _: &str) -> Result<ContainerStats> {
-        unimplemented!("not used by probes")
-    }
-    async fn list_container_stats(&self, _: &ContainerFilter) -> Result<Vec<ContainerStats>> {
-        unimplemented!("not used by probes")
     }
 }

@@ -500,8 +500,10 @@ mod tests {
     #[test]
     fn memory_empty_dir_mounts_tmpfs_once_and_unmounts() {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: mounting tmpfs needs root");
-            return;
+            return kubelet_test_support::skip(
+                "memory_empty_dir_mounts_tmpfs_once_and_unmounts",
+                "mounting tmpfs needs root",
+            );
         }
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("volumes/kubernetes.io~empty-dir/mem");

@@ -1,15 +1,19 @@
 //! Facts about this machine the kubelet needs: its name, addresses and size.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 
-use anyhow::Context;
+use crate::{Error, Result};
 
 /// The node name: `--hostname-override`, else the host name, lower-cased as upstream.
-pub fn node_name(hostname_override: Option<&str>) -> anyhow::Result<String> {
+pub fn node_name(hostname_override: Option<&str>) -> Result<String> {
     let name = match hostname_override.filter(|h| !h.trim().is_empty()) {
         Some(name) => name.trim().to_owned(),
         None => nix::unistd::gethostname()
-            .context("reading the host name (set --hostname-override)")?
+            .map_err(|e| Error::Host {
+                what: "reading the host name (set --hostname-override)",
+                source: e.into(),
+            })?
             .to_string_lossy()
             .into_owned(),
     };
@@ -18,14 +22,15 @@ pub fn node_name(hostname_override: Option<&str>) -> anyhow::Result<String> {
 
 /// The node's addresses: `--node-ip`, else the IPv4 address of the interface holding the
 /// default route, else of the first non-loopback interface.
-pub fn node_ips(node_ip: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
+pub fn node_ips(node_ip: Option<&str>) -> Result<Vec<IpAddr>> {
     if let Some(list) = node_ip.filter(|s| !s.is_empty()) {
         return list
             .split(',')
             .map(|ip| {
-                ip.trim()
-                    .parse()
-                    .with_context(|| format!("--node-ip: {ip:?} is not an IP address"))
+                ip.trim().parse().map_err(|_| Error::Config {
+                    field: "--node-ip",
+                    reason: format!("{ip:?} is not an IP address"),
+                })
             })
             .collect();
     }
@@ -38,7 +43,10 @@ pub fn node_ips(node_ip: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
             })
         });
     let addresses: Vec<(String, Ipv4Addr)> = nix::ifaddrs::getifaddrs()
-        .context("listing network interfaces (set --node-ip)")?
+        .map_err(|e| Error::Host {
+            what: "listing network interfaces (set --node-ip)",
+            source: e.into(),
+        })?
         .filter_map(|ifa| {
             let ip = ifa.address?.as_sockaddr_in()?.ip();
             (!ip.is_loopback()).then_some((ifa.interface_name, ip))
@@ -58,17 +66,9 @@ pub fn milli_cpus() -> u64 {
         .unwrap_or(1000)
 }
 
-/// Memory of the machine in bytes, from /proc/meminfo.
+/// Memory of the machine in bytes, from /proc/meminfo (0 when it cannot be read).
 pub fn memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    kubelet_stats::procfs::read_meminfo(Path::new("/proc")).map_or(0, |m| m.mem_total)
 }
 
 #[cfg(test)]

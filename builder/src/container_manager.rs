@@ -8,13 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use kubelet_cgroups::system::{move_process, move_root_processes, process_cgroup};
-use kubelet_cgroups::tree::{ResourceConfig, ensure_qos_tree, update_burstable_shares};
+use kubelet_cgroups::CgroupManager;
+use kubelet_cgroups::tree::ResourceConfig;
 use kubelet_pod_manager::LocalPods;
 use kubelet_pod_manager::pod_cgroup::PodCgroupSettings;
 use kubelet_stats::{StatsProvider, SystemCgroups};
 use tracing::{debug, info, warn};
+
+use crate::{Error, Result};
 
 /// Upstream's container manager period for its system containers and periodic tasks.
 const PERIOD: Duration = Duration::from_secs(300);
@@ -34,14 +35,14 @@ pub struct Config {
 /// CPU, memory and pids and the QoS tiers below it, as upstream does before it runs
 /// pods (failing start-up when it cannot), and returns how pod cgroups are to be made.
 pub fn pod_cgroups(
+    cgroups: &dyn CgroupManager,
     config: &kubelet_core::config::KubeletConfiguration,
     allocatable_milli_cpu: u64,
     allocatable_memory: u64,
-) -> anyhow::Result<Option<PodCgroupSettings>> {
+) -> Result<Option<PodCgroupSettings>> {
     if !config.cgroups_per_qos.unwrap_or(true) {
         return Ok(None);
     }
-    let root = Path::new(kubelet_cgroups::CGROUP_ROOT);
     let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|t| t.trim().parse().ok());
@@ -51,7 +52,12 @@ pub fn pod_cgroups(
         pids_limit: pid_max,
         ..ResourceConfig::default()
     };
-    ensure_qos_tree(root, &allocatable).context("failed to initialize top level QOS containers")?;
+    cgroups
+        .ensure_qos_tree(&allocatable)
+        .map_err(|source| Error::Cgroups {
+            what: "failed to initialize top level QOS containers",
+            source,
+        })?;
     let period = config
         .cpu_cfs_quota_period
         .and_then(kubelet_core::config::GoDuration::to_std)
@@ -59,7 +65,6 @@ pub fn pod_cgroups(
             u64::try_from(d.as_micros()).unwrap_or(kubelet_cgroups::QUOTA_PERIOD_US)
         });
     Ok(Some(PodCgroupSettings {
-        root: root.to_owned(),
         cpu_cfs_quota: config.cpu_cfs_quota.unwrap_or(true),
         cpu_cfs_quota_period_us: period,
         pod_pids_limit: config.pod_pids_limit.unwrap_or(-1),
@@ -72,29 +77,24 @@ const QOS_UPDATE_PERIOD: Duration = Duration::from_secs(10);
 /// Keeps the Burstable tier's CPU shares at the sum of the CPU requests of the Burstable
 /// pods not yet finished (upstream's `UpdateCgroups`, at least the minimum shares),
 /// writing only when the sum changes.
-pub fn spawn_qos_updates(
-    settings: PodCgroupSettings,
-    pods: Arc<LocalPods>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut written: Option<u64> = None;
-        let mut tick = tokio::time::interval(QOS_UPDATE_PERIOD);
-        loop {
-            tick.tick().await;
-            let total = burstable_cpu_requests(&pods.pods());
-            if written == Some(total) {
-                continue;
-            }
-            let root = settings.root.clone();
-            let done =
-                tokio::task::spawn_blocking(move || update_burstable_shares(&root, total)).await;
-            match done {
-                Ok(Ok(())) => written = Some(total),
-                Ok(Err(e)) => warn!(error = %e, "updating the burstable QoS cgroup"),
-                Err(e) => warn!(error = %e, "updating the burstable QoS cgroup"),
-            }
+pub async fn update_qos_cgroups(cgroups: Arc<dyn CgroupManager>, pods: Arc<LocalPods>) {
+    let mut written: Option<u64> = None;
+    let mut tick = tokio::time::interval(QOS_UPDATE_PERIOD);
+    loop {
+        tick.tick().await;
+        let total = burstable_cpu_requests(&pods.pods());
+        if written == Some(total) {
+            continue;
         }
-    })
+        let cgroups = cgroups.clone();
+        let done =
+            tokio::task::spawn_blocking(move || cgroups.update_burstable_shares(total)).await;
+        match done {
+            Ok(Ok(())) => written = Some(total),
+            Ok(Err(e)) => warn!(error = %e, "updating the burstable QoS cgroup"),
+            Err(e) => warn!(error = %e, "updating the burstable QoS cgroup"),
+        }
+    }
 }
 
 /// The CPU requests in millicores of the Burstable pods that are not finished.
@@ -115,26 +115,27 @@ fn burstable_cpu_requests(pods: &[k8s_openapi::api::core::v1::Pod]) -> u64 {
 
 /// Keeps the system cgroups and tells `stats` which to report, now and every five
 /// minutes, on a blocking thread.
-pub fn spawn(config: Config, stats: Arc<StatsProvider>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PERIOD);
-        loop {
-            tick.tick().await;
-            let config = config.clone();
-            match tokio::task::spawn_blocking(move || ensure(&config)).await {
-                Ok(system) => stats.set_system_cgroups(system),
-                Err(e) => warn!(error = %e, "keeping the system cgroups"),
-            }
+pub async fn keep_system_cgroups(
+    cgroups: Arc<dyn CgroupManager>,
+    config: Config,
+    stats: Arc<StatsProvider>,
+) {
+    let mut tick = tokio::time::interval(PERIOD);
+    loop {
+        tick.tick().await;
+        let (cgroups, config) = (cgroups.clone(), config.clone());
+        match tokio::task::spawn_blocking(move || ensure(cgroups.as_ref(), &config)).await {
+            Ok(system) => stats.set_system_cgroups(system),
+            Err(e) => warn!(error = %e, "keeping the system cgroups"),
         }
-    })
+    }
 }
 
 /// One round: moves the processes, then names the cgroups to report.
-fn ensure(config: &Config) -> SystemCgroups {
-    let root = Path::new(kubelet_cgroups::CGROUP_ROOT);
+fn ensure(cgroups: &dyn CgroupManager, config: &Config) -> SystemCgroups {
     let proc_root = Path::new("/proc");
     if let Some(system) = &config.system {
-        match move_root_processes(root, proc_root, system) {
+        match cgroups.move_root_processes(proc_root, system) {
             Ok(0) => {}
             Ok(moved) => {
                 info!(moved, cgroup = %system, "moved the host's processes into systemCgroups")
@@ -144,11 +145,11 @@ fn ensure(config: &Config) -> SystemCgroups {
             }
         }
     }
-    let current = process_cgroup(root, proc_root, "self");
+    let current = cgroups.process_cgroup(proc_root, "self");
     let kubelet = match (&config.kubelet, current) {
         (Some(name), Ok(current)) if current == *name => Some(name.clone()),
         (Some(name), _) => {
-            match move_process(root, name, std::process::id()) {
+            match cgroups.move_process(name, std::process::id()) {
                 Ok(()) => info!(cgroup = %name, "the kubelet runs in kubeletCgroups"),
                 Err(e) => {
                     warn!(cgroup = %name, error = %e, "moving the kubelet into kubeletCgroups")

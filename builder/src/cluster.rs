@@ -4,15 +4,14 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
-use kubelet_cri_client::CriClient;
+use kubelet_core::{ImageService, Runtime};
 use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
 };
 
-use crate::Flags;
-use crate::config::Effective;
+use crate::settings::Settings;
+use crate::{Error, NodeOptions, Result};
 
 /// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
 const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";
@@ -36,30 +35,34 @@ impl Cluster {
     /// Connects with the kubeconfig and starts the reporters.
     pub async fn start(
         kubeconfig: &Path,
-        flags: &Flags,
-        cfg: &Effective,
+        options: &NodeOptions,
+        cfg: &Settings,
         node_name: &str,
         node_ips: &[IpAddr],
-        runtime: Arc<CriClient>,
-    ) -> anyhow::Result<Self> {
+        runtime: Arc<dyn Runtime>,
+        images: Arc<dyn ImageService>,
+    ) -> Result<Self> {
         let client = client_from_kubeconfig(kubeconfig)
             .await
-            .context("--kubeconfig")?;
-        let hostname = crate::node::node_name(None).unwrap_or_else(|_| node_name.to_owned());
+            .map_err(|source| Error::Cluster {
+                what: "--kubeconfig",
+                source,
+            })?;
+        let hostname = crate::host::node_name(None).unwrap_or_else(|_| node_name.to_owned());
         let mut node = NodeConfig::new(node_name);
-        node.hostname = if flags.hostname_override.is_some() {
+        node.hostname = if options.hostname_override.is_some() {
             node_name.to_owned()
         } else {
             hostname
         };
         node.node_ips = node_ips.to_vec();
-        node.labels = flags.node_labels.iter().cloned().collect();
+        node.labels = options.node_labels.iter().cloned().collect();
         node.taints = cfg.register_with_taints.clone();
         node.register = cfg.register_node;
         node.max_pods = cfg.max_pods;
-        node.milli_cpus = crate::node::milli_cpus();
-        node.memory_bytes = crate::node::memory_bytes();
-        node.root_dir = flags.root_dir.clone();
+        node.milli_cpus = crate::host::milli_cpus();
+        node.memory_bytes = crate::host::memory_bytes();
+        node.root_dir = options.root_dir.clone();
         node.port = i32::from(cfg.port);
         node.status_update_frequency = cfg.node_status_update_frequency;
         node.status_report_frequency = cfg.node_status_report_frequency;
@@ -72,7 +75,7 @@ impl Cluster {
         }
         let view = Arc::new(PodView::new());
         let events = ApiEvents::start(client.clone(), node_name);
-        let agent = NodeAgent::new(client.clone(), node, runtime.clone(), runtime)
+        let agent = NodeAgent::new(client.clone(), node, runtime, images)
             .with_events(Arc::new(events.clone()));
         Ok(Self {
             status: ApiStatus::start(client.clone(), node_name, view.clone()),

@@ -1,0 +1,682 @@
+//! A whole kubelet, assembled from the workspace's libraries: [`Kubelet::builder`] takes
+//! the [`Settings`] (a validated `KubeletConfiguration`), the node's identity, a
+//! container runtime and, optionally, volume plugins, a prober and a status reporter,
+//! and [`Kubelet::run`] runs it until it is asked to stop or a part it cannot run
+//! without fails.
+//!
+//! - [`Settings`]: the configuration checked as upstream checks it, in the types the
+//!   libraries take; [`configz_json`] is what `/configz` serves.
+//! - [`KubeletBuilder`]: the wiring of upstream's `RunKubelet`: TLS bootstrapping, the
+//!   runtime's readiness, the pod cgroup tree, pod sources (static pod directory and
+//!   URL, the API server), the pod manager, the node agent (registration, status,
+//!   Lease), graceful node shutdown, the system cgroups, and the kubelet API servers.
+//! - [`Kubelet::run`]: every background task is supervised; one that panics or ends
+//!   when it must not ends the kubelet with an error naming it (systemd restarts the
+//!   kubelet), and dropping the kubelet stops its tasks. Pods keep running either way:
+//!   the next kubelet adopts them.
+//! - [`host`]: the machine's name, addresses and size.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kubelet_builder::{Kubelet, Settings};
+//! use kubelet_core::config::{HostFacts, KubeletConfiguration};
+//! use kubelet_core::{ImageService, Runtime};
+//!
+//! async fn run(runtime: Arc<dyn Runtime>, images: Arc<dyn ImageService>) -> kubelet_builder::Result<()> {
+//!     let mut config = KubeletConfiguration::defaulted();
+//!     config.static_pod_path = "/etc/kubernetes/manifests".into();
+//!     let settings = Settings::new(config, "example".into(), &HostFacts::default())?;
+//!     let kubelet = Kubelet::builder(settings)
+//!         .hostname_override("node-1")
+//!         .runtime(runtime, images)
+//!         .build()
+//!         .await?;
+//!     kubelet.run(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! }
+//! ```
+
+mod cluster;
+pub mod container_manager;
+mod error;
+pub mod host;
+mod settings;
+mod supervise;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubelet_cgroups::{CgroupManager, Cgroupfs};
+use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::{
+    Backoff, ImageService, NoEvents, NoVolumeSources, Prober, Runtime, RuntimeVersion,
+    StatusReporter, SystemClock, VolumePlugin, VolumeSources,
+};
+use kubelet_node_agent::ShutdownManager;
+use kubelet_pod_manager::shutdown::{ShutdownPeriod, shutdown_periods};
+use kubelet_pod_manager::source::{FileSource, UrlSource};
+use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext};
+use kubelet_pod_manager::{
+    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+};
+use kubelet_probes::KubeletProber;
+use kubelet_stats::{StatsPaths, StatsProvider};
+use tokio::sync::mpsc;
+
+pub use error::{Error, Result};
+pub use kubelet_node_agent::KUBELET_VERSION;
+pub use settings::{Settings, configz_json};
+
+use cluster::Cluster;
+use supervise::{Role, Supervisor};
+
+/// Where the kubelet keeps its state when not told otherwise (`--root-dir`).
+pub const DEFAULT_ROOT_DIR: &str = "/var/lib/kubelet";
+/// Where node logs are served from (`/logs/`).
+const NODE_LOGS_DIR: &str = "/var/log";
+
+/// What identifies the node and where it keeps its state: the parts of upstream's
+/// kubelet flags that are not in the `KubeletConfiguration`.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeOptions {
+    pub(crate) hostname_override: Option<String>,
+    pub(crate) node_ips: Option<String>,
+    pub(crate) node_labels: Vec<(String, String)>,
+    pub(crate) root_dir: PathBuf,
+    pub(crate) kubeconfig: Option<PathBuf>,
+    pub(crate) bootstrap_kubeconfig: Option<PathBuf>,
+    pub(crate) cert_dir: PathBuf,
+    pub(crate) runtime_cgroups: Option<String>,
+}
+
+/// Assembles a [`Kubelet`]; see the crate documentation.
+pub struct KubeletBuilder {
+    settings: Settings,
+    node: NodeOptions,
+    runtime: Option<(Arc<dyn Runtime>, Arc<dyn ImageService>)>,
+    prober: Option<Arc<dyn Prober>>,
+    status: Option<Arc<dyn StatusReporter>>,
+    volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+}
+
+impl std::fmt::Debug for KubeletBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeletBuilder")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeletBuilder {
+    /// The node's name (`--hostname-override`); the host name by default.
+    pub fn hostname_override(mut self, name: impl Into<String>) -> Self {
+        self.node.hostname_override = Some(name.into());
+        self
+    }
+
+    /// The node's IPs, comma-separated (`--node-ip`); by default the address of the
+    /// interface with the default route.
+    pub fn node_ips(mut self, ips: impl Into<String>) -> Self {
+        self.node.node_ips = Some(ips.into());
+        self
+    }
+
+    /// Labels the Node is registered with (`--node-labels`).
+    pub fn node_labels(mut self, labels: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.node.node_labels = labels.into_iter().collect();
+        self
+    }
+
+    /// Where pods' volumes and the kubelet's certificates live (`--root-dir`,
+    /// [`DEFAULT_ROOT_DIR`] by default).
+    pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.node.root_dir = dir.into();
+        self
+    }
+
+    /// Joins the cluster with this kubeconfig (`--kubeconfig`); standalone without.
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.node.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Bootstraps the client certificate with this kubeconfig (`--bootstrap-kubeconfig`)
+    /// into `cert_dir` (`--cert-dir`) when the kubeconfig's certificate is missing or
+    /// expired.
+    pub fn bootstrap_kubeconfig(
+        mut self,
+        path: impl Into<PathBuf>,
+        cert_dir: impl Into<PathBuf>,
+    ) -> Self {
+        self.node.bootstrap_kubeconfig = Some(path.into());
+        self.node.cert_dir = cert_dir.into();
+        self
+    }
+
+    /// The runtime's cgroup, reported as the `runtime` system container
+    /// (`--runtime-cgroups`).
+    pub fn runtime_cgroups(mut self, cgroup: impl Into<String>) -> Self {
+        self.node.runtime_cgroups = Some(cgroup.into()).filter(|c| !c.is_empty());
+        self
+    }
+
+    /// The container runtime and its image service (e.g. both a `CriClient`).
+    pub fn runtime(mut self, runtime: Arc<dyn Runtime>, images: Arc<dyn ImageService>) -> Self {
+        self.runtime = Some((runtime, images));
+        self
+    }
+
+    /// The prober of liveness, readiness and startup probes; `KubeletProber` over the
+    /// runtime by default.
+    pub fn prober(mut self, prober: Arc<dyn Prober>) -> Self {
+        self.prober = Some(prober);
+        self
+    }
+
+    /// Where pod statuses go besides the kubelet's own view; the API server when joined
+    /// to a cluster, nowhere else by default.
+    pub fn status_reporter(mut self, status: Arc<dyn StatusReporter>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// A volume plugin beside the built-in ones.
+    pub fn volume_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
+        self.volume_plugins.push(plugin);
+        self
+    }
+
+    /// Assembles the kubelet: bootstraps the client certificate, waits for the runtime,
+    /// makes the pod cgroup tree and connects to the API server, as upstream does before
+    /// it runs pods. Nothing runs until [`Kubelet::run`].
+    pub async fn build(self) -> Result<Kubelet> {
+        let Self {
+            settings: cfg,
+            node: options,
+            runtime,
+            prober,
+            status,
+            volume_plugins,
+        } = self;
+        let (runtime, images) = runtime.ok_or(Error::NoRuntime)?;
+        let node_name = host::node_name(options.hostname_override.as_deref())?;
+        let host_ips = host::node_ips(options.node_ips.as_deref())?;
+        // As upstream, the client certificate is bootstrapped before the runtime is needed.
+        if let Some(bootstrap) = &options.bootstrap_kubeconfig {
+            let kubeconfig = options.kubeconfig.as_deref().ok_or(Error::Config {
+                field: "--bootstrap-kubeconfig",
+                reason: "needs --kubeconfig: the path where the kubeconfig of the \
+                         bootstrapped client certificate is written"
+                    .to_owned(),
+            })?;
+            kubelet_node_agent::load_client_cert(
+                kubeconfig,
+                bootstrap,
+                &options.cert_dir,
+                &node_name,
+            )
+            .await
+            .map_err(|source| Error::Bootstrap {
+                path: bootstrap.clone(),
+                source,
+            })?;
+        }
+        let host_resolv_conf = match &cfg.resolv_conf {
+            Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read resolvConf; pods get no host DNS");
+                String::new()
+            }),
+            None => String::new(),
+        };
+
+        let version = wait_for_runtime(runtime.as_ref(), &cfg.container_runtime_endpoint).await;
+        tracing::info!(
+            runtime = %version.runtime_name,
+            version = %version.runtime_version,
+            api = %version.runtime_api_version,
+            node = %node_name,
+            ips = ?host_ips,
+            "connected to the container runtime"
+        );
+        match runtime.status().await {
+            Ok(status) => {
+                for condition in status.conditions.iter().filter(|c| !c.status) {
+                    tracing::warn!(condition = %condition.condition_type, reason = %condition.reason, message = %condition.message, "runtime not ready");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
+        }
+
+        let server_settings = kubelet_server::Settings::from_config(
+            &cfg.config,
+            SocketAddr::new(cfg.address, cfg.port),
+            &options.root_dir,
+            &node_name,
+            &host_ips,
+        )?;
+        let cluster = match &options.kubeconfig {
+            Some(path) => Some(
+                Cluster::start(
+                    path,
+                    &options,
+                    &cfg,
+                    &node_name,
+                    &host_ips,
+                    runtime.clone(),
+                    images.clone(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // Allocatable is the machine's size: no reservations or eviction thresholds yet.
+        let (milli_cpus, memory_bytes) = (host::milli_cpus(), host::memory_bytes());
+        let cgroups: Arc<dyn CgroupManager> = Arc::new(Cgroupfs::host());
+        let pod_cgroups = container_manager::pod_cgroups(
+            cgroups.as_ref(),
+            &cfg.config,
+            milli_cpus,
+            memory_bytes,
+        )?;
+        let node = NodeContext {
+            node_name: node_name.clone(),
+            host_ips,
+            pod_logs_root: cfg.pod_logs_dir.clone(),
+            pods_dir: options.root_dir.join("pods"),
+            cluster_dns: cfg.cluster_dns.clone(),
+            cluster_domain: cfg.cluster_domain.clone(),
+            host_resolv_conf,
+            resolv_conf_disabled: cfg.resolv_conf.is_none(),
+            allocatable_milli_cpu: milli_cpus,
+            allocatable_memory: memory_bytes,
+            memory_capacity: memory_bytes,
+            thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
+            pod_cgroups: pod_cgroups.clone(),
+            ..NodeContext::default()
+        };
+        let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
+            match &cluster {
+                Some(c) => (Arc::new(c.objects.clone()), Arc::new(c.objects.clone())),
+                None => (Arc::new(NoVolumeSources), Arc::new(NoEnvObjects)),
+            };
+        let mut volumes =
+            kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
+                .with_node_allocatable(node.allocatable());
+        for plugin in volume_plugins {
+            volumes = volumes.with_plugin(plugin);
+        }
+        let stats = Arc::new(
+            StatsProvider::new(
+                runtime.clone(),
+                images.clone(),
+                StatsPaths {
+                    root_dir: options.root_dir.clone(),
+                    pods_log_dir: cfg.pod_logs_dir.clone(),
+                    ..StatsPaths::default()
+                },
+                node_name.clone(),
+            )
+            .with_cgroups(cgroups.as_ref()),
+        );
+        let ctx = SyncContext {
+            runtime: runtime.clone(),
+            images,
+            node,
+            env_objects,
+            runtime_name: version.runtime_name.clone(),
+            crash_backoff: Mutex::new(Backoff::crash_loop()),
+            image_backoff: Mutex::new(Backoff::image_pull()),
+            prober: Some(prober.unwrap_or_else(|| Arc::new(KubeletProber::new(runtime.clone())))),
+            events: match &cluster {
+                Some(c) => Arc::new(c.events.clone()),
+                None => Arc::new(NoEvents),
+            },
+            volumes: Arc::new(volumes),
+            clock: Arc::new(SystemClock),
+            cgroups: Some(cgroups.clone()),
+        };
+        let status = status.or_else(|| {
+            cluster
+                .as_ref()
+                .map(|c| Arc::new(c.status.clone()) as Arc<dyn StatusReporter>)
+        });
+        let pods = Arc::new(match status {
+            Some(status) => LocalPods::forwarding_to(status),
+            None => LocalPods::new(),
+        });
+        Ok(Kubelet {
+            node_name,
+            cfg,
+            options,
+            ctx,
+            pods,
+            stats,
+            runtime,
+            cluster,
+            server_settings,
+            cgroups,
+            qos_cgroups: pod_cgroups.is_some(),
+        })
+    }
+}
+
+/// A kubelet ready to run; see the crate documentation.
+pub struct Kubelet {
+    node_name: String,
+    cfg: Settings,
+    options: NodeOptions,
+    ctx: SyncContext,
+    pods: Arc<LocalPods>,
+    stats: Arc<StatsProvider>,
+    runtime: Arc<dyn Runtime>,
+    cluster: Option<Cluster>,
+    server_settings: kubelet_server::Settings,
+    cgroups: Arc<dyn CgroupManager>,
+    /// Whether the QoS tiers are the kubelet's to keep (`cgroupsPerQOS`).
+    qos_cgroups: bool,
+}
+
+impl std::fmt::Debug for Kubelet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubelet")
+            .field("node_name", &self.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kubelet {
+    /// A builder for a kubelet with `settings`.
+    pub fn builder(settings: Settings) -> KubeletBuilder {
+        KubeletBuilder {
+            settings,
+            node: NodeOptions {
+                hostname_override: None,
+                node_ips: None,
+                node_labels: Vec::new(),
+                root_dir: PathBuf::from(DEFAULT_ROOT_DIR),
+                kubeconfig: None,
+                bootstrap_kubeconfig: None,
+                cert_dir: Path::new(DEFAULT_ROOT_DIR).join("pki"),
+                runtime_cgroups: None,
+            },
+            runtime: None,
+            prober: None,
+            status: None,
+            volume_plugins: Vec::new(),
+        }
+    }
+
+    /// The node's name, as registered.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Runs the kubelet until `stop` resolves (`Ok`), every pod source has closed
+    /// (`Ok`), or a part it cannot run without fails (the error names it). Pods keep
+    /// running when it returns, and when the future is dropped: the next kubelet adopts
+    /// them.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<()> {
+        let Self {
+            node_name,
+            cfg,
+            options,
+            ctx,
+            pods,
+            stats,
+            runtime,
+            mut cluster,
+            server_settings,
+            cgroups,
+            qos_cgroups,
+        } = self;
+        let mut tasks = Supervisor::default();
+        tasks.spawn(
+            "system cgroups",
+            Role::Essential,
+            container_manager::keep_system_cgroups(
+                cgroups.clone(),
+                container_manager::Config {
+                    kubelet: non_empty(&cfg.config.kubelet_cgroups),
+                    system: non_empty(&cfg.config.system_cgroups),
+                    runtime: options.runtime_cgroups.clone(),
+                },
+                stats.clone(),
+            ),
+        );
+        metrics::NODE_NAME.set(&[&node_name], 1.0);
+
+        let (updates, updates_rx) = mpsc::channel(16);
+        let source_kinds = spawn_sources(&mut tasks, &cfg, &node_name, cluster.as_ref(), &updates)?;
+        drop(updates);
+        if qos_cgroups {
+            tasks.spawn(
+                "QoS cgroups",
+                Role::Essential,
+                container_manager::update_qos_cgroups(cgroups, pods.clone()),
+            );
+        }
+        let manager = PodManager::new(
+            Arc::new(ctx),
+            pods.clone(),
+            ManagerConfig {
+                resync_period: cfg.sync_frequency,
+                sources: source_kinds,
+                log_rotation: Some(LogRotation {
+                    max_size: cfg.container_log_max_size,
+                    max_files: cfg.container_log_max_files,
+                    interval: cfg.container_log_monitor_interval,
+                }),
+                ..ManagerConfig::default()
+            },
+        );
+        if let Some(c) = &cluster {
+            c.objects.poke_pods_on_change(manager.poker());
+        }
+        let node_shutdown = manager.node_shutdown();
+        if let Some(agent) = cluster.as_mut().and_then(Cluster::take_node_agent) {
+            tasks.spawn(
+                "node status",
+                Role::Essential,
+                agent.with_shutdown(node_shutdown.clone()).run(),
+            );
+        }
+        let periods = node_shutdown_periods(&cfg);
+        if !periods.is_empty() {
+            tasks.spawn(
+                "node shutdown",
+                Role::MayEnd,
+                ShutdownManager::new(periods, node_shutdown).run(),
+            );
+        }
+        tasks.spawn("pod manager", Role::Main, manager.run(updates_rx));
+
+        let endpoints = kubelet_server::Endpoints {
+            pods,
+            configz: Arc::new(configz_json(&cfg).to_string()),
+            runtime,
+            pod_logs_dir: cfg.pod_logs_dir.clone(),
+            stats,
+            node_logs_dir: PathBuf::from(NODE_LOGS_DIR),
+        };
+        if let Some(port) = cfg.read_only_port {
+            tasks.spawn_fallible(
+                "read-only port",
+                Role::Essential,
+                server_task(kubelet_server::serve_read_only(
+                    SocketAddr::new(cfg.address, port),
+                    endpoints.clone(),
+                )),
+            );
+        }
+        if let Some(address) = server_settings.healthz {
+            tasks.spawn_fallible(
+                "healthz server",
+                Role::Essential,
+                server_task(kubelet_server::serve_healthz(address)),
+            );
+        }
+        if server_settings.address.is_some() {
+            let client = cluster.as_ref().map(Cluster::client);
+            tasks.spawn_fallible(
+                "kubelet API",
+                Role::Essential,
+                server_task(kubelet_server::serve_api(
+                    server_settings,
+                    endpoints,
+                    client,
+                )),
+            );
+        }
+
+        let outcome = tokio::select! {
+            () = stop => Ok(()),
+            ended = tasks.wait() => ended,
+        };
+        // Dropping the supervisor stops every task; the pods keep running.
+        tracing::info!("stopping; pods keep running");
+        drop(tasks);
+        outcome
+    }
+}
+
+/// Starts the configured pod sources; returns their kinds, for the pod manager to know
+/// when all have reported.
+fn spawn_sources(
+    tasks: &mut Supervisor,
+    cfg: &Settings,
+    node_name: &str,
+    cluster: Option<&Cluster>,
+    updates: &mpsc::Sender<SourceUpdate>,
+) -> Result<Vec<PodSource>> {
+    let mut kinds = Vec::new();
+    if let Some(path) = &cfg.static_pod_path {
+        let source = FileSource::new(path.clone(), node_name.to_owned())
+            .with_check_frequency(cfg.file_check_frequency);
+        tasks.spawn(
+            "static pod directory",
+            Role::MayEnd,
+            source.run(updates.clone()),
+        );
+        kinds.push(PodSource::File);
+    }
+    if let Some(url) = &cfg.static_pod_url {
+        let pod_source = |source| Error::PodSource {
+            what: "staticPodURL (--manifest-url)".to_owned(),
+            source,
+        };
+        let mut source = UrlSource::new(url.clone(), node_name.to_owned())
+            .map_err(pod_source)?
+            .with_check_frequency(cfg.http_check_frequency);
+        for (name, value) in &cfg.static_pod_url_headers {
+            source = source
+                .with_header(name, value)
+                .map_err(|source| Error::PodSource {
+                    what: format!("staticPodURLHeader (--manifest-url-header) {name:?}"),
+                    source,
+                })?;
+        }
+        tasks.spawn("static pod URL", Role::MayEnd, source.run(updates.clone()));
+        kinds.push(PodSource::Http);
+    }
+    if let Some(c) = cluster {
+        tasks.spawn(
+            "API pod source",
+            Role::MayEnd,
+            c.pod_source().run(updates.clone()),
+        );
+        kinds.push(PodSource::Api);
+    }
+    if kinds.is_empty() {
+        tracing::warn!(
+            "no pod source configured (--kubeconfig, staticPodPath, staticPodURL): no pods will run"
+        );
+    }
+    Ok(kinds)
+}
+
+/// The classes of graceful node shutdown from `shutdownGracePeriod`,
+/// `shutdownGracePeriodCriticalPods` and `shutdownGracePeriodByPodPriority`.
+fn node_shutdown_periods(cfg: &Settings) -> Vec<ShutdownPeriod> {
+    let c = &cfg.config;
+    shutdown_periods(
+        c.shutdown_grace_period.to_std().unwrap_or_default(),
+        c.shutdown_grace_period_critical_pods
+            .to_std()
+            .unwrap_or_default(),
+        &c.shutdown_grace_period_by_pod_priority
+            .iter()
+            .map(|p| ShutdownPeriod {
+                priority: p.priority,
+                grace_seconds: p.shutdown_grace_period_seconds,
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// A server's future as a supervised task.
+async fn server_task(serve: impl Future<Output = kubelet_server::Result<()>>) -> Result<()> {
+    serve.await.map_err(Error::from)
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Waits until the runtime answers, logging why it does not; a runtime that is down at
+/// start is a reason to wait, not to exit.
+async fn wait_for_runtime(runtime: &dyn Runtime, endpoint: &str) -> RuntimeVersion {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match runtime.version().await {
+            Ok(version) => return version,
+            Err(e) => {
+                tracing::error!(endpoint, error = %e, "container runtime not available, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The futures a caller spawns must be `Send`.
+    fn run_is_send(kubelet: Kubelet) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(kubelet.run(async {}));
+    }
+
+    fn build_is_send(builder: KubeletBuilder) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(builder.build());
+    }
+
+    #[test]
+    fn public_futures_are_send() {
+        let _ = (
+            run_is_send as fn(Kubelet),
+            build_is_send as fn(KubeletBuilder),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kubelet_needs_a_runtime() {
+        let settings = Settings::new(
+            kubelet_core::config::KubeletConfiguration::defaulted(),
+            "test".into(),
+            &kubelet_core::config::HostFacts::default(),
+        )
+        .expect("valid");
+        let err = Kubelet::builder(settings)
+            .build()
+            .await
+            .expect_err("no runtime");
+        assert!(matches!(err, Error::NoRuntime), "{err}");
+    }
+}
