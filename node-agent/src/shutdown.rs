@@ -21,7 +21,7 @@ pub struct ShutdownManager {
 }
 
 impl ShutdownManager {
-    /// A manager killing pods through `node` with `periods` (from [`shutdown_periods`]);
+    /// A manager killing pods through `node` with `periods` (from [`shutdown_periods`](kubelet_pod_manager::shutdown::shutdown_periods));
     /// the logind drop-in that raises `InhibitDelayMaxSec` goes to
     /// `/etc/systemd/logind.conf.d` as upstream's.
     pub fn new(periods: Vec<ShutdownPeriod>, node: NodeShutdown) -> Self {

@@ -53,7 +53,7 @@ pub enum Error {
     },
 
     /// A pod's cgroup could not be made or given its limits; the pod does not start
-    /// (upstream: "failed to ensure that the pod: <uid> cgroups exist and are correctly
+    /// (upstream: "failed to ensure that the pod: `<uid>` cgroups exist and are correctly
     /// applied").
     #[error(
         "failed to ensure that the pod: {pod} cgroups exist and are correctly applied: {reason}"

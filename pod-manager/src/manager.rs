@@ -130,7 +130,7 @@ impl PodManager {
         }
     }
 
-    /// The handle a [`crate::shutdown::ShutdownManager`] kills pods through, and whose
+    /// The handle a `ShutdownManager` (kubelet-node-agent) kills pods through, and whose
     /// flag tells the node status that the node shuts down.
     pub fn node_shutdown(&self) -> NodeShutdown {
         self.shutdown.clone()

@@ -369,8 +369,8 @@ fn write_payload_to_dir(payload: &BTreeMap<String, &FileProjection>, dir: &Path)
 
 /// `..2006_01_02_15_04_05.` in UTC, the prefix of upstream's timestamped directories.
 fn timestamp_prefix(now: SystemTime) -> String {
-    k8s_openapi::jiff::Timestamp::try_from(now)
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    jiff::Timestamp::try_from(now)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
         .strftime("..%Y_%m_%d_%H_%M_%S.")
         .to_string()
 }

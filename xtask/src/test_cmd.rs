@@ -58,11 +58,20 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             args: test_doc,
             env: Vec::new(),
         },
-        // What docs.rs builds: every crate's documentation, broken links and bad HTML
-        // refused.
+        // What docs.rs builds: every library's documentation, broken links and bad HTML
+        // refused (docs.rs builds none for the binary-only kubelet-bin, whose doc
+        // comments are its --help text).
         Step {
             name: "doc",
-            args: strs(&["doc", "--workspace", "--no-deps", "--exclude", "xtask"]),
+            args: strs(&[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--exclude",
+                "xtask",
+                "--exclude",
+                "kubelet-bin",
+            ]),
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },
         // Every library as crates.io would receive it: packaged, then built alone from
