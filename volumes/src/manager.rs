@@ -15,21 +15,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume, VolumeMount};
 use kubelet_core::downward::{NodeAllocatable, go_quote};
 use kubelet_core::{
-    Mount, MountPropagation, MountedVolume, PodRef, VolumePlugin, VolumeSources, expand,
+    Clock, Mount, MountPropagation, MountedVolume, PodRef, SystemClock, VolumePlugin,
+    VolumeSources, expand,
 };
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result, plugin_reason};
-use crate::plugins::config_map::ConfigMapPlugin;
-use crate::plugins::downward_api::DownwardApiPlugin;
+use crate::plugins::config_map::ConfigMapSource;
+use crate::plugins::downward_api::DownwardApiSource;
 use crate::plugins::empty_dir::{self, EmptyDirPlugin};
 use crate::plugins::host_path::HostPathPlugin;
-use crate::plugins::projected::ProjectedPlugin;
-use crate::plugins::secret::SecretPlugin;
+use crate::plugins::projected::ProjectedSource;
+use crate::plugins::publish::AtomicWriterPlugin;
+use crate::plugins::secret::SecretSource;
 use crate::plugins::{NodeState, SharedNode, blocking, escape_plugin_name};
 use crate::subpath::{self, Subpath};
 use crate::sys;
-use crate::token::{Clock, SystemClock, TokenManager};
+use crate::token::TokenManager;
 
 /// The volumes of a pod once set up: volume name → where it is on the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +74,8 @@ impl PodVolumes {
 pub struct VolumeManager {
     pods_dir: PathBuf,
     plugins: Vec<Arc<dyn VolumePlugin>>,
+    /// How many of `plugins`, at the front, were added with `with_plugin`.
+    added_plugins: usize,
     node: SharedNode,
     tokens: Arc<TokenManager>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -112,24 +116,34 @@ impl VolumeManager {
         let plugins: Vec<Arc<dyn VolumePlugin>> = vec![
             Arc::new(EmptyDirPlugin { node: node.clone() }),
             Arc::new(HostPathPlugin),
-            Arc::new(ConfigMapPlugin {
-                sources: sources.clone(),
+            Arc::new(AtomicWriterPlugin {
+                source: ConfigMapSource {
+                    sources: sources.clone(),
+                },
                 node: node.clone(),
             }),
-            Arc::new(SecretPlugin {
-                sources: sources.clone(),
+            Arc::new(AtomicWriterPlugin {
+                source: SecretSource {
+                    sources: sources.clone(),
+                },
                 node: node.clone(),
             }),
-            Arc::new(DownwardApiPlugin { node: node.clone() }),
-            Arc::new(ProjectedPlugin {
-                sources,
+            Arc::new(AtomicWriterPlugin {
+                source: DownwardApiSource,
                 node: node.clone(),
-                tokens: tokens.clone(),
+            }),
+            Arc::new(AtomicWriterPlugin {
+                source: ProjectedSource {
+                    sources,
+                    tokens: tokens.clone(),
+                },
+                node: node.clone(),
             }),
         ];
         Self {
             pods_dir,
             plugins,
+            added_plugins: 0,
             node,
             tokens,
             locks: Mutex::new(HashMap::new()),
@@ -139,8 +153,8 @@ impl VolumeManager {
     /// Adds a plugin. Added plugins are asked before the built-in ones (so one can take
     /// over a volume type), in the order they were added.
     pub fn with_plugin(mut self, plugin: Arc<dyn VolumePlugin>) -> Self {
-        let builtin = self.plugins.len() - 6;
-        self.plugins.insert(builtin, plugin);
+        self.plugins.insert(self.added_plugins, plugin);
+        self.added_plugins += 1;
         self
     }
 

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::{ServiceAccountToken, VolumeSources};
 
 use crate::sys;
-use crate::token::Clock;
+use kubelet_core::Clock;
 
 /// ConfigMaps and Secrets in memory; tokens numbered by request, valid for the
 /// requested lifetime from the fake clock's time (or `UNIX_EPOCH + 1e6 s`).
@@ -142,6 +142,7 @@ impl VolumeSources for FakeSources {
 }
 
 /// A clock the test sets.
+#[derive(Debug)]
 pub(crate) struct FakeClock(Mutex<SystemTime>);
 
 impl FakeClock {

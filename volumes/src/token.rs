@@ -13,27 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Pod;
-use kubelet_core::{ServiceAccountToken, VolumeSources};
+use kubelet_core::{Clock, ServiceAccountToken, VolumeSources};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 
 /// Tokens older than this are refreshed whatever their lifetime.
 const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Where the token manager reads the time; tests pass a fixed one.
-pub(crate) trait Clock: Send + Sync {
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's clock.
-pub(crate) struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
 
 /// What a token is requested for (upstream's cache key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -2,15 +2,14 @@
 //! as files (all keys, or the listed `items` at their paths), on the node's disk as
 //! upstream keeps them, refreshed on every set-up.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Volume};
-use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources};
+use kubelet_core::VolumeSources;
 
 use super::SharedNode;
-use super::publish::{publish, unpublish};
+use super::publish::PayloadSource;
 use crate::atomic_writer::{FileProjection, Payload};
 use crate::error::{Error, Result};
 
@@ -87,72 +86,31 @@ pub(crate) fn make_payload(
     Ok(payload)
 }
 
-/// The configMap plugin.
-pub(crate) struct ConfigMapPlugin {
+/// The configMap plugin's files: the ConfigMap's keys.
+pub(crate) struct ConfigMapSource {
     pub(crate) sources: Arc<dyn VolumeSources>,
-    pub(crate) node: SharedNode,
 }
 
 #[async_trait]
-impl VolumePlugin for ConfigMapPlugin {
-    fn name(&self) -> &str {
-        PLUGIN_NAME
-    }
+impl PayloadSource for ConfigMapSource {
+    const NAME: &'static str = PLUGIN_NAME;
+    const MEMORY: bool = false;
 
-    fn supports(&self, volume: &Volume) -> bool {
+    fn supports(volume: &Volume) -> bool {
         volume.config_map.is_some()
     }
 
-    fn selinux_relabel(&self) -> bool {
-        true
-    }
-
-    async fn set_up(
-        &self,
-        pod: &Pod,
-        volume: &Volume,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<MountedVolume> {
-        let set_up = async {
-            super::check_volume_name(&volume.name)?;
-            let source = volume.config_map.clone().unwrap_or_default();
-            let optional = source.optional == Some(true);
-            let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-            let config_map =
-                fetch(self.sources.as_ref(), namespace, &source.name, optional).await?;
-            let payload = make_payload(
-                source.items.as_deref(),
-                &config_map,
-                source.default_mode.unwrap_or(DEFAULT_MODE),
-                optional,
-            )?;
-            publish(
-                pod,
-                &volume.name,
-                pod_volume_dir,
-                PLUGIN_NAME,
-                false,
-                &self.node,
-                payload,
-            )
-            .await
-        };
-        let host_path = set_up.await.map_err(|e| e.for_volume(&volume.name))?;
-        Ok(MountedVolume {
-            name: volume.name.clone(),
-            host_path,
-            read_only: true,
-        })
-    }
-
-    async fn tear_down(
-        &self,
-        volume_name: &str,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<()> {
-        unpublish(volume_name, pod_volume_dir, PLUGIN_NAME)
-            .await
-            .map_err(|e| e.for_volume(volume_name))
+    async fn payload(&self, pod: &Pod, volume: &Volume, _: &SharedNode) -> Result<Payload> {
+        let source = volume.config_map.clone().unwrap_or_default();
+        let optional = source.optional == Some(true);
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let config_map = fetch(self.sources.as_ref(), namespace, &source.name, optional).await?;
+        make_payload(
+            source.items.as_deref(),
+            &config_map,
+            source.default_mode.unwrap_or(DEFAULT_MODE),
+            optional,
+        )
     }
 }
 

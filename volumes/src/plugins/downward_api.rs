@@ -2,16 +2,13 @@
 //! as files, on a tmpfs, refreshed on every set-up (labels and annotations can change
 //! while the pod runs).
 
-use std::path::Path;
-
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, Pod, Volume};
 use kubelet_core::downward::{self, NodeAllocatable};
-use kubelet_core::{MountedVolume, VolumePlugin};
 use tracing::warn;
 
 use super::SharedNode;
-use super::publish::{publish, unpublish};
+use super::publish::PayloadSource;
 use crate::atomic_writer::{FileProjection, Payload, clean_relative};
 use crate::error::{Error, Result, aggregate};
 
@@ -58,67 +55,26 @@ pub(crate) fn collect_data(
     }
 }
 
-/// The downwardAPI plugin.
-pub(crate) struct DownwardApiPlugin {
-    pub(crate) node: SharedNode,
-}
+/// The downwardAPI plugin's files: the pod's fields and its containers' resources.
+pub(crate) struct DownwardApiSource;
 
 #[async_trait]
-impl VolumePlugin for DownwardApiPlugin {
-    fn name(&self) -> &str {
-        PLUGIN_NAME
-    }
+impl PayloadSource for DownwardApiSource {
+    const NAME: &'static str = PLUGIN_NAME;
+    const MEMORY: bool = true;
 
-    fn supports(&self, volume: &Volume) -> bool {
+    fn supports(volume: &Volume) -> bool {
         volume.downward_api.is_some()
     }
 
-    fn selinux_relabel(&self) -> bool {
-        true
-    }
-
-    async fn set_up(
-        &self,
-        pod: &Pod,
-        volume: &Volume,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<MountedVolume> {
-        let set_up = async {
-            super::check_volume_name(&volume.name)?;
-            let source = volume.downward_api.clone().unwrap_or_default();
-            let payload = collect_data(
-                source.items.as_deref().unwrap_or_default(),
-                pod,
-                &self.node.get(),
-                source.default_mode.unwrap_or(DEFAULT_MODE),
-            )?;
-            publish(
-                pod,
-                &volume.name,
-                pod_volume_dir,
-                PLUGIN_NAME,
-                true,
-                &self.node,
-                payload,
-            )
-            .await
-        };
-        let host_path = set_up.await.map_err(|e| e.for_volume(&volume.name))?;
-        Ok(MountedVolume {
-            name: volume.name.clone(),
-            host_path,
-            read_only: true,
-        })
-    }
-
-    async fn tear_down(
-        &self,
-        volume_name: &str,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<()> {
-        unpublish(volume_name, pod_volume_dir, PLUGIN_NAME)
-            .await
-            .map_err(|e| e.for_volume(volume_name))
+    async fn payload(&self, pod: &Pod, volume: &Volume, node: &SharedNode) -> Result<Payload> {
+        let source = volume.downward_api.clone().unwrap_or_default();
+        collect_data(
+            source.items.as_deref().unwrap_or_default(),
+            pod,
+            &node.get(),
+            source.default_mode.unwrap_or(DEFAULT_MODE),
+        )
     }
 }
 

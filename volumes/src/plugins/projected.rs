@@ -2,14 +2,13 @@
 //! service-account token sources in one directory, on a tmpfs. This is what every pod's
 //! `kube-api-access-*` volume is: `token`, `ca.crt` and `namespace`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, Volume};
-use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources};
+use kubelet_core::VolumeSources;
 
-use super::publish::{publish, unpublish};
+use super::publish::PayloadSource;
 use super::{SharedNode, config_map, downward_api, fs_user_from, pod_fs_group, secret};
 use crate::atomic_writer::{FileProjection, Payload};
 use crate::error::{Error, Result, aggregate};
@@ -22,17 +21,16 @@ pub(crate) const DEFAULT_MODE: i32 = 0o644;
 /// The API's default token lifetime.
 pub(crate) const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 
-/// The projected plugin.
-pub(crate) struct ProjectedPlugin {
+/// The projected plugin's files: its configMap, secret, downwardAPI and token sources.
+pub(crate) struct ProjectedSource {
     pub(crate) sources: Arc<dyn VolumeSources>,
-    pub(crate) node: SharedNode,
     pub(crate) tokens: Arc<TokenManager>,
 }
 
-impl ProjectedPlugin {
+impl ProjectedSource {
     /// Upstream `collectData`: every source's files; the errors of all sources are
     /// reported together.
-    async fn collect_data(&self, pod: &Pod, volume: &Volume) -> Result<Payload> {
+    async fn collect_data(&self, pod: &Pod, volume: &Volume, node: &SharedNode) -> Result<Payload> {
         let source = volume.projected.clone().unwrap_or_default();
         let default_mode = source.default_mode.unwrap_or(DEFAULT_MODE);
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -62,7 +60,7 @@ impl ProjectedPlugin {
                 downward_api::collect_data(
                     d.items.as_deref().unwrap_or_default(),
                     pod,
-                    &self.node.get(),
+                    &node.get(),
                     default_mode,
                 )
             } else if let Some(t) = &projection.service_account_token {
@@ -108,58 +106,19 @@ impl ProjectedPlugin {
 }
 
 #[async_trait]
-impl VolumePlugin for ProjectedPlugin {
-    fn name(&self) -> &str {
-        PLUGIN_NAME
-    }
+impl PayloadSource for ProjectedSource {
+    const NAME: &'static str = PLUGIN_NAME;
+    const MEMORY: bool = true;
 
-    fn supports(&self, volume: &Volume) -> bool {
+    fn supports(volume: &Volume) -> bool {
         volume.projected.is_some()
     }
 
-    fn selinux_relabel(&self) -> bool {
-        true
+    async fn payload(&self, pod: &Pod, volume: &Volume, node: &SharedNode) -> Result<Payload> {
+        self.collect_data(pod, volume, node).await
     }
 
-    async fn set_up(
-        &self,
-        pod: &Pod,
-        volume: &Volume,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<MountedVolume> {
-        let set_up = async {
-            super::check_volume_name(&volume.name)?;
-            let payload = self.collect_data(pod, volume).await?;
-            publish(
-                pod,
-                &volume.name,
-                pod_volume_dir,
-                PLUGIN_NAME,
-                true,
-                &self.node,
-                payload,
-            )
-            .await
-        };
-        let host_path = set_up.await.map_err(|e| e.for_volume(&volume.name))?;
-        Ok(MountedVolume {
-            name: volume.name.clone(),
-            host_path,
-            read_only: true,
-        })
-    }
-
-    async fn tear_down(
-        &self,
-        volume_name: &str,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<()> {
-        unpublish(volume_name, pod_volume_dir, PLUGIN_NAME)
-            .await
-            .map_err(|e| e.for_volume(volume_name))?;
-        if let Some(uid) = super::pod_dir(pod_volume_dir).file_name() {
-            self.tokens.forget_pod(&uid.to_string_lossy());
-        }
-        Ok(())
+    fn forget_pod(&self, pod_uid: &str) {
+        self.tokens.forget_pod(pod_uid);
     }
 }

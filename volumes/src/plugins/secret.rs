@@ -1,15 +1,14 @@
 //! secret (upstream `pkg/volume/secret`): the Secret's `data` as files (all keys, or the
 //! listed `items`), on a tmpfs so that secrets never reach the node's disk.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Secret, Volume};
-use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources};
+use kubelet_core::VolumeSources;
 
 use super::SharedNode;
-use super::publish::{publish, unpublish};
+use super::publish::PayloadSource;
 use crate::atomic_writer::{FileProjection, Payload};
 use crate::error::{Error, Result};
 
@@ -76,72 +75,32 @@ pub(crate) fn make_payload(
     Ok(payload)
 }
 
-/// The secret plugin.
-pub(crate) struct SecretPlugin {
+/// The secret plugin's files: the Secret's keys, on tmpfs.
+pub(crate) struct SecretSource {
     pub(crate) sources: Arc<dyn VolumeSources>,
-    pub(crate) node: SharedNode,
 }
 
 #[async_trait]
-impl VolumePlugin for SecretPlugin {
-    fn name(&self) -> &str {
-        PLUGIN_NAME
-    }
+impl PayloadSource for SecretSource {
+    const NAME: &'static str = PLUGIN_NAME;
+    const MEMORY: bool = true;
 
-    fn supports(&self, volume: &Volume) -> bool {
+    fn supports(volume: &Volume) -> bool {
         volume.secret.is_some()
     }
 
-    fn selinux_relabel(&self) -> bool {
-        true
-    }
-
-    async fn set_up(
-        &self,
-        pod: &Pod,
-        volume: &Volume,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<MountedVolume> {
-        let set_up = async {
-            super::check_volume_name(&volume.name)?;
-            let source = volume.secret.clone().unwrap_or_default();
-            let optional = source.optional == Some(true);
-            let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-            let name = source.secret_name.as_deref().unwrap_or_default();
-            let secret = fetch(self.sources.as_ref(), namespace, name, optional).await?;
-            let payload = make_payload(
-                source.items.as_deref(),
-                &secret,
-                source.default_mode.unwrap_or(DEFAULT_MODE),
-                optional,
-            )?;
-            publish(
-                pod,
-                &volume.name,
-                pod_volume_dir,
-                PLUGIN_NAME,
-                true,
-                &self.node,
-                payload,
-            )
-            .await
-        };
-        let host_path = set_up.await.map_err(|e| e.for_volume(&volume.name))?;
-        Ok(MountedVolume {
-            name: volume.name.clone(),
-            host_path,
-            read_only: true,
-        })
-    }
-
-    async fn tear_down(
-        &self,
-        volume_name: &str,
-        pod_volume_dir: &Path,
-    ) -> kubelet_core::Result<()> {
-        unpublish(volume_name, pod_volume_dir, PLUGIN_NAME)
-            .await
-            .map_err(|e| e.for_volume(volume_name))
+    async fn payload(&self, pod: &Pod, volume: &Volume, _: &SharedNode) -> Result<Payload> {
+        let source = volume.secret.clone().unwrap_or_default();
+        let optional = source.optional == Some(true);
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let name = source.secret_name.as_deref().unwrap_or_default();
+        let secret = fetch(self.sources.as_ref(), namespace, name, optional).await?;
+        make_payload(
+            source.items.as_deref(),
+            &secret,
+            source.default_mode.unwrap_or(DEFAULT_MODE),
+            optional,
+        )
     }
 }
 
