@@ -492,7 +492,12 @@ impl Kubelet {
                 ShutdownManager::new(periods, node_shutdown).run(),
             );
         }
-        tasks.spawn("pod manager", Role::Main, manager.run(updates_rx));
+        tasks.spawn_fallible("pod manager", Role::Main, async move {
+            manager.run(updates_rx).await.map_err(|e| Error::TaskEnded {
+                task: "pod manager",
+                how: format!("failed: {e}"),
+            })
+        });
 
         let endpoints = kubelet_server::Endpoints {
             pods,

@@ -100,6 +100,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A task the pod manager cannot work without ended (it panicked).
+    #[error("the pod manager's {task} task ended unexpectedly")]
+    TaskEnded {
+        /// The task, e.g. `relist`.
+        task: &'static str,
+    },
+
     /// The runtime or another extension point failed.
     #[error(transparent)]
     Core(#[from] kubelet_core::Error),

@@ -26,11 +26,12 @@
 //! use kubelet_pod_manager::{LocalPods, ManagerConfig, PodManager, SyncContext};
 //! use kubelet_pod_manager::source::FileSource;
 //!
-//! async fn run(ctx: SyncContext) {
+//! async fn run(ctx: SyncContext) -> kubelet_pod_manager::Result<()> {
 //!     let (updates, rx) = tokio::sync::mpsc::channel(16);
 //!     tokio::spawn(FileSource::new("/etc/kubernetes/manifests", "node-1").run(updates));
 //!     let pods = Arc::new(LocalPods::new());
-//!     PodManager::new(Arc::new(ctx), pods, ManagerConfig::default()).run(rx).await;
+//!     PodManager::new(Arc::new(ctx), pods, ManagerConfig::default()).run(rx).await?;
+//!     Ok(())
 //! }
 //! ```
 

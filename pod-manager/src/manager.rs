@@ -144,34 +144,44 @@ impl PodManager {
     }
 
     /// Runs until `updates` closes. Then it returns without touching the pods: a kubelet
-    /// that stops leaves its pods running, and adopts them when it starts again.
-    pub async fn run(mut self, mut updates: mpsc::Receiver<SourceUpdate>) {
+    /// that stops leaves its pods running, and adopts them when it starts again. Its
+    /// background tasks (relist, runtime events, log rotation, orphan clean-up) end with
+    /// it, also when the future is dropped.
+    ///
+    /// # Errors
+    ///
+    /// When the relist ends (it panicked): without it no pod change is noticed, so the
+    /// kubelet must stop (and be restarted) rather than run on.
+    pub async fn run(mut self, mut updates: mpsc::Receiver<SourceUpdate>) -> crate::Result<()> {
         let mut commands = std::mem::replace(&mut self.commands, mpsc::channel(1).1);
         let mut wanted = PodSet::new();
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut finishing: Vec<Worker> = Vec::new();
         let pokes: Pokes = self.pokes.clone();
         let (orphans_tx, mut orphans_rx) = mpsc::channel::<Vec<Pod>>(1);
-        let rotation = self.config.log_rotation.map(|policy| {
-            tokio::spawn(crate::logs::rotation_loop(self.ctx.runtime.clone(), policy))
+        let _rotation = self.config.log_rotation.map(|policy| {
+            AbortOnDrop(tokio::spawn(crate::logs::rotation_loop(
+                self.ctx.runtime.clone(),
+                policy,
+            )))
         });
-        let events = tokio::spawn(event_loop(self.ctx.clone(), pokes.clone()));
-        let relist = tokio::spawn(relist_loop(
+        let _events = AbortOnDrop(tokio::spawn(event_loop(self.ctx.clone(), pokes.clone())));
+        let _relist = AbortOnDrop(tokio::spawn(relist_loop(
             self.ctx.clone(),
             pokes.clone(),
             orphans_tx,
             self.config.relist_period,
-        ));
+        )));
 
         let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
-        let mut orphan_dirs: Option<tokio::task::JoinHandle<()>> = None;
+        let mut orphan_dirs: Option<AbortOnDrop> = None;
         loop {
             tokio::select! {
                 _ = housekeeping.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    let idle = orphan_dirs.as_ref().is_none_or(|t| t.is_finished());
+                    let idle = orphan_dirs.as_ref().is_none_or(|t| t.0.is_finished());
                     if ticks.is_multiple_of(ORPHAN_DIRS_EVERY_TICKS)
                         && idle
                         && wanted.has_seen_all(&self.config.sources)
@@ -181,10 +191,10 @@ impl PodManager {
                             .cloned()
                             .chain(finishing.iter().filter_map(|w| w.desired.borrow().pod.metadata.uid.clone()))
                             .collect();
-                        orphan_dirs = Some(tokio::spawn(clean_up_orphaned_pod_dirs(
+                        orphan_dirs = Some(AbortOnDrop(tokio::spawn(clean_up_orphaned_pod_dirs(
                             self.ctx.clone(),
                             known,
-                        )));
+                        ))));
                     }
                     // A worker of a wanted pod only ends if it panicked or lost a race with a
                     // revival; the pod must keep a worker.
@@ -226,7 +236,10 @@ impl PodManager {
                     }
                 },
                 orphans = orphans_rx.recv() => {
-                    let Some(orphans) = orphans else { break };
+                    // Only the relist sends here, and it never returns.
+                    let Some(orphans) = orphans else {
+                        return Err(crate::Error::TaskEnded { task: "relist" });
+                    };
                     if !wanted.has_seen_all(&self.config.sources) {
                         continue;
                     }
@@ -242,17 +255,10 @@ impl PodManager {
             }
             finishing.retain(|w| !w.handle.is_finished());
         }
-        relist.abort();
-        events.abort();
-        if let Some(task) = orphan_dirs {
-            task.abort();
-        }
-        if let Some(rotation) = rotation {
-            rotation.abort();
-        }
         for worker in workers.into_values().chain(finishing) {
             worker.handle.abort();
         }
+        Ok(())
     }
 
     fn apply(
@@ -383,6 +389,15 @@ pub(crate) fn now(clock: &dyn kubelet_core::Clock) -> Timestamp {
         .unwrap_or_default();
     Timestamp::from_nanosecond(i128::try_from(nanos).unwrap_or_default())
         .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A task that ends when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether the pod's phase, as its source gave it, is Succeeded or Failed.

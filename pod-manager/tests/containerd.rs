@@ -84,7 +84,7 @@ struct Kubelet {
     client: CriClient,
     recorder: Arc<Recorder>,
     updates: mpsc::Sender<SourceUpdate>,
-    manager: tokio::task::JoinHandle<()>,
+    manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
     dirs: Arc<tempfile::TempDir>,
 }
 

@@ -21,7 +21,7 @@ struct Harness {
     fake: FakeCriServer,
     pods: Arc<LocalPods>,
     updates: mpsc::Sender<SourceUpdate>,
-    manager: tokio::task::JoinHandle<()>,
+    manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
     _dirs: tempfile::TempDir,
 }
 
@@ -352,6 +352,26 @@ async fn crash_loop_back_off_waits_upstreams_delays_in_virtual_time() {
     })
     .await;
     h.manager.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_manager_stops_its_relist() {
+    let fake = FakeCriServer::start();
+    let h = start(fake);
+    let relists = |fake: &FakeCriServer| container_calls(fake, "ListPodSandbox");
+    while relists(&h.fake) < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Aborting the task drops the `run` future, which owns the relist.
+    h.manager.abort();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = relists(&h.fake);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        relists(&h.fake),
+        after_drop,
+        "no relist (every 50 ms) after the manager was dropped"
+    );
 }
 
 #[tokio::test]
