@@ -75,7 +75,8 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },
         // Every library as crates.io would receive it: packaged, then built alone from
-        // the package (path dependencies resolved to the packages made before it).
+        // the package (path dependencies resolved to the packages made before it), in a
+        // target directory of its own, emptied first (see `forget_packaged_sources`).
         Step {
             name: "package",
             args: strs(&[
@@ -84,12 +85,17 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
                 "--exclude",
                 "xtask",
                 "--allow-dirty",
+                "--target-dir",
+                PACKAGE_TARGET_DIR,
             ]),
             env: Vec::new(),
         },
     ];
     let mut failed = Vec::new();
     for step in &steps {
+        if step.name == "package" {
+            forget_packaged_sources(&l.workspace.join(PACKAGE_TARGET_DIR))?;
+        }
         progress!("==> cargo {}", step.args.join(" "));
         let started = Instant::now();
         let status = Command::new(&cargo)
@@ -115,4 +121,51 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
     } else {
         bail!("failed steps: {}", failed.join(", "))
     }
+}
+
+/// Where `cargo package` verifies the crates.
+const PACKAGE_TARGET_DIR: &str = "target/package-verify";
+
+/// Removes what an earlier `cargo package --workspace` left: it verifies each crate
+/// against the packages made before it through a local registry, and cargo treats
+/// registry crates as immutable, so a crate changed since (same version) would be
+/// verified against its old dependencies, both from the sources it extracted under
+/// `$CARGO_HOME/registry/src/-<hash>` and from what it compiled in `target_dir`. Only
+/// directories of local registries (named `-<hash>`; crates.io's is
+/// `index.crates.io-<hash>`) and of this workspace's `kubelet-*` crates are removed.
+fn forget_packaged_sources(target_dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(target_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", target_dir.display())),
+    }
+    let cargo_home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for extracted in crates.flatten() {
+            if extracted
+                .file_name()
+                .to_string_lossy()
+                .starts_with("kubelet-")
+            {
+                std::fs::remove_dir_all(extracted.path())
+                    .with_context(|| format!("removing {}", extracted.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
