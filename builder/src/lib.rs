@@ -177,8 +177,9 @@ impl KubeletBuilder {
         self
     }
 
-    /// Where pod statuses go besides the kubelet's own view; the API server when joined
-    /// to a cluster, nowhere else by default.
+    /// Where pod statuses go besides the kubelet's own view (standalone only: joined to
+    /// a cluster they go to the API server, and `build` refuses a second destination
+    /// rather than dropping either).
     pub fn status_reporter(mut self, status: Arc<dyn StatusReporter>) -> Self {
         self.status = Some(status);
         self
@@ -202,6 +203,14 @@ impl KubeletBuilder {
             status,
             volume_plugins,
         } = self;
+        if status.is_some() && options.kubeconfig.is_some() {
+            return Err(Error::Config {
+                field: "--kubeconfig",
+                reason: "a kubelet joined to a cluster reports pod status to the API server; \
+                         it cannot also take a status reporter"
+                    .to_owned(),
+            });
+        }
         let (runtime, images) = runtime.ok_or(Error::NoRuntime)?;
         let node_name = host::node_name(options.hostname_override.as_deref())?;
         let host_ips = host::node_ips(options.node_ips.as_deref())?;
@@ -627,7 +636,8 @@ async fn server_task(serve: impl Future<Output = kubelet_server::Result<()>>) ->
     serve.await.map_err(Error::from)
 }
 
-fn non_empty(s: &str) -> Option<String> {
+/// `s`, unless empty (an unset configuration string).
+pub(crate) fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
@@ -668,6 +678,23 @@ mod tests {
             run_is_send as fn(Kubelet),
             build_is_send as fn(KubeletBuilder),
         );
+    }
+
+    #[tokio::test]
+    async fn a_cluster_kubelet_takes_no_second_status_reporter() {
+        let settings = Settings::new(
+            kubelet_core::config::KubeletConfiguration::defaulted(),
+            "test".into(),
+            &kubelet_core::config::HostFacts::default(),
+        )
+        .expect("valid");
+        let err = Kubelet::builder(settings)
+            .kubeconfig("/etc/kubernetes/kubelet.conf")
+            .status_reporter(Arc::new(LocalPods::new()))
+            .build()
+            .await
+            .expect_err("two status destinations");
+        assert!(err.to_string().starts_with("--kubeconfig: "), "{err}");
     }
 
     #[tokio::test]

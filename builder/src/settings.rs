@@ -10,7 +10,7 @@ use kubelet_core::config::{
     API_VERSION, GoDuration, HostFacts, KIND, KubeletConfiguration, validate, validate_host,
 };
 
-use crate::{Error, Result};
+use crate::{Error, Result, non_empty};
 
 /// The settings the kubelet runs with: the resolved configuration, and its values in
 /// the types the libraries take.
@@ -172,7 +172,6 @@ impl Settings {
                 problems: errors,
             });
         }
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Ok(Self {
             host: *host,
             container_runtime_endpoint: config.container_runtime_endpoint.clone(),
