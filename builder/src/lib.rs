@@ -59,9 +59,10 @@ use kubelet_core::{
 use kubelet_node_agent::ShutdownManager;
 use kubelet_pod_manager::shutdown::{ShutdownPeriod, shutdown_periods};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
-use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext};
+use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext, NodeSecurity};
 use kubelet_pod_manager::{
-    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+    LocalPods, LogRotation, ManagerConfig, NoRuntimeClasses, PodManager, PodSource, SourceUpdate,
+    SyncContext,
 };
 use kubelet_probes::KubeletProber;
 use kubelet_stats::{StatsPaths, StatsProvider};
@@ -69,6 +70,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use kubelet_node_agent::KUBELET_VERSION;
+pub use kubelet_pod_manager::admission::kernel_version;
 pub use settings::{Settings, configz_json};
 
 use cluster::Cluster;
@@ -305,6 +307,12 @@ impl KubeletBuilder {
             memory_capacity: memory_bytes,
             thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
             pod_cgroups: pod_cgroups.clone(),
+            security: NodeSecurity {
+                seccomp_default: cfg.config.seccomp_default.unwrap_or(false),
+                seccomp_profile_root: options.root_dir.join("seccomp"),
+                apparmor_enabled: kubelet_pod_manager::spec::host_apparmor_enabled(),
+                sysctls: cfg.sysctls.clone(),
+            },
             ..NodeContext::default()
         };
         let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
@@ -347,6 +355,10 @@ impl KubeletBuilder {
             volumes: Arc::new(volumes),
             clock: Arc::new(SystemClock),
             cgroups: Some(cgroups.clone()),
+            runtime_classes: match &cluster {
+                Some(c) => Arc::new(c.objects.clone()),
+                None => Arc::new(NoRuntimeClasses),
+            },
         };
         let status = status.or_else(|| {
             cluster

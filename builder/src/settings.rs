@@ -10,6 +10,8 @@ use kubelet_core::config::{
     API_VERSION, GoDuration, HostFacts, KIND, KubeletConfiguration, validate, validate_host,
 };
 
+use kubelet_pod_manager::admission::SysctlAllowlist;
+
 use crate::{Error, Result, non_empty};
 
 /// The settings the kubelet runs with: the resolved configuration, and its values in
@@ -72,6 +74,9 @@ pub struct Settings {
     pub node_status_update_frequency: Duration,
     /// `nodeStatusReportFrequency`.
     pub node_status_report_frequency: Duration,
+    /// The sysctls pods may set: the safe ones for the host's kernel and
+    /// `allowedUnsafeSysctls`.
+    pub sysctls: SysctlAllowlist,
     /// `nodeLeaseDurationSeconds`.
     pub node_lease_duration_seconds: i32,
     /// `logging.verbosity` (`-v`).
@@ -166,6 +171,11 @@ impl Settings {
                 time_added: None,
             })
             .collect();
+        let sysctls = SysctlAllowlist::new(host.kernel, &config.allowed_unsafe_sysctls)
+            .unwrap_or_else(|reason| {
+                fail("allowedUnsafeSysctls", reason);
+                SysctlAllowlist::default()
+            });
         if !errors.is_empty() {
             return Err(Error::InvalidConfig {
                 sources,
@@ -212,6 +222,7 @@ impl Settings {
             max_pods: u32::try_from(config.max_pods).unwrap_or_default(),
             node_status_update_frequency,
             node_status_report_frequency,
+            sysctls,
             node_lease_duration_seconds: config.node_lease_duration_seconds,
             verbosity: config.logging.verbosity,
             config,

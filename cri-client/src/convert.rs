@@ -40,7 +40,54 @@ pub(crate) fn namespace_options(ns: &core::NamespaceOptions) -> cri::NamespaceOp
             cri::NamespaceMode::Container as i32
         },
         ipc: namespace_mode(ns.host_ipc),
+        // Pods asking for their own user namespace (`hostUsers: false`) are refused
+        // before they get here; upstream sends the host's explicitly.
+        userns_options: Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Node as i32,
+            ..Default::default()
+        }),
         ..Default::default()
+    }
+}
+
+fn security_profile(profile: &core::SecurityProfile) -> cri::SecurityProfile {
+    let (profile_type, localhost_ref) = match profile {
+        core::SecurityProfile::Unconfined => (cri::security_profile::ProfileType::Unconfined, ""),
+        core::SecurityProfile::RuntimeDefault => {
+            (cri::security_profile::ProfileType::RuntimeDefault, "")
+        }
+        core::SecurityProfile::Localhost(reference) => (
+            cri::security_profile::ProfileType::Localhost,
+            reference.as_str(),
+        ),
+    };
+    cri::SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref: localhost_ref.to_owned(),
+    }
+}
+
+/// Sets the deprecated AppArmor profile string that runtimes older than the `apparmor`
+/// field read; upstream still sends both.
+#[allow(deprecated)]
+fn with_deprecated_apparmor_profile(
+    context: &mut cri::LinuxContainerSecurityContext,
+    profile: Option<&core::SecurityProfile>,
+) {
+    context.apparmor_profile = match profile {
+        None => String::new(),
+        Some(core::SecurityProfile::Unconfined) => "unconfined".to_owned(),
+        Some(core::SecurityProfile::RuntimeDefault) => "runtime/default".to_owned(),
+        Some(core::SecurityProfile::Localhost(name)) => format!("localhost/{name}"),
+    };
+}
+
+fn selinux_option(options: &core::SeLinuxOptions) -> cri::SeLinuxOption {
+    cri::SeLinuxOption {
+        user: options.user.clone(),
+        role: options.role.clone(),
+        r#type: options.type_.clone(),
+        level: options.level.clone(),
     }
 }
 
@@ -102,6 +149,8 @@ pub fn sandbox_config(config: &core::SandboxConfig) -> cri::PodSandboxConfig {
                 readonly_rootfs: linux.readonly_rootfs,
                 supplemental_groups: linux.supplemental_groups.clone(),
                 privileged: linux.privileged,
+                seccomp: linux.seccomp.as_ref().map(security_profile),
+                selinux_options: linux.selinux.as_ref().map(selinux_option),
                 ..Default::default()
             }),
             sysctls: to_hash(&linux.sysctls),
@@ -279,7 +328,14 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
                 no_new_privs: sec.no_new_privs,
                 masked_paths: sec.masked_paths.clone(),
                 readonly_paths: sec.readonly_paths.clone(),
+                seccomp: sec.seccomp.as_ref().map(security_profile),
+                apparmor: sec.apparmor.as_ref().map(security_profile),
+                selinux_options: sec.selinux.as_ref().map(selinux_option),
                 ..Default::default()
+            })
+            .map(|mut context| {
+                with_deprecated_apparmor_profile(&mut context, sec.apparmor.as_ref());
+                context
             }),
         }),
         ..Default::default()
@@ -468,6 +524,18 @@ pub fn runtime_status(s: cri::StatusResponse) -> core::RuntimeStatus {
                 status: c.status,
                 reason: c.reason,
                 message: c.message,
+            })
+            .collect(),
+        handlers: s
+            .runtime_handlers
+            .into_iter()
+            .map(|h| {
+                let features = h.features.unwrap_or_default();
+                core::RuntimeHandler {
+                    name: h.name,
+                    recursive_read_only_mounts: features.recursive_read_only_mounts,
+                    user_namespaces: features.user_namespaces,
+                }
             })
             .collect(),
     }

@@ -61,6 +61,7 @@ fn host_facts() -> HostFacts {
     HostFacts {
         cgroup_v1: kubelet_cgroups::CgroupVersion::detect(Path::new(kubelet_cgroups::CGROUP_ROOT))
             == kubelet_cgroups::CgroupVersion::V1,
+        kernel: kubelet_builder::kernel_version(),
     }
 }
 

@@ -68,9 +68,9 @@ pub use runtime::{
     ContainerExec, ContainerFilter, ContainerMetadata, ContainerSecurity, ContainerState,
     ContainerStats, ContainerStatus, DnsConfig, ExecResult, FilesystemUsage, Image, ImageService,
     LinuxResources, LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping,
-    Protocol, RegistryAuth, Runtime, RuntimeCondition, RuntimeStatus, RuntimeVersion, Sandbox,
-    SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, StreamRequest,
-    StringMap,
+    Protocol, RegistryAuth, Runtime, RuntimeCondition, RuntimeHandler, RuntimeStatus,
+    RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
+    SandboxStatus, SeLinuxOptions, SecurityProfile, StreamRequest, StringMap,
 };
 pub use status::StatusReporter;
 pub use volume::{

@@ -44,6 +44,21 @@ pub struct RuntimeCondition {
 pub struct RuntimeStatus {
     /// All conditions the runtime reported.
     pub conditions: Vec<RuntimeCondition>,
+    /// The runtime handlers it offers and their features; empty when the runtime is too
+    /// old to say (containerd 1.6).
+    pub handlers: Vec<RuntimeHandler>,
+}
+
+/// A runtime handler (what a RuntimeClass names) and what it supports (CRI
+/// `RuntimeHandler`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeHandler {
+    /// The handler's name; empty for the default handler.
+    pub name: String,
+    /// Whether read-only mounts can be made recursively read-only.
+    pub recursive_read_only_mounts: bool,
+    /// Whether pods can run in their own user namespace.
+    pub user_namespaces: bool,
 }
 
 impl RuntimeStatus {
@@ -153,6 +168,36 @@ pub struct LinuxSandboxConfig {
     pub readonly_rootfs: bool,
     /// Namespaced sysctls.
     pub sysctls: StringMap,
+    /// The sandbox's seccomp profile; `None` leaves the runtime's choice.
+    pub seccomp: Option<SecurityProfile>,
+    /// The sandbox's SELinux labels.
+    pub selinux: Option<SeLinuxOptions>,
+}
+
+/// A seccomp or AppArmor profile (CRI `SecurityProfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SecurityProfile {
+    /// No profile.
+    #[default]
+    Unconfined,
+    /// The runtime's default profile.
+    RuntimeDefault,
+    /// A profile of the node: for seccomp the absolute path of its file, for AppArmor
+    /// the name of a loaded profile.
+    Localhost(String),
+}
+
+/// SELinux labels of a sandbox or container (CRI `SELinuxOption`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeLinuxOptions {
+    /// SELinux user label.
+    pub user: String,
+    /// SELinux role label.
+    pub role: String,
+    /// SELinux type label.
+    pub type_: String,
+    /// SELinux level label.
+    pub level: String,
 }
 
 /// Everything the runtime needs to create a pod sandbox.
@@ -320,6 +365,12 @@ pub struct ContainerSecurity {
     pub masked_paths: Vec<String>,
     /// Paths made read-only in the container.
     pub readonly_paths: Vec<String>,
+    /// The container's seccomp profile; `None` leaves the runtime's choice.
+    pub seccomp: Option<SecurityProfile>,
+    /// The container's AppArmor profile; `None` leaves the runtime's choice.
+    pub apparmor: Option<SecurityProfile>,
+    /// The container's SELinux labels.
+    pub selinux: Option<SeLinuxOptions>,
 }
 
 /// Everything the runtime needs to create a container in a sandbox.
@@ -716,6 +767,7 @@ mod tests {
                     message: "cni config uninitialized".into(),
                 },
             ],
+            ..Default::default()
         };
         assert!(status.runtime_ready());
         assert!(!status.network_ready());

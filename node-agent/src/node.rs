@@ -1074,6 +1074,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         };
         assert!(ready_errors(Some(&ok)).is_empty());
         let mut no_network = ok.clone();

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use kubelet_core::{ServiceAccountToken, VolumeSources};
 
 use kubelet_pod_manager::spec::EnvObjects;
@@ -441,6 +442,23 @@ impl EnvObjects for ApiObjects {
     fn release(&self, pod_uid: &str) {
         if self.lock_pods().remove(pod_uid).is_some() {
             self.prune();
+        }
+    }
+}
+
+/// RuntimeClasses are read when a pod's sandbox is created, which is rare enough that a
+/// GET serves where upstream keeps an informer of them all.
+#[async_trait]
+impl kubelet_pod_manager::RuntimeClasses for ApiObjects {
+    async fn handler(&self, name: &str) -> Result<String, String> {
+        let api: Api<RuntimeClass> = Api::all(self.inner.client.clone());
+        match api.get(name).await {
+            Ok(class) => Ok(class.handler),
+            // Upstream's lister says it this way (singular resource).
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                Err(format!("runtimeclass.node.k8s.io {name:?} not found"))
+            }
+            Err(e) => Err(format!("failed to lookup RuntimeClass {name}: {e}")),
         }
     }
 }

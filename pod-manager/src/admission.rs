@@ -19,8 +19,11 @@
 //! 4. NoExecute taints the pod does not tolerate (`TaintToleration`); static pods are
 //!    exempt. NoSchedule and PreferNoSchedule taints are the scheduler's business.
 //!
-//! Not covered: upstream's other admit handlers (eviction pressure, sysctls, AppArmor,
-//! node shutdown, topology/CPU/memory managers, device plugin resources) and the
+//! [`admit_isolation`] is upstream's sysctl and AppArmor admit handlers, which the pod
+//! manager applies to every new pod, static or not (`SysctlForbidden`, `AppArmor`).
+//!
+//! Not covered: upstream's other admit handlers (eviction pressure, node shutdown,
+//! topology/CPU/memory managers, device plugin resources) and the
 //! preemption of lower-priority pods that upstream attempts for a critical pod that
 //! does not fit; such a pod is rejected here like any other.
 
@@ -36,7 +39,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use kubelet_core::{Quantity, QuantityError, pod_qos};
 
 use crate::source::CONFIG_SOURCE_ANNOTATION;
+use crate::spec::NodeSecurity;
 use kubelet_core::validation::{label_value_errors, qualified_name_errors as label_key_errors};
+
+mod sysctls;
+pub(crate) use sysctls::normalize_name as normalize_sysctl_name;
+pub use sysctls::{SysctlAllowlist, kernel_version};
 
 /// Upstream's `runtime.GOOS`: this kubelet runs on Linux only.
 const NODE_OS: &str = "linux";
@@ -198,6 +206,37 @@ pub fn admit(pod: &Pod, active: &[Pod], node: &NodeFacts) -> Result<(), Rejectio
         }
     }
     Ok(())
+}
+
+/// Whether the node can confine `pod` as it asks, as upstream's sysctl allowlist and
+/// AppArmor admit handlers decide: each sysctl must be allowed on this node
+/// (`SysctlForbidden`, `forbidden sysctl: "kernel.msgmax" not allowlisted`), and a pod
+/// asking for an AppArmor profile needs a host that enforces AppArmor (`AppArmor`,
+/// `Cannot enforce AppArmor: AppArmor is not enabled on the host`).
+pub fn admit_isolation(pod: &Pod, security: &NodeSecurity) -> Result<(), Rejection> {
+    let spec = pod
+        .spec
+        .as_ref()
+        .map_or_else(|| Cow::Owned(PodSpec::default()), Cow::Borrowed);
+    let host_users = spec.host_users.unwrap_or(true);
+    for sysctl in spec
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.sysctls.as_deref())
+        .unwrap_or_default()
+    {
+        security
+            .sysctls
+            .check(
+                &sysctl.name,
+                spec.host_network.unwrap_or(false),
+                spec.host_ipc.unwrap_or(false),
+                host_users,
+            )
+            .map_err(|why| Rejection::new("SysctlForbidden", format!("forbidden sysctl: {why}")))?;
+    }
+    crate::spec::validate_apparmor(pod, security.apparmor_enabled)
+        .map_err(|why| Rejection::new("AppArmor", format!("Cannot enforce AppArmor: {why}")))
 }
 
 /// The status upstream's `rejectPod` gives a pod that was not admitted: phase Failed,

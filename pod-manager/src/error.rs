@@ -40,6 +40,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// The RuntimeClass a pod names cannot be used; the message is upstream's, e.g.
+    /// `runtimeclass.node.k8s.io "gvisor" not found`.
+    #[error("{message}")]
+    RuntimeClass {
+        /// Why.
+        message: String,
+    },
+
     /// A file system operation failed.
     #[error("{operation} {}: {source}", path.display())]
     Io {

@@ -46,6 +46,7 @@ pub mod pod_cgroup;
 mod probing;
 mod pull_secrets;
 pub mod restart;
+mod runtime_class;
 pub mod shutdown;
 mod snapshot;
 pub mod source;
@@ -60,6 +61,7 @@ pub use local::LocalPods;
 pub use logs::LogRotation;
 pub use manager::{ManagerConfig, PodManager, PodPoker};
 pub use probing::ProbeVerdict;
+pub use runtime_class::{NoRuntimeClasses, RuntimeClasses, runtime_handler};
 pub use snapshot::pod_snapshot;
 pub use sync::{SyncContext, grace_period};
 

@@ -400,6 +400,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Upstream's sysctl and AppArmor admission of a new pod; a rejection gets a Warning
+/// event and a log line.
+fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection> {
+    crate::admission::admit_isolation(pod, &ctx.node.security).inspect_err(|rejection| {
+        warn!(reason = %rejection.reason, message = %rejection.message, "pod rejected");
+        ctx.events.record(kubelet_core::PodEvent {
+            pod: PodRef::of(pod),
+            field_path: None,
+            event_type: kubelet_core::EventType::Warning,
+            reason: rejection.reason.clone().into(),
+            message: rejection.message.clone(),
+        });
+    })
+}
+
 /// Whether the pod's phase, as its source gave it, is Succeeded or Failed.
 fn is_terminal(pod: &Pod) -> bool {
     matches!(
@@ -433,6 +448,8 @@ async fn pod_worker(
     let mut startup = StartupTracker::new(ctx.clock.now());
     let mut last_pod: Option<Pod> = None;
     let mut shut_down = false;
+    // Whether the pod passed admission; a rejected pod never runs, as upstream.
+    let mut admission: Option<Result<(), crate::admission::Rejection>> = None;
     loop {
         let want = desired.borrow_and_update().clone();
         let pod = want.pod;
@@ -485,6 +502,29 @@ async fn pod_worker(
                 && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
             {
                 warn!(error = %e, "stopping a finished pod");
+            }
+            if !wait(&mut desired, &poke, resync).await {
+                return;
+            }
+            continue;
+        }
+        if let Err(rejection) = admission.get_or_insert_with(|| admit(&ctx, &pod)) {
+            // A pod a restarted kubelet no longer admits (its configuration changed)
+            // stops, as upstream's rejected pods do.
+            if snapshot.any_running()
+                && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
+            {
+                warn!(error = %e, "stopping a rejected pod");
+            }
+            if last_status.is_none() {
+                let mut status = crate::admission::rejected_status(&pod, rejection);
+                status
+                    .start_time
+                    .get_or_insert_with(|| Time(now(ctx.clock.as_ref())));
+                match reporter.report(&pod, &status).await {
+                    Ok(()) => last_status = Some(status),
+                    Err(e) => warn!(error = %e, "reporting the pod's rejection"),
+                }
             }
             if !wait(&mut desired, &poke, resync).await {
                 return;

@@ -63,6 +63,9 @@ pub struct SyncContext {
     /// [`NodeContext::pod_cgroups`](crate::spec::NodeContext)) and removed with the pod;
     /// `None` leaves pod cgroups alone (tests on a fake runtime).
     pub cgroups: Option<Arc<dyn kubelet_cgroups::CgroupManager>>,
+    /// Where the runtime handler of a pod's `runtimeClassName` is looked up
+    /// ([`NoRuntimeClasses`](crate::NoRuntimeClasses) without an API server).
+    pub runtime_classes: Arc<dyn crate::RuntimeClasses>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -146,7 +149,8 @@ impl ReadySandbox {
         if let Some(config) = self.config.get() {
             return Ok(config);
         }
-        let config = spec::sandbox_config(pod, self.attempt, &ctx.node)?;
+        // CreateContainer does not carry the handler; only RunPodSandbox needs it.
+        let config = spec::sandbox_config(pod, self.attempt, "", &ctx.node)?;
         Ok(self.config.get_or_init(|| config))
     }
 }
@@ -277,17 +281,28 @@ pub async fn sync_pod(
                 crate::pod_cgroup::ensure(cgroups, settings, pod).await?;
             }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
-            let config = spec::sandbox_config(pod, attempt, &ctx.node)?;
+            let created = async {
+                let handler = crate::runtime_handler(ctx.runtime_classes.as_ref(), pod)
+                    .await
+                    .map_err(|message| crate::Error::RuntimeClass { message })?;
+                let config = spec::sandbox_config(pod, attempt, &handler, &ctx.node)?;
+                let id = run_sandbox(ctx, &config).await?;
+                Ok::<_, crate::Error>((id, config))
+            };
             outcome.acted = true;
-            let id = match run_sandbox(ctx, &config).await {
-                Ok(id) => id,
+            let (id, config) = match created.await {
+                Ok(created) => created,
                 Err(e) => {
+                    let why = match &e {
+                        crate::Error::Spec { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
                     pod_event(
                         ctx,
                         pod,
                         EventType::Warning,
                         "FailedCreatePodSandBox",
-                        format!("Failed to create pod sandbox: {e}"),
+                        format!("Failed to create pod sandbox: {why}"),
                     );
                     return Err(e);
                 }

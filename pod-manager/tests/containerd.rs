@@ -135,6 +135,7 @@ fn start_with(
         clock: Arc::new(kubelet_core::SystemClock),
         // Pods' cgroups are runc's on the real host; the kubelet removes them.
         cgroups: Some(Arc::new(kubelet_cgroups::Cgroupfs::host())),
+        runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

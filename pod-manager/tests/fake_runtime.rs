@@ -80,6 +80,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
         clock,
         // A fake runtime makes no cgroups: leave the host's alone.
         cgroups: None,
+        runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
     };
     let pods = Arc::new(LocalPods::new());
     let manager = PodManager::new(

@@ -26,7 +26,10 @@ fn resolve_args_on(args: &[&str], host: &HostFacts) -> anyhow::Result<Settings> 
 
 #[test]
 fn cgroup_v1_is_refused_unless_the_file_or_the_flag_says_false() {
-    let v1 = HostFacts { cgroup_v1: true };
+    let v1 = HostFacts {
+        cgroup_v1: true,
+        ..HostFacts::default()
+    };
     let refused = resolve_args_on(&["kubelet"], &v1).expect_err("refused on cgroup v1");
     assert!(
         format!("{refused:#}")

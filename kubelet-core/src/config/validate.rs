@@ -12,6 +12,9 @@ use crate::config::types::{ConfigTaint, KubeletConfiguration};
 pub struct HostFacts {
     /// The host mounts cgroup v1 (no unified hierarchy at `/sys/fs/cgroup`).
     pub cgroup_v1: bool,
+    /// The running kernel's `major.minor`, which decides the safe sysctls; `None` when
+    /// unknown.
+    pub kernel: Option<(u32, u32)>,
 }
 
 /// Upstream's `validateKubeletOSConfiguration` for Linux: the reasons `config` cannot run
@@ -841,7 +844,10 @@ mod tests {
 
     #[test]
     fn cgroup_v1_hosts_need_fail_cgroup_v1_false() {
-        let v1 = HostFacts { cgroup_v1: true };
+        let v1 = HostFacts {
+            cgroup_v1: true,
+            ..HostFacts::default()
+        };
         let mut config = KubeletConfiguration::default();
         assert!(validate_host(&config, &HostFacts::default()).is_empty());
         let errors = validate_host(&config, &v1);

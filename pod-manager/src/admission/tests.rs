@@ -330,3 +330,105 @@ fn rejected_status_is_what_reject_pod_sets() {
         )
     );
 }
+
+fn isolation(spec: serde_json::Value, annotations: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u", "annotations": annotations},
+        "spec": spec,
+    }))
+    .expect("pod")
+}
+
+fn security(apparmor_enabled: bool, unsafe_sysctls: &[&str]) -> NodeSecurity {
+    let patterns: Vec<String> = unsafe_sysctls.iter().map(|s| (*s).to_owned()).collect();
+    NodeSecurity {
+        apparmor_enabled,
+        sysctls: SysctlAllowlist::new(Some((6, 1)), &patterns).expect("allowlist"),
+        ..NodeSecurity::default()
+    }
+}
+
+#[test]
+fn sysctls_outside_the_allowlist_are_forbidden() {
+    let with_sysctl = |name: &str, host_network: bool| {
+        isolation(
+            json!({
+                "hostNetwork": host_network,
+                "securityContext": {"sysctls": [{"name": name, "value": "1"}]},
+                "containers": [{"name": "c", "image": "busybox"}],
+            }),
+            json!({}),
+        )
+    };
+    let node = security(false, &["net.core.somaxconn"]);
+    assert_eq!(
+        admit_isolation(&with_sysctl("net.ipv4.tcp_syncookies", false), &node),
+        Ok(())
+    );
+    assert_eq!(
+        admit_isolation(&with_sysctl("net.core.somaxconn", false), &node),
+        Ok(())
+    );
+    assert_eq!(
+        admit_isolation(&with_sysctl("kernel.msgmax", false), &node),
+        Err(Rejection::new(
+            "SysctlForbidden",
+            "forbidden sysctl: \"kernel.msgmax\" not allowlisted"
+        ))
+    );
+    assert_eq!(
+        admit_isolation(&with_sysctl("net.core.somaxconn", true), &node),
+        Err(Rejection::new(
+            "SysctlForbidden",
+            "forbidden sysctl: \"net.core.somaxconn\" not allowed with host Net enabled"
+        ))
+    );
+}
+
+#[test]
+fn apparmor_pods_need_a_host_with_apparmor() {
+    let container = json!([{"name": "c", "image": "busybox"}]);
+    let confined = isolation(
+        json!({
+            "securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}},
+            "containers": container,
+        }),
+        json!({}),
+    );
+    let annotated = isolation(
+        json!({"containers": container}),
+        json!({"container.apparmor.security.beta.kubernetes.io/c": "runtime/default"}),
+    );
+    let unconfined = isolation(
+        json!({
+            "securityContext": {"appArmorProfile": {"type": "Unconfined"}},
+            "containers": container,
+        }),
+        json!({"container.apparmor.security.beta.kubernetes.io/c": "unconfined"}),
+    );
+    let refused = Err(Rejection::new(
+        "AppArmor",
+        "Cannot enforce AppArmor: AppArmor is not enabled on the host",
+    ));
+    assert_eq!(admit_isolation(&confined, &security(false, &[])), refused);
+    assert_eq!(admit_isolation(&annotated, &security(false, &[])), refused);
+    assert_eq!(admit_isolation(&unconfined, &security(false, &[])), Ok(()));
+    assert_eq!(admit_isolation(&confined, &security(true, &[])), Ok(()));
+    let nameless = isolation(
+        json!({
+            "containers": [{
+                "name": "c", "image": "busybox",
+                "securityContext": {"appArmorProfile": {"type": "Localhost", "localhostProfile": " "}},
+            }],
+        }),
+        json!({}),
+    );
+    assert_eq!(
+        admit_isolation(&nameless, &security(true, &[])),
+        Err(Rejection::new(
+            "AppArmor",
+            "Cannot enforce AppArmor: invalid empty AppArmor profile name: \
+             \"&AppArmorProfile{Type:Localhost,LocalhostProfile:* ,}\""
+        ))
+    );
+}

@@ -42,7 +42,11 @@ pub use hosts::{
     should_mount_hosts_file,
 };
 pub use resources::{container_resources, oom_score_adj};
-pub use security::{apply_image_user, host_thermal_throttle_paths, verify_run_as_non_root};
+pub(crate) use security::validate_apparmor;
+pub use security::{
+    NodeSecurity, apply_image_user, host_apparmor_enabled, host_thermal_throttle_paths,
+    verify_run_as_non_root,
+};
 pub use service_env::service_env;
 
 /// What the translation needs to know about the node.
@@ -83,6 +87,8 @@ pub struct NodeContext {
     /// How each pod's own cgroup is made before its sandbox (`cgroupsPerQOS`); `None`
     /// leaves the pod cgroup to the runtime.
     pub pod_cgroups: Option<crate::pod_cgroup::PodCgroupSettings>,
+    /// How pods are confined: seccomp, AppArmor, sysctls.
+    pub security: NodeSecurity,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has
@@ -130,18 +136,27 @@ pub fn pod_log_dir(pod: &Pod, ctx: &NodeContext) -> PathBuf {
     ctx.pod_logs_root.join(format!("{namespace}_{name}_{uid}"))
 }
 
-/// The sandbox configuration of `pod`, attempt `attempt`.
+/// The sandbox configuration of `pod`, attempt `attempt`, on `runtime_handler` (empty
+/// for the runtime's default).
 ///
-/// Fails when the node's resolv.conf has a `nameserver` line without an address, when
-/// the pod's hostname, subdomain or hostnameOverride is not a valid DNS name, or when
-/// setHostnameAsFQDN makes a name longer than 64 characters, as upstream does.
-pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &NodeContext) -> Result<SandboxConfig> {
+/// Fails when the pod asks for its own user namespace (`hostUsers: false`, which this
+/// kubelet cannot give it), when the node's resolv.conf has a `nameserver` line without
+/// an address, when the pod's hostname, subdomain or hostnameOverride is not a valid DNS
+/// name, or when setHostnameAsFQDN makes a name longer than 64 characters, as upstream
+/// does.
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    runtime_handler: &str,
+    ctx: &NodeContext,
+) -> Result<SandboxConfig> {
     let PodRef {
         namespace,
         name,
         uid,
     } = PodRef::of(pod);
     let spec = pod_spec(pod);
+    security::check_user_namespace(pod, runtime_handler)?;
     // Upstream computes DNS before the hostname, so its errors come first.
     let dns = pod_dns_config(pod, ctx)?;
     let hostname = if uses_host_network(&spec) {
@@ -165,8 +180,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &NodeContext) -> Result<Sand
         labels: labels::sandbox_labels(pod),
         annotations: labels::sandbox_annotations(pod),
         linux: security::sandbox_linux_config(pod),
-        // RuntimeClass lookup comes later; empty selects the runtime's default handler.
-        runtime_handler: String::new(),
+        runtime_handler: runtime_handler.to_owned(),
     })
 }
 
@@ -219,7 +233,7 @@ pub fn container_config(
         stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         resources: Some(container_resources(pod, container, ctx)?),
-        security: security::container_security(pod, container, ctx),
+        security: security::container_security(pod, container, ctx)?,
     })
 }
 
@@ -339,6 +353,15 @@ fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {
 /// Upstream `IsIPv6String`: parses and is not IPv4 (mapped addresses count as IPv4).
 fn is_ipv6_string(text: &str) -> bool {
     matches!(parse_ip_sloppy(text), Some(IpAddr::V6(_)))
+}
+
+/// The pod's init and regular containers, in that order. Ephemeral containers are not
+/// run by this kubelet, so they have no settings to check.
+fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
 }
 
 /// An [`Error::Spec`] about `pod` (and `container`, empty for the sandbox).

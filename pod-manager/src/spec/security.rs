@@ -1,9 +1,15 @@
 //! Security settings of sandboxes and containers (upstream `generatePodSandboxLinuxConfig`,
 //! `determineEffectiveSecurityContext`, `verifyRunAsNonRoot`).
 
-use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{
+    AppArmorProfile, Container, Pod, PodSecurityContext, SELinuxOptions as ApiSeLinuxOptions,
+    SeccompProfile, SecurityContext,
+};
 use kubelet_core::{
-    Capabilities, ContainerSecurity, LinuxSandboxConfig, PodRef, StringMap, pod_qos,
+    Capabilities, ContainerSecurity, LinuxSandboxConfig, PodRef, SeLinuxOptions, SecurityProfile,
+    StringMap, pod_qos,
 };
 
 use super::{NodeContext, namespace_options, pod_spec, spec_error};
@@ -67,6 +73,54 @@ fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
+/// How the node confines pods: what the kubelet's configuration and the host decide
+/// about seccomp, AppArmor and sysctls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSecurity {
+    /// `seccompDefault`: a container without a seccomp profile gets the runtime's
+    /// default profile instead of none.
+    pub seccomp_default: bool,
+    /// Where `Localhost` seccomp profiles are found (upstream `<root-dir>/seccomp`).
+    pub seccomp_profile_root: PathBuf,
+    /// Whether the host enforces AppArmor (see [`host_apparmor_enabled`]); pods that ask
+    /// for a profile are refused when it does not.
+    pub apparmor_enabled: bool,
+    /// The sysctls pods may set.
+    pub sysctls: crate::admission::SysctlAllowlist,
+}
+
+/// Whether this host enforces AppArmor, as runc decides it: the securityfs directory
+/// exists and the module's `enabled` parameter is `Y`.
+pub fn host_apparmor_enabled() -> bool {
+    Path::new("/sys/kernel/security/apparmor").exists()
+        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|enabled| enabled.starts_with('Y'))
+}
+
+/// Upstream's message for a pod with `hostUsers: false` on a runtime (handler) without
+/// user namespaces.
+fn user_namespace_error(runtime_handler: &str) -> String {
+    if runtime_handler.is_empty() {
+        "can't set `spec.hostUsers: false`, runtime does not support user namespaces".to_owned()
+    } else {
+        format!(
+            "can't set `spec.hostUsers: false`, RuntimeClass handler {runtime_handler:?} does \
+             not support user namespaces"
+        )
+    }
+}
+
+/// Refuses a pod that asks for its own user namespace: this kubelet does not allocate
+/// user namespace ID ranges, and containerd 1.6 cannot run them, so such a pod must not
+/// start in the host's user namespace instead. The message is upstream's for a runtime
+/// without support.
+pub(super) fn check_user_namespace(pod: &Pod, runtime_handler: &str) -> Result<()> {
+    if pod_spec(pod).host_users == Some(false) {
+        return Err(spec_error(pod, "", user_namespace_error(runtime_handler)));
+    }
+    Ok(())
+}
+
 /// The sandbox's Linux settings (upstream `generatePodSandboxLinuxConfig`).
 pub(super) fn sandbox_linux_config(pod: &Pod) -> LinuxSandboxConfig {
     let spec = pod_spec(pod);
@@ -78,9 +132,13 @@ pub(super) fn sandbox_linux_config(pod: &Pod) -> LinuxSandboxConfig {
         // every defaulted pod.
         namespaces: namespace_options(&spec),
         privileged: has_privileged_container(pod),
+        // The pause container always runs under the runtime's default profile, so that
+        // the pod's own profiles can be as strict as they like (upstream #84623).
+        seccomp: Some(SecurityProfile::RuntimeDefault),
         ..Default::default()
     };
     if let Some(sc) = spec.security_context.as_ref() {
+        config.selinux = sc.se_linux_options.as_ref().map(selinux_options);
         config.run_as_user = sc.run_as_user;
         config.run_as_group = sc.run_as_group;
         // fsGroup first, then the supplemental groups, as upstream orders them.
@@ -93,27 +151,15 @@ pub(super) fn sandbox_linux_config(pod: &Pod) -> LinuxSandboxConfig {
             .sysctls
             .iter()
             .flatten()
-            .map(|s| (normalize_sysctl(&s.name), s.value.clone()))
+            .map(|s| {
+                (
+                    crate::admission::normalize_sysctl_name(&s.name),
+                    s.value.clone(),
+                )
+            })
             .collect::<StringMap>();
     }
     config
-}
-
-/// Upstream `NormalizeName`: a sysctl written with `/` separators (`net/ipv4/ip_forward`)
-/// becomes the dotted form runc checks, swapping `.` and `/` so that a dot inside a
-/// component (`eno2.100`) survives as a slash.
-fn normalize_sysctl(name: &str) -> String {
-    match name.find(['.', '/']) {
-        Some(i) if name.as_bytes()[i] == b'/' => name
-            .chars()
-            .map(|c| match c {
-                '.' => '/',
-                '/' => '.',
-                c => c,
-            })
-            .collect(),
-        _ => name.to_owned(),
-    }
 }
 
 /// Whether any init, regular or ephemeral container of the pod is privileged: upstream
@@ -163,15 +209,188 @@ fn effective_security_context(pod: &Pod, container: &Container) -> SecurityConte
     merged
 }
 
+fn selinux_options(options: &ApiSeLinuxOptions) -> SeLinuxOptions {
+    SeLinuxOptions {
+        user: options.user.clone().unwrap_or_default(),
+        role: options.role.clone().unwrap_or_default(),
+        type_: options.type_.clone().unwrap_or_default(),
+        level: options.level.clone().unwrap_or_default(),
+    }
+}
+
+/// The container's seccomp profile (upstream `getSeccompProfile`): the container's
+/// field, else the pod's, else the runtime's default with `seccompDefault` and none
+/// without.
+fn seccomp_profile(
+    pod_sc: Option<&PodSecurityContext>,
+    container_sc: Option<&SecurityContext>,
+    security: &NodeSecurity,
+) -> std::result::Result<SecurityProfile, String> {
+    let field: Option<&SeccompProfile> = container_sc
+        .and_then(|sc| sc.seccomp_profile.as_ref())
+        .or_else(|| pod_sc.and_then(|sc| sc.seccomp_profile.as_ref()));
+    let Some(field) = field else {
+        return Ok(if security.seccomp_default {
+            SecurityProfile::RuntimeDefault
+        } else {
+            SecurityProfile::Unconfined
+        });
+    };
+    match field.type_.as_str() {
+        "RuntimeDefault" => Ok(SecurityProfile::RuntimeDefault),
+        "Localhost" => match field.localhost_profile.as_deref() {
+            Some(profile) if !profile.is_empty() => Ok(SecurityProfile::Localhost(
+                security
+                    .seccomp_profile_root
+                    .join(profile)
+                    .display()
+                    .to_string(),
+            )),
+            _ => Err("localhostProfile must be set if seccompProfile type is Localhost.".into()),
+        },
+        _ => Ok(SecurityProfile::Unconfined),
+    }
+}
+
+/// The pod annotation that gave a container its AppArmor profile before the field.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// The container's AppArmor profile as the API says it (upstream `apparmor.GetProfile`):
+/// the container's field, else the deprecated per-container annotation (static pods may
+/// still carry only that), else the pod's field.
+fn apparmor_field(pod: &Pod, container: &Container) -> Option<AppArmorProfile> {
+    if let Some(profile) = container
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.app_armor_profile.clone())
+    {
+        return Some(profile);
+    }
+    let annotation = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&format!("{APPARMOR_ANNOTATION_PREFIX}{}", container.name)));
+    if let Some(value) = annotation {
+        let (type_, localhost_profile) = match value.as_str() {
+            "runtime/default" => ("RuntimeDefault", None),
+            "unconfined" => ("Unconfined", None),
+            other => match other.strip_prefix("localhost/") {
+                Some(name) => ("Localhost", Some(name.to_owned())),
+                None => return None,
+            },
+        };
+        return Some(AppArmorProfile {
+            type_: type_.to_owned(),
+            localhost_profile,
+        });
+    }
+    pod_spec(pod)
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.app_armor_profile.clone())
+}
+
+/// The container's AppArmor profile for the runtime (upstream `getAppArmorProfile`).
+fn apparmor_profile(
+    pod: &Pod,
+    container: &Container,
+) -> std::result::Result<Option<SecurityProfile>, String> {
+    let Some(profile) = apparmor_field(pod, container) else {
+        return Ok(None);
+    };
+    match profile.type_.as_str() {
+        "RuntimeDefault" => Ok(Some(SecurityProfile::RuntimeDefault)),
+        "Unconfined" => Ok(Some(SecurityProfile::Unconfined)),
+        "Localhost" => match profile.localhost_profile {
+            Some(name) => Ok(Some(SecurityProfile::Localhost(name))),
+            None => Err("missing localhost apparmor profile name".to_owned()),
+        },
+        other => Err(format!("unknown apparmor profile type: {other:?}")),
+    }
+}
+
+/// Upstream's AppArmor admission (`apparmor.Validator`): `Err` with the message after
+/// `Cannot enforce AppArmor: ` when the pod needs AppArmor and the host lacks it, or a
+/// Localhost profile has no name.
+pub(crate) fn validate_apparmor(pod: &Pod, host_enabled: bool) -> std::result::Result<(), String> {
+    if !requires_apparmor(pod) {
+        return Ok(());
+    }
+    if !host_enabled {
+        return Err("AppArmor is not enabled on the host".to_owned());
+    }
+    let spec = pod_spec(pod);
+    for container in super::all_containers(&spec) {
+        if let Some(profile) = apparmor_field(pod, container)
+            && profile.type_ == "Localhost"
+            && profile
+                .localhost_profile
+                .as_deref()
+                .is_none_or(|name| name.trim().is_empty())
+        {
+            let name = profile
+                .localhost_profile
+                .as_deref()
+                .map_or_else(|| "nil".to_owned(), |name| format!("*{name}"));
+            return Err(format!(
+                "invalid empty AppArmor profile name: {}",
+                go_quote(&format!(
+                    "&AppArmorProfile{{Type:{},LocalhostProfile:{name},}}",
+                    profile.type_
+                ))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Upstream `isRequired`: a pod or container profile other than Unconfined, or a
+/// deprecated annotation other than `unconfined`.
+fn requires_apparmor(pod: &Pod) -> bool {
+    let confining = |p: Option<&AppArmorProfile>| p.is_some_and(|p| p.type_ != "Unconfined");
+    let spec = pod_spec(pod);
+    if confining(
+        spec.security_context
+            .as_ref()
+            .and_then(|sc| sc.app_armor_profile.as_ref()),
+    ) {
+        return true;
+    }
+    if super::all_containers(&spec).any(|c| {
+        confining(
+            c.security_context
+                .as_ref()
+                .and_then(|sc| sc.app_armor_profile.as_ref()),
+        )
+    }) {
+        return true;
+    }
+    pod.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .any(|(key, value)| key.starts_with(APPARMOR_ANNOTATION_PREFIX) && value != "unconfined")
+}
+
 /// The container's security settings (upstream `determineEffectiveSecurityContext`),
-/// without the image's user: see [`apply_image_user`].
+/// without the image's user: see [`apply_image_user`]. Fails on a Localhost seccomp or
+/// AppArmor profile without a name.
 pub(super) fn container_security(
     pod: &Pod,
     container: &Container,
     ctx: &NodeContext,
-) -> ContainerSecurity {
+) -> Result<ContainerSecurity> {
     let spec = pod_spec(pod);
     let sc = effective_security_context(pod, container);
+    let seccomp = seccomp_profile(
+        spec.security_context.as_ref(),
+        container.security_context.as_ref(),
+        &ctx.security,
+    )
+    .map_err(|reason| spec_error(pod, &container.name, reason))?;
+    let apparmor = apparmor_profile(pod, container)
+        .map_err(|reason| spec_error(pod, &container.name, reason))?;
     let capabilities = sc
         .capabilities
         .as_ref()
@@ -207,7 +426,7 @@ pub(super) fn container_security(
                 .collect(),
         )
     };
-    ContainerSecurity {
+    Ok(ContainerSecurity {
         capabilities,
         privileged: sc.privileged.unwrap_or(false),
         namespaces: namespace_options(&spec),
@@ -220,7 +439,10 @@ pub(super) fn container_security(
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         masked_paths,
         readonly_paths,
-    }
+        seccomp: Some(seccomp),
+        apparmor,
+        selinux: sc.se_linux_options.as_ref().map(selinux_options),
+    })
 }
 
 /// Runs the container as the image's user when neither the pod nor the container sets
@@ -298,27 +520,6 @@ pub(super) use kubelet_core::downward::go_quote;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sysctl_names_normalize_like_upstream() {
-        assert_eq!(
-            normalize_sysctl("net.ipv4.ip_forward"),
-            "net.ipv4.ip_forward"
-        );
-        assert_eq!(
-            normalize_sysctl("net/ipv4/ip_forward"),
-            "net.ipv4.ip_forward"
-        );
-        assert_eq!(
-            normalize_sysctl("net/ipv4/conf/eno2.100/rp_filter"),
-            "net.ipv4.conf.eno2/100.rp_filter"
-        );
-        assert_eq!(
-            normalize_sysctl("net.ipv4.conf.eno2/100.rp_filter"),
-            "net.ipv4.conf.eno2/100.rp_filter"
-        );
-        assert_eq!(normalize_sysctl("kernel"), "kernel");
-    }
 
     #[test]
     fn cpu_lists_parse() {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::ByteString;
-use kubelet_core::{DnsConfig, LinuxResources};
+use kubelet_core::{DnsConfig, LinuxResources, SeLinuxOptions, SecurityProfile};
 use serde_json::json;
 
 use super::*;
@@ -63,6 +63,10 @@ fn ctx() -> NodeContext {
         resolv_conf_disabled: false,
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
         pod_cgroups: None,
+        security: NodeSecurity {
+            seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
+            ..NodeSecurity::default()
+        },
     }
 }
 
@@ -198,6 +202,7 @@ fn sandbox_of_a_burstable_pod() {
             "securityContext": {
                 "runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000,
                 "supplementalGroups": [4000, 4001],
+                "seLinuxOptions": {"level": "s0:c1,c2"},
                 "sysctls": [
                     {"name": "net/ipv4/ip_local_port_range", "value": "1024 65000"},
                     {"name": "kernel.shm_rmid_forced", "value": "1"},
@@ -227,7 +232,7 @@ fn sandbox_of_a_burstable_pod() {
         },
     }));
     check(
-        sandbox_config(&pod, 2, &ctx()).expect("sandbox config"),
+        sandbox_config(&pod, 2, "", &ctx()).expect("sandbox config"),
         r#"
         SandboxConfig {
             metadata: SandboxMetadata {
@@ -324,6 +329,17 @@ fn sandbox_of_a_burstable_pod() {
                     "kernel.shm_rmid_forced": "1",
                     "net.ipv4.ip_local_port_range": "1024 65000",
                 },
+                seccomp: Some(
+                    RuntimeDefault,
+                ),
+                selinux: Some(
+                    SeLinuxOptions {
+                        user: "",
+                        role: "",
+                        type_: "",
+                        level: "s0:c1,c2",
+                    },
+                ),
             },
             runtime_handler: "",
         }
@@ -351,7 +367,7 @@ fn sandbox_of_a_host_network_pod() {
         },
     }));
     check(
-        sandbox_config(&pod, 0, &ctx()).expect("sandbox config"),
+        sandbox_config(&pod, 0, "", &ctx()).expect("sandbox config"),
         r#"
         SandboxConfig {
             metadata: SandboxMetadata {
@@ -396,6 +412,10 @@ fn sandbox_of_a_host_network_pod() {
                 privileged: false,
                 readonly_rootfs: false,
                 sysctls: {},
+                seccomp: Some(
+                    RuntimeDefault,
+                ),
+                selinux: None,
             },
             runtime_handler: "",
         }
@@ -418,7 +438,7 @@ fn cgroup_parent_follows_the_qos_class() {
     ];
     for (resources, expected) in cases {
         let pod = pod_with(json!({"name": "c", "image": "i", "resources": resources}));
-        let config = sandbox_config(&pod, 0, &ctx()).expect("sandbox config");
+        let config = sandbox_config(&pod, 0, "", &ctx()).expect("sandbox config");
         assert_eq!(config.linux.cgroup_parent, expected, "{resources}");
     }
 }
@@ -639,6 +659,11 @@ fn container_of_a_burstable_pod() {
                     "/proc/sys",
                     "/proc/sysrq-trigger",
                 ],
+                seccomp: Some(
+                    Unconfined,
+                ),
+                apparmor: None,
+                selinux: None,
             },
         }
         "#
@@ -1484,7 +1509,7 @@ fn hostnames_and_domains() {
         let pod = pod(json!({"metadata": meta(), "spec": spec}));
         (
             pod_hostname_and_domain(&pod, &ctx()).map_err(reason),
-            sandbox_config(&pod, 0, &ctx())
+            sandbox_config(&pod, 0, "", &ctx())
                 .map(|c| c.hostname)
                 .map_err(reason),
         )
@@ -1946,4 +1971,168 @@ fn env_from_overrides_service_links() {
     let env =
         container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("environment");
     assert_eq!(env.len(), 2);
+}
+
+#[test]
+fn seccomp_profiles_as_upstream_chooses_them() {
+    let seccomp = |pod_profile: serde_json::Value,
+                   container_profile: serde_json::Value,
+                   default: bool|
+     -> std::result::Result<Option<SecurityProfile>, String> {
+        let mut container = json!({"name": "app", "image": "busybox"});
+        if !container_profile.is_null() {
+            container["securityContext"] = json!({"seccompProfile": container_profile});
+        }
+        let mut spec = json!({"containers": [container]});
+        if !pod_profile.is_null() {
+            spec["securityContext"] = json!({"seccompProfile": pod_profile});
+        }
+        let pod = pod(json!({"metadata": meta(), "spec": spec}));
+        let mut ctx = ctx();
+        ctx.security.seccomp_default = default;
+        container_config(
+            &pod,
+            &first_container(&pod),
+            0,
+            &pod_ips(),
+            &ctx,
+            &NoEnvObjects,
+            Vec::new(),
+        )
+        .map(|c| c.security.seccomp)
+        .map_err(reason)
+    };
+    let none = serde_json::Value::Null;
+    let runtime_default = json!({"type": "RuntimeDefault"});
+    let unconfined = json!({"type": "Unconfined"});
+    let localhost = json!({"type": "Localhost", "localhostProfile": "profiles/deny.json"});
+    assert_eq!(
+        seccomp(none.clone(), none.clone(), false),
+        Ok(Some(SecurityProfile::Unconfined))
+    );
+    assert_eq!(
+        seccomp(none.clone(), none.clone(), true),
+        Ok(Some(SecurityProfile::RuntimeDefault)),
+        "seccompDefault"
+    );
+    assert_eq!(
+        seccomp(runtime_default.clone(), none.clone(), false),
+        Ok(Some(SecurityProfile::RuntimeDefault)),
+        "the pod's profile"
+    );
+    assert_eq!(
+        seccomp(runtime_default, unconfined.clone(), true),
+        Ok(Some(SecurityProfile::Unconfined)),
+        "the container's profile wins over the pod's and the default"
+    );
+    assert_eq!(
+        seccomp(unconfined, localhost, false),
+        Ok(Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/profiles/deny.json".into()
+        ))),
+        "Localhost profiles are under <root-dir>/seccomp"
+    );
+    assert_eq!(
+        seccomp(none, json!({"type": "Localhost"}), false),
+        Err("localhostProfile must be set if seccompProfile type is Localhost.".into())
+    );
+}
+
+#[test]
+fn apparmor_and_selinux_reach_the_container() {
+    let pod = pod(json!({
+        "metadata": {
+            "name": "web", "namespace": "shop", "uid": "u-1",
+            "annotations": {
+                "container.apparmor.security.beta.kubernetes.io/legacy": "localhost/old-profile",
+            },
+        },
+        "spec": {
+            "securityContext": {
+                "appArmorProfile": {"type": "RuntimeDefault"},
+                "seLinuxOptions": {"user": "system_u", "level": "s0:c1"},
+            },
+            "containers": [
+                {"name": "app", "image": "busybox"},
+                {"name": "legacy", "image": "busybox"},
+                {
+                    "name": "own", "image": "busybox",
+                    "securityContext": {
+                        "appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-deny"},
+                        "seLinuxOptions": {"type": "spc_t"},
+                    },
+                },
+            ],
+        },
+    }));
+    let security = |name: &str| {
+        let container = pod_spec(&pod)
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .expect("container");
+        container_config(
+            &pod,
+            &container,
+            0,
+            &pod_ips(),
+            &ctx(),
+            &NoEnvObjects,
+            Vec::new(),
+        )
+        .expect("config")
+        .security
+    };
+    let app = security("app");
+    assert_eq!(
+        app.apparmor,
+        Some(SecurityProfile::RuntimeDefault),
+        "the pod's profile"
+    );
+    let pod_labels = SeLinuxOptions {
+        user: "system_u".into(),
+        level: "s0:c1".into(),
+        ..Default::default()
+    };
+    assert_eq!(app.selinux, Some(pod_labels));
+    assert_eq!(
+        security("legacy").apparmor,
+        Some(SecurityProfile::Localhost("old-profile".into())),
+        "the deprecated annotation comes before the pod's field"
+    );
+    let own = security("own");
+    assert_eq!(
+        own.apparmor,
+        Some(SecurityProfile::Localhost("k8s-deny".into()))
+    );
+    assert_eq!(
+        own.selinux,
+        Some(SeLinuxOptions {
+            type_: "spc_t".into(),
+            ..Default::default()
+        }),
+        "the container's options replace the pod's"
+    );
+}
+
+#[test]
+fn a_pod_in_its_own_user_namespace_is_refused() {
+    let pod = pod(json!({
+        "metadata": meta(),
+        "spec": {"hostUsers": false, "containers": [{"name": "app", "image": "busybox"}]},
+    }));
+    assert_eq!(
+        reason(sandbox_config(&pod, 0, "", &ctx()).expect_err("refused")),
+        "can't set `spec.hostUsers: false`, runtime does not support user namespaces"
+    );
+    assert_eq!(
+        reason(sandbox_config(&pod, 0, "kata", &ctx()).expect_err("refused")),
+        "can't set `spec.hostUsers: false`, RuntimeClass handler \"kata\" does not support \
+         user namespaces"
+    );
+    let mut host = pod.clone();
+    host.spec.as_mut().expect("spec").host_users = Some(true);
+    let config = sandbox_config(&host, 0, "kata", &ctx()).expect("host user namespace");
+    assert_eq!(config.runtime_handler, "kata");
 }
