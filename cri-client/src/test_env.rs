@@ -15,6 +15,8 @@ pub struct TestEnv {
     pub auth_user: String,
     /// `KUBELET_TEST_AUTH_PASSWORD`: its password.
     pub auth_password: String,
+    /// `KUBELET_TEST_RUNTIME_HANDLER`: a runtime handler besides the default one.
+    pub runtime_handler: String,
 }
 
 impl TestEnv {
@@ -33,6 +35,7 @@ impl TestEnv {
             "KUBELET_TEST_AUTH_REGISTRY",
             "KUBELET_TEST_AUTH_USER",
             "KUBELET_TEST_AUTH_PASSWORD",
+            "KUBELET_TEST_RUNTIME_HANDLER",
         ];
         let missing: Vec<_> = names.iter().filter(|n| var(n).is_none()).collect();
         if !missing.is_empty() {
@@ -53,6 +56,7 @@ impl TestEnv {
             auth_registry: get("KUBELET_TEST_AUTH_REGISTRY"),
             auth_user: get("KUBELET_TEST_AUTH_USER"),
             auth_password: get("KUBELET_TEST_AUTH_PASSWORD"),
+            runtime_handler: get("KUBELET_TEST_RUNTIME_HANDLER"),
         })
     }
 }

@@ -14,9 +14,11 @@ use kubelet_core::labels::{
 };
 use kubelet_core::{Backoff, ContainerFilter, Runtime, SandboxFilter, StatusReporter};
 use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
-use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext};
+use kubelet_pod_manager::admission::SysctlAllowlist;
+use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext, NodeSecurity};
 use kubelet_pod_manager::{
-    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext,
+    LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, RuntimeClasses, SourceUpdate,
+    SyncContext,
 };
 use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
@@ -80,32 +82,73 @@ impl Recorder {
     }
 }
 
+/// Keeps every pod event.
+#[derive(Default)]
+struct Events(Mutex<Vec<kubelet_core::PodEvent>>);
+
+impl kubelet_core::EventRecorder for Events {
+    fn record(&self, event: kubelet_core::PodEvent) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+    fn record_node(&self, _: kubelet_core::NodeEvent) {}
+}
+
+impl Events {
+    /// `reason: message` of each event about the pod named `pod`.
+    fn of(&self, pod: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|e| e.pod.name == pod)
+            .map(|e| format!("{}: {}", e.reason, e.message))
+            .collect()
+    }
+}
+
+/// What a test kubelet is started with besides the runtime.
+struct Setup {
+    config: ManagerConfig,
+    env_objects: Arc<dyn EnvObjects>,
+    security: NodeSecurity,
+    runtime_classes: Arc<dyn RuntimeClasses>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            config: ManagerConfig {
+                relist_period: Duration::from_millis(500),
+                ..ManagerConfig::default()
+            },
+            env_objects: Arc::new(NoEnvObjects),
+            security: NodeSecurity::default(),
+            runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
+        }
+    }
+}
+
 struct Kubelet {
     client: CriClient,
     recorder: Arc<Recorder>,
+    events: Arc<Events>,
     updates: mpsc::Sender<SourceUpdate>,
     manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
     dirs: Arc<tempfile::TempDir>,
 }
 
 fn start(env: &TestEnv, dirs: Arc<tempfile::TempDir>) -> Kubelet {
-    start_with(
-        env,
-        dirs,
-        ManagerConfig {
-            relist_period: Duration::from_millis(500),
-            ..ManagerConfig::default()
-        },
-        Arc::new(NoEnvObjects),
-    )
+    start_with(env, dirs, Setup::default())
 }
 
-fn start_with(
-    env: &TestEnv,
-    dirs: Arc<tempfile::TempDir>,
-    config: ManagerConfig,
-    env_objects: Arc<dyn EnvObjects>,
-) -> Kubelet {
+fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kubelet {
+    let Setup {
+        config,
+        env_objects,
+        security,
+        runtime_classes,
+    } = setup;
+    let events = Arc::new(Events::default());
     let client = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
     let ctx = SyncContext {
         runtime: Arc::new(client.clone()),
@@ -120,6 +163,7 @@ fn start_with(
             host_resolv_conf: "nameserver 127.0.0.53\n".into(),
             allocatable_milli_cpu: 2000,
             allocatable_memory: 1 << 30,
+            security,
             ..NodeContext::default()
         },
         env_objects,
@@ -127,7 +171,7 @@ fn start_with(
         crash_backoff: Mutex::new(Backoff::crash_loop()),
         image_backoff: Mutex::new(Backoff::image_pull()),
         prober: Some(Arc::new(KubeletProber::new(Arc::new(client.clone())))),
-        events: Arc::new(kubelet_core::NoEvents),
+        events: events.clone(),
         volumes: Arc::new(kubelet_volumes::VolumeManager::new(
             dirs.path().join("pods"),
             Arc::new(kubelet_core::NoVolumeSources),
@@ -135,7 +179,7 @@ fn start_with(
         clock: Arc::new(kubelet_core::SystemClock),
         // Pods' cgroups are runc's on the real host; the kubelet removes them.
         cgroups: Some(Arc::new(kubelet_cgroups::Cgroupfs::host())),
-        runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
+        runtime_classes,
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);
@@ -143,6 +187,7 @@ fn start_with(
     Kubelet {
         client,
         recorder,
+        events,
         updates,
         manager: tokio::spawn(manager.run(rx)),
         dirs,
@@ -927,16 +972,18 @@ async fn container_logs_rotate_by_size_and_keep_max_files() {
     let kubelet = start_with(
         &env,
         dirs.clone(),
-        ManagerConfig {
-            relist_period: Duration::from_millis(500),
-            log_rotation: Some(LogRotation {
-                max_size: 4096,
-                max_files: 3,
-                interval: Duration::from_millis(300),
-            }),
-            ..ManagerConfig::default()
+        Setup {
+            config: ManagerConfig {
+                relist_period: Duration::from_millis(500),
+                log_rotation: Some(LogRotation {
+                    max_size: 4096,
+                    max_files: 3,
+                    interval: Duration::from_millis(300),
+                }),
+                ..ManagerConfig::default()
+            },
+            ..Setup::default()
         },
-        Arc::new(NoEnvObjects),
     );
     let uid = unique("uid-logs");
     let chatty = container(
@@ -1032,11 +1079,10 @@ async fn image_pull_secrets_authenticate_pulls() {
     let kubelet = start_with(
         &env,
         Arc::new(tempfile::tempdir().expect("dir")),
-        ManagerConfig {
-            relist_period: Duration::from_millis(500),
-            ..ManagerConfig::default()
+        Setup {
+            env_objects: Arc::new(PullSecret(secret)),
+            ..Setup::default()
         },
-        Arc::new(PullSecret(secret)),
     );
     let image = format!("{}/busybox:latest", env.auth_registry);
     let mut private = container(&env, "app", "exec sleep 3600");
@@ -1229,14 +1275,19 @@ async fn probes_gate_readiness_and_restart_unhealthy_containers() {
         }),
         ..Default::default()
     }));
-    web.liveness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
-        http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
-            path: Some("/index.html".into()),
-            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080),
+    web.liveness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        // A loaded machine may take a moment to start httpd: the first probe may come
+        // before it listens, and a healthy container must not be restarted for that.
+        failure_threshold: Some(3),
+        ..probe(k8s_openapi::api::core::v1::Probe {
+            http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+                path: Some("/index.html".into()),
+                port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080),
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
-        ..Default::default()
-    }));
+        })
+    });
     let mut sick = container(&env, "app", "exec sleep 3600");
     sick.liveness_probe = Some(probe(k8s_openapi::api::core::v1::Probe {
         tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
@@ -1281,4 +1332,408 @@ async fn probes_gate_readiness_and_restart_unhealthy_containers() {
         "a healthy liveness probe restarts nothing"
     );
     kubelet.finish(&[&uid, &sick_uid]).await;
+}
+
+/// Reads a container's log until it holds `marker` (or 20 s pass).
+async fn log_with(
+    kubelet: &Kubelet,
+    pod: &str,
+    uid: &str,
+    container: &str,
+    marker: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = read_log(kubelet, pod, uid, container);
+        if log.contains(marker) || Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A seccomp profile in the OCI format that lets everything through but mkdir.
+const DENY_MKDIR_PROFILE: &str = r#"{
+  "defaultAction": "SCMP_ACT_ALLOW",
+  "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+}"#;
+
+#[tokio::test]
+async fn seccomp_profiles_reach_runc() {
+    let Some(env) = TestEnv::from_env("seccomp_profiles_reach_runc") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let dirs = Arc::new(tempfile::tempdir().expect("dir"));
+    let profiles = dirs.path().join("seccomp");
+    std::fs::create_dir_all(profiles.join("test")).expect("profile dir");
+    std::fs::write(profiles.join("test/deny-mkdir.json"), DENY_MKDIR_PROFILE).expect("profile");
+    let kubelet = start_with(
+        &env,
+        dirs.clone(),
+        Setup {
+            security: NodeSecurity {
+                seccomp_profile_root: profiles,
+                ..NodeSecurity::default()
+            },
+            ..Setup::default()
+        },
+    );
+    let report = "grep Seccomp: /proc/self/status; mkdir /tmp/made && echo mkdir-ok || \
+                  echo mkdir-denied; echo done; exec sleep 3600";
+    let with_profile = |name: &str, profile: Option<serde_json::Value>| {
+        let mut c = container(&env, name, report);
+        c.security_context = profile.map(|p| k8s_openapi::api::core::v1::SecurityContext {
+            seccomp_profile: Some(serde_json::from_value(p).expect("profile")),
+            ..Default::default()
+        });
+        c
+    };
+    let uid = unique("uid-seccomp");
+    kubelet
+        .set_pods(vec![pod(
+            "seccomp",
+            &uid,
+            "Always",
+            vec![],
+            vec![
+                with_profile("unset", None),
+                with_profile(
+                    "default",
+                    Some(serde_json::json!({"type": "RuntimeDefault"})),
+                ),
+                with_profile(
+                    "local",
+                    Some(serde_json::json!({
+                        "type": "Localhost", "localhostProfile": "test/deny-mkdir.json",
+                    })),
+                ),
+            ],
+        )])
+        .await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "seccomp") == "Running"
+        })
+        .await;
+    let unset = log_with(&kubelet, "seccomp", &uid, "unset", "done").await;
+    assert!(
+        unset.contains("Seccomp:\t0"),
+        "no profile without seccompDefault: {unset}"
+    );
+    let default = log_with(&kubelet, "seccomp", &uid, "default", "done").await;
+    assert!(
+        default.contains("Seccomp:\t2"),
+        "RuntimeDefault filters: {default}"
+    );
+    assert!(default.contains("mkdir-ok"), "{default}");
+    let local = log_with(&kubelet, "seccomp", &uid, "local", "done").await;
+    assert!(
+        local.contains("Seccomp:\t2"),
+        "the Localhost profile filters: {local}"
+    );
+    assert!(
+        local.contains("mkdir-denied"),
+        "the Localhost profile denies mkdir: {local}"
+    );
+    kubelet.finish(&[&uid]).await;
+}
+
+#[tokio::test]
+async fn seccomp_default_confines_containers_without_a_profile() {
+    let Some(env) = TestEnv::from_env("seccomp_default_confines_containers_without_a_profile")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start_with(
+        &env,
+        Arc::new(tempfile::tempdir().expect("dir")),
+        Setup {
+            security: NodeSecurity {
+                seccomp_default: true,
+                ..NodeSecurity::default()
+            },
+            ..Setup::default()
+        },
+    );
+    let uid = unique("uid-seccomp-default");
+    let app = container(
+        &env,
+        "app",
+        "grep Seccomp: /proc/self/status; exec sleep 3600",
+    );
+    kubelet
+        .set_pods(vec![pod("confined", &uid, "Always", vec![], vec![app])])
+        .await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "confined") == "Running"
+        })
+        .await;
+    let log = log_with(&kubelet, "confined", &uid, "app", "Seccomp:").await;
+    assert!(log.contains("Seccomp:\t2"), "seccompDefault: {log}");
+    kubelet.finish(&[&uid]).await;
+}
+
+#[tokio::test]
+async fn sysctls_and_apparmor_are_admitted_as_upstream() {
+    let Some(env) = TestEnv::from_env("sysctls_and_apparmor_are_admitted_as_upstream") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let sysctls = SysctlAllowlist::new(
+        kubelet_pod_manager::admission::kernel_version(),
+        &["kernel.msgmax".to_owned()],
+    )
+    .expect("allowlist");
+    let apparmor_enabled = kubelet_pod_manager::spec::host_apparmor_enabled();
+    let kubelet = start_with(
+        &env,
+        Arc::new(tempfile::tempdir().expect("dir")),
+        Setup {
+            security: NodeSecurity {
+                sysctls,
+                apparmor_enabled,
+                ..NodeSecurity::default()
+            },
+            ..Setup::default()
+        },
+    );
+    let with_sysctls = |name: &str, uid: &str, sysctls: &[(&str, &str)]| {
+        let app = container(
+            &env,
+            "app",
+            "cat /proc/sys/kernel/msgmax /proc/sys/net/ipv4/ip_unprivileged_port_start; \
+             echo done; exec sleep 3600",
+        );
+        let mut pod = pod(name, uid, "Always", vec![], vec![app]);
+        pod.spec.as_mut().expect("spec").security_context =
+            Some(k8s_openapi::api::core::v1::PodSecurityContext {
+                sysctls: Some(
+                    sysctls
+                        .iter()
+                        .map(|(name, value)| k8s_openapi::api::core::v1::Sysctl {
+                            name: (*name).into(),
+                            value: (*value).into(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            });
+        pod
+    };
+    let allowed_uid = unique("uid-sysctl-ok");
+    let forbidden_uid = unique("uid-sysctl-no");
+    let apparmor_uid = unique("uid-apparmor");
+    let mut apparmor = pod(
+        "apparmor",
+        &apparmor_uid,
+        "Always",
+        vec![],
+        vec![container(&env, "app", "exec sleep 3600")],
+    );
+    apparmor.spec.as_mut().expect("spec").security_context =
+        Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            app_armor_profile: Some(k8s_openapi::api::core::v1::AppArmorProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        });
+    kubelet
+        .set_pods(vec![
+            with_sysctls(
+                "sysctl-ok",
+                &allowed_uid,
+                &[
+                    ("kernel.msgmax", "12345"),
+                    ("net.ipv4.ip_unprivileged_port_start", "80"),
+                ],
+            ),
+            with_sysctls("sysctl-no", &forbidden_uid, &[("kernel.sem", "1 2 3 4")]),
+            apparmor,
+        ])
+        .await;
+    kubelet
+        .eventually("sysctl pods decided", Duration::from_secs(60), |pods| {
+            phase(pods, "sysctl-ok") == "Running" && phase(pods, "sysctl-no") == "Failed"
+        })
+        .await;
+    let log = log_with(&kubelet, "sysctl-ok", &allowed_uid, "app", "done").await;
+    assert!(
+        log.contains("12345\n80\n"),
+        "allowed sysctls applied: {log}"
+    );
+    let pods = kubelet.recorder.pods.pods();
+    let status = find(&pods, "sysctl-no")
+        .and_then(|p| p.status.clone())
+        .expect("status");
+    assert_eq!(status.reason.as_deref(), Some("SysctlForbidden"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Pod was rejected: forbidden sysctl: \"kernel.sem\" not allowlisted")
+    );
+    assert_eq!(
+        kubelet.events.of("sysctl-no"),
+        vec!["SysctlForbidden: forbidden sysctl: \"kernel.sem\" not allowlisted"]
+    );
+    assert_eq!(
+        kubelet.client_sandboxes(&[&forbidden_uid]).await,
+        0,
+        "never run"
+    );
+    if apparmor_enabled {
+        kubelet_test_support::skip(
+            "sysctls_and_apparmor_are_admitted_as_upstream (AppArmor refusal)",
+            "this host enforces AppArmor, so the refusal on hosts without it is not exercised",
+        );
+    } else {
+        kubelet
+            .eventually("apparmor pod refused", Duration::from_secs(30), |pods| {
+                phase(pods, "apparmor") == "Failed"
+            })
+            .await;
+        let pods = kubelet.recorder.pods.pods();
+        let status = find(&pods, "apparmor")
+            .and_then(|p| p.status.clone())
+            .expect("status");
+        assert_eq!(status.reason.as_deref(), Some("AppArmor"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("Pod was rejected: Cannot enforce AppArmor: AppArmor is not enabled on the host")
+        );
+        assert_eq!(
+            kubelet.client_sandboxes(&[&apparmor_uid]).await,
+            0,
+            "never run"
+        );
+    }
+    kubelet
+        .finish(&[&allowed_uid, &forbidden_uid, &apparmor_uid])
+        .await;
+}
+
+/// RuntimeClasses as a map; the API server's are exercised by the cluster tests.
+struct Classes(std::collections::BTreeMap<String, String>);
+
+#[async_trait::async_trait]
+impl RuntimeClasses for Classes {
+    async fn handler(&self, name: &str) -> Result<String, String> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("runtimeclass.node.k8s.io {name:?} not found"))
+    }
+}
+
+#[tokio::test]
+async fn runtime_classes_select_the_handler_and_user_namespaces_are_refused() {
+    let Some(env) =
+        TestEnv::from_env("runtime_classes_select_the_handler_and_user_namespaces_are_refused")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let classes = Classes(
+        [
+            ("test".to_owned(), env.runtime_handler.clone()),
+            ("unknown-handler".to_owned(), "no-such-handler".to_owned()),
+        ]
+        .into(),
+    );
+    let kubelet = start_with(
+        &env,
+        Arc::new(tempfile::tempdir().expect("dir")),
+        Setup {
+            runtime_classes: Arc::new(classes),
+            ..Setup::default()
+        },
+    );
+    let with_class = |name: &str, uid: &str, class: Option<&str>| {
+        let mut pod = pod(
+            name,
+            uid,
+            "Always",
+            vec![],
+            vec![container(&env, "app", "exec sleep 3600")],
+        );
+        pod.spec.as_mut().expect("spec").runtime_class_name = class.map(str::to_owned);
+        pod
+    };
+    let classed = unique("uid-class");
+    let missing = unique("uid-class-missing");
+    let unknown = unique("uid-class-unknown");
+    let userns = unique("uid-userns");
+    let mut own_users = with_class("userns", &userns, None);
+    own_users.spec.as_mut().expect("spec").host_users = Some(false);
+    kubelet
+        .set_pods(vec![
+            with_class("classed", &classed, Some("test")),
+            with_class("missing", &missing, Some("gone")),
+            with_class("unknown", &unknown, Some("unknown-handler")),
+            own_users,
+        ])
+        .await;
+    kubelet
+        .eventually("classed pod running", Duration::from_secs(60), |pods| {
+            phase(pods, "classed") == "Running"
+        })
+        .await;
+    let filter = kubelet_cri_client::proto::PodSandboxFilter {
+        label_selector: [(POD_UID_LABEL.to_owned(), classed.clone())].into(),
+        ..Default::default()
+    };
+    let sandboxes = kubelet
+        .client
+        .list_pod_sandbox(Some(filter))
+        .await
+        .expect("list");
+    assert_eq!(sandboxes.len(), 1);
+    assert_eq!(sandboxes[0].runtime_handler, env.runtime_handler);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = |pod: &str| {
+        kubelet
+            .events
+            .of(pod)
+            .into_iter()
+            .find(|e| e.starts_with("FailedCreatePodSandBox"))
+    };
+    while ["missing", "unknown", "userns"]
+        .iter()
+        .any(|p| failed(p).is_none())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        failed("missing").as_deref(),
+        Some(
+            "FailedCreatePodSandBox: Failed to create pod sandbox: runtimeclass.node.k8s.io \
+             \"gone\" not found"
+        )
+    );
+    let unknown_event = failed("unknown").expect("unknown handler event");
+    assert!(
+        unknown_event.contains("no-such-handler"),
+        "containerd names the handler it lacks: {unknown_event}"
+    );
+    assert_eq!(
+        failed("userns").as_deref(),
+        Some(
+            "FailedCreatePodSandBox: Failed to create pod sandbox: can't set \
+             `spec.hostUsers: false`, runtime does not support user namespaces"
+        )
+    );
+    assert_eq!(
+        kubelet
+            .client_sandboxes(&[&missing, &unknown, &userns])
+            .await,
+        0,
+        "none of them runs"
+    );
+    kubelet
+        .finish(&[&classed, &missing, &unknown, &userns])
+        .await;
 }

@@ -68,6 +68,14 @@ oom_score = 0
           Root = {runc_root}
           SystemdCgroup = false
 
+      # A second handler, runc underneath, that RuntimeClass tests select by name.
+      [{cri}.containerd.runtimes.{test_handler}]
+        runtime_type = "io.containerd.runc.v2"
+
+        [{cri}.containerd.runtimes.{test_handler}.options]
+          Root = {runc_root}
+          SystemdCgroup = false
+
     [{cri}.cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = {cni_conf}
@@ -84,6 +92,7 @@ oom_score = 0
         runc_root = toml_str(&l.runc_root_base().to_string_lossy()),
         cni_conf = toml_str(&l.cni_conf_dir().to_string_lossy()),
         auth = layout::AUTH_REGISTRY,
+        test_handler = layout::TEST_RUNTIME_HANDLER,
     )
 }
 

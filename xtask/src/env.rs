@@ -40,6 +40,10 @@ pub fn variables(l: &Layout) -> Result<Vec<(String, String)>> {
         ),
         ("KUBELET_TEST_AUTH_USER", layout::AUTH_USER.to_string()),
         ("KUBELET_TEST_AUTH_PASSWORD", auth.password()?),
+        (
+            "KUBELET_TEST_RUNTIME_HANDLER",
+            layout::TEST_RUNTIME_HANDLER.to_string(),
+        ),
         ("KUBELET_ENV_DIR", l.state.to_string_lossy().into_owned()),
     ];
     Ok(vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect())

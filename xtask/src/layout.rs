@@ -12,6 +12,8 @@ pub const CRI_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 pub const REGISTRY: &str = "localhost:5000";
 /// Where the plain registry listens.
 pub const REGISTRY_ADDR: &str = "127.0.0.1:5000";
+/// The second runtime handler containerd is configured with, for RuntimeClass tests.
+pub const TEST_RUNTIME_HANDLER: &str = "kubelet-test-runc";
 /// The registry that requires basic auth, as image references name it.
 pub const AUTH_REGISTRY: &str = "localhost:5001";
 /// Where the auth registry listens.
