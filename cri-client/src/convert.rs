@@ -568,6 +568,7 @@ mod tests {
                     ..Default::default()
                 },
                 run_as_user: Some(1000),
+                seccomp: Some(core::SecurityProfile::RuntimeDefault),
                 ..Default::default()
             },
             ..Default::default()
@@ -601,6 +602,10 @@ mod tests {
         assert_eq!(ns.pid, cri::NamespaceMode::Container as i32);
         assert_eq!(ns.ipc, cri::NamespaceMode::Pod as i32);
         assert_eq!(sec.run_as_user.map(|u| u.value), Some(1000));
+        assert_eq!(
+            sec.seccomp.map(|p| p.profile_type),
+            Some(cri::security_profile::ProfileType::RuntimeDefault as i32)
+        );
         assert_eq!(sec.run_as_group, None);
     }
 
@@ -666,6 +671,14 @@ mod tests {
                 },
                 no_new_privs: true,
                 run_as_user: Some(0),
+                seccomp: Some(core::SecurityProfile::Localhost(
+                    "/var/lib/kubelet/seccomp/deny.json".into(),
+                )),
+                apparmor: Some(core::SecurityProfile::Localhost("k8s-deny".into())),
+                selinux: Some(core::SeLinuxOptions {
+                    type_: "spc_t".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             ..Default::default()
@@ -694,6 +707,35 @@ mod tests {
         assert_eq!(sec.run_as_user.map(|u| u.value), Some(0));
         let caps = sec.capabilities.expect("caps");
         assert_eq!(caps.drop_capabilities, ["ALL"]);
+        let localhost = cri::security_profile::ProfileType::Localhost as i32;
+        let seccomp = sec.seccomp.as_ref().expect("seccomp");
+        assert_eq!(
+            (seccomp.profile_type, seccomp.localhost_ref.as_str()),
+            (localhost, "/var/lib/kubelet/seccomp/deny.json")
+        );
+        let apparmor = sec.apparmor.as_ref().expect("apparmor");
+        assert_eq!(
+            (apparmor.profile_type, apparmor.localhost_ref.as_str()),
+            (localhost, "k8s-deny")
+        );
+        #[allow(deprecated)]
+        let deprecated = sec.apparmor_profile.as_str();
+        assert_eq!(
+            deprecated, "localhost/k8s-deny",
+            "older runtimes read this one"
+        );
+        assert_eq!(
+            sec.selinux_options.map(|o| o.r#type),
+            Some("spc_t".to_owned())
+        );
+        let host = cri::NamespaceMode::Node as i32;
+        assert_eq!(
+            sec.namespace_options
+                .and_then(|n| n.userns_options)
+                .map(|u| u.mode),
+            Some(host),
+            "the host's user namespace, said explicitly as upstream does"
+        );
     }
 
     #[test]

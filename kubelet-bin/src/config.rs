@@ -176,6 +176,14 @@ fn apply_flags(
     if given("fail_cgroupv1") {
         config.fail_cgroup_v1 = Some(flags.fail_cgroupv1);
     }
+    if given("allowed_unsafe_sysctls") {
+        config
+            .allowed_unsafe_sysctls
+            .clone_from(&flags.allowed_unsafe_sysctls);
+    }
+    if given("seccomp_default") {
+        config.seccomp_default = Some(flags.seccomp_default);
+    }
     apply_server_flags(config, flags, &given);
     Ok(())
 }

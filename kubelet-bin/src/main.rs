@@ -231,6 +231,15 @@ struct Flags {
     #[arg(long = "fail-cgroupv1", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     fail_cgroupv1: bool,
 
+    /// Unsafe sysctls (or `prefix*` patterns) pods may set, comma separated; the safe
+    /// ones are always allowed.
+    #[arg(long, value_delimiter = ',')]
+    allowed_unsafe_sysctls: Vec<String>,
+
+    /// Give containers without a seccomp profile the runtime's default profile.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    seccomp_default: bool,
+
     /// How often the node's status is computed and, when changed, posted.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]
     node_status_update_frequency: GoDuration,

@@ -47,7 +47,7 @@ fn running_pods(list: &Value) -> Vec<&Value> {
 
 #[test]
 fn node_joins_and_runs_a_deployment() {
-    let Some((_env, c)) = Cluster::from_env("node_joins_and_runs_a_deployment") else {
+    let Some((env, c)) = Cluster::from_env("node_joins_and_runs_a_deployment") else {
         return;
     };
     let _node = lock();
@@ -423,6 +423,128 @@ spec:
         misfit["status"]["containerStatuses"].is_null(),
         "{misfit:#}"
     );
+
+    // Pod security through the API: a RuntimeClass selects containerd's second handler,
+    // a class deleted before its pod is bound fails the sandbox with upstream's event
+    // (the API server refuses pods naming a missing class, so the pod waits unscheduled
+    // while its class is deleted), a forbidden sysctl is rejected with upstream's reason.
+    let class = format!("{ns}-handler");
+    let gone = format!("{ns}-gone");
+    c.apply(&format!(
+        r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {{name: {class}}}
+handler: {handler}
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {{name: {gone}}}
+handler: {handler}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: classed, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  runtimeClassName: {class}
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, command: ["sleep", "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: classless, namespace: {ns}}}
+spec:
+  schedulerName: nobody
+  runtimeClassName: {gone}
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, command: ["sleep", "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: sysctl, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  securityContext:
+    sysctls: [{{name: kernel.sem, value: "1 2 3 4"}}]
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, command: ["sleep", "3600"]}}
+"#,
+        handler = env.runtime_handler,
+        node = c.node,
+        image = c.busybox
+    ));
+    c.kubectl(&["delete", "runtimeclass", &gone, "--wait=true"]);
+    c.try_kubectl(
+        &[
+            "create",
+            "--raw",
+            &format!("/api/v1/namespaces/{ns}/pods/classless/binding"),
+            "-f",
+            "-",
+        ],
+        Some(&format!(
+            r#"{{"apiVersion": "v1", "kind": "Binding", "metadata": {{"name": "classless"}},
+                "target": {{"apiVersion": "v1", "kind": "Node", "name": "{}"}}}}"#,
+            c.node
+        )),
+    )
+    .expect("binding the pod");
+    let classed = c.wait_json(
+        "RuntimeClass pod running",
+        &["get", "pod", "-n", ns, "classed"],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    let classed_uid = classed["metadata"]["uid"].as_str().unwrap_or_default();
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let _in_runtime = rt.enter();
+    let cri =
+        kubelet_cri_client::CriClient::new(&env.endpoint, Default::default()).expect("CRI client");
+    let filter = kubelet_cri_client::proto::PodSandboxFilter {
+        label_selector: [(
+            kubelet_core::labels::POD_UID_LABEL.to_owned(),
+            classed_uid.to_owned(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let sandboxes = rt
+        .block_on(cri.list_pod_sandbox(Some(filter)))
+        .expect("list sandboxes");
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    assert_eq!(sandboxes[0].runtime_handler, env.runtime_handler);
+    let selector = "involvedObject.name=classless,reason=FailedCreatePodSandBox";
+    let failed = c.wait_json(
+        "missing RuntimeClass event",
+        &["get", "events", "-n", ns, "--field-selector", selector],
+        60,
+        &kubelet,
+        |e| e["items"].as_array().is_some_and(|i| !i.is_empty()),
+    );
+    assert_eq!(
+        failed["items"][0]["message"],
+        format!("Failed to create pod sandbox: runtimeclass.node.k8s.io \"{gone}\" not found"),
+        "{failed:#}"
+    );
+    let sysctl = c.wait_json(
+        "forbidden sysctl rejected",
+        &["get", "pod", "-n", ns, "sysctl"],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Failed",
+    );
+    assert_eq!(sysctl["status"]["reason"], "SysctlForbidden", "{sysctl:#}");
+    assert_eq!(
+        sysctl["status"]["message"],
+        "Pod was rejected: forbidden sysctl: \"kernel.sem\" not allowlisted",
+        "{sysctl:#}"
+    );
+    c.kubectl(&["delete", "runtimeclass", &class]);
 
     // A deleted Node object is registered again.
     c.kubectl(&["delete", "node", &c.node, "--wait=true"]);

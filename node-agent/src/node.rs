@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
-    NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+    NodeRuntimeHandler, NodeRuntimeHandlerFeatures, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -488,6 +488,7 @@ impl NodeAgent {
             }),
             node_info: Some(system_info(version.as_ref())),
             images: Some(self.images().await),
+            runtime_handlers: runtime_status.as_ref().ok().and_then(runtime_handlers),
             ..NodeStatus::default()
         }
     }
@@ -519,6 +520,23 @@ impl NodeAgent {
 
 /// Why the node is not ready (upstream `runtimeErrors` + `networkErrors`); empty when it
 /// is.
+/// The runtime's handlers and their features as upstream's `RuntimeHandlers` setter
+/// reports them; `None` when the runtime names none (containerd 1.6).
+fn runtime_handlers(status: &RuntimeStatus) -> Option<Vec<NodeRuntimeHandler>> {
+    let handlers: Vec<NodeRuntimeHandler> = status
+        .handlers
+        .iter()
+        .map(|h| NodeRuntimeHandler {
+            name: Some(h.name.clone()),
+            features: Some(NodeRuntimeHandlerFeatures {
+                recursive_read_only_mounts: Some(h.recursive_read_only_mounts),
+                user_namespaces: Some(h.user_namespaces),
+            }),
+        })
+        .collect();
+    (!handlers.is_empty()).then_some(handlers)
+}
+
 fn ready_errors(status: Option<&RuntimeStatus>) -> Vec<String> {
     let Some(status) = status else {
         return vec!["container runtime is down".to_owned()];
@@ -1077,6 +1095,36 @@ mod tests {
             ..Default::default()
         };
         assert!(ready_errors(Some(&ok)).is_empty());
+        assert_eq!(
+            runtime_handlers(&ok),
+            None,
+            "a runtime that names no handlers"
+        );
+        let with_handlers = RuntimeStatus {
+            handlers: vec![
+                kubelet_core::RuntimeHandler {
+                    name: String::new(),
+                    recursive_read_only_mounts: true,
+                    user_namespaces: false,
+                },
+                kubelet_core::RuntimeHandler {
+                    name: "kata".into(),
+                    recursive_read_only_mounts: false,
+                    user_namespaces: true,
+                },
+            ],
+            ..ok.clone()
+        };
+        let reported = runtime_handlers(&with_handlers).expect("handlers");
+        assert_eq!(reported.len(), 2);
+        assert_eq!(reported[1].name.as_deref(), Some("kata"));
+        assert_eq!(
+            reported[1].features,
+            Some(NodeRuntimeHandlerFeatures {
+                recursive_read_only_mounts: Some(false),
+                user_namespaces: Some(true),
+            })
+        );
         let mut no_network = ok.clone();
         no_network.conditions[1] = RuntimeCondition {
             condition_type: "NetworkReady".into(),

@@ -14,8 +14,11 @@
 //!   ([`LogRotation`]), and read for `/containerLogs` (tail, limit, since, follow).
 //! - [`LocalPods`]: the latest pods and statuses, for `/pods` and `/containerLogs`.
 //! - [`admission`]: whether a new pod fits the node (resources, node affinity, node
-//!   name, host ports, NoExecute taints), with upstream's rejection reasons and the
-//!   Failed status of a rejected pod.
+//!   name, host ports, NoExecute taints) and whether the node can confine it as it asks
+//!   (sysctls, AppArmor), with upstream's rejection reasons and the Failed status of a
+//!   rejected pod.
+//! - [`RuntimeClasses`]: where a pod's `runtimeClassName` is turned into the runtime
+//!   handler its sandbox runs on.
 //!
 //! # Example
 //!

@@ -703,3 +703,65 @@ fn system_cgroup_flags_set_their_fields() {
         "{err:#}"
     );
 }
+
+#[test]
+fn sysctl_allowlist_and_seccomp_default_come_from_file_or_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "allowedUnsafeSysctls: [\"kernel.msg*\"]\nseccompDefault: true\n",
+    );
+    let file = file.to_string_lossy();
+    let settings = resolve_args(&["kubelet", "--config", &file]).expect("valid");
+    assert_eq!(settings.config.seccomp_default, Some(true));
+    assert!(
+        settings
+            .sysctls
+            .check("kernel.msgmax", false, false, true)
+            .is_ok()
+    );
+    assert!(
+        settings
+            .sysctls
+            .check("kernel.sem", false, false, true)
+            .is_err()
+    );
+    let settings = resolve_args(&[
+        "kubelet",
+        "--config",
+        &file,
+        "--allowed-unsafe-sysctls",
+        "kernel.sem,net.core.somaxconn",
+        "--seccomp-default=false",
+    ])
+    .expect("valid");
+    assert_eq!(
+        settings.config.seccomp_default,
+        Some(false),
+        "the flag wins"
+    );
+    assert!(
+        settings
+            .sysctls
+            .check("kernel.sem", false, false, true)
+            .is_ok()
+    );
+    assert!(
+        settings
+            .sysctls
+            .check("kernel.msgmax", false, false, true)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_sysctl_pattern_that_is_not_namespaced_stops_start_up() {
+    let refused = resolve_args(&["kubelet", "--allowed-unsafe-sysctls", "kernel.panic"])
+        .expect_err("refused");
+    assert!(
+        format!("{refused:#}").contains(
+            "allowedUnsafeSysctls: the sysctls \"kernel.panic\" are not known to be namespaced"
+        ),
+        "{refused:#}"
+    );
+}
