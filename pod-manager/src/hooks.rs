@@ -2,40 +2,77 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, LifecycleHandler};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubelet_core::Runtime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Runs a lifecycle handler against a container; `Err` carries the message upstream
-/// would put in the FailedPostStartHook / FailedPreStopHook event.
+use kubelet_core::downward::go_quote;
+
+use crate::spec::format_pod;
+
+/// The container a hook runs against.
+#[derive(Clone, Copy)]
+pub struct HookTarget<'a> {
+    /// Its pod.
+    pub pod: &'a Pod,
+    /// Its spec.
+    pub container: &'a Container,
+    /// Its runtime id, for exec handlers.
+    pub container_id: &'a str,
+    /// The pod's IP, the host of httpGet handlers that name none.
+    pub pod_ip: &'a str,
+}
+
+/// Runs a lifecycle handler against a container; `Err` carries upstream's message
+/// (the container's PostStartHookError message). `on_fallback` gets the message of the
+/// `LifecycleHTTPFallback` event when an HTTPS hook had to be retried over HTTP.
 pub async fn run_handler(
     runtime: &dyn Runtime,
     handler: &LifecycleHandler,
-    container: &Container,
-    container_id: &str,
-    pod_ip: &str,
+    target: &HookTarget<'_>,
     timeout: Duration,
+    on_fallback: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), String> {
+    let HookTarget {
+        pod,
+        container,
+        container_id,
+        pod_ip,
+    } = *target;
     if let Some(exec) = &handler.exec {
         let command = exec.command.clone().unwrap_or_default();
+        // Go's `%v` of the command and `%q` of the pod, as upstream's message.
+        let failed = |error: String, output: &str| {
+            format!(
+                "Exec lifecycle hook ([{}]) for Container {:?} in Pod {} failed - error: \
+                 {error}, message: {}",
+                command.join(" "),
+                container.name,
+                go_quote(&format_pod(pod)),
+                go_quote(output)
+            )
+        };
         let result = runtime
             .exec_sync(container_id, &command, timeout)
             .await
-            .map_err(|e| format!("exec {command:?}: {e}"))?;
+            .map_err(|e| failed(e.to_string(), ""))?;
         if result.exit_code != 0 {
-            return Err(format!(
-                "Exec lifecycle hook ({command:?}) for Container {:?} failed - error: command '{}' exited with {}: {}",
-                container.name,
-                command.join(" "),
-                result.exit_code,
-                String::from_utf8_lossy(&result.stdout) + String::from_utf8_lossy(&result.stderr)
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            let output = String::from_utf8_lossy(&result.stdout) + stderr.clone();
+            return Err(failed(
+                format!(
+                    "command '{}' exited with {}: {stderr}",
+                    command.join(" "),
+                    result.exit_code
+                ),
+                &output,
             ));
         }
         return Ok(());
     }
     if let Some(get) = &handler.http_get {
-        return tokio::time::timeout(timeout, http_get(get, container, pod_ip))
+        return tokio::time::timeout(timeout, http_get(get, pod, container, pod_ip, on_fallback))
             .await
             .map_err(|_| format!("HTTP lifecycle hook timed out after {timeout:?}"))?;
     }
@@ -68,62 +105,34 @@ fn port_number(port: &IntOrString, container: &Container) -> Result<u16, String>
     }
 }
 
-/// A plain HTTP/1.1 GET; a 2xx or 3xx answer is success, as upstream.
-async fn http_get(get: &HTTPGetAction, container: &Container, pod_ip: &str) -> Result<(), String> {
-    if get
-        .scheme
-        .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
-    {
-        return Err("HTTPS lifecycle hooks are not supported yet".to_owned());
-    }
+/// An httpGet handler through the probes' client (upstream `runHTTPHandler`).
+async fn http_get(
+    get: &HTTPGetAction,
+    pod: &Pod,
+    container: &Container,
+    pod_ip: &str,
+    on_fallback: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), String> {
     let host = get
         .host
         .clone()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| pod_ip.to_owned());
-    let port = port_number(&get.port, container)?;
-    let path = get
-        .path
-        .clone()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".to_owned());
-    let address = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+    let path = get.path.clone().unwrap_or_default();
+    let failed = |error: String| {
+        format!(
+            "HTTP lifecycle hook ({path}) for Container {:?} in Pod {} failed - error: {error}",
+            container.name,
+            go_quote(&format_pod(pod))
+        )
     };
-    let mut stream = tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|e| format!("Get \"http://{address}{path}\": {e}"))?;
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: kube-lifecycle/1.37\r\nConnection: close\r\n"
-    );
-    for header in get.http_headers.iter().flatten() {
-        request.push_str(&format!("{}: {}\r\n", header.name, header.value));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("Get \"http://{address}{path}\": {e}"))?;
-    let mut head = [0_u8; 64];
-    let n = stream
-        .read(&mut head)
-        .await
-        .map_err(|e| format!("Get \"http://{address}{path}\": {e}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get \"http://{address}{path}\": malformed response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!(
-            "HTTP lifecycle hook ({path}) for Container {:?} failed - error: received status {code}",
-            container.name
-        ))
+    let port = port_number(&get.port, container).map_err(failed)?;
+    match kubelet_probes::lifecycle_http_get(get, &host, port).await {
+        Ok(kubelet_probes::HookHttp::Answered) => Ok(()),
+        Ok(kubelet_probes::HookHttp::FellBackToHttp(message)) => {
+            on_fallback(message);
+            Ok(())
+        }
+        Err(error) => Err(failed(error)),
     }
 }

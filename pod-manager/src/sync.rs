@@ -594,13 +594,26 @@ async fn start_container(
         .and_then(|l| l.post_start.as_ref())
     {
         let grace = Duration::from_secs(u64::try_from(grace_period(pod)).unwrap_or(30));
+        let fallback = |message: String| {
+            pod_event(
+                ctx,
+                pod,
+                EventType::Warning,
+                "LifecycleHTTPFallback",
+                message,
+            );
+        };
         if let Err(message) = hooks::run_handler(
             ctx.runtime.as_ref(),
             post_start,
-            container,
-            &id,
-            pod_ip,
+            &hooks::HookTarget {
+                pod,
+                container,
+                container_id: &id,
+                pod_ip,
+            },
             grace,
+            &fallback,
         )
         .await
         {
@@ -894,13 +907,26 @@ pub async fn kill_container(
     {
         let started = std::time::Instant::now();
         let budget = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let fallback = |message: String| {
+            pod_event(
+                ctx,
+                pod,
+                EventType::Warning,
+                "LifecycleHTTPFallback",
+                message,
+            );
+        };
         if let Err(message) = hooks::run_handler(
             ctx.runtime.as_ref(),
             pre_stop,
-            container,
-            container_id,
-            pod_ip,
+            &hooks::HookTarget {
+                pod,
+                container,
+                container_id,
+                pod_ip,
+            },
             budget,
+            &fallback,
         )
         .await
         {

@@ -1737,3 +1737,137 @@ async fn runtime_classes_select_the_handler_and_user_namespaces_are_refused() {
         .finish(&[&classed, &missing, &unknown, &userns])
         .await;
 }
+
+/// A server on 127.0.0.1 answering 200 to every GET and keeping each request head;
+/// over TLS with a fresh self-signed certificate when `tls`. Its port and the heads.
+async fn node_server(tls: bool) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, seen: Arc<Mutex<Vec<String>>>) {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+            // A TLS ClientHello: answer as Go's server does to what is not HTTP.
+            if head.first() == Some(&0x16) {
+                let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n").await;
+                return;
+            }
+        }
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(String::from_utf8_lossy(&head).into_owned());
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await;
+        let _ = s.shutdown().await;
+    }
+    let acceptor = tls.then(|| {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["pod.example".to_owned()]).expect("cert");
+        let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            answer(stream, log).await;
+                        }
+                    }
+                    None => answer(stream, log).await,
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn https_probes_and_hooks_reach_tls_servers() {
+    let Some(env) = TestEnv::from_env("https_probes_and_hooks_reach_tls_servers") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    // The servers run on the node, where the kubelet probes from: busybox has no TLS
+    // server to run in the pod.
+    let (tls_port, tls_seen) = node_server(true).await;
+    let (plain_port, plain_seen) = node_server(false).await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let https = |port: u16, path: &str| k8s_openapi::api::core::v1::HTTPGetAction {
+        host: Some("127.0.0.1".into()),
+        scheme: Some("HTTPS".into()),
+        port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(port)),
+        path: Some(path.into()),
+        ..Default::default()
+    };
+    let mut app = container(&env, "app", "exec sleep 3600");
+    app.readiness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        http_get: Some(https(tls_port, "/ready")),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    app.lifecycle = Some(Lifecycle {
+        post_start: Some(LifecycleHandler {
+            http_get: Some(https(plain_port, "/started")),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let uid = unique("uid-https");
+    kubelet
+        .set_pods(vec![pod("https", &uid, "Always", vec![], vec![app])])
+        .await;
+    kubelet
+        .eventually(
+            "ready through an HTTPS probe",
+            Duration::from_secs(60),
+            |pods| app_status(pods, "https", "app").is_some_and(|s| s.ready),
+        )
+        .await;
+    let probes = tls_seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        probes
+            .iter()
+            .any(|head| head.starts_with("GET /ready ") && head.contains("kube-probe/1.37")),
+        "{probes:?}"
+    );
+    let hooks = plain_seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        hooks
+            .iter()
+            .any(|head| head.starts_with("GET /started ") && head.contains("kube-lifecycle/1.37")),
+        "the HTTPS hook was retried over HTTP: {hooks:?}"
+    );
+    assert!(
+        kubelet.events.of("https").contains(&format!(
+            "LifecycleHTTPFallback: request to HTTPS lifecycle hook 127.0.0.1:{plain_port} got \
+             HTTP response, retry with HTTP succeeded"
+        )),
+        "{:?}",
+        kubelet.events.of("https")
+    );
+    let status = app_status(&kubelet.recorder.pods.pods(), "https", "app").expect("status");
+    assert_eq!(status.restart_count, 0, "the postStart hook succeeded");
+    kubelet.finish(&[&uid]).await;
+}

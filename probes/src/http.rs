@@ -17,6 +17,9 @@ use crate::tcp::{dial_error, join_host_port};
 /// Kubernetes release this kubelet follows.
 pub const USER_AGENT: &str = "kube-probe/1.37";
 
+/// The `User-Agent` of lifecycle hook requests (upstream `kube-lifecycle/<major>.<minor>`).
+pub const LIFECYCLE_USER_AGENT: &str = "kube-lifecycle/1.37";
+
 /// Upstream's `maxRespBodyLength`: at most 10 KiB of a response body is read.
 const MAX_BODY: usize = 10 * 1024;
 
@@ -34,8 +37,14 @@ pub(crate) struct HttpProbeRequest {
 }
 
 impl HttpProbeRequest {
-    /// Upstream `NewRequestForHTTPGetAction` with the port already resolved.
-    pub(crate) fn from_action(action: &HTTPGetAction, host: &str, port: u16) -> Self {
+    /// Upstream `NewRequestForHTTPGetAction` with the port already resolved, sending
+    /// `user_agent` unless the action sets one ([`USER_AGENT`] for probes).
+    pub(crate) fn from_action(
+        action: &HTTPGetAction,
+        host: &str,
+        port: u16,
+        user_agent: &str,
+    ) -> Self {
         let scheme = action
             .scheme
             .as_deref()
@@ -67,7 +76,7 @@ impl HttpProbeRequest {
             headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
         };
         if !has(&headers, "user-agent") {
-            headers.push(("User-Agent".to_owned(), USER_AGENT.to_owned()));
+            headers.push(("User-Agent".to_owned(), user_agent.to_owned()));
         }
         match headers
             .iter()
@@ -215,6 +224,51 @@ pub(crate) async fn probe(request: &HttpProbeRequest, timeout: Duration) -> Prob
     }
 }
 
+/// How an httpGet lifecycle hook got its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookHttp {
+    /// As the handler said.
+    Answered,
+    /// The handler said HTTPS, the server answered in plain HTTP, and the retry over HTTP
+    /// succeeded: upstream records a `LifecycleHTTPFallback` Warning event with this
+    /// message.
+    FellBackToHttp(String),
+}
+
+/// Runs an httpGet lifecycle handler against `host:port` as upstream's
+/// `runHTTPHandler`: the probe's request and redirect rules with the
+/// [`LIFECYCLE_USER_AGENT`], certificates not verified, and any answer is success (the
+/// status code is not looked at). An HTTPS request answered in plain HTTP is retried
+/// over HTTP without its `Authorization` header. The error is Go's `Get "url": cause`.
+pub async fn lifecycle_http_get(
+    action: &HTTPGetAction,
+    host: &str,
+    port: u16,
+) -> Result<HookHttp, String> {
+    let request = HttpProbeRequest::from_action(action, host, port, LIFECYCLE_USER_AGENT);
+    let mut current = request.url.clone();
+    let error = match follow(&request, &mut current).await {
+        Ok(_) => return Ok(HookHttp::Answered),
+        Err(error) => error,
+    };
+    if !error.contains(crate::tls::HTTP_RESPONSE_TO_HTTPS) {
+        return Err(error);
+    }
+    let mut plain = request;
+    plain.url.scheme = "http".to_owned();
+    plain
+        .headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    let mut current = plain.url.clone();
+    match follow(&plain, &mut current).await {
+        Ok(_) => Ok(HookHttp::FellBackToHttp(format!(
+            "request to HTTPS lifecycle hook {} got HTTP response, retry with HTTP succeeded",
+            plain.url.authority()
+        ))),
+        Err(_) => Err(error),
+    }
+}
+
 /// Sends the request and follows redirects to the same host name; `current` is the URL
 /// in flight, for the timeout message. Errors are Go's `Get "url": cause` texts.
 async fn follow(request: &HttpProbeRequest, current: &mut Url) -> Result<Response, String> {
@@ -267,18 +321,36 @@ async fn send(
     headers: &[(String, String)],
 ) -> Result<Response, String> {
     let fail = |cause: String| format!("Get {:?}: {cause}", url.to_string());
-    match url.scheme.as_str() {
-        "http" => {}
-        "https" => return Err(fail("https probes are not supported yet".to_owned())),
-        other => return Err(fail(format!("unsupported protocol scheme {other:?}"))),
+    if !matches!(url.scheme.as_str(), "http" | "https") {
+        return Err(fail(format!(
+            "unsupported protocol scheme {:?}",
+            url.scheme
+        )));
     }
     let addr = join_host_port(&url.host, url.port);
     let stream = TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|e| fail(dial_error(&addr, &e)))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let request = (url, host_header, headers);
+    if url.scheme == "https" {
+        let stream = crate::tls::connect(&url.host, stream).await.map_err(fail)?;
+        exchange(TokioIo::new(stream), request).await.map_err(fail)
+    } else {
+        exchange(TokioIo::new(stream), request).await.map_err(fail)
+    }
+}
+
+/// One GET over an established connection; errors are the cause part of Go's texts.
+async fn exchange<S>(
+    io: TokioIo<S>,
+    (url, host_header, headers): (&Url, &str, &[(String, String)]),
+) -> Result<Response, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let _connection = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::trace!(error = %e, "probe connection ended");
@@ -292,11 +364,11 @@ async fn send(
     }
     let request = builder
         .body(Empty::<Bytes>::new())
-        .map_err(|e| fail(format!("building request: {e}")))?;
+        .map_err(|e| format!("building request: {e}"))?;
     let mut response = sender
         .send_request(request)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let location = response
         .headers()
@@ -311,7 +383,7 @@ async fn send(
                     body.extend_from_slice(data);
                 }
             }
-            Some(Err(e)) => return Err(fail(e.to_string())),
+            Some(Err(e)) => return Err(e.to_string()),
             None => break,
         }
     }
@@ -361,7 +433,7 @@ mod tests {
             scheme: Some("HTTP".into()),
             ..Default::default()
         };
-        let request = HttpProbeRequest::from_action(&action, "fd00::1", 8080);
+        let request = HttpProbeRequest::from_action(&action, "fd00::1", 8080, USER_AGENT);
         assert_eq!(request.url.to_string(), "http://[fd00::1]:8080/");
         assert_eq!(request.host_header, None);
         assert_eq!(

@@ -2,8 +2,11 @@
 //! `pkg/kubelet/prober` and `pkg/probe` (Kubernetes v1.37).
 //!
 //! - [`KubeletProber`] implements [`kubelet_core::Prober`]: one attempt of an exec probe
-//!   (through the runtime's `ExecSync`), an httpGet probe (HTTP/1.1 from the node) or a
-//!   tcpSocket probe. https and grpc probes are not supported yet (see the README).
+//!   (through the runtime's `ExecSync`), an httpGet probe (HTTP/1.1 from the node, over
+//!   TLS without certificate verification for `scheme: HTTPS`, as upstream) or a
+//!   tcpSocket probe. grpc probes are not supported yet (see the README).
+//! - [`lifecycle_http_get`]: an httpGet lifecycle hook with the same client, as
+//!   upstream's hook runner (any answer succeeds, HTTPS falls back to HTTP).
 //! - [`prepare_probe`] resolves what needs the container's spec, which
 //!   [`ProbeTarget`](kubelet_core::ProbeTarget) does not carry: named ports
 //!   ([`resolve_port`]) and `$(VAR)` in exec commands. Call it once per container.
@@ -47,9 +50,10 @@ mod prepare;
 mod prober;
 mod state;
 mod tcp;
+mod tls;
 mod worker;
 
-pub use http::USER_AGENT;
+pub use http::{HookHttp, LIFECYCLE_USER_AGENT, USER_AGENT, lifecycle_http_get};
 pub use prepare::{prepare_probe, resolve_port};
 pub use prober::KubeletProber;
 pub use state::{ProbeResult, ProbeSchedule, ProbeState};

@@ -54,7 +54,7 @@ impl KubeletProber {
         } else if let Some(action) = &probe.http_get {
             let port = numeric_port(&action.port, target)?;
             let host = host_or_pod_ip(action.host.as_deref(), target);
-            let request = http::HttpProbeRequest::from_action(action, host, port);
+            let request = http::HttpProbeRequest::from_action(action, host, port, http::USER_AGENT);
             Ok(http::probe(&request, timeout).await)
         } else if let Some(action) = &probe.tcp_socket {
             let port = numeric_port(&action.port, target)?;

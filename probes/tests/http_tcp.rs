@@ -278,20 +278,6 @@ async fn http_connection_refused_fails_with_go_text() {
     );
 }
 
-#[tokio::test]
-async fn https_is_reported_as_not_supported() {
-    let mut probe = http_probe(443, "/", vec![]);
-    if let Some(h) = probe.http_get.as_mut() {
-        h.scheme = Some("HTTPS".into());
-    }
-    assert_eq!(
-        run(&probe).await.expect("ran"),
-        ProbeOutcome::Failure(
-            "Get \"https://127.0.0.1:443/\": https probes are not supported yet".into()
-        )
-    );
-}
-
 fn tcp_probe(port: IntOrString, host: Option<&str>) -> Probe {
     Probe {
         tcp_socket: Some(TCPSocketAction {

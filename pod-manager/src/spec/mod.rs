@@ -42,11 +42,11 @@ pub use hosts::{
     should_mount_hosts_file,
 };
 pub use resources::{container_resources, oom_score_adj};
-pub(crate) use security::validate_apparmor;
 pub use security::{
     NodeSecurity, apply_image_user, host_apparmor_enabled, host_thermal_throttle_paths,
     verify_run_as_non_root,
 };
+pub(crate) use security::{format_pod, validate_apparmor};
 pub use service_env::service_env;
 
 /// What the translation needs to know about the node.

@@ -505,7 +505,7 @@ pub fn verify_run_as_non_root(
 }
 
 /// Upstream `format.Pod`: `name_namespace(uid)`.
-fn format_pod(pod: &Pod) -> String {
+pub(crate) fn format_pod(pod: &Pod) -> String {
     let PodRef {
         namespace,
         name,
