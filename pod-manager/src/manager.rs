@@ -625,10 +625,11 @@ async fn pod_worker(
                 });
                 if let Some(container) = container {
                     info!(container = %container.name, ?kind, "container failed its probe, will be restarted");
-                    let pod_ip = snapshot
-                        .latest_sandbox()
-                        .map(|s| s.ip.clone())
-                        .unwrap_or_default();
+                    let pod_ip = crate::spec::pod_ip(
+                        &pod,
+                        snapshot.latest_sandbox().map_or("", |s| s.ip.as_str()),
+                        &ctx.node,
+                    );
                     crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, None).await;
                 }
             }
@@ -648,10 +649,11 @@ async fn pod_worker(
         };
         remove_old_instances(&ctx, &after).await;
         if let Some(prober) = &ctx.prober {
-            let pod_ip = after
-                .ready_sandbox()
-                .map(|s| s.ip.clone())
-                .unwrap_or_default();
+            let pod_ip = crate::spec::pod_ip(
+                &pod,
+                after.ready_sandbox().map_or("", |s| s.ip.as_str()),
+                &ctx.node,
+            );
             probes.reconcile(&ctx, prober, &pod, &after, &pod_ip, &poke);
         }
         let verdicts = probes.verdicts(&pod, &after);

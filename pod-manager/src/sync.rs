@@ -248,7 +248,7 @@ pub async fn sync_pod(
         Some(status) => ReadySandbox {
             id: status.sandbox.id.clone(),
             attempt: status.sandbox.metadata.attempt,
-            ip: status.ip.clone(),
+            ip: spec::pod_ip(pod, &status.ip, &ctx.node),
             config: std::sync::OnceLock::new(),
             volumes,
         },
@@ -307,7 +307,7 @@ pub async fn sync_pod(
                     return Err(e);
                 }
             };
-            let ip = ctx.runtime.sandbox_status(&id).await?.ip;
+            let ip = spec::pod_ip(pod, &ctx.runtime.sandbox_status(&id).await?.ip, &ctx.node);
             ReadySandbox {
                 id,
                 attempt,
@@ -514,10 +514,7 @@ async fn start_container(
     let image = container.image.clone().unwrap_or_default();
     ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
 
-    let pod_ips: Vec<String> = Some(pod_ip.to_owned())
-        .filter(|ip| !ip.is_empty())
-        .into_iter()
-        .collect();
+    let pod_ips = spec::pod_ips(pod, pod_ip, &ctx.node);
     // The image's user decides runAsNonRoot and is the default user, as upstream.
     let (image_uid, image_user) = match ctx.images.image_status(&image).await {
         // An image that names no user runs as root, as upstream's getImageUser says.
@@ -969,10 +966,11 @@ pub async fn kill_containers(
     grace_override: Option<i64>,
 ) {
     let spec = pod.spec.clone().unwrap_or_default();
-    let pod_ip = snapshot
-        .latest_sandbox()
-        .map(|s| s.ip.clone())
-        .unwrap_or_default();
+    let pod_ip = spec::pod_ip(
+        pod,
+        snapshot.latest_sandbox().map_or("", |s| s.ip.as_str()),
+        &ctx.node,
+    );
     let running: Vec<&ContainerStatus> = snapshot
         .containers
         .iter()

@@ -1871,3 +1871,56 @@ async fn https_probes_and_hooks_reach_tls_servers() {
     assert_eq!(status.restart_count, 0, "the postStart hook succeeded");
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn a_host_network_pod_has_the_nodes_ip() {
+    let Some(env) = TestEnv::from_env("a_host_network_pod_has_the_nodes_ip") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let port = {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut app = container(
+        &env,
+        "app",
+        &format!(
+            "echo pod-ip=$POD_IP; mkdir -p /www; echo ok > /www/index.html; \
+             exec httpd -f -p {port} -h /www"
+        ),
+    );
+    app.env = Some(vec![field_env("POD_IP", "status.podIP")]);
+    app.readiness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+            path: Some("/index.html".into()),
+            port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i32::from(port)),
+            ..Default::default()
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    let uid = unique("uid-hostnet");
+    let mut host = pod("hostnet", &uid, "Always", vec![], vec![app]);
+    host.spec.as_mut().expect("spec").host_network = Some(true);
+    kubelet.set_pods(vec![host]).await;
+    kubelet
+        .eventually(
+            "ready through a probe of the node's IP",
+            Duration::from_secs(60),
+            |pods| app_status(pods, "hostnet", "app").is_some_and(|s| s.ready),
+        )
+        .await;
+    let pods = kubelet.recorder.pods.pods();
+    let status = find(&pods, "hostnet")
+        .and_then(|p| p.status.clone())
+        .expect("status");
+    assert_eq!(status.pod_ip.as_deref(), Some("10.88.0.1"));
+    let log = log_with(&kubelet, "hostnet", &uid, "app", "pod-ip=").await;
+    assert!(
+        log.contains("pod-ip=10.88.0.1\n"),
+        "status.podIP in env: {log}"
+    );
+    kubelet.finish(&[&uid]).await;
+}

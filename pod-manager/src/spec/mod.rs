@@ -320,6 +320,27 @@ fn namespace_options(spec: &PodSpec) -> NamespaceOptions {
     }
 }
 
+/// The pod's IPs as upstream reports them (`generateAPIPodStatus`) and hands to env,
+/// the downward API, hooks and probes: the sandbox's IP, or for a host-network pod the
+/// node's IPs (primary first, then the other family).
+pub fn pod_ips(pod: &Pod, sandbox_ip: &str, ctx: &NodeContext) -> Vec<String> {
+    if uses_host_network(&pod_spec(pod)) {
+        node_ips(ctx).iter().map(IpAddr::to_string).collect()
+    } else if sandbox_ip.is_empty() {
+        Vec::new()
+    } else {
+        vec![sandbox_ip.to_owned()]
+    }
+}
+
+/// The first of [`pod_ips`], empty when the pod has none yet.
+pub fn pod_ip(pod: &Pod, sandbox_ip: &str, ctx: &NodeContext) -> String {
+    pod_ips(pod, sandbox_ip, ctx)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
 /// The node's IPs as upstream uses them: the primary and the first of the other family,
 /// if any (upstream `GetNodeHostIPs`, and the dual-stack pair of `--node-ip`).
 fn node_ips(ctx: &NodeContext) -> Vec<IpAddr> {
