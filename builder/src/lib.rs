@@ -312,6 +312,7 @@ impl KubeletBuilder {
                 seccomp_profile_root: options.root_dir.join("seccomp"),
                 apparmor_enabled: kubelet_pod_manager::spec::host_apparmor_enabled(),
                 sysctls: cfg.sysctls.clone(),
+                selinux_enabled: kubelet_pod_manager::spec::host_selinux_enabled(),
             },
             ..NodeContext::default()
         };

@@ -546,6 +546,69 @@ spec:
     );
     c.kubectl(&["delete", "runtimeclass", &class]);
 
+    // Readiness gates: Ready waits for the gate's condition, with upstream's reason and
+    // message, and follows at once when a controller sets it (leaving no stale reason).
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  readinessGates: [{{conditionType: example.com/gate}}]
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, command: ["sleep", "3600"]}}
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    let ready_of = |p: &Value| -> Value {
+        p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let gated = c.wait_json(
+        "gated pod running, not ready",
+        &["get", "pod", "-n", ns, "gated"],
+        60,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running" && condition(p, "ContainersReady") == Some("True"),
+    );
+    let ready = ready_of(&gated);
+    assert_eq!(ready["status"], "False", "{gated:#}");
+    assert_eq!(ready["reason"], "ReadinessGatesNotReady", "{gated:#}");
+    assert_eq!(
+        ready["message"],
+        "corresponding condition of pod readiness gate \"example.com/gate\" does not exist.",
+        "{gated:#}"
+    );
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "gated",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"example.com/gate","status":"True"}]}}"#,
+    ]);
+    let gated = c.wait_json(
+        "gated pod ready once its gate is True",
+        &["get", "pod", "-n", ns, "gated"],
+        30,
+        &kubelet,
+        |p| condition(p, "Ready") == Some("True"),
+    );
+    let ready = ready_of(&gated);
+    assert!(
+        ready.get("reason").is_none() && ready.get("message").is_none(),
+        "no stale reason or message on a condition that turned True: {gated:#}"
+    );
+
     // A deleted Node object is registered again.
     c.kubectl(&["delete", "node", &c.node, "--wait=true"]);
     c.wait_node_ready(&kubelet);

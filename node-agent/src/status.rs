@@ -199,7 +199,7 @@ impl Inner {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
         let patch = serde_json::json!({
             "metadata": { "uid": target.uid },
-            "status": status,
+            "status": status_patch(status),
         });
         match api
             .patch_status(
@@ -404,5 +404,59 @@ async fn send_loop(inner: Arc<Inner>) {
             }
             tokio::time::sleep(RETRY_AFTER).await;
         }
+    }
+}
+/// The status as a strategic merge patch that also clears what the new status leaves
+/// out: a condition's reason and message (conditions merge by type, so a reason omitted
+/// would stay from the old condition) and the pod's own reason and message. Upstream
+/// gets the same from its old-to-new diff (`PatchPodStatus`).
+fn status_patch(status: &PodStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    let clear = |object: &mut serde_json::Value| {
+        if let Some(map) = object.as_object_mut() {
+            for field in ["reason", "message"] {
+                map.entry(field).or_insert(serde_json::Value::Null);
+            }
+        }
+    };
+    clear(&mut value);
+    if let Some(conditions) = value.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        conditions.iter_mut().for_each(clear);
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodCondition;
+
+    #[test]
+    fn a_patch_clears_reasons_and_messages_the_new_status_leaves_out() {
+        let status = PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![
+                PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                },
+                PodCondition {
+                    type_: "Initialized".into(),
+                    status: "False".into(),
+                    reason: Some("ContainersNotInitialized".into()),
+                    message: Some("containers with incomplete status: [init]".into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        let patch = status_patch(&status);
+        assert_eq!(patch["reason"], serde_json::Value::Null);
+        assert!(patch.as_object().is_some_and(|m| m.contains_key("message")));
+        let ready = &patch["conditions"][0];
+        assert!(ready.as_object().is_some_and(|m| m.contains_key("reason")));
+        assert_eq!(ready["reason"], serde_json::Value::Null);
+        assert_eq!(patch["conditions"][1]["reason"], "ContainersNotInitialized");
     }
 }

@@ -241,6 +241,15 @@ fn container_status(
             }
         }
     }
+    if regular_init {
+        // Upstream's prober manager: a regular init container is ready once it exited 0,
+        // never while it runs (probes do not apply to it).
+        status.ready = status
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0);
+    }
     let running = latest.is_some_and(|l| l.container.state == RuntimeState::Running);
     if !running && let Some(waiting) = inputs.waiting.get(&container.name) {
         let terminal = status
@@ -375,10 +384,14 @@ pub fn phase(pod: &Pod, init: &[ApiContainerStatus], app: &[ApiContainerStatus])
     PENDING
 }
 
+/// A pod condition: its status, reason and message as computed, the generation it
+/// observed (upstream `CalculatePodConditionObservedGeneration`, always the pod's with
+/// PodObservedGenerationTracking), and the transition time kept while the status holds.
 fn condition(
     kind: &str,
     ok: bool,
     reason: Option<&str>,
+    message: Option<String>,
     inputs: &StatusInputs<'_>,
 ) -> PodCondition {
     let status = if ok { "True" } else { "False" };
@@ -394,9 +407,153 @@ fn condition(
     PodCondition {
         type_: kind.to_owned(),
         status: status.to_owned(),
-        reason: if ok { None } else { reason.map(str::to_owned) },
+        reason: reason.map(str::to_owned),
+        message,
+        observed_generation: inputs.pod.metadata.generation,
         last_transition_time,
         ..Default::default()
+    }
+}
+
+/// Go's `%s` of a string slice: `[a b]`.
+fn go_list(names: &[&str]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+/// Upstream `GeneratePodInitializedCondition`: `(ok, reason, message)`.
+fn initialized_condition(
+    spec: &PodSpec,
+    init: &[ApiContainerStatus],
+    app: &[ApiContainerStatus],
+    phase: &str,
+) -> (bool, Option<&'static str>, Option<String>) {
+    if phase == SUCCEEDED {
+        return (true, Some("PodCompleted"), None);
+    }
+    let regular_started = app.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
+    if regular_started {
+        return (true, None, None);
+    }
+    let incomplete: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| {
+            let status = init.iter().find(|s| s.name == c.name);
+            let initialized = if is_sidecar(c) {
+                status.is_some_and(|s| s.started == Some(true))
+            } else {
+                status
+                    .and_then(|s| s.state.as_ref())
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0)
+            };
+            !initialized
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    if incomplete.is_empty() {
+        (true, None, None)
+    } else {
+        (
+            false,
+            Some("ContainersNotInitialized"),
+            Some(format!(
+                "containers with incomplete status: {}",
+                go_list(&incomplete)
+            )),
+        )
+    }
+}
+
+/// Upstream `GenerateContainersReadyCondition`: `(ok, reason, message)`; sidecars count
+/// with the regular containers.
+fn containers_ready_condition(
+    spec: &PodSpec,
+    init: &[ApiContainerStatus],
+    app: &[ApiContainerStatus],
+    phase: &str,
+) -> (bool, Option<&'static str>, Option<String>) {
+    match phase {
+        SUCCEEDED => return (false, Some("PodCompleted"), None),
+        FAILED => return (false, Some("PodFailed"), None),
+        _ => {}
+    }
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c));
+    let unready: Vec<&str> = sidecars
+        .filter(|c| !init.iter().any(|s| s.name == c.name && s.ready))
+        .map(|c| c.name.as_str())
+        .chain(
+            spec.containers
+                .iter()
+                .filter(|c| !app.iter().any(|s| s.name == c.name && s.ready))
+                .map(|c| c.name.as_str()),
+        )
+        .collect();
+    if unready.is_empty() {
+        (true, None, None)
+    } else {
+        (
+            false,
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: {}",
+                go_list(&unready)
+            )),
+        )
+    }
+}
+
+/// Upstream `GeneratePodReadyCondition`: ContainersReady's verdict, then the readiness
+/// gates, looked up among the pod's conditions as its source last showed them.
+fn pod_ready_condition(
+    pod: &Pod,
+    containers_ready: &(bool, Option<&'static str>, Option<String>),
+) -> (bool, Option<&'static str>, Option<String>) {
+    if !containers_ready.0 {
+        return containers_ready.clone();
+    }
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let unready: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|gate| {
+            let kind = &gate.condition_type;
+            match conditions.iter().find(|c| &c.type_ == kind) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate {kind:?} does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate {kind:?} is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    if unready.is_empty() {
+        (true, None, None)
+    } else {
+        (
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(unready.join(", ")),
+        )
     }
 }
 
@@ -449,52 +606,33 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
     let phase = phase(pod, &init, &app);
     let sandbox = inputs.snapshot.ready_sandbox();
     let sandbox_ready = sandbox.is_some();
-    let initialized = spec.init_containers.iter().flatten().all(|c| {
-        let status = init.iter().find(|s| s.name == c.name);
-        let state = status.and_then(|s| s.state.as_ref());
-        if is_sidecar(c) {
-            status.is_some_and(|s| s.started == Some(true))
-        } else {
-            state.is_some_and(|s| s.terminated.as_ref().is_some_and(|t| t.exit_code == 0))
-                || status.is_some_and(|s| {
-                    s.last_state
-                        .as_ref()
-                        .and_then(|l| l.terminated.as_ref())
-                        .is_some_and(|t| t.exit_code == 0)
-                        && app.iter().any(|a| a.container_id.is_some())
-                })
-        }
-    }) || matches!(phase, SUCCEEDED | FAILED)
-        && app.iter().any(|a| a.container_id.is_some());
-    let containers_ready = app.iter().all(|s| s.ready)
-        && spec
-            .init_containers
-            .iter()
-            .flatten()
-            .filter(|c| is_sidecar(c))
-            .all(|c| init.iter().any(|s| s.name == c.name && s.ready));
-    let terminal = matches!(phase, SUCCEEDED | FAILED);
-    let ready = containers_ready && !terminal;
-    let not_ready_reason = if terminal {
-        "PodCompleted"
-    } else {
-        "ContainersNotReady"
-    };
+    let (initialized, init_reason, init_message) = initialized_condition(&spec, &init, &app, phase);
+    let containers_ready = containers_ready_condition(&spec, &init, &app, phase);
+    let ready = pod_ready_condition(pod, &containers_ready);
     let conditions = vec![
-        condition("PodReadyToStartContainers", sandbox_ready, None, inputs),
+        condition(
+            "PodReadyToStartContainers",
+            sandbox_ready,
+            None,
+            None,
+            inputs,
+        ),
         condition(
             "Initialized",
             initialized,
-            Some(if terminal {
-                "PodCompleted"
-            } else {
-                "ContainersNotInitialized"
-            }),
+            init_reason,
+            init_message,
             inputs,
         ),
-        condition("Ready", ready, Some(not_ready_reason), inputs),
-        condition("ContainersReady", ready, Some(not_ready_reason), inputs),
-        condition("PodScheduled", true, None, inputs),
+        condition("Ready", ready.0, ready.1, ready.2, inputs),
+        condition(
+            "ContainersReady",
+            containers_ready.0,
+            containers_ready.1,
+            containers_ready.2,
+            inputs,
+        ),
+        condition("PodScheduled", true, None, None, inputs),
     ];
 
     let (pod_ip, pod_ips) = match sandbox {
@@ -825,5 +963,137 @@ mod tests {
         let later = Timestamp::from_second(100).expect("time");
         let second = pod_status(&inputs(Some(&first), later));
         assert_eq!(first, second, "nothing changed, nothing to publish");
+    }
+
+    fn full_condition<'a>(status: &'a PodStatus, kind: &str) -> &'a PodCondition {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == kind)
+            .unwrap_or_else(|| panic!("no {kind} condition"))
+    }
+
+    #[test]
+    fn a_regular_init_container_is_ready_once_it_exited_zero() {
+        let pod = pod("Always", &["setup"], &["app"]);
+        let running = status_of(
+            &pod,
+            vec![instance("setup", 0, RuntimeState::Running, 0)],
+            &[],
+        );
+        let init = &running.init_container_statuses.as_ref().expect("init")[0];
+        assert!(!init.ready, "not ready while it runs");
+        let initialized = full_condition(&running, "Initialized");
+        assert_eq!(initialized.status, "False");
+        assert_eq!(
+            initialized.reason.as_deref(),
+            Some("ContainersNotInitialized")
+        );
+        assert_eq!(
+            initialized.message.as_deref(),
+            Some("containers with incomplete status: [setup]")
+        );
+        let ready = full_condition(&running, "Ready");
+        assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [app]")
+        );
+        let done = status_of(
+            &pod,
+            vec![
+                instance("setup", 0, RuntimeState::Exited, 0),
+                instance("app", 0, RuntimeState::Running, 0),
+            ],
+            &[],
+        );
+        assert!(done.init_container_statuses.as_ref().expect("init")[0].ready);
+        let initialized = full_condition(&done, "Initialized");
+        assert_eq!(
+            (initialized.status.as_str(), initialized.reason.as_deref()),
+            ("True", None),
+            "no stale reason when it turns True"
+        );
+        assert_eq!(full_condition(&done, "Ready").status, "True");
+    }
+
+    #[test]
+    fn terminal_pods_say_why_they_are_not_ready() {
+        let pod = pod("Never", &[], &["app"]);
+        let failed = status_of(&pod, vec![instance("app", 0, RuntimeState::Exited, 1)], &[]);
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        for kind in ["Ready", "ContainersReady"] {
+            let c = full_condition(&failed, kind);
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref()),
+                ("False", Some("PodFailed"))
+            );
+            assert_eq!(c.message, None);
+        }
+        let succeeded = status_of(&pod, vec![instance("app", 0, RuntimeState::Exited, 0)], &[]);
+        let initialized = full_condition(&succeeded, "Initialized");
+        assert_eq!(
+            (initialized.status.as_str(), initialized.reason.as_deref()),
+            ("True", Some("PodCompleted"))
+        );
+        assert_eq!(
+            full_condition(&succeeded, "Ready").reason.as_deref(),
+            Some("PodCompleted")
+        );
+    }
+
+    #[test]
+    fn readiness_gates_hold_ready_until_their_conditions_are_true() {
+        let mut pod = pod("Always", &[], &["app"]);
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.readiness_gates = Some(vec![
+                k8s_openapi::api::core::v1::PodReadinessGate {
+                    condition_type: "example.com/lb".into(),
+                },
+                k8s_openapi::api::core::v1::PodReadinessGate {
+                    condition_type: "example.com/dns".into(),
+                },
+            ]);
+        }
+        pod.status = Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "example.com/lb".into(),
+                status: "False".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        let running = vec![instance("app", 0, RuntimeState::Running, 0)];
+        let status = status_of(&pod, running.clone(), &[]);
+        assert_eq!(condition_of(&status, "ContainersReady"), "True");
+        let ready = full_condition(&status, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "the status of pod readiness gate \"example.com/lb\" is not \"True\", but \
+                 False, corresponding condition of pod readiness gate \"example.com/dns\" \
+                 does not exist."
+            )
+        );
+        pod.status = Some(PodStatus {
+            conditions: Some(
+                ["example.com/lb", "example.com/dns"]
+                    .iter()
+                    .map(|kind| PodCondition {
+                        type_: (*kind).into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        assert_eq!(
+            condition_of(&status_of(&pod, running, &[]), "Ready"),
+            "True"
+        );
     }
 }

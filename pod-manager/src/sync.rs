@@ -4,6 +4,7 @@
 
 use kubelet_core::metrics::kubelet as metrics;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -858,9 +859,19 @@ async fn container_mounts(
         .join(&container.name)
         .join(format!("{nanos:x}"));
     write_file(&file, b"", "creating the termination message file").await?;
+    // Whatever user the container runs as must be able to write its message, as
+    // upstream's 0666 regardless of the umask.
+    tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+        .await
+        .map_err(|source| crate::Error::Io {
+            operation: "making the termination message file writable",
+            path: file.clone(),
+            source,
+        })?;
     mounts.push(Mount {
         container_path: path,
         host_path: file.display().to_string(),
+        selinux_relabel: ctx.node.security.selinux_enabled,
         ..Default::default()
     });
     Ok(mounts)

@@ -1924,3 +1924,33 @@ async fn a_host_network_pod_has_the_nodes_ip() {
     );
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn a_non_root_container_writes_its_termination_message() {
+    let Some(env) = TestEnv::from_env("a_non_root_container_writes_its_termination_message") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let mut app = container(&env, "app", "echo goodbye > /dev/termination-log; exit 3");
+    app.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        run_as_user: Some(1000),
+        run_as_group: Some(1000),
+        ..Default::default()
+    });
+    let uid = unique("uid-message");
+    kubelet
+        .set_pods(vec![pod("message", &uid, "Never", vec![], vec![app])])
+        .await;
+    kubelet
+        .eventually("failed", Duration::from_secs(60), |pods| {
+            phase(pods, "message") == "Failed"
+        })
+        .await;
+    let terminated = app_status(&kubelet.recorder.pods.pods(), "message", "app")
+        .and_then(|s| s.state?.terminated)
+        .expect("terminated");
+    assert_eq!(terminated.exit_code, 3);
+    assert_eq!(terminated.message.as_deref(), Some("goodbye\n"));
+    kubelet.finish(&[&uid]).await;
+}

@@ -18,8 +18,9 @@ pub enum PodChange {
     Added(Pod),
     /// A pod whose spec, labels, annotations (other than the kubelet's own
     /// `config.source`, `config.seen` and `config.mirror`), deletion timestamp or deletion
-    /// grace period changed. Upstream's DELETE (graceful deletion, `deletionTimestamp`
-    /// newly set) is an update too, as the upstream kubelet handles it.
+    /// grace period changed, or whose status moved the condition of one of its readiness
+    /// gates (upstream's reconcile). Upstream's DELETE (graceful deletion,
+    /// `deletionTimestamp` newly set) is an update too, as the upstream kubelet handles it.
     Updated(Pod),
     /// A pod its source no longer has: the last version the set held.
     Removed(Pod),
@@ -216,8 +217,11 @@ fn differs(existing: &Pod, new: &Pod) -> bool {
 /// an update to report. A status-only change is stored silently.
 fn check_and_update(existing: &mut Pod, new: Pod) -> bool {
     if !differs(existing, &new) {
+        // Upstream's HandlePodReconcile: a status-only change matters when it moves a
+        // readiness gate's condition, so that Ready follows at once.
+        let gates_moved = readiness_gates_moved(existing, &new);
         existing.status = new.status;
-        return false;
+        return gates_moved;
     }
     let mut annotations = new.metadata.annotations.unwrap_or_default();
     for key in LOCAL_ANNOTATIONS {
@@ -238,6 +242,25 @@ fn check_and_update(existing: &mut Pod, new: Pod) -> bool {
     existing.metadata.annotations = Some(annotations);
     existing.status = new.status;
     true
+}
+
+/// Whether the condition a readiness gate of the pod names changed its status.
+fn readiness_gates_moved(existing: &Pod, new: &Pod) -> bool {
+    let gate_status = |pod: &Pod, kind: &str| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == kind))
+            .map(|c| c.status.clone())
+    };
+    new.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|gate| {
+            gate_status(existing, &gate.condition_type) != gate_status(new, &gate.condition_type)
+        })
 }
 
 #[cfg(test)]
@@ -424,5 +447,44 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].0, PodSource::Http);
         assert_eq!(rejected[0].1.reason, "items[3]: bad");
+    }
+
+    #[test]
+    fn a_readiness_gate_condition_that_moves_makes_an_update() {
+        let gated = |gate_status: Option<&str>, phase: &str| {
+            let mut p = pod("u1", "a", "i");
+            if let Some(spec) = p.spec.as_mut() {
+                spec.readiness_gates = Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+                    condition_type: "example.com/lb".into(),
+                }]);
+            }
+            p.status = Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: gate_status.map(|status| {
+                    vec![k8s_openapi::api::core::v1::PodCondition {
+                        type_: "example.com/lb".into(),
+                        status: status.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..PodStatus::default()
+            });
+            p
+        };
+        let mut set = PodSet::new();
+        set.apply(update(PodSource::Api, vec![gated(None, "Pending")]));
+        assert_eq!(
+            set.apply(update(PodSource::Api, vec![gated(None, "Running")])),
+            [],
+            "other status changes stay silent"
+        );
+        assert_eq!(
+            summary(&set.apply(update(PodSource::Api, vec![gated(Some("True"), "Running")]))),
+            ["updated u1"]
+        );
+        assert_eq!(
+            set.apply(update(PodSource::Api, vec![gated(Some("True"), "Running")])),
+            []
+        );
     }
 }

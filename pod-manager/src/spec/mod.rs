@@ -43,8 +43,8 @@ pub use hosts::{
 };
 pub use resources::{container_resources, oom_score_adj};
 pub use security::{
-    NodeSecurity, apply_image_user, host_apparmor_enabled, host_thermal_throttle_paths,
-    verify_run_as_non_root,
+    NodeSecurity, apply_image_user, host_apparmor_enabled, host_selinux_enabled,
+    host_thermal_throttle_paths, verify_run_as_non_root,
 };
 pub(crate) use security::{format_pod, validate_apparmor};
 pub use service_env::service_env;

@@ -87,6 +87,15 @@ pub struct NodeSecurity {
     pub apparmor_enabled: bool,
     /// The sysctls pods may set.
     pub sysctls: crate::admission::SysctlAllowlist,
+    /// Whether the host enforces SELinux (see [`host_selinux_enabled`]): the files the
+    /// kubelet mounts into containers are then relabelled by the runtime.
+    pub selinux_enabled: bool,
+}
+
+/// Whether this host has SELinux enabled, as go-selinux decides it: selinuxfs is
+/// mounted.
+pub fn host_selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 /// Whether this host enforces AppArmor, as runc decides it: the securityfs directory
