@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kubelet_core::labels::{
     POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_TERMINATION_GRACE_PERIOD_ANNOTATION, POD_UID_LABEL,
 };
 use kubelet_core::metrics::kubelet as metrics;
-use kubelet_core::{ContainerFilter, PodRef, SandboxFilter, StatusReporter};
+use kubelet_core::{ContainerFilter, PodRef, ProbeKind, SandboxFilter, StatusReporter};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -415,6 +415,21 @@ fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection
     })
 }
 
+/// The grace period of a container killed by its failed liveness or startup probe
+/// (upstream `setTerminationGracePeriod`): the probe's `terminationGracePeriodSeconds`
+/// when set and the pod is not being deleted; `None` keeps the pod's.
+fn probe_kill_grace(pod: &Pod, container: &Container, kind: ProbeKind) -> Option<i64> {
+    if pod.metadata.deletion_grace_period_seconds.is_some() {
+        return None;
+    }
+    let probe = match kind {
+        ProbeKind::Liveness => container.liveness_probe.as_ref(),
+        ProbeKind::Startup => container.startup_probe.as_ref(),
+        ProbeKind::Readiness => None,
+    };
+    probe.and_then(|p| p.termination_grace_period_seconds)
+}
+
 /// Whether the pod's phase, as its source gave it, is Succeeded or Failed.
 fn is_terminal(pod: &Pod) -> bool {
     matches!(
@@ -630,7 +645,8 @@ async fn pod_worker(
                         snapshot.latest_sandbox().map_or("", |s| s.ip.as_str()),
                         &ctx.node,
                     );
-                    crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, None).await;
+                    let grace = probe_kill_grace(&pod, container, kind);
+                    crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, grace).await;
                 }
             }
             match sync_pod(&ctx, &pod, &snapshot).await {
@@ -1105,5 +1121,35 @@ mod tests {
         assert!(past_active_deadline(&pod, t0, at(5)));
         pod.spec = Some(PodSpec::default());
         assert!(!past_active_deadline(&pod, t0, at(500)));
+    }
+
+    #[test]
+    fn a_probe_kill_uses_the_probes_grace_period_unless_the_pod_is_deleted() {
+        let probe = |grace: Option<i64>| k8s_openapi::api::core::v1::Probe {
+            termination_grace_period_seconds: grace,
+            ..Default::default()
+        };
+        let container = Container {
+            name: "app".into(),
+            liveness_probe: Some(probe(Some(2))),
+            startup_probe: Some(probe(None)),
+            readiness_probe: Some(probe(Some(7))),
+            ..Default::default()
+        };
+        let mut pod = Pod::default();
+        assert_eq!(
+            probe_kill_grace(&pod, &container, ProbeKind::Liveness),
+            Some(2)
+        );
+        assert_eq!(probe_kill_grace(&pod, &container, ProbeKind::Startup), None);
+        assert_eq!(
+            probe_kill_grace(&pod, &container, ProbeKind::Readiness),
+            None
+        );
+        pod.metadata.deletion_grace_period_seconds = Some(30);
+        assert_eq!(
+            probe_kill_grace(&pod, &container, ProbeKind::Liveness),
+            None
+        );
     }
 }

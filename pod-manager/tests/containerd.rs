@@ -1954,3 +1954,55 @@ async fn a_non_root_container_writes_its_termination_message() {
     assert_eq!(terminated.message.as_deref(), Some("goodbye\n"));
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn a_liveness_kill_uses_the_probes_grace_period() {
+    let Some(env) = TestEnv::from_env("a_liveness_kill_uses_the_probes_grace_period") else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    // Ignores SIGTERM: only the grace period ends it.
+    let mut stubborn = container(&env, "app", "trap '' TERM; while true; do sleep 1; done");
+    stubborn.liveness_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["false".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        termination_grace_period_seconds: Some(1),
+        ..Default::default()
+    });
+    let uid = unique("uid-probe-grace");
+    let mut slow = pod("probe-grace", &uid, "Always", vec![], vec![stubborn]);
+    // The pod's own grace period would hold the kill for two minutes.
+    slow.spec
+        .as_mut()
+        .expect("spec")
+        .termination_grace_period_seconds = Some(120);
+    let slow_copy = slow.clone();
+    kubelet.set_pods(vec![slow]).await;
+    kubelet
+        .eventually(
+            "restarted after the probe's 1 s grace, not the pod's 120 s",
+            Duration::from_secs(45),
+            |pods| app_status(pods, "probe-grace", "app").is_some_and(|s| s.restart_count >= 1),
+        )
+        .await;
+    let terminated = app_status(&kubelet.recorder.pods.pods(), "probe-grace", "app")
+        .and_then(|s| s.last_state?.terminated)
+        .expect("last state");
+    assert_eq!(
+        terminated.exit_code, 137,
+        "killed when the grace period ended"
+    );
+    // Removing it would wait out the pod's long grace period: shorten it first.
+    let mut quick = slow_copy;
+    quick
+        .spec
+        .as_mut()
+        .expect("spec")
+        .termination_grace_period_seconds = Some(1);
+    kubelet.set_pods(vec![quick]).await;
+    kubelet.finish(&[&uid]).await;
+}
