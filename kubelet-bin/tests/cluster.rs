@@ -228,6 +228,27 @@ fn node_joins_and_runs_a_deployment() {
         |l| l["spec"]["holderIdentity"] == c.node.as_str(),
     );
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+    let owner = &lease["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Node", "{lease:#}");
+    assert_eq!(owner["uid"], node["metadata"]["uid"], "{lease:#}");
+    // An owner lost (as an old kubelet could leave it) is restored on renewal.
+    c.kubectl(&[
+        "patch",
+        "lease",
+        &c.node,
+        "-n",
+        "kube-node-lease",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ]);
+    let lease = c.wait_json(
+        "lease owner restored",
+        &["get", "lease", "-n", "kube-node-lease", &c.node],
+        30,
+        &kubelet,
+        |l| l["metadata"]["ownerReferences"][0]["kind"] == "Node",
+    );
     let first_renew = lease["spec"]["renewTime"].clone();
     c.wait_json(
         "lease renewed",

@@ -722,8 +722,28 @@ fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
     strip(a) == strip(b)
 }
 
+/// The Node as the owner of its Lease, so the Lease goes when the Node goes; `None` while
+/// the Node cannot be read (upstream's `SetNodeOwnerFunc`).
+async fn node_owner(nodes: &Api<Node>, name: &str) -> Option<OwnerReference> {
+    match nodes.get(name).await {
+        Ok(node) => node.metadata.uid.map(|uid| OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Node".to_owned(),
+            name: name.to_owned(),
+            uid,
+            ..OwnerReference::default()
+        }),
+        Err(e) => {
+            debug!(node = %name, error = %e, "reading the node to own its lease");
+            None
+        }
+    }
+}
+
 /// Renews the node's Lease in `kube-node-lease` every quarter of its duration, creating
-/// it when missing (upstream's lease controller).
+/// it when missing (upstream's lease controller). The Lease always carries the Node as
+/// its owner: it is not created until the Node can be read, and a renewal adds the owner
+/// when it is missing.
 async fn lease_loop(client: kube::Client, config: NodeConfig) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
@@ -736,6 +756,15 @@ async fn lease_loop(client: kube::Client, config: NodeConfig) {
         let renew = Some(MicroTime(now()));
         match leases.get(&config.name).await {
             Ok(mut lease) => {
+                if lease
+                    .metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
+                {
+                    lease.metadata.owner_references =
+                        node_owner(&nodes, &config.name).await.map(|o| vec![o]);
+                }
                 let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
                 spec.holder_identity = Some(config.name.clone());
                 spec.lease_duration_seconds = Some(config.lease_duration_seconds);
@@ -748,22 +777,15 @@ async fn lease_loop(client: kube::Client, config: NodeConfig) {
                 }
             }
             Err(e) if is_not_found(&e) => {
-                // The lease is owned by the Node, so it goes when the Node goes.
-                let owner = match nodes.get(&config.name).await {
-                    Ok(node) => node.metadata.uid.map(|uid| OwnerReference {
-                        api_version: "v1".to_owned(),
-                        kind: "Node".to_owned(),
-                        name: config.name.clone(),
-                        uid,
-                        ..OwnerReference::default()
-                    }),
-                    Err(_) => None,
+                let Some(owner) = node_owner(&nodes, &config.name).await else {
+                    // Not without its owner: tried again on the next tick.
+                    continue;
                 };
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(config.name.clone()),
                         namespace: Some("kube-node-lease".to_owned()),
-                        owner_references: owner.map(|o| vec![o]),
+                        owner_references: Some(vec![owner]),
                         ..ObjectMeta::default()
                     },
                     spec: Some(LeaseSpec {

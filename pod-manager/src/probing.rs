@@ -72,7 +72,22 @@ impl Prober for EventingProber {
                 seconds,
             );
         }
-        let outcome = attempt?;
+        let outcome = match attempt {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Upstream reports the error and its worker discards the attempt.
+                self.events.record(PodEvent {
+                    pod: target.pod.clone(),
+                    field_path: Some(self.field_path.clone()),
+                    event_type: EventType::Warning,
+                    reason: "Unhealthy".into(),
+                    message: format!(
+                        "{kind_name} probe errored and resulted in unknown state: {e}"
+                    ),
+                });
+                return Err(e);
+            }
+        };
         let event = match &outcome {
             ProbeOutcome::Success => None,
             ProbeOutcome::Warning(output) => Some((

@@ -2006,3 +2006,74 @@ async fn a_liveness_kill_uses_the_probes_grace_period() {
     kubelet.set_pods(vec![quick]).await;
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn grpc_probes_gate_readiness_and_restart_unhealthy_containers() {
+    let Some(env) =
+        TestEnv::from_env("grpc_probes_gate_readiness_and_restart_unhealthy_containers")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    // A health server on the node: a host-network pod's IP is the node's, where gRPC
+    // probes (which have no host field) go. busybox has no gRPC server to run instead.
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("ok.svc", tonic_health::ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("sick.svc", tonic_health::ServingStatus::NotServing)
+        .await;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let grpc = |service: &str| k8s_openapi::api::core::v1::Probe {
+        grpc: Some(k8s_openapi::api::core::v1::GRPCAction {
+            port: i32::from(port),
+            service: Some(service.into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        ..Default::default()
+    };
+    let mut healthy = container(&env, "healthy", "exec sleep 3600");
+    healthy.readiness_probe = Some(grpc("ok.svc"));
+    let mut sick = container(&env, "sick", "exec sleep 3600");
+    sick.liveness_probe = Some(grpc("sick.svc"));
+    let uid = unique("uid-grpc");
+    let mut host = pod("grpc", &uid, "Always", vec![], vec![healthy, sick]);
+    host.spec.as_mut().expect("spec").host_network = Some(true);
+    host.spec
+        .as_mut()
+        .expect("spec")
+        .termination_grace_period_seconds = Some(1);
+    kubelet.set_pods(vec![host]).await;
+    kubelet
+        .eventually(
+            "ready through a gRPC probe, and the not-serving one restarted",
+            Duration::from_secs(60),
+            |pods| {
+                app_status(pods, "grpc", "healthy").is_some_and(|s| s.ready)
+                    && app_status(pods, "grpc", "sick").is_some_and(|s| s.restart_count >= 1)
+            },
+        )
+        .await;
+    let events = kubelet.events.of("grpc");
+    assert!(
+        events.contains(
+            &"Unhealthy: Liveness probe failed: service unhealthy (responded with \"NOT_SERVING\")"
+                .to_owned()
+        ),
+        "{events:?}"
+    );
+    kubelet.finish(&[&uid]).await;
+    server.abort();
+}

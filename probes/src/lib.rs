@@ -4,7 +4,7 @@
 //! - [`KubeletProber`] implements [`kubelet_core::Prober`]: one attempt of an exec probe
 //!   (through the runtime's `ExecSync`), an httpGet probe (HTTP/1.1 from the node, over
 //!   TLS without certificate verification for `scheme: HTTPS`, as upstream) or a
-//!   tcpSocket probe. grpc probes are not supported yet (see the README).
+//!   tcpSocket probe, or a grpc probe (`grpc.health.v1.Health/Check`, plaintext).
 //! - [`lifecycle_http_get`]: an httpGet lifecycle hook with the same client, as
 //!   upstream's hook runner (any answer succeeds, HTTPS falls back to HTTP).
 //! - [`prepare_probe`] resolves what needs the container's spec, which
@@ -45,6 +45,7 @@
 //! ```
 
 mod exec;
+mod grpc;
 mod http;
 mod prepare;
 mod prober;

@@ -60,11 +60,11 @@ impl KubeletProber {
             let port = numeric_port(&action.port, target)?;
             let host = host_or_pod_ip(action.host.as_deref(), target);
             Ok(tcp::probe(host, port, timeout).await)
-        } else if probe.grpc.is_some() {
-            Err(probe_error(
-                target,
-                "grpc probes are not implemented yet".to_owned(),
-            ))
+        } else if let Some(action) = &probe.grpc {
+            let port = crate::prepare::check_port(action.port)
+                .map_err(|reason| probe_error(target, reason))?;
+            let service = action.service.as_deref().unwrap_or_default();
+            Ok(crate::grpc::probe(&target.pod_ip, port, service, timeout).await)
         } else {
             Err(probe_error(
                 target,

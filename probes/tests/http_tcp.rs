@@ -329,23 +329,6 @@ async fn unresolved_named_port_is_a_probe_error() {
 }
 
 #[tokio::test]
-async fn grpc_is_an_error_until_implemented() {
-    let probe = Probe {
-        grpc: Some(k8s_openapi::api::core::v1::GRPCAction {
-            port: 9000,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let err = run(&probe).await.expect_err("grpc");
-    assert!(
-        err.to_string()
-            .contains("grpc probes are not implemented yet"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
 async fn http_body_in_the_warning_is_capped_at_10_kib() {
     let (port, _) = server(routes).await;
     let outcome = run(&http_probe(port, "/big-redirect", vec![]))

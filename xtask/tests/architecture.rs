@@ -66,9 +66,9 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
 
 /// External dependencies only some crates may have: what they mean, and who.
 const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
-    // Only the CRI client speaks gRPC.
-    ("tonic", &["kubelet-cri-client"]),
-    ("prost", &["kubelet-cri-client"]),
+    // Only the CRI client and gRPC probes (grpc.health.v1) speak gRPC.
+    ("tonic", &["kubelet-cri-client", "kubelet-probes"]),
+    ("prost", &["kubelet-cri-client", "kubelet-probes"]),
     // The API server is the node agent's, the kubelet API's reviews' and the wiring's.
     (
         "kube",
