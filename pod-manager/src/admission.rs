@@ -212,7 +212,8 @@ pub fn admit(pod: &Pod, active: &[Pod], node: &NodeFacts) -> Result<(), Rejectio
 /// AppArmor admit handlers decide: each sysctl must be allowed on this node
 /// (`SysctlForbidden`, `forbidden sysctl: "kernel.msgmax" not allowlisted`), and a pod
 /// asking for an AppArmor profile needs a host that enforces AppArmor (`AppArmor`,
-/// `Cannot enforce AppArmor: AppArmor is not enabled on the host`).
+/// `Cannot enforce AppArmor: AppArmor is not enabled on the host`). A pod whose restart
+/// rules ask to restart all its containers is refused (`PodFeatureUnsupported`).
 pub fn admit_isolation(pod: &Pod, security: &NodeSecurity) -> Result<(), Rejection> {
     let spec = pod
         .spec
@@ -236,7 +237,19 @@ pub fn admit_isolation(pod: &Pod, security: &NodeSecurity) -> Result<(), Rejecti
             .map_err(|why| Rejection::new("SysctlForbidden", format!("forbidden sysctl: {why}")))?;
     }
     crate::spec::validate_apparmor(pod, security.apparmor_enabled)
-        .map_err(|why| Rejection::new("AppArmor", format!("Cannot enforce AppArmor: {why}")))
+        .map_err(|why| Rejection::new("AppArmor", format!("Cannot enforce AppArmor: {why}")))?;
+    // Upstream restarts every container of the pod in place for this action; running the
+    // pod while restarting only one would do less than it asked.
+    if let Some(container) = crate::restart::restarts_all_containers(&spec) {
+        return Err(Rejection::new(
+            "PodFeatureUnsupported",
+            format!(
+                "container {container:?} asks for the restartPolicyRules action \
+                 RestartAllContainers, which this kubelet does not support"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The status upstream's `rejectPod` gives a pod that was not admitted: phase Failed,

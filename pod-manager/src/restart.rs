@@ -20,10 +20,42 @@ pub fn is_sidecar(container: &Container) -> bool {
     container.restart_policy.as_deref() == Some(ALWAYS)
 }
 
-/// Whether a container that exited with `exit_code` is restarted: the container's own
-/// restartPolicy when set (sidecars, and regular containers with ContainerRestartRules),
-/// else the pod's.
+/// The restart rule action that restarts the container.
+pub const RESTART_ACTION: &str = "Restart";
+/// The restart rule action that restarts every container of the pod in place, which
+/// this kubelet does not do: admission refuses pods that use it.
+pub const RESTART_ALL_CONTAINERS_ACTION: &str = "RestartAllContainers";
+
+/// The first of the container's `restartPolicyRules` whose exit codes match (upstream
+/// `FindMatchingContainerRestartRule`): its action.
+fn matching_rule_action(container: &Container, exit_code: i32) -> Option<&str> {
+    container
+        .restart_policy_rules
+        .iter()
+        .flatten()
+        .find(|rule| {
+            rule.exit_codes.as_ref().is_some_and(|codes| {
+                let listed = codes.values.iter().flatten().any(|c| *c == exit_code);
+                match codes.operator.as_str() {
+                    "In" => listed,
+                    "NotIn" => !listed,
+                    _ => false,
+                }
+            })
+        })
+        .map(|rule| rule.action.as_str())
+}
+
+/// Whether a container that exited with `exit_code` is restarted (upstream
+/// `ContainerShouldRestart`, ContainerRestartRules on): a matching `restartPolicyRules`
+/// entry with action Restart, else the container's own restartPolicy when set (sidecars,
+/// and regular containers with ContainerRestartRules), else the pod's.
 pub fn should_restart(container: &Container, spec: &PodSpec, exit_code: i32) -> bool {
+    if container.restart_policy.is_some()
+        && matching_rule_action(container, exit_code) == Some(RESTART_ACTION)
+    {
+        return true;
+    }
     let policy = container
         .restart_policy
         .as_deref()
@@ -36,9 +68,29 @@ pub fn should_restart(container: &Container, spec: &PodSpec, exit_code: i32) -> 
 }
 
 /// Whether a regular (non-sidecar) init container that exited with `exit_code` runs
-/// again: only after a failure, and not under restartPolicy Never.
-pub fn should_restart_init(spec: &PodSpec, exit_code: i32) -> bool {
-    exit_code != 0 && pod_restart_policy(spec) != NEVER
+/// again: only after a failure, and not under restartPolicy Never (the container's own
+/// when it sets one, as upstream with ContainerRestartRules, else the pod's).
+pub fn should_restart_init(container: &Container, spec: &PodSpec, exit_code: i32) -> bool {
+    let policy = container
+        .restart_policy
+        .as_deref()
+        .unwrap_or_else(|| pod_restart_policy(spec));
+    exit_code != 0 && policy != NEVER
+}
+
+/// The first container whose `restartPolicyRules` ask for RestartAllContainers.
+pub fn restarts_all_containers(spec: &PodSpec) -> Option<&str> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| {
+            c.restart_policy_rules
+                .iter()
+                .flatten()
+                .any(|rule| rule.action == RESTART_ALL_CONTAINERS_ACTION)
+        })
+        .map(|c| c.name.as_str())
 }
 
 #[cfg(test)]
@@ -74,11 +126,67 @@ mod tests {
         assert!(should_restart(&sidecar, &spec(NEVER), 0));
 
         assert!(
-            !should_restart_init(&spec(ALWAYS), 0),
+            !should_restart_init(&app, &spec(ALWAYS), 0),
             "a finished init container stays done"
         );
-        assert!(should_restart_init(&spec(ALWAYS), 1));
-        assert!(should_restart_init(&spec(ON_FAILURE), 1));
-        assert!(!should_restart_init(&spec(NEVER), 1));
+        assert!(should_restart_init(&app, &spec(ALWAYS), 1));
+        assert!(should_restart_init(&app, &spec(ON_FAILURE), 1));
+        assert!(!should_restart_init(&app, &spec(NEVER), 1));
+        let never = Container {
+            restart_policy: Some(NEVER.into()),
+            ..app.clone()
+        };
+        assert!(
+            !should_restart_init(&never, &spec(ALWAYS), 1),
+            "the container's own"
+        );
+    }
+
+    #[test]
+    fn restart_rules_come_before_the_container_policy() {
+        let rule = |operator: &str, codes: Vec<i32>, action: &str| {
+            k8s_openapi::api::core::v1::ContainerRestartRule {
+                action: action.into(),
+                exit_codes: Some(
+                    k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
+                        operator: operator.into(),
+                        values: Some(codes),
+                    },
+                ),
+            }
+        };
+        let app = Container {
+            name: "app".into(),
+            restart_policy: Some(NEVER.into()),
+            restart_policy_rules: Some(vec![rule("In", vec![42], RESTART_ACTION)]),
+            ..Default::default()
+        };
+        let never = PodSpec {
+            restart_policy: Some(NEVER.into()),
+            containers: vec![app.clone()],
+            ..Default::default()
+        };
+        assert!(should_restart(&app, &never, 42), "a matching rule restarts");
+        assert!(
+            !should_restart(&app, &never, 1),
+            "else the container's Never"
+        );
+        let retry_unless = Container {
+            restart_policy: Some(NEVER.into()),
+            restart_policy_rules: Some(vec![rule("NotIn", vec![0, 3], RESTART_ACTION)]),
+            ..app.clone()
+        };
+        assert!(should_restart(&retry_unless, &never, 1));
+        assert!(!should_restart(&retry_unless, &never, 3));
+        assert_eq!(restarts_all_containers(&never), None);
+        let all = Container {
+            restart_policy_rules: Some(vec![rule("In", vec![1], RESTART_ALL_CONTAINERS_ACTION)]),
+            ..app
+        };
+        let spec_all = PodSpec {
+            containers: vec![all],
+            ..Default::default()
+        };
+        assert_eq!(restarts_all_containers(&spec_all), Some("app"));
     }
 }

@@ -198,7 +198,7 @@ fn container_status(
             }
             RuntimeState::Exited => {
                 let restarts = if regular_init {
-                    should_restart_init(spec, latest.exit_code)
+                    should_restart_init(container, spec, latest.exit_code)
                 } else {
                     should_restart(container, spec, latest.exit_code)
                 };
@@ -301,11 +301,11 @@ pub fn phase(pod: &Pod, init: &[ApiContainerStatus], app: &[ApiContainerStatus])
         if state.running.is_some() {
             pending_regular_init += 1;
         } else if let Some(t) = &state.terminated {
-            if t.exit_code != 0 && !should_restart_init(&spec, t.exit_code) {
+            if t.exit_code != 0 && !should_restart_init(container, &spec, t.exit_code) {
                 failed_init_not_restartable += 1;
             }
         } else if let Some(code) = last_exit(&status) {
-            if code != 0 && !should_restart_init(&spec, code) {
+            if code != 0 && !should_restart_init(container, &spec, code) {
                 failed_init_not_restartable += 1;
             }
         } else {

@@ -339,7 +339,9 @@ pub async fn sync_pod(
         match latest.map(|l| (l.container.state, l.exit_code)) {
             Some((ContainerState::Exited, 0)) => continue,
             Some((ContainerState::Running, _)) => return Ok(outcome),
-            Some((ContainerState::Exited, code)) if !should_restart_init(&spec, code) => {
+            Some((ContainerState::Exited, code))
+                if !should_restart_init(container, &spec, code) =>
+            {
                 // The pod failed: nothing else starts.
                 return Ok(outcome);
             }

@@ -2077,3 +2077,52 @@ async fn grpc_probes_gate_readiness_and_restart_unhealthy_containers() {
     kubelet.finish(&[&uid]).await;
     server.abort();
 }
+
+#[tokio::test]
+async fn restart_rules_restart_a_container_on_listed_exit_codes() {
+    let Some(env) = TestEnv::from_env("restart_rules_restart_a_container_on_listed_exit_codes")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    // Exits 42 the first time (a "retriable" failure), 0 the second.
+    let mut app = container(
+        &env,
+        "app",
+        "if [ -f /data/ran ]; then exit 0; fi; touch /data/ran; exit 42",
+    );
+    app.restart_policy = Some("Never".into());
+    app.restart_policy_rules = Some(vec![k8s_openapi::api::core::v1::ContainerRestartRule {
+        action: "Restart".into(),
+        exit_codes: Some(
+            k8s_openapi::api::core::v1::ContainerRestartRuleOnExitCodes {
+                operator: "In".into(),
+                values: Some(vec![42]),
+            },
+        ),
+    }]);
+    app.volume_mounts = Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+        name: "data".into(),
+        mount_path: "/data".into(),
+        ..Default::default()
+    }]);
+    let uid = unique("uid-rules");
+    let mut retried = pod("rules", &uid, "Never", vec![], vec![app]);
+    retried.spec.as_mut().expect("spec").volumes = Some(vec![k8s_openapi::api::core::v1::Volume {
+        name: "data".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    }]);
+    kubelet.set_pods(vec![retried]).await;
+    kubelet
+        .eventually(
+            "succeeded after one rule-driven restart",
+            Duration::from_secs(60),
+            |pods| phase(pods, "rules") == "Succeeded",
+        )
+        .await;
+    let status = app_status(&kubelet.recorder.pods.pods(), "rules", "app").expect("status");
+    assert_eq!(status.restart_count, 1, "restarted once, for exit code 42");
+    kubelet.finish(&[&uid]).await;
+}
