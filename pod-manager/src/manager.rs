@@ -649,7 +649,8 @@ async fn pod_worker(
                     crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, grace).await;
                 }
             }
-            match sync_pod(&ctx, &pod, &snapshot).await {
+            let verdicts = probes.verdicts(&pod, &snapshot);
+            match sync_pod(&ctx, &pod, &snapshot, &verdicts).await {
                 Ok(o) => outcome = o,
                 Err(e) => warn!(error = %e, "syncing the pod"),
             }

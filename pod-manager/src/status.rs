@@ -199,6 +199,10 @@ fn container_status(
             RuntimeState::Exited => {
                 let restarts = if regular_init {
                     should_restart_init(container, spec, latest.exit_code)
+                } else if is_sidecar(container) {
+                    // The sidecars of a finished pod were stopped for good.
+                    should_restart(container, spec, latest.exit_code)
+                        && !regular_containers_finished(spec, inputs.snapshot)
                 } else {
                     should_restart(container, spec, latest.exit_code)
                 };
@@ -271,6 +275,17 @@ fn container_status(
         status.restart_count = status.restart_count.max(previous.restart_count);
     }
     status
+}
+
+/// Whether every regular container exited for good (a Never or OnFailure pod that
+/// finished): its sidecars are then stopped and not restarted, as upstream kills the pod.
+pub(crate) fn regular_containers_finished(spec: &PodSpec, snapshot: &RuntimeSnapshot) -> bool {
+    !spec.containers.is_empty()
+        && spec.containers.iter().all(|c| {
+            snapshot.latest(&c.name).is_some_and(|l| {
+                l.container.state == RuntimeState::Exited && !should_restart(c, spec, l.exit_code)
+            })
+        })
 }
 
 /// Upstream `getPhase` (ContainerRestartRules enabled, as it is by default in 1.37).

@@ -218,11 +218,13 @@ pub fn grace_period(pod: &Pod) -> i64 {
         .unwrap_or(30)
 }
 
-/// Brings the runtime in line with `pod`; `snapshot` is what the runtime had before.
+/// Brings the runtime in line with `pod`; `snapshot` is what the runtime had before and
+/// `probes` what the probes said of its containers, by container id.
 pub async fn sync_pod(
     ctx: &SyncContext,
     pod: &Pod,
     snapshot: &RuntimeSnapshot,
+    probes: &BTreeMap<String, crate::ProbeVerdict>,
 ) -> Result<SyncOutcome> {
     let mut outcome = SyncOutcome::default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -322,18 +324,56 @@ pub async fn sync_pod(
     let in_sandbox =
         |status: &&ContainerStatus| !fresh_sandbox && status.container.sandbox_id == sandbox.id;
 
-    // 2. Init containers, in order; regular ones must succeed before the next starts.
+    // Once a regular container ran in this sandbox the pod is initialized: its regular
+    // init containers never run again, even when their exited instances are gone.
+    let initialized = spec
+        .containers
+        .iter()
+        .any(|c| snapshot.instances(&c.name).any(|i| in_sandbox(&i)));
+    // Every regular container exited for good (a Never or OnFailure pod that finished):
+    // upstream kills the pod, so its sidecars stop, last started first, and nothing
+    // starts again.
+    let finished = crate::status::regular_containers_finished(&spec, snapshot);
+    if finished {
+        for container in spec.init_containers.iter().flatten().rev() {
+            let running = snapshot
+                .instances(&container.name)
+                .find(in_sandbox)
+                .filter(|l| l.container.state == ContainerState::Running);
+            if let Some(l) = running {
+                info!(container = %container.name, "regular containers finished, stopping sidecar");
+                kill_container(ctx, pod, container, &l.container.id, &sandbox.ip, None).await;
+                outcome.acted = true;
+            }
+        }
+        return Ok(outcome);
+    }
+
+    // 2. Init containers, in order; regular ones must succeed before the next starts, and
+    //    a sidecar with a startup probe must have started.
     for container in spec.init_containers.iter().flatten() {
         let latest = snapshot.instances(&container.name).find(in_sandbox);
         let any_latest = snapshot.latest(&container.name);
         if is_sidecar(container) {
-            match latest.map(|l| l.container.state) {
-                Some(ContainerState::Running) => {}
+            match latest.map(|l| (l.container.state, l.container.id.as_str())) {
+                Some((ContainerState::Running, id)) => {
+                    let started = container.startup_probe.is_none()
+                        || probes.get(id).is_some_and(|v| v.started);
+                    if !started && !initialized {
+                        return Ok(outcome);
+                    }
+                }
                 _ => {
                     start_or_back_off(ctx, pod, &sandbox, container, any_latest, &mut outcome)
                         .await;
+                    if container.startup_probe.is_some() && !initialized {
+                        return Ok(outcome);
+                    }
                 }
             }
+            continue;
+        }
+        if initialized {
             continue;
         }
         match latest.map(|l| (l.container.state, l.exit_code)) {

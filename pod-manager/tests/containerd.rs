@@ -2126,3 +2126,75 @@ async fn restart_rules_restart_a_container_on_listed_exit_codes() {
     assert_eq!(status.restart_count, 1, "restarted once, for exit code 42");
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn sidecars_gate_on_their_startup_probe_and_stop_when_the_job_is_done() {
+    let Some(env) =
+        TestEnv::from_env("sidecars_gate_on_their_startup_probe_and_stop_when_the_job_is_done")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let data = || {
+        Some(vec![k8s_openapi::api::core::v1::VolumeMount {
+            name: "data".into(),
+            mount_path: "/data".into(),
+            ..Default::default()
+        }])
+    };
+    // Becomes "started" only after 2 s, and leaves on SIGTERM.
+    let mut proxy = container(
+        &env,
+        "proxy",
+        "trap 'exit 0' TERM; sleep 2; touch /data/up; while true; do sleep 1; done",
+    );
+    proxy.restart_policy = Some("Always".into());
+    proxy.volume_mounts = data();
+    proxy.startup_probe = Some(k8s_openapi::api::core::v1::Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["test".into(), "-f".into(), "/data/up".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(30),
+        ..Default::default()
+    });
+    let mut after = container(
+        &env,
+        "after",
+        "test -f /data/up && echo saw-started-sidecar || echo started-too-early",
+    );
+    after.volume_mounts = data();
+    let job = container(&env, "job", "echo job-done");
+    let uid = unique("uid-sidecar");
+    let mut pod = pod("sidecar-job", &uid, "Never", vec![proxy, after], vec![job]);
+    pod.spec.as_mut().expect("spec").volumes = Some(vec![k8s_openapi::api::core::v1::Volume {
+        name: "data".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    }]);
+    kubelet.set_pods(vec![pod]).await;
+    kubelet
+        .eventually(
+            "the job completes once its sidecar is stopped",
+            Duration::from_secs(90),
+            |pods| phase(pods, "sidecar-job") == "Succeeded",
+        )
+        .await;
+    let log = read_log(&kubelet, "sidecar-job", &uid, "after");
+    assert!(log.contains("saw-started-sidecar"), "{log}");
+    let pods = kubelet.recorder.pods.pods();
+    let sidecar = find(&pods, "sidecar-job")
+        .and_then(|p| p.status.as_ref()?.init_container_statuses.clone())
+        .and_then(|s| s.into_iter().find(|c| c.name == "proxy"))
+        .expect("sidecar status");
+    assert!(
+        sidecar
+            .state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some()),
+        "the sidecar was stopped: {sidecar:?}"
+    );
+    assert_eq!(sidecar.restart_count, 0, "and not restarted");
+    kubelet.finish(&[&uid]).await;
+}
