@@ -35,7 +35,12 @@ enum Pending {
         pod: Box<Pod>,
         status: Box<PodStatus>,
     },
-    Forget(PodRef),
+    /// The pod is done with; `last` is a status reported just before and not sent yet,
+    /// which goes first so the final delete never loses the final status.
+    Forget {
+        pod: PodRef,
+        last: Option<(Box<Pod>, Box<PodStatus>)>,
+    },
 }
 
 /// Sends pod status to the API server.
@@ -117,9 +122,20 @@ impl StatusReporter for ApiStatus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&pod.uid);
-        self.inner
-            .lock_pending()
-            .insert(pod.uid.clone(), Pending::Forget(pod.clone()));
+        let mut pending = self.inner.lock_pending();
+        let last = match pending.remove(&pod.uid) {
+            Some(Pending::Status { pod, status }) => Some((pod, status)),
+            Some(Pending::Forget { last, .. }) => last,
+            None => None,
+        };
+        pending.insert(
+            pod.uid.clone(),
+            Pending::Forget {
+                pod: pod.clone(),
+                last,
+            },
+        );
+        drop(pending);
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -168,7 +184,14 @@ impl Inner {
     async fn send(&self, uid: &str, pending: &Pending) -> bool {
         match pending {
             Pending::Status { pod, status } => self.send_status(pod, status).await,
-            Pending::Forget(pod) => self.finish(uid, pod).await,
+            Pending::Forget { pod, last } => {
+                if let Some((shown, status)) = last
+                    && !self.send_status(shown, status).await
+                {
+                    return false;
+                }
+                self.finish(uid, pod).await
+            }
         }
     }
 

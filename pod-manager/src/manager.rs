@@ -482,6 +482,43 @@ async fn pod_worker(
         };
 
         if want.remove {
+            // Probes must not restart what is being stopped.
+            probes = PodProbes::default();
+            // A pod deleted through the API gets its final status, with its containers'
+            // terminated states and a terminal phase, before its final delete (upstream's
+            // SyncTerminatingPod, then canBeDeleted).
+            let snapshot = if pod.metadata.deletion_timestamp.is_some() && last_status.is_some() {
+                if let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await {
+                    warn!(error = %e, "stopping the pod, will retry");
+                    if !wait(&mut desired, &poke, Duration::from_secs(2)).await {
+                        return;
+                    }
+                    continue;
+                }
+                let stopped = pod_snapshot(ctx.runtime.as_ref(), &r.uid)
+                    .await
+                    .unwrap_or(snapshot);
+                let host_ips: Vec<String> =
+                    ctx.node.host_ips.iter().map(ToString::to_string).collect();
+                let final_status = pod_status(&StatusInputs {
+                    pod: &pod,
+                    snapshot: &stopped,
+                    waiting: &Default::default(),
+                    runtime_name: &ctx.runtime_name,
+                    host_ips: &host_ips,
+                    start_time: started.map(Time).as_ref(),
+                    previous: last_status.as_ref(),
+                    now: now(ctx.clock.as_ref()),
+                    probes: &Default::default(),
+                });
+                match reporter.report(&pod, &final_status).await {
+                    Ok(()) => last_status = Some(final_status),
+                    Err(e) => warn!(error = %e, "reporting the pod's final status"),
+                }
+                stopped
+            } else {
+                snapshot
+            };
             match terminate_pod(&ctx, &pod, &snapshot, true).await {
                 Ok(()) if !desired.borrow().remove => {
                     // Wanted again meanwhile: run it anew.

@@ -206,6 +206,8 @@ fn container_status(
                 } else {
                     should_restart(container, spec, latest.exit_code)
                 };
+                // Nothing restarts in a pod being deleted: its exits are final.
+                let restarts = restarts && inputs.pod.metadata.deletion_timestamp.is_none();
                 if restarts {
                     // About to be restarted: waiting, with the exit as the last state.
                     status.state = Some(ContainerState {
@@ -388,7 +390,10 @@ pub fn phase(pod: &Pod, init: &[ApiContainerStatus], app: &[ApiContainerStatus])
         return RUNNING;
     }
     if running == 0 && stopped > 0 && unknown == 0 {
-        if stopped != stopped_not_restartable {
+        // A pod being deleted whose containers all stopped is terminal: nothing restarts
+        // (upstream's podIsTerminal).
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        if stopped != stopped_not_restartable && !terminating {
             return RUNNING;
         }
         if stopped == succeeded {

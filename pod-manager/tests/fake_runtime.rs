@@ -17,9 +17,44 @@ use tokio::sync::mpsc;
 
 const IMAGE: &str = "localhost:5000/busybox:latest";
 
+/// Forwards to `LocalPods` and keeps every report, and when each pod was forgotten.
+#[derive(Default)]
+struct Recorder {
+    pods: Arc<LocalPods>,
+    /// `(pod name, status)` of each report, and `(pod name, None)` where it was forgotten.
+    history: Mutex<Vec<(String, Option<k8s_openapi::api::core::v1::PodStatus>)>>,
+}
+
+#[async_trait::async_trait]
+impl kubelet_core::StatusReporter for Recorder {
+    async fn report(
+        &self,
+        pod: &Pod,
+        status: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> kubelet_core::Result<()> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((
+                pod.metadata.name.clone().unwrap_or_default(),
+                Some(status.clone()),
+            ));
+        self.pods.report(pod, status).await
+    }
+
+    async fn forget(&self, pod: &kubelet_core::PodRef) -> kubelet_core::Result<()> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((pod.name.clone(), None));
+        self.pods.forget(pod).await
+    }
+}
+
 struct Harness {
     fake: FakeCriServer,
     pods: Arc<LocalPods>,
+    recorder: Arc<Recorder>,
     updates: mpsc::Sender<SourceUpdate>,
     manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
     _dirs: tempfile::TempDir,
@@ -83,9 +118,13 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
         runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
     };
     let pods = Arc::new(LocalPods::new());
+    let recorder = Arc::new(Recorder {
+        pods: pods.clone(),
+        history: Mutex::default(),
+    });
     let manager = PodManager::new(
         Arc::new(ctx),
-        pods.clone(),
+        recorder.clone(),
         ManagerConfig {
             relist_period,
             resync_period: Duration::from_secs(60),
@@ -98,6 +137,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
     Harness {
         fake,
         pods,
+        recorder,
         updates,
         manager,
         _dirs: dirs,
@@ -682,5 +722,59 @@ async fn a_pod_wanted_again_while_being_removed_runs_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.fake.sandbox_ids().len(), 1);
     assert_eq!(phase(&h.pods.pods(), "back"), "Running");
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn a_deleted_pod_reports_its_terminal_status_before_it_is_forgotten() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake.clone());
+    let mut web = pod("web", "u-web", &[], &[("app", "sleep 1000")], "Always");
+    web.spec
+        .as_mut()
+        .expect("spec")
+        .termination_grace_period_seconds = Some(1);
+    send(&h, vec![web.clone()]).await;
+    eventually(&h, "running", |pods| phase(pods, "web") == "Running").await;
+    // Deleted through the API: the deletion timestamp arrives as an update.
+    web.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    web.metadata.deletion_grace_period_seconds = Some(1);
+    send(&h, vec![web]).await;
+    let forgot = |h: &Harness| {
+        h.recorder
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(name, status)| name == "web" && status.is_none())
+    };
+    eventually(&h, "removed and forgotten", |_| {
+        fake.sandbox_ids().is_empty() && forgot(&h)
+    })
+    .await;
+    let history = h
+        .recorder
+        .history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let forgotten = history
+        .iter()
+        .position(|(name, status)| name == "web" && status.is_none())
+        .expect("forgotten");
+    let (_, last) = &history[forgotten - 1];
+    let last = last.clone().expect("a status right before");
+    assert!(
+        matches!(last.phase.as_deref(), Some("Failed" | "Succeeded")),
+        "terminal phase: {last:?}"
+    );
+    let app = &last.container_statuses.as_ref().expect("statuses")[0];
+    assert!(
+        app.state.as_ref().is_some_and(|s| s.terminated.is_some()),
+        "terminated state, not waiting to restart: {app:?}"
+    );
     h.manager.abort();
 }
