@@ -415,6 +415,33 @@ fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection
     })
 }
 
+/// Runs `work` (stopping the pod with a grace period of `grace` seconds) unless the
+/// pod's grace period is shortened meanwhile, as a second delete with a shorter grace
+/// does: then `work` is dropped (a preStop hook or sleep in progress ends with it) and
+/// `None` tells the caller to start over with the new grace, as upstream's pod worker
+/// does.
+async fn unless_grace_shortened<T>(
+    desired: &mut watch::Receiver<Desired>,
+    grace: i64,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let shortened = async {
+        loop {
+            if desired.changed().await.is_err() {
+                // The manager is gone: only the work itself can end this.
+                std::future::pending::<()>().await;
+            }
+            if crate::sync::grace_period(&desired.borrow().pod) < grace {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        out = work => Some(out),
+        () = shortened => None,
+    }
+}
+
 /// The grace period of a container killed by its failed liveness or startup probe
 /// (upstream `setTerminationGracePeriod`): the probe's `terminationGracePeriodSeconds`
 /// when set and the pod is not being deleted; `None` keeps the pod's.
@@ -488,7 +515,14 @@ async fn pod_worker(
             // terminated states and a terminal phase, before its final delete (upstream's
             // SyncTerminatingPod, then canBeDeleted).
             let snapshot = if pod.metadata.deletion_timestamp.is_some() && last_status.is_some() {
-                if let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await {
+                let grace = crate::sync::grace_period(&pod);
+                let stopping = terminate_pod(&ctx, &pod, &snapshot, false);
+                let Some(stopped) = unless_grace_shortened(&mut desired, grace, stopping).await
+                else {
+                    info!("grace period shortened while stopping, starting over with it");
+                    continue;
+                };
+                if let Err(e) = stopped {
                     warn!(error = %e, "stopping the pod, will retry");
                     if !wait(&mut desired, &poke, Duration::from_secs(2)).await {
                         return;
@@ -519,7 +553,13 @@ async fn pod_worker(
             } else {
                 snapshot
             };
-            match terminate_pod(&ctx, &pod, &snapshot, true).await {
+            let grace = crate::sync::grace_period(&pod);
+            let removing = terminate_pod(&ctx, &pod, &snapshot, true);
+            let Some(removed) = unless_grace_shortened(&mut desired, grace, removing).await else {
+                info!("grace period shortened while stopping, starting over with it");
+                continue;
+            };
+            match removed {
                 Ok(()) if !desired.borrow().remove => {
                     // Wanted again meanwhile: run it anew.
                     info!("pod removed, and wanted again");

@@ -2198,3 +2198,58 @@ async fn sidecars_gate_on_their_startup_probe_and_stop_when_the_job_is_done() {
     assert_eq!(sidecar.restart_count, 0, "and not restarted");
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn a_shortened_grace_period_cuts_a_sleeping_pre_stop_hook() {
+    let Some(env) = TestEnv::from_env("a_shortened_grace_period_cuts_a_sleeping_pre_stop_hook")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let mut app = container(&env, "app", "exec sleep 3600");
+    app.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(k8s_openapi::api::core::v1::SleepAction { seconds: 120 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let uid = unique("uid-sleep-hook");
+    let mut sleepy = pod("sleepy", &uid, "Always", vec![], vec![app]);
+    sleepy
+        .spec
+        .as_mut()
+        .expect("spec")
+        .termination_grace_period_seconds = Some(300);
+    kubelet.set_pods(vec![sleepy.clone()]).await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "sleepy") == "Running"
+        })
+        .await;
+    // Deleted with the pod's long grace period: the preStop hook sleeps...
+    let deleted = |grace: i64| {
+        let mut pod = sleepy.clone();
+        pod.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        pod.metadata.deletion_grace_period_seconds = Some(grace);
+        pod
+    };
+    kubelet.set_pods(vec![deleted(300)]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(kubelet.client_sandboxes(&[&uid]).await, 1, "still stopping");
+    // ...until a second delete shortens the grace period to 1 s.
+    kubelet.set_pods(vec![deleted(1)]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kubelet.client_sandboxes(&[&uid]).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pod still waits out its first grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    kubelet.finish(&[&uid]).await;
+}
