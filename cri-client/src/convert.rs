@@ -50,6 +50,17 @@ pub(crate) fn namespace_options(ns: &core::NamespaceOptions) -> cri::NamespaceOp
     }
 }
 
+/// A container's namespaces: the pod's, with the PID namespace of a target container
+/// when it names one.
+fn container_namespace_options(ns: &core::ContainerNamespaces) -> cri::NamespaceOption {
+    let mut options = namespace_options(&ns.pod);
+    if let Some(target) = &ns.pid_target {
+        options.pid = cri::NamespaceMode::Target as i32;
+        options.target_id = target.clone();
+    }
+    options
+}
+
 fn security_profile(profile: &core::SecurityProfile) -> cri::SecurityProfile {
     let (profile_type, localhost_ref) = match profile {
         core::SecurityProfile::Unconfined => (cri::security_profile::ProfileType::Unconfined, ""),
@@ -319,7 +330,7 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
                     ..Default::default()
                 }),
                 privileged: sec.privileged,
-                namespace_options: Some(namespace_options(&sec.namespaces)),
+                namespace_options: Some(container_namespace_options(&sec.namespaces)),
                 run_as_user: int64(sec.run_as_user),
                 run_as_group: int64(sec.run_as_group),
                 run_as_username: sec.run_as_username.clone(),

@@ -630,6 +630,42 @@ spec:
         "no stale reason or message on a condition that turned True: {gated:#}"
     );
 
+    // kubectl debug: an ephemeral container in the target's PID namespace, its status and
+    // its logs.
+    c.kubectl(&[
+        "debug",
+        "gated",
+        "-n",
+        ns,
+        "--image",
+        &c.busybox,
+        "--image-pull-policy=IfNotPresent",
+        "--target=main",
+        "-c",
+        "debugger",
+        "--attach=false",
+        "--",
+        "sh",
+        "-c",
+        "ps; echo listed",
+    ]);
+    let debugged = c.wait_json(
+        "the ephemeral container ran",
+        &["get", "pod", "-n", ns, "gated"],
+        60,
+        &kubelet,
+        |p| p["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0,
+    );
+    // Read where the kubelet wrote it (this kubelet serves no client CA, so the API
+    // server cannot fetch logs from it).
+    let uid = debugged["metadata"]["uid"].as_str().unwrap_or_default();
+    let logs = std::fs::read_to_string(format!("/var/log/pods/{ns}_gated_{uid}/debugger/0.log"))
+        .unwrap_or_default();
+    assert!(
+        logs.contains("listed") && logs.contains("sleep 3600"),
+        "the target's processes seen from the debugger: {logs}"
+    );
+
     // A deleted Node object is registered again.
     c.kubectl(&["delete", "node", &c.node, "--wait=true"]);
     c.wait_node_ready(&kubelet);

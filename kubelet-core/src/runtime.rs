@@ -149,6 +149,16 @@ pub struct NamespaceOptions {
     pub share_process_namespace: bool,
 }
 
+/// A container's namespaces: the pod's, and optionally another container's PID
+/// namespace to join (CRI `NamespaceMode::TARGET`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerNamespaces {
+    /// What the pod shares with the host.
+    pub pod: NamespaceOptions,
+    /// The id of the container whose PID namespace this one joins.
+    pub pid_target: Option<String>,
+}
+
 /// Linux settings of a sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinuxSandboxConfig {
@@ -347,8 +357,9 @@ pub struct ContainerSecurity {
     pub capabilities: Capabilities,
     /// Run privileged.
     pub privileged: bool,
-    /// Namespaces shared with the host (must match the sandbox's).
-    pub namespaces: NamespaceOptions,
+    /// Namespaces shared with the host (must match the sandbox's), and the container
+    /// whose PID namespace it joins, if any.
+    pub namespaces: ContainerNamespaces,
     /// UID to run as; `None` keeps the image's user.
     pub run_as_user: Option<i64>,
     /// GID to run as.

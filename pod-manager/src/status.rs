@@ -622,6 +622,28 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
             container_status(inputs, &spec, c, false, default_reason, previous.as_ref())
         })
         .collect();
+    let ephemeral: Vec<_> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| {
+            let previous = previous_statuses(
+                inputs
+                    .previous
+                    .and_then(|p| p.ephemeral_container_statuses.as_ref()),
+                &e.name,
+            );
+            let container = crate::spec::ephemeral_as_container(e);
+            container_status(
+                inputs,
+                &spec,
+                &container,
+                false,
+                CONTAINER_CREATING,
+                previous.as_ref(),
+            )
+        })
+        .collect();
 
     let phase = phase(pod, &init, &app);
     let sandbox = inputs.snapshot.ready_sandbox();
@@ -688,6 +710,7 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
         qos_class: Some(kubelet_core::pod_qos(pod).as_str().to_owned()),
         init_container_statuses: Some(init).filter(|v| !v.is_empty()),
         container_statuses: Some(app),
+        ephemeral_container_statuses: Some(ephemeral).filter(|v| !v.is_empty()),
         observed_generation: pod.metadata.generation,
         ..Default::default()
     }

@@ -78,16 +78,20 @@ impl std::fmt::Debug for SyncContext {
     }
 }
 
-/// Upstream's field path of a container: `spec.containers{name}` or
-/// `spec.initContainers{name}`.
+/// Upstream's field path of a container: `spec.containers{name}`,
+/// `spec.initContainers{name}` or `spec.ephemeralContainers{name}`.
 pub(crate) fn container_field_path(pod: &Pod, name: &str) -> String {
-    let init = pod
-        .spec
-        .as_ref()
+    let spec = pod.spec.as_ref();
+    let init = spec
         .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.name == name));
+    let ephemeral = spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.name == name));
     if init {
         format!("spec.initContainers{{{name}}}")
+    } else if ephemeral {
+        format!("spec.ephemeralContainers{{{name}}}")
     } else {
         format!("spec.containers{{{name}}}")
     }
@@ -415,6 +419,54 @@ pub async fn sync_pod(
             }
         }
     }
+    // 4. Ephemeral containers: each started once, never restarted, in the PID namespace
+    //    of its target when it names one (upstream's EphemeralContainersToStart).
+    for ephemeral in spec.ephemeral_containers.iter().flatten() {
+        if snapshot.instances(&ephemeral.name).any(|i| in_sandbox(&i)) {
+            continue;
+        }
+        let container = spec::ephemeral_as_container(ephemeral);
+        let target = match ephemeral.target_container_name.as_deref() {
+            None | Some("") => None,
+            Some(name) => {
+                let running = snapshot
+                    .instances(name)
+                    .find(in_sandbox)
+                    .filter(|i| i.container.state == ContainerState::Running);
+                match running {
+                    Some(instance) => Some(instance.container.id.clone()),
+                    None => {
+                        let message = format!("unable to find target container {name}");
+                        container_event(
+                            ctx,
+                            pod,
+                            &container.name,
+                            EventType::Warning,
+                            "Failed",
+                            format!("Error: {message}"),
+                        );
+                        outcome.wait(&container.name, CREATE_CONTAINER_CONFIG_ERROR, message);
+                        continue;
+                    }
+                }
+            }
+        };
+        outcome.acted = true;
+        if let Err((reason, message)) = start_container(
+            ctx,
+            pod,
+            &sandbox,
+            &container,
+            0,
+            target.as_deref(),
+            &mut outcome,
+        )
+        .await
+        {
+            warn!(container = %container.name, reason, %message, "ephemeral container did not start");
+            outcome.wait(&container.name, reason, message);
+        }
+    }
     Ok(outcome)
 }
 
@@ -514,7 +566,7 @@ async fn start_or_back_off(
     }
     outcome.acted = true;
     if let Err((reason, message)) =
-        start_container(ctx, pod, sandbox, container, restart_count, outcome).await
+        start_container(ctx, pod, sandbox, container, restart_count, None, outcome).await
     {
         warn!(container = %container.name, reason, %message, "container did not start");
         if matches!(
@@ -548,6 +600,7 @@ async fn start_container(
     sandbox: &ReadySandbox,
     container: &Container,
     restart_count: u32,
+    pid_target: Option<&str>,
     outcome: &mut SyncOutcome,
 ) -> std::result::Result<(), (&'static str, String)> {
     let sandbox_config = sandbox
@@ -584,6 +637,9 @@ async fn start_container(
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     spec::apply_image_user(&mut config.security, image_uid, &image_user);
+    if let Some(target) = pid_target {
+        config.security.namespaces.pid_target = Some(target.to_owned());
+    }
     // Volume mounts first, then the kubelet's own, as upstream's makeMounts; subPathExpr
     // expands with the container's environment, so the mounts come after it.
     let mut mounts = ctx

@@ -2253,3 +2253,80 @@ async fn a_shortened_grace_period_cuts_a_sleeping_pre_stop_hook() {
     }
     kubelet.finish(&[&uid]).await;
 }
+
+#[tokio::test]
+async fn ephemeral_containers_start_once_in_their_targets_pid_namespace() {
+    let Some(env) =
+        TestEnv::from_env("ephemeral_containers_start_once_in_their_targets_pid_namespace")
+    else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-debug");
+    let mut debugged = pod(
+        "debugged",
+        &uid,
+        "Always",
+        vec![],
+        vec![container(&env, "app", "exec sleep 3601")],
+    );
+    kubelet.set_pods(vec![debugged.clone()]).await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            phase(pods, "debugged") == "Running"
+        })
+        .await;
+    // What `kubectl debug --target=app` adds through the ephemeralcontainers subresource.
+    debugged.spec.as_mut().expect("spec").ephemeral_containers =
+        Some(vec![k8s_openapi::api::core::v1::EphemeralContainer {
+            name: "debugger".into(),
+            image: Some(env.busybox.clone()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec!["sh".into(), "-c".into(), "ps; echo listed".into()]),
+            target_container_name: Some("app".into()),
+            ..Default::default()
+        }]);
+    kubelet.set_pods(vec![debugged]).await;
+    kubelet
+        .eventually("the debugger ran", Duration::from_secs(60), |pods| {
+            find(pods, "debugged")
+                .and_then(|p| p.status.as_ref()?.ephemeral_container_statuses.clone())
+                .is_some_and(|s| {
+                    s.iter().any(|c| {
+                        c.name == "debugger"
+                            && c.state.as_ref().is_some_and(|st| st.terminated.is_some())
+                    })
+                })
+        })
+        .await;
+    let log = log_with(&kubelet, "debugged", &uid, "debugger", "listed").await;
+    assert!(
+        log.contains("sleep 3601"),
+        "the target's processes are visible: {log}"
+    );
+    // Never restarted, and the app is untouched.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pods = kubelet.recorder.pods.pods();
+    let status = find(&pods, "debugged")
+        .and_then(|p| p.status.clone())
+        .expect("status");
+    let debugger = status
+        .ephemeral_container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "debugger")
+        .expect("debugger status");
+    assert_eq!(debugger.restart_count, 0);
+    assert!(
+        debugger
+            .state
+            .as_ref()
+            .is_some_and(|s| s.terminated.is_some())
+    );
+    assert_eq!(
+        app_status(&pods, "debugged", "app").map(|s| s.restart_count),
+        Some(0)
+    );
+    kubelet.finish(&[&uid]).await;
+}

@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EphemeralContainer, Pod, PodSpec, Secret, Service,
+};
 use kubelet_core::{
     ContainerConfig, ContainerMetadata, Mount, NamespaceOptions, PodRef, PortMapping, Protocol,
     SandboxConfig, SandboxMetadata, labels,
@@ -374,6 +376,20 @@ fn parse_ip_sloppy(text: &str) -> Option<IpAddr> {
 /// Upstream `IsIPv6String`: parses and is not IPv4 (mapped addresses count as IPv4).
 fn is_ipv6_string(text: &str) -> bool {
     matches!(parse_ip_sloppy(text), Some(IpAddr::V6(_)))
+}
+
+/// An ephemeral container as the container it runs as: the same fields (upstream's
+/// `EphemeralContainerCommon`), and never restarted.
+pub fn ephemeral_as_container(ephemeral: &EphemeralContainer) -> Container {
+    let mut container: Container = serde_json::to_value(ephemeral)
+        .ok()
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_else(|| Container {
+            name: ephemeral.name.clone(),
+            ..Default::default()
+        });
+    container.restart_policy = Some(crate::restart::NEVER.to_owned());
+    container
 }
 
 /// The pod's init and regular containers, in that order. Ephemeral containers are not

@@ -438,7 +438,10 @@ pub(super) fn container_security(
     Ok(ContainerSecurity {
         capabilities,
         privileged: sc.privileged.unwrap_or(false),
-        namespaces: namespace_options(&spec),
+        namespaces: kubelet_core::ContainerNamespaces {
+            pod: namespace_options(&spec),
+            pid_target: None,
+        },
         run_as_user: sc.run_as_user,
         run_as_group: sc.run_as_group,
         run_as_username: String::new(),
