@@ -619,11 +619,14 @@ fn container_of_a_burstable_pod() {
                     ],
                 },
                 privileged: false,
-                namespaces: NamespaceOptions {
-                    host_network: false,
-                    host_pid: false,
-                    host_ipc: false,
-                    share_process_namespace: false,
+                namespaces: ContainerNamespaces {
+                    pod: NamespaceOptions {
+                        host_network: false,
+                        host_pid: false,
+                        host_ipc: false,
+                        share_process_namespace: false,
+                    },
+                    pid_target: None,
                 },
                 run_as_user: Some(
                     2000,
