@@ -133,6 +133,23 @@ pub(crate) fn pod_event(
     });
 }
 
+/// Records upstream's `LifecycleHTTPFallback` Warning event about `pod`: an HTTPS hook
+/// answered in plain HTTP and retried over HTTP.
+fn http_fallback_event<'a>(
+    ctx: &'a SyncContext,
+    pod: &'a Pod,
+) -> impl Fn(String) + Send + Sync + 'a {
+    move |message| {
+        pod_event(
+            ctx,
+            pod,
+            EventType::Warning,
+            "LifecycleHTTPFallback",
+            message,
+        )
+    }
+}
+
 fn lock(backoff: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
     backoff.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -690,15 +707,7 @@ async fn start_container(
         .and_then(|l| l.post_start.as_ref())
     {
         let grace = Duration::from_secs(u64::try_from(grace_period(pod)).unwrap_or(30));
-        let fallback = |message: String| {
-            pod_event(
-                ctx,
-                pod,
-                EventType::Warning,
-                "LifecycleHTTPFallback",
-                message,
-            );
-        };
+        let fallback = http_fallback_event(ctx, pod);
         if let Err(message) = hooks::run_handler(
             ctx.runtime.as_ref(),
             post_start,
@@ -1013,15 +1022,7 @@ pub async fn kill_container(
     {
         let started = std::time::Instant::now();
         let budget = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-        let fallback = |message: String| {
-            pod_event(
-                ctx,
-                pod,
-                EventType::Warning,
-                "LifecycleHTTPFallback",
-                message,
-            );
-        };
+        let fallback = http_fallback_event(ctx, pod);
         if let Err(message) = hooks::run_handler(
             ctx.runtime.as_ref(),
             pre_stop,
