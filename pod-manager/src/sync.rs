@@ -454,15 +454,14 @@ pub async fn sync_pod(
                     Some(instance) => Some(instance.container.id.clone()),
                     None => {
                         let message = format!("unable to find target container {name}");
-                        container_event(
+                        start_failed(
                             ctx,
                             pod,
                             &container.name,
-                            EventType::Warning,
-                            "Failed",
-                            format!("Error: {message}"),
+                            CREATE_CONTAINER_CONFIG_ERROR,
+                            message,
+                            &mut outcome,
                         );
-                        outcome.wait(&container.name, CREATE_CONTAINER_CONFIG_ERROR, message);
                         continue;
                     }
                 }
@@ -480,8 +479,7 @@ pub async fn sync_pod(
         )
         .await
         {
-            warn!(container = %container.name, reason, %message, "ephemeral container did not start");
-            outcome.wait(&container.name, reason, message);
+            start_failed(ctx, pod, &container.name, reason, message, &mut outcome);
         }
     }
     Ok(outcome)
@@ -585,22 +583,35 @@ async fn start_or_back_off(
     if let Err((reason, message)) =
         start_container(ctx, pod, sandbox, container, restart_count, None, outcome).await
     {
-        warn!(container = %container.name, reason, %message, "container did not start");
-        if matches!(
-            reason,
-            CREATE_CONTAINER_CONFIG_ERROR | CREATE_CONTAINER_ERROR | RUN_CONTAINER_ERROR
-        ) {
-            container_event(
-                ctx,
-                pod,
-                &container.name,
-                EventType::Warning,
-                "Failed",
-                format!("Error: {message}"),
-            );
-        }
-        outcome.wait(&container.name, reason, message);
+        start_failed(ctx, pod, &container.name, reason, message, outcome);
     }
+}
+
+/// A container that did not start: logged, upstream's `Failed` event for the creation
+/// errors, and the waiting reason the status shows.
+fn start_failed(
+    ctx: &SyncContext,
+    pod: &Pod,
+    container: &str,
+    reason: &'static str,
+    message: String,
+    outcome: &mut SyncOutcome,
+) {
+    warn!(container, reason, %message, "container did not start");
+    if matches!(
+        reason,
+        CREATE_CONTAINER_CONFIG_ERROR | CREATE_CONTAINER_ERROR | RUN_CONTAINER_ERROR
+    ) {
+        container_event(
+            ctx,
+            pod,
+            container,
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
+    }
+    outcome.wait(container, reason, message);
 }
 
 fn system_time(nanos: i64) -> SystemTime {
