@@ -693,14 +693,18 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_cluster_kubelet_takes_no_second_status_reporter() {
-        let settings = Settings::new(
+    fn default_settings() -> Settings {
+        Settings::new(
             kubelet_core::config::KubeletConfiguration::defaulted(),
             "test".into(),
             &kubelet_core::config::HostFacts::default(),
         )
-        .expect("valid");
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn a_cluster_kubelet_takes_no_second_status_reporter() {
+        let settings = default_settings();
         let err = Kubelet::builder(settings)
             .kubeconfig("/etc/kubernetes/kubelet.conf")
             .status_reporter(Arc::new(LocalPods::new()))
@@ -712,12 +716,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kubelet_needs_a_runtime() {
-        let settings = Settings::new(
-            kubelet_core::config::KubeletConfiguration::defaulted(),
-            "test".into(),
-            &kubelet_core::config::HostFacts::default(),
-        )
-        .expect("valid");
+        let settings = default_settings();
         let err = Kubelet::builder(settings)
             .build()
             .await

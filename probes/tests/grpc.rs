@@ -1,8 +1,7 @@
 //! gRPC probes against tonic-health servers on 127.0.0.1.
 
 use k8s_openapi::api::core::v1::{GRPCAction, Probe};
-use kubelet_core::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
-use kubelet_probes::KubeletProber;
+use kubelet_core::ProbeOutcome;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
@@ -54,13 +53,7 @@ async fn probe(port: u16, service: Option<&str>) -> ProbeOutcome {
         timeout_seconds: Some(2),
         ..Default::default()
     };
-    let target = ProbeTarget {
-        pod_ip: "127.0.0.1".into(),
-        container_name: "app".into(),
-        ..Default::default()
-    };
-    KubeletProber::new(common::FakeRuntime::new())
-        .probe(ProbeKind::Liveness, &probe, &target)
+    common::probe_local(&probe)
         .await
         .expect("a gRPC probe always has an outcome")
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubelet_core::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
-use kubelet_probes::{HookHttp, KubeletProber, lifecycle_http_get};
+use kubelet_core::ProbeOutcome;
+use kubelet_probes::{HookHttp, lifecycle_http_get};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -96,15 +96,7 @@ async fn probe(action: HTTPGetAction) -> ProbeOutcome {
         http_get: Some(action),
         ..Default::default()
     };
-    let target = ProbeTarget {
-        pod_ip: "127.0.0.1".into(),
-        container_name: "app".into(),
-        ..Default::default()
-    };
-    KubeletProber::new(common::FakeRuntime::new())
-        .probe(ProbeKind::Liveness, &probe, &target)
-        .await
-        .expect("probe ran")
+    common::probe_local(&probe).await.expect("probe ran")
 }
 
 #[tokio::test]

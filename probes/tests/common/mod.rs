@@ -56,3 +56,19 @@ impl ContainerExec for FakeRuntime {
         (self.handler)(container_id, command, timeout)
     }
 }
+
+/// One liveness attempt of `probe` against a container whose pod IP is 127.0.0.1, where
+/// the tests' servers listen.
+pub async fn probe_local(
+    probe: &k8s_openapi::api::core::v1::Probe,
+) -> kubelet_core::Result<kubelet_core::ProbeOutcome> {
+    use kubelet_core::Prober;
+    let target = kubelet_core::ProbeTarget {
+        pod_ip: "127.0.0.1".into(),
+        container_name: "app".into(),
+        ..Default::default()
+    };
+    kubelet_probes::KubeletProber::new(FakeRuntime::new())
+        .probe(kubelet_core::ProbeKind::Liveness, probe, &target)
+        .await
+}
