@@ -104,6 +104,11 @@ impl Cluster {
         )
     }
 
+    /// Sets what the Node's allocatable leaves out of its capacity.
+    pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
+        self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));
+    }
+
     /// The Node's registration, status and Lease (once).
     pub fn take_node_agent(&mut self) -> Option<NodeAgent> {
         self.node_agent.take()

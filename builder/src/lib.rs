@@ -37,6 +37,7 @@
 //! }
 //! ```
 
+pub mod allocatable;
 mod cluster;
 pub mod container_manager;
 mod error;
@@ -56,7 +57,9 @@ use kubelet_core::{
     Backoff, ImageService, NoEvents, NoVolumeSources, Prober, Runtime, RuntimeVersion,
     StatusReporter, SystemClock, VolumePlugin, VolumeSources,
 };
-use kubelet_node_agent::ShutdownManager;
+use kubelet_eviction::EvictionManager;
+use kubelet_node_agent::{NodeReserved, ShutdownManager};
+use kubelet_pod_manager::pressure::NodePressure;
 use kubelet_pod_manager::shutdown::{ShutdownPeriod, shutdown_periods};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
 use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext, NodeSecurity};
@@ -73,6 +76,7 @@ pub use kubelet_node_agent::KUBELET_VERSION;
 pub use kubelet_pod_manager::admission::kernel_version;
 pub use settings::{Settings, configz_json};
 
+use allocatable::Reserved;
 use cluster::Cluster;
 use supervise::{Role, Supervisor};
 
@@ -269,7 +273,26 @@ impl KubeletBuilder {
             &node_name,
             &host_ips,
         )?;
-        let cluster = match &options.kubeconfig {
+        let capacity = node_capacity(&options.root_dir);
+        let reserved = cfg.kube_reserved.plus(cfg.system_reserved);
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (eviction_memory, eviction_storage) = cfg
+            .eviction
+            .hard_reservation(signed(capacity.memory), signed(capacity.ephemeral_storage));
+        let allocatable_reservation = reserved.plus(Reserved {
+            memory: u64::try_from(eviction_memory).unwrap_or(0),
+            ephemeral_storage: u64::try_from(eviction_storage).unwrap_or(0),
+            ..Reserved::default()
+        });
+        let over = allocatable_reservation.check_within(&capacity);
+        if !over.is_empty() {
+            return Err(Error::Config {
+                field: "kubeReserved, systemReserved and evictionHard",
+                reason: format!("invalid Node Allocatable configuration. {}", over.join(" ")),
+            });
+        }
+        let pressure = NodePressure::default();
+        let mut cluster = match &options.kubeconfig {
             Some(path) => Some(
                 Cluster::start(
                     path,
@@ -284,27 +307,42 @@ impl KubeletBuilder {
             ),
             None => None,
         };
-        // Allocatable is the machine's size: no reservations or eviction thresholds yet.
-        let (milli_cpus, memory_bytes) = (host::milli_cpus(), host::memory_bytes());
+        if let Some(c) = cluster.as_mut() {
+            c.reserve(NodeReserved {
+                milli_cpu: allocatable_reservation.milli_cpu,
+                memory: allocatable_reservation.memory,
+                ephemeral_storage: allocatable_reservation.ephemeral_storage,
+            });
+        }
         let cgroups: Arc<dyn CgroupManager> = Arc::new(Cgroupfs::host());
+        // /kubepods gets capacity less the reservations when enforcing `pods`; the eviction
+        // thresholds stay inside it so evictions come before the cgroup's OOM killer.
+        let pods_cgroup_size = if cfg.enforce_pods_allocatable {
+            reserved.taken_from(&capacity)
+        } else {
+            capacity
+        };
         let pod_cgroups = container_manager::pod_cgroups(
             cgroups.as_ref(),
             &cfg.config,
-            milli_cpus,
-            memory_bytes,
+            pods_cgroup_size.milli_cpu,
+            pods_cgroup_size.memory,
         )?;
+        let allocatable = allocatable_reservation.taken_from(&capacity);
         let node = NodeContext {
             node_name: node_name.clone(),
             host_ips,
             pod_logs_root: cfg.pod_logs_dir.clone(),
+            container_logs_dir: kubelet_pod_manager::spec::DEFAULT_CONTAINER_LOGS_DIR.into(),
             pods_dir: options.root_dir.join("pods"),
             cluster_dns: cfg.cluster_dns.clone(),
             cluster_domain: cfg.cluster_domain.clone(),
             host_resolv_conf,
             resolv_conf_disabled: cfg.resolv_conf.is_none(),
-            allocatable_milli_cpu: milli_cpus,
-            allocatable_memory: memory_bytes,
-            memory_capacity: memory_bytes,
+            allocatable_milli_cpu: allocatable.milli_cpu,
+            allocatable_memory: allocatable.memory,
+            allocatable_ephemeral_storage: allocatable.ephemeral_storage,
+            memory_capacity: capacity.memory,
             thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
             pod_cgroups: pod_cgroups.clone(),
             security: NodeSecurity {
@@ -314,7 +352,7 @@ impl KubeletBuilder {
                 sysctls: cfg.sysctls.clone(),
                 selinux_enabled: kubelet_pod_manager::spec::host_selinux_enabled(),
             },
-            ..NodeContext::default()
+            pressure: pressure.clone(),
         };
         let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
             match &cluster {
@@ -481,6 +519,8 @@ impl Kubelet {
                 container_manager::update_qos_cgroups(cgroups, pods.clone()),
             );
         }
+        let pressure = ctx.node.pressure.clone();
+        let events = ctx.events.clone();
         let manager = PodManager::new(
             Arc::new(ctx),
             pods.clone(),
@@ -503,9 +543,24 @@ impl Kubelet {
             tasks.spawn(
                 "node status",
                 Role::Essential,
-                agent.with_shutdown(node_shutdown.clone()).run(),
+                agent
+                    .with_shutdown(node_shutdown.clone())
+                    .with_pressure(pressure.clone())
+                    .run(),
             );
         }
+        tasks.spawn(
+            "eviction manager",
+            Role::Essential,
+            EvictionManager::new(
+                cfg.eviction.clone(),
+                pressure,
+                stats.clone(),
+                Arc::new(manager.pod_killer()),
+                events,
+            )
+            .run(),
+        );
         let periods = node_shutdown_periods(&cfg);
         if !periods.is_empty() {
             tasks.spawn(
@@ -567,6 +622,21 @@ impl Kubelet {
         tracing::info!("stopping; pods keep running");
         drop(tasks);
         outcome
+    }
+}
+
+/// The node's capacity: CPUs, memory, and the size of the filesystem holding the root
+/// directory (its nearest existing ancestor before the directory is made).
+fn node_capacity(root_dir: &Path) -> Reserved {
+    let probe = root_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    Reserved {
+        milli_cpu: host::milli_cpus(),
+        memory: host::memory_bytes(),
+        ephemeral_storage: kubelet_stats::fs::fs_info(probe).map_or(0, |info| info.capacity),
+        pids: 0,
     }
 }
 

@@ -79,6 +79,14 @@ pub struct Settings {
     pub sysctls: SysctlAllowlist,
     /// `nodeLeaseDurationSeconds`.
     pub node_lease_duration_seconds: i32,
+    /// `kubeReserved` (`--kube-reserved`).
+    pub kube_reserved: crate::allocatable::Reserved,
+    /// `systemReserved` (`--system-reserved`).
+    pub system_reserved: crate::allocatable::Reserved,
+    /// Whether `enforceNodeAllocatable` has `pods`: `/kubepods` is sized to allocatable.
+    pub enforce_pods_allocatable: bool,
+    /// The eviction thresholds and timing.
+    pub eviction: kubelet_eviction::EvictionConfig,
     /// `logging.verbosity` (`-v`).
     pub verbosity: u32,
 }
@@ -176,6 +184,21 @@ impl Settings {
                 fail("allowedUnsafeSysctls", reason);
                 SysctlAllowlist::default()
             });
+        let kube_reserved = crate::allocatable::Reserved::parse(&config.kube_reserved)
+            .unwrap_or_else(|reason| {
+                fail("kubeReserved", reason);
+                Default::default()
+            });
+        let system_reserved = crate::allocatable::Reserved::parse(&config.system_reserved)
+            .unwrap_or_else(|reason| {
+                fail("systemReserved", reason);
+                Default::default()
+            });
+        let eviction = kubelet_eviction::EvictionConfig::from_kubelet_config(&config)
+            .unwrap_or_else(|e| {
+                errors.push(format!("invalid configuration: {e}"));
+                Default::default()
+            });
         if !errors.is_empty() {
             return Err(Error::InvalidConfig {
                 sources,
@@ -224,6 +247,13 @@ impl Settings {
             node_status_report_frequency,
             sysctls,
             node_lease_duration_seconds: config.node_lease_duration_seconds,
+            kube_reserved,
+            system_reserved,
+            enforce_pods_allocatable: config
+                .enforce_node_allocatable
+                .as_ref()
+                .is_some_and(|keys| keys.iter().any(|k| k == "pods")),
+            eviction,
             verbosity: config.logging.verbosity,
             config,
             sources,
@@ -247,6 +277,24 @@ impl Settings {
                 self.config.cgroup_root
             ));
         }
+        notes.extend(kubelet_eviction::EvictionConfig::notes(&self.config));
+        let enforced = self.config.enforce_node_allocatable.iter().flatten();
+        for key in enforced.filter(|k| k.contains("reserved")) {
+            notes.push(format!(
+                "enforceNodeAllocatable {key:?} is not enforced yet: the {} cgroup is not limited \
+                 (the reservation is still taken out of allocatable)",
+                if key.starts_with("system") {
+                    "systemReservedCgroup"
+                } else {
+                    "kubeReservedCgroup"
+                }
+            ));
+        }
+        notes.push(
+            "image garbage collection (imageGCHighThresholdPercent, imageGCLowThresholdPercent, \
+             imageMinimumGCAge, imageMaximumGCAge) is not done yet: unused images are not removed"
+                .to_owned(),
+        );
         if self.config.logging.format == "json" {
             notes.push("logging.format json is not supported yet: logging as text".to_owned());
         }

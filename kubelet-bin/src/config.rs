@@ -184,8 +184,62 @@ fn apply_flags(
     if given("seccomp_default") {
         config.seccomp_default = Some(flags.seccomp_default);
     }
+    apply_eviction_flags(config, flags, &given);
     apply_server_flags(config, flags, &given);
     Ok(())
+}
+
+/// The eviction and node allocatable flags (`--eviction-*`, `--kube-reserved`,
+/// `--system-reserved`, `--enforce-node-allocatable`).
+fn apply_eviction_flags(
+    config: &mut KubeletConfiguration,
+    flags: &Flags,
+    given: impl Fn(&str) -> bool,
+) {
+    let map = |pairs: &[(String, String)]| pairs.iter().cloned().collect();
+    if given("eviction_hard") {
+        config.eviction_hard = Some(map(&flags.eviction_hard));
+    }
+    for (id, pairs, field) in [
+        (
+            "eviction_soft",
+            &flags.eviction_soft,
+            &mut config.eviction_soft,
+        ),
+        (
+            "eviction_soft_grace_period",
+            &flags.eviction_soft_grace_period,
+            &mut config.eviction_soft_grace_period,
+        ),
+        (
+            "eviction_minimum_reclaim",
+            &flags.eviction_minimum_reclaim,
+            &mut config.eviction_minimum_reclaim,
+        ),
+        (
+            "kube_reserved",
+            &flags.kube_reserved,
+            &mut config.kube_reserved,
+        ),
+        (
+            "system_reserved",
+            &flags.system_reserved,
+            &mut config.system_reserved,
+        ),
+    ] {
+        if given(id) {
+            *field = map(pairs);
+        }
+    }
+    if let Some(period) = flags.eviction_pressure_transition_period {
+        config.eviction_pressure_transition_period = period;
+    }
+    if let Some(seconds) = flags.eviction_max_pod_grace_period {
+        config.eviction_max_pod_grace_period = seconds;
+    }
+    if given("enforce_node_allocatable") {
+        config.enforce_node_allocatable = Some(flags.enforce_node_allocatable.clone());
+    }
 }
 
 /// The flags of the kubelet API server (`--port`, `--healthz-*`, `--tls-*`, and the

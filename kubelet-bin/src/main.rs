@@ -240,6 +240,45 @@ struct Flags {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     seccomp_default: bool,
 
+    /// Hard eviction thresholds, `signal<quantity` comma separated, e.g.
+    /// `memory.available<100Mi,nodefs.available<10%`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
+    eviction_hard: Vec<(String, String)>,
+
+    /// Soft eviction thresholds, `signal<quantity` comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_threshold)]
+    eviction_soft: Vec<(String, String)>,
+
+    /// Grace periods of the soft thresholds, `signal=duration` comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    eviction_soft_grace_period: Vec<(String, String)>,
+
+    /// Minimum reclaims, `signal=quantity` comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    eviction_minimum_reclaim: Vec<(String, String)>,
+
+    /// How long a pressure condition stays after its threshold was last met.
+    #[arg(long, value_parser = config::parse_duration_flag)]
+    eviction_pressure_transition_period: Option<GoDuration>,
+
+    /// The most a soft eviction gives a pod to stop, in seconds.
+    #[arg(long)]
+    eviction_max_pod_grace_period: Option<i32>,
+
+    /// Resources reserved for Kubernetes system daemons, `name=quantity` comma separated
+    /// (`cpu`, `memory`, `ephemeral-storage`, `pid`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    kube_reserved: Vec<(String, String)>,
+
+    /// Resources reserved for the operating system, `name=quantity` comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    system_reserved: Vec<(String, String)>,
+
+    /// What node allocatable is enforced on (`pods`, `system-reserved`, `kube-reserved`,
+    /// or `none`), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    enforce_node_allocatable: Vec<String>,
+
     /// How often the node's status is computed and, when changed, posted.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]
     node_status_update_frequency: GoDuration,
@@ -254,6 +293,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?}: expected key=value"))?;
     Ok((key.trim().to_owned(), value.trim().to_owned()))
+}
+
+/// Parses an eviction threshold flag entry, `signal<quantity`.
+fn parse_threshold(text: &str) -> Result<(String, String), String> {
+    let (signal, value) = text
+        .split_once('<')
+        .ok_or_else(|| format!("{text:?}: expected signal<quantity"))?;
+    Ok((signal.trim().to_owned(), value.trim().to_owned()))
 }
 
 /// Parses a `--register-with-taints` entry, `key=value:Effect` or `key:Effect`.

@@ -53,7 +53,7 @@ use std::path::Path;
 pub use bootstrap::{Bootstrapped, load_client_cert};
 pub use error::{Error, Result};
 pub use events::ApiEvents;
-pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle};
+pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle, NodeReserved};
 pub use objects::ApiObjects;
 pub use pods::{ApiPodSource, PodView};
 pub use shutdown::ShutdownManager;

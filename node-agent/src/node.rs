@@ -19,6 +19,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kubelet_core::{
     EventRecorder, EventType, ImageService, NoEvents, NodeEvent, Runtime, RuntimeStatus,
 };
+use kubelet_pod_manager::pressure::PressureCondition;
 use tracing::{debug, info, warn};
 
 use super::{is_conflict, is_not_found, now};
@@ -68,6 +69,21 @@ pub struct NodeConfig {
     /// Warnings to record as node events once the node is registered, as upstream
     /// records `CgroupV1` on a cgroup v1 host: (reason, message).
     pub start_warnings: Vec<(String, String)>,
+    /// What allocatable leaves out of capacity (`kubeReserved`, `systemReserved` and the
+    /// hard eviction thresholds), as upstream's `GetNodeAllocatableReservation`.
+    pub reserved: NodeReserved,
+}
+
+/// Amounts reserved out of the node's capacity; allocatable is capacity less these
+/// (never below zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeReserved {
+    /// CPU in millicores.
+    pub milli_cpu: u64,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// Ephemeral storage in bytes.
+    pub ephemeral_storage: u64,
 }
 
 impl NodeConfig {
@@ -89,6 +105,7 @@ impl NodeConfig {
             status_report_frequency: Duration::from_secs(300),
             lease_duration_seconds: 40,
             start_warnings: Vec::new(),
+            reserved: NodeReserved::default(),
         }
     }
 }
@@ -101,6 +118,7 @@ pub struct NodeAgent {
     images: Arc<dyn ImageService>,
     facts: NodeFactsHandle,
     shutdown: kubelet_pod_manager::shutdown::NodeShutdown,
+    pressure: kubelet_pod_manager::pressure::NodePressure,
     events: Arc<dyn EventRecorder>,
 }
 
@@ -127,6 +145,7 @@ impl NodeAgent {
             images,
             facts: NodeFactsHandle::default(),
             shutdown: kubelet_pod_manager::shutdown::NodeShutdown::never(),
+            pressure: kubelet_pod_manager::pressure::NodePressure::default(),
             events: Arc::new(NoEvents),
         }
     }
@@ -143,6 +162,19 @@ impl NodeAgent {
     /// posting the status at once when that changes.
     pub fn with_shutdown(mut self, shutdown: kubelet_pod_manager::shutdown::NodeShutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Reports allocatable as capacity less `reserved`.
+    pub fn with_reserved(mut self, reserved: NodeReserved) -> Self {
+        self.config.reserved = reserved;
+        self
+    }
+
+    /// Reports `MemoryPressure`, `DiskPressure` and `PIDPressure` as the eviction
+    /// manager sets them in `pressure` (all False without one).
+    pub fn with_pressure(mut self, pressure: kubelet_pod_manager::pressure::NodePressure) -> Self {
+        self.pressure = pressure;
         self
     }
 
@@ -386,24 +418,41 @@ impl NodeAgent {
     /// condition's status holds.
     async fn status(&self, previous: &[NodeCondition]) -> NodeStatus {
         let c = &self.config;
+        let storage = filesystem_bytes(&c.root_dir);
         let mut capacity = BTreeMap::from([
             ("cpu".to_owned(), Quantity(format_milli_cpu(c.milli_cpus))),
-            (
-                "memory".to_owned(),
-                Quantity(format!("{}Ki", c.memory_bytes / 1024)),
-            ),
+            ("memory".to_owned(), Quantity(format_bytes(c.memory_bytes))),
             ("pods".to_owned(), Quantity(c.max_pods.to_string())),
         ]);
-        if let Some(bytes) = filesystem_bytes(&c.root_dir) {
+        if let Some(bytes) = storage {
             capacity.insert(
                 "ephemeral-storage".to_owned(),
-                Quantity(format!("{}Ki", bytes / 1024)),
+                Quantity(format_bytes(bytes)),
             );
         }
         for size in hugepage_sizes() {
             capacity.insert(format!("hugepages-{size}"), Quantity("0".to_owned()));
         }
-        let allocatable = capacity.clone();
+        let mut allocatable = capacity.clone();
+        let reserved = c.reserved;
+        allocatable.insert(
+            "cpu".to_owned(),
+            Quantity(format_milli_cpu(
+                c.milli_cpus.saturating_sub(reserved.milli_cpu),
+            )),
+        );
+        allocatable.insert(
+            "memory".to_owned(),
+            Quantity(format_bytes(c.memory_bytes.saturating_sub(reserved.memory))),
+        );
+        if let Some(bytes) = storage {
+            allocatable.insert(
+                "ephemeral-storage".to_owned(),
+                Quantity(format_bytes(
+                    bytes.saturating_sub(reserved.ephemeral_storage),
+                )),
+            );
+        }
 
         let runtime_status = self.runtime.status().await;
         let version = self.runtime.version().await.ok();
@@ -443,25 +492,11 @@ impl NodeAgent {
             };
             condition("Ready", false, "KubeletNotReady", message)
         };
+        let pressure = &self.pressure;
         let conditions = vec![
-            condition(
-                "MemoryPressure",
-                false,
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available".to_owned(),
-            ),
-            condition(
-                "DiskPressure",
-                false,
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure".to_owned(),
-            ),
-            condition(
-                "PIDPressure",
-                false,
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available".to_owned(),
-            ),
+            pressure_condition(pressure, PressureCondition::Memory, &condition),
+            pressure_condition(pressure, PressureCondition::Disk, &condition),
+            pressure_condition(pressure, PressureCondition::Pid, &condition),
             ready,
         ];
 
@@ -829,6 +864,49 @@ fn format_milli_cpu(milli: u64) -> String {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")
+    }
+}
+
+/// A pressure condition as upstream's node status setters (`MemoryPressureCondition`,
+/// ...) write it.
+fn pressure_condition(
+    pressure: &kubelet_pod_manager::pressure::NodePressure,
+    which: PressureCondition,
+    condition: &impl Fn(&str, bool, &str, String) -> NodeCondition,
+) -> NodeCondition {
+    let under = pressure.has(which);
+    let (reason, message) = match (which, under) {
+        (PressureCondition::Memory, false) => (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        (PressureCondition::Memory, true) => (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        ),
+        (PressureCondition::Disk, false) => {
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+        }
+        (PressureCondition::Disk, true) => ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+        (PressureCondition::Pid, false) => (
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+        (PressureCondition::Pid, true) => (
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        ),
+    };
+    condition(which.as_str(), under, reason, message.to_owned())
+}
+
+/// Bytes as upstream prints a node's memory and storage: whole KiB (`1024Ki`) when they
+/// divide, else plain bytes.
+fn format_bytes(bytes: u64) -> String {
+    if bytes.is_multiple_of(1024) {
+        format!("{}Ki", bytes / 1024)
+    } else {
+        bytes.to_string()
     }
 }
 

@@ -252,6 +252,68 @@ pub fn admit_isolation(pod: &Pod, security: &NodeSecurity) -> Result<(), Rejecti
     Ok(())
 }
 
+/// Upstream's `scheduling.SystemCriticalPriority` (2 * 10^9): pods at or above it are
+/// critical.
+pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// Reason of a pod refused, or evicted, for node pressure (upstream's `eviction.Reason`).
+pub const EVICTED_REASON: &str = "Evicted";
+
+/// Whether the node takes `pod` under the resource pressure it has now, as upstream's
+/// eviction manager admits: no pressure admits everything, and so does a critical pod
+/// (static, mirror, or system-critical priority); under memory pressure alone only a
+/// BestEffort pod is refused, unless it tolerates the `node.kubernetes.io/memory-pressure`
+/// NoSchedule taint; any other pressure refuses every other pod. The rejection is
+/// `Evicted`, `The node had condition: [MemoryPressure]. `.
+pub fn admit_under_pressure(
+    pod: &Pod,
+    conditions: &[crate::pressure::PressureCondition],
+) -> Result<(), Rejection> {
+    use crate::pressure::PressureCondition;
+    if conditions.is_empty() || is_critical(pod) {
+        return Ok(());
+    }
+    if conditions == [PressureCondition::Memory] {
+        if pod_qos(pod) != kubelet_core::QosClass::BestEffort {
+            return Ok(());
+        }
+        let taint = Taint {
+            key: "node.kubernetes.io/memory-pressure".to_owned(),
+            effect: "NoSchedule".to_owned(),
+            ..Taint::default()
+        };
+        let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
+        if tolerations
+            .unwrap_or_default()
+            .iter()
+            .any(|t| tolerates(t, &taint))
+        {
+            return Ok(());
+        }
+    }
+    let names: Vec<&str> = conditions.iter().map(|c| c.as_str()).collect();
+    Err(Rejection::new(
+        EVICTED_REASON,
+        format!("The node had condition: [{}]. ", names.join(" ")),
+    ))
+}
+
+/// Upstream `IsCriticalPod`: static, mirror, or of system-critical priority.
+pub fn is_critical(pod: &Pod) -> bool {
+    let is_mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    is_static(pod)
+        || is_mirror
+        || pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.priority)
+            .is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY)
+}
+
 /// The status upstream's `rejectPod` gives a pod that was not admitted: phase Failed,
 /// the rejection's reason, message `Pod was rejected: <message>`, the pod's QoS class,
 /// and the observed generation and start time the status manager adds. A pod that has

@@ -41,11 +41,14 @@
 pub mod admission;
 mod clock;
 mod error;
+mod gc;
 mod hooks;
+pub mod kill;
 mod local;
 pub mod logs;
 mod manager;
 pub mod pod_cgroup;
+pub mod pressure;
 mod probing;
 mod pull_secrets;
 pub mod restart;

@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::LogRotation;
+use crate::kill::{KillReason, ManagerCommand, PodKiller};
 use crate::probing::PodProbes;
 use crate::shutdown::{
-    ManagerCommand, NODE_SHUTDOWN_MESSAGE, NODE_SHUTDOWN_NOT_ADMITTED_MESSAGE,
-    NODE_SHUTDOWN_NOT_ADMITTED_REASON, NODE_SHUTDOWN_REASON, NodeShutdown,
+    NODE_SHUTDOWN_NOT_ADMITTED_MESSAGE, NODE_SHUTDOWN_NOT_ADMITTED_REASON, NodeShutdown,
 };
 use crate::snapshot::pod_snapshot;
 use crate::source::{PodChange, PodSet};
@@ -58,9 +58,9 @@ impl Default for ManagerConfig {
 struct Desired {
     pod: Pod,
     remove: bool,
-    /// Kill it for a node shutdown within this grace period (seconds), and say so on
-    /// the channel once done.
-    shutdown: Option<(i64, mpsc::Sender<String>)>,
+    /// Kill it on the kubelet's own account (node shutdown, eviction) within this grace
+    /// period (seconds), and say so on the channel once done.
+    kill: Option<(i64, KillReason, mpsc::Sender<String>)>,
 }
 
 struct Worker {
@@ -76,6 +76,7 @@ pub struct PodManager {
     config: ManagerConfig,
     pokes: Pokes,
     shutdown: NodeShutdown,
+    killer: PodKiller,
     commands: mpsc::Receiver<ManagerCommand>,
 }
 
@@ -125,7 +126,8 @@ impl PodManager {
             reporter,
             config,
             pokes: Pokes::default(),
-            shutdown: NodeShutdown::new(commands_tx),
+            shutdown: NodeShutdown::new(PodKiller::new(commands_tx.clone())),
+            killer: PodKiller::new(commands_tx),
             commands,
         }
     }
@@ -134,6 +136,11 @@ impl PodManager {
     /// flag tells the node status that the node shuts down.
     pub fn node_shutdown(&self) -> NodeShutdown {
         self.shutdown.clone()
+    }
+
+    /// The handle the eviction manager lists and kills pods through.
+    pub fn pod_killer(&self) -> PodKiller {
+        self.killer.clone()
     }
 
     /// A handle that wakes pod workers from outside (object watches).
@@ -226,7 +233,7 @@ impl PodManager {
                         for uid in kill.uids {
                             match workers.get(&uid) {
                                 Some(worker) => worker.desired.send_modify(|d| {
-                                    d.shutdown = Some((kill.grace_seconds, kill.done.clone()));
+                                    d.kill = Some((kill.grace_seconds, kill.why.clone(), kill.done.clone()));
                                 }),
                                 None => {
                                     let _ = kill.done.try_send(uid);
@@ -339,7 +346,7 @@ impl PodManager {
         let (desired, desired_rx) = watch::channel(Desired {
             pod,
             remove,
-            shutdown: None,
+            kill: None,
         });
         let poke = Arc::new(Notify::new());
         pokes
@@ -400,19 +407,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Upstream's sysctl and AppArmor admission of a new pod; a rejection gets a Warning
-/// event and a log line.
+/// Upstream's sysctl, AppArmor and eviction (node pressure) admission of a new pod; a
+/// rejection gets a Warning event and a log line.
 fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection> {
-    crate::admission::admit_isolation(pod, &ctx.node.security).inspect_err(|rejection| {
-        warn!(reason = %rejection.reason, message = %rejection.message, "pod rejected");
-        ctx.events.record(kubelet_core::PodEvent {
-            pod: PodRef::of(pod),
-            field_path: None,
-            event_type: kubelet_core::EventType::Warning,
-            reason: rejection.reason.clone().into(),
-            message: rejection.message.clone(),
-        });
-    })
+    crate::admission::admit_isolation(pod, &ctx.node.security)
+        .and_then(|()| crate::admission::admit_under_pressure(pod, &ctx.node.pressure.conditions()))
+        .inspect_err(|rejection| {
+            warn!(reason = %rejection.reason, message = %rejection.message, "pod rejected");
+            ctx.events.record(kubelet_core::PodEvent {
+                pod: PodRef::of(pod),
+                field_path: None,
+                event_type: kubelet_core::EventType::Warning,
+                reason: rejection.reason.clone().into(),
+                message: rejection.message.clone(),
+            });
+        })
 }
 
 /// Runs `work` (stopping the pod with a grace period of `grace` seconds) unless the
@@ -658,12 +667,12 @@ async fn pod_worker(
             }
         }
 
-        if let Some((grace, done)) = &want.shutdown {
+        if let Some((grace, why, done)) = &want.kill {
             if !shut_down {
                 shut_down = true;
-                // Probes must not restart what the shutdown stops.
+                // Probes must not restart what the kill stops.
                 probes = PodProbes::default();
-                let status = shut_down_pod(&ctx, &pod, &snapshot, *grace, |shown, after| {
+                let status = kill_pod(&ctx, &pod, &snapshot, *grace, why, |shown, after| {
                     pod_status(&StatusInputs {
                         pod: shown,
                         snapshot: after,
@@ -818,7 +827,8 @@ const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
 
 /// Removes the volumes and directories of pods that no worker owns and the runtime no
 /// longer knows (left by a kubelet that stopped before finishing them), as upstream's
-/// `cleanupOrphanedPodDirs`.
+/// `cleanupOrphanedPodDirs`, and their log directories and the container log symlinks
+/// whose log is gone, as upstream's container GC.
 async fn clean_up_orphaned_pod_dirs(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
     // A pod the runtime still has is being finished (or adopted): not an orphan yet.
     match ctx.runtime.list_sandboxes(&SandboxFilter::default()).await {
@@ -835,6 +845,9 @@ async fn clean_up_orphaned_pod_dirs(ctx: Arc<SyncContext>, mut known: HashSet<St
     if let Err(e) = ctx.volumes.clean_up_orphans(&known).await {
         warn!(error = %e, "cleaning up orphaned pod volumes");
     }
+    crate::gc::remove_orphaned_pod_log_dirs(&ctx.node.pod_logs_root, &known).await;
+    crate::gc::remove_dangling_log_symlinks(ctx.runtime.as_ref(), &ctx.node.container_logs_dir)
+        .await;
 }
 
 /// Waits for a new desired state, a poke from the relist, or `timeout`. False when the
@@ -891,15 +904,16 @@ async fn event_loop(ctx: Arc<SyncContext>, pokes: Pokes) {
     }
 }
 
-/// Kills a pod for the node shutdown within `grace` seconds (or its own shorter
-/// terminationGracePeriodSeconds), as upstream's shutdown manager asks `killPodFunc`,
-/// and returns its final status: `Failed` (unless it had succeeded), reason
-/// `Terminated`, and a `DisruptionTarget` condition.
-async fn shut_down_pod(
+/// Kills a pod on the kubelet's own account within `grace` seconds (or its own shorter
+/// terminationGracePeriodSeconds), as upstream's shutdown and eviction managers ask
+/// `killPodFunc`, and returns its final status: `Failed` (unless it had succeeded),
+/// `why`'s reason and message, and a `DisruptionTarget` condition.
+async fn kill_pod(
     ctx: &SyncContext,
     pod: &Pod,
     snapshot: &crate::status::RuntimeSnapshot,
     grace: i64,
+    why: &KillReason,
     status_of: impl Fn(&Pod, &crate::status::RuntimeSnapshot) -> PodStatus,
 ) -> PodStatus {
     let mut doomed = pod.clone();
@@ -912,9 +926,9 @@ async fn shut_down_pod(
         _ => grace,
     };
     doomed.metadata.deletion_grace_period_seconds = Some(grace);
-    info!(grace, "killing the pod for the node shutdown");
+    info!(grace, reason = %why.reason, message = %why.message, "killing the pod");
     if let Err(e) = terminate_pod(ctx, &doomed, snapshot, false).await {
-        warn!(error = %e, "killing the pod for the node shutdown");
+        warn!(error = %e, reason = %why.reason, "killing the pod");
     }
     let uid = PodRef::of(pod).uid;
     let after = match pod_snapshot(ctx.runtime.as_ref(), &uid).await {
@@ -933,15 +947,15 @@ async fn shut_down_pod(
         Some(crate::status::SUCCEEDED) => own_phase,
         _ => Some(crate::status::FAILED.to_owned()),
     };
-    status.reason = Some(NODE_SHUTDOWN_REASON.to_owned());
-    status.message = Some(NODE_SHUTDOWN_MESSAGE.to_owned());
+    status.reason = Some(why.reason.clone());
+    status.message = Some(why.message.clone());
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     conditions.retain(|c| c.type_ != "DisruptionTarget");
     conditions.push(PodCondition {
         type_: "DisruptionTarget".to_owned(),
         status: "True".to_owned(),
         reason: Some("TerminationByKubelet".to_owned()),
-        message: Some(NODE_SHUTDOWN_MESSAGE.to_owned()),
+        message: Some(why.message.clone()),
         last_transition_time: Some(Time(now(ctx.clock.as_ref()))),
         ..PodCondition::default()
     });

@@ -20,10 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::Result;
+use crate::admission::SYSTEM_CRITICAL_PRIORITY;
+use crate::kill::{KillReason, PodKiller};
 
 /// Reason of a pod killed for a node shutdown.
 pub const NODE_SHUTDOWN_REASON: &str = "Terminated";
@@ -39,8 +41,6 @@ pub const NODE_SHUTTING_DOWN: &str = "node is shutting down";
 
 /// Upstream's `scheduling.DefaultPriorityWhenNoDefaultClassExists`.
 const DEFAULT_PRIORITY: i32 = 0;
-/// Upstream's `scheduling.SystemCriticalPriority` (2 * 10^9).
-const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
 /// One priority class of the shutdown: pods of at least `priority` (up to the next
 /// class) get `grace_seconds`.
@@ -114,37 +114,19 @@ pub fn group_by_priority(
     groups
 }
 
-/// A request to the pod manager: kill these pods (by uid) for a node shutdown, each
-/// within `grace_seconds` (or its own shorter grace period), and say when all are done.
-#[derive(Debug)]
-pub(crate) struct KillForShutdown {
-    pub uids: Vec<String>,
-    pub grace_seconds: i64,
-    pub done: mpsc::Sender<String>,
-}
-
-/// What the pod manager is asked from outside its sources.
-#[derive(Debug)]
-pub(crate) enum ManagerCommand {
-    /// The pods the manager runs now (not being removed).
-    ActivePods(oneshot::Sender<Vec<Pod>>),
-    /// Kill pods for a node shutdown.
-    Kill(KillForShutdown),
-}
-
 /// The pod manager's side of a node shutdown; cheap to clone. Also the flag the node
 /// status and admission read.
 #[derive(Clone, Debug)]
 pub struct NodeShutdown {
-    commands: mpsc::Sender<ManagerCommand>,
+    killer: PodKiller,
     shutting_down: Arc<AtomicBool>,
     changed: Arc<Notify>,
 }
 
 impl NodeShutdown {
-    pub(crate) fn new(commands: mpsc::Sender<ManagerCommand>) -> Self {
+    pub(crate) fn new(killer: PodKiller) -> Self {
         Self {
-            commands,
+            killer,
             shutting_down: Arc::default(),
             changed: Arc::default(),
         }
@@ -170,8 +152,7 @@ impl NodeShutdown {
     /// A handle whose flag never turns on (no graceful shutdown), for a node status
     /// loop that must have one.
     pub fn never() -> Self {
-        let (commands, _) = mpsc::channel(1);
-        Self::new(commands)
+        Self::new(PodKiller::detached())
     }
 
     /// Kills the running pods class by class, as upstream's `killPods`: the pods of a
@@ -179,18 +160,7 @@ impl NodeShutdown {
     /// terminationGracePeriodSeconds), waiting for them at most the class's period
     /// before the next class.
     pub async fn kill_pods(&self, periods: &[ShutdownPeriod]) -> Result<()> {
-        let (reply, pods) = oneshot::channel();
-        if self
-            .commands
-            .send(ManagerCommand::ActivePods(reply))
-            .await
-            .is_err()
-        {
-            return Ok(());
-        }
-        let Ok(pods) = pods.await else {
-            return Ok(());
-        };
+        let pods = self.killer.active_pods().await;
         for (period, pods) in group_by_priority(periods, pods) {
             if pods.is_empty() {
                 continue;
@@ -202,30 +172,18 @@ impl NodeShutdown {
                 pods = uids.len(),
                 "killing pods for the node shutdown"
             );
-            let (done, mut finished) = mpsc::channel(uids.len().max(1));
             let count = uids.len();
-            let request = KillForShutdown {
-                uids,
-                grace_seconds: period.grace_seconds,
-                done,
+            let why = KillReason {
+                reason: NODE_SHUTDOWN_REASON.to_owned(),
+                message: NODE_SHUTDOWN_MESSAGE.to_owned(),
             };
-            if self
-                .commands
-                .send(ManagerCommand::Kill(request))
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
             let wait = Duration::from_secs(u64::try_from(period.grace_seconds).unwrap_or(0));
-            let all = async {
-                for _ in 0..count {
-                    if finished.recv().await.is_none() {
-                        break;
-                    }
-                }
-            };
-            if tokio::time::timeout(wait, all).await.is_err() {
+            if self
+                .killer
+                .kill(uids, period.grace_seconds, why, wait)
+                .await
+                < count
+            {
                 warn!(
                     priority = period.priority,
                     grace_seconds = period.grace_seconds,

@@ -3,7 +3,7 @@
 //! sidecars, then app containers, with image pull policies and restart back-off.
 
 use kubelet_core::metrics::kubelet as metrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -711,6 +711,7 @@ async fn start_container(
         })?;
     created("Started", "Container started".to_owned());
     info!(container = %container.name, id = %id, restart_count, "started container");
+    crate::gc::create_log_symlink(&ctx.node.container_logs_dir, sandbox_config, &config, &id).await;
 
     if let Some(post_start) = container
         .lifecycle
@@ -1168,6 +1169,7 @@ pub async fn terminate_pod(
         {
             return Err(e.into());
         }
+        crate::gc::remove_log_symlink(&ctx.node.container_logs_dir, &container.container).await;
     }
     for sandbox in &snapshot.sandboxes {
         if let Err(e) = ctx.runtime.remove_sandbox(&sandbox.sandbox.id).await
@@ -1223,9 +1225,12 @@ async fn remove_pod_cgroups(cgroups: &Arc<dyn kubelet_cgroups::CgroupManager>, u
 }
 
 /// Removes exited instances of each container beyond the newest exited one, which is
-/// kept for `lastState` and `kubectl logs --previous` (upstream keeps one per container).
+/// kept for `lastState` and `kubectl logs --previous` (upstream keeps one per container),
+/// with their log symlinks; then the pod's dead sandboxes that no container is left in,
+/// except the newest (see [`crate::gc::remove_dead_sandboxes`]).
 pub async fn remove_old_instances(ctx: &SyncContext, snapshot: &RuntimeSnapshot) {
     let mut seen_exited: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut removed: HashSet<&str> = HashSet::new();
     for status in &snapshot.containers {
         if status.container.state != ContainerState::Exited {
             continue;
@@ -1234,13 +1239,21 @@ pub async fn remove_old_instances(ctx: &SyncContext, snapshot: &RuntimeSnapshot)
             .entry(&status.container.metadata.name)
             .or_default();
         *count += 1;
-        if *count > 1
-            && let Err(e) = ctx.runtime.remove_container(&status.container.id).await
-            && !e.is_not_found()
-        {
-            warn!(id = %status.container.id, error = %e, "removing an old container instance");
+        if *count == 1 {
+            continue;
+        }
+        match ctx.runtime.remove_container(&status.container.id).await {
+            Err(e) if !e.is_not_found() => {
+                warn!(id = %status.container.id, error = %e, "removing an old container instance");
+            }
+            _ => {
+                removed.insert(&status.container.id);
+                crate::gc::remove_log_symlink(&ctx.node.container_logs_dir, &status.container)
+                    .await;
+            }
         }
     }
+    crate::gc::remove_dead_sandboxes(ctx.runtime.as_ref(), snapshot, &removed).await;
 }
 
 #[cfg(test)]

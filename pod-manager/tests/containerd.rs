@@ -157,6 +157,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
             node_name: "node1".into(),
             host_ips: vec!["10.88.0.1".parse().expect("ip")],
             pod_logs_root: dirs.path().join("logs"),
+            container_logs_dir: dirs.path().join("containers"),
             pods_dir: dirs.path().join("pods"),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
@@ -2328,5 +2329,188 @@ async fn ephemeral_containers_start_once_in_their_targets_pid_namespace() {
         app_status(&pods, "debugged", "app").map(|s| s.restart_count),
         Some(0)
     );
+    kubelet.finish(&[&uid]).await;
+}
+
+/// `(link name, target)` of each symlink in the test kubelet's container log directory.
+fn log_links(kubelet: &Kubelet) -> Vec<(String, std::path::PathBuf)> {
+    let mut links: Vec<_> = std::fs::read_dir(kubelet.dirs.path().join("containers"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some((e.file_name().to_string_lossy().into_owned(), target))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    links.sort();
+    links
+}
+
+#[tokio::test]
+async fn log_symlinks_dead_sandboxes_and_orphaned_log_dirs_are_collected() {
+    const TEST: &str = "log_symlinks_dead_sandboxes_and_orphaned_log_dirs_are_collected";
+    let Some(env) = TestEnv::from_env(TEST) else {
+        return;
+    };
+    let _lock = RUNTIME_LOCK.lock().await;
+    let kubelet = start(&env, Arc::new(tempfile::tempdir().expect("dir")));
+    let uid = unique("uid-gc");
+    let web = pod(
+        "web",
+        &uid,
+        "Always",
+        vec![],
+        vec![container(
+            &env,
+            "app",
+            "echo hello from app; exec sleep 3600",
+        )],
+    );
+    // What a kubelet that stopped early left behind: the log directory of a pod that is
+    // gone (old), a dangling symlink, and a regular file that is not the kubelet's.
+    let orphan = kubelet
+        .dirs
+        .path()
+        .join("logs/pod-manager-test_gone_uid-gone-for-good");
+    std::fs::create_dir_all(orphan.join("app")).expect("mkdir");
+    std::fs::write(orphan.join("app/0.log"), "old\n").expect("log");
+    std::fs::File::open(&orphan)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)))
+        .expect("age");
+    let links = kubelet.dirs.path().join("containers");
+    std::fs::create_dir_all(&links).expect("mkdir");
+    let dangling = links.join("gone_pod-manager-test_app-0123456789abcdef.log");
+    std::os::unix::fs::symlink(orphan.join("app/0.log"), &dangling).expect("symlink");
+    let file = links.join("not-a-link_x_y-0123456789abcdef.log");
+    std::fs::write(&file, "mine").expect("file");
+
+    kubelet.set_pods(vec![web]).await;
+    kubelet
+        .eventually("running", Duration::from_secs(60), |pods| {
+            app_status(pods, "web", "app").is_some_and(|s| s.ready)
+        })
+        .await;
+    let id_of = |status: k8s_openapi::api::core::v1::ContainerStatus| {
+        status
+            .container_id
+            .unwrap_or_default()
+            .trim_start_matches("containerd://")
+            .to_owned()
+    };
+    let first = id_of(app_status(&kubelet.recorder.pods.pods(), "web", "app").expect("app"));
+    let log = kubelet
+        .dirs
+        .path()
+        .join("logs")
+        .join(format!("pod-manager-test_web_{uid}"))
+        .join("app/0.log");
+    let link = links.join(format!("web_pod-manager-test_app-{first}.log"));
+    assert_eq!(std::fs::read_link(&link).expect("symlink"), log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&link)
+        .unwrap_or_default()
+        .contains("hello from app")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "log not readable through the link"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The sandbox dies: the pod gets a new one, the old one keeps the exited app.
+    let sandboxes = |client: CriClient, uid: String| async move {
+        let filter = SandboxFilter {
+            labels: [(POD_UID_LABEL.to_owned(), uid)].into(),
+            ..Default::default()
+        };
+        let mut ids: Vec<String> = Runtime::list_sandboxes(&client, &filter)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let old = sandboxes(kubelet.client.clone(), uid.clone()).await;
+    assert_eq!(old.len(), 1);
+    Runtime::stop_sandbox(&kubelet.client, &old[0])
+        .await
+        .expect("stop sandbox");
+    kubelet
+        .eventually("new sandbox", Duration::from_secs(60), |pods| {
+            app_status(pods, "web", "app").is_some_and(|s| s.ready && s.restart_count == 1)
+        })
+        .await;
+    assert_eq!(
+        sandboxes(kubelet.client.clone(), uid.clone()).await.len(),
+        2
+    );
+    let second = id_of(app_status(&kubelet.recorder.pods.pods(), "web", "app").expect("app"));
+
+    // The new instance exits: the old instance goes with its link, then the old sandbox.
+    Runtime::stop_container(&kubelet.client, &second, Duration::from_secs(1))
+        .await
+        .expect("stop app");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = sandboxes(kubelet.client.clone(), uid.clone()).await;
+        if left.len() == 1 && !left.contains(&old[0]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old sandbox not removed: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "old instance's link removed"
+    );
+    let second_link = links.join(format!("web_pod-manager-test_app-{second}.log"));
+    assert!(
+        std::fs::symlink_metadata(&second_link).is_ok(),
+        "{:?}",
+        log_links(&kubelet)
+    );
+
+    // The periodic clean-up (every 30 s once the sources are seen) removes the orphaned
+    // log directory and the dangling link, and leaves the file and live links.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while orphan.exists() || std::fs::symlink_metadata(&dangling).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "orphans not collected: {:?}",
+            log_links(&kubelet)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "mine");
+    assert!(std::fs::symlink_metadata(&second_link).is_ok());
+    assert!(
+        kubelet
+            .dirs
+            .path()
+            .join(format!("logs/pod-manager-test_web_{uid}"))
+            .exists(),
+        "the live pod's logs are kept"
+    );
+
+    // The pod goes: so does its link.
+    kubelet.set_pods(Vec::new()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::symlink_metadata(&second_link).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "link not removed: {:?}",
+            log_links(&kubelet)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     kubelet.finish(&[&uid]).await;
 }

@@ -57,7 +57,7 @@ struct Harness {
     recorder: Arc<Recorder>,
     updates: mpsc::Sender<SourceUpdate>,
     manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
-    _dirs: tempfile::TempDir,
+    dirs: tempfile::TempDir,
 }
 
 fn start(fake: FakeCriServer) -> Harness {
@@ -90,6 +90,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
             node_name: "node1".into(),
             host_ips: vec!["10.88.0.1".parse().expect("ip")],
             pod_logs_root: dirs.path().join("logs"),
+            container_logs_dir: dirs.path().join("containers"),
             pods_dir: dirs.path().join("pods"),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
@@ -140,7 +141,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
         recorder,
         updates,
         manager,
-        _dirs: dirs,
+        dirs,
     }
 }
 
@@ -776,5 +777,101 @@ async fn a_deleted_pod_reports_its_terminal_status_before_it_is_forgotten() {
         app.state.as_ref().is_some_and(|s| s.terminated.is_some()),
         "terminated state, not waiting to restart: {app:?}"
     );
+    h.manager.abort();
+}
+
+/// The log files the symlinks in the harness's container log directory point at, by
+/// `<container>/<n>.log`, sorted.
+fn linked_logs(h: &Harness) -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir(h.dirs.path().join("containers"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|t| {
+                    let n = t.components().count();
+                    t.components()
+                        .skip(n - 2)
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    targets
+}
+
+#[tokio::test]
+async fn log_symlinks_and_dead_sandboxes_go_with_their_containers() {
+    use kubelet_core::Runtime;
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake.clone());
+    // The fake runtime writes no logs: put the files where it would.
+    let logs = h.dirs.path().join("logs/default_web_u-gc/app");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    for n in 0..3 {
+        std::fs::write(logs.join(format!("{n}.log")), "").expect("log");
+    }
+    send(
+        &h,
+        vec![pod("web", "u-gc", &[], &[("app", "sleep 1000")], "Always")],
+    )
+    .await;
+    eventually(&h, "running", |pods| phase(pods, "web") == "Running").await;
+    assert_eq!(linked_logs(&h), ["app/0.log"]);
+    let link = std::fs::read_dir(h.dirs.path().join("containers"))
+        .expect("links")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("link");
+    assert!(
+        link.starts_with("web_default_app-") && link.ends_with(".log"),
+        "{link}"
+    );
+
+    // The sandbox dies: a new one replaces it; the old one keeps the exited app.
+    let first = fake.sandbox_ids();
+    let client = fake.client(Timeouts::default());
+    client.stop_sandbox(&first[0]).await.expect("stop sandbox");
+    eventually(&h, "new sandbox", |pods| {
+        fake.sandbox_ids().len() == 2
+            && app_status(pods).is_some_and(|s| s.restart_count == 1 && s.ready)
+    })
+    .await;
+    assert_eq!(linked_logs(&h), ["app/0.log", "app/1.log"]);
+
+    // The app exits again: the old instance goes with its link, then its sandbox.
+    let running = fake
+        .container_ids()
+        .into_iter()
+        .find(|id| !link.contains(id.as_str()))
+        .expect("new instance");
+    assert!(fake.exit_container(&running, 1));
+    eventually(&h, "old sandbox removed", |pods| {
+        fake.sandbox_ids().len() == 1 && app_status(pods).is_some_and(|s| s.restart_count == 2)
+    })
+    .await;
+    assert!(!fake.sandbox_ids().contains(&first[0]));
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c == &format!("RemovePodSandbox {}", first[0]))
+    );
+    eventually(&h, "old link removed", |_| {
+        linked_logs(&h) == ["app/1.log", "app/2.log"]
+    })
+    .await;
+
+    // The pod goes: so do all its links.
+    send(&h, vec![]).await;
+    eventually(&h, "removed", |pods| {
+        pods.is_empty() && fake.sandbox_ids().is_empty()
+    })
+    .await;
+    eventually(&h, "links removed", |_| linked_logs(&h).is_empty()).await;
     h.manager.abort();
 }

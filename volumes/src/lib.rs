@@ -75,3 +75,16 @@ mod token;
 pub use error::{Error, Result};
 pub use kubelet_core::downward::NodeAllocatable;
 pub use manager::{PodVolumes, VolumeManager};
+
+/// Removes `path` and everything below it (a file or symlink at `path` is unlinked)
+/// without following symlinks, and refuses with [`Error::MountPoint`], removing
+/// nothing, when anything is mounted at or below it: for other directories of the
+/// kubelet's that a mount may have been left in (pod log directories). Blocking: call it
+/// from `spawn_blocking`.
+///
+/// # Errors
+///
+/// [`Error::MountPoint`] naming the mount, or the failed file system operation.
+pub fn remove_all_on_one_file_system(path: &std::path::Path) -> Result<()> {
+    sys::remove_all(path)
+}

@@ -217,11 +217,41 @@ pub static PROBER_PROBE_DURATION: Family = Family::histogram(
     DEFAULT_BUCKETS,
 );
 
+/// `kubelet_evictions{eviction_signal}`: pods the eviction manager evicted.
+pub static EVICTIONS: Family = Family::counter(
+    "kubelet_evictions",
+    "Cumulative number of pod evictions by eviction signal",
+    Alpha,
+    &["eviction_signal"],
+);
+
+/// `kubelet_eviction_stats_age_seconds{eviction_signal}`: how old the stats an eviction
+/// was decided on were.
+pub static EVICTION_STATS_AGE: Family = Family::histogram(
+    "kubelet_eviction_stats_age_seconds",
+    "Time between when stats are collected, and when pod is evicted based on those stats by eviction signal",
+    Alpha,
+    &["eviction_signal"],
+    DEFAULT_BUCKETS,
+);
+
+/// `kubelet_image_garbage_collected_total{reason}`: images removed by image GC, reason
+/// `age` or `space`.
+pub static IMAGE_GARBAGE_COLLECTED_TOTAL: Family = Family::counter(
+    "kubelet_image_garbage_collected_total",
+    "Total number of images garbage collected by the kubelet, whether through disk usage or image age.",
+    Alpha,
+    &["reason"],
+);
+
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 19] = [
+pub static COMPONENT: [&Family; 22] = [
     &PROCESS_START_TIME,
     &HTTP_INFLIGHT_REQUESTS,
     &HTTP_REQUESTS_TOTAL,
+    &EVICTION_STATS_AGE,
+    &EVICTIONS,
+    &IMAGE_GARBAGE_COLLECTED_TOTAL,
     &NODE_NAME,
     &PLEG_LAST_SEEN,
     &PLEG_RELIST_DURATION,

@@ -432,3 +432,40 @@ fn apparmor_pods_need_a_host_with_apparmor() {
         ))
     );
 }
+
+#[test]
+fn node_pressure_refuses_pods_as_upstream_eviction_admission() {
+    use crate::pressure::PressureCondition::{Disk, Memory};
+    let best_effort = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
+    let burstable = pod(json!({"spec": {"containers": [{"name": "c",
+        "resources": {"requests": {"memory": "8Mi"}}}]}}));
+    let tolerating = pod(
+        json!({"spec": {"containers": [{"name": "c"}], "tolerations": [
+        {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}]}}),
+    );
+    let static_pod = pod(
+        json!({"metadata": {"annotations": {"kubernetes.io/config.source": "file"}},
+        "spec": {"containers": [{"name": "c"}]}}),
+    );
+    let critical = pod(json!({"spec": {"priority": 2_000_000_000, "containers": [{"name": "c"}]}}));
+
+    assert_eq!(admit_under_pressure(&best_effort, &[]), Ok(()));
+    let refused = admit_under_pressure(&best_effort, &[Memory]).expect_err("refused");
+    assert_eq!(refused.reason, "Evicted");
+    assert_eq!(
+        refused.message,
+        "The node had condition: [MemoryPressure]. "
+    );
+    assert_eq!(admit_under_pressure(&burstable, &[Memory]), Ok(()));
+    assert_eq!(admit_under_pressure(&tolerating, &[Memory]), Ok(()));
+    // Any other pressure refuses all but critical pods.
+    assert_eq!(
+        admit_under_pressure(&burstable, &[Memory, Disk])
+            .expect_err("refused")
+            .message,
+        "The node had condition: [MemoryPressure DiskPressure]. "
+    );
+    assert!(admit_under_pressure(&tolerating, &[Disk]).is_err());
+    assert_eq!(admit_under_pressure(&static_pod, &[Disk]), Ok(()));
+    assert_eq!(admit_under_pressure(&critical, &[Memory, Disk]), Ok(()));
+}

@@ -51,6 +51,9 @@ pub use security::{
 pub(crate) use security::{format_pod, validate_apparmor};
 pub use service_env::service_env;
 
+/// Upstream's directory of container log symlinks (`ContainerLogsDir`).
+pub const DEFAULT_CONTAINER_LOGS_DIR: &str = "/var/log/containers";
+
 /// What the translation needs to know about the node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeContext {
@@ -60,6 +63,10 @@ pub struct NodeContext {
     pub host_ips: Vec<IpAddr>,
     /// Root of pod log directories, upstream `/var/log/pods`.
     pub pod_logs_root: PathBuf,
+    /// Where upstream's `<pod>_<namespace>_<container>-<id>.log` symlinks to container
+    /// logs go, for log collectors that read them ([`DEFAULT_CONTAINER_LOGS_DIR`] in a
+    /// kubelet); empty makes no symlinks, so tests never touch the host's directory.
+    pub container_logs_dir: PathBuf,
     /// Root of per-pod directories, upstream `/var/lib/kubelet/pods`.
     pub pods_dir: PathBuf,
     /// `clusterDNS` from the kubelet configuration.
@@ -91,6 +98,9 @@ pub struct NodeContext {
     pub pod_cgroups: Option<crate::pod_cgroup::PodCgroupSettings>,
     /// How pods are confined: seccomp, AppArmor, sysctls.
     pub security: NodeSecurity,
+    /// The node's resource pressure (set by the eviction manager): admission refuses
+    /// new pods under it as upstream.
+    pub pressure: crate::pressure::NodePressure,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has

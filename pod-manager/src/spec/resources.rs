@@ -15,8 +15,6 @@ use crate::{Error, Result};
 const GUARANTEED_OOM_SCORE_ADJ: i64 = -997;
 /// `oom_score_adj` of BestEffort containers.
 const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
-/// Priority from which a pod is critical (upstream `SystemCriticalPriority`).
-const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
 
 /// The container's cgroup resources, as upstream computes them with its default
 /// configuration (CFS quota enforced, 100 ms period, no swap, no MemoryQoS):
@@ -169,14 +167,8 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, memory_capacity: u64) -> 
 
 /// Upstream `IsNodeCriticalPod`.
 fn is_node_critical(pod: &Pod) -> bool {
-    let annotations = pod.metadata.annotations.as_ref();
-    let annotation = |key: &str| annotations.and_then(|a| a.get(key));
-    let is_static = annotation("kubernetes.io/config.source").is_some_and(|s| s != "api");
-    let is_mirror = annotation("kubernetes.io/config.mirror").is_some();
-    let spec = pod_spec(pod);
-    let critical =
-        is_static || is_mirror || spec.priority.is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY);
-    critical && spec.priority_class_name.as_deref() == Some("system-node-critical")
+    crate::admission::is_critical(pod)
+        && pod_spec(pod).priority_class_name.as_deref() == Some("system-node-critical")
 }
 
 /// Upstream `IsPodLevelRequestsSet`.

@@ -52,6 +52,7 @@ fn ctx() -> NodeContext {
             ip("fd00::11"),
         ],
         pod_logs_root: "/var/log/pods".into(),
+        container_logs_dir: "/var/log/containers".into(),
         pods_dir: "/var/lib/kubelet/pods".into(),
         cluster_dns: vec![ip("10.96.0.10")],
         cluster_domain: "cluster.local".into(),
@@ -67,6 +68,7 @@ fn ctx() -> NodeContext {
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
             ..NodeSecurity::default()
         },
+        pressure: Default::default(),
     }
 }
 

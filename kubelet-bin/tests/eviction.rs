@@ -1,0 +1,213 @@
+//! Node pressure on the real control plane and containerd: allocatable less the
+//! reservations and hard thresholds, a memory hog evicted under `evictionHard`
+//! (status, event, `MemoryPressure` and its transition period), and a BestEffort pod
+//! refused while the node is under memory pressure.
+
+mod common;
+
+use common::{Cluster, Namespace, condition, lock};
+use serde_json::Value;
+
+const MI: i64 = 1024 * 1024;
+
+/// `<n>Ki` or plain bytes, as the Node reports memory.
+fn bytes(quantity: &Value) -> i64 {
+    let text = quantity.as_str().unwrap_or_default();
+    match text.strip_suffix("Ki") {
+        Some(ki) => ki.parse::<i64>().unwrap_or_default() * 1024,
+        None => text.parse().unwrap_or_default(),
+    }
+}
+
+fn find<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|p| p["metadata"]["name"] == name))
+}
+
+#[test]
+fn a_memory_hog_is_evicted_under_eviction_hard_and_best_effort_pods_are_refused() {
+    let Some((_env, c)) = Cluster::from_env(
+        "a_memory_hog_is_evicted_under_eviction_hard_and_best_effort_pods_are_refused",
+    ) else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // What memory.available reads now, from a kubelet without memory thresholds.
+    let available = {
+        let kubelet =
+            c.start_kubelet_with(dir.path(), "kubeReserved: {cpu: 100m, memory: 64Mi}\n", &[]);
+        let node = c.wait_node_ready(&kubelet);
+        let capacity = bytes(&node["status"]["capacity"]["memory"]);
+        let allocatable = bytes(&node["status"]["allocatable"]["memory"]);
+        // Upstream's default evictionHard memory.available is 100Mi.
+        assert_eq!(allocatable, capacity - 64 * MI - 100 * MI, "{node:#}");
+        assert_eq!(
+            node["status"]["allocatable"]["cpu"]
+                .as_str()
+                .map(str::to_owned),
+            node["status"]["capacity"]["cpu"].as_str().map(|cpu| {
+                let cores: i64 = cpu.parse().unwrap_or_default();
+                format!("{}m", cores * 1000 - 100)
+            }),
+            "{node:#}"
+        );
+        let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
+        let summary: Value =
+            serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+        summary["node"]["memory"]["availableBytes"]
+            .as_i64()
+            .expect("node memory availableBytes")
+    };
+
+    // The threshold sits 400Mi under that; the hog takes 900Mi.
+    let threshold = available - 400 * MI;
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        &format!(
+            "evictionHard: {{memory.available: \"{threshold}\"}}\n\
+             evictionPressureTransitionPeriod: 15s\n"
+        ),
+        &[],
+    );
+    let node = c.wait_node_ready(&kubelet);
+    assert_eq!(
+        condition(&node, "MemoryPressure"),
+        Some("False"),
+        "{node:#}"
+    );
+    let namespace = Namespace::create(&c, "eviction-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "dd if=/dev/zero bs=900M count=1 | sleep 3600"]
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "the hog evicted",
+        &["get", "pods", "-n", ns],
+        120,
+        &kubelet,
+        |l| find(l, "hog").is_some_and(|p| p["status"]["reason"] == "Evicted"),
+    );
+    let hog = find(&pods, "hog").cloned().unwrap_or_default();
+    assert_eq!(hog["status"]["phase"], "Failed", "{hog:#}");
+    let message = hog["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("The node was low on resource: memory. Threshold quantity: ")
+            && message.contains("Container main was using ")
+            && message.ends_with("request is 0, has larger consumption of memory. "),
+        "{message}"
+    );
+    assert_eq!(condition(&hog, "DisruptionTarget"), Some("True"), "{hog:#}");
+    let disruption = hog["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "DisruptionTarget"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(disruption["reason"], "TerminationByKubelet");
+    let terminated = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert!(
+        terminated.is_object(),
+        "the hog's container was killed: {hog:#}"
+    );
+    let events = c.json(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        "involvedObject.name=hog,reason=Evicted",
+    ]);
+    assert_eq!(
+        events["items"][0]["message"].as_str(),
+        Some(message),
+        "{events:#}"
+    );
+
+    // Under memory pressure a BestEffort pod is refused, a Burstable one is not.
+    let node = c.wait_json(
+        "MemoryPressure True",
+        &["get", "node", &c.node],
+        30,
+        &kubelet,
+        |n| condition(n, "MemoryPressure") == Some("True"),
+    );
+    let pressure = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "MemoryPressure"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pressure["reason"], "KubeletHasInsufficientMemory");
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: best-effort, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  nodeName: {node}
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: burstable, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    resources: {{requests: {{memory: 8Mi}}}}
+"#,
+        image = c.busybox,
+        node = c.node
+    ));
+    let pods = c.wait_json(
+        "the BestEffort pod refused, the Burstable one running",
+        &["get", "pods", "-n", ns],
+        60,
+        &kubelet,
+        |l| {
+            find(l, "best-effort").is_some_and(|p| p["status"]["phase"] == "Failed")
+                && find(l, "burstable").is_some_and(|p| p["status"]["phase"] == "Running")
+        },
+    );
+    let refused = find(&pods, "best-effort").cloned().unwrap_or_default();
+    assert_eq!(refused["status"]["reason"], "Evicted", "{refused:#}");
+    assert_eq!(
+        refused["status"]["message"],
+        "Pod was rejected: The node had condition: [MemoryPressure]. "
+    );
+
+    // The hog's memory is back: the condition clears after the transition period.
+    let node = c.wait_json(
+        "MemoryPressure False again",
+        &["get", "node", &c.node],
+        60,
+        &kubelet,
+        |n| condition(n, "MemoryPressure") == Some("False"),
+    );
+    assert_eq!(condition(&node, "Ready"), Some("True"));
+    assert!(
+        kubelet.log().contains("evicting pod"),
+        "the kubelet logged the eviction"
+    );
+}
