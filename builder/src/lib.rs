@@ -57,7 +57,8 @@ use kubelet_core::{
     Backoff, ImageService, NoEvents, NoVolumeSources, Prober, Runtime, RuntimeVersion,
     StatusReporter, SystemClock, VolumePlugin, VolumeSources,
 };
-use kubelet_eviction::EvictionManager;
+use kubelet_eviction::{EvictionManager, NodeReclaimer};
+use kubelet_images::{ImageGc, RuntimeContainers, RuntimeImageFs};
 use kubelet_node_agent::{NodeReserved, ShutdownManager};
 use kubelet_pod_manager::pressure::NodePressure;
 use kubelet_pod_manager::shutdown::{ShutdownPeriod, shutdown_periods};
@@ -521,6 +522,7 @@ impl Kubelet {
         }
         let pressure = ctx.node.pressure.clone();
         let events = ctx.events.clone();
+        let images = ctx.images.clone();
         let manager = PodManager::new(
             Arc::new(ctx),
             pods.clone(),
@@ -549,6 +551,18 @@ impl Kubelet {
                     .run(),
             );
         }
+        let image_gc = Arc::new(ImageGc::new(
+            images.clone(),
+            Arc::new(RuntimeContainers(runtime.clone())),
+            Arc::new(RuntimeImageFs::new(images)),
+            events.clone(),
+            cfg.image_gc,
+        ));
+        tasks.spawn(
+            "image garbage collection",
+            Role::Essential,
+            image_gc.clone().run(),
+        );
         tasks.spawn(
             "eviction manager",
             Role::Essential,
@@ -559,6 +573,7 @@ impl Kubelet {
                 Arc::new(manager.pod_killer()),
                 events,
             )
+            .with_reclaimer(Arc::new(ImageReclaim(image_gc)))
             .run(),
         );
         let periods = node_shutdown_periods(&cfg);
@@ -622,6 +637,18 @@ impl Kubelet {
         tracing::info!("stopping; pods keep running");
         drop(tasks);
         outcome
+    }
+}
+
+/// Image garbage collection as the eviction manager's disk reclaim.
+struct ImageReclaim(Arc<ImageGc>);
+
+#[async_trait::async_trait]
+impl NodeReclaimer for ImageReclaim {
+    async fn reclaim_disk(&self) {
+        if let Err(e) = self.0.delete_unused_images().await {
+            tracing::warn!(error = %e, "deleting unused images to reclaim disk");
+        }
     }
 }
 

@@ -87,6 +87,8 @@ pub struct Settings {
     pub enforce_pods_allocatable: bool,
     /// The eviction thresholds and timing.
     pub eviction: kubelet_eviction::EvictionConfig,
+    /// When unused images are removed.
+    pub image_gc: kubelet_images::ImageGcPolicy,
     /// `logging.verbosity` (`-v`).
     pub verbosity: u32,
 }
@@ -199,6 +201,17 @@ impl Settings {
                 errors.push(format!("invalid configuration: {e}"));
                 Default::default()
             });
+        let image_gc = kubelet_images::ImageGcPolicy {
+            high_threshold_percent: config.image_gc_high_threshold_percent.unwrap_or(85),
+            low_threshold_percent: config.image_gc_low_threshold_percent.unwrap_or(80),
+            min_age: config.image_minimum_gc_age.to_std().unwrap_or_default(),
+            max_age: config.image_maximum_gc_age.to_std().unwrap_or_default(),
+        };
+        if let Err(e) = image_gc.validate() {
+            errors.push(format!(
+                "invalid configuration: image garbage collection: {e}"
+            ));
+        }
         if !errors.is_empty() {
             return Err(Error::InvalidConfig {
                 sources,
@@ -254,6 +267,7 @@ impl Settings {
                 .as_ref()
                 .is_some_and(|keys| keys.iter().any(|k| k == "pods")),
             eviction,
+            image_gc,
             verbosity: config.logging.verbosity,
             config,
             sources,
@@ -290,11 +304,6 @@ impl Settings {
                 }
             ));
         }
-        notes.push(
-            "image garbage collection (imageGCHighThresholdPercent, imageGCLowThresholdPercent, \
-             imageMinimumGCAge, imageMaximumGCAge) is not done yet: unused images are not removed"
-                .to_owned(),
-        );
         if self.config.logging.format == "json" {
             notes.push("logging.format json is not supported yet: logging as text".to_owned());
         }

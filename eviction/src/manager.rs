@@ -72,6 +72,14 @@ impl PodEvictor for PodKiller {
     }
 }
 
+/// Frees node-level resources before pods are evicted for disk pressure (upstream's
+/// node reclaim functions: image garbage collection).
+#[async_trait]
+pub trait NodeReclaimer: Send + Sync {
+    /// Removes what the node can lose without evicting a pod (unused images).
+    async fn reclaim_disk(&self);
+}
+
 /// What one round decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Round {
@@ -89,6 +97,7 @@ pub struct EvictionManager {
     events: Arc<dyn EventRecorder>,
     summaries: Arc<dyn SummarySource>,
     pods: Arc<dyn PodEvictor>,
+    reclaimer: Option<Arc<dyn NodeReclaimer>>,
     thresholds_first_observed: Vec<(Threshold, Instant)>,
     conditions_last_observed: BTreeMap<PressureCondition, Instant>,
     thresholds_met: Vec<Threshold>,
@@ -118,11 +127,19 @@ impl EvictionManager {
             events,
             summaries,
             pods,
+            reclaimer: None,
             thresholds_first_observed: Vec::new(),
             conditions_last_observed: BTreeMap::new(),
             thresholds_met: Vec::new(),
             last_observations: Observations::new(),
         }
+    }
+
+    /// Reclaims disk through `reclaimer` before evicting pods for a disk signal.
+    #[must_use]
+    pub fn with_reclaimer(mut self, reclaimer: Arc<dyn NodeReclaimer>) -> Self {
+        self.reclaimer = Some(reclaimer);
+        self
     }
 
     /// Runs forever: a round every [`MONITORING_PERIOD`], at once after an eviction
@@ -186,6 +203,13 @@ impl EvictionManager {
             reason: "EvictionThresholdMet".into(),
             message: format!("Attempting to reclaim {resource}"),
         });
+        if self.reclaim_node_level(resource).await {
+            info!(resource = %resource, "eviction manager: able to reduce resource pressure without evicting pods");
+            return Round {
+                conditions,
+                evicted: None,
+            };
+        }
         if active.is_empty() {
             warn!(
                 "eviction manager: eviction thresholds have been met, but no pods are active to evict"
@@ -303,6 +327,29 @@ impl EvictionManager {
             debug!(signal = %t.signal, "eviction threshold met");
         }
         (conditions, updated)
+    }
+
+    /// Upstream's `reclaimNodeLevelResources`: for disk signals, reclaim through the
+    /// reclaimer, then read the signals again; true when no threshold is met any more
+    /// (minimum reclaims included), so no pod need go.
+    async fn reclaim_node_level(&self, resource: crate::threshold::Resource) -> bool {
+        use crate::threshold::Resource;
+        let Some(reclaimer) = &self.reclaimer else {
+            return false;
+        };
+        if !matches!(resource, Resource::EphemeralStorage | Resource::Inodes) {
+            return false;
+        }
+        reclaimer.reclaim_disk().await;
+        match self.summaries.summary().await {
+            Ok(summary) => {
+                thresholds_met(&self.config.thresholds, &observe(&summary), true).is_empty()
+            }
+            Err(e) => {
+                warn!(error = %e, "eviction manager: reading the stats summary after reclaiming");
+                false
+            }
+        }
     }
 
     /// Upstream's `localStorageEviction`: a pod whose emptyDir exceeds its `sizeLimit`,

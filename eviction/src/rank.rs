@@ -2,6 +2,7 @@
 //! `rankDiskPressureFunc`, `rankPIDPressure`), and the message an evicted pod gets
 //! (`evictionMessage`).
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -54,26 +55,22 @@ fn priority(pod: &Pod) -> i32 {
 
 /// Orders `pods` for eviction under `signal`, first to go first: pods without stats,
 /// then (memory and disk) pods using more than they request, then lower priority, then
-/// larger usage above the request (processes for pids).
+/// larger usage above the request (processes for pids). Each pod's key is computed once:
+/// requests are parsed quantities, too dear to redo in every comparison.
 pub(crate) fn rank(pods: &mut [Pod], signal: Signal, stats: &StatsByUid<'_>) {
     let resource = signal.resource();
-    pods.sort_by(|a, b| {
-        let (sa, sb) = (stats.get(uid(a)), stats.get(uid(b)));
-        let (Some(sa), Some(sb)) = (sa, sb) else {
-            // The pod without stats goes first.
-            return sa.is_some().cmp(&sb.is_some());
+    pods.sort_by_cached_key(|pod| {
+        let priority = priority(pod);
+        let Some(s) = stats.get(uid(pod)) else {
+            return (false, false, priority, Reverse(0));
         };
-        let exceeds = |pod: &Pod, s: &PodStats| usage(s, resource) > request(pod, resource);
-        let above = |pod: &Pod, s: &PodStats| usage(s, resource) - request(pod, resource);
-        let by_exceeding = || exceeds(b, sb).cmp(&exceeds(a, sa));
-        let by_priority = || priority(a).cmp(&priority(b));
+        let used = usage(s, resource);
         match resource {
-            Resource::Pids => {
-                by_priority().then_with(|| usage(sb, resource).cmp(&usage(sa, resource)))
+            Resource::Pids => (true, false, priority, Reverse(used)),
+            _ => {
+                let requested = request(pod, resource);
+                (true, used <= requested, priority, Reverse(used - requested))
             }
-            _ => by_exceeding()
-                .then_with(by_priority)
-                .then_with(|| above(b, sb).cmp(&above(a, sa))),
         }
     });
 }

@@ -407,6 +407,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Tears down the volumes of a pod that will not run again (evicted, shut down,
+/// finished), once: an evicted pod's emptyDir must not keep the disk or memory that got
+/// it evicted. A failure is retried on the next sync.
+async fn release_volumes(ctx: &SyncContext, uid: &str, released: &mut bool) {
+    if *released {
+        return;
+    }
+    // Never under a container that still runs (a kill that failed).
+    match pod_snapshot(ctx.runtime.as_ref(), uid).await {
+        Ok(snapshot) if !snapshot.any_running() => {}
+        _ => return,
+    }
+    match ctx.volumes.tear_down_pod(uid).await {
+        Ok(()) => *released = true,
+        Err(e) => warn!(error = %e, "tearing down the volumes of a finished pod"),
+    }
+}
+
 /// Upstream's sysctl, AppArmor and eviction (node pressure) admission of a new pod; a
 /// rejection gets a Warning event and a log line.
 fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection> {
@@ -499,6 +517,9 @@ async fn pod_worker(
     let mut startup = StartupTracker::new(ctx.clock.now());
     let mut last_pod: Option<Pod> = None;
     let mut shut_down = false;
+    // Whether a finished pod's volumes are gone (once, as upstream unmounts them when
+    // its containers have stopped; the directory goes when the pod is deleted).
+    let mut volumes_released = false;
     // Whether the pod passed admission; a rejected pod never runs, as upstream.
     let mut admission: Option<Result<(), crate::admission::Rejection>> = None;
     loop {
@@ -603,6 +624,8 @@ async fn pod_worker(
                 && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
             {
                 warn!(error = %e, "stopping a finished pod");
+            } else {
+                release_volumes(&ctx, &r.uid, &mut volumes_released).await;
             }
             if !wait(&mut desired, &poke, resync).await {
                 return;
@@ -690,6 +713,7 @@ async fn pod_worker(
                     Ok(()) => last_status = Some(status),
                     Err(e) => warn!(error = %e, "reporting the pod's status"),
                 }
+                release_volumes(&ctx, &r.uid, &mut volumes_released).await;
                 let _ = done.try_send(r.uid.clone());
             }
             if !wait(&mut desired, &poke, resync).await {

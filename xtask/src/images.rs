@@ -415,9 +415,26 @@ pub fn ensure(l: &Layout) -> Result<()> {
         ..bb
     };
     push(l, &auth_bb, &auth)?;
+    for tag in layout::BUSYBOX_GC_TAGS {
+        push(l, &busybox_gc(&auth_bb, tag)?, &plain)?;
+    }
     let p = pause(l)?;
     push(l, &p, &plain)?;
     Ok(())
+}
+
+/// A busybox image of its own id (a label tells it apart) for the image GC tests.
+fn busybox_gc(busybox: &Image, tag: &str) -> Result<Image> {
+    Image::new(
+        layout::BUSYBOX_GC_REPO,
+        vec![tag.to_owned()],
+        busybox.layer.clone(),
+        json!({
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+            "Labels": { "io.kubelet-rs.test": format!("image-gc-{tag}") },
+        }),
+    )
 }
 
 /// What `status` checks: (registry, repo, tag).
@@ -435,6 +452,16 @@ pub fn expected(l: &Layout) -> Vec<(Registry, &'static str, String)> {
             Registry::with_auth(l),
             layout::BUSYBOX_REPO,
             "latest".into(),
+        ),
+        (
+            Registry::plain(l),
+            layout::BUSYBOX_GC_REPO,
+            layout::BUSYBOX_GC_TAGS[0].into(),
+        ),
+        (
+            Registry::plain(l),
+            layout::BUSYBOX_GC_REPO,
+            layout::BUSYBOX_GC_TAGS[1].into(),
         ),
     ]
 }

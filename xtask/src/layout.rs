@@ -32,6 +32,11 @@ pub const PAUSE_REPO: &str = "pause";
 pub const PAUSE_TAG: &str = "3.10";
 /// The busybox repository name.
 pub const BUSYBOX_REPO: &str = "busybox";
+/// Busybox images only the image garbage collection tests pull (tags `a` and `b`, each a
+/// distinct image sharing busybox's layer), so removing them harms no other test.
+pub const BUSYBOX_GC_REPO: &str = "busybox-gc";
+/// The tags of [`BUSYBOX_GC_REPO`].
+pub const BUSYBOX_GC_TAGS: [&str; 2] = ["a", "b"];
 /// The directory where CRI's network namespaces are mounted.
 pub const NETNS_DIR: &str = "/run/netns";
 /// The bridge's own address, the pod network's gateway: the apiserver listens here so that

@@ -14,7 +14,8 @@
 //! - `run [-- FLAGS]`: `env up`, then the kubelet on its embedded default.
 //! - `install [--destdir DIR] [--binary FILE]`: the kubelet as a systemd service, laid
 //!   out as upstream's packages (see [`install`]).
-//! - `bench`: the benchmarks (relist, pod status and the stats endpoints at 110 pods).
+//! - `bench`: the benchmarks (relist, pod status, the stats endpoints and the eviction
+//!   manager's rounds at 110 pods).
 //! - `test [ARGS]`: `env up --control-plane`, then fmt, clippy and the workspace tests
 //!   against it.
 //!
@@ -63,8 +64,8 @@ tasks:
                build the release kubelet and install it as a node service:
                /usr/bin/kubelet, the systemd unit and its drop-in, /etc/default/kubelet,
                /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
-  bench        benchmarks: relist, pod status, /stats/summary and /metrics/resource
-               at 110 pods (release build)
+  bench        benchmarks: relist, pod status, /stats/summary, /metrics/resource and
+               the eviction manager's rounds at 110 pods (release build)
   test [-- ARGS]
                env up --control-plane, then cargo fmt --check, clippy -D warnings,
                cargo test (ARGS go to both `cargo test` runs)
@@ -120,6 +121,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             for (package, example) in [
                 ("kubelet-pod-manager", "bench_relist"),
                 ("kubelet-stats", "bench_summary"),
+                ("kubelet-eviction", "bench_housekeeping"),
             ] {
                 let args = [
                     "run",

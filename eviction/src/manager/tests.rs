@@ -252,3 +252,67 @@ async fn an_emptydir_over_its_size_limit_is_evicted_without_node_pressure() {
         "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". "
     );
 }
+
+#[tokio::test]
+async fn disk_pressure_reclaims_images_first_and_evicts_nobody_when_that_suffices() {
+    use kubelet_stats::summary::FsStats;
+
+    /// A node whose disk is freed by the reclaimer.
+    struct Disk {
+        node: Arc<Node>,
+        available: Mutex<u64>,
+        reclaims: Mutex<u32>,
+    }
+    #[async_trait]
+    impl SummarySource for Disk {
+        async fn summary(&self) -> Result<Summary, String> {
+            let mut summary = self.node.summary().await?;
+            summary.node.fs = Some(FsStats {
+                time: Time::now(),
+                available_bytes: Some(*self.available.lock().expect("lock")),
+                capacity_bytes: Some(1000 * MI),
+                ..FsStats::default()
+            });
+            Ok(summary)
+        }
+    }
+    #[async_trait]
+    impl NodeReclaimer for Disk {
+        async fn reclaim_disk(&self) {
+            *self.reclaims.lock().expect("lock") += 1;
+            *self.available.lock().expect("lock") = 500 * MI;
+        }
+    }
+
+    let node = Arc::new(Node::default());
+    *node.available.lock().expect("lock") = 900 * MI;
+    *node.pods.lock().expect("lock") = vec![(pod("app", 0, None), stats("app", 10 * MI))];
+    let disk = Arc::new(Disk {
+        node: node.clone(),
+        available: Mutex::new(50 * MI),
+        reclaims: Mutex::new(0),
+    });
+    let pressure = NodePressure::default();
+    let threshold = Threshold {
+        signal: Signal::NodeFsAvailable,
+        value: ThresholdValue::Percentage(0.1),
+        grace_period: Duration::ZERO,
+        min_reclaim: None,
+    };
+    let mut m = EvictionManager::new(
+        EvictionConfig {
+            thresholds: vec![threshold],
+            ..EvictionConfig::default()
+        },
+        pressure.clone(),
+        disk.clone(),
+        node.clone(),
+        node.clone(),
+    )
+    .with_reclaimer(disk.clone());
+    let round = m.synchronize(Instant::now()).await;
+    assert_eq!(round.evicted, None);
+    assert_eq!(*disk.reclaims.lock().expect("lock"), 1);
+    assert_eq!(pressure.conditions(), vec![PressureCondition::Disk]);
+    assert!(node.evicted.lock().expect("lock").is_empty());
+}

@@ -191,6 +191,16 @@ impl Cluster {
         env: &[(&str, &str)],
     ) -> Kubelet {
         let config = root.join("kubelet.yaml");
+        // Test nodes keep upstream's memory threshold but no disk thresholds and no
+        // image GC: this machine's disk may be nearly full, and DiskPressure would evict
+        // the pods under test (the eviction tests set their own).
+        let mut more_config = more_config.to_owned();
+        if !more_config.contains("evictionHard:") {
+            more_config.push_str("evictionHard: {memory.available: 100Mi}\n");
+        }
+        if !more_config.contains("imageGCHighThresholdPercent:") {
+            more_config.push_str("imageGCHighThresholdPercent: 100\n");
+        }
         std::fs::write(
             &config,
             format!(
