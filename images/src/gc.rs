@@ -208,21 +208,28 @@ impl ImageGc {
         }
     }
 
-    /// Runs forever: a pass every [`IMAGE_GC_PERIOD`] (nothing when the policy turns GC
-    /// off); a pass failing twice in a row records an `ImageGCFailed` event.
+    /// Runs forever, as upstream's image manager and `StartGarbageCollection`: the
+    /// node's images are detected at once and every five minutes (their age counts from
+    /// then), and a GC pass runs every [`IMAGE_GC_PERIOD`] after the first (none when the
+    /// policy turns GC off); a pass failing twice in a row records an `ImageGCFailed`
+    /// event.
     pub async fn run(self: Arc<Self>) {
         if !self.policy.enabled() {
             info!("imageGCHighThresholdPercent is 100: image garbage collection is off");
-            std::future::pending::<()>().await;
         }
         let mut failed_before = false;
         let mut tick = tokio::time::interval(IMAGE_GC_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate: wait a period first, as upstream's wait.Until
-        // starts only after the kubelet settled.
-        tick.tick().await;
+        let mut first = true;
         loop {
             tick.tick().await;
+            if first || !self.policy.enabled() {
+                first = false;
+                if let Err(e) = self.candidates(Instant::now()).await {
+                    info!(error = %e, "failed to monitor images");
+                }
+                continue;
+            }
             match self.garbage_collect(Instant::now()).await {
                 Ok(()) => failed_before = false,
                 Err(e) => {

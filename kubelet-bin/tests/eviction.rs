@@ -211,3 +211,213 @@ spec:
         "the kubelet logged the eviction"
     );
 }
+
+/// `nodefs.available` of the node now, as a kubelet reads it (its summary).
+fn node_fs_available(c: &Cluster) -> i64 {
+    let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
+    let summary: Value =
+        serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+    summary["node"]["fs"]["availableBytes"]
+        .as_i64()
+        .expect("node fs availableBytes")
+}
+
+/// Pulls `image` into the runtime outside any pod (an unused image).
+fn pull_unused_image(endpoint: &str, image: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let client =
+            kubelet_cri_client::CriClient::new(endpoint, Default::default()).expect("CRI client");
+        kubelet_core::ImageService::pull_image(&client, image, None, None)
+            .await
+            .expect("pull");
+    });
+}
+
+fn image_present(endpoint: &str, image: &str) -> bool {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let client =
+            kubelet_cri_client::CriClient::new(endpoint, Default::default()).expect("CRI client");
+        kubelet_core::ImageService::image_status(&client, image)
+            .await
+            .expect("image status")
+            .is_some()
+    })
+}
+
+#[test]
+fn disk_pressure_reclaims_unused_images_then_evicts_the_pod_filling_the_disk() {
+    let Some((env, c)) = Cluster::from_env(
+        "disk_pressure_reclaims_unused_images_then_evicts_the_pod_filling_the_disk",
+    ) else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unused = format!("{}/busybox-gc:b", env.registry);
+    pull_unused_image(&env.endpoint, &unused);
+
+    let available = {
+        let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+        c.wait_node_ready(&kubelet);
+        node_fs_available(&c)
+    };
+    // The threshold sits 500Mi under what is free; the pod writes 1200Mi.
+    let threshold = available - 500 * MI;
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        &format!(
+            "evictionHard: {{nodefs.available: \"{threshold}\"}}\n\
+             evictionPressureTransitionPeriod: 15s\n\
+             imageMinimumGCAge: 1s\n"
+        ),
+        &[],
+    );
+    let node = c.wait_node_ready(&kubelet);
+    assert_eq!(condition(&node, "DiskPressure"), Some("False"), "{node:#}");
+    let namespace = Namespace::create(&c, "disk-pressure-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: filler, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: data, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=1200; sleep 3600"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "the filler evicted",
+        &["get", "pods", "-n", ns],
+        180,
+        &kubelet,
+        |l| find(l, "filler").is_some_and(|p| p["status"]["reason"] == "Evicted"),
+    );
+    let filler = find(&pods, "filler").cloned().unwrap_or_default();
+    assert_eq!(filler["status"]["phase"], "Failed", "{filler:#}");
+    let message = filler["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("The node was low on resource: ephemeral-storage. Threshold quantity: "),
+        "{message}"
+    );
+    assert!(
+        !image_present(&env.endpoint, &unused),
+        "the unused image was reclaimed before evicting: {}",
+        kubelet.log()
+    );
+    assert!(
+        kubelet
+            .log()
+            .contains("eviction manager: attempting to reclaim resource=ephemeral-storage"),
+        "{}",
+        kubelet.log()
+    );
+    // The evicted pod's emptyDir is gone with its volumes: the pressure ends.
+    c.wait_json(
+        "DiskPressure True",
+        &["get", "node", &c.node],
+        30,
+        &kubelet,
+        |n| condition(n, "DiskPressure") == Some("True"),
+    );
+    c.wait_json(
+        "DiskPressure False again",
+        &["get", "node", &c.node],
+        90,
+        &kubelet,
+        |n| condition(n, "DiskPressure") == Some("False"),
+    );
+}
+
+#[test]
+fn an_emptydir_over_its_size_limit_and_a_container_over_its_storage_limit_are_evicted() {
+    let Some((_env, c)) = Cluster::from_env(
+        "an_emptydir_over_its_size_limit_and_a_container_over_its_storage_limit_are_evicted",
+    ) else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "local-storage-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: sized, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: data, emptyDir: {{sizeLimit: 1Mi}}}}]
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "dd if=/dev/zero of=/data/fill bs=1M count=8; sleep 3600"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: limited, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=8; sleep 3600"]
+    resources: {{limits: {{ephemeral-storage: 2Mi}}}}
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "both evicted",
+        &["get", "pods", "-n", ns],
+        150,
+        &kubelet,
+        |l| {
+            ["sized", "limited"]
+                .iter()
+                .all(|n| find(l, n).is_some_and(|p| p["status"]["reason"] == "Evicted"))
+        },
+    );
+    let message = |name: &str| {
+        find(&pods, name)
+            .and_then(|p| p["status"]["message"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        message("sized"),
+        "Usage of EmptyDir volume \"data\" exceeds the limit \"1Mi\". "
+    );
+    // The pod's total over the sum of its containers' limits is checked first, as upstream.
+    assert!(
+        [
+            "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. ",
+            "Container main exceeded its local ephemeral storage limit \"2Mi\". ",
+        ]
+        .contains(&message("limited").as_str()),
+        "{}",
+        message("limited")
+    );
+    for name in ["sized", "limited"] {
+        let pod = find(&pods, name).cloned().unwrap_or_default();
+        assert_eq!(pod["status"]["phase"], "Failed", "{pod:#}");
+        assert_eq!(condition(&pod, "DisruptionTarget"), Some("True"), "{pod:#}");
+    }
+}

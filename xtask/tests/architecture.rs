@@ -38,6 +38,13 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
         "kubelet-server",
         &["kubelet-core", "kubelet-pod-manager", "kubelet-stats"],
     ),
+    // Eviction reads the stats and kills and refuses pods through the pod manager.
+    (
+        "kubelet-eviction",
+        &["kubelet-core", "kubelet-pod-manager", "kubelet-stats"],
+    ),
+    // Image GC measures the image filesystem with the stats crate's statvfs.
+    ("kubelet-images", &["kubelet-core", "kubelet-stats"]),
     (
         "kubelet-builder",
         &[
@@ -49,6 +56,8 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-pod-manager",
             "kubelet-node-agent",
             "kubelet-server",
+            "kubelet-eviction",
+            "kubelet-images",
         ],
     ),
     (
