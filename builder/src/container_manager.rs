@@ -39,13 +39,18 @@ pub fn pod_cgroups(
     config: &kubelet_core::config::KubeletConfiguration,
     allocatable_milli_cpu: u64,
     allocatable_memory: u64,
+    reserved_pids: u64,
 ) -> Result<Option<PodCgroupSettings>> {
     if !config.cgroups_per_qos.unwrap_or(true) {
         return Ok(None);
     }
     let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
-        .and_then(|t| t.trim().parse().ok());
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .map(|max| {
+            max.saturating_sub(i64::try_from(reserved_pids).unwrap_or(0))
+                .max(0)
+        });
     let allocatable = ResourceConfig {
         cpu_shares: Some(kubelet_cgroups::milli_cpu_to_shares(allocatable_milli_cpu)),
         memory: i64::try_from(allocatable_memory).ok(),
@@ -69,6 +74,97 @@ pub fn pod_cgroups(
         cpu_cfs_quota_period_us: period,
         pod_pids_limit: config.pod_pids_limit.unwrap_or(-1),
     }))
+}
+
+/// Upstream's `enforceNodeAllocatableCgroups` for the reserved cgroups: with
+/// `system-reserved` (`kube-reserved`) in `enforceNodeAllocatable`, the existing
+/// `systemReservedCgroup` (`kubeReservedCgroup`) is limited to the reservation's CPU
+/// shares, memory and pids (CPU shares only with the `-compressible` keys). Only the
+/// resources the reservation names are set. Returns what was enforced, one line each,
+/// for the log.
+///
+/// # Errors
+///
+/// A missing cgroup, or one that cannot be written, stops start-up with upstream's
+/// message (`Failed to enforce System Reserved Cgroup Limits on "/system.slice": ...`).
+pub fn enforce_reserved_cgroups(
+    cgroups: &dyn CgroupManager,
+    config: &kubelet_core::config::KubeletConfiguration,
+) -> Result<Vec<String>> {
+    let keys = config.enforce_node_allocatable.clone().unwrap_or_default();
+    let mut done = Vec::new();
+    for (key, field, cgroup, reserved, what) in [
+        (
+            "system-reserved",
+            "systemReservedCgroup",
+            &config.system_reserved_cgroup,
+            &config.system_reserved,
+            "System Reserved",
+        ),
+        (
+            "kube-reserved",
+            "kubeReservedCgroup",
+            &config.kube_reserved_cgroup,
+            &config.kube_reserved,
+            "Kube Reserved",
+        ),
+    ] {
+        for compressible in [false, true] {
+            let wanted = if compressible {
+                format!("{key}-compressible")
+            } else {
+                key.to_owned()
+            };
+            if !keys.contains(&wanted) {
+                continue;
+            }
+            let limits = reserved_cgroup_config(reserved, compressible);
+            let kind = if compressible {
+                format!("{what} Compressible")
+            } else {
+                what.to_owned()
+            };
+            let fail = |reason: String| Error::Config {
+                field,
+                reason: format!("Failed to enforce {kind} Cgroup Limits on {cgroup:?}: {reason}"),
+            };
+            if !cgroups.exists(cgroup) {
+                return Err(fail(format!("cgroup {cgroup:?} does not exist")));
+            }
+            cgroups
+                .apply(cgroup, &limits)
+                .map_err(|e| fail(e.to_string()))?;
+            done.push(format!(
+                "Updated limits on {} cgroup {cgroup}",
+                what.to_lowercase()
+            ));
+        }
+    }
+    Ok(done)
+}
+
+/// Upstream's `getCgroupConfigInternal`: the reservation's CPU as shares, memory and
+/// pids (only CPU when `compressible_only`); what it does not name stays unset.
+fn reserved_cgroup_config(
+    reserved: &std::collections::BTreeMap<String, String>,
+    compressible_only: bool,
+) -> ResourceConfig {
+    let quantity = |name: &str| {
+        reserved
+            .get(name)
+            .and_then(|text| kubelet_core::Quantity::parse(text).ok())
+    };
+    let mut config = ResourceConfig {
+        cpu_shares: quantity("cpu").map(|q| {
+            kubelet_cgroups::milli_cpu_to_shares(u64::try_from(q.milli_value()).unwrap_or(0))
+        }),
+        ..ResourceConfig::default()
+    };
+    if !compressible_only {
+        config.memory = quantity("memory").map(|q| q.value());
+        config.pids_limit = quantity("pid").map(|q| q.value());
+    }
+    config
 }
 
 /// How often the Burstable tier's CPU shares are brought up to date.
@@ -175,6 +271,48 @@ fn ensure(cgroups: &dyn CgroupManager, config: &Config) -> SystemCgroups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_cgroups_get_the_reservations_they_name_and_must_exist() {
+        use kubelet_cgroups::{CgroupVersion, Cgroupfs};
+        let root = tempfile::tempdir().expect("tempdir");
+        for controller in ["cpu", "memory", "pids", "cpuset", "cpuacct", "hugetlb"] {
+            std::fs::create_dir_all(root.path().join(controller).join("system.slice"))
+                .expect("controller dir");
+        }
+        let cgroups = Cgroupfs::new(root.path(), CgroupVersion::V1);
+        let mut config = kubelet_core::config::KubeletConfiguration {
+            enforce_node_allocatable: Some(vec!["pods".into(), "system-reserved".into()]),
+            system_reserved_cgroup: "/system.slice".into(),
+            system_reserved: [
+                ("cpu".to_owned(), "500m".to_owned()),
+                ("memory".to_owned(), "1Gi".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let done = enforce_reserved_cgroups(&cgroups, &config).expect("enforced");
+        assert_eq!(
+            done,
+            vec!["Updated limits on system reserved cgroup /system.slice"]
+        );
+        let read = |controller: &str, file: &str| {
+            std::fs::read_to_string(root.path().join(controller).join("system.slice").join(file))
+                .unwrap_or_default()
+        };
+        assert_eq!(read("cpu", "cpu.shares").trim(), "512");
+        assert_eq!(read("memory", "memory.limit_in_bytes").trim(), "1073741824");
+        // pid is not reserved: no pids limit is written.
+        assert_eq!(read("pids", "pids.max"), "");
+
+        config.enforce_node_allocatable = Some(vec!["kube-reserved-compressible".into()]);
+        config.kube_reserved_cgroup = "/kube.slice".into();
+        let err = enforce_reserved_cgroups(&cgroups, &config).expect_err("missing cgroup");
+        assert_eq!(
+            err.to_string(),
+            "kubeReservedCgroup: Failed to enforce Kube Reserved Compressible Cgroup Limits on \"/kube.slice\": cgroup \"/kube.slice\" does not exist"
+        );
+    }
 
     #[test]
     fn burstable_requests_of_unfinished_pods_add_up() {

@@ -328,7 +328,16 @@ impl KubeletBuilder {
             &cfg.config,
             pods_cgroup_size.milli_cpu,
             pods_cgroup_size.memory,
+            if cfg.enforce_pods_allocatable {
+                reserved.pids
+            } else {
+                0
+            },
         )?;
+        for enforced in container_manager::enforce_reserved_cgroups(cgroups.as_ref(), &cfg.config)?
+        {
+            tracing::info!("{enforced}");
+        }
         let allocatable = allocatable_reservation.taken_from(&capacity);
         let node = NodeContext {
             node_name: node_name.clone(),

@@ -292,18 +292,6 @@ impl Settings {
             ));
         }
         notes.extend(kubelet_eviction::EvictionConfig::notes(&self.config));
-        let enforced = self.config.enforce_node_allocatable.iter().flatten();
-        for key in enforced.filter(|k| k.contains("reserved")) {
-            notes.push(format!(
-                "enforceNodeAllocatable {key:?} is not enforced yet: the {} cgroup is not limited \
-                 (the reservation is still taken out of allocatable)",
-                if key.starts_with("system") {
-                    "systemReservedCgroup"
-                } else {
-                    "kubeReservedCgroup"
-                }
-            ));
-        }
         if self.config.logging.format == "json" {
             notes.push("logging.format json is not supported yet: logging as text".to_owned());
         }

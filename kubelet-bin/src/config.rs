@@ -197,7 +197,8 @@ fn apply_eviction_flags(
     given: impl Fn(&str) -> bool,
 ) {
     let map = |pairs: &[(String, String)]| pairs.iter().cloned().collect();
-    if given("eviction_hard") {
+    // An empty list is the flag's default: the configuration's (or upstream's) stays.
+    if given("eviction_hard") && !flags.eviction_hard.is_empty() {
         config.eviction_hard = Some(map(&flags.eviction_hard));
     }
     for (id, pairs, field) in [
@@ -238,7 +239,15 @@ fn apply_eviction_flags(
         config.eviction_max_pod_grace_period = seconds;
     }
     if given("enforce_node_allocatable") {
-        config.enforce_node_allocatable = Some(flags.enforce_node_allocatable.clone());
+        // `--enforce-node-allocatable=` (nothing) enforces nothing, as upstream.
+        config.enforce_node_allocatable = Some(
+            flags
+                .enforce_node_allocatable
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
+        );
     }
 }
 

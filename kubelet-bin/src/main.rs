@@ -276,7 +276,7 @@ struct Flags {
 
     /// What node allocatable is enforced on (`pods`, `system-reserved`, `kube-reserved`,
     /// or `none`), comma separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', default_value = "pods")]
     enforce_node_allocatable: Vec<String>,
 
     /// How often the node's status is computed and, when changed, posted.

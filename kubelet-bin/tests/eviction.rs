@@ -421,3 +421,85 @@ spec:
         assert_eq!(condition(&pod, "DisruptionTarget"), Some("True"), "{pod:#}");
     }
 }
+
+#[test]
+fn system_reserved_is_enforced_on_its_cgroup_and_taken_out_of_allocatable() {
+    let test = "system_reserved_is_enforced_on_its_cgroup_and_taken_out_of_allocatable";
+    let Some((_env, c)) = Cluster::from_env(test) else {
+        return;
+    };
+    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
+    if cgroup_root.join("cgroup.controllers").exists() {
+        return kubelet_test_support::skip(
+            test,
+            "reads cgroup v1 files (this VM's); the v2 writes are kubelet-cgroups' unit tests",
+        );
+    }
+    let _node = lock();
+    let name = "kubelet-test-system-reserved";
+    let controllers = ["cpu", "memory", "pids"];
+    let remove = || {
+        for controller in controllers {
+            let _ = std::fs::remove_dir(cgroup_root.join(controller).join(name));
+        }
+    };
+    let read = |path: String| {
+        std::fs::read_to_string(cgroup_root.join(&path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    let config = format!(
+        "systemReserved: {{cpu: 200m, memory: 256Mi, pid: \"1000\"}}\n\
+         systemReservedCgroup: /{name}\n\
+         enforceNodeAllocatable: [pods, system-reserved]\n"
+    );
+
+    // The cgroup must exist: upstream refuses to create it.
+    remove();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut refused = c.start_kubelet_with(dir.path(), &config, &[]);
+    let status = refused.wait_exit(30).expect("the kubelet stops");
+    assert!(!status.success());
+    assert!(
+        refused.log().contains(&format!(
+            "systemReservedCgroup: Failed to enforce System Reserved Cgroup Limits on \"/{name}\": cgroup \"/{name}\" does not exist"
+        )),
+        "{}",
+        refused.log()
+    );
+
+    for controller in controllers {
+        std::fs::create_dir_all(cgroup_root.join(controller).join(name)).expect("cgroup");
+    }
+    let kubelet = c.start_kubelet_with(dir.path(), &config, &[]);
+    c.wait_node_ready(&kubelet);
+    // Allocatable leaves out the reservation and the harness's 100Mi hard threshold.
+    let node = c.wait_json(
+        "allocatable less the reservation",
+        &["get", "node", &c.node],
+        60,
+        &kubelet,
+        |n| {
+            bytes(&n["status"]["allocatable"]["memory"])
+                == bytes(&n["status"]["capacity"]["memory"]) - 256 * MI - 100 * MI
+        },
+    );
+    let capacity = bytes(&node["status"]["capacity"]["memory"]);
+    let shares = read(format!("cpu/{name}/cpu.shares"));
+    let limit = read(format!("memory/{name}/memory.limit_in_bytes"));
+    let pids = read(format!("pids/{name}/pids.max"));
+    let kubepods = read("memory/kubepods/memory.limit_in_bytes".to_owned());
+    drop(kubelet);
+    remove();
+    assert_eq!(shares, "204");
+    assert_eq!(limit, (256 * MI).to_string());
+    assert_eq!(pids, "1000");
+    // /kubepods leaves out only the reservation.
+    let kubepods: i64 = kubepods.parse().unwrap_or_default();
+    // The node reports whole KiB; the cgroup holds what the kubelet computed from bytes.
+    assert!(
+        (kubepods - (capacity - 256 * MI)).abs() < 1024 * 4,
+        "kubepods {kubepods} vs capacity {capacity}"
+    );
+}

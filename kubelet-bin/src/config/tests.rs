@@ -765,3 +765,83 @@ fn a_sysctl_pattern_that_is_not_namespaced_stops_start_up() {
         "{refused:#}"
     );
 }
+
+#[test]
+fn eviction_and_reservation_flags_override_the_file_and_bad_values_name_the_field() {
+    use kubelet_builder::allocatable::Reserved;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(&dir, "kubeReserved: {cpu: 50m}\n");
+    let file = file.to_string_lossy();
+    let settings = resolve_args(&["kubelet", "--config", &file]).expect("valid");
+    // A configuration file gets upstream's default hard thresholds.
+    // Five, the allocatable-memory one (enforcing `pods`) and containerfs as nodefs.
+    assert_eq!(
+        settings.eviction.thresholds.len(),
+        8,
+        "{:?}",
+        settings.eviction
+    );
+    assert_eq!(settings.kube_reserved.milli_cpu, 50);
+    assert!(settings.enforce_pods_allocatable);
+    let settings = resolve_args(&[
+        "kubelet",
+        "--config",
+        &file,
+        "--eviction-hard=memory.available<200Mi",
+        "--eviction-soft=nodefs.available<20%",
+        "--eviction-soft-grace-period=nodefs.available=1m",
+        "--eviction-pressure-transition-period=30s",
+        "--kube-reserved=cpu=100m,memory=1Gi",
+        "--system-reserved=pid=1000",
+        "--enforce-node-allocatable=",
+    ])
+    .expect("valid");
+    let signals: Vec<&str> = settings
+        .eviction
+        .thresholds
+        .iter()
+        .map(|t| t.signal.as_str())
+        .collect();
+    assert_eq!(
+        signals,
+        vec![
+            "memory.available",
+            "nodefs.available",
+            "containerfs.available"
+        ]
+    );
+    assert_eq!(
+        settings.eviction.pressure_transition_period,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        settings.kube_reserved,
+        Reserved {
+            milli_cpu: 100,
+            memory: 1 << 30,
+            ..Reserved::default()
+        }
+    );
+    assert_eq!(settings.system_reserved.pids, 1000);
+    assert!(!settings.enforce_pods_allocatable);
+
+    for (args, expected) in [
+        (
+            vec!["--eviction-hard=nodefs.available<150%"],
+            "evictionHard: eviction percentage threshold nodefs.available must be <= 100%: 150%",
+        ),
+        (
+            vec!["--kube-reserved=gpu=1"],
+            "kubeReserved: cannot reserve \"gpu\" resource",
+        ),
+        (
+            vec!["--eviction-soft=memory.available<1Gi"],
+            "evictionSoftGracePeriod: grace period must be specified for the soft eviction threshold memory.available",
+        ),
+    ] {
+        let mut all = vec!["kubelet", "--config", &file];
+        all.extend(args);
+        let err = resolve_args(&all).expect_err("refused");
+        assert!(format!("{err:#}").contains(expected), "{err:#}");
+    }
+}
