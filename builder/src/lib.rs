@@ -582,7 +582,10 @@ impl Kubelet {
                 Arc::new(manager.pod_killer()),
                 events,
             )
-            .with_reclaimer(Arc::new(ImageReclaim(image_gc)))
+            .with_reclaimer(Arc::new(DiskReclaim {
+                containers: manager.container_gc(),
+                images: image_gc,
+            }))
             .run(),
         );
         let periods = node_shutdown_periods(&cfg);
@@ -649,13 +652,18 @@ impl Kubelet {
     }
 }
 
-/// Image garbage collection as the eviction manager's disk reclaim.
-struct ImageReclaim(Arc<ImageGc>);
+/// The eviction manager's disk reclaim, in upstream's order: the containers of finished
+/// pods (which may free their images), then unused images.
+struct DiskReclaim {
+    containers: kubelet_pod_manager::ContainerGc,
+    images: Arc<ImageGc>,
+}
 
 #[async_trait::async_trait]
-impl NodeReclaimer for ImageReclaim {
+impl NodeReclaimer for DiskReclaim {
     async fn reclaim_disk(&self) {
-        if let Err(e) = self.0.delete_unused_images().await {
+        self.containers.delete_all_unused_containers().await;
+        if let Err(e) = self.images.delete_unused_images().await {
             tracing::warn!(error = %e, "deleting unused images to reclaim disk");
         }
     }

@@ -19,10 +19,10 @@
 //!   a `DisruptionTarget` condition and an `Evicted` event; `kubelet_evictions` counts
 //!   them.
 //!
-//! For disk signals, a [`NodeReclaimer`] (image garbage collection) runs first, and no
-//! pod is evicted when that resolves the pressure. Not done here: removing all dead
-//! containers as a reclaim step, and memcg threshold notifications
-//! (`kernelMemcgNotification`); the signals are read every 10 seconds.
+//! For disk signals, a [`NodeReclaimer`] (the containers of finished pods, then unused
+//! images) runs first, and no pod is evicted when that resolves the pressure. Not done
+//! here: memcg threshold notifications (`kernelMemcgNotification`); the signals are read
+//! every 10 seconds.
 //!
 //! `cargo xtask bench` runs `examples/bench_housekeeping.rs`: the cost of a round at 110
 //! pods, with no threshold met and with every pod ranked for a memory eviction.

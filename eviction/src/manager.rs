@@ -73,10 +73,11 @@ impl PodEvictor for PodKiller {
 }
 
 /// Frees node-level resources before pods are evicted for disk pressure (upstream's
-/// node reclaim functions: image garbage collection).
+/// node reclaim functions: the containers of finished pods, then unused images).
 #[async_trait]
 pub trait NodeReclaimer: Send + Sync {
-    /// Removes what the node can lose without evicting a pod (unused images).
+    /// Removes what the node can lose without evicting a pod (finished pods'
+    /// containers, unused images).
     async fn reclaim_disk(&self);
 }
 

@@ -196,6 +196,21 @@ spec:
         refused["status"]["message"],
         "Pod was rejected: The node had condition: [MemoryPressure]. "
     );
+    let metrics = c.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/metrics", c.node),
+    ]);
+    for series in [
+        "kubelet_admission_rejections_total{reason=\"Evicted\"}",
+        "kubelet_evictions{eviction_signal=\"memory.available\"}",
+    ] {
+        let value = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert!(value.is_some_and(|v| v >= 1.0), "{series} in {metrics}");
+    }
 
     // The hog's memory is back: the condition clears after the transition period.
     let node = c.wait_json(
@@ -234,6 +249,40 @@ fn pull_unused_image(endpoint: &str, image: &str) {
     });
 }
 
+/// How many containers and sandboxes of the pod with `uid` the runtime has.
+fn runtime_objects_of(endpoint: &str, uid: &str) -> usize {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        use kubelet_core::Runtime;
+        let client =
+            kubelet_cri_client::CriClient::new(endpoint, Default::default()).expect("CRI client");
+        let labels: kubelet_core::StringMap = [(
+            kubelet_core::labels::POD_UID_LABEL.to_owned(),
+            uid.to_owned(),
+        )]
+        .into();
+        let containers = Runtime::list_containers(
+            &client,
+            &kubelet_core::ContainerFilter {
+                labels: labels.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list containers");
+        let sandboxes = Runtime::list_sandboxes(
+            &client,
+            &kubelet_core::SandboxFilter {
+                labels,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list sandboxes");
+        containers.len() + sandboxes.len()
+    })
+}
+
 fn image_present(endpoint: &str, image: &str) -> bool {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
@@ -247,9 +296,9 @@ fn image_present(endpoint: &str, image: &str) -> bool {
 }
 
 #[test]
-fn disk_pressure_reclaims_unused_images_then_evicts_the_pod_filling_the_disk() {
+fn disk_pressure_reclaims_finished_containers_and_unused_images_then_evicts_the_filler() {
     let Some((env, c)) = Cluster::from_env(
-        "disk_pressure_reclaims_unused_images_then_evicts_the_pod_filling_the_disk",
+        "disk_pressure_reclaims_finished_containers_and_unused_images_then_evicts_the_filler",
     ) else {
         return;
     };
@@ -278,6 +327,36 @@ fn disk_pressure_reclaims_unused_images_then_evicts_the_pod_filling_the_disk() {
     assert_eq!(condition(&node, "DiskPressure"), Some("False"), "{node:#}");
     let namespace = Namespace::create(&c, "disk-pressure-test");
     let ns = namespace.name;
+    // A finished pod keeps its container and sandbox (for its status and logs) until the
+    // node needs the disk.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: done, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["true"]
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "the finished pod Succeeded",
+        &["get", "pods", "-n", ns],
+        90,
+        &kubelet,
+        |l| find(l, "done").is_some_and(|p| p["status"]["phase"] == "Succeeded"),
+    );
+    let done_uid = find(&pods, "done").expect("done")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    assert_eq!(runtime_objects_of(&env.endpoint, &done_uid), 2);
     c.apply(&format!(
         r#"
 apiVersion: v1
@@ -314,6 +393,12 @@ spec:
     assert!(
         !image_present(&env.endpoint, &unused),
         "the unused image was reclaimed before evicting: {}",
+        kubelet.log()
+    );
+    assert_eq!(
+        runtime_objects_of(&env.endpoint, &done_uid),
+        0,
+        "the finished pod's container and sandbox were reclaimed: {}",
         kubelet.log()
     );
     assert!(

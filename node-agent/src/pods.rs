@@ -259,6 +259,7 @@ impl Admission {
                 }
                 Err(rejection) => {
                     warn!(pod = %PodRef::of(&pod), reason = %rejection.reason, message = %rejection.message, "pod rejected");
+                    rejection.record();
                     self.rejected.insert(id);
                     let mut status = rejected_status(&pod, &rejection);
                     status.start_time.get_or_insert_with(|| {

@@ -109,6 +109,15 @@ impl Rejection {
         }
     }
 
+    /// Counts the rejection in `kubelet_admission_rejections_total`, once per refused
+    /// pod, as upstream's `recordAdmissionRejection`.
+    pub fn record(&self) {
+        use kubelet_core::metrics::kubelet::{
+            ADMISSION_REJECTIONS_TOTAL, admission_rejection_reason,
+        };
+        ADMISSION_REJECTIONS_TOTAL.inc(&[admission_rejection_reason(&self.reason)]);
+    }
+
     /// Upstream `PredicateFailureError`: the plugin name is the reason.
     fn predicate(name: &str, description: &str) -> Self {
         Self::new(name, format!("Predicate {name} failed: {description}"))

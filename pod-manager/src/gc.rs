@@ -5,18 +5,28 @@
 //!
 //! The symlinks are made when a container starts and removed with it; the periodic
 //! orphan clean-up also removes those whose log is gone, as upstream's GC does.
+//!
+//! Under disk pressure, [`ContainerGc::delete_all_unused_containers`] also removes what
+//! finished pods left (upstream's `DeleteAllUnusedContainers`, the eviction manager's
+//! first node reclaim).
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kubelet_core::labels::{CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL};
+use kubelet_core::labels::{
+    CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL,
+};
 use kubelet_core::{
     Container, ContainerConfig, ContainerFilter, ContainerState, Runtime, SandboxConfig,
-    SandboxState,
+    SandboxFilter, SandboxState,
 };
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
+
+use crate::kill::ManagerCommand;
 
 use crate::status::RuntimeSnapshot;
 
@@ -343,3 +353,108 @@ pub(crate) async fn remove_dead_sandboxes(
 
 #[cfg(test)]
 mod tests;
+
+/// Removes the containers and sandboxes of pods that will not run again, through the
+/// pod manager that knows which those are. Cheap to clone.
+#[derive(Clone)]
+pub struct ContainerGc {
+    commands: mpsc::Sender<ManagerCommand>,
+    runtime: Arc<dyn Runtime>,
+    container_logs_dir: PathBuf,
+}
+
+impl std::fmt::Debug for ContainerGc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerGc")
+            .field("container_logs_dir", &self.container_logs_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerGc {
+    pub(crate) fn new(
+        commands: mpsc::Sender<ManagerCommand>,
+        runtime: Arc<dyn Runtime>,
+        container_logs_dir: PathBuf,
+    ) -> Self {
+        Self {
+            commands,
+            runtime,
+            container_logs_dir,
+        }
+    }
+
+    /// Upstream's `DeleteAllUnusedContainers`: every exited container and every dead
+    /// sandbox of the pods that finished (succeeded, failed, evicted, shut down) but are
+    /// not deleted yet, which the periodic GC keeps for their status and logs. Returns
+    /// how many containers and sandboxes went; nothing when the manager is gone.
+    pub async fn delete_all_unused_containers(&self) -> usize {
+        let (reply, finished) = oneshot::channel();
+        if self
+            .commands
+            .send(ManagerCommand::FinishedPods(reply))
+            .await
+            .is_err()
+        {
+            return 0;
+        }
+        let finished = finished.await.unwrap_or_default();
+        if !finished.is_empty() {
+            info!(
+                pods = finished.len(),
+                "attempting to delete unused containers"
+            );
+        }
+        let mut removed = 0;
+        for uid in &finished {
+            removed += self.remove_pod_runtime(uid).await;
+        }
+        removed
+    }
+
+    async fn remove_pod_runtime(&self, uid: &str) -> usize {
+        let labels: kubelet_core::StringMap = [(POD_UID_LABEL.to_owned(), uid.to_owned())].into();
+        let mut removed = 0;
+        let containers = self
+            .runtime
+            .list_containers(&ContainerFilter {
+                labels: labels.clone(),
+                ..Default::default()
+            })
+            .await;
+        for container in containers.unwrap_or_default() {
+            if container.state == ContainerState::Running {
+                continue;
+            }
+            match self.runtime.remove_container(&container.id).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    warn!(pod = uid, container = %container.id, error = %e, "removing a finished pod's container");
+                    continue;
+                }
+            }
+            remove_log_symlink(&self.container_logs_dir, &container).await;
+        }
+        let sandboxes = self
+            .runtime
+            .list_sandboxes(&SandboxFilter {
+                labels,
+                ..Default::default()
+            })
+            .await;
+        for sandbox in sandboxes.unwrap_or_default() {
+            if sandbox.state == SandboxState::Ready {
+                continue;
+            }
+            match self.runtime.remove_sandbox(&sandbox.id).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    warn!(pod = uid, sandbox = %sandbox.id, error = %e, "removing a finished pod's sandbox");
+                }
+            }
+        }
+        removed
+    }
+}

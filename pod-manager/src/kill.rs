@@ -35,6 +35,9 @@ pub(crate) enum ManagerCommand {
     ActivePods(oneshot::Sender<Vec<Pod>>),
     /// Kill pods.
     Kill(KillPods),
+    /// The uids of the wanted pods that will not run again (finished, evicted, shut
+    /// down), with no container running.
+    FinishedPods(oneshot::Sender<Vec<String>>),
 }
 
 /// Kills pods through the pod manager, for whoever decides the node must shed them (the

@@ -1,6 +1,7 @@
 //! Container logs: rotation, as upstream's container log manager (when a running
-//! container's log grows past `containerLogMaxSize`, it is renamed with a timestamp, the
-//! runtime reopens the log, and only `containerLogMaxFiles` files are kept), and reading
+//! container's log reaches `containerLogMaxSize`, it is renamed with a timestamp and the
+//! runtime reopens the log; older rotated files are gzipped and only
+//! `containerLogMaxFiles` files are kept), and reading
 //! them for `/containerLogs` ([`LogReader`], [`locate_container_log`]).
 //!
 //! ```no_run
@@ -92,9 +93,17 @@ async fn rotate_all(runtime: &dyn Runtime, policy: LogRotation) -> kubelet_core:
         let log = PathBuf::from(&status.log_path);
         let size = match tokio::fs::metadata(&log).await {
             Ok(meta) => meta.len(),
+            // As upstream: a log gone (removed by hand, a rotation interrupted) is
+            // reopened by the runtime.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Err(e) = runtime.reopen_container_log(&container.id).await {
+                    warn!(container = %container.id, error = %e, "container log doesn't exist, reopening it failed");
+                }
+                continue;
+            }
             Err(_) => continue,
         };
-        if size <= policy.max_size {
+        if size < policy.max_size {
             continue;
         }
         if let Err(message) = rotate(runtime, &container.id, &log, policy.max_files).await {
@@ -139,19 +148,14 @@ async fn rotate(
     log: &Path,
     max_files: usize,
 ) -> Result<(), String> {
-    // Make room: after the rename there are the rotated files plus the new current log.
-    let keep = max_files.max(2) - 2;
-    let rotated = rotated_files(log).await;
-    for old in rotated.iter().take(rotated.len().saturating_sub(keep)) {
-        tokio::fs::remove_file(old)
-            .await
-            .map_err(|e| format!("removing {}: {e}", old.display()))?;
-    }
+    make_room(log, max_files).await?;
     let mut target = PathBuf::from(format!("{}.{}", log.display(), timestamp()));
     if tokio::fs::try_exists(&target).await.unwrap_or(false) {
         // Two rotations within one second: keep both.
         target = PathBuf::from(format!("{}.{}-1", log.display(), timestamp()));
     }
+    // The latest rotated file stays uncompressed: the runtime may still be writing its
+    // last lines and log shippers finish reading it.
     tokio::fs::rename(log, &target)
         .await
         .map_err(|e| format!("renaming to {}: {e}", target.display()))?;
@@ -163,3 +167,86 @@ async fn rotate(
     debug!(container = id, rotated = %target.display(), "rotated container log");
     Ok(())
 }
+
+/// Before a rotation, as upstream: leftovers of an interrupted rotation removed, the
+/// oldest rotated files removed so that after the rename at most `max_files` files remain
+/// (the new current log included), and the rotated files that stay gzipped.
+async fn make_room(log: &Path, max_files: usize) -> Result<(), String> {
+    let rotated = clean_up_unused(rotated_files(log).await).await?;
+    let keep = max_files.max(2) - 2;
+    let excess = rotated.len().saturating_sub(keep);
+    for old in &rotated[..excess] {
+        tokio::fs::remove_file(old)
+            .await
+            .map_err(|e| format!("removing {}: {e}", old.display()))?;
+    }
+    for older in rotated[excess..]
+        .iter()
+        .filter(|f| !has_suffix(f, COMPRESSED_SUFFIX))
+    {
+        let file = older.clone();
+        tokio::task::spawn_blocking(move || compress(&file))
+            .await
+            .map_err(|e| format!("compressing {}: {e}", older.display()))??;
+    }
+    Ok(())
+}
+
+/// Suffix of a gzipped rotated log (upstream's `compressSuffix`).
+const COMPRESSED_SUFFIX: &str = ".gz";
+/// Suffix of a log being compressed (upstream's `tmpSuffix`).
+const TMP_SUFFIX: &str = ".tmp";
+
+fn has_suffix(path: &Path, suffix: &str) -> bool {
+    path.to_str().is_some_and(|p| p.ends_with(suffix))
+}
+
+/// Upstream's `cleanupUnusedLogs`: removes what an interrupted rotation left (files being
+/// compressed, and originals whose compressed copy exists); returns the rest, oldest
+/// first.
+async fn clean_up_unused(rotated: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let mut in_use = Vec::with_capacity(rotated.len());
+    for file in &rotated {
+        let compressed = PathBuf::from(format!("{}{COMPRESSED_SUFFIX}", file.display()));
+        let compressed_exists = rotated.contains(&compressed);
+        if has_suffix(file, TMP_SUFFIX) || compressed_exists {
+            tokio::fs::remove_file(file)
+                .await
+                .map_err(|e| format!("removing unused log {}: {e}", file.display()))?;
+        } else {
+            in_use.push(file.clone());
+        }
+    }
+    Ok(in_use)
+}
+
+/// Upstream's `compressLog`: `<log>` gzipped into `<log>.tmp`, renamed `<log>.gz`, then
+/// `<log>` removed.
+fn compress(log: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let failed = |what: &str, e: std::io::Error| format!("{what} {}: {e}", log.display());
+    let mut input = std::fs::File::open(log).map_err(|e| failed("opening", e))?;
+    let mode = input
+        .metadata()
+        .map_err(|e| failed("reading the mode of", e))?
+        .permissions();
+    let tmp = PathBuf::from(format!("{}{TMP_SUFFIX}", log.display()));
+    let output =
+        std::fs::File::create(&tmp).map_err(|e| failed("creating the temporary file of", e))?;
+    let result = (|| {
+        output.set_permissions(mode)?;
+        let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
+        std::io::copy(&mut input, &mut encoder)?;
+        encoder.finish()?.flush()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed("compressing", e));
+    }
+    let compressed = PathBuf::from(format!("{}{COMPRESSED_SUFFIX}", log.display()));
+    std::fs::rename(&tmp, &compressed).map_err(|e| failed("renaming the compressed copy of", e))?;
+    std::fs::remove_file(log).map_err(|e| failed("removing after compressing", e))
+}
+
+#[cfg(test)]
+mod rotation_tests;

@@ -2,6 +2,7 @@
 //! (the pod lifecycle event generator) and cleans up pods nobody wants.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::LogRotation;
+use crate::gc::ContainerGc;
 use crate::kill::{KillReason, ManagerCommand, PodKiller};
 use crate::probing::PodProbes;
 use crate::shutdown::{
@@ -67,6 +69,8 @@ struct Worker {
     desired: watch::Sender<Desired>,
     poke: Arc<Notify>,
     handle: JoinHandle<()>,
+    /// Set by the worker once its pod will not run again and nothing of it runs.
+    finished: Arc<AtomicBool>,
 }
 
 /// Runs the pods the sources want.
@@ -77,6 +81,7 @@ pub struct PodManager {
     pokes: Pokes,
     shutdown: NodeShutdown,
     killer: PodKiller,
+    container_gc: ContainerGc,
     commands: mpsc::Receiver<ManagerCommand>,
 }
 
@@ -121,6 +126,11 @@ impl PodManager {
         config: ManagerConfig,
     ) -> Self {
         let (commands_tx, commands) = mpsc::channel(8);
+        let container_gc = ContainerGc::new(
+            commands_tx.clone(),
+            ctx.runtime.clone(),
+            ctx.node.container_logs_dir.clone(),
+        );
         Self {
             ctx,
             reporter,
@@ -128,6 +138,7 @@ impl PodManager {
             pokes: Pokes::default(),
             shutdown: NodeShutdown::new(PodKiller::new(commands_tx.clone())),
             killer: PodKiller::new(commands_tx),
+            container_gc,
             commands,
         }
     }
@@ -141,6 +152,11 @@ impl PodManager {
     /// The handle the eviction manager lists and kills pods through.
     pub fn pod_killer(&self) -> PodKiller {
         self.killer.clone()
+    }
+
+    /// The handle the eviction manager reclaims finished pods' containers through.
+    pub fn container_gc(&self) -> ContainerGc {
+        self.container_gc.clone()
     }
 
     /// A handle that wakes pod workers from outside (object watches).
@@ -229,6 +245,14 @@ impl PodManager {
                         let pods = workers.values().map(|w| w.desired.borrow().pod.clone()).collect();
                         let _ = reply.send(pods);
                     }
+                    ManagerCommand::FinishedPods(reply) => {
+                        let uids = workers
+                            .iter()
+                            .filter(|(_, w)| w.finished.load(Ordering::Acquire))
+                            .map(|(uid, _)| uid.clone())
+                            .collect();
+                        let _ = reply.send(uids);
+                    }
                     ManagerCommand::Kill(kill) => {
                         for uid in kill.uids {
                             match workers.get(&uid) {
@@ -309,6 +333,8 @@ impl PodManager {
                 {
                     // Upstream's shutdown admission handler: no new pod on a node going down.
                     info!(pod = %PodRef::of(&pod), "refusing a pod: the node is shutting down");
+                    kubelet_core::metrics::kubelet::ADMISSION_REJECTIONS_TOTAL
+                        .inc(&[NODE_SHUTDOWN_NOT_ADMITTED_REASON]);
                     let reporter = self.reporter.clone();
                     tokio::spawn(async move {
                         let status = PodStatus {
@@ -349,6 +375,7 @@ impl PodManager {
             kill: None,
         });
         let poke = Arc::new(Notify::new());
+        let finished = Arc::new(AtomicBool::new(false));
         pokes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -362,6 +389,7 @@ impl PodManager {
                 poke.clone(),
                 self.config.resync_period,
                 pokes.clone(),
+                finished.clone(),
             )
             .instrument(span),
         );
@@ -369,6 +397,7 @@ impl PodManager {
             desired,
             poke,
             handle,
+            finished,
         }
     }
 }
@@ -409,9 +438,10 @@ impl Drop for AbortOnDrop {
 
 /// Tears down the volumes of a pod that will not run again (evicted, shut down,
 /// finished), once: an evicted pod's emptyDir must not keep the disk or memory that got
-/// it evicted. A failure is retried on the next sync.
-async fn release_volumes(ctx: &SyncContext, uid: &str, released: &mut bool) {
-    if *released {
+/// it evicted. A failure is retried on the next sync. Then the pod is `finished`: its
+/// dead containers may go under disk pressure.
+async fn release_volumes(ctx: &SyncContext, uid: &str, finished: &AtomicBool) {
+    if finished.load(Ordering::Acquire) {
         return;
     }
     // Never under a container that still runs (a kill that failed).
@@ -420,7 +450,7 @@ async fn release_volumes(ctx: &SyncContext, uid: &str, released: &mut bool) {
         _ => return,
     }
     match ctx.volumes.tear_down_pod(uid).await {
-        Ok(()) => *released = true,
+        Ok(()) => finished.store(true, Ordering::Release),
         Err(e) => warn!(error = %e, "tearing down the volumes of a finished pod"),
     }
 }
@@ -432,6 +462,7 @@ fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection
         .and_then(|()| crate::admission::admit_under_pressure(pod, &ctx.node.pressure.conditions()))
         .inspect_err(|rejection| {
             warn!(reason = %rejection.reason, message = %rejection.message, "pod rejected");
+            rejection.record();
             ctx.events.record(kubelet_core::PodEvent {
                 pod: PodRef::of(pod),
                 field_path: None,
@@ -507,6 +538,7 @@ async fn pod_worker(
     poke: Arc<Notify>,
     resync: Duration,
     pokes: Pokes,
+    finished: Arc<AtomicBool>,
 ) {
     // When the pod started: its first sandbox's creation if it already runs (a restarted
     // kubelet adopting it), else now.
@@ -517,9 +549,6 @@ async fn pod_worker(
     let mut startup = StartupTracker::new(ctx.clock.now());
     let mut last_pod: Option<Pod> = None;
     let mut shut_down = false;
-    // Whether a finished pod's volumes are gone (once, as upstream unmounts them when
-    // its containers have stopped; the directory goes when the pod is deleted).
-    let mut volumes_released = false;
     // Whether the pod passed admission; a rejected pod never runs, as upstream.
     let mut admission: Option<Result<(), crate::admission::Rejection>> = None;
     loop {
@@ -625,7 +654,7 @@ async fn pod_worker(
             {
                 warn!(error = %e, "stopping a finished pod");
             } else {
-                release_volumes(&ctx, &r.uid, &mut volumes_released).await;
+                release_volumes(&ctx, &r.uid, &finished).await;
             }
             if !wait(&mut desired, &poke, resync).await {
                 return;
@@ -713,7 +742,7 @@ async fn pod_worker(
                     Ok(()) => last_status = Some(status),
                     Err(e) => warn!(error = %e, "reporting the pod's status"),
                 }
-                release_volumes(&ctx, &r.uid, &mut volumes_released).await;
+                release_volumes(&ctx, &r.uid, &finished).await;
                 let _ = done.try_send(r.uid.clone());
             }
             if !wait(&mut desired, &poke, resync).await {

@@ -1016,21 +1016,41 @@ async fn container_logs_rotate_by_size_and_keep_max_files() {
         names.sort();
         names
     };
-    // Several rotations happen; never more than max_files files exist.
+    // Several rotations happen; never more than max_files files exist (a file being
+    // compressed, `.tmp`, is the same log in transit); the older rotated files are gzipped.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut most = 0;
     let mut rotations_seen = std::collections::BTreeSet::new();
-    while Instant::now() < deadline && rotations_seen.len() < 4 {
-        let names = files();
+    let compressed_seen = |seen: &std::collections::BTreeSet<String>| {
+        seen.iter().filter(|n| n.ends_with(".gz")).count()
+    };
+    while Instant::now() < deadline
+        && (rotations_seen.len() < 4 || compressed_seen(&rotations_seen) < 2)
+    {
+        let names: Vec<String> = files()
+            .into_iter()
+            .filter(|n| !n.ends_with(".tmp"))
+            .collect();
         most = most.max(names.len());
         rotations_seen.extend(names.into_iter().filter(|n| n != "0.log"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        rotations_seen.len() >= 4,
+        rotations_seen.len() >= 4 && compressed_seen(&rotations_seen) >= 2,
         "rotated files seen: {rotations_seen:?}"
     );
     assert!(most <= 3, "at most max_files files at once, saw {most}");
+    let gzipped = files()
+        .into_iter()
+        .find(|n| n.ends_with(".gz"))
+        .expect("a gzipped rotated log stays");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(dir.join(&gzipped)).expect("open")),
+        &mut text,
+    )
+    .expect("the rotated log is gzip");
+    assert!(text.contains(" stdout F line "), "{gzipped}: {text}");
     // After reopening, containerd writes to a fresh 0.log.
     let current = std::fs::read_to_string(dir.join("0.log")).expect("current log");
     assert!(current.contains(" stdout F line "), "{current}");

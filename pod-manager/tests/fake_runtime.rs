@@ -57,6 +57,8 @@ struct Harness {
     recorder: Arc<Recorder>,
     updates: mpsc::Sender<SourceUpdate>,
     manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
+    killer: kubelet_pod_manager::kill::PodKiller,
+    container_gc: kubelet_pod_manager::ContainerGc,
     dirs: tempfile::TempDir,
 }
 
@@ -134,6 +136,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
         },
     );
     let (updates, rx) = mpsc::channel(4);
+    let (killer, container_gc) = (manager.pod_killer(), manager.container_gc());
     let manager = tokio::spawn(manager.run(rx));
     Harness {
         fake,
@@ -141,6 +144,8 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
         recorder,
         updates,
         manager,
+        killer,
+        container_gc,
         dirs,
     }
 }
@@ -873,5 +878,59 @@ async fn log_symlinks_and_dead_sandboxes_go_with_their_containers() {
     })
     .await;
     eventually(&h, "links removed", |_| linked_logs(&h).is_empty()).await;
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn under_disk_pressure_a_finished_pods_containers_and_sandboxes_go() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake.clone());
+    send(
+        &h,
+        vec![
+            pod("web", "u-web", &[], &[("app", "sleep 1000")], "Always"),
+            pod("hog", "u-hog", &[], &[("app", "sleep 1000")], "Always"),
+        ],
+    )
+    .await;
+    eventually(&h, "running", |pods| {
+        phase(pods, "web") == "Running" && phase(pods, "hog") == "Running"
+    })
+    .await;
+    assert_eq!(
+        h.container_gc.delete_all_unused_containers().await,
+        0,
+        "nothing of a running pod goes"
+    );
+    let why = kubelet_pod_manager::kill::KillReason {
+        reason: "Evicted".into(),
+        message: "The node was low on resource: ephemeral-storage. ".into(),
+    };
+    assert_eq!(
+        h.killer
+            .kill(vec!["u-hog".into()], 0, why, Duration::from_secs(5))
+            .await,
+        1
+    );
+    eventually(&h, "evicted", |pods| phase(pods, "hog") == "Failed").await;
+    // The evicted pod keeps its exited container and dead sandbox for its status until
+    // the node needs the disk.
+    assert_eq!(fake.sandbox_ids().len(), 2);
+    assert_eq!(fake.container_ids().len(), 2);
+    let mut removed = 0;
+    for _ in 0..40 {
+        removed += h.container_gc.delete_all_unused_containers().await;
+        if removed > 0 {
+            break;
+        }
+        // The worker marks the pod finished once its volumes are released.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(removed, 2, "the evicted pod's container and sandbox");
+    assert_eq!(fake.sandbox_ids().len(), 1);
+    assert_eq!(fake.container_ids().len(), 1);
+    assert_eq!(phase(&h.pods.pods(), "web"), "Running");
+    assert_eq!(phase(&h.pods.pods(), "hog"), "Failed");
     h.manager.abort();
 }

@@ -244,11 +244,61 @@ pub static IMAGE_GARBAGE_COLLECTED_TOTAL: Family = Family::counter(
     &["reason"],
 );
 
+/// `kubelet_admission_rejections_total{reason}`: pods the kubelet refused, by upstream's
+/// known reasons (see [`admission_rejection_reason`]).
+pub static ADMISSION_REJECTIONS_TOTAL: Family = Family::counter(
+    "kubelet_admission_rejections_total",
+    "Cumulative number pod admission rejections by the Kubelet.",
+    Alpha,
+    &["reason"],
+);
+
+/// The `reason` label of [`ADMISSION_REJECTIONS_TOTAL`], as upstream's
+/// `recordAdmissionRejection`: a known reason as it is, an `OutOf<extended resource>`
+/// as `OutOfExtendedResources`, anything else `Other` (the label stays bounded).
+pub fn admission_rejection_reason(reason: &str) -> &str {
+    const KNOWN: [&str; 21] = [
+        "AppArmor",
+        "PodOSSelectorNodeLabelDoesNotMatch",
+        "PodOSNotSupported",
+        "InvalidNodeInfo",
+        "InitContainerRestartPolicyForbidden",
+        "SupplementalGroupsPolicyNotSupported",
+        "UnexpectedAdmissionError",
+        "UnknownReason",
+        "UnexpectedPredicateFailureType",
+        "OutOfcpu",
+        "OutOfmemory",
+        "OutOfephemeral-storage",
+        "OutOfpods",
+        "PodLevelResourcesNotSupported",
+        "PodFeatureUnsupported",
+        // Upstream lists the taint predicate's message, not its reason
+        // (`TaintToleration`), so a taint rejection counts as `Other` there, and here.
+        "node(s) had taints that the pod didn't tolerate",
+        "Evicted",
+        "SysctlForbidden",
+        "TopologyAffinityError",
+        "NodeShutdown",
+        "VolumeAttachmentLimitExceeded",
+    ];
+    if KNOWN.contains(&reason) {
+        reason
+    } else if reason.starts_with("OutOf") {
+        // Upstream's `InsufficientResourcePrefix`; cpu, memory, ephemeral-storage and
+        // pods are known above.
+        "OutOfExtendedResources"
+    } else {
+        "Other"
+    }
+}
+
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 22] = [
+pub static COMPONENT: [&Family; 23] = [
     &PROCESS_START_TIME,
     &HTTP_INFLIGHT_REQUESTS,
     &HTTP_REQUESTS_TOTAL,
+    &ADMISSION_REJECTIONS_TOTAL,
     &EVICTION_STATS_AGE,
     &EVICTIONS,
     &IMAGE_GARBAGE_COLLECTED_TOTAL,
@@ -317,6 +367,18 @@ pub fn runtime_operation(rpc: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_rejection_reasons_stay_bounded_as_upstreams() {
+        assert_eq!(admission_rejection_reason("OutOfcpu"), "OutOfcpu");
+        assert_eq!(admission_rejection_reason("Evicted"), "Evicted");
+        assert_eq!(
+            admission_rejection_reason("OutOfexample.com/gpu"),
+            "OutOfExtendedResources"
+        );
+        assert_eq!(admission_rejection_reason("TaintToleration"), "Other");
+        assert_eq!(admission_rejection_reason("NodeAffinity"), "Other");
+    }
 
     #[test]
     fn runtime_buckets_are_upstreams_exponential_buckets() {
