@@ -31,7 +31,7 @@ pub(crate) struct KillPods {
 /// What the pod manager is asked from outside its sources.
 #[derive(Debug)]
 pub(crate) enum ManagerCommand {
-    /// The pods the manager runs now (not being removed).
+    /// The pods the manager runs now (not being removed, not finished).
     ActivePods(oneshot::Sender<Vec<Pod>>),
     /// Kill pods.
     Kill(KillPods),
@@ -57,8 +57,8 @@ impl PodKiller {
         Self::new(mpsc::channel(1).0)
     }
 
-    /// The pods the manager runs now (admitted, not being removed); empty when the
-    /// manager is gone.
+    /// The pods the manager runs now (admitted, not being removed, not finished);
+    /// empty when the manager is gone.
     pub async fn active_pods(&self) -> Vec<Pod> {
         let (reply, pods) = oneshot::channel();
         if self

@@ -242,7 +242,13 @@ impl PodManager {
                 }
                 Some(command) = commands.recv() => match command {
                     ManagerCommand::ActivePods(reply) => {
-                        let pods = workers.values().map(|w| w.desired.borrow().pod.clone()).collect();
+                        // Upstream's filterOutInactivePods: a finished pod is no
+                        // candidate for eviction or a shutdown kill.
+                        let pods = workers
+                            .values()
+                            .filter(|w| !w.finished.load(Ordering::Acquire))
+                            .map(|w| w.desired.borrow().pod.clone())
+                            .collect();
                         let _ = reply.send(pods);
                     }
                     ManagerCommand::FinishedPods(reply) => {
@@ -455,6 +461,24 @@ async fn release_volumes(ctx: &SyncContext, uid: &str, finished: &AtomicBool) {
     }
 }
 
+/// Upstream's `SyncTerminatingPod` and `SyncTerminatedPod` for a pod that will not run
+/// again: what still runs of it stops (sidecars, its sandbox and with it the pod's IP),
+/// then its volumes go and it counts as finished.
+async fn stop_finished_pod(
+    ctx: &SyncContext,
+    pod: &Pod,
+    snapshot: &crate::status::RuntimeSnapshot,
+    finished: &AtomicBool,
+) {
+    if (snapshot.any_running() || snapshot.ready_sandbox().is_some())
+        && let Err(e) = terminate_pod(ctx, pod, snapshot, false).await
+    {
+        warn!(error = %e, "stopping a finished pod");
+        return;
+    }
+    release_volumes(ctx, &PodRef::of(pod).uid, finished).await;
+}
+
 /// Upstream's sysctl, AppArmor and eviction (node pressure) admission of a new pod; a
 /// rejection gets a Warning event and a log line.
 fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection> {
@@ -622,6 +646,7 @@ async fn pod_worker(
                 Ok(()) if !desired.borrow().remove => {
                     // Wanted again meanwhile: run it anew.
                     info!("pod removed, and wanted again");
+                    finished.store(false, Ordering::Release);
                     continue;
                 }
                 Ok(()) => {
@@ -646,15 +671,17 @@ async fn pod_worker(
             }
         }
 
-        if is_terminal(&pod) {
-            // Succeeded or Failed in the API server: it never runs again (a restarted
-            // kubelet must not start a finished pod whose containers are gone).
-            if snapshot.any_running()
-                && let Err(e) = terminate_pod(&ctx, &pod, &snapshot, false).await
+        if is_terminal(&pod) || finished.load(Ordering::Acquire) {
+            // Succeeded or Failed in the API server, or as this worker last reported
+            // it: it never runs again (a restarted kubelet, or a resync after the
+            // finished pod's containers were reclaimed, must not start it anew).
+            stop_finished_pod(&ctx, &pod, &snapshot, &finished).await;
+            if let Some((_, _, done)) = &want.kill
+                && !shut_down
             {
-                warn!(error = %e, "stopping a finished pod");
-            } else {
-                release_volumes(&ctx, &r.uid, &finished).await;
+                // Nothing of it runs to be killed.
+                shut_down = true;
+                let _ = done.try_send(r.uid.clone());
             }
             if !wait(&mut desired, &poke, resync).await {
                 return;
@@ -843,6 +870,18 @@ async fn pod_worker(
                 Ok(()) => last_status = Some(status),
                 Err(e) => warn!(error = %e, "reporting the pod's status"),
             }
+        }
+        // Upstream's pod worker terminates a pod once its status is terminal: from then
+        // on it never runs again, and its volumes go (its containers under disk
+        // pressure).
+        let reported_terminal = last_status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|phase| {
+                phase == crate::status::SUCCEEDED || phase == crate::status::FAILED
+            });
+        if reported_terminal {
+            stop_finished_pod(&ctx, &pod, &after, &finished).await;
         }
 
         let operation = match &last_pod {

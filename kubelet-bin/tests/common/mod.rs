@@ -158,6 +158,7 @@ impl Cluster {
     ) -> Kubelet {
         let log = root.join(log_name);
         let stderr = std::fs::File::create(&log).expect("log file");
+        let started = std::time::SystemTime::now();
         let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
             .args(["--hostname-override", &self.node, "--node-ip", NODE_IP])
             .arg("--root-dir")
@@ -172,7 +173,11 @@ impl Cluster {
             .stderr(stderr)
             .spawn()
             .expect("start the kubelet");
-        Kubelet { child, log }
+        Kubelet {
+            child,
+            log,
+            started,
+        }
     }
 
     /// Starts the kubelet with the node's kubeconfig and a KubeletConfiguration with the
@@ -245,13 +250,31 @@ impl Cluster {
     }
 
     /// Waits up to a minute for the node to be Ready.
+    /// Waits until the node is Ready as this kubelet reported it (not an earlier one:
+    /// its Ready heartbeat is not older than this kubelet).
     pub fn wait_node_ready(&self, kubelet: &Kubelet) -> Value {
+        let started = kubelet
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let heartbeat = |n: &Value| -> Option<u64> {
+            let ready = n["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?;
+            let time: k8s_openapi::jiff::Timestamp =
+                ready["lastHeartbeatTime"].as_str()?.parse().ok()?;
+            u64::try_from(time.as_second()).ok()
+        };
         self.wait_json(
             "node Ready",
             &["get", "node", &self.node],
             60,
             kubelet,
-            |n| condition(n, "Ready") == Some("True"),
+            |n| {
+                condition(n, "Ready") == Some("True")
+                    && heartbeat(n).is_some_and(|at| at >= started)
+            },
         )
     }
 
@@ -306,6 +329,8 @@ impl Drop for Namespace<'_> {
 pub struct Kubelet {
     pub child: Child,
     pub log: PathBuf,
+    /// When it was started: a node status older than this is an earlier kubelet's.
+    pub started: std::time::SystemTime,
 }
 
 impl Kubelet {
