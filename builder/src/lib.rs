@@ -74,6 +74,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 pub use kubelet_node_agent::KUBELET_VERSION;
+pub use kubelet_pod_manager::ContainerGcPolicy;
 pub use kubelet_pod_manager::admission::kernel_version;
 pub use settings::{Settings, configz_json};
 
@@ -98,6 +99,7 @@ pub(crate) struct NodeOptions {
     pub(crate) bootstrap_kubeconfig: Option<PathBuf>,
     pub(crate) cert_dir: PathBuf,
     pub(crate) runtime_cgroups: Option<String>,
+    pub(crate) container_gc: kubelet_pod_manager::ContainerGcPolicy,
 }
 
 /// Assembles a [`Kubelet`]; see the crate documentation.
@@ -168,6 +170,13 @@ impl KubeletBuilder {
     /// (`--runtime-cgroups`).
     pub fn runtime_cgroups(mut self, cgroup: impl Into<String>) -> Self {
         self.node.runtime_cgroups = Some(cgroup.into()).filter(|c| !c.is_empty());
+        self
+    }
+
+    /// Which dead containers are kept (the deprecated `--minimum-container-ttl-duration`,
+    /// `--maximum-dead-containers-per-container`, `--maximum-dead-containers`).
+    pub fn container_gc(mut self, policy: kubelet_pod_manager::ContainerGcPolicy) -> Self {
+        self.node.container_gc = policy;
         self
     }
 
@@ -363,6 +372,7 @@ impl KubeletBuilder {
                 selinux_enabled: kubelet_pod_manager::spec::host_selinux_enabled(),
             },
             pressure: pressure.clone(),
+            container_gc: options.container_gc,
         };
         let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
             match &cluster {
@@ -472,6 +482,7 @@ impl Kubelet {
                 bootstrap_kubeconfig: None,
                 cert_dir: Path::new(DEFAULT_ROOT_DIR).join("pki"),
                 runtime_cgroups: None,
+                container_gc: kubelet_pod_manager::ContainerGcPolicy::default(),
             },
             runtime: None,
             prober: None,

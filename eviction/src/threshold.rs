@@ -302,6 +302,12 @@ impl EvictionConfig {
                 ));
             }
         }
+        if config.kernel_memcg_notification {
+            notes.push(format!(
+                "kernelMemcgNotification is not supported yet: memory thresholds are checked every {}s",
+                crate::MONITORING_PERIOD.as_secs()
+            ));
+        }
         notes
     }
 

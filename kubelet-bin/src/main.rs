@@ -279,6 +279,19 @@ struct Flags {
     #[arg(long, value_delimiter = ',', default_value = "pods")]
     enforce_node_allocatable: Vec<String>,
 
+    /// Minimum age of a finished container before it is garbage collected (deprecated
+    /// upstream, kept for the units that pass it).
+    #[arg(long, default_value = "0s", value_parser = config::parse_duration_flag)]
+    minimum_container_ttl_duration: GoDuration,
+
+    /// Dead instances kept per container of a pod; negative keeps all (deprecated).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    maximum_dead_containers_per_container: i32,
+
+    /// Dead containers kept on the node in all; negative: no limit (deprecated).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    maximum_dead_containers: i32,
+
     /// How often the node's status is computed and, when changed, posted.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]
     node_status_update_frequency: GoDuration,
@@ -287,6 +300,13 @@ struct Flags {
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
 }
+/// The container GC flags upstream deprecated (still honoured, with its warning).
+const DEPRECATED_GC_FLAGS: [&str; 3] = [
+    "minimum-container-ttl-duration",
+    "maximum-dead-containers-per-container",
+    "maximum-dead-containers",
+];
+
 /// Parses a `--node-labels` entry, `key=value`.
 fn parse_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
@@ -388,6 +408,14 @@ async fn run(flags: Flags, cfg: Settings) -> anyhow::Result<()> {
     if let Some(cgroup) = flags.runtime_cgroups {
         builder = builder.runtime_cgroups(cgroup);
     }
+    builder = builder.container_gc(kubelet_builder::ContainerGcPolicy {
+        min_age: flags
+            .minimum_container_ttl_duration
+            .to_std()
+            .unwrap_or_default(),
+        max_per_pod_container: flags.maximum_dead_containers_per_container,
+        max_containers: flags.maximum_dead_containers,
+    });
     let kubelet = builder.build().await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -440,6 +468,15 @@ fn main() -> ExitCode {
     }
     for note in cfg.unsupported() {
         tracing::warn!("{note}");
+    }
+    for flag in DEPRECATED_GC_FLAGS {
+        if matches.value_source(&flag.replace('-', "_"))
+            == Some(clap::parser::ValueSource::CommandLine)
+        {
+            tracing::warn!(
+                "Flag --{flag} has been deprecated, Use --eviction-hard or --eviction-soft instead. Will be removed in a future version."
+            );
+        }
     }
     lower_own_oom_score();
     let tokio = match tokio::runtime::Builder::new_multi_thread()

@@ -21,6 +21,11 @@ struct Kubelet {
 
 impl Kubelet {
     fn start(manifests: &Path, root: &Path, port: u16, log: PathBuf) -> Self {
+        Self::start_with(manifests, root, port, log, &[])
+    }
+
+    /// [`Kubelet::start`] with more flags.
+    fn start_with(manifests: &Path, root: &Path, port: u16, log: PathBuf, extra: &[&str]) -> Self {
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_kubelet"))
             .arg("--pod-manifest-path")
@@ -34,6 +39,7 @@ impl Kubelet {
             .arg(port.to_string())
             // Tests run side by side: each its own kubelet API port, no /healthz port.
             .args(["--port", &free_port().to_string(), "--healthz-port", "0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -363,4 +369,92 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     }
     assert!(container_ids(&runtime, &new_uid, &rt).is_empty());
     assert!(kubelet.pods().is_empty());
+}
+
+fn exited_containers(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> usize {
+    let filter = ContainerFilter {
+        labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        state: Some(kubelet_core::ContainerState::Exited),
+        ..Default::default()
+    };
+    rt.block_on(Runtime::list_containers(runtime, &filter))
+        .expect("list containers")
+        .len()
+}
+
+#[test]
+fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
+    let Some(env) =
+        TestEnv::from_env("maximum_dead_containers_per_container_keeps_more_dead_instances")
+    else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let _entered = rt.enter();
+    let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).expect("manifest dir");
+    std::fs::write(
+        manifests.join("crash.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", \"exit 1\"]\n",
+            env.busybox
+        ),
+    )
+    .expect("write");
+    let kubelet = Kubelet::start_with(
+        &manifests,
+        &dir.path().join("root"),
+        free_port(),
+        dir.path().join("kubelet.log"),
+        &["--maximum-dead-containers-per-container=2"],
+    );
+    let pods = kubelet.wait_for("the crash pod restarted once", |pods| {
+        find(pods, "crash-test-node").is_some_and(|p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .is_some_and(|n| n >= 1)
+        })
+    });
+    let uid = find(&pods, "crash-test-node").expect("crash")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    // Its second exit: both exited instances stay (upstream's default keeps one), and
+    // stay over several syncs (the next start is 20 s of back-off away).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exited_containers(&runtime, &uid, &rt) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "two exited instances:\n{}",
+            kubelet.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        exited_containers(&runtime, &uid, &rt),
+        2,
+        "{}",
+        kubelet.stderr()
+    );
+    assert!(
+        kubelet.stderr().contains(
+            "Flag --maximum-dead-containers-per-container has been deprecated, Use --eviction-hard or --eviction-soft instead."
+        ),
+        "{}",
+        kubelet.stderr()
+    );
+
+    std::fs::remove_file(manifests.join("crash.yaml")).expect("remove");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sandboxes(&runtime, &uid, &rt) > 0 || !container_ids(&runtime, &uid, &rt).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the pod was not removed:\n{}",
+            kubelet.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,7 +1,8 @@
-//! What upstream's container garbage collector (`kuberuntime_gc.go`) removes besides
-//! old container instances: the legacy `/var/log/containers` symlinks of containers
-//! that are gone (`legacy.go`), dead sandboxes a pod has replaced, and the log
-//! directories of pods that are gone.
+//! Upstream's container garbage collector (`kuberuntime_gc.go`): the policy of the old
+//! container instances each pod sync removes ([`ContainerGcPolicy`]) and its node-wide
+//! limit, the legacy `/var/log/containers` symlinks of containers that are gone
+//! (`legacy.go`), dead sandboxes a pod has replaced, and the log directories of pods
+//! that are gone.
 //!
 //! The symlinks are made when a container starts and removed with it; the periodic
 //! orphan clean-up also removes those whose log is gone, as upstream's GC does.
@@ -29,6 +30,114 @@ use tracing::{debug, info, warn};
 use crate::kill::ManagerCommand;
 
 use crate::status::RuntimeSnapshot;
+
+/// Upstream's container GC policy (`GCPolicy`, from the deprecated flags
+/// `--minimum-container-ttl-duration`, `--maximum-dead-containers-per-container` and
+/// `--maximum-dead-containers`): which exited containers are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerGcPolicy {
+    /// An exited container created less than this long ago is never removed.
+    pub min_age: Duration,
+    /// Exited instances kept per container of a pod (the newest); negative keeps all.
+    pub max_per_pod_container: i32,
+    /// Exited containers kept on the node in all; negative: no limit.
+    pub max_containers: i32,
+}
+
+impl Default for ContainerGcPolicy {
+    /// Upstream's defaults: no minimum age, one dead instance per container (for
+    /// `lastState` and `kubectl logs --previous`), no node-wide limit.
+    fn default() -> Self {
+        Self {
+            min_age: Duration::ZERO,
+            max_per_pod_container: 1,
+            max_containers: -1,
+        }
+    }
+}
+
+impl ContainerGcPolicy {
+    /// Whether an exited container created at `created_nanos` may be removed at `now`.
+    pub(crate) fn old_enough(&self, created_nanos: i64, now: SystemTime) -> bool {
+        let created = SystemTime::UNIX_EPOCH
+            + Duration::from_nanos(u64::try_from(created_nanos).unwrap_or(0));
+        now.duration_since(created)
+            .is_ok_and(|age| age >= self.min_age)
+    }
+
+    /// How many dead instances of one container of a pod stay (`None`: all).
+    pub(crate) fn kept_per_container(&self) -> Option<usize> {
+        usize::try_from(self.max_per_pod_container).ok()
+    }
+}
+
+/// Upstream's node-wide `MaxContainers`: when more exited containers (old enough) than
+/// the limit are on the node, each container of each pod keeps an equal share (at least
+/// one), then the oldest go until the limit holds. Returns how many were removed.
+pub(crate) async fn enforce_max_containers(
+    runtime: &dyn Runtime,
+    container_logs_dir: &Path,
+    policy: ContainerGcPolicy,
+    now: SystemTime,
+) -> usize {
+    let Ok(limit) = usize::try_from(policy.max_containers) else {
+        return 0;
+    };
+    let containers = match runtime.list_containers(&ContainerFilter::default()).await {
+        Ok(containers) => containers,
+        Err(e) => {
+            debug!(error = %e, "listing containers for the dead container limit");
+            return 0;
+        }
+    };
+    let mut units: std::collections::HashMap<(String, String), Vec<Container>> =
+        std::collections::HashMap::new();
+    for container in containers {
+        let Some(uid) = container.labels.get(POD_UID_LABEL).cloned() else {
+            continue;
+        };
+        if container.state == ContainerState::Running
+            || !policy.old_enough(container.created_at, now)
+        {
+            continue;
+        }
+        units
+            .entry((uid, container.metadata.name.clone()))
+            .or_default()
+            .push(container);
+    }
+    let total: usize = units.values().map(Vec::len).sum();
+    if total <= limit {
+        return 0;
+    }
+    let per_unit = (limit / units.len().max(1)).max(1);
+    let mut doomed = Vec::new();
+    let mut kept = Vec::new();
+    for mut unit in units.into_values() {
+        unit.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        let rest = unit.split_off(per_unit.min(unit.len()));
+        doomed.extend(rest);
+        kept.extend(unit);
+    }
+    if kept.len() > limit {
+        kept.sort_by_key(|c| c.created_at);
+        let excess = kept.len() - limit;
+        doomed.extend(kept.drain(..excess));
+    }
+    let mut removed = 0;
+    for container in doomed {
+        match runtime.remove_container(&container.id).await {
+            Ok(()) => removed += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                warn!(container = %container.id, error = %e, "removing a dead container over maximum-dead-containers");
+                continue;
+            }
+        }
+        remove_log_symlink(container_logs_dir, &container).await;
+    }
+    removed
+}
 
 /// Suffix of a container log symlink (upstream `legacyLogSuffix`).
 const LOG_SUFFIX: &str = ".log";

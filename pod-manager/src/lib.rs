@@ -63,7 +63,7 @@ mod sync;
 
 pub use clock::TokioClock;
 pub use error::{Error, Result};
-pub use gc::ContainerGc;
+pub use gc::{ContainerGc, ContainerGcPolicy};
 pub use local::LocalPods;
 pub use logs::LogRotation;
 pub use manager::{ManagerConfig, PodManager, PodPoker};

@@ -214,7 +214,7 @@ impl PodManager {
                             .cloned()
                             .chain(finishing.iter().filter_map(|w| w.desired.borrow().pod.metadata.uid.clone()))
                             .collect();
-                        orphan_dirs = Some(AbortOnDrop(tokio::spawn(clean_up_orphaned_pod_dirs(
+                        orphan_dirs = Some(AbortOnDrop(tokio::spawn(collect_garbage(
                             self.ctx.clone(),
                             known,
                         ))));
@@ -917,11 +917,12 @@ async fn pod_worker(
 /// How often (in 2-second housekeeping ticks) orphaned pod directories are looked for.
 const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
 
-/// Removes the volumes and directories of pods that no worker owns and the runtime no
-/// longer knows (left by a kubelet that stopped before finishing them), as upstream's
-/// `cleanupOrphanedPodDirs`, and their log directories and the container log symlinks
-/// whose log is gone, as upstream's container GC.
-async fn clean_up_orphaned_pod_dirs(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
+/// The periodic clean-up: the volumes and directories of pods that no worker owns and
+/// the runtime no longer knows (left by a kubelet that stopped before finishing them),
+/// as upstream's `cleanupOrphanedPodDirs`; their log directories and the container log
+/// symlinks whose log is gone, and the node-wide dead container limit
+/// (`--maximum-dead-containers`), as upstream's container GC.
+async fn collect_garbage(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
     // A pod the runtime still has is being finished (or adopted): not an orphan yet.
     match ctx.runtime.list_sandboxes(&SandboxFilter::default()).await {
         Ok(sandboxes) => known.extend(
@@ -940,6 +941,13 @@ async fn clean_up_orphaned_pod_dirs(ctx: Arc<SyncContext>, mut known: HashSet<St
     crate::gc::remove_orphaned_pod_log_dirs(&ctx.node.pod_logs_root, &known).await;
     crate::gc::remove_dangling_log_symlinks(ctx.runtime.as_ref(), &ctx.node.container_logs_dir)
         .await;
+    crate::gc::enforce_max_containers(
+        ctx.runtime.as_ref(),
+        &ctx.node.container_logs_dir,
+        ctx.node.container_gc,
+        ctx.clock.now(),
+    )
+    .await;
 }
 
 /// Waits for a new desired state, a poke from the relist, or `timeout`. False when the

@@ -1224,22 +1224,31 @@ async fn remove_pod_cgroups(cgroups: &Arc<dyn kubelet_cgroups::CgroupManager>, u
     }
 }
 
-/// Removes exited instances of each container beyond the newest exited one, which is
-/// kept for `lastState` and `kubectl logs --previous` (upstream keeps one per container),
-/// with their log symlinks; then the pod's dead sandboxes that no container is left in,
-/// except the newest (see [`crate::gc::remove_dead_sandboxes`]).
+/// Removes exited instances of each container beyond the newest
+/// `maxPerPodContainer` (one by default, kept for `lastState` and `kubectl logs
+/// --previous`) and older than the policy's minimum age, with their log symlinks; then
+/// the pod's dead sandboxes that no container is left in, except the newest (see
+/// [`crate::gc::remove_dead_sandboxes`]).
 pub async fn remove_old_instances(ctx: &SyncContext, snapshot: &RuntimeSnapshot) {
+    let policy = ctx.node.container_gc;
+    let Some(keep) = policy.kept_per_container() else {
+        return;
+    };
+    let now = ctx.clock.now();
     let mut seen_exited: BTreeMap<&str, usize> = BTreeMap::new();
     let mut removed: HashSet<&str> = HashSet::new();
+    // Newest first (the snapshot's order).
     for status in &snapshot.containers {
-        if status.container.state != ContainerState::Exited {
+        if status.container.state != ContainerState::Exited
+            || !policy.old_enough(status.container.created_at, now)
+        {
             continue;
         }
         let count = seen_exited
             .entry(&status.container.metadata.name)
             .or_default();
         *count += 1;
-        if *count == 1 {
+        if *count <= keep {
             continue;
         }
         match ctx.runtime.remove_container(&status.container.id).await {

@@ -80,6 +80,21 @@ fn start_with_relist(fake: FakeCriServer, relist_period: Duration) -> Harness {
 /// A pod manager on `fake` whose clock, and the fake runtime's, follow tokio's time (real
 /// time, or virtual time under `start_paused`).
 fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backoff) -> Harness {
+    start_with_gc(
+        fake,
+        relist_period,
+        crash_backoff,
+        kubelet_pod_manager::ContainerGcPolicy::default(),
+    )
+}
+
+/// [`start_with`] keeping dead containers by `container_gc`.
+fn start_with_gc(
+    fake: FakeCriServer,
+    relist_period: Duration,
+    crash_backoff: Backoff,
+    container_gc: kubelet_pod_manager::ContainerGcPolicy,
+) -> Harness {
     let clock: Arc<dyn kubelet_core::Clock> = Arc::new(TokioClock::new());
     let fake = fake.with_clock(clock.clone());
     let client: CriClient = fake.client(Timeouts::default());
@@ -99,6 +114,7 @@ fn start_with(fake: FakeCriServer, relist_period: Duration, crash_backoff: Backo
             host_resolv_conf: "nameserver 127.0.0.53\n".into(),
             allocatable_milli_cpu: 2000,
             allocatable_memory: 1 << 30,
+            container_gc,
             ..NodeContext::default()
         },
         env_objects: Arc::new(NoEnvObjects),
@@ -932,5 +948,53 @@ async fn under_disk_pressure_a_finished_pods_containers_and_sandboxes_go() {
     assert_eq!(fake.container_ids().len(), 1);
     assert_eq!(phase(&h.pods.pods(), "web"), "Running");
     assert_eq!(phase(&h.pods.pods(), "hog"), "Failed");
+    h.manager.abort();
+}
+
+#[tokio::test]
+async fn maximum_dead_containers_per_container_keeps_that_many_exited_instances() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let quick = Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        Duration::from_secs(600),
+    );
+    let policy = kubelet_pod_manager::ContainerGcPolicy {
+        max_per_pod_container: 2,
+        ..Default::default()
+    };
+    let h = start_with_gc(fake.clone(), Duration::from_millis(50), quick, policy);
+    send(
+        &h,
+        vec![pod(
+            "web",
+            "u-keep",
+            &[],
+            &[("app", "sleep 1000")],
+            "Always",
+        )],
+    )
+    .await;
+    for restarts in 1..=4 {
+        eventually(&h, "running", |pods| {
+            app_status(pods).is_some_and(|s| s.ready && s.restart_count == restarts - 1)
+        })
+        .await;
+        let running = app_status(&h.pods.pods())
+            .and_then(|s| s.container_id)
+            .and_then(|id| id.split_once("://").map(|(_, id)| id.to_owned()))
+            .expect("the running instance");
+        assert!(fake.exit_container(&running, 1));
+        eventually(&h, "restarted", |pods| {
+            app_status(pods).is_some_and(|s| s.restart_count == restarts)
+        })
+        .await;
+    }
+    // Four exited instances and the running one: the two newest exited stay.
+    eventually(&h, "old instances removed", |_| {
+        fake.container_ids().len() == 3
+    })
+    .await;
     h.manager.abort();
 }

@@ -193,3 +193,17 @@ fn container_fs_thresholds_are_noted() {
         ]
     );
 }
+
+#[test]
+fn memcg_notifications_are_noted() {
+    let mut c = config(&[]);
+    assert!(EvictionConfig::notes(&c).is_empty());
+    c.kernel_memcg_notification = true;
+    assert_eq!(
+        EvictionConfig::notes(&c),
+        vec![
+            "kernelMemcgNotification is not supported yet: memory thresholds are checked every 10s"
+                .to_owned()
+        ]
+    );
+}

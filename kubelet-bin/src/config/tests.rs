@@ -845,3 +845,25 @@ fn eviction_and_reservation_flags_override_the_file_and_bad_values_name_the_fiel
         assert!(format!("{err:#}").contains(expected), "{err:#}");
     }
 }
+
+#[test]
+fn the_deprecated_container_gc_flags_parse_as_upstreams() {
+    let defaults = Flags::try_parse_from(["kubelet"]).expect("defaults");
+    assert_eq!(defaults.maximum_dead_containers_per_container, 1);
+    assert_eq!(defaults.maximum_dead_containers, -1);
+    assert!(defaults.minimum_container_ttl_duration.is_zero());
+    let given = Flags::try_parse_from([
+        "kubelet",
+        "--maximum-dead-containers-per-container",
+        "-1",
+        "--maximum-dead-containers=100",
+        "--minimum-container-ttl-duration=1m30s",
+    ])
+    .expect("given");
+    assert_eq!(given.maximum_dead_containers_per_container, -1);
+    assert_eq!(given.maximum_dead_containers, 100);
+    assert_eq!(
+        given.minimum_container_ttl_duration.to_std(),
+        Some(Duration::from_secs(90))
+    );
+}

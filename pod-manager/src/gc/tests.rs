@@ -481,3 +481,101 @@ async fn only_empty_dead_sandboxes_older_than_the_newest_are_removed() {
     want.sort();
     assert_eq!(left, want);
 }
+
+/// An exited instance (`attempt`) of container `app` of `uid`'s pod in `sandbox`.
+async fn exited_instance(client: &CriClient, uid: &str, sandbox: &str, attempt: u32) -> String {
+    let pod = pod(uid, &["app"]);
+    let spec = &pod.spec.as_ref().expect("spec").containers[0];
+    let config = ContainerConfig {
+        metadata: ContainerMetadata {
+            name: "app".into(),
+            attempt,
+        },
+        image: IMAGE.into(),
+        labels: kubelet_core::labels::container_labels(spec, &pod),
+        ..Default::default()
+    };
+    let sandbox_config = SandboxConfig::default();
+    let id = Runtime::create_container(client, sandbox, &config, &sandbox_config)
+        .await
+        .expect("container");
+    Runtime::start_container(client, &id).await.expect("start");
+    Runtime::stop_container(client, &id, Duration::from_secs(1))
+        .await
+        .expect("stop");
+    id
+}
+
+#[tokio::test]
+async fn the_node_wide_dead_container_limit_keeps_a_share_per_container_then_the_newest() {
+    let (fake, client) = fake();
+    let links = tempfile::tempdir().expect("dir");
+    let (a_sandbox, _) = run_sandbox(&client, "uid-a", 0, false).await;
+    let (b_sandbox, _) = run_sandbox(&client, "uid-b", 0, false).await;
+    let mut a = Vec::new();
+    for attempt in 0..3 {
+        a.push(exited_instance(&client, "uid-a", &a_sandbox, attempt).await);
+    }
+    let b = exited_instance(&client, "uid-b", &b_sandbox, 0).await;
+    let policy = |min_age, max_containers| ContainerGcPolicy {
+        min_age,
+        max_containers,
+        ..ContainerGcPolicy::default()
+    };
+    let now = SystemTime::now();
+
+    // No limit, or under it: nothing goes.
+    for max in [-1, 4] {
+        assert_eq!(
+            enforce_max_containers(&client, links.path(), policy(Duration::ZERO, max), now).await,
+            0
+        );
+    }
+    // Too young to be collected.
+    let hour = Duration::from_secs(3600);
+    assert_eq!(
+        enforce_max_containers(&client, links.path(), policy(hour, 0), now).await,
+        0
+    );
+    // Two for two containers: each keeps its newest.
+    assert_eq!(
+        enforce_max_containers(&client, links.path(), policy(Duration::ZERO, 2), now).await,
+        2
+    );
+    let mut left = fake.container_ids();
+    left.sort();
+    let mut want = vec![a[2].clone(), b.clone()];
+    want.sort();
+    assert_eq!(left, want);
+    // One for two: the oldest of the shares goes.
+    assert_eq!(
+        enforce_max_containers(&client, links.path(), policy(Duration::ZERO, 1), now).await,
+        1
+    );
+    assert_eq!(fake.container_ids(), vec![b]);
+}
+
+#[test]
+fn the_default_policy_is_upstreams() {
+    let policy = ContainerGcPolicy::default();
+    assert_eq!(policy.kept_per_container(), Some(1));
+    assert_eq!(policy.max_containers, -1);
+    let now = SystemTime::now();
+    let nanos = |t: SystemTime| {
+        i64::try_from(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_nanos(),
+        )
+        .expect("fits")
+    };
+    assert!(policy.old_enough(nanos(now), now));
+    let ten_minutes = ContainerGcPolicy {
+        min_age: Duration::from_secs(600),
+        max_per_pod_container: -1,
+        ..policy
+    };
+    assert_eq!(ten_minutes.kept_per_container(), None);
+    assert!(!ten_minutes.old_enough(nanos(now - Duration::from_secs(60)), now));
+    assert!(ten_minutes.old_enough(nanos(now - Duration::from_secs(601)), now));
+}

@@ -101,6 +101,8 @@ pub struct NodeContext {
     /// The node's resource pressure (set by the eviction manager): admission refuses
     /// new pods under it as upstream.
     pub pressure: crate::pressure::NodePressure,
+    /// How many dead containers are kept (upstream's container GC policy).
+    pub container_gc: crate::gc::ContainerGcPolicy,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has

@@ -69,6 +69,7 @@ fn ctx() -> NodeContext {
             ..NodeSecurity::default()
         },
         pressure: Default::default(),
+        container_gc: Default::default(),
     }
 }
 
