@@ -1,7 +1,9 @@
 //! Node pressure on the real control plane and containerd: allocatable less the
 //! reservations and hard thresholds, a memory hog evicted under `evictionHard`
-//! (status, event, `MemoryPressure` and its transition period), and a BestEffort pod
-//! refused while the node is under memory pressure.
+//! (status, event, `MemoryPressure`, its taint and its transition period), a BestEffort
+//! pod refused while the node is under memory pressure, a pod forking processes evicted
+//! under `pid.available`, disk pressure reclaiming then evicting, and local storage
+//! limits.
 
 mod common;
 
@@ -152,6 +154,38 @@ spec:
         .cloned()
         .unwrap_or_default();
     assert_eq!(pressure["reason"], "KubeletHasInsufficientMemory");
+    // The condition drives upstream's taint (the node lifecycle controller's
+    // TaintNodesByCondition), and the kubelet said so in a node event.
+    c.wait_json(
+        "the memory-pressure taint",
+        &["get", "node", &c.node],
+        30,
+        &kubelet,
+        |n| {
+            n["spec"]["taints"].as_array().is_some_and(|taints| {
+                taints.iter().any(|t| {
+                    t["key"] == "node.kubernetes.io/memory-pressure" && t["effect"] == "NoSchedule"
+                })
+            })
+        },
+    );
+    let node_events = c.json(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!(
+            "involvedObject.kind=Node,involvedObject.name={},reason=NodeHasInsufficientMemory",
+            c.node
+        ),
+    ]);
+    assert!(
+        node_events["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty()),
+        "{node_events:#}"
+    );
     c.apply(&format!(
         r#"
 apiVersion: v1
@@ -224,6 +258,86 @@ spec:
     assert!(
         kubelet.log().contains("evicting pod"),
         "the kubelet logged the eviction"
+    );
+}
+
+#[test]
+fn a_pod_forking_processes_is_evicted_under_pid_pressure() {
+    let Some((_env, c)) =
+        Cluster::from_env("a_pod_forking_processes_is_evicted_under_pid_pressure")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What pid.available reads now: the node's maxpid less its scheduling entities.
+    let available = {
+        let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+        c.wait_node_ready(&kubelet);
+        let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
+        let summary: Value =
+            serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+        let rlimit = &summary["node"]["rlimit"];
+        rlimit["maxpid"].as_i64().expect("maxpid") - rlimit["curproc"].as_i64().expect("curproc")
+    };
+    // The threshold sits 300 processes under that; the pod starts 600.
+    let threshold = available - 300;
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        &format!(
+            "evictionHard: {{pid.available: \"{threshold}\"}}\n\
+             evictionPressureTransitionPeriod: 15s\n"
+        ),
+        &[],
+    );
+    let node = c.wait_node_ready(&kubelet);
+    assert_eq!(condition(&node, "PIDPressure"), Some("False"), "{node:#}");
+    let namespace = Namespace::create(&c, "pid-pressure-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: forker, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "for i in $(seq 600); do sleep 3600 & done; wait"]
+"#,
+        image = c.busybox
+    ));
+    let pods = c.wait_json(
+        "the forker evicted",
+        &["get", "pods", "-n", ns],
+        120,
+        &kubelet,
+        |l| find(l, "forker").is_some_and(|p| p["status"]["reason"] == "Evicted"),
+    );
+    let forker = find(&pods, "forker").cloned().unwrap_or_default();
+    assert_eq!(forker["status"]["phase"], "Failed", "{forker:#}");
+    let message = forker["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("The node was low on resource: pids. Threshold quantity: "),
+        "{message}"
+    );
+    // Its processes are gone: the condition clears after the transition period.
+    c.wait_json(
+        "PIDPressure True",
+        &["get", "node", &c.node],
+        30,
+        &kubelet,
+        |n| condition(n, "PIDPressure") == Some("True"),
+    );
+    c.wait_json(
+        "PIDPressure False again",
+        &["get", "node", &c.node],
+        90,
+        &kubelet,
+        |n| condition(n, "PIDPressure") == Some("False"),
     );
 }
 

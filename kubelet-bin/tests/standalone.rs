@@ -107,6 +107,14 @@ impl Drop for Kubelet {
     }
 }
 
+/// One kubelet on the runtime at a time: each kills the pods its sources do not want,
+/// the other's included.
+static NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    NODE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -159,6 +167,7 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     else {
         return;
     };
+    let _node = lock();
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     // The client's lazy channel spawns its connection task on the current runtime.
     let _entered = rt.enter();
@@ -389,6 +398,7 @@ fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
     else {
         return;
     };
+    let _node = lock();
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let _entered = rt.enter();
     let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
