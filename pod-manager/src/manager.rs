@@ -914,7 +914,7 @@ async fn pod_worker(
     }
 }
 
-/// How often (in 2-second housekeeping ticks) orphaned pod directories are looked for.
+/// How often (in 2-second housekeeping ticks) the periodic clean-up (`collect_garbage`) runs.
 const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
 
 /// The periodic clean-up: the volumes and directories of pods that no worker owns and
