@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Cluster, Namespace, condition, lock};
+use common::{Cluster, Kubelet, Namespace, condition, lock};
 use serde_json::Value;
 
 const MI: i64 = 1024 * 1024;
@@ -56,9 +56,7 @@ fn a_memory_hog_is_evicted_under_eviction_hard_and_best_effort_pods_are_refused(
             }),
             "{node:#}"
         );
-        let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
-        let summary: Value =
-            serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+        let summary = node_summary(&c);
         summary["node"]["memory"]["availableBytes"]
             .as_i64()
             .expect("node memory availableBytes")
@@ -98,19 +96,9 @@ spec:
 "#,
         image = c.busybox
     ));
-    let pods = c.wait_json(
-        "the hog evicted",
-        &["get", "pods", "-n", ns],
-        120,
-        &kubelet,
-        |l| find(l, "hog").is_some_and(|p| p["status"]["reason"] == "Evicted"),
-    );
-    let hog = find(&pods, "hog").cloned().unwrap_or_default();
-    assert_eq!(hog["status"]["phase"], "Failed", "{hog:#}");
-    let message = hog["status"]["message"].as_str().unwrap_or_default();
+    let (hog, message) = wait_evicted(&c, &kubelet, ns, "hog", 120, "memory");
     assert!(
-        message.starts_with("The node was low on resource: memory. Threshold quantity: ")
-            && message.contains("Container main was using ")
+        message.contains("Container main was using ")
             && message.ends_with("request is 0, has larger consumption of memory. "),
         "{message}"
     );
@@ -136,7 +124,7 @@ spec:
     ]);
     assert_eq!(
         events["items"][0]["message"].as_str(),
-        Some(message),
+        Some(message.as_str()),
         "{events:#}"
     );
 
@@ -274,9 +262,7 @@ fn a_pod_forking_processes_is_evicted_under_pid_pressure() {
     let available = {
         let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
         c.wait_node_ready(&kubelet);
-        let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
-        let summary: Value =
-            serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+        let summary = node_summary(&c);
         let rlimit = &summary["node"]["rlimit"];
         rlimit["maxpid"].as_i64().expect("maxpid") - rlimit["curproc"].as_i64().expect("curproc")
     };
@@ -310,20 +296,7 @@ spec:
 "#,
         image = c.busybox
     ));
-    let pods = c.wait_json(
-        "the forker evicted",
-        &["get", "pods", "-n", ns],
-        120,
-        &kubelet,
-        |l| find(l, "forker").is_some_and(|p| p["status"]["reason"] == "Evicted"),
-    );
-    let forker = find(&pods, "forker").cloned().unwrap_or_default();
-    assert_eq!(forker["status"]["phase"], "Failed", "{forker:#}");
-    let message = forker["status"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with("The node was low on resource: pids. Threshold quantity: "),
-        "{message}"
-    );
+    wait_evicted(&c, &kubelet, ns, "forker", 120, "pids");
     // Its processes are gone: the condition clears after the transition period.
     c.wait_json(
         "PIDPressure True",
@@ -341,11 +314,47 @@ spec:
     );
 }
 
+/// The kubelet's stats summary now, through the API server's node proxy.
+fn node_summary(c: &Cluster) -> Value {
+    let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
+    serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON")
+}
+
+/// Waits up to `secs` for the pod `name` in `ns` to be evicted for `resource`: phase
+/// Failed, reason Evicted, upstream's message; returns the pod and its message.
+fn wait_evicted(
+    c: &Cluster,
+    kubelet: &Kubelet,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    resource: &str,
+) -> (Value, String) {
+    let pods = c.wait_json(
+        &format!("the {name} evicted"),
+        &["get", "pods", "-n", ns],
+        secs,
+        kubelet,
+        |l| find(l, name).is_some_and(|p| p["status"]["reason"] == "Evicted"),
+    );
+    let pod = find(&pods, name).cloned().unwrap_or_default();
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod:#}");
+    let message = pod["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.starts_with(&format!(
+            "The node was low on resource: {resource}. Threshold quantity: "
+        )),
+        "{message}"
+    );
+    (pod, message)
+}
+
 /// `nodefs.available` of the node now, as a kubelet reads it (its summary).
 fn node_fs_available(c: &Cluster) -> i64 {
-    let path = format!("/api/v1/nodes/{}/proxy/stats/summary", c.node);
-    let summary: Value =
-        serde_json::from_str(&c.kubectl(&["get", "--raw", &path])).expect("summary JSON");
+    let summary = node_summary(c);
     summary["node"]["fs"]["availableBytes"]
         .as_i64()
         .expect("node fs availableBytes")
@@ -489,21 +498,7 @@ spec:
 "#,
         image = c.busybox
     ));
-    let pods = c.wait_json(
-        "the filler evicted",
-        &["get", "pods", "-n", ns],
-        180,
-        &kubelet,
-        |l| find(l, "filler").is_some_and(|p| p["status"]["reason"] == "Evicted"),
-    );
-    let filler = find(&pods, "filler").cloned().unwrap_or_default();
-    assert_eq!(filler["status"]["phase"], "Failed", "{filler:#}");
-    let message = filler["status"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message
-            .starts_with("The node was low on resource: ephemeral-storage. Threshold quantity: "),
-        "{message}"
-    );
+    wait_evicted(&c, &kubelet, ns, "filler", 180, "ephemeral-storage");
     assert!(
         !image_present(&env.endpoint, &unused),
         "the unused image was reclaimed before evicting: {}",
