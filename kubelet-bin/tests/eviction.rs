@@ -64,19 +64,12 @@ fn a_memory_hog_is_evicted_under_eviction_hard_and_best_effort_pods_are_refused(
 
     // The threshold sits 400Mi under that; the hog takes 900Mi.
     let threshold = available - 400 * MI;
-    let kubelet = c.start_kubelet_with(
+    let kubelet = start_with_threshold(
+        &c,
         dir.path(),
-        &format!(
-            "evictionHard: {{memory.available: \"{threshold}\"}}\n\
-             evictionPressureTransitionPeriod: 15s\n"
-        ),
-        &[],
-    );
-    let node = c.wait_node_ready(&kubelet);
-    assert_eq!(
-        condition(&node, "MemoryPressure"),
-        Some("False"),
-        "{node:#}"
+        ("memory.available", threshold),
+        "",
+        "MemoryPressure",
     );
     let namespace = Namespace::create(&c, "eviction-test");
     let ns = namespace.name;
@@ -268,16 +261,13 @@ fn a_pod_forking_processes_is_evicted_under_pid_pressure() {
     };
     // The threshold sits 300 processes under that; the pod starts 600.
     let threshold = available - 300;
-    let kubelet = c.start_kubelet_with(
+    let kubelet = start_with_threshold(
+        &c,
         dir.path(),
-        &format!(
-            "evictionHard: {{pid.available: \"{threshold}\"}}\n\
-             evictionPressureTransitionPeriod: 15s\n"
-        ),
-        &[],
+        ("pid.available", threshold),
+        "",
+        "PIDPressure",
     );
-    let node = c.wait_node_ready(&kubelet);
-    assert_eq!(condition(&node, "PIDPressure"), Some("False"), "{node:#}");
     let namespace = Namespace::create(&c, "pid-pressure-test");
     let ns = namespace.name;
     c.apply(&format!(
@@ -312,6 +302,29 @@ spec:
         &kubelet,
         |n| condition(n, "PIDPressure") == Some("False"),
     );
+}
+
+/// Starts the kubelet with one hard threshold `(signal, value)`, a 15 s pressure
+/// transition period and `extra` configuration; waits until it reports the node Ready
+/// with `pressure` False.
+fn start_with_threshold(
+    c: &Cluster,
+    root: &std::path::Path,
+    (signal, value): (&str, i64),
+    extra: &str,
+    pressure: &str,
+) -> Kubelet {
+    let kubelet = c.start_kubelet_with(
+        root,
+        &format!(
+            "evictionHard: {{{signal}: \"{value}\"}}\n\
+             evictionPressureTransitionPeriod: 15s\n{extra}"
+        ),
+        &[],
+    );
+    let node = c.wait_node_ready(&kubelet);
+    assert_eq!(condition(&node, pressure), Some("False"), "{node:#}");
+    kubelet
 }
 
 /// The kubelet's stats summary now, through the API server's node proxy.
@@ -437,17 +450,13 @@ fn disk_pressure_reclaims_finished_containers_and_unused_images_then_evicts_the_
     };
     // The threshold sits 500Mi under what is free; the pod writes 1200Mi.
     let threshold = available - 500 * MI;
-    let kubelet = c.start_kubelet_with(
+    let kubelet = start_with_threshold(
+        &c,
         dir.path(),
-        &format!(
-            "evictionHard: {{nodefs.available: \"{threshold}\"}}\n\
-             evictionPressureTransitionPeriod: 15s\n\
-             imageMinimumGCAge: 1s\n"
-        ),
-        &[],
+        ("nodefs.available", threshold),
+        "imageMinimumGCAge: 1s\n",
+        "DiskPressure",
     );
-    let node = c.wait_node_ready(&kubelet);
-    assert_eq!(condition(&node, "DiskPressure"), Some("False"), "{node:#}");
     let namespace = Namespace::create(&c, "disk-pressure-test");
     let ns = namespace.name;
     // A finished pod keeps its container and sandbox (for its status and logs) until the

@@ -137,8 +137,19 @@ fn manifest(image: &str, name: &str, message: &str) -> String {
 }
 
 fn container_ids(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> Vec<String> {
+    containers_where(runtime, uid, None, rt)
+}
+
+/// Ids of the pod `uid`'s containers (in `state`, if given), sorted.
+fn containers_where(
+    runtime: &CriClient,
+    uid: &str,
+    state: Option<kubelet_core::ContainerState>,
+    rt: &tokio::runtime::Runtime,
+) -> Vec<String> {
     let filter = ContainerFilter {
         labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
+        state,
         ..Default::default()
     };
     let mut ids: Vec<String> = rt
@@ -380,17 +391,6 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     assert!(kubelet.pods().is_empty());
 }
 
-fn exited_containers(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> usize {
-    let filter = ContainerFilter {
-        labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
-        state: Some(kubelet_core::ContainerState::Exited),
-        ..Default::default()
-    };
-    rt.block_on(Runtime::list_containers(runtime, &filter))
-        .expect("list containers")
-        .len()
-}
-
 #[test]
 fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
     let Some(env) =
@@ -434,7 +434,15 @@ fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
     // Its second exit: both exited instances stay (upstream's default keeps one), and
     // stay over several syncs (the next start is 20 s of back-off away).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while exited_containers(&runtime, &uid, &rt) < 2 {
+    while containers_where(
+        &runtime,
+        &uid,
+        Some(kubelet_core::ContainerState::Exited),
+        &rt,
+    )
+    .len()
+        < 2
+    {
         assert!(
             Instant::now() < deadline,
             "two exited instances:\n{}",
@@ -444,7 +452,13 @@ fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
     }
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        exited_containers(&runtime, &uid, &rt),
+        containers_where(
+            &runtime,
+            &uid,
+            Some(kubelet_core::ContainerState::Exited),
+            &rt
+        )
+        .len(),
         2,
         "{}",
         kubelet.stderr()
