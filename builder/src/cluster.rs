@@ -9,6 +9,7 @@ use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
 };
+use kubelet_pod_manager::allocation::Allocations;
 
 use crate::settings::Settings;
 use crate::{Error, NodeOptions, Result};
@@ -95,12 +96,14 @@ impl Cluster {
         self.client.clone()
     }
 
-    /// The watch of the pods bound to this node, with node-side admission.
-    pub fn pod_source(&self) -> ApiPodSource {
+    /// The watch of the pods bound to this node, with node-side admission recording
+    /// each pod's resources in `allocations` (and deciding their resizes).
+    pub fn pod_source(&self, allocations: Allocations) -> ApiPodSource {
         ApiPodSource::new(self.client.clone(), &self.node_name, self.view.clone()).with_admission(
             self.node_facts.clone(),
             Arc::new(self.status.clone()),
             Arc::new(self.events.clone()),
+            allocations,
         )
     }
 

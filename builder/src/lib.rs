@@ -373,6 +373,8 @@ impl KubeletBuilder {
             },
             pressure: pressure.clone(),
             container_gc: options.container_gc,
+            allocations: kubelet_pod_manager::allocation::Allocations::persisted(&options.root_dir)
+                .await,
         };
         let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
             match &cluster {
@@ -531,7 +533,14 @@ impl Kubelet {
         metrics::NODE_NAME.set(&[&node_name], 1.0);
 
         let (updates, updates_rx) = mpsc::channel(16);
-        let source_kinds = spawn_sources(&mut tasks, &cfg, &node_name, cluster.as_ref(), &updates)?;
+        let source_kinds = spawn_sources(
+            &mut tasks,
+            &cfg,
+            &node_name,
+            cluster.as_ref(),
+            &ctx.node.allocations,
+            &updates,
+        )?;
         drop(updates);
         if qos_cgroups {
             tasks.spawn(
@@ -702,6 +711,7 @@ fn spawn_sources(
     cfg: &Settings,
     node_name: &str,
     cluster: Option<&Cluster>,
+    allocations: &kubelet_pod_manager::allocation::Allocations,
     updates: &mpsc::Sender<SourceUpdate>,
 ) -> Result<Vec<PodSource>> {
     let mut kinds = Vec::new();
@@ -738,7 +748,7 @@ fn spawn_sources(
         tasks.spawn(
             "API pod source",
             Role::MayEnd,
-            c.pod_source().run(updates.clone()),
+            c.pod_source(allocations.clone()).run(updates.clone()),
         );
         kinds.push(PodSource::Api);
     }

@@ -121,6 +121,15 @@ impl Runtime for CriClient {
         Ok(CriClient::reopen_container_log(self, container_id).await?)
     }
 
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &kubelet_core::LinuxResources,
+    ) -> Result<()> {
+        let linux = Some(convert::resources(resources));
+        Ok(CriClient::update_container_resources(self, container_id, linux).await?)
+    }
+
     async fn stream_url(&self, request: &StreamRequest) -> Result<String> {
         let url = match request {
             StreamRequest::Exec {

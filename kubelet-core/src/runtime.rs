@@ -711,6 +711,24 @@ pub trait Runtime: ContainerExec + Send + Sync {
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus>;
     /// Asks the runtime to reopen a container's log file (after rotation).
     async fn reopen_container_log(&self, container_id: &str) -> Result<()>;
+    /// Changes the cgroup resources of a running container (CRI
+    /// `UpdateContainerResources`, for in-place resize); the default says the runtime
+    /// cannot, so a resize fails with that error instead of being skipped.
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &LinuxResources,
+    ) -> Result<()> {
+        let _ = resources;
+        Err(crate::RuntimeError {
+            operation: "UpdateContainerResources",
+            object: container_id.to_owned(),
+            kind: crate::RuntimeErrorKind::Unimplemented,
+            message: "this runtime cannot change a container's resources".to_owned(),
+            timeout: None,
+        }
+        .into())
+    }
 
     /// Prepares a streaming exec, attach or port-forward; returns the URL to proxy.
     async fn stream_url(&self, request: &StreamRequest) -> Result<String>;

@@ -14,7 +14,8 @@ use tracing::{debug, info, warn};
 use kubelet_core::{EventRecorder, EventType, PodEvent, PodRef, StatusReporter};
 
 use super::NodeFactsHandle;
-use kubelet_pod_manager::admission::{NodeFacts, admit, rejected_status};
+use kubelet_pod_manager::admission::{NodeFacts, Rejection, admit, rejected_status};
+use kubelet_pod_manager::allocation::{Allocations, REASON_INFEASIBLE, ResizeDecision};
 use kubelet_pod_manager::source::CONFIG_MIRROR_ANNOTATION;
 use kubelet_pod_manager::{PodSource, SourceUpdate};
 
@@ -106,6 +107,8 @@ struct Admission {
     events: Arc<dyn EventRecorder>,
     admitted: std::collections::HashSet<String>,
     rejected: std::collections::HashSet<String>,
+    /// Each admitted pod's allocated resources; resizes are decided against them.
+    allocations: Allocations,
 }
 
 impl std::fmt::Debug for ApiPodSource {
@@ -132,11 +135,18 @@ impl ApiPodSource {
     /// and the pods already admitted, as upstream's `HandlePodAdditions`: oldest first; a
     /// pod that does not fit is never run, gets phase Failed with upstream's reason
     /// through `reporter`, and a Warning event.
+    ///
+    /// An admitted pod's resources become its allocation in `allocations`; a later
+    /// change of them (the `resize` subresource) is admitted the same way before the pod
+    /// runs with it, or left pending (`PodResizePending`, retried every 3 minutes and
+    /// whenever the node's pods change), as upstream's allocation manager does. The pods
+    /// sent on carry their allocated resources.
     pub fn with_admission(
         mut self,
         node: NodeFactsHandle,
         reporter: Arc<dyn StatusReporter>,
         events: Arc<dyn EventRecorder>,
+        allocations: Allocations,
     ) -> Self {
         self.admission = Some(Admission {
             node,
@@ -144,6 +154,7 @@ impl ApiPodSource {
             events,
             admitted: Default::default(),
             rejected: Default::default(),
+            allocations,
         });
         self
     }
@@ -159,7 +170,33 @@ impl ApiPodSource {
         let mut listing: Option<HashMap<String, Pod>> = None;
         let mut synced = false;
         let mut failing = false;
-        while let Some(event) = stream.next().await {
+        let mut retry = tokio::time::interval(RESIZE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => match event {
+                    Some(event) => Ok(event),
+                    None => return,
+                },
+                _ = retry.tick() => {
+                    // Deferred resizes are tried again now and then, as upstream's
+                    // periodic retry, even when nothing else on the node changes.
+                    let deferred = self.admission.as_ref().is_some_and(|a| a.has_deferred());
+                    if !synced || !deferred {
+                        continue;
+                    }
+                    Err(Retry)
+                }
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(Retry) => {
+                    if updates.send(self.update(&pods).await).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let changed = match event {
                 Ok(Event::Init) => {
                     listing = Some(HashMap::new());
@@ -202,30 +239,50 @@ impl ApiPodSource {
                 continue;
             }
             self.view.replace(pods.clone());
-            let mut wanted: Vec<Pod> = pods.values().filter(|p| !is_mirror(p)).cloned().collect();
-            if let Some(admission) = self.admission.as_mut() {
-                wanted = admission.filter(wanted).await;
-            }
-            let update = SourceUpdate {
-                source: PodSource::Api,
-                pods: wanted,
-                rejected: Vec::new(),
-            };
-            debug!(pods = update.pods.len(), "api pods");
-            if updates.send(update).await.is_err() {
+            if updates.send(self.update(&pods).await).await.is_err() {
                 return;
             }
         }
     }
+
+    /// The pods to run now: every pod of the node but mirror pods, through admission.
+    async fn update(&mut self, pods: &HashMap<String, Pod>) -> SourceUpdate {
+        let mut wanted: Vec<Pod> = pods.values().filter(|p| !is_mirror(p)).cloned().collect();
+        if let Some(admission) = self.admission.as_mut() {
+            wanted = admission.filter(wanted).await;
+        }
+        debug!(pods = wanted.len(), "api pods");
+        SourceUpdate {
+            source: PodSource::Api,
+            pods: wanted,
+            rejected: Vec::new(),
+        }
+    }
 }
 
+/// The periodic retry of deferred resizes (not a watch event).
+struct Retry;
+
+/// How often deferred resizes are tried again without another reason to (upstream's
+/// `retryDelay`).
+const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_secs(180);
+
 impl Admission {
-    /// The pods that may run: those admitted before, terminal or deleted ones (they never
-    /// start anything), and new ones that fit, oldest first.
+    /// Whether a resize waits for room on the node.
+    fn has_deferred(&self) -> bool {
+        self.admitted
+            .iter()
+            .any(|uid| self.allocations.is_deferred(uid))
+    }
+
+    /// The pods that may run, at their allocated resources: those admitted before,
+    /// terminal or deleted ones (they never start anything), and new ones that fit,
+    /// oldest first. Resizes of admitted pods are decided here too.
     async fn filter(&mut self, mut pods: Vec<Pod>) -> Vec<Pod> {
         let present: std::collections::HashSet<String> = pods.iter().map(uid).collect();
         self.admitted.retain(|u| present.contains(u));
         self.rejected.retain(|u| present.contains(u));
+        self.allocations.retain_allocated(&present);
         pods.sort_by(|a, b| {
             let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             created(a)
@@ -236,49 +293,99 @@ impl Admission {
         let mut active: Vec<Pod> = pods
             .iter()
             .filter(|p| self.admitted.contains(&uid(p)) && !is_terminal(p))
-            .cloned()
+            .map(|p| self.allocations.allocated_pod(p))
             .collect();
         let mut runnable = Vec::with_capacity(pods.len());
+        let mut allocated = false;
         for pod in pods {
             let id = uid(&pod);
-            if self.admitted.contains(&id)
-                || is_terminal(&pod)
-                || pod.metadata.deletion_timestamp.is_some()
-            {
-                runnable.push(pod);
+            if is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+                runnable.push(self.allocations.allocated_pod(&pod));
                 continue;
             }
             if self.rejected.contains(&id) {
                 continue;
             }
-            match admit(&pod, &active, &facts) {
-                Ok(()) => {
-                    self.admitted.insert(id);
-                    active.push(pod.clone());
-                    runnable.push(pod);
+            if !self.admitted.contains(&id) {
+                // A restarted kubelet admits a pod at the resources it was running with.
+                let candidate = self.allocations.allocated_pod(&pod);
+                if let Err(rejection) = admit(&candidate, &active, &facts) {
+                    self.reject(&pod, &rejection).await;
+                    continue;
                 }
-                Err(rejection) => {
-                    warn!(pod = %PodRef::of(&pod), reason = %rejection.reason, message = %rejection.message, "pod rejected");
-                    rejection.record();
-                    self.rejected.insert(id);
-                    let mut status = rejected_status(&pod, &rejection);
-                    status.start_time.get_or_insert_with(|| {
-                        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(super::now())
-                    });
-                    self.events.record(PodEvent {
-                        pod: PodRef::of(&pod),
-                        field_path: None,
-                        event_type: EventType::Warning,
-                        reason: rejection.reason.clone().into(),
-                        message: rejection.message.clone(),
-                    });
-                    if let Err(e) = self.reporter.report(&pod, &status).await {
-                        warn!(pod = %PodRef::of(&pod), error = %e, "reporting a rejected pod");
-                    }
+                self.admitted.insert(id.clone());
+                if !self.allocations.has_allocation(&id) {
+                    self.allocations.set_allocated(&candidate);
+                    allocated = true;
                 }
+                active.push(candidate);
             }
+            allocated |= self.resize(&pod, &mut active, &facts);
+            runnable.push(self.allocations.allocated_pod(&pod));
+        }
+        if allocated {
+            self.allocations.save().await;
         }
         runnable
+    }
+
+    /// Decides a change of an admitted pod's resources; whether its allocation changed.
+    fn resize(&self, pod: &Pod, active: &mut [Pod], facts: &NodeFacts) -> bool {
+        let id = uid(pod);
+        let others: Vec<Pod> = active.iter().filter(|p| uid(p) != id).cloned().collect();
+        let event = |event_type, reason: &'static str, message: String| {
+            self.events.record(PodEvent {
+                pod: PodRef::of(pod),
+                field_path: None,
+                event_type,
+                reason: reason.into(),
+                message,
+            });
+        };
+        match self.allocations.handle_resize(pod, &others, facts) {
+            ResizeDecision::None => false,
+            ResizeDecision::Accepted { message } => {
+                info!(pod = %PodRef::of(pod), "pod resize accepted");
+                if let Some(slot) = active.iter_mut().find(|p| uid(p) == id) {
+                    *slot = self.allocations.allocated_pod(pod);
+                }
+                event(EventType::Normal, "ResizeStarted", message);
+                true
+            }
+            ResizeDecision::Pending { reason, event: due } => {
+                if let Some(message) = due {
+                    info!(pod = %PodRef::of(pod), reason, "pod resize pending");
+                    let kind = if reason == REASON_INFEASIBLE {
+                        "ResizeInfeasible"
+                    } else {
+                        "ResizeDeferred"
+                    };
+                    event(EventType::Warning, kind, message);
+                }
+                false
+            }
+        }
+    }
+
+    /// A pod that does not fit: never run, Failed with upstream's reason, an event.
+    async fn reject(&mut self, pod: &Pod, rejection: &Rejection) {
+        warn!(pod = %PodRef::of(pod), reason = %rejection.reason, message = %rejection.message, "pod rejected");
+        rejection.record();
+        self.rejected.insert(uid(pod));
+        let mut status = rejected_status(pod, rejection);
+        status.start_time.get_or_insert_with(|| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(super::now())
+        });
+        self.events.record(PodEvent {
+            pod: PodRef::of(pod),
+            field_path: None,
+            event_type: EventType::Warning,
+            reason: rejection.reason.clone().into(),
+            message: rejection.message.clone(),
+        });
+        if let Err(e) = self.reporter.report(pod, &status).await {
+            warn!(pod = %PodRef::of(pod), error = %e, "reporting a rejected pod");
+        }
     }
 
     /// The node as last written; waits for the first registration, since admission

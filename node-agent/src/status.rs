@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kubelet_core::{PodRef, StatusReporter};
+use kubelet_pod_manager::allocation::{POD_RESIZE_IN_PROGRESS, POD_RESIZE_PENDING};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -445,6 +446,13 @@ fn status_patch(status: &PodStatus) -> serde_json::Value {
     clear(&mut value);
     if let Some(conditions) = value.get_mut("conditions").and_then(|c| c.as_array_mut()) {
         conditions.iter_mut().for_each(clear);
+        // The resize conditions come and go: one the new status no longer has is
+        // deleted (a no-op when the pod does not have it either).
+        for kind in [POD_RESIZE_PENDING, POD_RESIZE_IN_PROGRESS] {
+            if !conditions.iter().any(|c| c["type"] == kind) {
+                conditions.push(serde_json::json!({"type": kind, "$patch": "delete"}));
+            }
+        }
     }
     value
 }
@@ -481,5 +489,9 @@ mod tests {
         assert!(ready.as_object().is_some_and(|m| m.contains_key("reason")));
         assert_eq!(ready["reason"], serde_json::Value::Null);
         assert_eq!(patch["conditions"][1]["reason"], "ContainersNotInitialized");
+        // Resize conditions the status no longer has are deleted.
+        assert_eq!(patch["conditions"][2]["type"], POD_RESIZE_PENDING);
+        assert_eq!(patch["conditions"][2]["$patch"], "delete");
+        assert_eq!(patch["conditions"][3]["type"], POD_RESIZE_IN_PROGRESS);
     }
 }

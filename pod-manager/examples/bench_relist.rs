@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 previous: None,
                 now: Timestamp::UNIX_EPOCH,
                 probes: &no_probes,
+                allocations: None,
             });
             assert_eq!(status.phase.as_deref(), Some("Running"));
         }

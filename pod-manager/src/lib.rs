@@ -39,6 +39,7 @@
 //! ```
 
 pub mod admission;
+pub mod allocation;
 mod clock;
 mod error;
 mod gc;
@@ -51,6 +52,7 @@ pub mod pod_cgroup;
 pub mod pressure;
 mod probing;
 mod pull_secrets;
+mod resize;
 pub mod restart;
 mod runtime_class;
 pub mod shutdown;

@@ -290,7 +290,14 @@ impl PodManager {
                     }
                 }
             }
-            finishing.retain(|w| !w.handle.is_finished());
+            finishing.retain(|w| {
+                let done = w.handle.is_finished();
+                if done && let Some(uid) = w.desired.borrow().pod.metadata.uid.as_deref() {
+                    // Gone from the node: its resource records go too.
+                    self.ctx.node.allocations.forget(uid);
+                }
+                !done
+            });
         }
         for worker in workers.into_values().chain(finishing) {
             worker.handle.abort();
@@ -627,6 +634,7 @@ async fn pod_worker(
                     previous: last_status.as_ref(),
                     now: now(ctx.clock.as_ref()),
                     probes: &Default::default(),
+                    allocations: Some(&ctx.node.allocations),
                 });
                 match reporter.report(&pod, &final_status).await {
                     Ok(()) => last_status = Some(final_status),
@@ -738,6 +746,7 @@ async fn pod_worker(
                 previous: None,
                 now: now(ctx.clock.as_ref()),
                 probes: &Default::default(),
+                allocations: Some(&ctx.node.allocations),
             });
             startup.observe(&pod, None, &status, None, ctx.clock.now());
             match reporter.report(&pod, &status).await {
@@ -762,6 +771,7 @@ async fn pod_worker(
                         previous: last_status.as_ref(),
                         now: now(ctx.clock.as_ref()),
                         probes: &Default::default(),
+                        allocations: Some(&ctx.node.allocations),
                     })
                 })
                 .await;
@@ -850,6 +860,7 @@ async fn pod_worker(
             previous: last_status.as_ref(),
             now: now(ctx.clock.as_ref()),
             probes: &verdicts,
+            allocations: Some(&ctx.node.allocations),
         });
         if deadline_exceeded {
             status.phase = Some(crate::status::FAILED.to_owned());

@@ -7,11 +7,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus as ApiContainerStatus, HostIP, Pod, PodCondition, PodIP,
-    PodSpec, PodStatus,
+    PodSpec, PodStatus, ResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kubelet_core::{ContainerState as RuntimeState, ContainerStatus, SandboxState, SandboxStatus};
+use kubelet_core::{
+    ContainerState as RuntimeState, ContainerStatus, PodRef, SandboxState, SandboxStatus,
+};
+
+type ResourceList = BTreeMap<String, ApiQuantity>;
 
 use crate::restart::{is_sidecar, should_restart, should_restart_init};
 
@@ -117,6 +122,9 @@ pub struct StatusInputs<'a> {
     /// Readiness and startup from probes, by container id; containers absent are ready
     /// and started, as upstream treats containers without probes.
     pub probes: &'a BTreeMap<String, crate::probing::ProbeVerdict>,
+    /// What each running container was given and the resize conditions (in-place
+    /// resize); `None` reports containers at their spec's resources and no resize.
+    pub allocations: Option<&'a crate::allocation::Allocations>,
 }
 
 fn time(nanos: i64) -> Option<Time> {
@@ -276,7 +284,41 @@ fn container_status(
     if let Some(previous) = previous {
         status.restart_count = status.restart_count.max(previous.restart_count);
     }
+    let allocated = container.resources.clone().unwrap_or_default();
+    status.allocated_resources = allocated.requests.clone();
+    let actuated = inputs
+        .allocations
+        .filter(|_| running)
+        .and_then(|a| a.actuated(&PodRef::of(inputs.pod).uid, &container.name));
+    status.resources = Some(match actuated {
+        Some(actuated) => actual_resources(allocated, &actuated),
+        None => allocated,
+    });
     status
+}
+
+/// A running container's `status.resources`, as upstream's
+/// `convertContainerStatusResources`: the allocation, with CPU and memory as the
+/// container was last given them (the allocation until a resize is applied).
+fn actual_resources(
+    allocated: ResourceRequirements,
+    actuated: &ResourceRequirements,
+) -> ResourceRequirements {
+    let merge = |allocated: Option<ResourceList>, actuated: Option<&ResourceList>| {
+        let mut list = allocated?;
+        for name in ["cpu", "memory"] {
+            match actuated.and_then(|a| a.get(name)) {
+                Some(q) => list.insert(name.to_owned(), q.clone()),
+                None => list.remove(name),
+            };
+        }
+        Some(list)
+    };
+    ResourceRequirements {
+        requests: merge(allocated.requests, actuated.requests.as_ref()),
+        limits: merge(allocated.limits, actuated.limits.as_ref()),
+        claims: allocated.claims,
+    }
 }
 
 /// Whether every regular container exited for good (a Never or OnFailure pod that
@@ -676,6 +718,14 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
         ),
         condition("PodScheduled", true, None, None, inputs),
     ];
+    let mut conditions = conditions;
+    // A terminal pod has no resize left to report.
+    if let Some(allocations) = inputs.allocations
+        && phase != "Succeeded"
+        && phase != "Failed"
+    {
+        conditions.extend(allocations.conditions(&PodRef::of(pod).uid));
+    }
 
     let (pod_ip, pod_ips) = match sandbox {
         Some(s) if !s.namespaces.host_network && !s.ip.is_empty() => {
@@ -817,6 +867,7 @@ mod tests {
             previous: None,
             now: Timestamp::UNIX_EPOCH,
             probes: &BTreeMap::new(),
+            allocations: None,
         })
     }
 
@@ -1001,6 +1052,7 @@ mod tests {
             previous,
             now,
             probes: &no_probes,
+            allocations: None,
         };
         let first = pod_status(&inputs(None, Timestamp::UNIX_EPOCH));
         let later = Timestamp::from_second(100).expect("time");

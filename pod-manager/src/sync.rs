@@ -370,6 +370,54 @@ pub async fn sync_pod(
         return Ok(outcome);
     }
 
+    // In-place resize of what runs now, before anything starts (upstream's SyncPod
+    // resizes after its kills and before its starts).
+    let running: Vec<crate::resize::Running<'_>> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .filter_map(|container| {
+            let instance = snapshot
+                .instances(&container.name)
+                .find(in_sandbox)
+                .filter(|i| i.container.state == ContainerState::Running)?;
+            Some(crate::resize::Running {
+                container,
+                instance,
+            })
+        })
+        .collect();
+    let resize = crate::resize::resize_running(ctx, pod, &running).await;
+    for r in &resize.restart {
+        info!(container = %r.container.name, "container resize requires restart");
+        kill_container(
+            ctx,
+            pod,
+            r.container,
+            &r.instance.container.id,
+            &sandbox.ip,
+            None,
+        )
+        .await;
+        outcome.acted = true;
+    }
+    if !resize.restart.is_empty() {
+        crate::resize::update_pod_cgroup(ctx, pod).await;
+    }
+    for r in &resize.restart {
+        start_or_back_off(
+            ctx,
+            pod,
+            &sandbox,
+            r.container,
+            Some(r.instance),
+            &mut outcome,
+        )
+        .await;
+    }
+    crate::resize::report_progress(ctx, pod, &running);
+
     // 2. Init containers, in order; regular ones must succeed before the next starts, and
     //    a sidecar with a startup probe must have started.
     for container in spec.init_containers.iter().flatten() {
@@ -699,6 +747,15 @@ async fn start_container(
         )
     };
     created("Created", "Container created".to_owned());
+    let uid = PodRef::of(pod).uid;
+    let resources = container.resources.clone().unwrap_or_default();
+    if ctx
+        .node
+        .allocations
+        .set_actuated(&uid, &container.name, resources)
+    {
+        ctx.node.allocations.save().await;
+    }
     ctx.runtime
         .start_container(&id)
         .await

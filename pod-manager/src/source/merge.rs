@@ -205,6 +205,10 @@ fn annotations_equal_ignoring_local(a: &Pod, b: &Pod) -> bool {
 /// Upstream `podsDifferSemantically`.
 fn differs(existing: &Pod, new: &Pod) -> bool {
     existing.spec != new.spec
+        // A new generation with the same spec: a resize that waits (the pod carries its
+        // allocated resources), whose pending condition and observedGeneration the
+        // status must show, as upstream's trigger of a pod sync does.
+        || existing.metadata.generation != new.metadata.generation
         || existing.metadata.labels.as_ref().filter(|l| !l.is_empty())
             != new.metadata.labels.as_ref().filter(|l| !l.is_empty())
         || existing.metadata.deletion_timestamp != new.metadata.deletion_timestamp

@@ -103,6 +103,9 @@ pub struct NodeContext {
     pub pressure: crate::pressure::NodePressure,
     /// How many dead containers are kept (upstream's container GC policy).
     pub container_gc: crate::gc::ContainerGcPolicy,
+    /// The resources allocated to each pod and actuated on its containers (in-place
+    /// resize); shared with admission, which records the allocations.
+    pub allocations: crate::allocation::Allocations,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has

@@ -70,6 +70,7 @@ fn ctx() -> NodeContext {
         },
         pressure: Default::default(),
         container_gc: Default::default(),
+        allocations: Default::default(),
     }
 }
 
