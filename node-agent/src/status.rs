@@ -422,8 +422,21 @@ async fn send_loop(inner: Arc<Inner>) {
             {
                 let mut pending = inner.lock_pending();
                 for (uid, entry) in failed {
-                    // A newer report made meanwhile wins over the failed one.
-                    pending.entry(uid).or_insert(entry);
+                    // A newer report made meanwhile wins over the failed one; but a
+                    // final delete queued meanwhile must still send this status first
+                    // (upstream deletes a pod only after its final status is patched).
+                    match (pending.get_mut(&uid), entry) {
+                        (
+                            Some(Pending::Forget {
+                                last: last @ None, ..
+                            }),
+                            Pending::Status { pod, status },
+                        ) => *last = Some((pod, status)),
+                        (Some(_), _) => {}
+                        (None, entry) => {
+                            pending.insert(uid, entry);
+                        }
+                    }
                 }
             }
             tokio::time::sleep(RETRY_AFTER).await;

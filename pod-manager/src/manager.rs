@@ -599,16 +599,54 @@ async fn pod_worker(
         };
 
         if want.remove {
-            // Probes must not restart what is being stopped.
-            probes = PodProbes::default();
+            // Probes must not restart what is being stopped; readiness still counts.
+            probes.keep_only_readiness();
             // A pod deleted through the API gets its final status, with its containers'
             // terminated states and a terminal phase, before its final delete (upstream's
             // SyncTerminatingPod, then canBeDeleted).
             let snapshot = if pod.metadata.deletion_timestamp.is_some() && last_status.is_some() {
                 let grace = crate::sync::grace_period(&pod);
                 let stopping = terminate_pod(&ctx, &pod, &snapshot, false);
-                let Some(stopped) = unless_grace_shortened(&mut desired, grace, stopping).await
-                else {
+                // While the containers stop (preStop hooks, grace), readiness changes
+                // are published, as upstream's status manager does for a terminating
+                // pod: Ready goes False before the pod is gone.
+                let published = std::sync::Mutex::new(last_status.take());
+                let shown = || published.lock().unwrap_or_else(|p| p.into_inner());
+                let publishing = async {
+                    let host_ips: Vec<String> =
+                        ctx.node.host_ips.iter().map(ToString::to_string).collect();
+                    loop {
+                        poke.notified().await;
+                        let verdicts = probes.verdicts(&pod, &snapshot);
+                        let previous = shown().clone();
+                        let status = pod_status(&StatusInputs {
+                            pod: &pod,
+                            snapshot: &snapshot,
+                            waiting: &Default::default(),
+                            runtime_name: &ctx.runtime_name,
+                            host_ips: &host_ips,
+                            start_time: started.map(Time).as_ref(),
+                            previous: previous.as_ref(),
+                            now: now(ctx.clock.as_ref()),
+                            probes: &verdicts,
+                            allocations: Some(&ctx.node.allocations),
+                        });
+                        if previous.as_ref() == Some(&status) {
+                            continue;
+                        }
+                        match reporter.report(&pod, &status).await {
+                            Ok(()) => *shown() = Some(status),
+                            Err(e) => warn!(error = %e, "reporting a terminating pod's status"),
+                        }
+                    }
+                };
+                let stopped = tokio::select! {
+                    stopped = unless_grace_shortened(&mut desired, grace, stopping) => stopped,
+                    never = publishing => match never {},
+                };
+                last_status = published.into_inner().unwrap_or_else(|p| p.into_inner());
+                probes = PodProbes::default();
+                let Some(stopped) = stopped else {
                     info!("grace period shortened while stopping, starting over with it");
                     continue;
                 };

@@ -318,6 +318,21 @@ impl PodProbes {
         verdicts
     }
 
+    /// Stops liveness and startup probes and keeps readiness running, for a pod being
+    /// stopped (upstream's prober keeps readiness workers while a pod terminates, so
+    /// Ready follows the containers until they are gone). Startup results stay, so a
+    /// started container's readiness still counts.
+    pub fn keep_only_readiness(&mut self) {
+        self.tasks.retain(|(_, kind), task| {
+            let keep = *kind == ProbeKind::Readiness;
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        lock(&self.results).retain(|(_, kind), _| *kind != ProbeKind::Liveness);
+    }
+
     /// Running containers whose liveness or startup probe failed: to be restarted.
     pub fn unhealthy(&self) -> Vec<(String, ProbeKind)> {
         lock(&self.results)
