@@ -290,6 +290,7 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
         }),
         image: Some(cri::ImageSpec {
             image: config.image.clone(),
+            user_specified_image: config.user_specified_image.clone(),
             ..Default::default()
         }),
         command: config.command.clone(),

@@ -566,9 +566,12 @@ impl RuntimeService for Service {
             Some(_) => {}
         }
         let image = image_of(config.image.as_ref());
+        // By name or by id, as containerd resolves it (the kubelet creates containers
+        // from the pulled image's id).
         let image_ref = state
             .images
             .get(&image)
+            .or_else(|| state.images.values().find(|i| i.id == image))
             .map(|i| i.id.clone())
             .ok_or_else(|| not_found("image", &image))?;
         let id = state.new_id();

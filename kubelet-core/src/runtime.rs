@@ -389,8 +389,11 @@ pub struct ContainerSecurity {
 pub struct ContainerConfig {
     /// Name and attempt.
     pub metadata: ContainerMetadata,
-    /// Image reference (name or id).
+    /// Image reference (name or id); the kubelet gives the id of the image it made sure
+    /// of, as upstream, so a tag moved since cannot change what runs.
     pub image: String,
+    /// The image as the pod names it (CRI `user_specified_image`).
+    pub user_specified_image: String,
     /// Entrypoint override; empty keeps the image's.
     pub command: Vec<String>,
     /// Arguments; empty keeps the image's.

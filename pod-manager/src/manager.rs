@@ -204,6 +204,12 @@ impl PodManager {
             tokio::select! {
                 _ = housekeeping.tick() => {
                     ticks = ticks.wrapping_add(1);
+                    // Back-off entries of containers and images that stopped failing
+                    // long ago go, as upstream's housekeeping GCs its back-offs.
+                    let now = self.ctx.clock.now();
+                    for backoff in [&self.ctx.crash_backoff, &self.ctx.image_backoff] {
+                        backoff.lock().unwrap_or_else(|p| p.into_inner()).gc(now);
+                    }
                     let idle = orphan_dirs.as_ref().is_none_or(|t| t.0.is_finished());
                     if ticks.is_multiple_of(ORPHAN_DIRS_EVERY_TICKS)
                         && idle

@@ -684,7 +684,7 @@ async fn start_container(
         .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     let (sandbox_id, pod_ip) = (&sandbox.id, &sandbox.ip);
     let image = container.image.clone().unwrap_or_default();
-    ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
+    let image_ref = ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
 
     let pod_ips = spec::pod_ips(pod, pod_ip, &ctx.node);
     // The image's user decides runAsNonRoot and is the default user, as upstream.
@@ -713,6 +713,10 @@ async fn start_container(
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     spec::apply_image_user(&mut config.security, image_uid, &image_user);
+    // Created from the image made sure of (its id), not the tag, as upstream.
+    if !image_ref.is_empty() {
+        config.user_specified_image = std::mem::replace(&mut config.image, image_ref);
+    }
     if let Some(target) = pid_target {
         config.security.namespaces.pid_target = Some(target.to_owned());
     }
@@ -826,16 +830,15 @@ async fn ensure_image(
     container: &Container,
     sandbox_config: &SandboxConfig,
     outcome: &mut SyncOutcome,
-) -> std::result::Result<(), (&'static str, String)> {
+) -> std::result::Result<String, (&'static str, String)> {
     let policy = pull_policy(container, image);
     if policy != "Always" {
         let present = ctx
             .images
             .image_status(image)
             .await
-            .map_err(|e| (ERR_IMAGE_PULL, e.to_string()))?
-            .is_some();
-        if present {
+            .map_err(|e| (ERR_IMAGE_PULL, e.to_string()))?;
+        if let Some(present) = present {
             container_event(
                 ctx,
                 pod,
@@ -844,7 +847,7 @@ async fn ensure_image(
                 "Pulled",
                 format!("Container image {image:?} already present on machine"),
             );
-            return Ok(());
+            return Ok(present.id);
         }
         if policy == "Never" {
             container_event(
@@ -920,7 +923,7 @@ async fn ensure_image(
                     "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
                 ),
             );
-            Ok(())
+            Ok(image_ref)
         }
         Err(e) => {
             container_event(

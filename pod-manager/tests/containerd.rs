@@ -428,6 +428,21 @@ async fn runs_a_pod_with_init_container_and_upstream_labels() {
         running.annotations.get(CONTAINER_HASH_ANNOTATION),
         Some(&format!("{:x}", kubelet_core::labels::container_hash(&app)))
     );
+    // Created from the image's id, as upstream: a tag moved later cannot change what
+    // this container runs.
+    let verbose = kubelet
+        .client
+        .container_status(&running.id, true)
+        .await
+        .expect("verbose status");
+    let info: serde_json::Value =
+        serde_json::from_str(verbose.info.get("info").map_or("{}", String::as_str))
+            .expect("info JSON");
+    let created_from = info["config"]["image"]["image"]
+        .as_str()
+        .unwrap_or_default();
+    // (containerd 1.6 predates CRI's user_specified_image and does not keep it.)
+    assert!(created_from.starts_with("sha256:"), "{info:#}");
 
     // Logs land where upstream puts them: <root>/<ns>_<name>_<uid>/<container>/<n>.log.
     let log = kubelet

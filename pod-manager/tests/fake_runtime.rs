@@ -59,6 +59,7 @@ struct Harness {
     manager: tokio::task::JoinHandle<kubelet_pod_manager::Result<()>>,
     killer: kubelet_pod_manager::kill::PodKiller,
     container_gc: kubelet_pod_manager::ContainerGc,
+    ctx: Arc<SyncContext>,
     dirs: tempfile::TempDir,
 }
 
@@ -141,8 +142,9 @@ fn start_with_gc(
         pods: pods.clone(),
         history: Mutex::default(),
     });
+    let ctx = Arc::new(ctx);
     let manager = PodManager::new(
-        Arc::new(ctx),
+        ctx.clone(),
         recorder.clone(),
         ManagerConfig {
             relist_period,
@@ -162,6 +164,7 @@ fn start_with_gc(
         manager,
         killer,
         container_gc,
+        ctx,
         dirs,
     }
 }
@@ -414,6 +417,33 @@ async fn crash_loop_back_off_waits_upstreams_delays_in_virtual_time() {
         h.fake.container_ids().len() == 2
     })
     .await;
+    h.manager.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn back_offs_of_gone_containers_are_forgotten() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start_with(fake, Duration::from_secs(1), Backoff::crash_loop());
+    send(
+        &h,
+        vec![pod("crash", "u-crash", &[], &[("app", "exit 1")], "Always")],
+    )
+    .await;
+    eventually(&h, "running", |pods| phase(pods, "crash") == "Running").await;
+    let running = h.fake.container_ids().last().expect("running").clone();
+    assert!(h.fake.exit_container(&running, 1));
+    eventually_within(&h, "restarted", Duration::from_secs(60), |pods| {
+        app_status(pods).is_some_and(|s| s.restart_count == 1)
+    })
+    .await;
+    let backoffs = || h.ctx.crash_backoff.lock().expect("back-off").len();
+    assert_eq!(backoffs(), 1);
+    // Gone, and not failing for longer than the reset period: housekeeping forgets its
+    // back-off, so the map stays bounded by what failed recently.
+    send(&h, Vec::new()).await;
+    tokio::time::sleep(Duration::from_secs(11 * 60)).await;
+    assert_eq!(backoffs(), 0, "the removed pod's back-off was collected");
     h.manager.abort();
 }
 

@@ -238,6 +238,7 @@ pub fn container_config(
             attempt: restart_count,
         },
         image: container.image.clone().unwrap_or_default(),
+        user_specified_image: container.image.clone().unwrap_or_default(),
         command: expand_all(&container.command),
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
