@@ -726,7 +726,9 @@ async fn pod_worker(
         if is_terminal(&pod) || finished.load(Ordering::Acquire) {
             // Succeeded or Failed in the API server, or as this worker last reported
             // it: it never runs again (a restarted kubelet, or a resync after the
-            // finished pod's containers were reclaimed, must not start it anew).
+            // finished pod's containers were reclaimed, must not start it anew), and
+            // nothing of it is probed.
+            probes = PodProbes::default();
             stop_finished_pod(&ctx, &pod, &snapshot, &finished).await;
             if let Some((_, _, done)) = &want.kill
                 && !shut_down

@@ -264,10 +264,24 @@ pub async fn sync_pod(
         }
     };
 
-    // 1. The sandbox.
+    // 1. The sandbox. More than one ready sandbox (a crash between creating one and
+    //    recording it) is reconciled as upstream does: all are stopped and one is made
+    //    anew, so no pause process or pod IP leaks.
+    let ready_sandboxes = snapshot
+        .sandboxes
+        .iter()
+        .filter(|s| s.sandbox.state == kubelet_core::SandboxState::Ready)
+        .count();
+    if ready_sandboxes > 1 {
+        info!(
+            ready_sandboxes,
+            "multiple sandboxes are ready for the pod, reconciling them"
+        );
+    }
     let current = snapshot
         .ready_sandbox()
-        .filter(|s| host_network || !s.ip.is_empty());
+        .filter(|s| host_network || !s.ip.is_empty())
+        .filter(|_| ready_sandboxes <= 1);
     let sandbox = match current {
         Some(status) => ReadySandbox {
             id: status.sandbox.id.clone(),

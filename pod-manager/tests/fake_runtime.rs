@@ -1028,3 +1028,50 @@ async fn maximum_dead_containers_per_container_keeps_that_many_exited_instances(
     .await;
     h.manager.abort();
 }
+
+#[tokio::test]
+async fn a_second_ready_sandbox_is_reconciled() {
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake);
+    let web = pod("web", "u-two", &[], &[("app", "sleep 1000")], "Always");
+    send(&h, vec![web.clone()]).await;
+    eventually(&h, "running", |pods| phase(pods, "web") == "Running").await;
+    let first = h.fake.sandbox_ids();
+    assert_eq!(first.len(), 1);
+
+    // A second ready sandbox of the same pod, as a crash after RunPodSandbox leaves.
+    let client = h.fake.client(Timeouts::default());
+    let config = kubelet_pod_manager::spec::sandbox_config(&web, 1, "", &h.ctx.node)
+        .expect("sandbox config");
+    kubelet_core::Runtime::run_sandbox(&client, &config)
+        .await
+        .expect("second sandbox");
+    let ready = || async {
+        let sandboxes = kubelet_core::Runtime::list_sandboxes(&client, &Default::default())
+            .await
+            .expect("list");
+        sandboxes
+            .iter()
+            .filter(|s| s.state == kubelet_core::SandboxState::Ready)
+            .map(|s| s.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ready().await.len(), 2);
+    // Both are stopped and one made anew; the pod runs again in it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now_ready = ready().await;
+        let running = app_status(&h.pods.pods())
+            .is_some_and(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()));
+        if now_ready.len() == 1 && !first.contains(&now_ready[0]) && running {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reconciled: ready {now_ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.manager.abort();
+}
