@@ -68,7 +68,7 @@ impl PodView {
         self.pods.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn replace(&self, pods: HashMap<String, Pod>) {
+    pub(crate) fn replace(&self, pods: HashMap<String, Pod>) {
         *self.pods.write().unwrap_or_else(|p| p.into_inner()) = pods;
         self.synced
             .store(true, std::sync::atomic::Ordering::Release);

@@ -177,6 +177,15 @@ impl Inner {
         }
     }
 
+    /// Forgets what was sent to pods the API server no longer has (rejected pods, old
+    /// mirror pods, pods deleted by others), so the record stays bounded by the node's
+    /// pods. At worst a status is patched once more.
+    fn forget_gone(&self) {
+        if self.view.is_synced() {
+            prune_sent(&mut self.lock_sent(), &self.view);
+        }
+    }
+
     fn lock_sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodStatus>> {
         self.sent.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -399,6 +408,7 @@ async fn send_loop(inner: Arc<Inner>) {
         if last_mirror_check.elapsed() >= MIRROR_CHECK {
             last_mirror_check = tokio::time::Instant::now();
             inner.requeue_missing_mirrors();
+            inner.forget_gone();
         }
         let batch: Vec<(String, Pending)> = inner.lock_pending().drain().collect();
         if batch.is_empty() {
@@ -443,6 +453,10 @@ async fn send_loop(inner: Arc<Inner>) {
         }
     }
 }
+fn prune_sent(sent: &mut HashMap<String, PodStatus>, view: &PodView) {
+    sent.retain(|uid, _| view.get(uid).is_some());
+}
+
 /// The status as a strategic merge patch that also clears what the new status leaves
 /// out: a condition's reason and message (conditions merge by type, so a reason omitted
 /// would stay from the old condition) and the pod's own reason and message. Upstream
@@ -474,6 +488,25 @@ fn status_patch(status: &PodStatus) -> serde_json::Value {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::PodCondition;
+
+    #[test]
+    fn statuses_sent_to_pods_gone_from_the_api_are_forgotten() {
+        let view = PodView::new();
+        let present = |uid: &str| Pod {
+            metadata: ObjectMeta {
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        view.replace([("kept".to_owned(), present("kept"))].into());
+        let mut sent: HashMap<String, PodStatus> = ["kept", "rejected-and-deleted", "old-mirror"]
+            .into_iter()
+            .map(|uid| (uid.to_owned(), PodStatus::default()))
+            .collect();
+        prune_sent(&mut sent, &view);
+        assert_eq!(sent.keys().collect::<Vec<_>>(), ["kept"]);
+    }
 
     #[test]
     fn a_patch_clears_reasons_and_messages_the_new_status_leaves_out() {
