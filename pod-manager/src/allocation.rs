@@ -541,11 +541,19 @@ impl Allocations {
         (generation, changed)
     }
 
-    /// Clears `PodResizeInProgress`; the generation it had, when it was set.
-    pub fn clear_in_progress(&self, pod_uid: &str) -> Option<i64> {
+    /// Clears `PodResizeInProgress` seen from a sync of the pod at `generation`; the
+    /// generation the condition had, when it was set. A sync of an older generation
+    /// (started before admission accepted the resize) leaves it: that sync did not see
+    /// the resize, so it cannot have completed it.
+    pub fn clear_in_progress(&self, pod_uid: &str, generation: i64) -> Option<i64> {
         let mut state = self.state();
-        let cleared = state.conditions.get_mut(pod_uid)?.in_progress.take()?;
-        Some(cleared.observed_generation.unwrap_or(0))
+        let slot = &mut state.conditions.get_mut(pod_uid)?.in_progress;
+        let resized_at = slot.as_ref()?.observed_generation.unwrap_or(0);
+        if generation < resized_at {
+            return None;
+        }
+        slot.take();
+        Some(resized_at)
     }
 
     /// Clears both conditions (a terminal pod).

@@ -418,7 +418,7 @@ pub(crate) fn report_progress(ctx: &SyncContext, pod: &Pod, running: &[Running<'
     let generation = pod.metadata.generation.unwrap_or(0);
     if in_progress {
         allocations.set_in_progress(&uid, "", "", generation);
-    } else if let Some(generation) = allocations.clear_in_progress(&uid) {
+    } else if let Some(generation) = allocations.clear_in_progress(&uid, generation) {
         pod_event(
             ctx,
             pod,

@@ -75,8 +75,11 @@ fn the_pod_workers_see_the_allocation_until_a_resize_is_accepted() {
     assert_eq!(conditions.len(), 1);
     assert_eq!(conditions[0].type_, POD_RESIZE_IN_PROGRESS);
     assert_eq!(conditions[0].observed_generation, Some(2));
-    // Applied: the condition goes, with the generation it had.
-    assert_eq!(allocations.clear_in_progress("u1"), Some(2));
+    // A sync of the pod before the resize (generation 1) does not complete it; one
+    // that applied it does, and the condition goes with the generation it had.
+    assert_eq!(allocations.clear_in_progress("u1", 1), None);
+    assert_eq!(allocations.conditions("u1").len(), 1);
+    assert_eq!(allocations.clear_in_progress("u1", 2), Some(2));
     assert!(allocations.conditions("u1").is_empty());
     assert_eq!(
         allocations.handle_resize(&resized, &[], &node("2")),

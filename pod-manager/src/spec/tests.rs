@@ -518,6 +518,7 @@ fn container_of_a_burstable_pod() {
                 attempt: 3,
             },
             image: "registry.example/app:1.0",
+            user_specified_image: "registry.example/app:1.0",
             command: [
                 "/bin/sh",
                 "-c",
