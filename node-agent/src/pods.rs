@@ -175,23 +175,17 @@ impl ApiPodSource {
         loop {
             let event = tokio::select! {
                 event = stream.next() => match event {
-                    Some(event) => Ok(event),
+                    Some(event) => event,
                     None => return,
                 },
                 _ = retry.tick() => {
                     // Deferred resizes are tried again now and then, as upstream's
                     // periodic retry, even when nothing else on the node changes.
                     let deferred = self.admission.as_ref().is_some_and(|a| a.has_deferred());
-                    if !synced || !deferred {
-                        continue;
-                    }
-                    Err(Retry)
-                }
-            };
-            let event = match event {
-                Ok(event) => event,
-                Err(Retry) => {
-                    if updates.send(self.update(&pods).await).await.is_err() {
+                    if synced
+                        && deferred
+                        && updates.send(self.update(&pods).await).await.is_err()
+                    {
                         return;
                     }
                     continue;
@@ -259,9 +253,6 @@ impl ApiPodSource {
         }
     }
 }
-
-/// The periodic retry of deferred resizes (not a watch event).
-struct Retry;
 
 /// How often deferred resizes are tried again without another reason to (upstream's
 /// `retryDelay`).
