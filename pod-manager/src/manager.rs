@@ -588,6 +588,8 @@ async fn pod_worker(
     let mut shut_down = false;
     // Whether the pod passed admission; a rejected pod never runs, as upstream.
     let mut admission: Option<Result<(), crate::admission::Rejection>> = None;
+    // The node's addresses, as every status of the pod shows them.
+    let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
     loop {
         let want = desired.borrow_and_update().clone();
         let pod = want.pod;
@@ -619,8 +621,6 @@ async fn pod_worker(
                 let published = std::sync::Mutex::new(last_status.take());
                 let shown = || published.lock().unwrap_or_else(|p| p.into_inner());
                 let publishing = async {
-                    let host_ips: Vec<String> =
-                        ctx.node.host_ips.iter().map(ToString::to_string).collect();
                     loop {
                         poke.notified().await;
                         let verdicts = probes.verdicts(&pod, &snapshot);
@@ -666,8 +666,6 @@ async fn pod_worker(
                 let stopped = pod_snapshot(ctx.runtime.as_ref(), &r.uid)
                     .await
                     .unwrap_or(snapshot);
-                let host_ips: Vec<String> =
-                    ctx.node.host_ips.iter().map(ToString::to_string).collect();
                 let final_status = pod_status(&StatusInputs {
                     pod: &pod,
                     snapshot: &stopped,
@@ -777,7 +775,6 @@ async fn pod_worker(
                 .and_then(|nanos| Timestamp::from_nanosecond(i128::from(nanos)).ok())
                 .unwrap_or_else(|| now(ctx.clock.as_ref()))
         });
-        let host_ips: Vec<String> = ctx.node.host_ips.iter().map(ToString::to_string).collect();
         let start_time = Time(started);
         if last_status.is_none() {
             // Publish Pending at once, as upstream's status manager does, so a first sync
