@@ -9,7 +9,8 @@
 //! of the kubelet uses: pod cgroups, the QoS tree, removal, and the system cgroups
 //! (`kubeletCgroups`, `systemCgroups`, the cgroup a process is accounted in); [`Cgroupfs`]
 //! implements it for the cgroupfs driver on cgroup v1 and v2, with the hierarchy detected
-//! once.
+//! once, and [`Systemd`] for the systemd driver (slices made through systemd's D-Bus API,
+//! named as [`systemd_path`] names them).
 //!
 //! # Example
 //!
@@ -22,13 +23,17 @@
 //! assert_eq!(shares_to_weight(256), 10);
 //! ```
 
-use kubelet_core::QosClass;
+use kubelet_core::{CgroupDriver, QosClass};
 
 mod manager;
 mod system;
+mod systemd;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tree;
 
 pub use manager::{CgroupManager, CgroupVersion, Cgroupfs};
+pub use systemd::{Systemd, expand_slice, systemd_path};
 
 /// Smallest `cpu.shares` the kernel accepts; also what a container without a CPU request
 /// gets.
@@ -59,6 +64,21 @@ pub fn pod_cgroupfs_path(qos: QosClass, pod_uid: &str) -> String {
         QosClass::Burstable => format!("/{KUBEPODS_CGROUP}/burstable/pod{pod_uid}"),
         QosClass::BestEffort => format!("/{KUBEPODS_CGROUP}/besteffort/pod{pod_uid}"),
     }
+}
+
+/// The path in the cgroup hierarchy that `driver` gives cgroup `name` (upstream's
+/// `CgroupManager.Name`): `name` itself with cgroupfs, its slice path with systemd
+/// ([`systemd_path`]). This is what the runtime is handed as a sandbox's cgroup parent.
+pub fn driver_path(driver: CgroupDriver, name: &str) -> String {
+    match driver {
+        CgroupDriver::Cgroupfs => name.to_owned(),
+        CgroupDriver::Systemd => systemd_path(name),
+    }
+}
+
+/// A pod's cgroup as `driver` names it: the sandbox's cgroup parent.
+pub fn pod_cgroup_parent(driver: CgroupDriver, qos: QosClass, pod_uid: &str) -> String {
+    driver_path(driver, &pod_cgroupfs_path(qos, pod_uid))
 }
 
 /// `cpu.shares` for a CPU request in millicores (upstream `MilliCPUToShares`).
@@ -130,6 +150,22 @@ mod tests {
         );
         assert_eq!(
             pod_cgroupfs_path(QosClass::BestEffort, "u-1"),
+            "/kubepods/besteffort/podu-1"
+        );
+    }
+
+    #[test]
+    fn the_systemd_driver_names_pod_cgroups_as_slices() {
+        assert_eq!(
+            pod_cgroup_parent(CgroupDriver::Systemd, QosClass::Burstable, "u-1"),
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podu_1.slice"
+        );
+        assert_eq!(
+            pod_cgroup_parent(CgroupDriver::Systemd, QosClass::Guaranteed, "u-1"),
+            "/kubepods.slice/kubepods-podu_1.slice"
+        );
+        assert_eq!(
+            pod_cgroup_parent(CgroupDriver::Cgroupfs, QosClass::BestEffort, "u-1"),
             "/kubepods/besteffort/podu-1"
         );
     }

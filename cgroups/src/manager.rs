@@ -1,11 +1,13 @@
 //! The cgroup seam: [`CgroupManager`] is what the pod engine, the container manager and
 //! stats ask of the node's cgroups, and [`Cgroupfs`] its backend for the cgroupfs driver
-//! on cgroup v1 or v2, with the hierarchy detected once. A systemd driver is another
-//! implementation of the same trait.
+//! on cgroup v1 or v2, with the hierarchy detected once; [`Systemd`](crate::Systemd) is
+//! the systemd driver's.
 
 use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use kubelet_core::CgroupDriver;
 
 use crate::tree::ResourceConfig;
 use crate::{system, tree};
@@ -40,6 +42,10 @@ pub trait CgroupManager: Send + Sync + Debug {
 
     /// The hierarchy version.
     fn version(&self) -> CgroupVersion;
+
+    /// How cgroups are made: directories ([`Cgroupfs`]) or systemd slices
+    /// ([`Systemd`](crate::Systemd)).
+    fn driver(&self) -> CgroupDriver;
 
     /// Creates cgroup `name` in every hierarchy and writes `config` into it.
     fn apply(&self, name: &str, config: &ResourceConfig) -> io::Result<()>;
@@ -116,6 +122,10 @@ impl CgroupManager for Cgroupfs {
 
     fn version(&self) -> CgroupVersion {
         self.version
+    }
+
+    fn driver(&self) -> CgroupDriver {
+        CgroupDriver::Cgroupfs
     }
 
     fn apply(&self, name: &str, config: &ResourceConfig) -> io::Result<()> {

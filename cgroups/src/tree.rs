@@ -1,4 +1,4 @@
-//! The pod cgroup tree with the cgroupfs driver, as upstream's node, QoS and pod
+//! The pod cgroup tree, as upstream's node, QoS and pod
 //! container managers keep it: `/kubepods` sized to the node's allocatable resources,
 //! `/kubepods/burstable` and `/kubepods/besteffort` below it, and one cgroup per pod with
 //! the pod's CPU shares, CFS quota, memory and pids limits, made before its sandbox so
@@ -102,15 +102,13 @@ pub fn qos_cgroup(qos: QosClass) -> String {
 /// Creates `/kubepods` with `allocatable` (CPU shares of the allocatable CPU, memory and
 /// pids limits) and the Burstable and BestEffort tiers below it, BestEffort with the
 /// minimum shares, as upstream's node and QoS container managers do at start.
-pub(crate) fn ensure_qos_tree(cg: &Cgroupfs, allocatable: &ResourceConfig) -> io::Result<()> {
-    apply(cg, &qos_cgroup(QosClass::Guaranteed), allocatable)?;
-    apply(
-        cg,
-        &qos_cgroup(QosClass::Burstable),
-        &ResourceConfig::default(),
-    )?;
-    apply(
-        cg,
+pub(crate) fn ensure_qos_tree(
+    cg: &(impl CgroupManager + ?Sized),
+    allocatable: &ResourceConfig,
+) -> io::Result<()> {
+    cg.apply(&qos_cgroup(QosClass::Guaranteed), allocatable)?;
+    cg.apply(&qos_cgroup(QosClass::Burstable), &ResourceConfig::default())?;
+    cg.apply(
         &qos_cgroup(QosClass::BestEffort),
         &ResourceConfig {
             cpu_shares: Some(MIN_SHARES),
@@ -121,9 +119,11 @@ pub(crate) fn ensure_qos_tree(cg: &Cgroupfs, allocatable: &ResourceConfig) -> io
 
 /// Sets the Burstable tier's CPU shares to the sum of its pods' CPU requests (at least
 /// the minimum), as upstream's `UpdateCgroups` does on every pod sync.
-pub(crate) fn update_burstable_shares(cg: &Cgroupfs, total_request_milli: u64) -> io::Result<()> {
-    apply(
-        cg,
+pub(crate) fn update_burstable_shares(
+    cg: &(impl CgroupManager + ?Sized),
+    total_request_milli: u64,
+) -> io::Result<()> {
+    cg.apply(
         &qos_cgroup(QosClass::Burstable),
         &ResourceConfig {
             cpu_shares: Some(milli_cpu_to_shares(total_request_milli)),

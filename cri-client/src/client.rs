@@ -611,6 +611,18 @@ impl CriClient {
         .map(drop)
     }
 
+    /// `RuntimeConfig`: how the runtime is configured for Linux (its cgroup driver).
+    pub async fn runtime_config(&self) -> Result<cri::RuntimeConfigResponse> {
+        self.runtime_call(
+            "RuntimeConfig",
+            "-",
+            self.timeouts.request,
+            cri::RuntimeConfigRequest {},
+            |mut c, r| async move { c.runtime_config(r).await },
+        )
+        .await
+    }
+
     /// `Status`: runtime and network conditions.
     pub async fn status(&self, verbose: bool) -> Result<cri::StatusResponse> {
         let request = cri::StatusRequest { verbose };

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_cri::v1 as cri;
 use kubelet_core::{
-    Container, ContainerConfig, ContainerEvents, ContainerExec, ContainerFilter, ContainerStats,
-    ContainerStatus, ExecResult, FilesystemUsage, Image, ImageService, RegistryAuth, Result,
-    Runtime, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxStatus,
-    StreamRequest,
+    CgroupDriver, Container, ContainerConfig, ContainerEvents, ContainerExec, ContainerFilter,
+    ContainerStats, ContainerStatus, ExecResult, FilesystemUsage, Image, ImageService,
+    RegistryAuth, Result, Runtime, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
+    SandboxFilter, SandboxStatus, StreamRequest,
 };
 
 use crate::client::CriClient;
@@ -43,6 +43,36 @@ impl Runtime for CriClient {
             runtime_version: v.runtime_version,
             runtime_api_version: v.runtime_api_version,
         })
+    }
+
+    async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>> {
+        let config = match self
+            .runtime_config()
+            .await
+            .map_err(kubelet_core::Error::from)
+        {
+            Ok(config) => config,
+            Err(e) if e.runtime_kind() == Some(kubelet_core::RuntimeErrorKind::Unimplemented) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // A runtime that answers without Linux settings says nothing about its driver
+        // (the field's zero value would read as systemd).
+        let Some(linux) = config.linux else {
+            return Ok(None);
+        };
+        match cri::CgroupDriver::try_from(linux.cgroup_driver) {
+            Ok(cri::CgroupDriver::Systemd) => Ok(Some(CgroupDriver::Systemd)),
+            Ok(cri::CgroupDriver::Cgroupfs) => Ok(Some(CgroupDriver::Cgroupfs)),
+            Err(_) => Err(kubelet_core::Error::Invalid {
+                what: "RuntimeConfig".to_owned(),
+                reason: format!(
+                    "runtime returned an unknown cgroup driver {}",
+                    linux.cgroup_driver
+                ),
+            }),
+        }
     }
 
     async fn status(&self) -> Result<RuntimeStatus> {

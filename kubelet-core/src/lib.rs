@@ -64,13 +64,14 @@ pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
 pub use qos::{QosClass, compute_pod_qos, pod_qos};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use runtime::{
-    Capabilities, Container, ContainerConfig, ContainerEvent, ContainerEventKind, ContainerEvents,
-    ContainerExec, ContainerFilter, ContainerMetadata, ContainerNamespaces, ContainerSecurity,
-    ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult, FilesystemUsage, Image,
-    ImageService, LinuxResources, LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions,
-    PortMapping, Protocol, RegistryAuth, Runtime, RuntimeCondition, RuntimeHandler, RuntimeStatus,
-    RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
-    SandboxStatus, SeLinuxOptions, SecurityProfile, StreamRequest, StringMap,
+    Capabilities, CgroupDriver, Container, ContainerConfig, ContainerEvent, ContainerEventKind,
+    ContainerEvents, ContainerExec, ContainerFilter, ContainerMetadata, ContainerNamespaces,
+    ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,
+    FilesystemUsage, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
+    MountPropagation, NamespaceOptions, PortMapping, Protocol, RegistryAuth, Runtime,
+    RuntimeCondition, RuntimeHandler, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
+    SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, SeLinuxOptions, SecurityProfile,
+    StreamRequest, StringMap,
 };
 pub use status::StatusReporter;
 pub use volume::{

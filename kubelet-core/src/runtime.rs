@@ -87,6 +87,44 @@ impl RuntimeStatus {
     }
 }
 
+/// How the node's cgroups are named and made: directories under the cgroup mount
+/// (`cgroupfs`, `/kubepods/burstable/pod<uid>`) or systemd slices made over D-Bus
+/// (`systemd`, `kubepods-burstable-pod<uid>.slice`). The kubelet and the runtime must use
+/// the same one (`cgroupDriver`, CRI `RuntimeConfig`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CgroupDriver {
+    /// Cgroups are directories the kubelet makes itself.
+    #[default]
+    Cgroupfs,
+    /// Cgroups are systemd units (slices) made through systemd's D-Bus API.
+    Systemd,
+}
+
+impl CgroupDriver {
+    /// The driver named as in `cgroupDriver` (`cgroupfs`, `systemd`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "cgroupfs" => Some(Self::Cgroupfs),
+            "systemd" => Some(Self::Systemd),
+            _ => None,
+        }
+    }
+
+    /// The name `cgroupDriver` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroupfs => "cgroupfs",
+            Self::Systemd => "systemd",
+        }
+    }
+}
+
+impl std::fmt::Display for CgroupDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Identity of a pod sandbox: the pod it belongs to and which attempt it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SandboxMetadata {
@@ -731,6 +769,13 @@ pub trait Runtime: ContainerExec + Send + Sync {
             timeout: None,
         }
         .into())
+    }
+
+    /// The cgroup driver the runtime uses (CRI `RuntimeConfig`), so that the kubelet makes
+    /// pod cgroups the way the runtime expects them; `None` when the runtime cannot say
+    /// (the default, and containerd before 2.0): the configured `cgroupDriver` holds then.
+    async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>> {
+        Ok(None)
     }
 
     /// Prepares a streaming exec, attach or port-forward; returns the URL to proxy.

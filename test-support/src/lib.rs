@@ -43,6 +43,56 @@ pub fn skip(test: &str, reason: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// A private D-Bus daemon on a socket of its own, for a fake system service (logind,
+/// systemd) on a machine without systemd; stopped on drop.
+#[derive(Debug)]
+pub struct PrivateBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl PrivateBus {
+    /// Starts `dbus-daemon` with its socket in `dir`; waits up to 10 s for the socket.
+    ///
+    /// # Errors
+    ///
+    /// `dbus-daemon` (package dbus) is missing or did not come up: the reason, for
+    /// [`skip`].
+    pub fn start(dir: &std::path::Path) -> Result<Self, String> {
+        let socket = dir.join("bus");
+        let address = format!("unix:path={}", socket.display());
+        let child = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address={address}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("dbus-daemon (package dbus) cannot run: {e}"))?;
+        let mut bus = Self { child, address };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !socket.exists() {
+            if std::time::Instant::now() > deadline || bus.child.try_wait().ok().flatten().is_some()
+            {
+                return Err("dbus-daemon did not start within 10s".to_owned());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(bus)
+    }
+
+    /// The bus's address (`unix:path=...`), for `DBUS_SYSTEM_BUS_ADDRESS` or a client.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

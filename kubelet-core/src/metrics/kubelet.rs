@@ -354,6 +354,7 @@ pub fn runtime_operation(rpc: &str) -> &'static str {
         "PodSandboxStats" => "podsandbox_stats",
         "ListPodSandboxStats" => "list_podsandbox_stats",
         "UpdateRuntimeConfig" => "update_runtime_config",
+        "RuntimeConfig" => "runtime_config",
         "GetContainerEvents" => "get_container_events",
         "ListImages" => "list_images",
         "ImageStatus" => "image_status",
