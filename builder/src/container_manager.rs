@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubelet_cgroups::CgroupManager;
 use kubelet_cgroups::tree::ResourceConfig;
+use kubelet_cgroups::{CgroupManager, Cgroupfs, Systemd};
+use kubelet_core::CgroupDriver;
 use kubelet_pod_manager::LocalPods;
 use kubelet_pod_manager::pod_cgroup::PodCgroupSettings;
 use kubelet_stats::{StatsProvider, SystemCgroups};
@@ -29,6 +30,72 @@ pub struct Config {
     pub system: Option<String>,
     /// `--runtime-cgroups`: only reported, the runtime runs where its service put it.
     pub runtime: Option<String>,
+}
+
+/// The driver the node's cgroups are made with, as upstream's `getCgroupDriverFromCRI`:
+/// the runtime's own (CRI `RuntimeConfig`) when it says, else `configured`
+/// (`cgroupDriver`). A runtime that fails the call is asked three times, two seconds
+/// apart, before start-up stops.
+///
+/// # Errors
+///
+/// The runtime failed to answer three times.
+pub async fn cgroup_driver(
+    runtime: &dyn kubelet_core::Runtime,
+    configured: CgroupDriver,
+) -> Result<CgroupDriver> {
+    let mut failure = None;
+    for attempt in 0..3 {
+        match runtime.cgroup_driver().await {
+            Ok(Some(driver)) => {
+                info!(cgroup_driver = %driver, "Using cgroup driver setting received from the CRI runtime");
+                return Ok(driver);
+            }
+            Ok(None) => {
+                info!(
+                    cgroup_driver = %configured,
+                    "CRI implementation should be updated to support RuntimeConfig. Falling back to using cgroupDriver from kubelet config."
+                );
+                return Ok(configured);
+            }
+            Err(e) => {
+                failure = Some(e);
+                if attempt < 2 {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+    Err(Error::Config {
+        field: "cgroupDriver",
+        reason: format!(
+            "asking the container runtime for its cgroup driver (CRI RuntimeConfig): {}",
+            failure.map_or_else(String::new, |e| e.to_string())
+        ),
+    })
+}
+
+/// The node's cgroups with `driver`: directories, or slices through systemd on the
+/// system bus.
+///
+/// # Errors
+///
+/// With `systemd`, the system bus cannot be reached.
+pub async fn node_cgroups(driver: CgroupDriver) -> Result<Arc<dyn CgroupManager>> {
+    let host = Cgroupfs::host();
+    Ok(match driver {
+        CgroupDriver::Cgroupfs => Arc::new(host),
+        CgroupDriver::Systemd => {
+            Arc::new(
+                Systemd::connect(host)
+                    .await
+                    .map_err(|source| Error::Cgroups {
+                        what: "cgroupDriver systemd needs systemd on the D-Bus system bus",
+                        source,
+                    })?,
+            )
+        }
+    })
 }
 
 /// With `cgroupsPerQOS` (the default): makes `/kubepods` with the node's allocatable
@@ -271,6 +338,19 @@ fn ensure(cgroups: &dyn CgroupManager, config: &Config) -> SystemCgroups {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_runtimes_cgroup_driver_overrides_the_configured_one() {
+        // The fake runtime answers RuntimeConfig as a cgroupfs runtime.
+        let fake = kubelet_cri_client::FakeCriServer::start();
+        let client = fake.client(kubelet_cri_client::Timeouts::default());
+        assert_eq!(
+            cgroup_driver(&client, CgroupDriver::Systemd)
+                .await
+                .expect("driver"),
+            CgroupDriver::Cgroupfs
+        );
+    }
 
     #[test]
     fn reserved_cgroups_get_the_reservations_they_name_and_must_exist() {

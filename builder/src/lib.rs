@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubelet_cgroups::{CgroupManager, Cgroupfs};
+use kubelet_cgroups::CgroupManager;
 use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{
     Backoff, ImageService, NoEvents, NoVolumeSources, Prober, Runtime, RuntimeVersion,
@@ -324,7 +324,11 @@ impl KubeletBuilder {
                 ephemeral_storage: allocatable_reservation.ephemeral_storage,
             });
         }
-        let cgroups: Arc<dyn CgroupManager> = Arc::new(Cgroupfs::host());
+        let configured_driver =
+            kubelet_core::CgroupDriver::parse(&cfg.config.cgroup_driver).unwrap_or_default();
+        let cgroup_driver =
+            container_manager::cgroup_driver(runtime.as_ref(), configured_driver).await?;
+        let cgroups = container_manager::node_cgroups(cgroup_driver).await?;
         // /kubepods gets capacity less the reservations when enforcing `pods`; the eviction
         // thresholds stay inside it so evictions come before the cgroup's OOM killer.
         let pods_cgroup_size = if cfg.enforce_pods_allocatable {
@@ -332,19 +336,33 @@ impl KubeletBuilder {
         } else {
             capacity
         };
-        let pod_cgroups = container_manager::pod_cgroups(
-            cgroups.as_ref(),
-            &cfg.config,
-            pods_cgroup_size.milli_cpu,
-            pods_cgroup_size.memory,
-            if cfg.enforce_pods_allocatable {
-                reserved.pids
-            } else {
-                0
-            },
-        )?;
-        for enforced in container_manager::enforce_reserved_cgroups(cgroups.as_ref(), &cfg.config)?
-        {
+        let reserved_pids = if cfg.enforce_pods_allocatable {
+            reserved.pids
+        } else {
+            0
+        };
+        // Off the async threads: cgroup files, and with systemd a wait for each job.
+        let (pod_cgroups, enforced) = {
+            let (cgroups, config) = (cgroups.clone(), cfg.config.clone());
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let pod_cgroups = container_manager::pod_cgroups(
+                    cgroups.as_ref(),
+                    &config,
+                    pods_cgroup_size.milli_cpu,
+                    pods_cgroup_size.memory,
+                    reserved_pids,
+                )?;
+                let enforced =
+                    container_manager::enforce_reserved_cgroups(cgroups.as_ref(), &config)?;
+                Ok((pod_cgroups, enforced))
+            })
+            .await
+            .map_err(|e| Error::Cgroups {
+                what: "making the node's cgroups",
+                source: std::io::Error::other(e.to_string()),
+            })??
+        };
+        for enforced in enforced {
             tracing::info!("{enforced}");
         }
         let allocatable = allocatable_reservation.taken_from(&capacity);
@@ -364,6 +382,7 @@ impl KubeletBuilder {
             memory_capacity: capacity.memory,
             thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
             pod_cgroups: pod_cgroups.clone(),
+            cgroup_driver: cgroups.driver(),
             security: NodeSecurity {
                 seccomp_default: cfg.config.seccomp_default.unwrap_or(false),
                 seccomp_profile_root: options.root_dir.join("seccomp"),

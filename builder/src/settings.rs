@@ -279,12 +279,6 @@ impl Settings {
     /// the log at start-up.
     pub fn unsupported(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.config.cgroup_driver == "systemd" {
-            notes.push(
-                "cgroupDriver systemd is not supported yet: pod cgroups use cgroupfs paths"
-                    .to_owned(),
-            );
-        }
         if !matches!(self.config.cgroup_root.as_str(), "" | "/") {
             notes.push(format!(
                 "cgroupRoot {:?} is not supported yet: pod cgroups are under /kubepods",

@@ -338,7 +338,7 @@ impl Systemd {
                 per_sec = quota.saturating_mul(1_000_000) / period;
                 // systemd keeps whole percents of a CPU: round up to 10 ms per second and
                 // write the same quota to the files.
-                if per_sec % 10_000 != 0 {
+                if !per_sec.is_multiple_of(10_000) {
                     per_sec = (per_sec / 10_000 + 1) * 10_000;
                     files.cpu_quota =
                         i64::try_from(per_sec.saturating_mul(period) / 1_000_000).ok();
@@ -414,7 +414,10 @@ impl CgroupManager for Systemd {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         let path = systemd_path(name);
-        if path == "/" {
+        // A cgroup in no hierarchy has no unit either (systemd makes the directories of
+        // the units it starts): nothing to ask systemd, as upstream only destroys the pod
+        // cgroups it finds.
+        if path == "/" || !self.fs.cgroup_dirs(&path)?.iter().any(|d| d.exists()) {
             return Ok(());
         }
         let (unit, _) = unit_and_parent(&path);

@@ -139,6 +139,16 @@ async fn version_and_status_of_containerd() {
 
     let status = Runtime::status(&client).await.expect("status");
     assert!(status.runtime_ready(), "{status:?}");
+    // containerd 1.6 has no RuntimeConfig (Unimplemented): it cannot say its cgroup
+    // driver, so the kubelet's configuration holds; containerd 2 says.
+    let driver = Runtime::cgroup_driver(&client)
+        .await
+        .expect("cgroup driver");
+    if version.runtime_version.starts_with("1.") {
+        assert_eq!(driver, None);
+    } else {
+        assert!(driver.is_some());
+    }
     // The pod CIDR the node gets from the control plane is handed to the runtime.
     client
         .update_runtime_config("10.88.0.0/16")

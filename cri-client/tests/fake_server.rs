@@ -52,6 +52,11 @@ async fn pod_lifecycle_through_the_runtime_trait() {
     let version = runtime.version().await.expect("version");
     assert_eq!(version.runtime_api_version, "v1");
     assert!(runtime.status().await.expect("status").network_ready());
+    // The fake answers RuntimeConfig as a cgroupfs runtime.
+    assert_eq!(
+        runtime.cgroup_driver().await.expect("runtime config"),
+        Some(kubelet_core::CgroupDriver::Cgroupfs)
+    );
 
     assert_eq!(images.image_status(BUSYBOX).await.expect("status"), None);
     let image_ref = images.pull_image(BUSYBOX, None, None).await.expect("pull");

@@ -168,6 +168,11 @@ fn apply_flags(
             &mut config.system_cgroups,
         ),
         ("cgroup_root", &flags.cgroup_root, &mut config.cgroup_root),
+        (
+            "cgroup_driver",
+            &flags.cgroup_driver,
+            &mut config.cgroup_driver,
+        ),
     ] {
         if given(id) {
             field.clone_from(value.as_ref().unwrap_or(&String::new()));

@@ -226,6 +226,11 @@ struct Flags {
     #[arg(long)]
     cgroup_root: Option<String>,
 
+    /// How cgroups are made (`cgroupDriver`): `cgroupfs` or `systemd`; a runtime that
+    /// reports its own driver (CRI RuntimeConfig) overrides it.
+    #[arg(long)]
+    cgroup_driver: Option<String>,
+
     /// Refuse to start on a host using cgroup v1, as upstream does by default
     /// (`--fail-cgroupv1=false` runs there).
     #[arg(long = "fail-cgroupv1", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]

@@ -15,8 +15,6 @@
 mod common;
 
 use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,39 +65,6 @@ impl FakeLogind {
     async fn prepare_for_shutdown(emitter: &SignalEmitter<'_>, start: bool) -> zbus::Result<()>;
 }
 
-/// A private bus daemon, stopped on drop.
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start(dir: &Path) -> Self {
-        let socket = dir.join("bus");
-        let address = format!("unix:path={}", socket.display());
-        let child = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address={address}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (package dbus)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, address }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn wait_until(what: &str, secs: u64, log: impl Fn() -> String, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !check() {
@@ -135,12 +100,12 @@ fn node_shutdown_kills_pods_by_priority_and_releases_the_lock() {
     };
     let _node = lock();
     let dir = tempfile::tempdir().expect("tempdir");
-    let bus = Bus::start(dir.path());
+    let bus = kubelet_test_support::PrivateBus::start(dir.path()).expect("dbus-daemon");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let logind = runtime
         .block_on(
-            zbus::connection::Builder::address(bus.address.as_str())
+            zbus::connection::Builder::address(bus.address())
                 .expect("bus address")
                 .name("org.freedesktop.login1")
                 .expect("name")
@@ -167,7 +132,7 @@ fn node_shutdown_kills_pods_by_priority_and_releases_the_lock() {
     let kubelet = c.start_kubelet_with(
         dir.path(),
         "shutdownGracePeriodByPodPriority:\n- {priority: 0, shutdownGracePeriodSeconds: 8}\n- {priority: 100000, shutdownGracePeriodSeconds: 8}\n",
-        &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address.as_str())],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", bus.address())],
     );
     let seen_inhibits = || {
         seen.lock()

@@ -83,8 +83,8 @@ const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
         "kube",
         &["kubelet-node-agent", "kubelet-server", "kubelet-builder"],
     ),
-    // D-Bus (logind) only for graceful node shutdown.
-    ("zbus", &["kubelet-node-agent"]),
+    // D-Bus only for graceful node shutdown (logind) and the systemd cgroup driver.
+    ("zbus", &["kubelet-node-agent", "kubelet-cgroups"]),
     // Flags, anyhow and the log subscriber only in binaries.
     ("clap", &["kubelet-bin"]),
     ("anyhow", &["kubelet-bin", "xtask"]),

@@ -507,10 +507,14 @@ fn configz_is_upstreams_shape() {
 #[test]
 fn unsupported_settings_are_noted() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The systemd driver is supported: nothing to note.
     let file = config_file(&dir, "cgroupDriver: systemd\n");
     let cfg = resolve_args(&["kubelet", "--config", &file.to_string_lossy()]).expect("config");
-    assert_eq!(cfg.unsupported().len(), 1);
-    assert!(cfg.unsupported()[0].contains("cgroupDriver systemd"));
+    assert!(cfg.unsupported().is_empty(), "{:?}", cfg.unsupported());
+    let cfg = resolve_args(&["kubelet", "--cgroup-driver", "systemd"]).expect("config");
+    assert_eq!(cfg.config.cgroup_driver, "systemd");
+    let err = resolve_args(&["kubelet", "--cgroup-driver", "upstart"]).expect_err("refused");
+    assert!(format!("{err:#}").contains("cgroupDriver"), "{err:#}");
     let cfg = resolve_args(&["kubelet", "--cgroup-root", "/custom"]).expect("config");
     assert_eq!(
         cfg.unsupported(),

@@ -96,6 +96,9 @@ pub struct NodeContext {
     /// How each pod's own cgroup is made before its sandbox (`cgroupsPerQOS`); `None`
     /// leaves the pod cgroup to the runtime.
     pub pod_cgroups: Option<crate::pod_cgroup::PodCgroupSettings>,
+    /// How the node's cgroups are named, so that each sandbox's cgroup parent is the pod
+    /// cgroup in the form the runtime expects (a systemd slice or a cgroupfs path).
+    pub cgroup_driver: kubelet_core::CgroupDriver,
     /// How pods are confined: seccomp, AppArmor, sysctls.
     pub security: NodeSecurity,
     /// The node's resource pressure (set by the eviction manager): admission refuses
@@ -196,7 +199,7 @@ pub fn sandbox_config(
         port_mappings: port_mappings(&spec),
         labels: labels::sandbox_labels(pod),
         annotations: labels::sandbox_annotations(pod),
-        linux: security::sandbox_linux_config(pod),
+        linux: security::sandbox_linux_config(pod, ctx.cgroup_driver),
         runtime_handler: runtime_handler.to_owned(),
     })
 }

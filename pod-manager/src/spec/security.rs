@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     SeccompProfile, SecurityContext,
 };
 use kubelet_core::{
-    Capabilities, ContainerSecurity, LinuxSandboxConfig, PodRef, SeLinuxOptions, SecurityProfile,
-    StringMap, pod_qos,
+    Capabilities, CgroupDriver, ContainerSecurity, LinuxSandboxConfig, PodRef, SeLinuxOptions,
+    SecurityProfile, StringMap, pod_qos,
 };
 
 use super::{NodeContext, namespace_options, pod_spec, spec_error};
@@ -131,11 +131,11 @@ pub(super) fn check_user_namespace(pod: &Pod, runtime_handler: &str) -> Result<(
 }
 
 /// The sandbox's Linux settings (upstream `generatePodSandboxLinuxConfig`).
-pub(super) fn sandbox_linux_config(pod: &Pod) -> LinuxSandboxConfig {
+pub(super) fn sandbox_linux_config(pod: &Pod, cgroup_driver: CgroupDriver) -> LinuxSandboxConfig {
     let spec = pod_spec(pod);
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let mut config = LinuxSandboxConfig {
-        cgroup_parent: kubelet_cgroups::pod_cgroupfs_path(pod_qos(pod), uid),
+        cgroup_parent: kubelet_cgroups::pod_cgroup_parent(cgroup_driver, pod_qos(pod), uid),
         // Upstream only sends namespace options when the pod has a security context,
         // which API defaulting always gives it; sending them always is the same for
         // every defaulted pod.

@@ -64,6 +64,7 @@ fn ctx() -> NodeContext {
         resolv_conf_disabled: false,
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
         pod_cgroups: None,
+        cgroup_driver: kubelet_core::CgroupDriver::Cgroupfs,
         security: NodeSecurity {
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
             ..NodeSecurity::default()
@@ -445,6 +446,21 @@ fn cgroup_parent_follows_the_qos_class() {
         let config = sandbox_config(&pod, 0, "", &ctx()).expect("sandbox config");
         assert_eq!(config.linux.cgroup_parent, expected, "{resources}");
     }
+}
+
+#[test]
+fn cgroup_parent_is_a_slice_with_the_systemd_driver() {
+    let systemd = NodeContext {
+        cgroup_driver: kubelet_core::CgroupDriver::Systemd,
+        ..ctx()
+    };
+    let pod =
+        pod_with(json!({"name": "c", "image": "i", "resources": {"requests": {"cpu": "100m"}}}));
+    let config = sandbox_config(&pod, 0, "", &systemd).expect("sandbox config");
+    assert_eq!(
+        config.linux.cgroup_parent,
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podu_123.slice"
+    );
 }
 
 #[test]
