@@ -366,6 +366,36 @@ impl KubeletBuilder {
             tracing::info!("{enforced}");
         }
         let allocatable = allocatable_reservation.taken_from(&capacity);
+        let user_namespaces = {
+            let ids_per_pod = cfg
+                .config
+                .user_namespaces
+                .as_ref()
+                .and_then(|u| u.ids_per_pod)
+                .filter(|ids| *ids != 0)
+                .map_or(Ok(kubelet_pod_manager::userns::IDS_PER_POD), u32::try_from)
+                .unwrap_or(u32::MAX);
+            let max_pods = u32::try_from(cfg.config.max_pods).unwrap_or(0);
+            let pods_dir = options.root_dir.join("pods");
+            tokio::task::spawn_blocking(move || {
+                let (first, length) = kubelet_pod_manager::userns::kubelet_share(ids_per_pod)
+                    .map_err(|e| format!("kubelet mappings: {e}"))?;
+                kubelet_pod_manager::userns::UserNamespaces::new(
+                    &pods_dir,
+                    ids_per_pod,
+                    first,
+                    length,
+                    max_pods,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|made| made)
+            .map_err(|reason| Error::Config {
+                field: "userNamespaces",
+                reason,
+            })?
+        };
         let node = NodeContext {
             node_name: node_name.clone(),
             host_ips,
@@ -394,6 +424,7 @@ impl KubeletBuilder {
             container_gc: options.container_gc,
             allocations: kubelet_pod_manager::allocation::Allocations::persisted(&options.root_dir)
                 .await,
+            user_namespaces,
         };
         let (volume_sources, env_objects): (Arc<dyn VolumeSources>, Arc<dyn EnvObjects>) =
             match &cluster {

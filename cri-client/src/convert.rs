@@ -40,11 +40,28 @@ pub(crate) fn namespace_options(ns: &core::NamespaceOptions) -> cri::NamespaceOp
             cri::NamespaceMode::Container as i32
         },
         ipc: namespace_mode(ns.host_ipc),
-        // Pods asking for their own user namespace (`hostUsers: false`) are refused
-        // before they get here; upstream sends the host's explicitly.
-        userns_options: Some(cri::UserNamespace {
-            mode: cri::NamespaceMode::Node as i32,
-            ..Default::default()
+        // Upstream names the host's user namespace explicitly.
+        userns_options: Some(match &ns.user_namespace {
+            None => cri::UserNamespace {
+                mode: cri::NamespaceMode::Node as i32,
+                ..Default::default()
+            },
+            Some(userns) => {
+                let mappings = |ids: &[core::IdMapping]| {
+                    ids.iter()
+                        .map(|m| cri::IdMapping {
+                            host_id: m.host_id,
+                            container_id: m.container_id,
+                            length: m.length,
+                        })
+                        .collect()
+                };
+                cri::UserNamespace {
+                    mode: cri::NamespaceMode::Pod as i32,
+                    uids: mappings(&userns.uids),
+                    gids: mappings(&userns.gids),
+                }
+            }
         }),
         ..Default::default()
     }
@@ -110,6 +127,25 @@ fn namespaces_from(options: Option<&cri::NamespaceOption>) -> core::NamespaceOpt
             host_pid: o.pid == node,
             host_ipc: o.ipc == node,
             share_process_namespace: o.pid == cri::NamespaceMode::Pod as i32,
+            user_namespace: o
+                .userns_options
+                .as_ref()
+                .filter(|u| u.mode == cri::NamespaceMode::Pod as i32)
+                .map(|u| {
+                    let mappings = |ids: &[cri::IdMapping]| {
+                        ids.iter()
+                            .map(|m| core::IdMapping {
+                                host_id: m.host_id,
+                                container_id: m.container_id,
+                                length: m.length,
+                            })
+                            .collect()
+                    };
+                    core::UserNamespace {
+                        uids: mappings(&u.uids),
+                        gids: mappings(&u.gids),
+                    }
+                }),
         })
         .unwrap_or_default()
 }

@@ -61,6 +61,10 @@ struct State {
     calls: Vec<String>,
     network_ready: bool,
     events_supported: bool,
+    /// What `Status` reports as the runtime's handlers.
+    handlers: Vec<cri::RuntimeHandler>,
+    /// The configuration each container was created with.
+    container_configs: BTreeMap<String, cri::ContainerConfig>,
 }
 
 impl State {
@@ -279,6 +283,17 @@ impl FakeCriServer {
             cri::ContainerEventType::ContainerStoppedEvent,
         );
         true
+    }
+
+    /// The runtime handlers `Status` reports, with their features (none by default,
+    /// like containerd 1.6).
+    pub fn set_runtime_handlers(&self, handlers: Vec<cri::RuntimeHandler>) {
+        self.lock().handlers = handlers;
+    }
+
+    /// The configuration a container was created with.
+    pub fn container_config(&self, container_id: &str) -> Option<cri::ContainerConfig> {
+        self.lock().container_configs.get(container_id).cloned()
     }
 
     /// Whether `GetContainerEvents` streams events (the default) or is unimplemented,
@@ -583,6 +598,7 @@ impl RuntimeService for Service {
             _ => String::new(),
         };
         let created_at = state.now_nanos();
+        state.container_configs.insert(id.clone(), config.clone());
         state.containers.insert(
             id.clone(),
             (
@@ -691,6 +707,7 @@ impl RuntimeService for Service {
             );
         }
         state.containers.remove(&id);
+        state.container_configs.remove(&id);
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
@@ -920,6 +937,7 @@ impl RuntimeService for Service {
                     condition("NetworkReady", network_ready, "NetworkPluginNotReady"),
                 ],
             }),
+            runtime_handlers: self.state().handlers.clone(),
             ..Default::default()
         }))
     }

@@ -67,11 +67,11 @@ pub use runtime::{
     Capabilities, CgroupDriver, Container, ContainerConfig, ContainerEvent, ContainerEventKind,
     ContainerEvents, ContainerExec, ContainerFilter, ContainerMetadata, ContainerNamespaces,
     ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,
-    FilesystemUsage, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
+    FilesystemUsage, IdMapping, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
     MountPropagation, NamespaceOptions, PortMapping, Protocol, RegistryAuth, Runtime,
     RuntimeCondition, RuntimeHandler, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
     SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, SeLinuxOptions, SecurityProfile,
-    StreamRequest, StringMap,
+    StreamRequest, StringMap, UserNamespace,
 };
 pub use status::StatusReporter;
 pub use volume::{

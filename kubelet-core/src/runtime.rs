@@ -174,8 +174,30 @@ pub struct PortMapping {
     pub host_ip: String,
 }
 
-/// Which Linux namespaces a sandbox shares with the host.
+/// One range of a user namespace's ID mapping: `length` IDs from `container_id` inside
+/// start at `host_id` on the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdMapping {
+    /// The first ID on the host.
+    pub host_id: u32,
+    /// The first ID inside the namespace.
+    pub container_id: u32,
+    /// How many IDs.
+    pub length: u32,
+}
+
+/// A pod's own user namespace (`hostUsers: false`): how its UIDs and GIDs map to the
+/// host's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserNamespace {
+    /// The UID mappings.
+    pub uids: Vec<IdMapping>,
+    /// The GID mappings.
+    pub gids: Vec<IdMapping>,
+}
+
+/// Which Linux namespaces a sandbox shares with the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceOptions {
     /// Use the host's network namespace.
     pub host_network: bool,
@@ -185,6 +207,8 @@ pub struct NamespaceOptions {
     pub host_ipc: bool,
     /// Share one PID namespace between the pod's containers.
     pub share_process_namespace: bool,
+    /// The pod's own user namespace; `None` runs it in the host's.
+    pub user_namespace: Option<UserNamespace>,
 }
 
 /// A container's namespaces: the pod's, and optionally another container's PID

@@ -62,6 +62,7 @@ pub mod spec;
 pub mod status;
 pub mod streaming;
 mod sync;
+pub mod userns;
 
 pub use clock::TokioClock;
 pub use error::{Error, Result};

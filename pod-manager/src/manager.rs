@@ -215,6 +215,9 @@ impl PodManager {
                         && idle
                         && wanted.has_seen_all(&self.config.sources)
                     {
+                        // Taken with the list: a pod whose worker comes later keeps
+                        // the user namespace it gets meanwhile.
+                        let userns_since = self.ctx.node.user_namespaces.generation();
                         let known: HashSet<String> = workers
                             .keys()
                             .cloned()
@@ -223,6 +226,7 @@ impl PodManager {
                         orphan_dirs = Some(AbortOnDrop(tokio::spawn(collect_garbage(
                             self.ctx.clone(),
                             known,
+                            userns_since,
                         ))));
                     }
                     // A worker of a wanted pod only ends if it panicked or lost a race with a
@@ -976,7 +980,7 @@ const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
 /// as upstream's `cleanupOrphanedPodDirs`; their log directories and the container log
 /// symlinks whose log is gone, and the node-wide dead container limit
 /// (`--maximum-dead-containers`), as upstream's container GC.
-async fn collect_garbage(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
+async fn collect_garbage(ctx: Arc<SyncContext>, mut known: HashSet<String>, userns_since: u64) {
     // A pod the runtime still has is being finished (or adopted): not an orphan yet.
     match ctx.runtime.list_sandboxes(&SandboxFilter::default()).await {
         Ok(sandboxes) => known.extend(
@@ -991,6 +995,15 @@ async fn collect_garbage(ctx: Arc<SyncContext>, mut known: HashSet<String>) {
     }
     if let Err(e) = ctx.volumes.clean_up_orphans(&known).await {
         warn!(error = %e, "cleaning up orphaned pod volumes");
+    }
+    if ctx.node.user_namespaces.allocated() > 0 {
+        let userns = ctx.node.user_namespaces.clone();
+        let pods = known.clone();
+        let released =
+            tokio::task::spawn_blocking(move || userns.release_orphans(&pods, userns_since)).await;
+        if let Err(e) = released {
+            warn!(error = %e, "releasing orphaned user namespaces");
+        }
     }
     crate::gc::remove_orphaned_pod_log_dirs(&ctx.node.pod_logs_root, &known).await;
     crate::gc::remove_dangling_log_symlinks(ctx.runtime.as_ref(), &ctx.node.container_logs_dir)

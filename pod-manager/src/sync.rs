@@ -323,6 +323,7 @@ pub async fn sync_pod(
                 let handler = crate::runtime_handler(ctx.runtime_classes.as_ref(), pod)
                     .await
                     .map_err(|message| crate::Error::RuntimeClass { message })?;
+                allocate_user_namespace(ctx, pod, &handler).await?;
                 let config = spec::sandbox_config(pod, attempt, &handler, &ctx.node)?;
                 let id = run_sandbox(ctx, &config).await?;
                 Ok::<_, crate::Error>((id, config))
@@ -1256,6 +1257,11 @@ pub async fn terminate_pod(
     if let Some(cgroups) = &ctx.cgroups {
         remove_pod_cgroups(cgroups, &uid).await;
     }
+    let userns = ctx.node.user_namespaces.clone();
+    let released_uid = uid.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || userns.release(&released_uid)).await {
+        warn!(error = %e, "releasing the pod's user namespace");
+    }
     // Never remove the pod's directory through a mount that is still there.
     ctx.volumes
         .tear_down_pod(&uid)
@@ -1275,6 +1281,37 @@ pub async fn terminate_pod(
         }
     }
     Ok(())
+}
+
+/// Gives a pod with `hostUsers: false` its user namespace range before its sandbox is
+/// made, once the runtime says the handler supports user namespaces; otherwise the
+/// sandbox is refused with upstream's message (never made in the host's namespace).
+async fn allocate_user_namespace(ctx: &SyncContext, pod: &Pod, handler: &str) -> Result<()> {
+    if pod.spec.as_ref().and_then(|s| s.host_users) != Some(false) {
+        return Ok(());
+    }
+    let refuse = |reason: String| crate::Error::Spec {
+        pod: PodRef::of(pod).to_string(),
+        container: String::new(),
+        reason,
+    };
+    let handlers = ctx.runtime.status().await?.handlers;
+    match crate::userns::handler_supports(&handlers, handler) {
+        Ok(true) => {}
+        Ok(false) => return Err(refuse(crate::userns::unsupported_message(handler))),
+        Err(e) => {
+            return Err(refuse(format!(
+                "{}: {e}",
+                crate::userns::unsupported_message(handler)
+            )));
+        }
+    }
+    let (userns, uid) = (ctx.node.user_namespaces.clone(), PodRef::of(pod).uid);
+    match tokio::task::spawn_blocking(move || userns.get_or_create(&uid)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(reason)) => Err(refuse(reason)),
+        Err(e) => Err(refuse(format!("user namespace: {e}"))),
+    }
 }
 
 /// Removes the pod's cgroup, which runc created as its containers' parent. Every QoS

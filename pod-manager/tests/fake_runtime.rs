@@ -1075,3 +1075,106 @@ async fn a_second_ready_sandbox_is_reconciled() {
     }
     h.manager.abort();
 }
+
+#[tokio::test]
+async fn a_pod_without_host_users_gets_its_own_id_range_where_the_runtime_can() {
+    use kubelet_cri_client::proto as cri;
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    let h = start(fake.clone());
+    let own = |name: &str, uid: &str| {
+        let mut pod = pod(name, uid, &[], &[("app", "sleep 1000")], "Always");
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.host_users = Some(false);
+        }
+        pod
+    };
+
+    // The runtime says nothing about user namespaces (containerd 1.6): no sandbox at all,
+    // rather than one in the host's user namespace.
+    send(&h, vec![own("refused", "u-refused")]).await;
+    eventually(&h, "refused pod reported", |pods| {
+        phase(pods, "refused") == "Pending"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(container_calls(&fake, "RunPodSandbox"), 0);
+    assert_eq!(h.ctx.node.user_namespaces.mapping("u-refused"), None);
+
+    // A handler that supports them: the sandbox and its containers get the pod's range.
+    fake.set_runtime_handlers(vec![cri::RuntimeHandler {
+        name: String::new(),
+        features: Some(cri::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: false,
+            user_namespaces: true,
+        }),
+    }]);
+    send(&h, vec![own("userns", "u-userns")]).await;
+    eventually(&h, "running in its user namespace", |pods| {
+        phase(pods, "userns") == "Running"
+    })
+    .await;
+    let mapping = h
+        .ctx
+        .node
+        .user_namespaces
+        .mapping("u-userns")
+        .expect("a range");
+    let range = mapping.uids[0];
+    assert_eq!((range.container_id, range.length), (0, 65536));
+    assert!(range.host_id >= 65536, "never the host's first IDs");
+    let client = fake.client(Timeouts::default());
+    // (The refused pod may be retried meanwhile, now with a range of its own.)
+    let sandbox = client
+        .list_pod_sandbox(None)
+        .await
+        .expect("sandboxes")
+        .into_iter()
+        .find(|s| s.metadata.as_ref().is_some_and(|m| m.uid == "u-userns"))
+        .expect("the pod's sandbox")
+        .id;
+    let status = client
+        .pod_sandbox_status(&sandbox, false)
+        .await
+        .expect("sandbox status")
+        .status
+        .expect("status");
+    let userns = status
+        .linux
+        .and_then(|l| l.namespaces)
+        .and_then(|n| n.options)
+        .and_then(|o| o.userns_options)
+        .expect("user namespace options");
+    assert_eq!(userns.mode, cri::NamespaceMode::Pod as i32);
+    let expected = vec![cri::IdMapping {
+        host_id: range.host_id,
+        container_id: 0,
+        length: 65536,
+    }];
+    assert_eq!((&userns.uids, &userns.gids), (&expected, &expected));
+    let config = fake
+        .container_ids()
+        .iter()
+        .filter_map(|id| fake.container_config(id))
+        .find(|c| c.labels.get("io.kubernetes.pod.uid").map(String::as_str) == Some("u-userns"))
+        .expect("the pod's container config");
+    let container_userns = config
+        .linux
+        .and_then(|l| l.security_context)
+        .and_then(|s| s.namespace_options)
+        .and_then(|o| o.userns_options)
+        .expect("container user namespace");
+    assert_eq!(
+        container_userns, userns,
+        "the container shares the sandbox's"
+    );
+
+    // The range goes with the pod.
+    send(&h, vec![]).await;
+    eventually(&h, "removed", |_| fake.sandbox_ids().is_empty()).await;
+    eventually(&h, "range released", |_| {
+        h.ctx.node.user_namespaces.mapping("u-userns").is_none()
+    })
+    .await;
+    h.manager.abort();
+}

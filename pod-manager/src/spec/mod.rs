@@ -109,6 +109,8 @@ pub struct NodeContext {
     /// The resources allocated to each pod and actuated on its containers (in-place
     /// resize); shared with admission, which records the allocations.
     pub allocations: crate::allocation::Allocations,
+    /// The user namespace ranges of pods with `hostUsers: false`.
+    pub user_namespaces: crate::userns::UserNamespaces,
 }
 
 /// ConfigMaps and Secrets that environment variables may reference; standalone mode has
@@ -159,8 +161,8 @@ pub fn pod_log_dir(pod: &Pod, ctx: &NodeContext) -> PathBuf {
 /// The sandbox configuration of `pod`, attempt `attempt`, on `runtime_handler` (empty
 /// for the runtime's default).
 ///
-/// Fails when the pod asks for its own user namespace (`hostUsers: false`, which this
-/// kubelet cannot give it), when the node's resolv.conf has a `nameserver` line without
+/// Fails when the pod asks for its own user namespace (`hostUsers: false`) and has no
+/// range in [`NodeContext::user_namespaces`], when the node's resolv.conf has a `nameserver` line without
 /// an address, when the pod's hostname, subdomain or hostnameOverride is not a valid DNS
 /// name, or when setHostnameAsFQDN makes a name longer than 64 characters, as upstream
 /// does.
@@ -176,7 +178,7 @@ pub fn sandbox_config(
         uid,
     } = PodRef::of(pod);
     let spec = pod_spec(pod);
-    security::check_user_namespace(pod, runtime_handler)?;
+    let user_namespace = security::user_namespace(pod, ctx)?;
     // Upstream computes DNS before the hostname, so its errors come first.
     let dns = pod_dns_config(pod, ctx)?;
     let hostname = if uses_host_network(&spec) {
@@ -199,7 +201,7 @@ pub fn sandbox_config(
         port_mappings: port_mappings(&spec),
         labels: labels::sandbox_labels(pod),
         annotations: labels::sandbox_annotations(pod),
-        linux: security::sandbox_linux_config(pod, ctx.cgroup_driver),
+        linux: security::sandbox_linux_config(pod, ctx.cgroup_driver, user_namespace),
         runtime_handler: runtime_handler.to_owned(),
     })
 }
@@ -338,6 +340,7 @@ fn namespace_options(spec: &PodSpec) -> NamespaceOptions {
         host_pid: spec.host_pid.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+        user_namespace: None,
     }
 }
 

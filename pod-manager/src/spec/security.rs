@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     SeccompProfile, SecurityContext,
 };
 use kubelet_core::{
-    Capabilities, CgroupDriver, ContainerSecurity, LinuxSandboxConfig, PodRef, SeLinuxOptions,
-    SecurityProfile, StringMap, pod_qos,
+    Capabilities, CgroupDriver, ContainerSecurity, LinuxSandboxConfig, NamespaceOptions, PodRef,
+    SeLinuxOptions, SecurityProfile, StringMap, UserNamespace, pod_qos,
 };
 
 use super::{NodeContext, namespace_options, pod_spec, spec_error};
@@ -106,32 +106,29 @@ pub fn host_apparmor_enabled() -> bool {
             .is_ok_and(|enabled| enabled.starts_with('Y'))
 }
 
-/// Upstream's message for a pod with `hostUsers: false` on a runtime (handler) without
-/// user namespaces.
-fn user_namespace_error(runtime_handler: &str) -> String {
-    if runtime_handler.is_empty() {
-        "can't set `spec.hostUsers: false`, runtime does not support user namespaces".to_owned()
-    } else {
-        format!(
-            "can't set `spec.hostUsers: false`, RuntimeClass handler {runtime_handler:?} does \
-             not support user namespaces"
+/// The pod's own user namespace when it asks for one (`hostUsers: false`): the range
+/// given to it before its sandbox was made ([`crate::userns`]). A pod without one here
+/// never runs in the host's namespace instead: its sandbox is refused.
+pub(super) fn user_namespace(pod: &Pod, ctx: &NodeContext) -> Result<Option<UserNamespace>> {
+    if pod_spec(pod).host_users != Some(false) {
+        return Ok(None);
+    }
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    ctx.user_namespaces.mapping(uid).map(Some).ok_or_else(|| {
+        spec_error(
+            pod,
+            "",
+            "the pod asks for its own user namespace (hostUsers: false) and has none allocated",
         )
-    }
-}
-
-/// Refuses a pod that asks for its own user namespace: this kubelet does not allocate
-/// user namespace ID ranges, and containerd 1.6 cannot run them, so such a pod must not
-/// start in the host's user namespace instead. The message is upstream's for a runtime
-/// without support.
-pub(super) fn check_user_namespace(pod: &Pod, runtime_handler: &str) -> Result<()> {
-    if pod_spec(pod).host_users == Some(false) {
-        return Err(spec_error(pod, "", user_namespace_error(runtime_handler)));
-    }
-    Ok(())
+    })
 }
 
 /// The sandbox's Linux settings (upstream `generatePodSandboxLinuxConfig`).
-pub(super) fn sandbox_linux_config(pod: &Pod, cgroup_driver: CgroupDriver) -> LinuxSandboxConfig {
+pub(super) fn sandbox_linux_config(
+    pod: &Pod,
+    cgroup_driver: CgroupDriver,
+    user_namespace: Option<UserNamespace>,
+) -> LinuxSandboxConfig {
     let spec = pod_spec(pod);
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let mut config = LinuxSandboxConfig {
@@ -139,7 +136,10 @@ pub(super) fn sandbox_linux_config(pod: &Pod, cgroup_driver: CgroupDriver) -> Li
         // Upstream only sends namespace options when the pod has a security context,
         // which API defaulting always gives it; sending them always is the same for
         // every defaulted pod.
-        namespaces: namespace_options(&spec),
+        namespaces: NamespaceOptions {
+            user_namespace,
+            ..namespace_options(&spec)
+        },
         privileged: has_privileged_container(pod),
         // The pause container always runs under the runtime's default profile, so that
         // the pod's own profiles can be as strict as they like (upstream #84623).
@@ -439,7 +439,10 @@ pub(super) fn container_security(
         capabilities,
         privileged: sc.privileged.unwrap_or(false),
         namespaces: kubelet_core::ContainerNamespaces {
-            pod: namespace_options(&spec),
+            pod: NamespaceOptions {
+                user_namespace: user_namespace(pod, ctx)?,
+                ..namespace_options(&spec)
+            },
             pid_target: None,
         },
         run_as_user: sc.run_as_user,

@@ -65,6 +65,7 @@ fn ctx() -> NodeContext {
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
         pod_cgroups: None,
         cgroup_driver: kubelet_core::CgroupDriver::Cgroupfs,
+        user_namespaces: crate::userns::UserNamespaces::default(),
         security: NodeSecurity {
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
             ..NodeSecurity::default()
@@ -316,6 +317,7 @@ fn sandbox_of_a_burstable_pod() {
                     host_pid: false,
                     host_ipc: false,
                     share_process_namespace: false,
+                    user_namespace: None,
                 },
                 run_as_user: Some(
                     1000,
@@ -410,6 +412,7 @@ fn sandbox_of_a_host_network_pod() {
                     host_pid: true,
                     host_ipc: true,
                     share_process_namespace: false,
+                    user_namespace: None,
                 },
                 run_as_user: None,
                 run_as_group: None,
@@ -646,6 +649,7 @@ fn container_of_a_burstable_pod() {
                         host_pid: false,
                         host_ipc: false,
                         share_process_namespace: false,
+                        user_namespace: None,
                     },
                     pid_target: None,
                 },
@@ -2141,22 +2145,47 @@ fn apparmor_and_selinux_reach_the_container() {
 }
 
 #[test]
-fn a_pod_in_its_own_user_namespace_is_refused() {
+fn a_pod_in_its_own_user_namespace_gets_its_range_or_is_refused() {
     let pod = pod(json!({
         "metadata": meta(),
         "spec": {"hostUsers": false, "containers": [{"name": "app", "image": "busybox"}]},
     }));
+    // Without a range (the handler could not run it), never the host's namespace.
+    let node = ctx();
     assert_eq!(
-        reason(sandbox_config(&pod, 0, "", &ctx()).expect_err("refused")),
-        "can't set `spec.hostUsers: false`, runtime does not support user namespaces"
+        reason(sandbox_config(&pod, 0, "", &node).expect_err("refused")),
+        "the pod asks for its own user namespace (hostUsers: false) and has none allocated"
     );
+    let userns = node.user_namespaces.get_or_create("u-123").expect("range");
+    assert_eq!(userns.uids[0].container_id, 0);
+    assert_eq!(userns.uids[0].length, 65536);
+    assert!(
+        userns.uids[0].host_id >= 65536,
+        "never the host's IDs from 0"
+    );
+    let config = sandbox_config(&pod, 0, "", &node).expect("own user namespace");
     assert_eq!(
-        reason(sandbox_config(&pod, 0, "kata", &ctx()).expect_err("refused")),
-        "can't set `spec.hostUsers: false`, RuntimeClass handler \"kata\" does not support \
-         user namespaces"
+        config.linux.namespaces.user_namespace.as_ref(),
+        Some(&userns)
+    );
+    let container = container_config(
+        &pod,
+        &first_container(&pod),
+        0,
+        &pod_ips(),
+        &node,
+        &Objects::standard(),
+        Vec::new(),
+    )
+    .expect("container config");
+    assert_eq!(
+        container.security.namespaces.pod.user_namespace,
+        Some(userns),
+        "containers share the sandbox's user namespace"
     );
     let mut host = pod.clone();
     host.spec.as_mut().expect("spec").host_users = Some(true);
     let config = sandbox_config(&host, 0, "kata", &ctx()).expect("host user namespace");
     assert_eq!(config.runtime_handler, "kata");
+    assert_eq!(config.linux.namespaces.user_namespace, None);
 }
