@@ -255,6 +255,15 @@ pub async fn sync_pod(
     // set-up runs on every sync so configMap, secret, downward API and token contents
     // follow their sources while the pod runs.
     let volumes = match ctx.volumes.set_up_pod(pod).await {
+        // A volume that was set up before and failed to refresh stays in use with its
+        // last contents (the containers keep restarting); its refresh is retried.
+        Ok(volumes) if !volumes.refresh_failures().is_empty() => {
+            for failure in volumes.refresh_failures() {
+                pod_event(ctx, pod, EventType::Warning, "FailedMount", failure.clone());
+            }
+            outcome.wake(ctx.clock.now() + VOLUME_RETRY);
+            volumes
+        }
         Ok(volumes) => volumes,
         Err(e) => {
             warn!(error = %e, "setting up the pod's volumes");

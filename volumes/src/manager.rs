@@ -37,6 +37,18 @@ use crate::token::TokenManager;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodVolumes {
     volumes: BTreeMap<String, PodVolume>,
+    /// Volumes set up before whose refresh failed this time, as upstream's `FailedMount`
+    /// messages: they stay in use with their last contents.
+    refresh_failures: Vec<String>,
+}
+
+/// What the manager keeps of one pod between set-ups: the volumes that were set up, so
+/// that a failed refresh of one (its configMap deleted, the API server unreachable)
+/// leaves the running pod its last good volume instead of stopping its containers'
+/// restarts, as upstream's volume manager keeps a mounted volume mounted.
+#[derive(Debug, Default)]
+struct PodState {
+    set_up: BTreeMap<String, PodVolume>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +77,12 @@ impl PodVolumes {
     pub fn is_empty(&self) -> bool {
         self.volumes.is_empty()
     }
+
+    /// The volumes, set up before, whose refresh failed this time (upstream's
+    /// `FailedMount` messages); they are still in use with their last contents.
+    pub fn refresh_failures(&self) -> &[String] {
+        &self.refresh_failures
+    }
 }
 
 /// Sets up and tears down the volumes of pods with the built-in plugins (emptyDir,
@@ -78,7 +96,8 @@ pub struct VolumeManager {
     added_plugins: usize,
     node: SharedNode,
     tokens: Arc<TokenManager>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per pod: its lock (operations on one pod are serialized) and what it keeps.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
 }
 
 const _: () = {
@@ -183,7 +202,7 @@ impl VolumeManager {
         Ok(self.pods_dir.join(uid))
     }
 
-    fn pod_lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn pod_lock(&self, uid: &str) -> Arc<tokio::sync::Mutex<PodState>> {
         self.locks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -207,7 +226,7 @@ impl VolumeManager {
         let pod_ref = PodRef::of(pod);
         let pod_dir = self.pod_dir(&pod_ref.uid)?;
         let lock = self.pod_lock(&pod_ref.uid);
-        let _guard = lock.lock().await;
+        let mut state = lock.lock().await;
         let volumes_dir = pod_dir.join("volumes");
         {
             let (pod_dir, volumes_dir) = (pod_dir.clone(), volumes_dir.clone());
@@ -264,11 +283,22 @@ impl VolumeManager {
                         reason: plugin_reason(&e),
                         source: Some(Box::new(e)),
                     };
-                    warn!(pod = %pod_ref, plugin = plugin.name(), error = %e, "volume not set up");
-                    first_error.get_or_insert(e);
+                    if let Some(previous) = state.set_up.get(&volume.name) {
+                        warn!(pod = %pod_ref, plugin = plugin.name(), error = %e, "volume not refreshed; its last contents stay in use");
+                        result.refresh_failures.push(e.to_string());
+                        result.volumes.insert(volume.name.clone(), previous.clone());
+                    } else {
+                        warn!(pod = %pod_ref, plugin = plugin.name(), error = %e, "volume not set up");
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
         }
+        // What was set up stays known even when another volume failed: its next
+        // refresh failure must not take it away either.
+        state
+            .set_up
+            .extend(result.volumes.iter().map(|(n, v)| (n.clone(), v.clone())));
         match first_error {
             Some(e) => Err(e),
             None => Ok(result),
@@ -412,7 +442,8 @@ impl VolumeManager {
     pub async fn tear_down_pod(&self, pod_uid: &str) -> Result<()> {
         let pod_dir = self.pod_dir(pod_uid)?;
         let lock = self.pod_lock(pod_uid);
-        let guard = lock.lock().await;
+        let mut guard = lock.lock().await;
+        guard.set_up.clear();
         let mut failures = {
             let pod_dir = pod_dir.clone();
             blocking(move || Ok(subpath::clean_all(&pod_dir))).await?

@@ -264,6 +264,64 @@ async fn config_map_volume_follows_its_source() {
 }
 
 #[tokio::test]
+async fn a_failed_refresh_keeps_the_last_contents_in_use() {
+    let env = Env::new();
+    env.sources.put_config_map("default", "cfg", &[("a", "1")]);
+    let pod = pod_with("u1", vec![config_map_volume("config", "cfg", None)], vec![]);
+    let first = env.manager.set_up_pod(&pod).await.expect("set up");
+    assert!(first.refresh_failures().is_empty());
+    let dir = env.volume_dir("u1", "kubernetes.io~configmap", "config");
+
+    // The API server goes away: the running pod keeps its volume (and so can restart
+    // its containers), the failure is reported for the FailedMount event.
+    env.sources.set_unavailable(true);
+    let volumes = env.manager.set_up_pod(&pod).await.expect("still usable");
+    assert_eq!(volumes.get("config"), first.get("config"));
+    assert_eq!(
+        volumes.refresh_failures(),
+        ["MountVolume.SetUp failed for volume \"config\" : invalid source: API server unavailable"]
+    );
+    assert_eq!(fs::read_to_string(dir.join("a")).expect("a"), "1");
+    // A volume never set up still fails the pod.
+    let other = pod_with("u2", vec![config_map_volume("config", "cfg", None)], vec![]);
+    env.manager
+        .set_up_pod(&other)
+        .await
+        .expect_err("never set up");
+    env.sources.set_unavailable(false);
+
+    // A write that fails (here a path leaving the volume) leaves the live volume as it
+    // was instead of tearing it down under the containers.
+    let mut escaping = pod.clone();
+    if let Some(cm) = escaping
+        .spec
+        .as_mut()
+        .and_then(|s| s.volumes.as_mut())
+        .and_then(|v| v[0].config_map.as_mut())
+    {
+        cm.items = Some(vec![KeyToPath {
+            key: "a".into(),
+            path: "../escape".into(),
+            ..Default::default()
+        }]);
+    }
+    let volumes = env
+        .manager
+        .set_up_pod(&escaping)
+        .await
+        .expect("still usable");
+    assert_eq!(volumes.refresh_failures().len(), 1, "{volumes:?}");
+    assert_eq!(fs::read_to_string(dir.join("a")).expect("a"), "1");
+    assert!(!env.pods_dir.join("u1/volumes/escape").exists());
+
+    // Back to normal: no failure, contents follow the source again.
+    env.sources.put_config_map("default", "cfg", &[("a", "2")]);
+    let volumes = env.manager.set_up_pod(&pod).await.expect("refreshed");
+    assert!(volumes.refresh_failures().is_empty());
+    assert_eq!(fs::read_to_string(dir.join("a")).expect("a"), "2");
+}
+
+#[tokio::test]
 async fn missing_objects_fail_unless_optional_and_other_volumes_still_set_up() {
     let env = Env::new();
     let pod = pod_with(

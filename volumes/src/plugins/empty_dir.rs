@@ -124,7 +124,7 @@ pub(crate) fn tear_down_at(dir: &Path, ready: &Path) -> Result<()> {
     sys::remove_all(dir)
 }
 
-fn is_ready(ready: &Path) -> bool {
+pub(crate) fn is_ready(ready: &Path) -> bool {
     fs::metadata(ready.join(READY_FILE)).is_ok_and(|m| m.is_file())
 }
 

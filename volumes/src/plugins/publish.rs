@@ -46,6 +46,9 @@ pub(crate) async fn publish(
     let context = format!("pod {}/{} volume {name}", r.namespace, r.name);
     let target = dir.clone();
     blocking(move || {
+        // A volume that was ready before is in use by the pod's containers: a failed
+        // refresh leaves it as it was rather than tearing it down under them.
+        let live = empty_dir::is_ready(&ready);
         empty_dir::set_up_at(&target, &ready, &medium, size, fs_group)?;
         let written = (|| {
             for path in &nested {
@@ -62,6 +65,10 @@ pub(crate) async fn publish(
         match written {
             Ok(true) => debug!(context = %context, "volume contents updated"),
             Ok(false) => {}
+            Err(e) if live => {
+                error!(context = %context, error = %e, "refreshing the volume failed; it keeps its last contents");
+                return Err(e);
+            }
             Err(e) => {
                 error!(context = %context, error = %e, "setting up the volume failed; tearing it down");
                 if let Err(cleanup) = empty_dir::tear_down_at(&target, &ready) {
