@@ -14,14 +14,27 @@ use kubelet_core::config::{GoDuration, KubeletConfiguration};
 use kubelet_core::metrics::kubelet as metrics;
 use tokio::net::TcpListener;
 
-use crate::accept::{accept_loop, bind};
+use crate::accept::{Admission, Limits, accept_loop, bind};
 use crate::auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
 use crate::routes::{ApiBody, Endpoints, text};
 use crate::tls::ServingCert;
 use crate::{Error, Result, reviews, stream, tls};
 
-/// Most connections served at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once (more wait to be accepted); of them, how many may not
+/// have authenticated yet, all together and from one address: past that, the oldest
+/// unauthenticated one is closed, so unauthenticated clients never keep the API server
+/// (a client certificate) or metrics scrapers (a reviewed token) out.
+const LIMITS: Limits = Limits {
+    total: 512,
+    unauthenticated: 128,
+    per_source: 32,
+};
+/// `/healthz` has no authentication: every connection is "unauthenticated".
+const HEALTHZ_LIMITS: Limits = Limits {
+    total: 128,
+    unauthenticated: 128,
+    per_source: 32,
+};
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers.
@@ -170,6 +183,7 @@ impl Api {
         request: Request<Incoming>,
         cert_user: Option<&UserInfo>,
         peer: SocketAddr,
+        admission: &Admission,
     ) -> Response<ApiBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -177,7 +191,7 @@ impl Api {
         let labels = [labels.0, labels.1.as_str(), "readwrite", labels.2];
         metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
         metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, 1.0);
-        let response = self.authorized(request, cert_user, peer).await;
+        let response = self.authorized(request, cert_user, peer, admission).await;
         metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, -1.0);
         response
     }
@@ -187,6 +201,7 @@ impl Api {
         request: Request<Incoming>,
         cert_user: Option<&UserInfo>,
         peer: SocketAddr,
+        admission: &Admission,
     ) -> Response<ApiBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -194,15 +209,50 @@ impl Api {
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let user = match self.authn.authenticate(cert_user, authorization).await {
-            Authn::User(user) => user,
+        // A client that did not authenticate gets its answer and the connection closed:
+        // it cannot hold a connection open with a failing request now and then.
+        let closing = |mut response: Response<ApiBody>| {
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            response
+        };
+        let user = match self
+            .authn
+            .authenticate(peer.ip(), cert_user, authorization)
+            .await
+        {
+            Authn::User(user) => {
+                if user.name != crate::auth::ANONYMOUS_USER {
+                    admission.authenticated();
+                }
+                user
+            }
+            Authn::TooManyReviews => {
+                tracing::debug!(%method, %path, %peer, "too many token reviews from this source");
+                let mut response = text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "text/plain; charset=utf-8",
+                    "Too many requests, please try again later.\n",
+                );
+                response.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("1"),
+                );
+                return closing(response);
+            }
             Authn::Unauthorized { why, hint } => {
                 tracing::debug!(%method, %path, why, "unauthorized");
                 let body = match hint {
                     Some(hint) => format!("Unauthorized: {hint}\n"),
                     None => "Unauthorized\n".to_owned(),
                 };
-                return text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", body);
+                return closing(text(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain; charset=utf-8",
+                    body,
+                ));
             }
         };
         match self.authz.authorize(&user, method.as_str(), &path).await {
@@ -324,7 +374,7 @@ async fn serve_api_on(
     tracing::info!(%address, client_ca = ?settings.client_ca, anonymous = settings.anonymous,
         token_webhook = settings.token_webhook, authorization = if settings.authz_webhook { "Webhook" } else { "AlwaysAllow" },
         "serving the kubelet API (HTTPS)");
-    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| {
+    accept_loop(listener, LIMITS, |stream, peer, admission| {
         let acceptor = acceptor.clone();
         let api = api.clone();
         async move {
@@ -345,13 +395,18 @@ async fn serve_api_on(
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .and_then(|cert| tls::certificate_user(cert));
+            if cert_user.is_some() {
+                admission.authenticated();
+            }
             let cert_user = Arc::new(cert_user);
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let api = api.clone();
                 let cert_user = cert_user.clone();
+                let admission = admission.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(
-                        api.handle(request, cert_user.as_ref().as_ref(), peer).await,
+                        api.handle(request, cert_user.as_ref().as_ref(), peer, &admission)
+                            .await,
                     )
                 }
             });
@@ -375,27 +430,31 @@ async fn serve_api_on(
 pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
     let listener = bind(address, "/healthz").await?;
     tracing::info!(%address, "serving /healthz");
-    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| async move {
-        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-            let response = match request.uri().path() {
-                "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
-                _ => text(
-                    StatusCode::NOT_FOUND,
-                    "text/plain; charset=utf-8",
-                    "404 page not found\n",
-                ),
-            };
-            Ok::<_, std::convert::Infallible>(response)
-        });
-        if let Err(e) = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service)
-            .await
-        {
-            tracing::debug!(%peer, error = %e, "healthz connection ended");
-        }
-    })
+    accept_loop(
+        listener,
+        HEALTHZ_LIMITS,
+        |stream, peer, _admission| async move {
+            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                let response = match request.uri().path() {
+                    "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+                    _ => text(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        "404 page not found\n",
+                    ),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "healthz connection ended");
+            }
+        },
+    )
     .await;
     Ok(())
 }

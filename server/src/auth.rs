@@ -9,8 +9,11 @@
 //! decisions are tested with in-memory fakes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -130,6 +133,8 @@ pub enum TokenAuth {
 pub enum Authn {
     /// The request's user.
     User(UserInfo),
+    /// Not reviewed: the source sent too many tokens the cache did not know (429).
+    TooManyReviews,
     /// Not authenticated (401); `why` is for the log, `hint` (when set) is told to the
     /// client as well.
     Unauthorized {
@@ -146,7 +151,49 @@ pub enum Authn {
 pub struct Authenticator {
     tokens: TokenAuth,
     token_cache: TtlCache<[u8; 32], Option<UserInfo>>,
+    review_budget: ReviewBudget,
     anonymous: bool,
+}
+
+/// A burst of token reviews each source may cause, refilled at [`REVIEWS_PER_SECOND`]:
+/// tokens the cache does not know cost a TokenReview each, and a client sending random
+/// ones must not turn every request into one.
+const REVIEW_BURST: f64 = 20.0;
+/// How fast a source's review budget refills.
+const REVIEWS_PER_SECOND: f64 = 5.0;
+/// Most sources whose budget is tracked.
+const REVIEW_SOURCES: usize = 4096;
+
+/// The token review budget of each source address.
+#[derive(Default)]
+struct ReviewBudget {
+    sources: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl ReviewBudget {
+    /// Takes one review from `source`'s budget; false when it has none left.
+    fn take(&self, source: IpAddr) -> bool {
+        let now = Instant::now();
+        let budget = |(left, at): (f64, Instant)| {
+            (left + now.duration_since(at).as_secs_f64() * REVIEWS_PER_SECOND).min(REVIEW_BURST)
+        };
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.len() >= REVIEW_SOURCES && !sources.contains_key(&source) {
+            // Sources back at a full budget are the same as unknown ones.
+            sources.retain(|_, entry| budget(*entry) < REVIEW_BURST);
+            if sources.len() >= REVIEW_SOURCES {
+                return false;
+            }
+        }
+        let entry = sources.entry(source).or_insert((REVIEW_BURST, now));
+        let left = budget(*entry);
+        if left < 1.0 {
+            *entry = (left, now);
+            return false;
+        }
+        *entry = (left - 1.0, now);
+        true
+    }
 }
 
 impl Authenticator {
@@ -157,6 +204,7 @@ impl Authenticator {
         Self {
             tokens,
             token_cache: TtlCache::new(TOKEN_CACHE_SIZE),
+            review_budget: ReviewBudget::default(),
             anonymous,
         }
     }
@@ -166,10 +214,11 @@ impl Authenticator {
         matches!(self.tokens, TokenAuth::Webhook { .. })
     }
 
-    /// Authenticates a request: `client_cert` is the user of its verified client
-    /// certificate, `authorization` its `Authorization` header.
+    /// Authenticates a request from `source`: `client_cert` is the user of its verified
+    /// client certificate, `authorization` its `Authorization` header.
     pub async fn authenticate(
         &self,
+        source: IpAddr,
         client_cert: Option<&UserInfo>,
         authorization: Option<&str>,
     ) -> Authn {
@@ -190,7 +239,9 @@ impl Authenticator {
                     };
                 }
                 TokenAuth::Webhook { reviewer, ttl } => {
-                    return self.review_token(reviewer.as_ref(), *ttl, token).await;
+                    return self
+                        .review_token(source, reviewer.as_ref(), *ttl, token)
+                        .await;
                 }
             }
         }
@@ -205,6 +256,7 @@ impl Authenticator {
 
     async fn review_token(
         &self,
+        source: IpAddr,
         reviewer: &dyn TokenReviewer,
         ttl: Duration,
         token: &str,
@@ -212,6 +264,7 @@ impl Authenticator {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let answer = match self.token_cache.get(&key) {
             Some(answer) => answer,
+            None if !self.review_budget.take(source) => return Authn::TooManyReviews,
             None => match reviewer.review_token(token).await {
                 Ok(answer) => {
                     self.token_cache.insert(key, answer.clone(), ttl);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Result;
-use crate::accept::{accept_loop, bind};
+use crate::accept::{Limits, accept_loop, bind};
 use crate::api::request_metric_labels;
 use crate::routes::{ApiBody, Endpoints, text};
 use hyper::body::Incoming;
@@ -17,8 +17,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use kubelet_core::metrics::kubelet as metrics;
 
-/// Most connections served at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 128;
+/// Connections served at once (more wait to be accepted), all unauthenticated: one
+/// address holds at most `per_source`, and past `unauthenticated` the oldest makes room.
+const LIMITS: Limits = Limits {
+    total: 128,
+    unauthenticated: 128,
+    per_source: 32,
+};
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,7 +65,7 @@ pub async fn serve_read_only(address: SocketAddr, endpoints: Endpoints) -> Resul
     let listener = bind(address, "the read-only port").await?;
     tracing::warn!(%address, "serving the read-only port: /pods, /healthz, /configz, /stats/summary and /metrics without authentication");
     let endpoints = Arc::new(endpoints);
-    accept_loop(listener, MAX_CONNECTIONS, |stream, peer| {
+    accept_loop(listener, LIMITS, |stream, peer, _admission| {
         let endpoints = endpoints.clone();
         async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {

@@ -273,6 +273,61 @@ async fn requests_without_credentials_get_401() {
     assert!(body.contains("--kubeconfig"), "{body}");
 }
 
+/// An open TCP connection to `address` from `source` that never says anything.
+async fn idle_connection(source: [u8; 4], address: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source");
+    socket.connect(address).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_unauthenticated_connections_never_keep_authenticated_clients_out() {
+    let h = start(|_| {}).await;
+    let admin = Client::Cert(&h.pki.client_cert, &h.pki.client_key);
+    // More idle connections than the server serves at once (512), from 20 addresses:
+    // before, they held every slot until their handshake timed out and the API server's
+    // connection waited in the backlog behind them.
+    let mut idle = Vec::new();
+    for i in 0..600u16 {
+        let source = [127, 0, 0, 2 + u8::try_from(i % 20).expect("small")];
+        idle.push(idle_connection(source, h.address).await);
+    }
+    let served = tokio::time::timeout(Duration::from_secs(5), h.request(&admin, "GET", "/healthz"))
+        .await
+        .expect("served while the flood holds its connections");
+    assert_eq!(served, (200, "ok".to_owned()));
+    // A token client authenticates per request: it gets in too (then 401 here, as this
+    // server has no API server to review tokens; the point is that it is answered).
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        h.request(&Client::Token("t"), "GET", "/pods"),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(answered.0, 401);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_request_without_credentials_gets_its_connection_closed() {
+    let h = start(|_| {}).await;
+    let mut tls = h.connect(&Client::Nobody).await.expect("TLS");
+    // Keep-alive asked for: the server still closes after the 401.
+    tls.write_all(b"GET /pods HTTP/1.1\r\nHost: vm\r\n\r\n")
+        .await
+        .expect("send");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response))
+        .await
+        .expect("the server closed the connection")
+        .ok();
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 401"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+}
+
 #[tokio::test]
 async fn a_client_certificate_of_the_ca_is_served() {
     let h = start(|_| {}).await;

@@ -2,6 +2,9 @@ use std::sync::Mutex;
 
 use super::*;
 
+/// Where the test requests come from.
+const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 #[test]
 fn paths_map_to_upstreams_subresources() {
     let cases: &[(&str, &[&str])] = &[
@@ -81,8 +84,54 @@ impl TokenReviewer for FakeTokens {
 fn user(authn: &Authn) -> Option<&UserInfo> {
     match authn {
         Authn::User(user) => Some(user),
-        Authn::Unauthorized { .. } => None,
+        Authn::Unauthorized { .. } | Authn::TooManyReviews => None,
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_tokens_cost_each_source_a_bounded_number_of_reviews() {
+    let tokens = Arc::new(FakeTokens::default());
+    let authn = Authenticator::new(
+        TokenAuth::Webhook {
+            reviewer: tokens.clone(),
+            ttl: Duration::from_secs(120),
+        },
+        false,
+    );
+    let calls = || *tokens.calls.lock().expect("lock");
+    let attacker = IpAddr::from([10, 0, 0, 66]);
+    for i in 0..1000 {
+        let header = format!("Bearer random-{i}");
+        let _ = authn.authenticate(attacker, None, Some(&header)).await;
+    }
+    assert_eq!(calls(), 20, "the burst, then no more reviews");
+    assert_eq!(
+        authn
+            .authenticate(attacker, None, Some("Bearer random-x"))
+            .await,
+        Authn::TooManyReviews
+    );
+    // Other sources, and tokens already reviewed, are not affected.
+    let got = authn.authenticate(LOCAL, None, Some("Bearer good")).await;
+    assert!(user(&got).is_some(), "{got:?}");
+    assert_eq!(
+        authn
+            .authenticate(attacker, None, Some("Bearer random-3"))
+            .await,
+        Authn::Unauthorized {
+            why: "invalid bearer token".into(),
+            hint: None
+        },
+        "cached: no review needed"
+    );
+    // The budget refills over time.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let before = calls();
+    for i in 0..10 {
+        let header = format!("Bearer later-{i}");
+        let _ = authn.authenticate(attacker, None, Some(&header)).await;
+    }
+    assert_eq!(calls() - before, 5, "five a second");
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,7 +146,7 @@ async fn client_certificates_then_tokens_then_anonymous() {
     );
     let cert_user = UserInfo::new("kube-apiserver-kubelet-client", ["system:masters"]);
     let got = authn
-        .authenticate(Some(&cert_user), Some("Bearer bad"))
+        .authenticate(LOCAL, Some(&cert_user), Some("Bearer bad"))
         .await;
     assert_eq!(
         user(&got).map(|u| u.groups.clone()),
@@ -107,13 +156,13 @@ async fn client_certificates_then_tokens_then_anonymous() {
         ]),
         "the certificate wins and its user joins system:authenticated"
     );
-    let got = authn.authenticate(None, Some("Bearer good")).await;
+    let got = authn.authenticate(LOCAL, None, Some("Bearer good")).await;
     assert_eq!(
         user(&got).map(|u| u.name.as_str()),
         Some("system:serviceaccount:ns:sa")
     );
-    assert!(user(&authn.authenticate(None, Some("Bearer bad")).await).is_none());
-    let got = authn.authenticate(None, None).await;
+    assert!(user(&authn.authenticate(LOCAL, None, Some("Bearer bad")).await).is_none());
+    let got = authn.authenticate(LOCAL, None, None).await;
     assert_eq!(
         got,
         Authn::Unauthorized {
@@ -125,18 +174,18 @@ async fn client_certificates_then_tokens_then_anonymous() {
 
     // Answers are cached for the TTL, valid and invalid alike; errors are not.
     assert_eq!(*tokens.calls.lock().expect("lock"), 2);
-    authn.authenticate(None, Some("Bearer good")).await;
-    authn.authenticate(None, Some("Bearer bad")).await;
+    authn.authenticate(LOCAL, None, Some("Bearer good")).await;
+    authn.authenticate(LOCAL, None, Some("Bearer bad")).await;
     assert_eq!(*tokens.calls.lock().expect("lock"), 2);
     tokio::time::advance(Duration::from_secs(121)).await;
-    authn.authenticate(None, Some("Bearer good")).await;
+    authn.authenticate(LOCAL, None, Some("Bearer good")).await;
     assert_eq!(*tokens.calls.lock().expect("lock"), 3);
     *tokens.fail.lock().expect("lock") = true;
-    assert!(user(&authn.authenticate(None, Some("Bearer other")).await).is_none());
-    assert!(user(&authn.authenticate(None, Some("Bearer other")).await).is_none());
+    assert!(user(&authn.authenticate(LOCAL, None, Some("Bearer other")).await).is_none());
+    assert!(user(&authn.authenticate(LOCAL, None, Some("Bearer other")).await).is_none());
     assert_eq!(*tokens.calls.lock().expect("lock"), 5);
     assert!(
-        user(&authn.authenticate(None, Some("Bearer good")).await).is_some(),
+        user(&authn.authenticate(LOCAL, None, Some("Bearer good")).await).is_some(),
         "the cached answer stands while the API server fails"
     );
 }
@@ -150,7 +199,7 @@ async fn anonymous_requests_when_enabled_but_not_with_a_bad_token() {
         },
         true,
     );
-    let got = authn.authenticate(None, None).await;
+    let got = authn.authenticate(LOCAL, None, None).await;
     assert_eq!(
         user(&got),
         Some(&UserInfo::new(
@@ -159,12 +208,14 @@ async fn anonymous_requests_when_enabled_but_not_with_a_bad_token() {
         ))
     );
     assert!(
-        user(&authn.authenticate(None, Some("Bearer bad")).await).is_none(),
+        user(&authn.authenticate(LOCAL, None, Some("Bearer bad")).await).is_none(),
         "a token that fails is refused, as upstream's FailOnError union"
     );
     // With token review disabled, a token is ignored.
     let authn = Authenticator::new(TokenAuth::Disabled, true);
-    let got = authn.authenticate(None, Some("Bearer whatever")).await;
+    let got = authn
+        .authenticate(LOCAL, None, Some("Bearer whatever"))
+        .await;
     assert_eq!(
         user(&got).map(|u| u.name.as_str()),
         Some("system:anonymous")
@@ -174,7 +225,7 @@ async fn anonymous_requests_when_enabled_but_not_with_a_bad_token() {
 #[tokio::test]
 async fn tokens_without_an_api_server_are_refused_with_a_reason() {
     let authn = Authenticator::new(TokenAuth::NoApiServer, false);
-    match authn.authenticate(None, Some("Bearer x")).await {
+    match authn.authenticate(LOCAL, None, Some("Bearer x")).await {
         Authn::Unauthorized {
             hint: Some(hint), ..
         } => {
