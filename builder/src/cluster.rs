@@ -15,11 +15,17 @@ use crate::settings::Settings;
 use crate::{Error, NodeOptions, Result};
 
 /// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
+/// The least time a Lease or node status call may take (the Lease's renewal period).
+const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";
 
 /// The API server connection and the cluster-side parts wired to it.
 pub struct Cluster {
+    /// Requests, each bounded by `REQUEST_TIMEOUT`.
     client: kube::Client,
+    /// Watches (the node's pods, the objects pods reference).
+    watch_client: kube::Client,
     node_name: String,
     node_agent: Option<NodeAgent>,
     node_facts: NodeFactsHandle,
@@ -43,12 +49,25 @@ impl Cluster {
         runtime: Arc<dyn Runtime>,
         images: Arc<dyn ImageService>,
     ) -> Result<Self> {
-        let client = client_from_kubeconfig(kubeconfig)
-            .await
-            .map_err(|source| Error::Cluster {
-                what: "--kubeconfig",
-                source,
-            })?;
+        let connect = |read_timeout| async move {
+            client_from_kubeconfig(kubeconfig, read_timeout)
+                .await
+                .map_err(|source| Error::Cluster {
+                    what: "--kubeconfig",
+                    source,
+                })
+        };
+        // Three clients, as upstream keeps a heartbeat client apart: the Lease and node
+        // status bounded so that a stuck call is retried before the Lease runs out
+        // (upstream bounds them by nodeStatusUpdateFrequency; at least 10 s here, the
+        // Lease's renewal period); other requests bounded; watches unbounded (their
+        // idle timeout finds dead connections).
+        let heartbeat = connect(Some(
+            cfg.node_status_update_frequency.max(HEARTBEAT_TIMEOUT),
+        ))
+        .await?;
+        let client = connect(Some(kubelet_node_agent::REQUEST_TIMEOUT)).await?;
+        let watch_client = connect(None).await?;
         let hostname = crate::host::node_name(None).unwrap_or_else(|_| node_name.to_owned());
         let mut node = NodeConfig::new(node_name);
         node.hostname = if options.hostname_override.is_some() {
@@ -76,13 +95,14 @@ impl Cluster {
         }
         let view = Arc::new(PodView::new());
         let events = ApiEvents::start(client.clone(), node_name);
-        let agent = NodeAgent::new(client.clone(), node, runtime, images)
-            .with_events(Arc::new(events.clone()));
+        let agent =
+            NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
         Ok(Self {
             status: ApiStatus::start(client.clone(), node_name, view.clone()),
             events,
-            objects: ApiObjects::start(client.clone()),
+            objects: ApiObjects::start(watch_client.clone()),
             client,
+            watch_client,
             node_name: node_name.to_owned(),
             node_facts: agent.facts(),
             node_agent: Some(agent),
@@ -99,7 +119,12 @@ impl Cluster {
     /// The watch of the pods bound to this node, with node-side admission recording
     /// each pod's resources in `allocations` (and deciding their resizes).
     pub fn pod_source(&self, allocations: Allocations) -> ApiPodSource {
-        ApiPodSource::new(self.client.clone(), &self.node_name, self.view.clone()).with_admission(
+        ApiPodSource::new(
+            self.watch_client.clone(),
+            &self.node_name,
+            self.view.clone(),
+        )
+        .with_admission(
             self.node_facts.clone(),
             Arc::new(self.status.clone()),
             Arc::new(self.events.clone()),

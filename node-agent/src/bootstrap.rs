@@ -116,7 +116,8 @@ pub async fn load_client_cert_within(
         Ok(cluster)
     })
     .await?;
-    let client = super::client_from_kubeconfig(bootstrap_kubeconfig).await?;
+    // Watches the request: no read timeout (the wait has its own).
+    let client = super::client_from_kubeconfig(bootstrap_kubeconfig, None).await?;
 
     let dir = cert_dir.to_owned();
     let key = blocking("loading or making the private key", move || {

@@ -31,7 +31,7 @@
 //! use kubelet_node_agent::{NodeAgent, NodeConfig, client_from_kubeconfig};
 //!
 //! async fn run(runtime: Arc<dyn Runtime>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
-//!     let client = client_from_kubeconfig("/etc/kubernetes/kubelet.conf".as_ref()).await?;
+//!     let client = client_from_kubeconfig("/etc/kubernetes/kubelet.conf".as_ref(), None).await?;
 //!     let node = NodeConfig::new("node-1");
 //!     NodeAgent::new(client, node, runtime, images).run().await;
 //!     Ok(())
@@ -59,9 +59,20 @@ pub use pods::{ApiPodSource, PodView};
 pub use shutdown::ShutdownManager;
 pub use status::ApiStatus;
 
+/// How long a request to the API server may wait for its answer before its connection
+/// is given up; without a bound, a half-open connection holds the caller for the ~15
+/// minutes TCP takes to notice.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A client for the API server from a kubeconfig file (client certificates, tokens and
-/// the CA as written there).
-pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
+/// the CA as written there). With `read_timeout`, every request whose answer does not
+/// come within it (counted from when it was sent) fails and its connection is dropped,
+/// so the next request opens a new one; watches need a client without it (their own
+/// idle timeout finds dead connections).
+pub async fn client_from_kubeconfig(
+    path: &Path,
+    read_timeout: Option<std::time::Duration>,
+) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -75,6 +86,9 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
+    let mut config = config;
+    config.read_timeout = read_timeout;
+    config.reset_reader_on_write = read_timeout.is_some();
     kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
         path: path.to_owned(),
         reason: e.to_string(),

@@ -452,7 +452,16 @@ impl EnvObjects for ApiObjects {
 impl kubelet_pod_manager::RuntimeClasses for ApiObjects {
     async fn handler(&self, name: &str) -> Result<String, String> {
         let api: Api<RuntimeClass> = Api::all(self.inner.client.clone());
-        match api.get(name).await {
+        // The client watches (no read timeout): bound this request itself.
+        let got = tokio::time::timeout(crate::REQUEST_TIMEOUT, api.get(name))
+            .await
+            .map_err(|_| {
+                format!(
+                    "failed to lookup RuntimeClass {name}: no answer within {:?}",
+                    crate::REQUEST_TIMEOUT
+                )
+            })?;
+        match got {
             Ok(class) => Ok(class.handler),
             // Upstream's lister says it this way (singular resource).
             Err(kube::Error::Api(status)) if status.code == 404 => {
@@ -522,10 +531,13 @@ impl VolumeSources for ApiObjects {
             what: format!("token for service account {}/{account}", r.namespace),
             reason,
         };
-        let created = api
-            .create_token_request(&account, &Default::default(), &request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let created = tokio::time::timeout(
+            crate::REQUEST_TIMEOUT,
+            api.create_token_request(&account, &Default::default(), &request),
+        )
+        .await
+        .map_err(|_| fail(format!("no answer within {:?}", crate::REQUEST_TIMEOUT)))?
+        .map_err(|e| fail(e.to_string()))?;
         let status = created.status.unwrap_or_default();
         let (Some(token), Some(expires)) = (status.token, status.expiration_timestamp) else {
             return Err(fail(

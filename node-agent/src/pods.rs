@@ -163,8 +163,12 @@ impl ApiPodSource {
     /// `updates` closes.
     pub async fn run(mut self, updates: mpsc::Sender<SourceUpdate>) {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let config =
-            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
+        let config = watcher::Config::default()
+            .fields(&format!("spec.nodeName={}", self.node_name))
+            // The API server ends each watch after a minute and it resumes where it
+            // was: a dead connection is noticed within ~65 s (the watcher's idle
+            // timeout), not the ~5 minutes of the default.
+            .timeout(POD_WATCH_TIMEOUT_SECONDS);
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut pods: HashMap<String, Pod> = HashMap::new();
         let mut listing: Option<HashMap<String, Pod>> = None;
@@ -257,6 +261,9 @@ impl ApiPodSource {
 /// How often deferred resizes are tried again without another reason to (upstream's
 /// `retryDelay`).
 const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// How long the API server keeps one watch of the node's pods open.
+const POD_WATCH_TIMEOUT_SECONDS: u32 = 60;
 
 impl Admission {
     /// Whether a resize waits for room on the node.

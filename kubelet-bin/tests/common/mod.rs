@@ -195,6 +195,17 @@ impl Cluster {
         more_config: &str,
         env: &[(&str, &str)],
     ) -> Kubelet {
+        self.start_kubelet_on(root, &self.node_kubeconfig, more_config, env)
+    }
+
+    /// [`Cluster::start_kubelet_with`] reaching the API server through `kubeconfig`.
+    pub fn start_kubelet_on(
+        &self,
+        root: &Path,
+        kubeconfig: &str,
+        more_config: &str,
+        env: &[(&str, &str)],
+    ) -> Kubelet {
         let config = root.join("kubelet.yaml");
         // Test nodes keep upstream's memory threshold but no disk thresholds and no
         // image GC: this machine's disk may be nearly full, and DiskPressure would evict
@@ -220,7 +231,7 @@ impl Cluster {
         let config = config.to_string_lossy().into_owned();
         self.spawn_kubelet(
             root,
-            &["--config", &config, "--kubeconfig", &self.node_kubeconfig],
+            &["--config", &config, "--kubeconfig", kubeconfig],
             env,
         )
     }
