@@ -680,6 +680,11 @@ impl Kubelet {
             pod_logs_dir: cfg.pod_logs_dir.clone(),
             stats,
             node_logs_dir: PathBuf::from(NODE_LOGS_DIR),
+            stream_idle_timeout: cfg
+                .config
+                .streaming_connection_idle_timeout
+                .to_std()
+                .filter(|d| !d.is_zero()),
         };
         if let Some(port) = cfg.read_only_port {
             tasks.spawn_fallible(

@@ -270,7 +270,7 @@ impl Api {
             }
         }
         let response = if stream::is_stream_path(&path) {
-            self.endpoints.stream(request, peer).await
+            self.endpoints.stream(request, peer, &user.name).await
         } else {
             self.endpoints
                 .route(&method, &path, request.uri().query())

@@ -45,6 +45,9 @@ pub struct Endpoints {
     pub stats: Arc<kubelet_stats::StatsProvider>,
     /// The directory `/logs/` serves (upstream: `/var/log`).
     pub node_logs_dir: PathBuf,
+    /// `streamingConnectionIdleTimeout`: an exec, attach or port-forward session with no
+    /// traffic that long is closed; `None` never closes one.
+    pub stream_idle_timeout: Option<std::time::Duration>,
 }
 
 /// A response with a whole body.

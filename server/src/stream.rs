@@ -25,6 +25,51 @@ const MAX_STREAMS: usize = 256;
 /// The sessions' slots: one is held by each proxied connection until it closes.
 static STREAM_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_STREAMS);
 
+/// Most sessions one user holds: the API server (one user for every `kubectl exec`) may
+/// take most, but no user can take them all.
+const MAX_STREAMS_PER_USER: usize = MAX_STREAMS * 3 / 4;
+
+/// The sessions each user holds.
+static USER_STREAMS: std::sync::Mutex<Option<std::collections::HashMap<String, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// How long the runtime's streaming server may take to accept a connection, and to
+/// answer the upgrade.
+const BACKEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One user's hold on a session; dropping it gives the session back.
+struct UserSlot(String);
+
+impl UserSlot {
+    /// A session for `user`, unless it holds its share already.
+    fn take(user: &str) -> Option<Self> {
+        let mut streams = USER_STREAMS.lock().unwrap_or_else(|p| p.into_inner());
+        let held = streams
+            .get_or_insert_with(Default::default)
+            .entry(user.to_owned())
+            .or_default();
+        if *held >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *held += 1;
+        Some(Self(user.to_owned()))
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut streams = USER_STREAMS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = streams.as_mut()
+            && let Some(held) = map.get_mut(&self.0)
+        {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.0);
+            }
+        }
+    }
+}
+
 /// The streaming endpoints' path prefixes.
 const PREFIXES: [&str; 3] = ["/exec/", "/attach/", "/portForward/"];
 
@@ -248,7 +293,12 @@ fn is_websocket(request: &Request<Incoming>) -> bool {
 
 impl Endpoints {
     /// Answers an authorized `/exec`, `/attach` or `/portForward` request.
-    pub async fn stream(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ApiBody> {
+    pub async fn stream(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        user: &str,
+    ) -> Response<ApiBody> {
         if request.method() != Method::GET && request.method() != Method::POST {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
         }
@@ -274,7 +324,7 @@ impl Endpoints {
             Err(response) => return response,
         };
         tracing::debug!(namespace, pod = pod_name, %path, "proxying to the runtime's streaming server");
-        proxy_upgrade(request, &url, peer).await
+        closing(proxy_upgrade(request, &url, peer, user, self.stream_idle_timeout).await)
     }
 
     /// Asks the runtime for the URL serving `target`; errors answer as upstream's
@@ -350,6 +400,17 @@ fn runtime_status(error: &kubelet_core::Error) -> StatusCode {
     }
 }
 
+/// A response that did not switch protocols ends its connection: a client whose
+/// upgrade failed does not keep it for other requests.
+fn closing(mut response: Response<ApiBody>) -> Response<ApiBody> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Upstream's responder: proxy failures are 500s naming the cause.
 fn proxy_error(why: impl std::fmt::Display) -> Response<ApiBody> {
     tracing::warn!(error = %why, "error while proxying a streaming request");
@@ -372,10 +433,25 @@ async fn proxy_upgrade(
     mut request: Request<Incoming>,
     url: &str,
     peer: SocketAddr,
+    user: &str,
+    idle_timeout: Option<std::time::Duration>,
 ) -> Response<ApiBody> {
     if !is_upgrade(&request) {
         return proxy_error("Upgrade request required");
     }
+    let Some(user_slot) = UserSlot::take(user) else {
+        tracing::warn!(
+            user,
+            limit = MAX_STREAMS_PER_USER,
+            "refusing a streaming session: the user holds its share"
+        );
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many streaming sessions (exec, attach, port-forward) open by {user}: at most {MAX_STREAMS_PER_USER}\n"
+            ),
+        );
+    };
     let Ok(slot) = STREAM_SLOTS.try_acquire() else {
         tracing::warn!(
             limit = MAX_STREAMS,
@@ -404,9 +480,14 @@ async fn proxy_upgrade(
         Some(_) => authority.as_str().to_owned(),
         None => format!("{}:80", authority.host()),
     };
-    let stream = match TcpStream::connect(&address).await {
-        Ok(stream) => stream,
-        Err(e) => return proxy_error(format!("error dialing backend {address}: {e}")),
+    let stream = match tokio::time::timeout(BACKEND_TIMEOUT, TcpStream::connect(&address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return proxy_error(format!("error dialing backend {address}: {e}")),
+        Err(_) => {
+            return proxy_error(format!(
+                "error dialing backend {address}: no connection within {BACKEND_TIMEOUT:?}"
+            ));
+        }
     };
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
@@ -447,10 +528,16 @@ async fn proxy_upgrade(
         Ok(upstream) => upstream,
         Err(e) => return proxy_error(format!("building the streaming request: {e}")),
     };
-    let mut response = match sender.send_request(upstream).await {
-        Ok(response) => response,
-        Err(e) => return proxy_error(format!("error proxying to {address}: {e}")),
-    };
+    let mut response =
+        match tokio::time::timeout(BACKEND_TIMEOUT, sender.send_request(upstream)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return proxy_error(format!("error proxying to {address}: {e}")),
+            Err(_) => {
+                return proxy_error(format!(
+                    "error proxying to {address}: no answer within {BACKEND_TIMEOUT:?}"
+                ));
+            }
+        };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The runtime refused (e.g. an expired token): pass its answer on.
         let (parts, body) = response.into_parts();
@@ -460,17 +547,25 @@ async fn proxy_upgrade(
     let backend = hyper::upgrade::on(&mut response);
     let client = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
-        let _slot = slot;
-        let (client, backend) = match tokio::try_join!(client, backend) {
-            Ok(both) => both,
-            Err(e) => {
+        let _slots = (slot, user_slot);
+        let (client, backend) = match tokio::time::timeout(BACKEND_TIMEOUT, async {
+            tokio::try_join!(client, backend)
+        })
+        .await
+        {
+            Ok(Ok(both)) => both,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "a streaming connection did not upgrade");
                 return;
             }
+            Err(_) => {
+                tracing::debug!("a streaming connection did not upgrade in time");
+                return;
+            }
         };
-        let mut client = TokioIo::new(client);
-        let mut backend = TokioIo::new(backend);
-        match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        let client = TokioIo::new(client);
+        let backend = TokioIo::new(backend);
+        match copy_until_idle(client, backend, idle_timeout).await {
             Ok((sent, received)) => {
                 tracing::debug!(sent, received, "streaming connection closed");
             }
@@ -494,9 +589,98 @@ async fn proxy_upgrade(
     switching
 }
 
+/// Copies bytes both ways until either side closes, or until nothing went either way
+/// for `idle_timeout` (`streamingConnectionIdleTimeout`; `None`: no limit). Returns the
+/// bytes sent to the backend and received from it.
+async fn copy_until_idle<C, B>(
+    client: C,
+    backend: B,
+    idle_timeout: Option<std::time::Duration>,
+) -> std::io::Result<(u64, u64)>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut backend_read, mut backend_write) = tokio::io::split(backend);
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let (mut client_open, mut backend_open) = (true, true);
+    while client_open || backend_open {
+        let idle = async {
+            match idle_timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            read = client_read.read(&mut up), if client_open => {
+                let n = read?;
+                if n == 0 {
+                    client_open = false;
+                    backend_write.shutdown().await?;
+                } else {
+                    backend_write.write_all(&up[..n]).await?;
+                    sent += n as u64;
+                }
+            }
+            read = backend_read.read(&mut down), if backend_open => {
+                let n = read?;
+                if n == 0 {
+                    backend_open = false;
+                    client_write.shutdown().await?;
+                } else {
+                    client_write.write_all(&down[..n]).await?;
+                    received += n as u64;
+                }
+            }
+            () = idle => {
+                tracing::debug!(?idle_timeout, "closing an idle streaming connection");
+                break;
+            }
+        }
+    }
+    Ok((sent, received))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_are_closed_and_busy_ones_are_not() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut client_peer) = tokio::io::duplex(64);
+        let (backend, mut backend_peer) = tokio::io::duplex(64);
+        let limit = std::time::Duration::from_secs(60);
+        let copy = tokio::spawn(copy_until_idle(client, backend, Some(limit)));
+        // Traffic keeps it open past the limit.
+        for _ in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+            client_peer.write_all(b"ping").await.expect("write");
+            let mut got = [0u8; 4];
+            backend_peer.read_exact(&mut got).await.expect("read");
+            assert_eq!(&got, b"ping");
+        }
+        assert!(!copy.is_finished());
+        // Silence: closed once the limit passes.
+        tokio::time::sleep(limit + std::time::Duration::from_secs(1)).await;
+        let (sent, received) = copy.await.expect("task").expect("copied");
+        assert_eq!((sent, received), (12, 0));
+    }
+
+    #[test]
+    fn a_user_holds_at_most_its_share_of_the_sessions() {
+        let held: Vec<UserSlot> = (0..MAX_STREAMS_PER_USER)
+            .map(|_| UserSlot::take("kube-apiserver-kubelet-client").expect("within the share"))
+            .collect();
+        assert!(UserSlot::take("kube-apiserver-kubelet-client").is_none());
+        let other = UserSlot::take("someone-else");
+        assert!(other.is_some(), "others keep theirs");
+        drop(held);
+        assert!(UserSlot::take("kube-apiserver-kubelet-client").is_some());
+    }
 
     fn exec(path: &str, query: &str) -> Result<Target, BadRequest> {
         Target::parse(path, query, false)

@@ -159,6 +159,7 @@ async fn start(change: impl FnOnce(&mut Settings)) -> Harness {
         pod_logs_dir: dir.path().join("logs"),
         stats: Arc::new(stats),
         node_logs_dir: dir.path().join("var-log"),
+        stream_idle_timeout: None,
     };
     let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
         .await
