@@ -1279,14 +1279,21 @@ pub async fn terminate_pod(
             pod: uid.clone(),
             reason: e.to_string(),
         })?;
+    // Never across a mount point: something still mounted in a pod's directory (a
+    // volume a runtime or another kubelet left) stays, with its directory.
     for dir in [
         ctx.node.pods_dir.join(&uid),
         spec::pod_log_dir(pod, &ctx.node),
     ] {
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(dir = %dir.display(), error = %e, "removing a pod directory");
+        let removing = dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            kubelet_volumes::remove_all_on_one_file_system(&removing)
+        })
+        .await;
+        match removed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(dir = %dir.display(), error = %e, "removing a pod directory"),
+            Err(e) => warn!(dir = %dir.display(), error = %e, "removing a pod directory"),
         }
     }
     Ok(())

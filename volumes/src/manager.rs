@@ -49,6 +49,9 @@ pub struct PodVolumes {
 #[derive(Debug, Default)]
 struct PodState {
     set_up: BTreeMap<String, PodVolume>,
+    /// A set-up of the pod ran (or runs) in this process: it is starting or running, so
+    /// the orphan cleanup, whose list of live pods may predate it, leaves it alone.
+    attempted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +230,7 @@ impl VolumeManager {
         let pod_dir = self.pod_dir(&pod_ref.uid)?;
         let lock = self.pod_lock(&pod_ref.uid);
         let mut state = lock.lock().await;
+        state.attempted = true;
         let volumes_dir = pod_dir.join("volumes");
         {
             let (pod_dir, volumes_dir) = (pod_dir.clone(), volumes_dir.clone());
@@ -443,9 +447,30 @@ impl VolumeManager {
         let pod_dir = self.pod_dir(pod_uid)?;
         let lock = self.pod_lock(pod_uid);
         let mut guard = lock.lock().await;
-        guard.set_up.clear();
+        let torn_down = self.tear_down_locked(pod_uid, &pod_dir, &mut guard).await;
+        drop(guard);
+        self.forget_lock(pod_uid, &lock);
+        torn_down
+    }
+
+    /// Forgets a pod's lock unless another operation on the pod waits for it.
+    fn forget_lock(&self, pod_uid: &str, lock: &Arc<tokio::sync::Mutex<PodState>>) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::strong_count(lock) <= 2 {
+            locks.remove(pod_uid);
+        }
+    }
+
+    /// [`VolumeManager::tear_down_pod`] with the pod's lock held.
+    async fn tear_down_locked(
+        &self,
+        pod_uid: &str,
+        pod_dir: &Path,
+        state: &mut PodState,
+    ) -> Result<()> {
+        *state = PodState::default();
         let mut failures = {
-            let pod_dir = pod_dir.clone();
+            let pod_dir = pod_dir.to_owned();
             blocking(move || Ok(subpath::clean_all(&pod_dir))).await?
         };
         let volumes_dir = pod_dir.join("volumes");
@@ -482,7 +507,7 @@ impl VolumeManager {
             }
         }
         let (leftover, cleanup_failures) = {
-            let (pod_dir, volumes_dir) = (pod_dir.clone(), volumes_dir.clone());
+            let (pod_dir, volumes_dir) = (pod_dir.to_owned(), volumes_dir.clone());
             blocking(move || Ok(remove_volume_skeleton(&pod_dir, &volumes_dir))).await?
         };
         failures.extend(cleanup_failures);
@@ -490,14 +515,6 @@ impl VolumeManager {
             failures.push(format!("{} is not empty", volumes_dir.display()));
         }
         self.tokens.forget_pod(pod_uid);
-        drop(guard);
-        {
-            // Forget the pod's lock unless another operation on the pod waits for it.
-            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-            if Arc::strong_count(&lock) <= 2 {
-                locks.remove(pod_uid);
-            }
-        }
         if failures.is_empty() {
             info!(pod_uid, "volumes torn down");
             Ok(())
@@ -528,13 +545,24 @@ impl VolumeManager {
         .await?;
         let mut failures = Vec::new();
         for uid in found.into_iter().filter(|uid| !active.contains(uid)) {
-            info!(pod_uid = %uid, "orphaned pod found, removing");
-            if let Err(e) = self.tear_down_pod(&uid).await {
-                failures.push(e.to_string());
+            let pod_dir = self.pod_dir(&uid)?;
+            let lock = self.pod_lock(&uid);
+            let mut state = lock.lock().await;
+            // `active` may predate a pod that came since and is being set up: its
+            // directory is not an orphan's. The lock is held until the directory is
+            // gone, so a set-up starting meanwhile waits and then starts afresh.
+            if state.attempted {
+                debug!(pod_uid = %uid, "not an orphan: set up since the list of live pods");
                 continue;
             }
-            let pod_dir = self.pod_dir(&uid)?;
-            let removed = blocking(move || Ok(remove_pod_dir(&pod_dir))).await?;
+            info!(pod_uid = %uid, "orphaned pod found, removing");
+            let torn_down = self.tear_down_locked(&uid, &pod_dir, &mut state).await;
+            let removed = match torn_down {
+                Ok(()) => blocking(move || Ok(remove_pod_dir(&pod_dir))).await?,
+                Err(e) => vec![e.to_string()],
+            };
+            drop(state);
+            self.forget_lock(&uid, &lock);
             failures.extend(
                 removed
                     .into_iter()

@@ -1133,6 +1133,46 @@ async fn orphaned_pod_directories_are_cleaned_up() {
 }
 
 #[tokio::test]
+async fn the_orphan_cleanup_leaves_a_pod_that_came_after_its_list() {
+    let env = Env::new();
+    env.sources.put_config_map("default", "cfg", &[("a", "1")]);
+    // The list of live pods was taken, then a new pod started: it is set up (here, its
+    // set-up failing and retrying counts too) before the cleanup gets to it.
+    let live: HashSet<String> = HashSet::from(["old".to_owned()]);
+    let newcomer = pod_with(
+        "newcomer",
+        vec![
+            config_map_volume("config", "cfg", None),
+            empty_dir("scratch", None),
+        ],
+        vec![],
+    );
+    env.manager.set_up_pod(&newcomer).await.expect("set up");
+    let failing = pod_with(
+        "failing",
+        vec![config_map_volume("c", "absent", None)],
+        vec![],
+    );
+    env.manager.set_up_pod(&failing).await.expect_err("not yet");
+    fs::write(env.pods_dir.join("newcomer/etc-hosts"), b"x").expect("write");
+    env.manager.clean_up_orphans(&live).await.expect("cleaned");
+    let config = env.volume_dir("newcomer", "kubernetes.io~configmap", "config");
+    assert_eq!(
+        fs::read_to_string(config.join("a")).expect("still there"),
+        "1"
+    );
+    assert!(env.pods_dir.join("newcomer/etc-hosts").exists());
+    assert!(env.pods_dir.join("failing").exists());
+    // Once torn down (the pod went), a later cleanup may remove what is left.
+    env.manager
+        .tear_down_pod("newcomer")
+        .await
+        .expect("torn down");
+    env.manager.clean_up_orphans(&live).await.expect("cleaned");
+    assert!(!env.pods_dir.join("newcomer").exists());
+}
+
+#[tokio::test]
 async fn added_plugins_take_over_and_unknown_volume_types_fail() {
     use async_trait::async_trait;
     use kubelet_core::{MountedVolume, VolumePlugin};
