@@ -168,15 +168,13 @@ fn apply_flags(
             &mut config.system_cgroups,
         ),
         ("cgroup_root", &flags.cgroup_root, &mut config.cgroup_root),
-        (
-            "cgroup_driver",
-            &flags.cgroup_driver,
-            &mut config.cgroup_driver,
-        ),
     ] {
         if given(id) {
             field.clone_from(value.as_ref().unwrap_or(&String::new()));
         }
+    }
+    if given("cgroup_driver") {
+        config.cgroup_driver.clone_from(&flags.cgroup_driver);
     }
     if given("fail_cgroupv1") {
         config.fail_cgroup_v1 = Some(flags.fail_cgroupv1);

@@ -228,8 +228,8 @@ struct Flags {
 
     /// How cgroups are made (`cgroupDriver`): `cgroupfs` or `systemd`; a runtime that
     /// reports its own driver (CRI RuntimeConfig) overrides it.
-    #[arg(long)]
-    cgroup_driver: Option<String>,
+    #[arg(long, default_value = "cgroupfs")]
+    cgroup_driver: String,
 
     /// Refuse to start on a host using cgroup v1, as upstream does by default
     /// (`--fail-cgroupv1=false` runs there).
