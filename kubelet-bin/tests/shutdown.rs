@@ -16,9 +16,9 @@ mod common;
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Cluster, Namespace, condition, lock};
+use common::{Cluster, Namespace, condition, lock, wait_until};
 use serde_json::Value;
 use zbus::object_server::SignalEmitter;
 
@@ -63,18 +63,6 @@ impl FakeLogind {
     /// Announces a shutdown (`true`) or its cancellation (`false`).
     #[zbus(signal)]
     async fn prepare_for_shutdown(emitter: &SignalEmitter<'_>, start: bool) -> zbus::Result<()>;
-}
-
-fn wait_until(what: &str, secs: u64, log: impl Fn() -> String, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs}s\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn terminated_at(pod: &Value) -> String {

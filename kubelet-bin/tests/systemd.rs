@@ -12,22 +12,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{Namespace, lock};
+use common::{Namespace, lock, wait_until};
 use kubelet_cgroups::testing::{FakeSystemd, Property};
-
-fn wait_until(what: &str, secs: u64, log: impl Fn() -> String, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs}s\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// Removes the QoS slices' directories the kubelet leaves behind (as upstream, it keeps
 /// them when it stops), so that other tests see the node as before.

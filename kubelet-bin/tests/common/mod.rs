@@ -381,6 +381,20 @@ impl Drop for Kubelet {
     }
 }
 
+/// Waits until `check` passes, up to `secs`; fails naming `what`, with `log()` (the
+/// kubelet's log, or what else explains it).
+pub fn wait_until(what: &str, secs: u64, log: impl Fn() -> String, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs}s\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// The status of a condition of an object (`"True"`, `"False"`).
 pub fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
     object["status"]["conditions"]
