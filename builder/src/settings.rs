@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
+use kubelet_core::config::feature_gates::FeatureGates;
 use kubelet_core::config::{
     API_VERSION, GoDuration, HostFacts, KIND, KubeletConfiguration, validate, validate_host,
 };
@@ -286,12 +287,49 @@ impl Settings {
             ));
         }
         notes.extend(kubelet_eviction::EvictionConfig::notes(&self.config));
+        if self.config.gate("MemoryQoS") && !self.host.cgroup_v1 {
+            notes.push(
+                "feature gate MemoryQoS is not supported yet: memory.min and memory.high are \
+                 not set on cgroup v2"
+                    .to_owned(),
+            );
+        }
+        if let Ok(gates) = FeatureGates::new(&self.config.feature_gates) {
+            let ignored: Vec<String> = gates
+                .changed()
+                .filter(|(name, _)| !ACTED_ON_FEATURE_GATES.contains(name))
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            if !ignored.is_empty() {
+                notes.push(format!(
+                    "feature gates not acted on by this kubelet (it behaves as with their \
+                     defaults): {}",
+                    ignored.join(", ")
+                ));
+            }
+        }
         if self.config.logging.format == "json" {
             notes.push("logging.format json is not supported yet: logging as text".to_owned());
         }
         notes
     }
 }
+
+/// The feature gates this kubelet consults; setting any other gate away from its default
+/// is reported at start-up.
+pub const ACTED_ON_FEATURE_GATES: [&str; 11] = [
+    "CustomCPUCFSQuotaPeriod",
+    "DefaultPodSysctls",
+    "GracefulNodeShutdown",
+    "GracefulNodeShutdownBasedOnPodPriority",
+    "ImageMaximumGCAge",
+    "KubeletCrashLoopBackOffMax",
+    "KubeletEnsureSecretPulledImages",
+    "MemoryQoS",
+    "NodeLogQuery",
+    "NodeSwap",
+    "RotateKubeletServerCertificate",
+];
 
 /// The configuration as upstream's `/configz` serves it: `{"kubeletconfig": {...}}`
 /// with the v1beta1 field names, `apiVersion` and `kind` (Kubernetes 1.37 stamps them;

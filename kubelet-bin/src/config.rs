@@ -187,6 +187,12 @@ fn apply_flags(
     if given("seccomp_default") {
         config.seccomp_default = Some(flags.seccomp_default);
     }
+    if given("feature_gates") {
+        // As upstream: the flag's gates win, the file's other gates stay.
+        config
+            .feature_gates
+            .extend(flags.feature_gates.iter().flatten().cloned());
+    }
     apply_eviction_flags(config, flags, &given);
     apply_server_flags(config, flags, &given);
     Ok(())

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use kubelet_builder::Kubelet;
+use kubelet_core::config::feature_gates::FeatureGates;
 use kubelet_core::metrics::kubelet as metrics;
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
 
@@ -301,6 +302,11 @@ struct Flags {
     #[arg(long, default_value = "10s", value_parser = config::parse_duration_flag)]
     node_status_update_frequency: GoDuration,
 
+    /// Feature gates, `Name=bool` comma separated (upstream's names; unknown names are
+    /// refused); merged over the configuration's `featureGates`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_feature_gate)]
+    feature_gates: Vec<Option<(String, bool)>>,
+
     /// Log verbosity (0 = info, 4 = debug, 6 and above = trace).
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     verbosity: u8,
@@ -318,6 +324,24 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?}: expected key=value"))?;
     Ok((key.trim().to_owned(), value.trim().to_owned()))
+}
+
+/// Parses a `--feature-gates` entry, `Name=bool` with Go's boolean spellings (`1`, `t`,
+/// `TRUE`, ...); an empty entry is nothing, as upstream's map flag skips it.
+fn parse_feature_gate(text: &str) -> Result<Option<(String, bool)>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| "malformed pair, expect string=bool".to_owned())?;
+    let (name, value) = (name.trim(), value.trim());
+    let value = match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+        _ => return Err(format!("invalid value of {name}: {value}")),
+    };
+    Ok(Some((name.to_owned(), value)))
 }
 
 /// Parses an eviction threshold flag entry, `signal<quantity`.
@@ -473,6 +497,9 @@ fn main() -> ExitCode {
     }
     for note in cfg.unsupported() {
         tracing::warn!("{note}");
+    }
+    for warning in FeatureGates::warnings(&cfg.config.feature_gates) {
+        tracing::warn!("Warning: {warning}");
     }
     for flag in DEPRECATED_GC_FLAGS {
         if matches.value_source(&flag.replace('-', "_"))

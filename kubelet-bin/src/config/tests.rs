@@ -507,15 +507,33 @@ fn configz_is_upstreams_shape() {
 #[test]
 fn unsupported_settings_are_noted() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // MemoryQoS, on by default, would set memory.min/high on cgroup v2.
+    let cfg = resolve_args(&["kubelet"]).expect("config");
+    assert_eq!(
+        cfg.unsupported(),
+        [
+            "feature gate MemoryQoS is not supported yet: memory.min and memory.high are not \
+          set on cgroup v2"
+        ]
+    );
     // The systemd driver is supported: nothing to note.
-    let file = config_file(&dir, "cgroupDriver: systemd\n");
+    let file = config_file(
+        &dir,
+        "cgroupDriver: systemd\nfeatureGates:\n  MemoryQoS: false\n",
+    );
     let cfg = resolve_args(&["kubelet", "--config", &file.to_string_lossy()]).expect("config");
     assert!(cfg.unsupported().is_empty(), "{:?}", cfg.unsupported());
     let cfg = resolve_args(&["kubelet", "--cgroup-driver", "systemd"]).expect("config");
     assert_eq!(cfg.config.cgroup_driver, "systemd");
     let err = resolve_args(&["kubelet", "--cgroup-driver", "upstart"]).expect_err("refused");
     assert!(format!("{err:#}").contains("cgroupDriver"), "{err:#}");
-    let cfg = resolve_args(&["kubelet", "--cgroup-root", "/custom"]).expect("config");
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--cgroup-root",
+        "/custom",
+        "--feature-gates=MemoryQoS=false",
+    ])
+    .expect("config");
     assert_eq!(
         cfg.unsupported(),
         ["cgroupRoot \"/custom\" is not supported yet: pod cgroups are under /kubepods"]
@@ -869,5 +887,51 @@ fn the_deprecated_container_gc_flags_parse_as_upstreams() {
     assert_eq!(
         given.minimum_container_ttl_duration.to_std(),
         Some(Duration::from_secs(90))
+    );
+}
+
+#[test]
+fn feature_gates_come_from_file_and_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = config_file(
+        &dir,
+        "featureGates:\n  DefaultPodSysctls: true\n  EventedPLEG: false\n  MemoryQoS: false\n",
+    );
+    let path = file.to_string_lossy();
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--config",
+        &path,
+        "--feature-gates=EventedPLEG=1,",
+        "--feature-gates",
+        "RotateKubeletServerCertificate=F",
+    ])
+    .expect("config");
+    assert!(cfg.config.gate("DefaultPodSysctls"));
+    assert!(!cfg.config.gate("RotateKubeletServerCertificate"));
+    assert!(cfg.config.gate("EventedPLEG"));
+    assert_eq!(
+        cfg.unsupported(),
+        [
+            "feature gates not acted on by this kubelet (it behaves as with their defaults): \
+          EventedPLEG=true"
+        ]
+    );
+
+    let err = resolve_args(&["kubelet", "--feature-gates=NoSuchGate=true"]).expect_err("unknown");
+    assert!(
+        format!("{err:#}").contains("unrecognized feature gate: NoSuchGate"),
+        "{err:#}"
+    );
+    let err = resolve_args(&["kubelet", "--feature-gates=NodeSwap=false"]).expect_err("locked");
+    assert!(
+        format!("{err:#}")
+            .contains("cannot set feature gate NodeSwap to false, feature is locked to true"),
+        "{err:#}"
+    );
+    let err = resolve_args(&["kubelet", "--feature-gates=EventedPLEG=maybe"]).expect_err("bool");
+    assert!(
+        format!("{err:#}").contains("invalid value of EventedPLEG: maybe"),
+        "{err:#}"
     );
 }

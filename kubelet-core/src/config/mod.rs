@@ -21,6 +21,7 @@
 //! ```
 
 mod duration;
+pub mod feature_gates;
 mod types;
 mod validate;
 

@@ -823,31 +823,11 @@ pub struct OutputRoutingOptions {
     pub info_buffer_size: QuantityValue,
 }
 
-/// Feature gates that upstream's defaulting and validation of this configuration
-/// consult, with their Kubernetes 1.37 defaults; `featureGates` overrides them.
-const FEATURE_GATE_DEFAULTS: [(&str, bool); 11] = [
-    ("CustomCPUCFSQuotaPeriod", true),
-    ("DefaultPodSysctls", false),
-    ("GracefulNodeShutdown", true),
-    ("GracefulNodeShutdownBasedOnPodPriority", true),
-    ("ImageMaximumGCAge", true),
-    ("KubeletCrashLoopBackOffMax", true),
-    ("KubeletEnsureSecretPulledImages", true),
-    ("MemoryQoS", true),
-    ("NodeLogQuery", true),
-    ("NodeSwap", true),
-    ("RotateKubeletServerCertificate", true),
-];
-
 impl KubeletConfiguration {
-    /// Whether the feature gate is on: `featureGates`, else its 1.37 default.
+    /// Whether the feature gate is on: `featureGates` (with `AllAlpha`/`AllBeta`), else
+    /// its 1.37 default.
     pub fn gate(&self, name: &str) -> bool {
-        self.feature_gates.get(name).copied().unwrap_or_else(|| {
-            FEATURE_GATE_DEFAULTS
-                .iter()
-                .find(|(gate, _)| *gate == name)
-                .is_some_and(|(_, on)| *on)
-        })
+        super::feature_gates::enabled_in(&self.feature_gates, name)
     }
 
     /// A configuration with every field at upstream's default (an empty file).

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::duration::GoDuration;
+use crate::config::feature_gates::FeatureGates;
 use crate::config::types::{ConfigTaint, KubeletConfiguration};
 
 /// What the host-dependent checks need to know about the machine.
@@ -40,6 +41,14 @@ pub fn validate_host(config: &KubeletConfiguration, host: &HostFacts) -> Vec<Str
 
 /// Every reason `config` is invalid, each naming its field; empty when valid.
 pub fn validate(config: &KubeletConfiguration) -> Vec<String> {
+    // As upstream, a gate map that cannot be applied is the only error reported: the
+    // other checks consult the gates.
+    if let Err(errors) = FeatureGates::new(&config.feature_gates) {
+        return errors
+            .into_iter()
+            .map(|e| format!("featureGates (--feature-gates): {e}"))
+            .collect();
+    }
     let mut errors = Vec::new();
     let mut fail = |message: String| errors.push(format!("invalid configuration: {message}"));
     let c = config;
@@ -815,6 +824,23 @@ mod tests {
                 "{errors:?} lacks {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn feature_gates_are_upstreams() {
+        let errors = errors_of(|c| {
+            c.feature_gates.insert("NoSuchGate".into(), true);
+            c.max_pods = -1;
+        });
+        assert_eq!(
+            errors,
+            ["featureGates (--feature-gates): unrecognized feature gate: NoSuchGate"]
+        );
+        let errors = errors_of(|c| {
+            c.feature_gates.insert("AllAlpha".into(), true);
+            c.feature_gates.insert("AllBeta".into(), true);
+        });
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
