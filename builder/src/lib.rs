@@ -76,6 +76,7 @@ pub use error::{Error, Result};
 pub use kubelet_node_agent::KUBELET_VERSION;
 pub use kubelet_pod_manager::ContainerGcPolicy;
 pub use kubelet_pod_manager::admission::kernel_version;
+pub use kubelet_server::VerbositySetter;
 pub use settings::{Settings, configz_json};
 
 use allocatable::Reserved;
@@ -110,6 +111,7 @@ pub struct KubeletBuilder {
     prober: Option<Arc<dyn Prober>>,
     status: Option<Arc<dyn StatusReporter>>,
     volume_plugins: Vec<Arc<dyn VolumePlugin>>,
+    set_verbosity: Option<kubelet_server::VerbositySetter>,
 }
 
 impl std::fmt::Debug for KubeletBuilder {
@@ -207,6 +209,14 @@ impl KubeletBuilder {
         self
     }
 
+    /// How the log verbosity is changed while the kubelet runs (`PUT /debug/flags/v` on
+    /// the kubelet API, when `enableDebugFlagsHandler`); without it that endpoint says
+    /// the verbosity cannot be changed.
+    pub fn log_verbosity_setter(mut self, set: kubelet_server::VerbositySetter) -> Self {
+        self.set_verbosity = Some(set);
+        self
+    }
+
     /// Assembles the kubelet: bootstraps the client certificate, waits for the runtime,
     /// makes the pod cgroup tree and connects to the API server, as upstream does before
     /// it runs pods. Nothing runs until [`Kubelet::run`].
@@ -218,6 +228,7 @@ impl KubeletBuilder {
             prober,
             status,
             volume_plugins,
+            set_verbosity,
         } = self;
         if status.is_some() && options.kubeconfig.is_some() {
             return Err(Error::Config {
@@ -492,6 +503,7 @@ impl KubeletBuilder {
             server_settings,
             cgroups,
             qos_cgroups: pod_cgroups.is_some(),
+            set_verbosity,
         })
     }
 }
@@ -510,6 +522,7 @@ pub struct Kubelet {
     cgroups: Arc<dyn CgroupManager>,
     /// Whether the QoS tiers are the kubelet's to keep (`cgroupsPerQOS`).
     qos_cgroups: bool,
+    set_verbosity: Option<kubelet_server::VerbositySetter>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -540,6 +553,7 @@ impl Kubelet {
             prober: None,
             status: None,
             volume_plugins: Vec::new(),
+            set_verbosity: None,
         }
     }
 
@@ -565,6 +579,7 @@ impl Kubelet {
             server_settings,
             cgroups,
             qos_cgroups,
+            set_verbosity,
         } = self;
         let mut tasks = Supervisor::default();
         tasks.spawn(
@@ -685,6 +700,8 @@ impl Kubelet {
                 .streaming_connection_idle_timeout
                 .to_std()
                 .filter(|d| !d.is_zero()),
+            handlers: kubelet_server::Handlers::from_config(&cfg.config),
+            set_verbosity,
         };
         if let Some(port) = cfg.read_only_port {
             tasks.spawn_fallible(

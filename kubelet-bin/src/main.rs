@@ -374,26 +374,41 @@ fn parse_taint(text: &str) -> Result<ConfigTaint, String> {
     })
 }
 
-fn init_logging(verbosity: u32) {
-    let level = match verbosity {
+fn init_logging(verbosity: u32) -> kubelet_builder::VerbositySetter {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_level(verbosity)));
+    // Reloadable so that `PUT /debug/flags/v` can change the verbosity, as upstream's.
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if logging::stderr_is_journal() {
+        registry
+            .with(
+                output
+                    .with_ansi(false)
+                    .event_format(logging::JournaldFormat::new()),
+            )
+            .init();
+    } else {
+        registry
+            .with(output.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+            .init();
+    }
+    Arc::new(move |verbosity| {
+        handle
+            .reload(tracing_subscriber::EnvFilter::new(log_level(verbosity)))
+            .map_err(|e| format!("failed set klog.logging.verbosity {verbosity}: {e}"))
+    })
+}
+
+/// The tracing level of a `-v` verbosity.
+fn log_level(verbosity: u32) -> &'static str {
+    match verbosity {
         0..=3 => "info",
         4 | 5 => "debug",
         _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if logging::stderr_is_journal() {
-        builder
-            .with_ansi(false)
-            .event_format(logging::JournaldFormat::new())
-            .init();
-    } else {
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
     }
 }
 
@@ -409,7 +424,11 @@ fn lower_own_oom_score() {
 }
 
 /// Connects to the runtime and runs the kubelet until SIGTERM or Ctrl-C.
-async fn run(flags: Flags, cfg: Settings) -> anyhow::Result<()> {
+async fn run(
+    flags: Flags,
+    cfg: Settings,
+    set_verbosity: kubelet_builder::VerbositySetter,
+) -> anyhow::Result<()> {
     let timeouts = Timeouts {
         request: cfg.runtime_request_timeout,
         ..Timeouts::default()
@@ -421,7 +440,8 @@ async fn run(flags: Flags, cfg: Settings) -> anyhow::Result<()> {
     let mut builder = Kubelet::builder(cfg)
         .runtime(runtime.clone(), runtime)
         .root_dir(flags.root_dir)
-        .node_labels(flags.node_labels);
+        .node_labels(flags.node_labels)
+        .log_verbosity_setter(set_verbosity);
     if let Some(name) = flags.hostname_override {
         builder = builder.hostname_override(name);
     }
@@ -486,7 +506,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(cfg.verbosity);
+    let set_verbosity = init_logging(cfg.verbosity);
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -521,7 +541,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(run(flags, cfg)) {
+    match tokio.block_on(run(flags, cfg, set_verbosity)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubelet: {}", error_chain(&e));

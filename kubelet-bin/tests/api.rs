@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{API, Cluster, Namespace, condition, curl, lock};
+use common::{API, Cluster, Namespace, condition, curl, lock, wait_until};
 use serde_json::Value;
 
 /// The cgroup the stats test runs its kubelet in.
@@ -138,6 +138,21 @@ spec:
     assert_eq!(ticks(&body).len(), 1, "{body:?}");
     let (status, body) = curl("http://127.0.0.1:10248/healthz", &[]);
     assert_eq!((status, body.as_str()), (200, "ok"));
+    // The verbosity changes while the kubelet runs, as upstream's /debug/flags/v.
+    let put = [&admin[..], &["-X", "PUT", "--data", "5"]].concat();
+    let (status, body) = curl(&format!("{API}/debug/flags/v"), &put);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "successfully set klog.logging.verbosity to 5"),
+        "{}",
+        kubelet.log()
+    );
+    wait_until(
+        "the verbosity change logged",
+        10,
+        || kubelet.log(),
+        || kubelet.log().contains("log verbosity changed"),
+    );
 
     // kubectl logs, through the API server and its kubelet client certificate.
     std::thread::sleep(Duration::from_secs(2));
@@ -702,4 +717,67 @@ impl Drop for RemoveCgroup {
             eprintln!("removing cgroup {}: {e}", self.0);
         }
     }
+}
+
+#[test]
+fn debugging_handlers_off_refuse_logs_and_exec() {
+    let Some((_env, c)) = Cluster::from_env("debugging_handlers_off_refuse_logs_and_exec") else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = c.start_kubelet_with(dir.path(), "enableDebuggingHandlers: false\n", &[]);
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "no-debug");
+    let ns = namespace.name;
+    let (node, image) = (&c.node, &c.busybox);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: quiet, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: quiet
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo hello; sleep 3600"]
+"#
+    ));
+    c.wait_json(
+        "quiet Running",
+        &["get", "pod", "-n", ns, "quiet"],
+        90,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    for args in [
+        &["logs", "-n", ns, "quiet"][..],
+        &["exec", "-n", ns, "quiet", "--", "true"][..],
+    ] {
+        // The API server turns the kubelet's 405 into its own MethodNotAllowed.
+        let err = c.try_kubectl(args, None).expect_err("refused");
+        assert!(
+            err.contains("MethodNotAllowed") || err.contains("Debug endpoints are disabled"),
+            "{args:?}: {err}"
+        );
+    }
+    let pki = c.ca_file.parent().expect("pki directory");
+    let (cert, key) = (pki.join("admin.crt"), pki.join("admin.key"));
+    let admin = [
+        "--cert",
+        cert.to_str().expect("path"),
+        "--key",
+        key.to_str().expect("path"),
+    ];
+    assert_eq!(curl(&format!("{API}/pods"), &admin).0, 200);
+    assert_eq!(curl(&format!("{API}/configz"), &admin).0, 404);
+    assert_eq!(
+        curl(&format!("{API}/runningpods/"), &admin),
+        (405, "Debug endpoints are disabled.\n".to_owned())
+    );
+    drop(namespace);
+    drop(kubelet);
 }

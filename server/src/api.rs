@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::accept::{Admission, Limits, accept_loop, bind};
 use crate::auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
-use crate::routes::{ApiBody, Endpoints, text};
+use crate::routes::{ApiBody, DEBUG_FLAGS_PATH, Endpoints, text};
 use crate::tls::ServingCert;
 use crate::{Error, Result, reviews, stream, tls};
 
@@ -269,7 +269,11 @@ impl Api {
                 );
             }
         }
-        let response = if stream::is_stream_path(&path) {
+        let response = if let Some(refusal) = self.endpoints.handlers.refusal(&path) {
+            refusal
+        } else if path == DEBUG_FLAGS_PATH {
+            self.endpoints.debug_flags(request).await
+        } else if stream::is_stream_path(&path) {
             self.endpoints.stream(request, peer, &user.name).await
         } else {
             self.endpoints

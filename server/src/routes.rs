@@ -48,6 +48,110 @@ pub struct Endpoints {
     /// `streamingConnectionIdleTimeout`: an exec, attach or port-forward session with no
     /// traffic that long is closed; `None` never closes one.
     pub stream_idle_timeout: Option<std::time::Duration>,
+    /// Which optional handler groups are served.
+    pub handlers: Handlers,
+    /// Sets the log verbosity (`PUT /debug/flags/v`); `None`: the endpoint answers that
+    /// the verbosity cannot be changed.
+    pub set_verbosity: Option<VerbositySetter>,
+}
+
+/// Changes the kubelet's log verbosity (`-v`) while it runs.
+pub type VerbositySetter = Arc<dyn Fn(u32) -> Result<(), String> + Send + Sync>;
+
+/// The path of the log verbosity handler.
+pub const DEBUG_FLAGS_PATH: &str = "/debug/flags/v";
+
+/// The handlers `enableDebuggingHandlers: false` turns off (upstream's
+/// `InstallDebuggingDisabledHandlers`), matched as Go's mux matches a pattern ending in
+/// `/`.
+const DEBUGGING_PATHS: [&str; 8] = [
+    "/run/",
+    "/exec/",
+    "/attach/",
+    "/portForward/",
+    "/containerLogs/",
+    "/runningpods/",
+    "/debug/pprof/",
+    "/logs/",
+];
+
+/// Upstream's optional handler groups of the kubelet API, from `enableDebuggingHandlers`,
+/// `enableSystemLogHandler`, `enableProfilingHandler` and `enableDebugFlagsHandler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handlers {
+    /// exec, attach, port-forward, run, container logs, running pods, `/configz` and
+    /// the groups below.
+    pub debugging: bool,
+    /// `/logs/` (the node's log files).
+    pub system_log: bool,
+    /// `/debug/pprof/`.
+    pub profiling: bool,
+    /// `/debug/flags/v`.
+    pub debug_flags: bool,
+}
+
+impl Default for Handlers {
+    /// Upstream's defaults: all served.
+    fn default() -> Self {
+        Self {
+            debugging: true,
+            system_log: true,
+            profiling: true,
+            debug_flags: true,
+        }
+    }
+}
+
+impl Handlers {
+    /// The groups a configuration turns on (unset fields at upstream's default, true).
+    pub fn from_config(c: &kubelet_core::config::KubeletConfiguration) -> Self {
+        Self {
+            debugging: c.enable_debugging_handlers.unwrap_or(true),
+            system_log: c.enable_system_log_handler.unwrap_or(true),
+            profiling: c.enable_profiling_handler.unwrap_or(true),
+            debug_flags: c.enable_debug_flags_handler.unwrap_or(true),
+        }
+    }
+
+    /// The answer for `path` when its handler is turned off, with upstream's status and
+    /// text; `None` when it is served.
+    pub fn refusal(&self, path: &str) -> Option<Response<ApiBody>> {
+        let under =
+            |pattern: &str| path.starts_with(pattern) || path == pattern.trim_end_matches('/');
+        let disabled = |message: &str| {
+            Some(plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{message}\n"),
+            ))
+        };
+        if !self.debugging {
+            if DEBUGGING_PATHS.iter().any(|p| under(p)) {
+                return disabled("Debug endpoints are disabled.");
+            }
+            // Upstream installs these with the debugging handlers only.
+            if path == "/configz" || path == DEBUG_FLAGS_PATH {
+                return Some(plain(StatusCode::NOT_FOUND, "404 page not found\n"));
+            }
+            return None;
+        }
+        if !self.system_log && under("/logs/") {
+            return disabled("logs endpoint is disabled.");
+        }
+        if under("/debug/pprof/") {
+            if !self.profiling {
+                return disabled("profiling endpoint is disabled.");
+            }
+            // Go's runtime profiles have no equivalent here; say so rather than 404.
+            return Some(plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "/debug/pprof/ (Go's runtime profiler) is not served by this kubelet\n",
+            ));
+        }
+        if !self.debug_flags && path == DEBUG_FLAGS_PATH {
+            return disabled("flags endpoint is disabled.");
+        }
+        None
+    }
 }
 
 /// A response with a whole body.
@@ -152,6 +256,58 @@ impl Endpoints {
                 }
                 plain(StatusCode::NOT_FOUND, "404 page not found\n")
             }
+        }
+    }
+
+    /// `PUT /debug/flags/v` with the verbosity as its body, as upstream's
+    /// `StringFlagPutHandler(GlogSetter)`.
+    pub async fn debug_flags(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Response<ApiBody> {
+        /// A verbosity is a few digits; more is not a verbosity.
+        const MAX_BODY: usize = 64;
+        if request.method() != Method::PUT {
+            return plain(StatusCode::NOT_ACCEPTABLE, "unsupported http method");
+        }
+        let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY);
+        let body = match limited.collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("error reading request body: {e}"),
+                );
+            }
+        };
+        let value = String::from_utf8_lossy(&body).into_owned();
+        let level: u32 = match value.parse() {
+            Ok(level) => level,
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("strconv.ParseUint: parsing {value:?}: {e}"),
+                );
+            }
+        };
+        let Some(set) = &self.set_verbosity else {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "the log verbosity of this kubelet cannot be changed while it runs",
+            );
+        };
+        match set(level) {
+            Ok(()) => {
+                tracing::info!(
+                    verbosity = level,
+                    "log verbosity changed through {DEBUG_FLAGS_PATH}"
+                );
+                plain(
+                    StatusCode::OK,
+                    format!("successfully set klog.logging.verbosity to {value}"),
+                )
+            }
+            Err(e) => plain(StatusCode::BAD_REQUEST, e),
         }
     }
 

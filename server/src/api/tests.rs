@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::Handlers;
 
 /// Accepts any server certificate: the tests check the server, not its name.
 #[derive(Debug)]
@@ -132,6 +133,14 @@ fn settings(dir: &Path, client_ca: Option<PathBuf>) -> Settings {
 /// Serves the API with `change` applied to the default test settings (client CA set,
 /// AlwaysAllow, tokens enabled without an API server).
 async fn start(change: impl FnOnce(&mut Settings)) -> Harness {
+    start_with(change, |_| {}).await
+}
+
+/// [`start`], with `change_endpoints` applied to what is served.
+async fn start_with(
+    change: impl FnOnce(&mut Settings),
+    change_endpoints: impl FnOnce(&mut Endpoints),
+) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = pki("admin", "system:masters");
     let ca = dir.path().join("ca.crt");
@@ -152,7 +161,7 @@ async fn start(change: impl FnOnce(&mut Settings)) -> Harness {
         },
         "vm".to_owned(),
     );
-    let endpoints = Endpoints {
+    let mut endpoints = Endpoints {
         pods: pods.clone(),
         configz: Arc::new(r#"{"kubeletconfig":{"maxPods":110}}"#.to_owned()),
         runtime: runtime.clone(),
@@ -160,7 +169,10 @@ async fn start(change: impl FnOnce(&mut Settings)) -> Harness {
         stats: Arc::new(stats),
         node_logs_dir: dir.path().join("var-log"),
         stream_idle_timeout: None,
+        handlers: Handlers::default(),
+        set_verbosity: None,
     };
+    change_endpoints(&mut endpoints);
     let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
         .await
         .expect("TLS");
@@ -218,13 +230,26 @@ impl Harness {
 
     /// `method path` as `client`: the status and the body.
     async fn request(&self, client: &Client<'_>, method: &str, path: &str) -> (u16, String) {
+        self.request_with_body(client, method, path, "").await
+    }
+
+    /// [`Self::request`] sending `body`.
+    async fn request_with_body(
+        &self,
+        client: &Client<'_>,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, String) {
         let mut tls = self.connect(client).await.expect("TLS");
         let auth = match client {
             Client::Token(token) => format!("Authorization: Bearer {token}\r\n"),
             _ => String::new(),
         };
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: vm\r\n{auth}Connection: close\r\n\r\n");
+        let length = body.len();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: vm\r\n{auth}Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+        );
         tls.write_all(request.as_bytes()).await.expect("send");
         let mut response = Vec::new();
         // A server that closes without close_notify is fine here.
@@ -683,4 +708,111 @@ fn requests_are_counted_in_upstream_buckets() {
         labels("GET", "/portForward/ns/pod"),
         ("GET", "portForward".into(), "false")
     );
+}
+
+#[tokio::test]
+async fn debugging_handlers_off_answer_as_upstream() {
+    let h = start_with(
+        |_| {},
+        |e| {
+            e.handlers.debugging = false;
+        },
+    )
+    .await;
+    let admin = Client::Cert(&h.pki.client_cert, &h.pki.client_key);
+    for path in [
+        "/exec/default/web/app?command=ls",
+        "/attach/default/web/app",
+        "/portForward/default/web",
+        "/run/default/web/app",
+        "/containerLogs/default/web/app",
+        "/runningpods/",
+        "/logs/",
+        "/logs",
+        "/debug/pprof/heap",
+    ] {
+        assert_eq!(
+            h.request(&admin, "GET", path).await,
+            (405, "Debug endpoints are disabled.\n".to_owned()),
+            "{path}"
+        );
+    }
+    for path in ["/configz", "/debug/flags/v"] {
+        assert_eq!(h.request(&admin, "GET", path).await.0, 404, "{path}");
+    }
+    assert_eq!(h.request(&admin, "GET", "/pods").await.0, 200);
+    assert_eq!(h.request(&admin, "GET", "/healthz").await.0, 200);
+    // Authentication still comes first.
+    assert_eq!(h.request(&Client::Nobody, "GET", "/logs/").await.0, 401);
+}
+
+#[tokio::test]
+async fn log_profiling_and_flags_handlers_follow_their_switches() {
+    let h = start_with(
+        |_| {},
+        |e| {
+            e.handlers.system_log = false;
+            e.handlers.profiling = false;
+            e.handlers.debug_flags = false;
+        },
+    )
+    .await;
+    let admin = Client::Cert(&h.pki.client_cert, &h.pki.client_key);
+    let disabled = |text: &str| (405, format!("{text}\n"));
+    assert_eq!(
+        h.request(&admin, "GET", "/logs/").await,
+        disabled("logs endpoint is disabled.")
+    );
+    assert_eq!(
+        h.request(&admin, "GET", "/debug/pprof/").await,
+        disabled("profiling endpoint is disabled.")
+    );
+    assert_eq!(
+        h.request_with_body(&admin, "PUT", "/debug/flags/v", "4")
+            .await,
+        disabled("flags endpoint is disabled.")
+    );
+    // Debugging handlers on: container logs are served (404: no such pod).
+    assert_eq!(
+        h.request(&admin, "GET", "/containerLogs/default/web/app")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_log_verbosity_is_set_through_debug_flags() {
+    let set = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = set.clone();
+    let h = start_with(
+        |_| {},
+        move |e| {
+            e.set_verbosity = Some(Arc::new(move |level| {
+                recorded.lock().expect("lock").push(level);
+                Ok(())
+            }));
+        },
+    )
+    .await;
+    let admin = Client::Cert(&h.pki.client_cert, &h.pki.client_key);
+    assert_eq!(
+        h.request_with_body(&admin, "PUT", "/debug/flags/v", "4")
+            .await,
+        (
+            200,
+            "successfully set klog.logging.verbosity to 4".to_owned()
+        )
+    );
+    assert_eq!(
+        h.request(&admin, "GET", "/debug/flags/v").await,
+        (406, "unsupported http method".to_owned())
+    );
+    let (status, body) = h
+        .request_with_body(&admin, "PUT", "/debug/flags/v", "loud")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(*set.lock().expect("lock"), [4]);
+    // Profiling is on by default but Go's profiler has no equivalent: said, not a 404.
+    assert_eq!(h.request(&admin, "GET", "/debug/pprof/").await.0, 501);
 }
