@@ -197,6 +197,15 @@ impl Settings {
                 fail("systemReserved", reason);
                 Default::default()
             });
+        // Checked here too so that a suite rustls cannot offer stops the kubelet before
+        // it touches the runtime.
+        if let Err(e) = kubelet_server::TlsOptions::from_config(
+            &config.tls_min_version,
+            &config.tls_cipher_suites,
+            &config.tls_curve_preferences,
+        ) {
+            errors.push(format!("invalid configuration: {e}"));
+        }
         let eviction = kubelet_eviction::EvictionConfig::from_kubelet_config(&config)
             .unwrap_or_else(|e| {
                 errors.push(format!("invalid configuration: {e}"));

@@ -287,6 +287,14 @@ fn apply_server_flags(
     if given("tls_private_key_file") {
         config.tls_private_key_file = path_text(&flags.tls_private_key_file);
     }
+    if given("tls_cipher_suites") {
+        config
+            .tls_cipher_suites
+            .clone_from(&flags.tls_cipher_suites);
+    }
+    if given("tls_min_version") {
+        config.tls_min_version = flags.tls_min_version.clone().unwrap_or_default();
+    }
     if given("client_ca_file") {
         config.authentication.x509.client_ca_file = path_text(&flags.client_ca_file);
     }

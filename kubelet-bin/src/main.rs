@@ -153,6 +153,16 @@ struct Flags {
     #[arg(long)]
     tls_private_key_file: Option<PathBuf>,
 
+    /// TLS 1.2 cipher suites of the kubelet API, Go's names, comma separated (TLS 1.3
+    /// suites are not configurable); a suite rustls cannot offer stops start-up.
+    #[arg(long, value_delimiter = ',')]
+    tls_cipher_suites: Vec<String>,
+
+    /// Minimum TLS version of the kubelet API: VersionTLS12 or VersionTLS13
+    /// (VersionTLS10/11 are accepted with a warning: TLS 1.2 is the minimum offered).
+    #[arg(long)]
+    tls_min_version: Option<String>,
+
     /// CA bundle of the client certificates the kubelet API accepts (user = CN,
     /// groups = O).
     #[arg(long)]

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::accept::{Admission, Limits, accept_loop, bind};
 use crate::auth::{Authenticator, Authn, Authorizer, AuthzMode, Decision, TokenAuth, UserInfo};
 use crate::routes::{ApiBody, DEBUG_FLAGS_PATH, Endpoints, text};
-use crate::tls::ServingCert;
+use crate::tls::{ServingCert, TlsOptions};
 use crate::{Error, Result, reviews, stream, tls};
 
 /// Connections served at once (more wait to be accepted); of them, how many may not
@@ -65,7 +65,15 @@ pub struct Settings {
     pub denied_ttl: Duration,
     /// The node's name (the `nodes` object requests are authorized on).
     pub node_name: String,
+    /// `tlsMinVersion`, `tlsCipherSuites`, `tlsCurvePreferences`.
+    pub tls: TlsOptions,
+    /// How often the certificate files and the client CA bundle are looked at for
+    /// changes (upstream's dynamic certificates: a minute).
+    pub cert_reload_interval: Duration,
 }
+
+/// How often the TLS files are looked at for changes, as upstream's file refresh.
+pub const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Settings {
     /// The settings of the configuration `c`, served on `address` (`address:port`,
@@ -110,6 +118,14 @@ impl Settings {
             _ => None,
         };
         let ttl = |d: GoDuration| d.to_std().unwrap_or_default();
+        let (tls, warnings) = TlsOptions::from_config(
+            &c.tls_min_version,
+            &c.tls_cipher_suites,
+            &c.tls_curve_preferences,
+        )?;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
         Ok(Self {
             address: (c.enable_server != Some(false)).then_some(address),
             healthz,
@@ -122,6 +138,8 @@ impl Settings {
             allowed_ttl: ttl(c.authorization.webhook.cache_authorized_ttl),
             denied_ttl: ttl(c.authorization.webhook.cache_unauthorized_ttl),
             node_name: node_name.to_owned(),
+            tls,
+            cert_reload_interval: CERT_RELOAD_INTERVAL,
         })
     }
 }
@@ -352,13 +370,33 @@ pub async fn serve_api(
     let Some(address) = settings.address else {
         return std::future::pending().await;
     };
-    let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref()).await?;
+    let tls = tls::server_config(
+        &settings.serving,
+        settings.client_ca.as_deref(),
+        &settings.tls,
+    )
+    .await?;
     let listener = bind(address, "the kubelet API").await?;
     serve_api_on(listener, tls, &settings, endpoints, client).await
 }
 
-/// Serves the kubelet API on `listener` with `tls`.
+/// Serves the kubelet API on `listener` with `tls`, reloading its files as they change.
 async fn serve_api_on(
+    listener: TcpListener,
+    tls: tls::ServingTls,
+    settings: &Settings,
+    endpoints: Endpoints,
+    client: Option<kube::Client>,
+) -> Result<()> {
+    let interval = settings.cert_reload_interval;
+    tokio::select! {
+        served = accept_api(listener, tls.config, settings, endpoints, client) => served,
+        () = tls.reloader.run(interval) => Ok(()),
+    }
+}
+
+/// Accepts and answers kubelet API connections on `listener` with `tls`.
+async fn accept_api(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     settings: &Settings,

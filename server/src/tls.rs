@@ -7,11 +7,21 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use rustls::RootCertStore;
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::CertifiedKey;
+
+mod options;
+mod reload;
+
+pub use options::TlsOptions;
 
 use crate::Result;
 use crate::auth::UserInfo;
@@ -106,12 +116,24 @@ pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> Result<(String, String)> 
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// The TLS configuration of the kubelet API, and what keeps its certificates current.
+#[derive(Debug)]
+pub struct ServingTls {
+    /// The configuration connections are accepted with.
+    pub config: Arc<ServerConfig>,
+    /// Re-reads the certificate files when they change.
+    pub reloader: Reloader,
+}
+
 /// The TLS configuration of the kubelet API: the serving certificate, and client
-/// certificates requested but optional, verified against `client_ca` when set.
+/// certificates requested but optional, verified against `client_ca` when set, with
+/// the protocol versions, suites and curves of `options`. The files are read now; the
+/// [`Reloader`] reads them again when they change, as upstream's dynamic certificates.
 pub async fn server_config(
     serving: &ServingCert,
     client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>> {
+    options: &TlsOptions,
+) -> Result<ServingTls> {
     let (cert_path, key_path) = match serving {
         ServingCert::Files { cert, key } => (cert.clone(), key.clone()),
         ServingCert::SelfSigned {
@@ -120,14 +142,58 @@ pub async fn server_config(
             ips,
         } => ensure_self_signed(dir, node_name, ips).await?,
     };
-    let read = |path: PathBuf, what: &'static str| async move {
-        tokio::fs::read(&path)
-            .await
-            .with_context(|| format!("reading the {what} {}", path.display()))
+    let provider = options.provider();
+    let cert_pem = read(&cert_path, "serving certificate").await?;
+    let key_pem = read(&key_path, "serving key").await?;
+    let key = certified_key(&cert_pem, &key_pem, &cert_path, &key_path, &provider)?;
+    let serving = Arc::new(reload::ReloadingCert::new(key));
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(options.versions())
+        .context("TLS protocol versions")?;
+    let (builder, client_ca) = match client_ca {
+        Some(path) => {
+            let pem = read(path, "client CA bundle").await?;
+            let verifier = Arc::new(reload::ReloadingClientCa::new(client_verifier(
+                &pem, path, &provider,
+            )?));
+            let watched = reload::Watched::new(path.to_owned(), pem);
+            (
+                builder.with_client_cert_verifier(verifier.clone()),
+                Some((watched, verifier)),
+            )
+        }
+        None => (builder.with_no_client_auth(), None),
     };
-    let cert_pem = read(cert_path.clone(), "serving certificate").await?;
-    let key_pem = read(key_path.clone(), "serving key").await?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    let mut config = builder.with_cert_resolver(serving.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(ServingTls {
+        config: Arc::new(config),
+        reloader: Reloader {
+            cert: reload::Watched::new(cert_path, cert_pem),
+            key: reload::Watched::new(key_path, key_pem),
+            serving,
+            client_ca,
+            provider,
+        },
+    })
+}
+
+/// Reads a file of the TLS configuration.
+async fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    tokio::fs::read(path)
+        .await
+        .with_context(|| format!("reading the {what} {}", path.display()))
+}
+
+/// The serving certificate chain and its key, checked to belong together.
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("the serving certificate {}", cert_path.display()))?;
     if chain.is_empty() {
@@ -136,46 +202,113 @@ pub async fn server_config(
             cert_path.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .with_context(|| format!("the serving key {}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match client_ca {
-        Some(path) => {
-            let pem = read(path.to_owned(), "client CA bundle").await?;
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert =
-                    cert.with_context(|| format!("the client CA bundle {}", path.display()))?;
-                roots
-                    .add(cert)
-                    .with_context(|| format!("a certificate of {}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(tls_failure(format!(
-                    "the client CA bundle {}",
-                    path.display()
-                )));
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .with_context(|| format!("client certificates of {}", path.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(chain, key).with_context(|| {
+    CertifiedKey::from_der(chain, key, provider).with_context(|| {
         format!(
             "the serving certificate {} and key {}",
             cert_path.display(),
             key_path.display()
         )
-    })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    })
+}
+
+/// A verifier of client certificates signed by the CAs of the bundle `pem`; clients
+/// without one are let through to token or anonymous authentication.
+fn client_verifier(
+    pem: &[u8],
+    path: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.with_context(|| format!("the client CA bundle {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("a certificate of {}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_failure(format!(
+            "the client CA bundle {}",
+            path.display()
+        )));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .with_context(|| format!("client certificates of {}", path.display()))
+}
+
+/// Keeps the serving certificate and the client CA bundle current: when a file's
+/// contents change, the new certificate (or bundle) is used by the next handshakes; a
+/// file that cannot be used is logged and the last good one kept.
+pub struct Reloader {
+    cert: reload::Watched,
+    key: reload::Watched,
+    serving: Arc<reload::ReloadingCert>,
+    client_ca: Option<(reload::Watched, Arc<reload::ReloadingClientCa>)>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("cert", &self.cert.path())
+            .field("key", &self.key.path())
+            .field("client_ca", &self.client_ca.as_ref().map(|(w, _)| w.path()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Looks at the files every `interval`, for ever.
+    pub async fn run(mut self, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.check().await;
+        }
+    }
+
+    /// Reloads what changed since the last look.
+    async fn check(&mut self) {
+        let cert = self.cert.changed().await;
+        let key = self.key.changed().await;
+        if cert.is_some() || key.is_some() {
+            match certified_key(
+                self.cert.contents(),
+                self.key.contents(),
+                self.cert.path(),
+                self.key.path(),
+                &self.provider,
+            ) {
+                Ok(key) => {
+                    self.serving.set(key);
+                    tracing::info!(cert = %self.cert.path().display(), "serving certificate reloaded");
+                }
+                // A certificate and key written one after the other mismatch for a
+                // moment: the next look sees both.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the changed serving certificate cannot be used; keeping the previous one")
+                }
+            }
+        }
+        if let Some((watched, verifier)) = &mut self.client_ca
+            && watched.changed().await.is_some()
+        {
+            match client_verifier(watched.contents(), watched.path(), &self.provider) {
+                Ok(new) => {
+                    verifier.set(new);
+                    tracing::info!(bundle = %watched.path().display(), "client CA bundle reloaded");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the changed client CA bundle cannot be used; keeping the previous one")
+                }
+            }
+        }
+    }
 }
 
 /// The user a verified client certificate names: its subject's common name, and its
@@ -283,7 +416,9 @@ MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
             node_name: "vm".into(),
             ips: vec!["10.88.0.1".parse().expect("ip")],
         };
-        server_config(&serving, None).await.expect("config");
+        server_config(&serving, None, &TlsOptions::default())
+            .await
+            .expect("config");
         let first = std::fs::read(pki.join("kubelet.crt")).expect("certificate written");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(pki.join("kubelet.key"))
@@ -291,7 +426,9 @@ MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        server_config(&serving, None).await.expect("config again");
+        server_config(&serving, None, &TlsOptions::default())
+            .await
+            .expect("config again");
         assert_eq!(
             std::fs::read(pki.join("kubelet.crt")).expect("certificate"),
             first,
@@ -301,12 +438,20 @@ MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
             cert: pki.join("kubelet.crt"),
             key: pki.join("kubelet.key"),
         };
-        server_config(&files, Some(&pki.join("kubelet.crt")))
-            .await
-            .expect("files and a client CA");
-        let err = server_config(&files, Some(&dir.path().join("missing.crt")))
-            .await
-            .expect_err("missing CA");
+        server_config(
+            &files,
+            Some(&pki.join("kubelet.crt")),
+            &TlsOptions::default(),
+        )
+        .await
+        .expect("files and a client CA");
+        let err = server_config(
+            &files,
+            Some(&dir.path().join("missing.crt")),
+            &TlsOptions::default(),
+        )
+        .await
+        .expect_err("missing CA");
         assert!(format!("{err:#}").contains("client CA bundle"), "{err:#}");
     }
 }

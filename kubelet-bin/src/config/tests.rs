@@ -935,3 +935,26 @@ fn feature_gates_come_from_file_and_flags() {
         "{err:#}"
     );
 }
+
+#[test]
+fn tls_flags_are_checked_at_start() {
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--tls-min-version=VersionTLS13",
+        "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256",
+    ])
+    .expect("config");
+    assert_eq!(cfg.config.tls_min_version, "VersionTLS13");
+    assert_eq!(cfg.config.tls_cipher_suites.len(), 2);
+    let err = resolve_args(&["kubelet", "--tls-cipher-suites=TLS_RSA_WITH_RC4_128_SHA"])
+        .expect_err("not offered");
+    assert!(
+        format!("{err:#}").contains("tlsCipherSuites (--tls-cipher-suites): cipher suite TLS_RSA_WITH_RC4_128_SHA is not offered"),
+        "{err:#}"
+    );
+    let err = resolve_args(&["kubelet", "--tls-min-version=VersionTLS14"]).expect_err("unknown");
+    assert!(
+        format!("{err:#}").contains("unknown tls version"),
+        "{err:#}"
+    );
+}

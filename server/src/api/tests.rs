@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::Handlers;
+use crate::{Handlers, TlsOptions};
 
 /// Accepts any server certificate: the tests check the server, not its name.
 #[derive(Debug)]
@@ -127,6 +127,8 @@ fn settings(dir: &Path, client_ca: Option<PathBuf>) -> Settings {
         allowed_ttl: Duration::from_secs(300),
         denied_ttl: Duration::from_secs(30),
         node_name: "vm".into(),
+        tls: TlsOptions::default(),
+        cert_reload_interval: Duration::from_millis(100),
     }
 }
 
@@ -173,9 +175,13 @@ async fn start_with(
         set_verbosity: None,
     };
     change_endpoints(&mut endpoints);
-    let tls = tls::server_config(&settings.serving, settings.client_ca.as_deref())
-        .await
-        .expect("TLS");
+    let tls = tls::server_config(
+        &settings.serving,
+        settings.client_ca.as_deref(),
+        &settings.tls,
+    )
+    .await
+    .expect("TLS");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
@@ -815,4 +821,109 @@ async fn the_log_verbosity_is_set_through_debug_flags() {
     assert_eq!(*set.lock().expect("lock"), [4]);
     // Profiling is on by default but Go's profiler has no equivalent: said, not a 404.
     assert_eq!(h.request(&admin, "GET", "/debug/pprof/").await.0, 501);
+}
+
+/// The serving certificate a TLS 1.2-only (`tls12`) or default client sees, or the
+/// handshake's error.
+async fn served_certificate(address: SocketAddr, tls12: bool) -> std::io::Result<Vec<u8>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("vm").expect("name"), stream)
+        .await?;
+    Ok(tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.to_vec())
+        .unwrap_or_default())
+}
+
+/// Waits (up to 5 s) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_serving_certificate_and_client_ca_are_used_without_a_restart() {
+    let h = start(|_| {}).await;
+    let first = served_certificate(h.address, false).await.expect("TLS");
+    // A new certificate and key written over the old files (key first, as tools do).
+    let (cert, key) = tls::self_signed("renamed", &[]).expect("certificate");
+    let pki_dir = h.dir.path().join("pki");
+    std::fs::write(pki_dir.join("kubelet.key"), key).expect("write key");
+    std::fs::write(pki_dir.join("kubelet.crt"), &cert).expect("write cert");
+    let new = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM")
+        .to_vec();
+    assert_ne!(first, new);
+    eventually("the new serving certificate served", async || {
+        served_certificate(h.address, false).await.ok().as_ref() == Some(&new)
+    })
+    .await;
+    // A broken file is not used: the last good certificate stays.
+    std::fs::write(pki_dir.join("kubelet.crt"), "garbage").expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        served_certificate(h.address, false).await.expect("TLS"),
+        new
+    );
+
+    // The client CA bundle replaced: the old CA's clients are refused, the new one's in.
+    let old = Client::Cert(&h.pki.client_cert, &h.pki.client_key);
+    assert_eq!(h.request(&old, "GET", "/healthz").await.0, 200);
+    let other = pki("admin", "system:masters");
+    std::fs::write(h.dir.path().join("ca.crt"), &other.ca_pem).expect("write CA");
+    let new_client = Client::Cert(&other.client_cert, &other.client_key);
+    eventually("the new CA's client accepted", async || {
+        h.connect(&new_client).await.is_ok()
+            && h.request(&new_client, "GET", "/healthz").await.0 == 200
+    })
+    .await;
+    // (With TLS 1.3 the client learns of the refusal after its side of the handshake.)
+    assert_eq!(
+        h.request(&old, "GET", "/healthz").await.0,
+        0,
+        "the old CA's client is refused"
+    );
+}
+
+#[tokio::test]
+async fn tls_min_version_and_cipher_suites_are_honoured() {
+    let (tls13, _) = TlsOptions::from_config("VersionTLS13", &[], &[]).expect("options");
+    let h = start(|s| s.tls = tls13).await;
+    assert!(served_certificate(h.address, false).await.is_ok());
+    assert!(
+        served_certificate(h.address, true).await.is_err(),
+        "a TLS 1.2 client is refused"
+    );
+    // Only an RSA suite listed while the certificate is ECDSA: TLS 1.2 finds no suite
+    // (as Go's server), TLS 1.3 is unaffected.
+    let suites = vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned()];
+    let (rsa_only, _) = TlsOptions::from_config("", &suites, &[]).expect("options");
+    let h = start(|s| s.tls = rsa_only).await;
+    assert!(served_certificate(h.address, false).await.is_ok());
+    assert!(served_certificate(h.address, true).await.is_err());
+    let suites = vec!["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".to_owned()];
+    let (ecdsa, _) = TlsOptions::from_config("", &suites, &[]).expect("options");
+    let h = start(|s| s.tls = ecdsa).await;
+    assert!(served_certificate(h.address, true).await.is_ok());
 }
