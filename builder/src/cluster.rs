@@ -5,6 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kubelet_core::{ImageService, Runtime};
+use kubelet_node_agent::rotation::{
+    ClientCertificate, client_with_certificate, rotate_client_certificate,
+};
 use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
@@ -36,7 +39,13 @@ pub struct Cluster {
     pub events: ApiEvents,
     /// ConfigMaps, Secrets and Services for the pods.
     pub objects: ApiObjects,
+    /// The client certificate's rotation, when `rotateCertificates`.
+    rotation: Option<RotationTask>,
 }
+
+/// The task rotating the client certificate.
+pub type RotationTask =
+    std::pin::Pin<Box<dyn std::future::Future<Output = kubelet_node_agent::Result<()>> + Send>>;
 
 impl Cluster {
     /// Connects with the kubeconfig and starts the reporters.
@@ -49,13 +58,32 @@ impl Cluster {
         runtime: Arc<dyn Runtime>,
         images: Arc<dyn ImageService>,
     ) -> Result<Self> {
-        let connect = |read_timeout| async move {
-            client_from_kubeconfig(kubeconfig, read_timeout)
-                .await
-                .map_err(|source| Error::Cluster {
-                    what: "--kubeconfig",
-                    source,
-                })
+        let cluster_error = |source| Error::Cluster {
+            what: "--kubeconfig",
+            source,
+        };
+        // With rotateCertificates every client presents the certificate manager's
+        // current certificate, as upstream's rotating transport.
+        let rotated = if cfg.config.rotate_certificates {
+            Some(
+                ClientCertificate::load(kubeconfig, &options.cert_dir, node_name)
+                    .await
+                    .map_err(cluster_error)?,
+            )
+        } else {
+            None
+        };
+        let connect = |read_timeout| {
+            let rotated = rotated.clone();
+            async move {
+                match rotated {
+                    Some(certificate) => {
+                        client_with_certificate(kubeconfig, read_timeout, certificate).await
+                    }
+                    None => client_from_kubeconfig(kubeconfig, read_timeout).await,
+                }
+                .map_err(cluster_error)
+            }
         };
         // Three clients, as upstream keeps a heartbeat client apart: the Lease and node
         // status bounded so that a stuck call is retried before the Lease runs out
@@ -80,6 +108,7 @@ impl Cluster {
         node.taints = cfg.register_with_taints.clone();
         node.register = cfg.register_node;
         node.max_pods = cfg.max_pods;
+        node.max_images = cfg.node_status_max_images;
         node.milli_cpus = crate::host::milli_cpus();
         node.memory_bytes = crate::host::memory_bytes();
         node.root_dir = options.root_dir.clone();
@@ -97,7 +126,16 @@ impl Cluster {
         let events = ApiEvents::start(client.clone(), node_name);
         let agent =
             NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
+        let rotation = rotated.map(|certificate| {
+            Box::pin(rotate_client_certificate(
+                certificate,
+                watch_client.clone(),
+                options.cert_dir.clone(),
+                node_name.to_owned(),
+            )) as RotationTask
+        });
         Ok(Self {
+            rotation,
             status: ApiStatus::start(client.clone(), node_name, view.clone()),
             events,
             objects: ApiObjects::start(watch_client.clone()),
@@ -135,6 +173,11 @@ impl Cluster {
     /// Sets what the Node's allocatable leaves out of its capacity.
     pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
         self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));
+    }
+
+    /// The client certificate's rotation (once), when `rotateCertificates`.
+    pub fn take_rotation(&mut self) -> Option<RotationTask> {
+        self.rotation.take()
     }
 
     /// The Node's registration, status and Lease (once).

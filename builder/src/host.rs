@@ -94,3 +94,65 @@ mod tests {
         assert!(memory_bytes() > 0);
     }
 }
+
+/// Upstream's `failSwapOn` check: with it (the default) a node whose `/proc/swaps` lists
+/// a swap device does not start, with upstream's message.
+pub(crate) async fn check_swap(fail_swap_on: bool, proc_swaps: &Path) -> Result<()> {
+    if !fail_swap_on {
+        return Ok(());
+    }
+    let swaps = match tokio::fs::read_to_string(proc_swaps).await {
+        Ok(text) => text,
+        // No swap accounting in this kernel: no swap.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(Error::Host {
+                what: "reading /proc/swaps",
+                source,
+            });
+        }
+    };
+    let devices: Vec<&str> = swaps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if devices.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config {
+        field: "failSwapOn (--fail-swap-on)",
+        reason: format!(
+            "running with swap on is not supported, please disable swap or set --fail-swap-on \
+             flag to false. /proc/swaps contained: {devices:?}"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod swap_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn swap_on_stops_start_up_unless_allowed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let swaps = dir.path().join("swaps");
+        std::fs::write(&swaps, "Filename\tType\tSize\tUsed\tPriority\n").expect("write");
+        check_swap(true, &swaps).await.expect("no swap");
+        std::fs::write(
+            &swaps,
+            "Filename\tType\tSize\tUsed\tPriority\n/swapfile file 1024 0 -2\n",
+        )
+        .expect("write");
+        let err = check_swap(true, &swaps).await.expect_err("swap on");
+        assert!(
+            err.to_string()
+                .contains("running with swap on is not supported"),
+            "{err}"
+        );
+        check_swap(false, &swaps).await.expect("allowed");
+        check_swap(true, &dir.path().join("none"))
+            .await
+            .expect("no file");
+    }
+}

@@ -103,6 +103,20 @@ pub(crate) struct NodeOptions {
     pub(crate) container_gc: kubelet_pod_manager::ContainerGcPolicy,
 }
 
+/// The container restart back-off: `crashLoopBackOff.maxContainerRestartPeriod` caps it
+/// when the KubeletCrashLoopBackOffMax gate is on (defaulting sets it to 300 s).
+fn crash_loop_backoff(config: &kubelet_core::config::KubeletConfiguration) -> Backoff {
+    match config
+        .crash_loop_back_off
+        .max_container_restart_period
+        .and_then(|d| d.to_std())
+        .filter(|d| !d.is_zero() && config.gate("KubeletCrashLoopBackOffMax"))
+    {
+        Some(max) => Backoff::crash_loop_up_to(max),
+        None => Backoff::crash_loop(),
+    }
+}
+
 /// Assembles a [`Kubelet`]; see the crate documentation.
 pub struct KubeletBuilder {
     settings: Settings,
@@ -152,6 +166,13 @@ impl KubeletBuilder {
     /// Joins the cluster with this kubeconfig (`--kubeconfig`); standalone without.
     pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
         self.node.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Where the client certificate is kept (`--cert-dir`): bootstrapped and rotated
+    /// certificates, `kubelet-client-current.pem`.
+    pub fn cert_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.node.cert_dir = dir.into();
         self
     }
 
@@ -239,6 +260,16 @@ impl KubeletBuilder {
             });
         }
         let (runtime, images) = runtime.ok_or(Error::NoRuntime)?;
+        host::check_swap(
+            cfg.config.fail_swap_on.unwrap_or(true),
+            Path::new("/proc/swaps"),
+        )
+        .await?;
+        // serializeImagePulls, maxParallelImagePulls, registryPullQPS/registryBurst.
+        let images: Arc<dyn ImageService> = Arc::new(kubelet_images::LimitedPulls::new(
+            images,
+            kubelet_images::PullLimits::from_config(&cfg.config),
+        ));
         let node_name = host::node_name(options.hostname_override.as_deref())?;
         let host_ips = host::node_ips(options.node_ips.as_deref())?;
         // As upstream, the client certificate is bootstrapped before the runtime is needed.
@@ -386,7 +417,7 @@ impl KubeletBuilder {
                 .filter(|ids| *ids != 0)
                 .map_or(Ok(kubelet_pod_manager::userns::IDS_PER_POD), u32::try_from)
                 .unwrap_or(u32::MAX);
-            let max_pods = u32::try_from(cfg.config.max_pods).unwrap_or(0);
+            let max_pods = cfg.max_pods;
             let pods_dir = options.root_dir.join("pods");
             tokio::task::spawn_blocking(move || {
                 let (first, length) = kubelet_pod_manager::userns::kubelet_share(ids_per_pod)
@@ -467,7 +498,7 @@ impl KubeletBuilder {
             node,
             env_objects,
             runtime_name: version.runtime_name.clone(),
-            crash_backoff: Mutex::new(Backoff::crash_loop()),
+            crash_backoff: Mutex::new(crash_loop_backoff(&cfg.config)),
             image_backoff: Mutex::new(Backoff::image_pull()),
             prober: Some(prober.unwrap_or_else(|| Arc::new(KubeletProber::new(runtime.clone())))),
             events: match &cluster {
@@ -635,6 +666,14 @@ impl Kubelet {
             c.objects.poke_pods_on_change(manager.poker());
         }
         let node_shutdown = manager.node_shutdown();
+        if let Some(rotation) = cluster.as_mut().and_then(Cluster::take_rotation) {
+            tasks.spawn_fallible("client certificate rotation", Role::Essential, async move {
+                rotation.await.map_err(|source| Error::Cluster {
+                    what: "rotateCertificates",
+                    source,
+                })
+            });
+        }
         if let Some(agent) = cluster.as_mut().and_then(Cluster::take_node_agent) {
             tasks.spawn(
                 "node status",

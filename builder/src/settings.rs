@@ -69,8 +69,10 @@ pub struct Settings {
     pub register_node: bool,
     /// `registerWithTaints`.
     pub register_with_taints: Vec<Taint>,
-    /// `maxPods`.
+    /// `maxPods`, at most `podsPerCore` per core when that is set.
     pub max_pods: u32,
+    /// `nodeStatusMaxImages`; `None` (-1) lists every image.
+    pub node_status_max_images: Option<usize>,
     /// `nodeStatusUpdateFrequency`.
     pub node_status_update_frequency: Duration,
     /// `nodeStatusReportFrequency`.
@@ -265,7 +267,9 @@ impl Settings {
             container_log_monitor_interval,
             register_node: config.register_node.unwrap_or(true),
             register_with_taints,
-            max_pods: u32::try_from(config.max_pods).unwrap_or_default(),
+            max_pods: max_pods(&config, crate::host::milli_cpus() / 1000),
+            node_status_max_images: usize::try_from(config.node_status_max_images.unwrap_or(50))
+                .ok(),
             node_status_update_frequency,
             node_status_report_frequency,
             sysctls,
@@ -324,6 +328,18 @@ impl Settings {
     }
 }
 
+/// `maxPods`, or `podsPerCore` times the machine's cores when that is less (upstream's
+/// pod capacity).
+fn max_pods(config: &KubeletConfiguration, cores: u64) -> u32 {
+    let max = u32::try_from(config.max_pods).unwrap_or_default();
+    match u64::try_from(config.pods_per_core) {
+        Ok(per_core) if per_core > 0 => {
+            u32::try_from(per_core.saturating_mul(cores).min(u64::from(max))).unwrap_or(max)
+        }
+        _ => max,
+    }
+}
+
 /// The feature gates this kubelet consults; setting any other gate away from its default
 /// is reported at start-up.
 pub const ACTED_ON_FEATURE_GATES: [&str; 11] = [
@@ -355,4 +371,18 @@ pub fn configz_json(effective: &Settings) -> serde_json::Value {
         |e| serde_json::json!({"error": format!("marshalling the configuration: {e}")}),
     );
     serde_json::json!({ "kubeletconfig": config })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_per_core_caps_max_pods() {
+        let mut c = KubeletConfiguration::defaulted();
+        assert_eq!(max_pods(&c, 2), 110);
+        c.pods_per_core = 10;
+        assert_eq!(max_pods(&c, 2), 20);
+        assert_eq!(max_pods(&c, 64), 110);
+    }
 }

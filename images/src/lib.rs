@@ -1,5 +1,6 @@
-//! Images on a node, as the upstream kubelet manages them (`pkg/kubelet/images`): for
-//! now their garbage collection.
+//! Images on a node, as the upstream kubelet manages them (`pkg/kubelet/images`): their
+//! garbage collection, and the limits on pulls ([`LimitedPulls`]: `serializeImagePulls`,
+//! `maxParallelImagePulls`, `registryPullQPS`, `registryBurst`).
 //!
 //! [`ImageGc`] removes the images no container uses (exited containers count as users)
 //! and the runtime does not pin (the sandbox image), least recently used first: every
@@ -35,9 +36,11 @@
 
 mod error;
 mod gc;
+mod pulls;
 
 pub use error::{Error, Result};
 pub use gc::{
     FsSpace, IMAGE_GC_PERIOD, ImageFs, ImageGc, ImageGcPolicy, ImagesInUse, RuntimeContainers,
     RuntimeImageFs,
 };
+pub use pulls::{LimitedPulls, PullLimits};

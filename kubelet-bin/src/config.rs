@@ -287,6 +287,21 @@ fn apply_server_flags(
     if given("tls_private_key_file") {
         config.tls_private_key_file = path_text(&flags.tls_private_key_file);
     }
+    if given("fail_swap_on") {
+        config.fail_swap_on = Some(flags.fail_swap_on);
+    }
+    if given("oom_score_adj") {
+        config.oom_score_adj = Some(flags.oom_score_adj);
+    }
+    if given("max_open_files") {
+        config.max_open_files = flags.max_open_files;
+    }
+    if given("pods_per_core") {
+        config.pods_per_core = flags.pods_per_core;
+    }
+    if given("rotate_certificates") {
+        config.rotate_certificates = flags.rotate_certificates;
+    }
     if given("tls_cipher_suites") {
         config
             .tls_cipher_suites

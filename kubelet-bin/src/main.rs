@@ -197,7 +197,28 @@ struct Flags {
     #[arg(long)]
     bootstrap_kubeconfig: Option<PathBuf>,
 
-    /// The directory where the TLS certs are located (the bootstrapped client
+    /// Refuse to start when swap is on (/proc/swaps lists a device).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    fail_swap_on: bool,
+
+    /// The kubelet process's oom_score_adj, in [-1000, 1000].
+    #[arg(long, default_value_t = KUBELET_OOM_SCORE_ADJ, allow_negative_numbers = true)]
+    oom_score_adj: i32,
+
+    /// The kubelet process's open file limit.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_open_files: i64,
+
+    /// Pods per core at most (0: no such limit); caps --max-pods.
+    #[arg(long, default_value_t = 0)]
+    pods_per_core: i32,
+
+    /// Rotate the client certificate before it expires, requesting a new one from the
+    /// API server (`rotateCertificates`).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rotate_certificates: bool,
+
+    /// The directory where the TLS certs are located (the bootstrapped and rotated client
     /// certificate: kubelet-client-current.pem).
     #[arg(long, default_value = "/var/lib/kubelet/pki")]
     cert_dir: PathBuf,
@@ -422,14 +443,24 @@ fn log_level(verbosity: u32) -> &'static str {
     }
 }
 
-/// Lowers our OOM score like upstream; on machines that forbid it (no CAP_SYS_RESOURCE)
-/// the kubelet carries on.
-fn lower_own_oom_score() {
-    if let Err(e) = std::fs::write(
-        "/proc/self/oom_score_adj",
-        KUBELET_OOM_SCORE_ADJ.to_string(),
-    ) {
-        tracing::warn!(error = %e, "could not set the kubelet's oom_score_adj to {KUBELET_OOM_SCORE_ADJ}; continuing");
+/// Sets the kubelet's own `oom_score_adj` (`oomScoreAdj`, default -999) as upstream; on
+/// machines that forbid it (no CAP_SYS_RESOURCE) the kubelet carries on.
+fn set_own_oom_score(score: i32) {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", score.to_string()) {
+        tracing::warn!(error = %e, "could not set the kubelet's oom_score_adj to {score}; continuing");
+    }
+}
+
+/// Raises the kubelet's open file limit to `maxOpenFiles` (soft and hard), as upstream's
+/// `rlimit.SetNumFiles`; a failure is logged.
+fn set_max_open_files(max: i64) {
+    let Ok(max) = u64::try_from(max) else {
+        return;
+    };
+    if let Err(e) =
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, max, max)
+    {
+        tracing::error!(error = %e, max, "Failed to set rlimit on max file handles");
     }
 }
 
@@ -458,6 +489,7 @@ async fn run(
     if let Some(ips) = flags.node_ip {
         builder = builder.node_ips(ips);
     }
+    builder = builder.cert_dir(flags.cert_dir.clone());
     if let Some(path) = flags.kubeconfig {
         builder = builder.kubeconfig(path);
     }
@@ -540,7 +572,8 @@ fn main() -> ExitCode {
             );
         }
     }
-    lower_own_oom_score();
+    set_own_oom_score(cfg.config.oom_score_adj.unwrap_or(KUBELET_OOM_SCORE_ADJ));
+    set_max_open_files(cfg.config.max_open_files);
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -47,6 +47,13 @@ impl Backoff {
         Self::new(INITIAL_BACKOFF, MAX_BACKOFF, BACKOFF_RESET_AFTER)
     }
 
+    /// The container restart back-off with `crashLoopBackOff.maxContainerRestartPeriod`
+    /// as its longest delay (the first one no longer than it), forgotten after twice
+    /// that, as upstream's `newCrashLoopBackOff`.
+    pub fn crash_loop_up_to(max: Duration) -> Self {
+        Self::new(INITIAL_BACKOFF.min(max), max, max * 2)
+    }
+
     /// Upstream's image pull back-off: 10 s doubling to 300 s, reset after twice the
     /// maximum.
     pub fn image_pull() -> Self {
@@ -129,6 +136,17 @@ mod tests {
 
     fn t(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
+    }
+
+    #[test]
+    fn a_configured_maximum_caps_the_crash_loop() {
+        let mut b = Backoff::crash_loop_up_to(Duration::from_secs(2));
+        let t0 = SystemTime::UNIX_EPOCH;
+        b.next("c", t0, t0);
+        assert_eq!(b.get("c"), Duration::from_secs(2));
+        b.next("c", t0, t0);
+        assert_eq!(b.get("c"), Duration::from_secs(2));
+        assert_eq!(Backoff::crash_loop_up_to(MAX_BACKOFF).max, MAX_BACKOFF);
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub async fn load_client_cert_within(
 
 /// Runs file work (reading and writing keys, certificates and kubeconfigs) off the async
 /// threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -249,7 +249,7 @@ fn certificates_not_after(pem: &[u8]) -> std::result::Result<Vec<jiff::Timestamp
 }
 
 /// Base64 data, else the contents of a file, else nothing.
-fn load_data(
+pub(crate) fn load_data(
     data: Option<&str>,
     file: Option<&str>,
 ) -> std::result::Result<Option<Vec<u8>>, String> {
@@ -276,7 +276,9 @@ fn read_kubeconfig(path: &Path) -> Result<Kubeconfig> {
 }
 
 /// The cluster and user of the kubeconfig's current context.
-fn current_entries(config: &Kubeconfig) -> std::result::Result<(Cluster, AuthInfo), String> {
+pub(crate) fn current_entries(
+    config: &Kubeconfig,
+) -> std::result::Result<(Cluster, AuthInfo), String> {
     let name = config
         .current_context
         .as_deref()
@@ -373,16 +375,16 @@ async fn wait_for_server(client: &kube::Client) {
 
 /// The certificate request of a node's client certificate.
 #[derive(Debug)]
-struct NodeCsr {
+pub(crate) struct NodeCsr {
     /// `node-csr-<hash>`.
-    name: String,
+    pub(crate) name: String,
     /// The PEM `CERTIFICATE REQUEST`.
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl NodeCsr {
     /// The request for `CN=system:node:<node>, O=system:nodes` signed with `key`.
-    fn new(key: &KeyPair, node_name: &str) -> Result<Self> {
+    pub(crate) fn new(key: &KeyPair, node_name: &str) -> Result<Self> {
         let common_name = format!("system:node:{node_name}");
         let organizations = ["system:nodes"];
         let mut params = CertificateParams::default();
@@ -545,7 +547,7 @@ fn decision(csr: &CertificateSigningRequest) -> Decision {
 }
 
 /// Watches the request until it is issued or refused, at most `timeout`.
-async fn wait_for_certificate(
+pub(crate) async fn wait_for_certificate(
     api: &Api<CertificateSigningRequest>,
     name: &str,
     uid: &str,
@@ -597,7 +599,7 @@ async fn wait_for_certificate(
 /// (0600) and points `kubelet-client-current.pem` at it (through
 /// `kubelet-client-updated.pem`, renamed over it), as upstream's file store; returns the
 /// current path. `now` is the local time (UTC without a time zone database).
-fn write_pair(
+pub(crate) fn write_pair(
     cert_dir: &Path,
     cert_pem: &[u8],
     key_pem: &str,

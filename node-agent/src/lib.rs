@@ -45,6 +45,7 @@ pub mod logind;
 mod node;
 mod objects;
 mod pods;
+pub mod rotation;
 mod shutdown;
 mod status;
 

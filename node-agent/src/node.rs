@@ -50,8 +50,11 @@ pub struct NodeConfig {
     pub taints: Vec<Taint>,
     /// Whether to create the Node object (`registerNode`, default true).
     pub register: bool,
-    /// `maxPods` (default 110).
+    /// `maxPods` (default 110; with `podsPerCore`, at most that many per core).
     pub max_pods: u32,
+    /// `nodeStatusMaxImages`: the most images listed in the status (default 50);
+    /// `None` lists all.
+    pub max_images: Option<usize>,
     /// CPU capacity in millicores.
     pub milli_cpus: u64,
     /// Memory capacity in bytes.
@@ -97,6 +100,7 @@ impl NodeConfig {
             taints: Vec::new(),
             register: true,
             max_pods: 110,
+            max_images: Some(MAX_IMAGES),
             milli_cpus: 0,
             memory_bytes: 0,
             root_dir: PathBuf::from("/var/lib/kubelet"),
@@ -528,7 +532,7 @@ impl NodeAgent {
         }
     }
 
-    /// The largest images, as upstream reports them (at most 50).
+    /// The largest images, as upstream reports them (at most `nodeStatusMaxImages`).
     async fn images(&self) -> Vec<ContainerImage> {
         let mut images = match self.images.list_images().await {
             Ok(images) => images,
@@ -540,7 +544,7 @@ impl NodeAgent {
         images.sort_by_key(|i| std::cmp::Reverse(i.size));
         images
             .into_iter()
-            .take(MAX_IMAGES)
+            .take(self.config.max_images.unwrap_or(usize::MAX))
             .map(|image| {
                 let mut names = image.repo_digests.clone();
                 names.extend(image.repo_tags.iter().cloned());

@@ -46,6 +46,23 @@ pub static NODE_NAME: Family = Family::gauge(
     &["node"],
 );
 
+/// `kubelet_certificate_manager_client_ttl_seconds`: seconds until the client
+/// certificate expires (with `rotateCertificates`).
+pub static CERTIFICATE_MANAGER_CLIENT_TTL: Family = Family::gauge(
+    "kubelet_certificate_manager_client_ttl_seconds",
+    "Gauge of the TTL (time-to-live) of the Kubelet's client certificate. The value is in seconds until certificate expiry (negative if already expired). If client certificate is invalid or unused, the value will be +INF.",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_certificate_manager_client_expiration_renew_errors`: failed rotations.
+pub static CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS: Family = Family::counter(
+    "kubelet_certificate_manager_client_expiration_renew_errors",
+    "Counter of certificate renewal errors.",
+    Alpha,
+    &[],
+);
+
 /// `kubelet_running_pods`: pods with a running sandbox.
 pub static RUNNING_PODS: Family = Family::gauge(
     "kubelet_running_pods",
@@ -294,8 +311,10 @@ pub fn admission_rejection_reason(reason: &str) -> &str {
 }
 
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 23] = [
+pub static COMPONENT: [&Family; 25] = [
     &PROCESS_START_TIME,
+    &CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS,
+    &CERTIFICATE_MANAGER_CLIENT_TTL,
     &HTTP_INFLIGHT_REQUESTS,
     &HTTP_REQUESTS_TOTAL,
     &ADMISSION_REJECTIONS_TOTAL,

@@ -1,0 +1,193 @@
+//! Client certificate rotation (`rotateCertificates`) against the real control plane:
+//! a certificate issued for ten minutes by the controller-manager's signer is replaced
+//! by the kubelet before it expires, through a CSR the controller-manager approves
+//! (`selfnodeclient`), while the node stays Ready.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{API, Cluster, condition, curl, lock, wait_until};
+use k8s_openapi::jiff::Timestamp;
+
+/// A key and a certificate for `CN=system:node:<node>, O=system:nodes` issued through
+/// the CertificateSigningRequest `name` for `seconds`, approved as the admin; the PEM
+/// certificate and key.
+fn issue_node_certificate(c: &Cluster, name: &str, seconds: u32) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{}", c.node));
+    let request = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .expect("certificate request");
+    let request = base64::engine::general_purpose::STANDARD.encode(request);
+    c.apply(&format!(
+        r#"
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata: {{name: {name}}}
+spec:
+  request: {request}
+  signerName: kubernetes.io/kube-apiserver-client-kubelet
+  expirationSeconds: {seconds}
+  usages: [digital signature, client auth]
+"#
+    ));
+    c.kubectl(&["certificate", "approve", name]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let csr = c.json(&["get", "csr", name]);
+        if let Some(cert) = csr["status"]["certificate"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+        {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(cert)
+                .expect("base64 certificate");
+            return (String::from_utf8(pem).expect("PEM"), key.serialize_pem());
+        }
+        assert!(Instant::now() < deadline, "{name} not issued: {csr:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The validity of the first certificate in a PEM file.
+fn validity(pem: &[u8]) -> (Timestamp, Timestamp) {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).expect("PEM");
+    let cert = block.parse_x509().expect("certificate");
+    let at = |t: i64| Timestamp::from_second(t).expect("time");
+    (
+        at(cert.validity().not_before.timestamp()),
+        at(cert.validity().not_after.timestamp()),
+    )
+}
+
+/// Writes a kubeconfig using the client certificate and key in `pair`.
+fn write_kubeconfig(c: &Cluster, path: &Path, pair: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    \
+             server: {}\n    certificate-authority: {}\nusers:\n- name: node\n  user:\n    \
+             client-certificate: {pair}\n    client-key: {pair}\ncontexts:\n- name: node\n  \
+             context:\n    cluster: kubernetes\n    user: node\ncurrent-context: node\n",
+            c.apiserver,
+            c.ca_file.display(),
+            pair = pair.display()
+        ),
+    )
+    .expect("kubeconfig");
+}
+
+#[test]
+fn a_ten_minute_client_certificate_is_rotated_before_it_expires() {
+    let Some((_env, c)) =
+        Cluster::from_env("a_ten_minute_client_certificate_is_rotated_before_it_expires")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_dir = dir.path().join("pki");
+    std::fs::create_dir_all(&cert_dir).expect("cert dir");
+    let csr = format!(
+        "rotation-test-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let (cert, key) = issue_node_certificate(&c, &csr, 600);
+    let _ = c.try_kubectl(&["delete", "csr", &csr], None);
+    let first = cert_dir.join("kubelet-client-test.pem");
+    std::fs::write(&first, format!("{cert}{key}")).expect("pair");
+    let current = cert_dir.join("kubelet-client-current.pem");
+    std::os::unix::fs::symlink(&first, &current).expect("symlink");
+    let (not_before, not_after) = validity(cert.as_bytes());
+    assert!(
+        not_after.duration_since(Timestamp::now()).as_secs() <= 600,
+        "a ten-minute certificate: {not_before} - {not_after}"
+    );
+    let kubeconfig = dir.path().join("kubelet.conf");
+    write_kubeconfig(&c, &kubeconfig, &current);
+
+    let kubelet = c.start_kubelet_with_flags(
+        dir.path(),
+        &kubeconfig.to_string_lossy(),
+        "rotateCertificates: true\n",
+        &["--cert-dir", &cert_dir.to_string_lossy()],
+        &[],
+    );
+    c.wait_node_ready(&kubelet);
+    assert!(
+        kubelet
+            .log()
+            .contains("client certificate rotation deadline determined"),
+        "{}",
+        kubelet.log()
+    );
+
+    // 70-90% of the 15 minutes since notBefore (the signer backdates it 5 minutes):
+    // between about 5.5 and 8.5 minutes from now, well before expiry.
+    wait_until(
+        "the client certificate rotated",
+        600,
+        || kubelet.log(),
+        || std::fs::read_link(&current).is_ok_and(|target| target != first),
+    );
+    let rotated_at = Timestamp::now();
+    assert!(rotated_at < not_after, "rotated before expiry");
+    let rotated = std::fs::read(&current).expect("rotated pair");
+    let (_, new_not_after) = validity(&rotated);
+    assert!(
+        new_not_after.duration_since(not_after).as_secs() > 3600,
+        "the new certificate is the signer's default lifetime: {new_not_after}"
+    );
+    let log = kubelet.log();
+    assert!(log.contains("client certificate rotated"), "{log}");
+
+    // The node stays Ready on the new certificate: its Lease keeps being renewed.
+    let renewed = |after: Timestamp| {
+        let lease = c.json(&["get", "lease", "-n", "kube-node-lease", &c.node]);
+        lease["spec"]["renewTime"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_some_and(|t| t > after)
+    };
+    wait_until(
+        "the Lease renewed after the rotation",
+        30,
+        || kubelet.log(),
+        || renewed(rotated_at),
+    );
+    let node = c.json(&["get", "node", &c.node]);
+    assert_eq!(condition(&node, "Ready"), Some("True"), "{node:#}");
+
+    // Metrics as upstream's.
+    let pki = c.ca_file.parent().expect("pki directory");
+    let (admin_cert, admin_key) = (pki.join("admin.crt"), pki.join("admin.key"));
+    let (status, metrics) = curl(
+        &format!("{API}/metrics"),
+        &[
+            "--cert",
+            &admin_cert.to_string_lossy(),
+            "--key",
+            &admin_key.to_string_lossy(),
+        ],
+    );
+    assert_eq!(status, 200);
+    let ttl: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kubelet_certificate_manager_client_ttl_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the TTL gauge");
+    assert!(ttl > 3600.0, "TTL of the rotated certificate: {ttl}");
+    drop(kubelet);
+}

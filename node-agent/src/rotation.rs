@@ -1,0 +1,534 @@
+//! Rotation of the kubelet's client certificate (`rotateCertificates`), as upstream's
+//! certificate manager (k8s.io/client-go/util/certificate) with the kubelet's file store.
+//!
+//! The current certificate comes from `<cert-dir>/kubelet-client-current.pem`, else from
+//! the kubeconfig's client certificate (which is then rotated at once, as upstream does
+//! with initial credentials given in a kubeconfig). Once 70-90% (jittered) of its
+//! lifetime has passed, a new ECDSA P-256 key and a CertificateSigningRequest
+//! (`generateName: csr-`, signer `kubernetes.io/kube-apiserver-client-kubelet`,
+//! `CN=system:node:<node>, O=system:nodes`) are made; the issued certificate is written
+//! to `kubelet-client-<timestamp>.pem` behind the `-current.pem` symlink and used for
+//! every new connection of the API clients made by [`client_with_certificate`], with no
+//! restart. Failures are retried as upstream (2, 4, 8, 16 s, then every 32 s) and counted
+//! in `kubelet_certificate_manager_client_expiration_renew_errors`; the certificate's
+//! remaining lifetime is `kubelet_certificate_manager_client_ttl_seconds`.
+//!
+//! ```
+//! use kubelet_node_agent::rotation::rotation_deadline;
+//! use k8s_openapi::jiff::{Timestamp, ToSpan};
+//!
+//! let not_before: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+//! let not_after = not_before + 100.hours();
+//! // The deadline falls between 70% and 90% of the lifetime.
+//! assert_eq!(rotation_deadline(not_before, not_after, 0.0), not_before + 70.hours());
+//! assert_eq!(rotation_deadline(not_before, not_after, 1.0), not_before + 90.hours());
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::client::ConfigExt;
+use kubelet_core::metrics::kubelet as metrics;
+use rcgen::KeyPair;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::{SignatureScheme, crypto::CryptoProvider};
+
+use crate::bootstrap::{
+    KUBELET_CLIENT_SIGNER, NODE_CLIENT_USAGES, NodeCsr, blocking, current_entries,
+    current_pair_path, load_data, wait_for_certificate, write_pair,
+};
+use crate::{Error, Result};
+
+/// How long a rotation waits for its request to be approved and issued (upstream's).
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The waits between the first failed attempts of a rotation (upstream's backoff).
+const BACKOFF: [Duration; 4] = [
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
+/// The wait between attempts once the backoff is spent.
+const RETRY: Duration = Duration::from_secs(32);
+/// How long the kubelet runs on with an expired certificate it cannot renew before it
+/// exits, so that its supervisor restarts it (and bootstrap credentials can apply).
+const EXPIRED_EXIT_AFTER: Duration = Duration::from_secs(5 * 60);
+/// How often the TTL gauge is refreshed while nothing else happens.
+const TTL_REFRESH: Duration = Duration::from_secs(60);
+
+/// The certificate the API clients present, replaced when rotated.
+#[derive(Debug)]
+pub struct ClientCertificate {
+    current: RwLock<Current>,
+    provider: Arc<CryptoProvider>,
+}
+
+#[derive(Debug, Clone)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    not_before: Timestamp,
+    not_after: Timestamp,
+    /// Whether it names this node as a node (`CN=system:node:<node>, O=system:nodes`).
+    is_node_certificate: bool,
+    /// It came from the kubeconfig, not the store: rotated at once, as upstream.
+    from_kubeconfig: bool,
+}
+
+impl ClientCertificate {
+    /// The current certificate of `node_name`: the store's in `cert_dir`, else the
+    /// client certificate of `kubeconfig`'s current user.
+    pub async fn load(kubeconfig: &Path, cert_dir: &Path, node_name: &str) -> Result<Arc<Self>> {
+        let (kubeconfig, store, node) = (
+            kubeconfig.to_owned(),
+            current_pair_path(cert_dir),
+            node_name.to_owned(),
+        );
+        blocking("loading the client certificate", move || {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let current = match std::fs::read(&store) {
+                Ok(pem) => parse_pair(&pem, &pem, &store, &node, &provider)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let (cert, key) = kubeconfig_pair(&kubeconfig)?;
+                    let mut current = parse_pair(&cert, &key, &kubeconfig, &node, &provider)?;
+                    current.from_kubeconfig = true;
+                    current
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        operation: "reading",
+                        path: store,
+                        source,
+                    });
+                }
+            };
+            Ok(Arc::new(Self {
+                current: RwLock::new(current),
+                provider,
+            }))
+        })
+        .await
+    }
+
+    /// When the current certificate expires.
+    pub fn not_after(&self) -> Timestamp {
+        self.read().not_after
+    }
+
+    fn read(&self) -> Current {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, current: Current) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = current;
+    }
+
+    /// When the current certificate is to be replaced: now when it came from the
+    /// kubeconfig or does not name this node, else the jittered deadline.
+    fn deadline(&self, jitter: f64) -> Timestamp {
+        let current = self.read();
+        if current.from_kubeconfig || !current.is_node_certificate {
+            return Timestamp::now();
+        }
+        rotation_deadline(current.not_before, current.not_after, jitter)
+    }
+}
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.read().key)
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Upstream's `nextRotationDeadline`: `notBefore` plus 70% of the lifetime plus
+/// `jitter` (0..=1) times another 20%.
+pub fn rotation_deadline(not_before: Timestamp, not_after: Timestamp, jitter: f64) -> Timestamp {
+    let total = not_after.duration_since(not_before).as_secs_f64().max(0.0);
+    let offset = total * (0.7 + 0.2 * jitter.clamp(0.0, 1.0));
+    let offset = k8s_openapi::jiff::SignedDuration::try_from_secs_f64(offset).unwrap_or_default();
+    not_before.checked_add(offset).unwrap_or(not_after)
+}
+
+/// The client certificate and key of the kubeconfig's current user (PEM).
+fn kubeconfig_pair(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let invalid = |reason: String| Error::Kubeconfig {
+        path: path.to_owned(),
+        reason,
+    };
+    let config = kube::config::Kubeconfig::read_from(path).map_err(|e| invalid(e.to_string()))?;
+    let (_, user) = current_entries(&config).map_err(invalid)?;
+    let cert = load_data(
+        user.client_certificate_data.as_deref(),
+        user.client_certificate.as_deref(),
+    )
+    .map_err(invalid)?
+    .ok_or_else(|| {
+        invalid(
+            "rotateCertificates needs a client certificate, and the current user has none".into(),
+        )
+    })?;
+    let key_data = user
+        .client_key_data
+        .as_ref()
+        .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned());
+    let key = load_data(key_data.as_deref(), user.client_key.as_deref())
+        .map_err(invalid)?
+        .ok_or_else(|| invalid("the current user's client certificate has no key".into()))?;
+    Ok((cert, key))
+}
+
+/// A certificate chain and its key, checked to belong together, with the leaf's
+/// validity and whether it names `node`.
+fn parse_pair(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    path: &Path,
+    node: &str,
+    provider: &CryptoProvider,
+) -> Result<Current> {
+    let invalid = |reason: String| Error::Certificate {
+        what: format!("the client certificate {}", path.display()),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| invalid("no CERTIFICATE block".into()))?;
+    let (not_before, not_after, is_node_certificate) = {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| invalid(e.to_string()))?;
+        let time = |t: i64| Timestamp::from_second(t).map_err(|e| invalid(e.to_string()));
+        let subject = cert.subject();
+        let common_name = subject
+            .iter_common_name()
+            .filter_map(|a| a.as_str().ok())
+            .last();
+        let orgs: Vec<&str> = subject
+            .iter_organization()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        (
+            time(cert.validity().not_before.timestamp())?,
+            time(cert.validity().not_after.timestamp())?,
+            common_name == Some(&format!("system:node:{node}")) && orgs == ["system:nodes"],
+        )
+    };
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(e.to_string()))?;
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| invalid(e.to_string()))?;
+    Ok(Current {
+        key: Arc::new(key),
+        not_before,
+        not_after,
+        is_node_certificate,
+        from_kubeconfig: false,
+    })
+}
+
+/// A client for the API server from `kubeconfig` (its server, CA and headers) that
+/// presents `certificate`'s current certificate on every new connection, and nothing
+/// else (as upstream's rotating transport, tokens of the kubeconfig are not sent).
+/// `read_timeout` as [`crate::client_from_kubeconfig`].
+pub async fn client_with_certificate(
+    kubeconfig: &Path,
+    read_timeout: Option<Duration>,
+    certificate: Arc<ClientCertificate>,
+) -> Result<kube::Client> {
+    use tower::ServiceBuilder;
+    let invalid = |reason: String| Error::Kubeconfig {
+        path: kubeconfig.to_owned(),
+        reason,
+    };
+    let file =
+        kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| invalid(e.to_string()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+    if config.proxy_url.is_some() {
+        return Err(invalid(
+            "proxy-url is not supported together with rotateCertificates".into(),
+        ));
+    }
+    // The certificate manager's certificate only: no token, no basic auth.
+    config.auth_info = kube::config::AuthInfo::default();
+    let mut tls = config
+        .rustls_client_config()
+        .map_err(|e| invalid(e.to_string()))?;
+    tls.client_auth_cert_resolver = certificate;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| invalid(format!("tls-server-name {name:?}: {e}")))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(https.enable_http1().wrap_connector(http));
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(read_timeout.is_some());
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .layer(
+            config
+                .extra_headers_layer()
+                .map_err(|e| invalid(e.to_string()))?,
+        )
+        .map_err(|e: hyper_util::client::legacy::Error| -> tower::BoxError { Box::new(e) })
+        .service(client);
+    Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
+}
+
+/// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then
+/// requests, stores and uses a new one through `client`. Returns an error only when the
+/// certificate has been expired for five minutes and still cannot be renewed, so that
+/// the kubelet exits and is restarted.
+pub async fn rotate_client_certificate(
+    certificate: Arc<ClientCertificate>,
+    client: kube::Client,
+    cert_dir: PathBuf,
+    node_name: String,
+) -> Result<()> {
+    loop {
+        let deadline = certificate.deadline(rand_unit());
+        tracing::info!(expiration = %certificate.not_after(), %deadline, "client certificate rotation deadline determined");
+        wait_until(deadline, &certificate).await;
+        let mut attempt = 0;
+        loop {
+            match rotate_once(&certificate, &client, &cert_dir, &node_name).await {
+                Ok(name) => {
+                    tracing::info!(csr = %name, expiration = %certificate.not_after(), "client certificate rotated");
+                    set_ttl(&certificate);
+                    break;
+                }
+                Err(e) => {
+                    metrics::CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS.inc(&[]);
+                    tracing::warn!(error = %e, "rotating the client certificate failed");
+                    let expired_for = Timestamp::now().duration_since(certificate.not_after());
+                    if expired_for.as_secs_f64() > EXPIRED_EXIT_AFTER.as_secs_f64() {
+                        return Err(Error::Certificate {
+                            what: "the client certificate".into(),
+                            reason: format!(
+                                "expired at {} and could not be renewed for {}s: {e}",
+                                certificate.not_after(),
+                                EXPIRED_EXIT_AFTER.as_secs()
+                            ),
+                        });
+                    }
+                    let wait = BACKOFF.get(attempt).copied().unwrap_or(RETRY);
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, refreshing the TTL gauge meanwhile.
+async fn wait_until(deadline: Timestamp, certificate: &ClientCertificate) {
+    loop {
+        set_ttl(certificate);
+        let left = deadline.duration_since(Timestamp::now());
+        if left.is_negative() || left.is_zero() {
+            return;
+        }
+        let left = Duration::try_from(left).unwrap_or(TTL_REFRESH);
+        tokio::time::sleep(left.min(TTL_REFRESH)).await;
+    }
+}
+
+/// `kubelet_certificate_manager_client_ttl_seconds`: whole seconds until expiry.
+fn set_ttl(certificate: &ClientCertificate) {
+    let ttl = certificate
+        .not_after()
+        .duration_since(Timestamp::now())
+        .as_secs_f64()
+        .trunc();
+    metrics::CERTIFICATE_MANAGER_CLIENT_TTL.set(&[], ttl);
+}
+
+/// A uniformly distributed number in 0..1 (the rotation jitter), from the standard
+/// library's randomly seeded hasher.
+fn rand_unit() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    // The top 53 bits as the mantissa of a number in 0..1.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One rotation: a new key and request, the issued certificate stored and used; the
+/// request's name.
+async fn rotate_once(
+    certificate: &ClientCertificate,
+    client: &kube::Client,
+    cert_dir: &Path,
+    node_name: &str,
+) -> Result<String> {
+    let key = blocking("making a private key", || {
+        KeyPair::generate().map_err(|e| Error::Certificate {
+            what: "a new private key".into(),
+            reason: e.to_string(),
+        })
+    })
+    .await?;
+    let request = NodeCsr::new(&key, node_name)?;
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            generate_name: Some("csr-".into()),
+            ..ObjectMeta::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: k8s_openapi::ByteString(request.pem.into_bytes()),
+            signer_name: KUBELET_CLIENT_SIGNER.to_owned(),
+            usages: Some(NODE_CLIENT_USAGES.iter().map(|u| (*u).to_owned()).collect()),
+            ..CertificateSigningRequestSpec::default()
+        },
+        status: None,
+    };
+    let created = api
+        .create(&PostParams::default(), &csr)
+        .await
+        .map_err(|source| Error::Api {
+            operation: "creating a certificate signing request for the client certificate".into(),
+            source,
+        })?;
+    let name = created.metadata.name.unwrap_or_default();
+    let uid = created.metadata.uid.unwrap_or_default();
+    tracing::info!(csr = %name, "waiting for the rotated client certificate to be issued");
+    let cert_pem = wait_for_certificate(&api, &name, &uid, ISSUE_TIMEOUT).await?;
+    let key_pem = key.serialize_pem();
+    let (dir, node, provider) = (
+        cert_dir.to_owned(),
+        node_name.to_owned(),
+        certificate.provider.clone(),
+    );
+    let current = blocking("storing the rotated client certificate", move || {
+        let now = k8s_openapi::jiff::Zoned::now().datetime();
+        let path = write_pair(&dir, &cert_pem, &key_pem, now)?;
+        let pem = std::fs::read(&path).map_err(|source| Error::Io {
+            operation: "reading",
+            path: path.clone(),
+            source,
+        })?;
+        parse_pair(&pem, &pem, &path, &node, &provider)
+    })
+    .await?;
+    certificate.set(current);
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::ToSpan;
+
+    fn pair(cn: &str, org: &str, days: i64) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, org);
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn the_deadline_is_seventy_to_ninety_percent_of_the_lifetime() {
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().expect("time");
+        let end = start + 10.minutes();
+        assert_eq!(rotation_deadline(start, end, 0.5), start + 8.minutes());
+        assert_eq!(rotation_deadline(start, end, 7.0), start + 9.minutes());
+        let samples: Vec<f64> = (0..100).map(|_| rand_unit()).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        assert!(samples.iter().any(|x| *x != samples[0]), "jittered");
+    }
+
+    #[tokio::test]
+    async fn the_store_comes_first_and_a_kubeconfig_certificate_is_rotated_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = pair("system:node:n1", "system:nodes", 10);
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(dir.path().join("c.pem"), &cert).expect("write");
+        std::fs::write(dir.path().join("k.pem"), &key).expect("write");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: x, cluster: {{server: https://127.0.0.1:6443}}}}]\n\
+                 contexts: [{{name: c, context: {{cluster: x, user: u}}}}]\n\
+                 users: [{{name: u, user: {{client-certificate: {0}/c.pem, client-key: {0}/k.pem}}}}]\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write kubeconfig");
+        let store = dir.path().join("pki");
+        let loaded = ClientCertificate::load(&kubeconfig, &store, "n1")
+            .await
+            .expect("load");
+        assert!(
+            loaded.deadline(0.0) <= Timestamp::now(),
+            "initial credentials rotate at once"
+        );
+
+        // The store's pair, once written, wins, and its deadline is in the future.
+        let (cert, key) = pair("system:node:n1", "system:nodes", 100);
+        let now = k8s_openapi::jiff::Zoned::now().datetime();
+        write_pair(&store, cert.as_bytes(), &key, now).expect("store");
+        let stored = ClientCertificate::load(&kubeconfig, &store, "n1")
+            .await
+            .expect("load");
+        assert!(stored.deadline(0.0) > Timestamp::now() + (60 * 24).hours());
+        assert!(stored.not_after() > loaded.not_after());
+
+        // A certificate for another subject is replaced at once.
+        let (cert, key) = pair("admin", "system:masters", 100);
+        write_pair(&store, cert.as_bytes(), &key, now).expect("store");
+        let other = ClientCertificate::load(&kubeconfig, &store, "n1")
+            .await
+            .expect("load");
+        assert!(other.deadline(1.0) <= Timestamp::now());
+        assert!(other.resolve(&[], &[]).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_mismatched_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, _) = pair("system:node:n1", "system:nodes", 10);
+        let (_, other_key) = pair("system:node:n1", "system:nodes", 10);
+        let now = k8s_openapi::jiff::Zoned::now().datetime();
+        write_pair(dir.path(), cert.as_bytes(), &other_key, now).expect("store");
+        let err = ClientCertificate::load(&dir.path().join("none"), dir.path(), "n1")
+            .await
+            .expect_err("mismatch");
+        assert!(err.to_string().contains("client certificate"), "{err}");
+    }
+}
