@@ -44,6 +44,7 @@ mod error;
 pub mod host;
 mod settings;
 mod supervise;
+pub mod support;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -300,6 +300,7 @@ impl Settings {
             ));
         }
         notes.extend(kubelet_eviction::EvictionConfig::notes(&self.config));
+        notes.extend(crate::support::not_supported(&self.config));
         if self.config.gate("MemoryQoS") && !self.host.cgroup_v1 {
             notes.push(
                 "feature gate MemoryQoS is not supported yet: memory.min and memory.high are \

@@ -672,6 +672,18 @@ const UPSTREAM_FIELDS: [&str; 126] = [
 ];
 
 #[test]
+fn every_upstream_field_is_classified() {
+    let mut ours: Vec<&str> = kubelet_builder::support::FIELDS
+        .iter()
+        .map(|(f, _)| *f)
+        .collect();
+    let mut upstream = UPSTREAM_FIELDS.to_vec();
+    ours.sort_unstable();
+    upstream.sort_unstable();
+    assert_eq!(ours, upstream);
+}
+
+#[test]
 fn every_upstream_field_is_accepted() {
     for name in UPSTREAM_FIELDS {
         // A boolean is the right type for some fields and the wrong one for the others;
