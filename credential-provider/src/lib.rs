@@ -137,6 +137,25 @@ impl CredentialProviders {
         Self { providers }
     }
 
+    /// Serves token mode with `service_accounts` (the kubelet's API server client),
+    /// e.g. once it is connected after [`load`](Self::load) checked the configuration.
+    pub fn with_service_accounts(mut self, service_accounts: Arc<dyn ServiceAccounts>) -> Self {
+        for provider in &mut self.providers {
+            provider.set_service_accounts(service_accounts.clone());
+        }
+        self
+    }
+
+    /// How many plugins are configured.
+    pub fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    /// Whether no plugin is configured.
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
     /// The plugins' credentials for `image` pulled for `pod`, matched to the image as
     /// upstream's keyring matches them. A plugin that fails is logged and gives none.
     pub async fn lookup(&self, image: &str, pod: &Pod) -> Vec<RegistryAuth> {

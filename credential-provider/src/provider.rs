@@ -220,6 +220,10 @@ impl PluginProvider {
         }
     }
 
+    pub(crate) fn set_service_accounts(&mut self, service_accounts: Arc<dyn ServiceAccounts>) {
+        self.service_accounts = Some(service_accounts);
+    }
+
     /// Whether the plugin is asked about `image` (its `matchImages`).
     pub(crate) fn is_image_allowed(&self, image: &str) -> bool {
         self.match_images.iter().any(|glob| urls_match(glob, image))

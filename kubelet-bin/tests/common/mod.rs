@@ -206,6 +206,18 @@ impl Cluster {
         more_config: &str,
         env: &[(&str, &str)],
     ) -> Kubelet {
+        self.start_kubelet_with_flags(root, kubeconfig, more_config, &[], env)
+    }
+
+    /// [`Cluster::start_kubelet_on`] with more command-line flags.
+    pub fn start_kubelet_with_flags(
+        &self,
+        root: &Path,
+        kubeconfig: &str,
+        more_config: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Kubelet {
         let config = root.join("kubelet.yaml");
         // Test nodes keep upstream's memory threshold but no disk thresholds and no
         // image GC: this machine's disk may be nearly full, and DiskPressure would evict
@@ -229,11 +241,9 @@ impl Cluster {
         )
         .expect("kubelet configuration");
         let config = config.to_string_lossy().into_owned();
-        self.spawn_kubelet(
-            root,
-            &["--config", &config, "--kubeconfig", kubeconfig],
-            env,
-        )
+        let mut args = vec!["--config", &config, "--kubeconfig", kubeconfig];
+        args.extend(flags);
+        self.spawn_kubelet(root, &args, env)
     }
 
     /// Waits until `check` passes on what `args` returns, up to `secs`.
