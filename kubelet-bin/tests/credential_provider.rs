@@ -16,6 +16,17 @@ use kubelet_cri_client::TestEnv;
 /// Writes `bin/<name>` (a shell script) and a CredentialProviderConfig naming it for
 /// the auth registry; the flags that pass both.
 fn plugin_flags(root: &Path, name: &str, script: &str, registry: &str) -> [String; 4] {
+    plugin_flags_with(root, name, script, registry, "")
+}
+
+/// [`plugin_flags`] with more fields of the provider (YAML lines indented by two).
+fn plugin_flags_with(
+    root: &Path,
+    name: &str,
+    script: &str,
+    registry: &str,
+    more: &str,
+) -> [String; 4] {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).expect("bin dir");
     let path = bin.join(name);
@@ -27,7 +38,7 @@ fn plugin_flags(root: &Path, name: &str, script: &str, registry: &str) -> [Strin
         format!(
             "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
              - name: {name}\n  matchImages: [\"{registry}\"]\n  defaultCacheDuration: 1m\n\
-             \x20 apiVersion: credentialprovider.kubelet.k8s.io/v1\n  args: [\"--registry={registry}\"]\n"
+             \x20 apiVersion: credentialprovider.kubelet.k8s.io/v1\n  args: [\"--registry={registry}\"]\n{more}"
         ),
     )
     .expect("config");
@@ -219,6 +230,123 @@ fn a_failing_plugin_leaves_the_pod_in_err_image_pull() {
         "{}",
         kubelet.log()
     );
+}
+
+/// Token mode: the plugin gets a token of the pod's service account for the configured
+/// audience and the service account's required annotation, and answers with the
+/// registry's credentials.
+#[test]
+fn token_mode_passes_the_pods_service_account_token() {
+    let test = "token_mode_passes_the_pods_service_account_token";
+    let Some((env, c)) = Cluster::from_env(test) else {
+        return;
+    };
+    let Some(registry) = auth_registry(&env, test) else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let requests = dir.path().join("requests.log");
+    let script = format!(
+        r#"cat >> {requests}; echo >> {requests}
+cat <<'EOF'
+{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","cacheKeyType":"Image","auth":{{"{registry}":{{"username":"{user}","password":"{password}"}}}}}}
+EOF"#,
+        requests = requests.display(),
+        user = env.auth_user,
+        password = env.auth_password,
+    );
+    let flags = plugin_flags_with(
+        dir.path(),
+        "sa-auth",
+        &script,
+        &registry,
+        "  tokenAttributes:\n    serviceAccountTokenAudience: kubelet-rs-registry\n\
+         \x20   cacheType: ServiceAccount\n    requireServiceAccount: true\n\
+         \x20   requiredServiceAccountAnnotationKeys: [\"example.com/registry-role\"]\n",
+    );
+    // Nodes may request tokens only for audiences RBAC grants them (1.33+'s
+    // ServiceAccountNodeAudienceRestriction), as a credential provider's operator does.
+    let _grant = Grant::create(&c);
+    let kubelet = start(&c, dir.path(), &flags);
+    let namespace = Namespace::create(&c, "credential-provider-token-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: puller
+  namespace: {ns}
+  annotations: {{example.com/registry-role: reader, example.com/other: not-passed}}
+"#
+    ));
+    let manifest = pod(ns, "with-token", &format!("{registry}/busybox:latest")).replace(
+        "  automountServiceAccountToken: false\n",
+        "  automountServiceAccountToken: false\n  serviceAccountName: puller\n",
+    );
+    c.apply(&manifest);
+    c.wait_json(
+        "the pod Running",
+        &["get", "pod", "with-token", "-n", ns],
+        90,
+        &kubelet,
+        running,
+    );
+    let log = std::fs::read_to_string(&requests).unwrap_or_default();
+    let request: serde_json::Value =
+        serde_json::from_str(log.lines().next().unwrap_or_default()).expect("request JSON");
+    assert_eq!(request["image"], format!("{registry}/busybox"));
+    assert_eq!(
+        request["serviceAccountAnnotations"],
+        serde_json::json!({"example.com/registry-role": "reader"})
+    );
+    let token = request["serviceAccountToken"].as_str().unwrap_or_default();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {request}");
+}
+
+/// The ClusterRole and binding that let nodes request tokens for the plugin's audience,
+/// removed when the test ends.
+struct Grant<'a>(&'a Cluster);
+
+impl<'a> Grant<'a> {
+    fn create(c: &'a Cluster) -> Self {
+        c.apply(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kubelet-rs-test-registry-audience}
+rules:
+- apiGroups: [""]
+  resources: ["kubelet-rs-registry"]
+  verbs: ["request-serviceaccounts-token-audience"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kubelet-rs-test-registry-audience}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kubelet-rs-test-registry-audience}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "system:nodes"}
+"#,
+        );
+        Self(c)
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        for kind in ["clusterrolebinding", "clusterrole"] {
+            let _ = self.0.try_kubectl(
+                &[
+                    "delete",
+                    kind,
+                    "kubelet-rs-test-registry-audience",
+                    "--ignore-not-found",
+                ],
+                None,
+            );
+        }
+    }
 }
 
 /// A kubelet with a configuration that fails validation does not start, naming the
