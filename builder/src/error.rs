@@ -68,11 +68,11 @@ pub enum Error {
     },
 
     /// The image credential provider configuration or its plugins are unusable.
-    #[error("--image-credential-provider-config {}: {source}", path.display())]
+    #[error("--image-credential-provider-config: {source}")]
     CredentialProvider {
         /// The configuration file or directory.
         path: PathBuf,
-        /// Why, naming the file and field.
+        /// Why, naming the file (or the plugin) and the field.
         #[source]
         source: kubelet_credential_provider::Error,
     },
