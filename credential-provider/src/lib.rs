@@ -91,7 +91,8 @@ impl CredentialProviders {
         bin_dir: &Path,
         service_accounts: Option<Arc<dyn ServiceAccounts>>,
     ) -> Result<Self> {
-        let (config_path, bin_dir) = (config_path.to_owned(), bin_dir.to_owned());
+        let (path, bin_dir) = (config_path.to_owned(), bin_dir.to_owned());
+        let config_path = path.clone();
         let (loaded, bin_dir) = tokio::task::spawn_blocking(move || -> Result<_> {
             check_bin_dir(&bin_dir)?;
             let loaded = config::load(&config_path)?;
@@ -102,7 +103,7 @@ impl CredentialProviders {
         })
         .await
         .map_err(|e| Error::Read {
-            path: Path::new("").to_owned(),
+            path,
             source: std::io::Error::other(e.to_string()),
         })??;
         metrics::CREDENTIAL_PROVIDER_CONFIG_INFO.set(&[&loaded.hash], 1.0);

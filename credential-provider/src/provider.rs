@@ -116,6 +116,27 @@ impl Cache {
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<CredentialProviderResponse>, Arc<Error>>>>;
 
+/// Forgets a finished (or abandoned) run, so the next caller starts afresh: a caller
+/// that gives up (its pull cancelled) must not leave a run nobody polls in the map. The
+/// run itself stops, its plugin killed, once no caller holds it.
+struct FlightGuard<'a> {
+    flights: &'a Mutex<HashMap<String, Flight>>,
+    key: String,
+    flight: Flight,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| f.ptr_eq(&self.flight))
+        {
+            flights.remove(&self.key);
+        }
+    }
+}
+
 /// Token mode's settings (upstream's `serviceAccountProvider`).
 #[derive(Debug, Clone)]
 struct TokenMode {
@@ -341,13 +362,13 @@ impl PluginProvider {
                 })
                 .clone()
         };
-        let result = flight.clone().await;
-        {
-            let mut flights = lock(&self.in_flight);
-            if flights.get(&flight_key).is_some_and(|f| f.ptr_eq(&flight)) {
-                flights.remove(&flight_key);
-            }
-        }
+        let guard = FlightGuard {
+            flights: &self.in_flight,
+            key: flight_key,
+            flight,
+        };
+        let result = guard.flight.clone().await;
+        drop(guard);
         let response = result.map_err(Error::Shared)?;
         let fail = |reason: String| Error::Plugin {
             plugin: self.name.clone(),
@@ -656,6 +677,27 @@ pub(crate) mod tests {
             .await
             .expect("succeeds");
         assert_eq!(plugin.runs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_giving_up_leaves_no_run_behind() {
+        let plugin = Arc::new(FakePlugin {
+            delay: Duration::from_secs(5),
+            ..Arc::into_inner(FakePlugin::answering("Image", None)).expect("one owner")
+        });
+        let provider = PluginProvider::new(&provider_config(60), plugin.clone(), None);
+        let gave_up = tokio::time::timeout(
+            Duration::from_secs(1),
+            provider.provide("a.registry.io/one", &no_pod()),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        assert!(lock(&provider.in_flight).is_empty());
+        provider
+            .provide("a.registry.io/one", &no_pod())
+            .await
+            .expect("a new run");
+        assert_eq!(plugin.runs(), 2);
     }
 
     #[tokio::test(start_paused = true)]
