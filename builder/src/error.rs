@@ -67,6 +67,16 @@ pub enum Error {
         source: kubelet_node_agent::Error,
     },
 
+    /// The image credential provider configuration or its plugins are unusable.
+    #[error("--image-credential-provider-config: {source}")]
+    CredentialProvider {
+        /// The configuration file or directory.
+        path: PathBuf,
+        /// Why, naming the file (or the plugin) and the field.
+        #[source]
+        source: kubelet_credential_provider::Error,
+    },
+
     /// A pod source could not be made.
     #[error("{what}: {source}")]
     PodSource {

@@ -40,6 +40,7 @@
 pub mod allocatable;
 mod cluster;
 pub mod container_manager;
+mod credentials;
 mod error;
 pub mod host;
 mod settings;
@@ -127,6 +128,8 @@ pub struct KubeletBuilder {
     status: Option<Arc<dyn StatusReporter>>,
     volume_plugins: Vec<Arc<dyn VolumePlugin>>,
     set_verbosity: Option<kubelet_server::VerbositySetter>,
+    /// `--image-credential-provider-config` and `--image-credential-provider-bin-dir`.
+    credential_provider: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for KubeletBuilder {
@@ -239,6 +242,19 @@ impl KubeletBuilder {
         self
     }
 
+    /// Image credential provider plugins: the `CredentialProviderConfig` at `config` (a
+    /// file or a directory, `--image-credential-provider-config`) naming plugins in
+    /// `bin_dir` (`--image-credential-provider-bin-dir`). `build` refuses an invalid
+    /// configuration or a missing plugin.
+    pub fn image_credential_provider(
+        mut self,
+        config: impl Into<PathBuf>,
+        bin_dir: impl Into<PathBuf>,
+    ) -> Self {
+        self.credential_provider = Some((config.into(), bin_dir.into()));
+        self
+    }
+
     /// Assembles the kubelet: bootstraps the client certificate, waits for the runtime,
     /// makes the pod cgroup tree and connects to the API server, as upstream does before
     /// it runs pods. Nothing runs until [`Kubelet::run`].
@@ -251,7 +267,21 @@ impl KubeletBuilder {
             status,
             volume_plugins,
             set_verbosity,
+            credential_provider,
         } = self;
+        // A broken credential provider configuration stops the kubelet before it starts
+        // anything, naming the file and the field.
+        let credential_providers = match &credential_provider {
+            Some((config, bin_dir)) => Some(
+                kubelet_credential_provider::CredentialProviders::load(config, bin_dir, None)
+                    .await
+                    .map_err(|source| Error::CredentialProvider {
+                        path: config.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
         if status.is_some() && options.kubeconfig.is_some() {
             return Err(Error::Config {
                 field: "--kubeconfig",
@@ -480,6 +510,18 @@ impl KubeletBuilder {
         for plugin in volume_plugins {
             volumes = volumes.with_plugin(plugin);
         }
+        let volumes = Arc::new(volumes);
+        let image_credentials: Arc<dyn kubelet_core::ImageCredentials> =
+            match (credential_providers, &cluster) {
+                (Some(providers), Some(c)) => Arc::new(providers.with_service_accounts(Arc::new(
+                    credentials::ClusterServiceAccounts {
+                        objects: c.objects.clone(),
+                        volumes: volumes.clone(),
+                    },
+                ))),
+                (Some(providers), None) => Arc::new(providers),
+                (None, _) => Arc::new(kubelet_core::NoImageCredentials),
+            };
         let stats = Arc::new(
             StatsProvider::new(
                 runtime.clone(),
@@ -506,13 +548,14 @@ impl KubeletBuilder {
                 Some(c) => Arc::new(c.events.clone()),
                 None => Arc::new(NoEvents),
             },
-            volumes: Arc::new(volumes),
+            volumes,
             clock: Arc::new(SystemClock),
             cgroups: Some(cgroups.clone()),
             runtime_classes: match &cluster {
                 Some(c) => Arc::new(c.objects.clone()),
                 None => Arc::new(NoRuntimeClasses),
             },
+            image_credentials,
         };
         let status = status.or_else(|| {
             cluster
@@ -586,6 +629,7 @@ impl Kubelet {
             status: None,
             volume_plugins: Vec::new(),
             set_verbosity: None,
+            credential_provider: None,
         }
     }
 

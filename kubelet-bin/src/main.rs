@@ -223,6 +223,15 @@ struct Flags {
     #[arg(long, default_value = "/var/lib/kubelet/pki")]
     cert_dir: PathBuf,
 
+    /// Path to a credential provider plugin config file (JSON/YAML/YML) or a directory of
+    /// such files (merged in lexicographical order; non-recursive search).
+    #[arg(long, requires = "image_credential_provider_bin_dir")]
+    image_credential_provider_config: Option<PathBuf>,
+
+    /// The path to the directory where credential provider plugin binaries are located.
+    #[arg(long, requires = "image_credential_provider_config")]
+    image_credential_provider_bin_dir: Option<PathBuf>,
+
     /// Register the node with the API server (`--register-node=false` only updates an
     /// existing Node).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -499,6 +508,12 @@ async fn run(
     if let Some(cgroup) = flags.runtime_cgroups {
         builder = builder.runtime_cgroups(cgroup);
     }
+    if let (Some(config), Some(bin_dir)) = (
+        flags.image_credential_provider_config,
+        flags.image_credential_provider_bin_dir,
+    ) {
+        builder = builder.image_credential_provider(config, bin_dir);
+    }
     builder = builder.container_gc(kubelet_builder::ContainerGcPolicy {
         min_age: flags
             .minimum_container_ttl_duration
@@ -638,6 +653,30 @@ mod tests {
             Some(Path::new("/etc/kubernetes/bootstrap-kubelet.conf"))
         );
         assert_eq!(flags.cert_dir, PathBuf::from("pki"));
+    }
+
+    #[test]
+    fn credential_provider_flags_come_together() {
+        let flags = Flags::try_parse_from([
+            "kubelet",
+            "--image-credential-provider-config=/etc/kubernetes/credential-providers.yaml",
+            "--image-credential-provider-bin-dir=/usr/libexec/kubernetes/credential-providers",
+        ])
+        .expect("flags");
+        assert_eq!(
+            flags.image_credential_provider_config.as_deref(),
+            Some(Path::new("/etc/kubernetes/credential-providers.yaml"))
+        );
+        for alone in [
+            "--image-credential-provider-config=/etc/c.yaml",
+            "--image-credential-provider-bin-dir=/usr/libexec",
+        ] {
+            let err = Flags::try_parse_from(["kubelet", alone]).expect_err("needs the other");
+            assert!(
+                err.to_string().contains("--image-credential-provider-"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

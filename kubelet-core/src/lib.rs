@@ -36,6 +36,7 @@
 mod backoff;
 mod clock;
 pub mod config;
+mod credentials;
 pub mod downward;
 mod error;
 mod event;
@@ -55,6 +56,7 @@ mod volume;
 
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use clock::{Clock, SystemClock};
+pub use credentials::{ImageCredentials, NoImageCredentials};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use event::{EventRecorder, EventType, NoEvents, NodeEvent, PodEvent};
 pub use expansion::expand;

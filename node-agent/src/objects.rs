@@ -277,6 +277,25 @@ impl ApiObjects {
         }
     }
 
+    /// The ServiceAccount `namespace/name`, read once (a GET the Node authorizer allows
+    /// for the service accounts of this node's pods; image credential providers in
+    /// token mode need its UID and annotations).
+    pub async fn service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<ServiceAccount> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.inner.client.clone(), namespace);
+        let fail = |reason: String| kubelet_core::Error::Invalid {
+            what: format!("service account {namespace}/{name}"),
+            reason,
+        };
+        tokio::time::timeout(crate::REQUEST_TIMEOUT, api.get(name))
+            .await
+            .map_err(|_| fail(format!("no answer within {:?}", crate::REQUEST_TIMEOUT)))?
+            .map_err(|e| fail(e.to_string()))
+    }
+
     /// Wakes, through `poker`, the pods that reference a ConfigMap or Secret when it
     /// changes, so their volumes are updated at once rather than on the next periodic
     /// sync. Set once; later calls are ignored.

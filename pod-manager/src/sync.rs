@@ -67,6 +67,10 @@ pub struct SyncContext {
     /// Where the runtime handler of a pod's `runtimeClassName` is looked up
     /// ([`NoRuntimeClasses`](crate::NoRuntimeClasses) without an API server).
     pub runtime_classes: Arc<dyn crate::RuntimeClasses>,
+    /// The node's registry credentials (credential provider plugins), tried after the
+    /// pod's imagePullSecrets ([`NoImageCredentials`](kubelet_core::NoImageCredentials)
+    /// without plugins).
+    pub image_credentials: Arc<dyn kubelet_core::ImageCredentials>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -966,15 +970,19 @@ async fn ensure_image(
     }
 }
 
-/// Pulls `image` with each matching imagePullSecret credential in turn, or anonymously
-/// when none matches, as upstream; the errors of all attempts when none succeeds.
+/// Pulls `image` with each matching credential in turn, as upstream's keyring orders
+/// them: the pod's imagePullSecrets first, then the node's (credential provider
+/// plugins); anonymously only when there are none. The errors of all attempts when none
+/// succeeds.
 async fn pull_with_secrets(
     ctx: &SyncContext,
     pod: &Pod,
     image: &str,
     sandbox_config: &SandboxConfig,
 ) -> kubelet_core::Result<String> {
-    let credentials = crate::pull_secrets::credentials_for(pod, image, ctx.env_objects.as_ref());
+    let mut credentials =
+        crate::pull_secrets::credentials_for(pod, image, ctx.env_objects.as_ref());
+    credentials.extend(ctx.image_credentials.credentials(image, pod).await);
     if credentials.is_empty() {
         return ctx
             .images

@@ -181,6 +181,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
         // Pods' cgroups are runc's on the real host; the kubelet removes them.
         cgroups: Some(Arc::new(kubelet_cgroups::Cgroupfs::host())),
         runtime_classes,
+        image_credentials: Arc::new(kubelet_core::NoImageCredentials),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

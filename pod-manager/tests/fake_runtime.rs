@@ -96,6 +96,23 @@ fn start_with_gc(
     crash_backoff: Backoff,
     container_gc: kubelet_pod_manager::ContainerGcPolicy,
 ) -> Harness {
+    start_with_parts(
+        fake,
+        relist_period,
+        crash_backoff,
+        container_gc,
+        Arc::new(kubelet_core::NoImageCredentials),
+    )
+}
+
+/// [`start_with_gc`] with the node's registry credentials from `image_credentials`.
+fn start_with_parts(
+    fake: FakeCriServer,
+    relist_period: Duration,
+    crash_backoff: Backoff,
+    container_gc: kubelet_pod_manager::ContainerGcPolicy,
+    image_credentials: Arc<dyn kubelet_core::ImageCredentials>,
+) -> Harness {
     let clock: Arc<dyn kubelet_core::Clock> = Arc::new(TokioClock::new());
     let fake = fake.with_clock(clock.clone());
     let client: CriClient = fake.client(Timeouts::default());
@@ -136,6 +153,7 @@ fn start_with_gc(
         // A fake runtime makes no cgroups: leave the host's alone.
         cgroups: None,
         runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
+        image_credentials,
     };
     let pods = Arc::new(LocalPods::new());
     let recorder = Arc::new(Recorder {
@@ -1177,4 +1195,112 @@ async fn a_pod_without_host_users_gets_its_own_id_range_where_the_runtime_can() 
     })
     .await;
     h.manager.abort();
+}
+
+/// Node credentials from a credential provider, counted per image.
+struct NodeCredentials {
+    auth: kubelet_core::RegistryAuth,
+    asked: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl kubelet_core::ImageCredentials for NodeCredentials {
+    async fn credentials(&self, image: &str, _pod: &Pod) -> Vec<kubelet_core::RegistryAuth> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(image.to_owned());
+        vec![self.auth.clone()]
+    }
+}
+
+/// The node's credentials (credential provider plugins) pull an image no pull secret
+/// covers; a wrong one leaves the pod in ErrImagePull.
+#[tokio::test]
+async fn node_credentials_pull_private_images() {
+    const PRIVATE: &str = "localhost:5001/private:1";
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    fake.add_registry_image(FakeImage {
+        credentials: Some(("alice".into(), "secret".into())),
+        ..FakeImage::public(PRIVATE)
+    });
+    let credentials = Arc::new(NodeCredentials {
+        auth: kubelet_core::RegistryAuth {
+            username: "alice".into(),
+            password: "secret".into(),
+            ..Default::default()
+        },
+        asked: Mutex::default(),
+    });
+    let h = start_with_parts(
+        fake,
+        Duration::from_millis(50),
+        Backoff::crash_loop(),
+        kubelet_pod_manager::ContainerGcPolicy::default(),
+        credentials.clone(),
+    );
+    let mut private = pod(
+        "private",
+        "u-private",
+        &[],
+        &[("app", "sleep 1000")],
+        "Always",
+    );
+    if let Some(spec) = private.spec.as_mut() {
+        spec.containers[0].image = Some(PRIVATE.into());
+    }
+    send(&h, vec![private]).await;
+    eventually(&h, "private runs", |pods| {
+        phase(pods, "private") == "Running"
+    })
+    .await;
+    assert!(
+        credentials
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&PRIVATE.to_owned())
+    );
+    h.manager.abort();
+
+    let fake = FakeCriServer::start();
+    fake.add_registry_image(FakeImage::public(IMAGE));
+    fake.add_registry_image(FakeImage {
+        credentials: Some(("alice".into(), "secret".into())),
+        ..FakeImage::public(PRIVATE)
+    });
+    let wrong = Arc::new(NodeCredentials {
+        auth: kubelet_core::RegistryAuth {
+            username: "alice".into(),
+            password: "wrong".into(),
+            ..Default::default()
+        },
+        asked: Mutex::default(),
+    });
+    let h = start_with_parts(
+        fake,
+        Duration::from_millis(50),
+        Backoff::crash_loop(),
+        kubelet_pod_manager::ContainerGcPolicy::default(),
+        wrong,
+    );
+    let mut private = pod(
+        "private",
+        "u-private",
+        &[],
+        &[("app", "sleep 1000")],
+        "Always",
+    );
+    if let Some(spec) = private.spec.as_mut() {
+        spec.containers[0].image = Some(PRIVATE.into());
+    }
+    send(&h, vec![private]).await;
+    eventually(&h, "ErrImagePull", |pods| {
+        matches!(
+            waiting_reason(pods, "private", "app").as_deref(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+    })
+    .await;
 }

@@ -576,6 +576,20 @@ impl VolumeManager {
         }
     }
 
+    /// A token of `pod`'s service account for `audience`, from the token cache the
+    /// projected volumes use (upstream's token manager: renewed at 80% of its
+    /// lifetime, forgotten with the pod); for image credential providers in token mode.
+    pub async fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: &str,
+        expiration_seconds: i64,
+    ) -> Result<String> {
+        self.tokens
+            .token(pod, Some(audience), expiration_seconds)
+            .await
+    }
+
     #[cfg(test)]
     pub(crate) fn tokens(&self) -> &TokenManager {
         &self.tokens

@@ -45,6 +45,8 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ),
     // Image GC measures the image filesystem with the stats crate's statvfs.
     ("kubelet-images", &["kubelet-core", "kubelet-stats"]),
+    // Credential provider plugins: the core's traits and metrics only.
+    ("kubelet-credential-provider", &["kubelet-core"]),
     (
         "kubelet-builder",
         &[
@@ -58,6 +60,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-server",
             "kubelet-eviction",
             "kubelet-images",
+            "kubelet-credential-provider",
         ],
     ),
     (

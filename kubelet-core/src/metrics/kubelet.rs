@@ -270,6 +270,34 @@ pub static ADMISSION_REJECTIONS_TOTAL: Family = Family::counter(
     &["reason"],
 );
 
+/// `kubelet_credential_provider_plugin_duration{plugin_name}`: one run of an image
+/// credential provider plugin, in seconds.
+pub static CREDENTIAL_PROVIDER_PLUGIN_DURATION: Family = Family::histogram(
+    "kubelet_credential_provider_plugin_duration",
+    "Duration of execution in seconds for credential provider plugin",
+    Alpha,
+    &["plugin_name"],
+    DEFAULT_BUCKETS,
+);
+
+/// `kubelet_credential_provider_plugin_errors_total{plugin_name}`: plugin runs that
+/// failed or timed out.
+pub static CREDENTIAL_PROVIDER_PLUGIN_ERRORS: Family = Family::counter(
+    "kubelet_credential_provider_plugin_errors_total",
+    "Number of errors from credential provider plugin",
+    Alpha,
+    &["plugin_name"],
+);
+
+/// `kubelet_credential_provider_config_info{hash}`: the SHA-256 of the credential
+/// provider configuration in use, always 1.
+pub static CREDENTIAL_PROVIDER_CONFIG_INFO: Family = Family::gauge(
+    "kubelet_credential_provider_config_info",
+    "Information about the last applied credential provider configuration with hash as label",
+    Alpha,
+    &["hash"],
+);
+
 /// The `reason` label of [`ADMISSION_REJECTIONS_TOTAL`], as upstream's
 /// `recordAdmissionRejection`: a known reason as it is, an `OutOf<extended resource>`
 /// as `OutOfExtendedResources`, anything else `Other` (the label stays bounded).
@@ -311,13 +339,16 @@ pub fn admission_rejection_reason(reason: &str) -> &str {
 }
 
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 25] = [
+pub static COMPONENT: [&Family; 28] = [
     &PROCESS_START_TIME,
     &CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS,
     &CERTIFICATE_MANAGER_CLIENT_TTL,
     &HTTP_INFLIGHT_REQUESTS,
     &HTTP_REQUESTS_TOTAL,
     &ADMISSION_REJECTIONS_TOTAL,
+    &CREDENTIAL_PROVIDER_CONFIG_INFO,
+    &CREDENTIAL_PROVIDER_PLUGIN_DURATION,
+    &CREDENTIAL_PROVIDER_PLUGIN_ERRORS,
     &EVICTION_STATS_AGE,
     &EVICTIONS,
     &IMAGE_GARBAGE_COLLECTED_TOTAL,
