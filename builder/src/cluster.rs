@@ -41,6 +41,8 @@ pub struct Cluster {
     pub objects: ApiObjects,
     /// The client certificate's rotation, when `rotateCertificates`.
     rotation: Option<RotationTask>,
+    /// The serving certificate's requests and rotation, when `serverTLSBootstrap`.
+    serving_rotation: Option<RotationTask>,
 }
 
 /// The task rotating the client certificate.
@@ -136,6 +138,7 @@ impl Cluster {
         });
         Ok(Self {
             rotation,
+            serving_rotation: None,
             status: ApiStatus::start(client.clone(), node_name, view.clone()),
             events,
             objects: ApiObjects::start(watch_client.clone()),
@@ -173,6 +176,27 @@ impl Cluster {
     /// Sets what the Node's allocatable leaves out of its capacity.
     pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
         self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));
+    }
+
+    /// Requests and rotates `certificate`, the serving certificate, through this
+    /// cluster's API server (the task is taken with [`Self::take_serving_rotation`]).
+    pub fn rotate_serving_certificate(
+        &mut self,
+        certificate: std::sync::Arc<kubelet_node_agent::rotation::RotatingCertificate>,
+        cert_dir: &Path,
+        node_name: &str,
+    ) {
+        self.serving_rotation = Some(Box::pin(kubelet_node_agent::rotation::rotate(
+            certificate,
+            self.watch_client.clone(),
+            cert_dir.to_owned(),
+            node_name.to_owned(),
+        )));
+    }
+
+    /// The serving certificate's rotation (once), when `serverTLSBootstrap`.
+    pub fn take_serving_rotation(&mut self) -> Option<RotationTask> {
+        self.serving_rotation.take()
     }
 
     /// The client certificate's rotation (once), when `rotateCertificates`.

@@ -349,7 +349,7 @@ impl KubeletBuilder {
             Err(e) => tracing::warn!(error = %e, "reading the runtime's status"),
         }
 
-        let server_settings = kubelet_server::Settings::from_config(
+        let mut server_settings = kubelet_server::Settings::from_config(
             &cfg.config,
             SocketAddr::new(cfg.address, cfg.port),
             &options.root_dir,
@@ -390,6 +390,35 @@ impl KubeletBuilder {
             ),
             None => None,
         };
+        // serverTLSBootstrap: the serving certificate is requested from the API server for
+        // the node's host name and IPs, and served once issued.
+        if cfg.config.server_tls_bootstrap {
+            let cluster = cluster.as_mut().ok_or(Error::Config {
+                field: "serverTLSBootstrap",
+                reason: "needs --kubeconfig: the serving certificate is requested from the \
+                         API server"
+                    .to_owned(),
+            })?;
+            let hostname = match options.hostname_override {
+                Some(_) => node_name.clone(),
+                None => host::node_name(None).unwrap_or_else(|_| node_name.clone()),
+            };
+            let certificate = kubelet_node_agent::rotation::RotatingCertificate::load_serving(
+                &options.cert_dir,
+                &node_name,
+                vec![hostname],
+                host_ips.clone(),
+            )
+            .await
+            .map_err(|source| Error::Cluster {
+                what: "serverTLSBootstrap",
+                source,
+            })?;
+            server_settings.serving = kubelet_server::ServingCert::Requested(
+                kubelet_server::ServingResolver(certificate.clone()),
+            );
+            cluster.rotate_serving_certificate(certificate, &options.cert_dir, &node_name);
+        }
         if let Some(c) = cluster.as_mut() {
             c.reserve(NodeReserved {
                 milli_cpu: allocatable_reservation.milli_cpu,
@@ -718,6 +747,18 @@ impl Kubelet {
                     source,
                 })
             });
+        }
+        if let Some(rotation) = cluster.as_mut().and_then(Cluster::take_serving_rotation) {
+            tasks.spawn_fallible(
+                "serving certificate rotation",
+                Role::Essential,
+                async move {
+                    rotation.await.map_err(|source| Error::Cluster {
+                        what: "serverTLSBootstrap",
+                        source,
+                    })
+                },
+            );
         }
         if let Some(agent) = cluster.as_mut().and_then(Cluster::take_node_agent) {
             tasks.spawn(

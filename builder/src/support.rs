@@ -36,12 +36,7 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("tlsCurvePreferences", ActedOn),
     ("tlsMinVersion", ActedOn),
     ("rotateCertificates", ActedOn),
-    (
-        "serverTLSBootstrap",
-        NotYet(
-            "the serving certificate is tlsCertFile or a self-signed one, never requested by CSR",
-        ),
-    ),
+    ("serverTLSBootstrap", ActedOn),
     ("authentication", ActedOn),
     ("authorization", ActedOn),
     ("registryPullQPS", ActedOn),

@@ -191,3 +191,141 @@ fn a_ten_minute_client_certificate_is_rotated_before_it_expires() {
     assert!(ttl > 3600.0, "TTL of the rotated certificate: {ttl}");
     drop(kubelet);
 }
+
+/// `curl` verifying the kubelet's serving certificate against the cluster CA (no `-k`),
+/// as the admin: the status (0 when the handshake fails) and the body.
+fn verified_curl(c: &Cluster, path: &str) -> (u16, String) {
+    let pki = c.ca_file.parent().expect("pki directory");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(&c.ca_file)
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("{API}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+#[test]
+fn a_serving_certificate_is_requested_and_served_once_approved() {
+    let Some((_env, c)) =
+        Cluster::from_env("a_serving_certificate_is_requested_and_served_once_approved")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_dir = dir.path().join("pki");
+    let started = Timestamp::now();
+    let kubelet = c.start_kubelet_with_flags(
+        dir.path(),
+        &c.node_kubeconfig,
+        "serverTLSBootstrap: true\n",
+        &["--cert-dir", &cert_dir.to_string_lossy()],
+        &[],
+    );
+    c.wait_node_ready(&kubelet);
+
+    // The kubelet's CertificateSigningRequest for its serving certificate.
+    let user = format!("system:node:{}", c.node);
+    let csr = std::cell::RefCell::new(None);
+    wait_until(
+        "the serving CSR",
+        60,
+        || kubelet.log(),
+        || {
+            *csr.borrow_mut() = c.json(&["get", "csr"])["items"]
+                .as_array()
+                .and_then(|items| {
+                    items.iter().find(|r| {
+                        r["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+                            && r["spec"]["username"] == user.as_str()
+                            && r["metadata"]["creationTimestamp"]
+                                .as_str()
+                                .and_then(|t| t.parse::<Timestamp>().ok())
+                                .is_some_and(|t| t.as_second() >= started.as_second())
+                    })
+                })
+                .cloned();
+            csr.borrow().is_some()
+        },
+    );
+    let csr = csr.into_inner().expect("a CSR");
+    let name = csr["metadata"]["name"].as_str().expect("name").to_owned();
+    assert_eq!(
+        csr["spec"]["usages"],
+        serde_json::json!(["digital signature", "server auth"]),
+        "{csr:#}"
+    );
+    // Not approved: nothing is served (upstream's behaviour too).
+    assert_eq!(verified_curl(&c, "/healthz").0, 0);
+
+    c.kubectl(&["certificate", "approve", &name]);
+    wait_until(
+        "the approved certificate served",
+        60,
+        || kubelet.log(),
+        || verified_curl(&c, "/healthz").0 == 200,
+    );
+    assert_eq!(verified_curl(&c, "/healthz"), (200, "ok".to_owned()));
+    assert!(cert_dir.join("kubelet-server-current.pem").exists());
+
+    // kubectl logs reaches the kubelet over it.
+    let namespace = common::Namespace::create(&c, "serving-cert");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hello, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hello
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo served-by-a-requested-certificate; sleep 3600"]
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    c.wait_json(
+        "hello Running",
+        &["get", "pod", "-n", ns, "hello"],
+        90,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    wait_until(
+        "kubectl logs",
+        30,
+        || kubelet.log(),
+        || {
+            c.try_kubectl(&["logs", "-n", ns, "hello"], None)
+                .is_ok_and(|out| out.contains("served-by-a-requested-certificate"))
+        },
+    );
+    let (_, metrics) = verified_curl(&c, "/metrics");
+    let ttl: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kubelet_certificate_manager_server_ttl_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the TTL gauge");
+    assert!(ttl > 3600.0, "TTL of the serving certificate: {ttl}");
+    let _ = c.try_kubectl(&["delete", "csr", &name], None);
+    drop(namespace);
+    drop(kubelet);
+}

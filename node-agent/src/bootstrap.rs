@@ -38,8 +38,9 @@ pub const CERTIFICATE_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `key encipherment`).
 pub const NODE_CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
 
-/// The prefix of the certificate files in the cert directory (upstream's file store).
-const PAIR_PREFIX: &str = "kubelet-client";
+/// The prefix of the client certificate files in the cert directory (upstream's file
+/// store).
+pub(crate) const PAIR_PREFIX: &str = "kubelet-client";
 
 /// The private key kept until the certificate request succeeds.
 const TMP_PRIVATE_KEY_FILE: &str = "kubelet-client.key.tmp";
@@ -138,7 +139,7 @@ pub async fn load_client_cert_within(
         kubeconfig.to_owned(),
     );
     let current = blocking("writing the certificate and kubeconfig", move || {
-        let current = write_pair(&dir, &certificate, &key_pem, jiff::Zoned::now().datetime())
+        let current = write_pair(&dir, PAIR_PREFIX, &certificate, &key_pem, jiff::Zoned::now().datetime())
             .map_err(|e| Error::CertificateRequest {
                 name,
                 reason: e.to_string(),
@@ -601,6 +602,7 @@ pub(crate) async fn wait_for_certificate(
 /// current path. `now` is the local time (UTC without a time zone database).
 pub(crate) fn write_pair(
     cert_dir: &Path,
+    prefix: &str,
     cert_pem: &[u8],
     key_pem: &str,
     now: jiff::civil::DateTime,
@@ -625,14 +627,14 @@ pub(crate) fn write_pair(
     }
     create_dir(cert_dir)?;
     let stamp = now.strftime("%Y-%m-%d-%H-%M-%S").to_string();
-    let pair = cert_dir.join(format!("{PAIR_PREFIX}-{stamp}.pem"));
+    let pair = cert_dir.join(format!("{prefix}-{stamp}.pem"));
     write_private(&pair, &data)?;
     let pair = std::path::absolute(&pair).map_err(|source| Error::Io {
         operation: "resolving",
         path: pair.clone(),
         source,
     })?;
-    let current = current_pair_path(cert_dir);
+    let current = cert_dir.join(format!("{prefix}-current.pem"));
     if let Ok(meta) = std::fs::symlink_metadata(&current)
         && !meta.file_type().is_symlink()
     {
@@ -641,7 +643,7 @@ pub(crate) fn write_pair(
             reason: "expected a symlink but it is a file".into(),
         });
     }
-    let updated = cert_dir.join(format!("{PAIR_PREFIX}-updated.pem"));
+    let updated = cert_dir.join(format!("{prefix}-updated.pem"));
     match std::fs::symlink_metadata(&updated) {
         Ok(meta) if meta.file_type().is_symlink() => {
             std::fs::remove_file(&updated).map_err(|source| Error::Io {

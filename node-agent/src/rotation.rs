@@ -1,6 +1,11 @@
-//! Rotation of the kubelet's client certificate (`rotateCertificates`), as upstream's
-//! certificate manager (k8s.io/client-go/util/certificate) with the kubelet's file store.
+//! Rotation of the kubelet's certificates, as upstream's certificate manager
+//! (k8s.io/client-go/util/certificate) with the kubelet's file stores: the client
+//! certificate (`rotateCertificates`) and the serving certificate (`serverTLSBootstrap`:
+//! requested with signer `kubernetes.io/kubelet-serving` for the node's host name and
+//! IPs, `<cert-dir>/kubelet-server-current.pem`; none is served until one is approved and
+//! issued, as upstream).
 //!
+//! For the client certificate:
 //! The current certificate comes from `<cert-dir>/kubelet-client-current.pem`, else from
 //! the kubeconfig's client certificate (which is then rotated at once, as upstream does
 //! with initial credentials given in a kubeconfig). Once 70-90% (jittered) of its
@@ -24,6 +29,7 @@
 //! assert_eq!(rotation_deadline(not_before, not_after, 1.0), not_before + 90.hours());
 //! ```
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -43,8 +49,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{SignatureScheme, crypto::CryptoProvider};
 
 use crate::bootstrap::{
-    KUBELET_CLIENT_SIGNER, NODE_CLIENT_USAGES, NodeCsr, blocking, current_entries,
-    current_pair_path, load_data, wait_for_certificate, write_pair,
+    KUBELET_CLIENT_SIGNER, NODE_CLIENT_USAGES, PAIR_PREFIX, blocking, current_entries, load_data,
+    wait_for_certificate, write_pair,
 };
 use crate::{Error, Result};
 
@@ -65,65 +71,157 @@ const EXPIRED_EXIT_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often the TTL gauge is refreshed while nothing else happens.
 const TTL_REFRESH: Duration = Duration::from_secs(60);
 
-/// The certificate the API clients present, replaced when rotated.
-#[derive(Debug)]
-pub struct ClientCertificate {
-    current: RwLock<Current>,
-    provider: Arc<CryptoProvider>,
+/// The signer of kubelet serving certificates.
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// The usages a serving certificate asks for with an ECDSA key.
+const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
+
+/// Which of the kubelet's certificates is rotated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// The client certificate the API clients present.
+    Client,
+    /// The serving certificate of the kubelet API, for these names and addresses.
+    Serving {
+        /// The node's host names (DNS SANs).
+        dns_names: Vec<String>,
+        /// The node's addresses (IP SANs).
+        ips: Vec<IpAddr>,
+    },
 }
+
+impl Purpose {
+    fn signer(&self) -> &'static str {
+        match self {
+            Self::Client => KUBELET_CLIENT_SIGNER,
+            Self::Serving { .. } => KUBELET_SERVING_SIGNER,
+        }
+    }
+
+    fn usages(&self) -> &'static [&'static str] {
+        match self {
+            Self::Client => &NODE_CLIENT_USAGES,
+            Self::Serving { .. } => &SERVING_USAGES,
+        }
+    }
+
+    /// The store's file prefix (upstream's pair names).
+    fn prefix(&self) -> &'static str {
+        match self {
+            Self::Client => PAIR_PREFIX,
+            Self::Serving { .. } => "kubelet-server",
+        }
+    }
+
+    fn ttl_metric(&self) -> &'static kubelet_core::metrics::Family {
+        match self {
+            Self::Client => &metrics::CERTIFICATE_MANAGER_CLIENT_TTL,
+            Self::Serving { .. } => &metrics::CERTIFICATE_MANAGER_SERVER_TTL,
+        }
+    }
+
+    fn renew_errors_metric(&self) -> &'static kubelet_core::metrics::Family {
+        match self {
+            Self::Client => &metrics::CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS,
+            Self::Serving { .. } => &metrics::SERVER_EXPIRATION_RENEW_ERRORS,
+        }
+    }
+}
+
+/// A certificate of the kubelet, replaced when rotated: presented by the API clients
+/// (client) or served by the kubelet API (serving).
+#[derive(Debug)]
+pub struct RotatingCertificate {
+    current: RwLock<Option<Current>>,
+    provider: Arc<CryptoProvider>,
+    purpose: Purpose,
+}
+
+/// The client certificate.
+pub type ClientCertificate = RotatingCertificate;
 
 #[derive(Debug, Clone)]
 struct Current {
     key: Arc<CertifiedKey>,
     not_before: Timestamp,
     not_after: Timestamp,
-    /// Whether it names this node as a node (`CN=system:node:<node>, O=system:nodes`).
+    /// Whether it is what would be requested now (`CN=system:node:<node>,
+    /// O=system:nodes`, and for serving the node's names and addresses).
     is_node_certificate: bool,
     /// It came from the kubeconfig, not the store: rotated at once, as upstream.
     from_kubeconfig: bool,
 }
 
-impl ClientCertificate {
-    /// The current certificate of `node_name`: the store's in `cert_dir`, else the
-    /// client certificate of `kubeconfig`'s current user.
+impl RotatingCertificate {
+    /// The current client certificate of `node_name`: the store's in `cert_dir`, else
+    /// the client certificate of `kubeconfig`'s current user.
     pub async fn load(kubeconfig: &Path, cert_dir: &Path, node_name: &str) -> Result<Arc<Self>> {
         let (kubeconfig, store, node) = (
             kubeconfig.to_owned(),
-            current_pair_path(cert_dir),
+            cert_dir.join(format!("{}-current.pem", Purpose::Client.prefix())),
             node_name.to_owned(),
         );
         blocking("loading the client certificate", move || {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let current = match std::fs::read(&store) {
-                Ok(pem) => parse_pair(&pem, &pem, &store, &node, &provider)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let purpose = Purpose::Client;
+            let current = match read_store(&store)? {
+                Some(pem) => parse_pair(&pem, &pem, &store, &node, &purpose, &provider)?,
+                None => {
                     let (cert, key) = kubeconfig_pair(&kubeconfig)?;
-                    let mut current = parse_pair(&cert, &key, &kubeconfig, &node, &provider)?;
+                    let mut current =
+                        parse_pair(&cert, &key, &kubeconfig, &node, &purpose, &provider)?;
                     current.from_kubeconfig = true;
                     current
                 }
-                Err(source) => {
-                    return Err(Error::Io {
-                        operation: "reading",
-                        path: store,
-                        source,
-                    });
-                }
             };
             Ok(Arc::new(Self {
-                current: RwLock::new(current),
+                current: RwLock::new(Some(current)),
                 provider,
+                purpose,
             }))
         })
         .await
     }
 
-    /// When the current certificate expires.
-    pub fn not_after(&self) -> Timestamp {
-        self.read().not_after
+    /// The serving certificate of `node_name` for `dns_names` and `ips`: the store's in
+    /// `cert_dir`, else none yet (requested at once by [`rotate`]).
+    pub async fn load_serving(
+        cert_dir: &Path,
+        node_name: &str,
+        dns_names: Vec<String>,
+        ips: Vec<IpAddr>,
+    ) -> Result<Arc<Self>> {
+        let purpose = Purpose::Serving { dns_names, ips };
+        let store = cert_dir.join(format!("{}-current.pem", purpose.prefix()));
+        let node = node_name.to_owned();
+        blocking("loading the serving certificate", move || {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let current = match read_store(&store)? {
+                Some(pem) => match parse_pair(&pem, &pem, &store, &node, &purpose, &provider) {
+                    Ok(current) => Some(current),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the stored serving certificate cannot be used; requesting a new one");
+                        None
+                    }
+                },
+                None => None,
+            };
+            Ok(Arc::new(Self {
+                current: RwLock::new(current),
+                provider,
+                purpose,
+            }))
+        })
+        .await
     }
 
-    fn read(&self) -> Current {
+    /// When the current certificate expires (the epoch when there is none).
+    pub fn not_after(&self) -> Timestamp {
+        self.read().map_or(Timestamp::UNIX_EPOCH, |c| c.not_after)
+    }
+
+    fn read(&self) -> Option<Current> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,27 +229,50 @@ impl ClientCertificate {
     }
 
     fn set(&self, current: Current) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = current;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(current);
     }
 
-    /// When the current certificate is to be replaced: now when it came from the
-    /// kubeconfig or does not name this node, else the jittered deadline.
+    /// When the current certificate is to be replaced: now when there is none, when it
+    /// came from the kubeconfig or is not what would be requested now, else the jittered
+    /// deadline.
     fn deadline(&self, jitter: f64) -> Timestamp {
-        let current = self.read();
-        if current.from_kubeconfig || !current.is_node_certificate {
-            return Timestamp::now();
+        match self.read() {
+            Some(current) if !current.from_kubeconfig && current.is_node_certificate => {
+                rotation_deadline(current.not_before, current.not_after, jitter)
+            }
+            _ => Timestamp::now(),
         }
-        rotation_deadline(current.not_before, current.not_after, jitter)
     }
 }
 
-impl ResolvesClientCert for ClientCertificate {
+/// The store's current pair, `None` when there is none yet.
+fn read_store(store: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(store) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            operation: "reading",
+            path: store.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl ResolvesClientCert for RotatingCertificate {
     fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.read().key)
+        self.read().map(|c| c.key)
     }
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RotatingCertificate {
+    /// The serving certificate; none (the handshake fails) until one is issued, as
+    /// upstream's kubelet with serverTLSBootstrap.
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.read().map(|c| c.key)
     }
 }
 
@@ -199,10 +320,15 @@ fn parse_pair(
     key_pem: &[u8],
     path: &Path,
     node: &str,
+    purpose: &Purpose,
     provider: &CryptoProvider,
 ) -> Result<Current> {
+    let what = match purpose {
+        Purpose::Client => "client",
+        Purpose::Serving { .. } => "serving",
+    };
     let invalid = |reason: String| Error::Certificate {
-        what: format!("the client certificate {}", path.display()),
+        what: format!("the {what} certificate {}", path.display()),
         reason,
     };
     let chain = CertificateDer::pem_slice_iter(cert_pem)
@@ -224,10 +350,45 @@ fn parse_pair(
             .iter_organization()
             .filter_map(|a| a.as_str().ok())
             .collect();
+        let sans_match = match purpose {
+            Purpose::Client => true,
+            Purpose::Serving { dns_names, ips } => {
+                let (mut names, mut addresses) = (Vec::new(), Vec::new());
+                if let Ok(Some(san)) = cert.subject_alternative_name() {
+                    for name in &san.value.general_names {
+                        match name {
+                            x509_parser::extensions::GeneralName::DNSName(n) => {
+                                names.push((*n).to_owned());
+                            }
+                            x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                                if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                                    addresses.push(IpAddr::from(v4));
+                                } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                                    addresses.push(IpAddr::from(v6));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let (mut want_names, mut want_ips) = (dns_names.clone(), ips.clone());
+                for list in [&mut names, &mut want_names] {
+                    list.sort();
+                    list.dedup();
+                }
+                for list in [&mut addresses, &mut want_ips] {
+                    list.sort();
+                    list.dedup();
+                }
+                names == want_names && addresses == want_ips
+            }
+        };
         (
             time(cert.validity().not_before.timestamp())?,
             time(cert.validity().not_after.timestamp())?,
-            common_name == Some(&format!("system:node:{node}")) && orgs == ["system:nodes"],
+            common_name == Some(&format!("system:node:{node}"))
+                && orgs == ["system:nodes"]
+                && sans_match,
         )
     };
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid(e.to_string()))?;
@@ -305,31 +466,45 @@ pub async fn client_with_certificate(
 
 /// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then
 /// requests, stores and uses a new one through `client`. Returns an error only when the
-/// certificate has been expired for five minutes and still cannot be renewed, so that
-/// the kubelet exits and is restarted.
-pub async fn rotate_client_certificate(
-    certificate: Arc<ClientCertificate>,
+/// client certificate has been expired for five minutes and still cannot be renewed, so
+/// that the kubelet exits and is restarted.
+pub async fn rotate(
+    certificate: Arc<RotatingCertificate>,
     client: kube::Client,
     cert_dir: PathBuf,
     node_name: String,
 ) -> Result<()> {
+    let what = match certificate.purpose {
+        Purpose::Client => "client",
+        Purpose::Serving { .. } => "serving",
+    };
     loop {
         let deadline = certificate.deadline(rand_unit());
-        tracing::info!(expiration = %certificate.not_after(), %deadline, "client certificate rotation deadline determined");
+        tracing::info!(certificate = what, expiration = %certificate.not_after(), %deadline, "certificate rotation deadline determined");
         wait_until(deadline, &certificate).await;
         let mut attempt = 0;
         loop {
+            let previous = certificate.read();
             match rotate_once(&certificate, &client, &cert_dir, &node_name).await {
                 Ok(name) => {
-                    tracing::info!(csr = %name, expiration = %certificate.not_after(), "client certificate rotated");
+                    tracing::info!(certificate = what, csr = %name, expiration = %certificate.not_after(), "certificate rotated");
+                    if let (Purpose::Serving { .. }, Some(previous)) =
+                        (&certificate.purpose, previous)
+                    {
+                        let lived = Timestamp::now().duration_since(previous.not_before);
+                        metrics::CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS
+                            .observe(&[], lived.as_secs_f64());
+                    }
                     set_ttl(&certificate);
                     break;
                 }
                 Err(e) => {
-                    metrics::CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS.inc(&[]);
-                    tracing::warn!(error = %e, "rotating the client certificate failed");
+                    certificate.purpose.renew_errors_metric().inc(&[]);
+                    tracing::warn!(certificate = what, error = %e, "rotating the certificate failed");
                     let expired_for = Timestamp::now().duration_since(certificate.not_after());
-                    if expired_for.as_secs_f64() > EXPIRED_EXIT_AFTER.as_secs_f64() {
+                    if certificate.purpose == Purpose::Client
+                        && expired_for.as_secs_f64() > EXPIRED_EXIT_AFTER.as_secs_f64()
+                    {
                         return Err(Error::Certificate {
                             what: "the client certificate".into(),
                             reason: format!(
@@ -348,8 +523,18 @@ pub async fn rotate_client_certificate(
     }
 }
 
+/// [`rotate`] for the client certificate.
+pub async fn rotate_client_certificate(
+    certificate: Arc<ClientCertificate>,
+    client: kube::Client,
+    cert_dir: PathBuf,
+    node_name: String,
+) -> Result<()> {
+    rotate(certificate, client, cert_dir, node_name).await
+}
+
 /// Sleeps until `deadline`, refreshing the TTL gauge meanwhile.
-async fn wait_until(deadline: Timestamp, certificate: &ClientCertificate) {
+async fn wait_until(deadline: Timestamp, certificate: &RotatingCertificate) {
     loop {
         set_ttl(certificate);
         let left = deadline.duration_since(Timestamp::now());
@@ -361,14 +546,18 @@ async fn wait_until(deadline: Timestamp, certificate: &ClientCertificate) {
     }
 }
 
-/// `kubelet_certificate_manager_client_ttl_seconds`: whole seconds until expiry.
-fn set_ttl(certificate: &ClientCertificate) {
-    let ttl = certificate
-        .not_after()
-        .duration_since(Timestamp::now())
-        .as_secs_f64()
-        .trunc();
-    metrics::CERTIFICATE_MANAGER_CLIENT_TTL.set(&[], ttl);
+/// `kubelet_certificate_manager_{client,server}_ttl_seconds`: whole seconds until
+/// expiry, +Inf without a certificate (upstream's value for "unused").
+fn set_ttl(certificate: &RotatingCertificate) {
+    let ttl = match certificate.read() {
+        Some(current) => current
+            .not_after
+            .duration_since(Timestamp::now())
+            .as_secs_f64()
+            .trunc(),
+        None => f64::INFINITY,
+    };
+    certificate.purpose.ttl_metric().set(&[], ttl);
 }
 
 /// A uniformly distributed number in 0..1 (the rotation jitter), from the standard
@@ -383,7 +572,7 @@ fn rand_unit() -> f64 {
 /// One rotation: a new key and request, the issued certificate stored and used; the
 /// request's name.
 async fn rotate_once(
-    certificate: &ClientCertificate,
+    certificate: &RotatingCertificate,
     client: &kube::Client,
     cert_dir: &Path,
     node_name: &str,
@@ -395,7 +584,8 @@ async fn rotate_once(
         })
     })
     .await?;
-    let request = NodeCsr::new(&key, node_name)?;
+    let purpose = &certificate.purpose;
+    let request = request_pem(&key, node_name, purpose)?;
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta {
@@ -403,9 +593,9 @@ async fn rotate_once(
             ..ObjectMeta::default()
         },
         spec: CertificateSigningRequestSpec {
-            request: k8s_openapi::ByteString(request.pem.into_bytes()),
-            signer_name: KUBELET_CLIENT_SIGNER.to_owned(),
-            usages: Some(NODE_CLIENT_USAGES.iter().map(|u| (*u).to_owned()).collect()),
+            request: k8s_openapi::ByteString(request.into_bytes()),
+            signer_name: purpose.signer().to_owned(),
+            usages: Some(purpose.usages().iter().map(|u| (*u).to_owned()).collect()),
             ..CertificateSigningRequestSpec::default()
         },
         status: None,
@@ -414,32 +604,73 @@ async fn rotate_once(
         .create(&PostParams::default(), &csr)
         .await
         .map_err(|source| Error::Api {
-            operation: "creating a certificate signing request for the client certificate".into(),
+            operation: format!(
+                "creating a certificate signing request for signer {}",
+                purpose.signer()
+            ),
             source,
         })?;
     let name = created.metadata.name.unwrap_or_default();
     let uid = created.metadata.uid.unwrap_or_default();
-    tracing::info!(csr = %name, "waiting for the rotated client certificate to be issued");
+    tracing::info!(csr = %name, signer = purpose.signer(), "waiting for the certificate to be approved and issued");
     let cert_pem = wait_for_certificate(&api, &name, &uid, ISSUE_TIMEOUT).await?;
     let key_pem = key.serialize_pem();
-    let (dir, node, provider) = (
+    let (dir, node, provider, purpose) = (
         cert_dir.to_owned(),
         node_name.to_owned(),
         certificate.provider.clone(),
+        purpose.clone(),
     );
-    let current = blocking("storing the rotated client certificate", move || {
+    let current = blocking("storing the rotated certificate", move || {
         let now = k8s_openapi::jiff::Zoned::now().datetime();
-        let path = write_pair(&dir, &cert_pem, &key_pem, now)?;
+        let path = write_pair(&dir, purpose.prefix(), &cert_pem, &key_pem, now)?;
         let pem = std::fs::read(&path).map_err(|source| Error::Io {
             operation: "reading",
             path: path.clone(),
             source,
         })?;
-        parse_pair(&pem, &pem, &path, &node, &provider)
+        parse_pair(&pem, &pem, &path, &node, &purpose, &provider)
     })
     .await?;
     certificate.set(current);
     Ok(name)
+}
+
+/// The PEM certificate request for `CN=system:node:<node>, O=system:nodes` with `key`,
+/// with the node's names and addresses as SANs for a serving certificate.
+fn request_pem(key: &KeyPair, node_name: &str, purpose: &Purpose) -> Result<String> {
+    let common_name = format!("system:node:{node_name}");
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name.as_str());
+    if let Purpose::Serving { dns_names, ips } = purpose {
+        for name in dns_names {
+            let name = name
+                .as_str()
+                .try_into()
+                .map_err(|e: rcgen::Error| Error::Certificate {
+                    what: format!("the serving certificate's name {name:?}"),
+                    reason: e.to_string(),
+                })?;
+            params.subject_alt_names.push(rcgen::SanType::DnsName(name));
+        }
+        for ip in ips {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::IpAddress(*ip));
+        }
+    }
+    params
+        .serialize_request(key)
+        .and_then(|csr| csr.pem())
+        .map_err(|e| Error::Certificate {
+            what: format!("making the certificate request for {common_name}"),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -502,7 +733,7 @@ mod tests {
         // The store's pair, once written, wins, and its deadline is in the future.
         let (cert, key) = pair("system:node:n1", "system:nodes", 100);
         let now = k8s_openapi::jiff::Zoned::now().datetime();
-        write_pair(&store, cert.as_bytes(), &key, now).expect("store");
+        write_pair(&store, PAIR_PREFIX, cert.as_bytes(), &key, now).expect("store");
         let stored = ClientCertificate::load(&kubeconfig, &store, "n1")
             .await
             .expect("load");
@@ -511,7 +742,7 @@ mod tests {
 
         // A certificate for another subject is replaced at once.
         let (cert, key) = pair("admin", "system:masters", 100);
-        write_pair(&store, cert.as_bytes(), &key, now).expect("store");
+        write_pair(&store, PAIR_PREFIX, cert.as_bytes(), &key, now).expect("store");
         let other = ClientCertificate::load(&kubeconfig, &store, "n1")
             .await
             .expect("load");
@@ -525,7 +756,7 @@ mod tests {
         let (cert, _) = pair("system:node:n1", "system:nodes", 10);
         let (_, other_key) = pair("system:node:n1", "system:nodes", 10);
         let now = k8s_openapi::jiff::Zoned::now().datetime();
-        write_pair(dir.path(), cert.as_bytes(), &other_key, now).expect("store");
+        write_pair(dir.path(), PAIR_PREFIX, cert.as_bytes(), &other_key, now).expect("store");
         let err = ClientCertificate::load(&dir.path().join("none"), dir.path(), "n1")
             .await
             .expect_err("mismatch");

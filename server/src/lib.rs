@@ -55,4 +55,4 @@ pub use api::{Settings, serve_api, serve_healthz};
 pub use error::{Error, Result};
 pub use read_only::serve_read_only;
 pub use routes::{ApiBody, Endpoints, Handlers, VerbositySetter, text};
-pub use tls::{ServingCert, TlsOptions};
+pub use tls::{ServingCert, ServingResolver, TlsOptions};

@@ -40,6 +40,9 @@ pub enum ServingCert {
         /// Its private key (PEM).
         key: PathBuf,
     },
+    /// A certificate requested from the API server (`serverTLSBootstrap`), kept current
+    /// by whoever requests it; until there is one, handshakes fail.
+    Requested(ServingResolver),
     /// A self-signed certificate in `dir` (`kubelet.crt`, `kubelet.key`), made when
     /// missing, for the node's name and IPs.
     SelfSigned {
@@ -51,6 +54,24 @@ pub enum ServingCert {
         ips: Vec<IpAddr>,
     },
 }
+
+/// Where a requested serving certificate is read from at each handshake.
+#[derive(Clone)]
+pub struct ServingResolver(pub Arc<dyn rustls::server::ResolvesServerCert>);
+
+impl std::fmt::Debug for ServingResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServingResolver")
+    }
+}
+
+impl PartialEq for ServingResolver {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ServingResolver {}
 
 /// Makes the self-signed certificate files in `dir` unless both are there already;
 /// returns their paths.
@@ -134,6 +155,7 @@ pub async fn server_config(
     client_ca: Option<&Path>,
     options: &TlsOptions,
 ) -> Result<ServingTls> {
+    let provider = options.provider();
     let (cert_path, key_path) = match serving {
         ServingCert::Files { cert, key } => (cert.clone(), key.clone()),
         ServingCert::SelfSigned {
@@ -141,12 +163,30 @@ pub async fn server_config(
             node_name,
             ips,
         } => ensure_self_signed(dir, node_name, ips).await?,
+        ServingCert::Requested(resolver) => {
+            return finish(resolver.0.clone(), None, client_ca, options, provider).await;
+        }
     };
-    let provider = options.provider();
     let cert_pem = read(&cert_path, "serving certificate").await?;
     let key_pem = read(&key_path, "serving key").await?;
     let key = certified_key(&cert_pem, &key_pem, &cert_path, &key_path, &provider)?;
     let serving = Arc::new(reload::ReloadingCert::new(key));
+    let files = ServingFiles {
+        cert: reload::Watched::new(cert_path, cert_pem),
+        key: reload::Watched::new(key_path, key_pem),
+        serving: serving.clone(),
+    };
+    finish(serving, Some(files), client_ca, options, provider).await
+}
+
+/// The rest of [`server_config`] once the serving certificate's source is known.
+async fn finish(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    files: Option<ServingFiles>,
+    client_ca: Option<&Path>,
+    options: &TlsOptions,
+    provider: Arc<CryptoProvider>,
+) -> Result<ServingTls> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(options.versions())
         .context("TLS protocol versions")?;
@@ -164,14 +204,12 @@ pub async fn server_config(
         }
         None => (builder.with_no_client_auth(), None),
     };
-    let mut config = builder.with_cert_resolver(serving.clone());
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ServingTls {
         config: Arc::new(config),
         reloader: Reloader {
-            cert: reload::Watched::new(cert_path, cert_pem),
-            key: reload::Watched::new(key_path, key_pem),
-            serving,
+            files,
             client_ca,
             provider,
         },
@@ -243,20 +281,52 @@ fn client_verifier(
 /// contents change, the new certificate (or bundle) is used by the next handshakes; a
 /// file that cannot be used is logged and the last good one kept.
 pub struct Reloader {
+    files: Option<ServingFiles>,
+    client_ca: Option<(reload::Watched, Arc<reload::ReloadingClientCa>)>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// The serving certificate's files and what they were loaded into.
+struct ServingFiles {
     cert: reload::Watched,
     key: reload::Watched,
     serving: Arc<reload::ReloadingCert>,
-    client_ca: Option<(reload::Watched, Arc<reload::ReloadingClientCa>)>,
-    provider: Arc<CryptoProvider>,
 }
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reloader")
-            .field("cert", &self.cert.path())
-            .field("key", &self.key.path())
+            .field("cert", &self.files.as_ref().map(|f| f.cert.path()))
             .field("client_ca", &self.client_ca.as_ref().map(|(w, _)| w.path()))
             .finish_non_exhaustive()
+    }
+}
+
+impl ServingFiles {
+    /// Reloads the serving certificate when its files changed.
+    async fn check(&mut self, provider: &CryptoProvider) {
+        let cert = self.cert.changed().await;
+        let key = self.key.changed().await;
+        if cert.is_none() && key.is_none() {
+            return;
+        }
+        match certified_key(
+            self.cert.contents(),
+            self.key.contents(),
+            self.cert.path(),
+            self.key.path(),
+            provider,
+        ) {
+            Ok(key) => {
+                self.serving.set(key);
+                tracing::info!(cert = %self.cert.path().display(), "serving certificate reloaded");
+            }
+            // A certificate and key written one after the other mismatch for a moment:
+            // the next look sees both.
+            Err(e) => {
+                tracing::warn!(error = %e, "the changed serving certificate cannot be used; keeping the previous one")
+            }
+        }
     }
 }
 
@@ -274,26 +344,8 @@ impl Reloader {
 
     /// Reloads what changed since the last look.
     async fn check(&mut self) {
-        let cert = self.cert.changed().await;
-        let key = self.key.changed().await;
-        if cert.is_some() || key.is_some() {
-            match certified_key(
-                self.cert.contents(),
-                self.key.contents(),
-                self.cert.path(),
-                self.key.path(),
-                &self.provider,
-            ) {
-                Ok(key) => {
-                    self.serving.set(key);
-                    tracing::info!(cert = %self.cert.path().display(), "serving certificate reloaded");
-                }
-                // A certificate and key written one after the other mismatch for a
-                // moment: the next look sees both.
-                Err(e) => {
-                    tracing::warn!(error = %e, "the changed serving certificate cannot be used; keeping the previous one")
-                }
-            }
+        if let Some(files) = &mut self.files {
+            files.check(&self.provider).await;
         }
         if let Some((watched, verifier)) = &mut self.client_ca
             && watched.changed().await.is_some()

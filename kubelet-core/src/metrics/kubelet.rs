@@ -63,6 +63,44 @@ pub static CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS: Family = Family::counter(
     &[],
 );
 
+/// `kubelet_certificate_manager_server_ttl_seconds`: seconds until the serving
+/// certificate expires (with `serverTLSBootstrap`).
+pub static CERTIFICATE_MANAGER_SERVER_TTL: Family = Family::gauge(
+    "kubelet_certificate_manager_server_ttl_seconds",
+    "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The value is in seconds until certificate expiry (negative if already expired). If serving certificate is invalid or unused, the value will be +INF.",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_server_expiration_renew_errors`: failed serving certificate rotations.
+pub static SERVER_EXPIRATION_RENEW_ERRORS: Family = Family::counter(
+    "kubelet_server_expiration_renew_errors",
+    "Counter of certificate renewal errors.",
+    Alpha,
+    &[],
+);
+
+/// `kubelet_certificate_manager_server_rotation_seconds`: how long the previous serving
+/// certificate lived before it was rotated.
+pub static CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS: Family = Family::histogram(
+    "kubelet_certificate_manager_server_rotation_seconds",
+    "Histogram of the number of seconds the previous certificate lived before being rotated.",
+    Alpha,
+    &[],
+    &[
+        60.0,
+        3600.0,
+        14400.0,
+        86400.0,
+        604800.0,
+        2592000.0,
+        7776000.0,
+        15552000.0,
+        31104000.0,
+        124416000.0,
+    ],
+);
+
 /// `kubelet_running_pods`: pods with a running sandbox.
 pub static RUNNING_PODS: Family = Family::gauge(
     "kubelet_running_pods",
@@ -339,8 +377,11 @@ pub fn admission_rejection_reason(reason: &str) -> &str {
 }
 
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 28] = [
+pub static COMPONENT: [&Family; 31] = [
     &PROCESS_START_TIME,
+    &CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS,
+    &CERTIFICATE_MANAGER_SERVER_TTL,
+    &SERVER_EXPIRATION_RENEW_ERRORS,
     &CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS,
     &CERTIFICATE_MANAGER_CLIENT_TTL,
     &HTTP_INFLIGHT_REQUESTS,

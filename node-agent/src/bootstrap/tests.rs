@@ -233,6 +233,7 @@ fn pair_and_kubeconfig_are_laid_out_as_upstream() {
 
     let current = write_pair(
         &cert_dir,
+        PAIR_PREFIX,
         cert.as_bytes(),
         &key.serialize_pem(),
         at("2026-05-04T10:20:30"),
@@ -256,6 +257,7 @@ fn pair_and_kubeconfig_are_laid_out_as_upstream() {
     // A newer pair replaces the symlink's target.
     write_pair(
         &cert_dir,
+        PAIR_PREFIX,
         cert.as_bytes(),
         &key.serialize_pem(),
         at("2026-05-04T11:00:00"),
@@ -271,6 +273,7 @@ fn pair_and_kubeconfig_are_laid_out_as_upstream() {
     assert!(
         write_pair(
             &cert_dir,
+            PAIR_PREFIX,
             b"not a certificate",
             "",
             at("2026-05-04T12:00:00")
