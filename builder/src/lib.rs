@@ -540,6 +540,23 @@ impl KubeletBuilder {
             volumes = volumes.with_plugin(plugin);
         }
         let volumes = Arc::new(volumes);
+        // KubeletEnsureSecretPulledImages: images on the node are used only by pods that
+        // could pull them, per imagePullCredentialsVerificationPolicy.
+        let pull_records = if cfg.config.gate("KubeletEnsureSecretPulledImages") {
+            let policy = kubelet_pod_manager::pull_records::VerificationPolicy::parse(
+                &cfg.config.image_pull_credentials_verification_policy,
+                &cfg.config.preloaded_images_verification_allowlist,
+            )
+            .map_err(|reason| Error::Config {
+                field: "imagePullCredentialsVerificationPolicy",
+                reason,
+            })?;
+            Some(Arc::new(
+                kubelet_pod_manager::pull_records::PullRecords::new(&options.root_dir, policy),
+            ))
+        } else {
+            None
+        };
         let image_credentials: Arc<dyn kubelet_core::ImageCredentials> =
             match (credential_providers, &cluster) {
                 (Some(providers), Some(c)) => Arc::new(providers.with_service_accounts(Arc::new(
@@ -585,6 +602,7 @@ impl KubeletBuilder {
                 None => Arc::new(NoRuntimeClasses),
             },
             image_credentials,
+            pull_records,
         };
         let status = status.or_else(|| {
             cluster

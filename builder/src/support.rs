@@ -41,16 +41,8 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("authorization", ActedOn),
     ("registryPullQPS", ActedOn),
     ("registryBurst", ActedOn),
-    (
-        "imagePullCredentialsVerificationPolicy",
-        NotYet("images already on the node are used without checking the pod's credentials"),
-    ),
-    (
-        "preloadedImagesVerificationAllowlist",
-        NotYet(
-            "pulled-image credentials are not verified (imagePullCredentialsVerificationPolicy)",
-        ),
-    ),
+    ("imagePullCredentialsVerificationPolicy", ActedOn),
+    ("preloadedImagesVerificationAllowlist", ActedOn),
     (
         "eventRecordQPS",
         NotYet("events are sent without a client-side rate limit"),

@@ -51,6 +51,7 @@ mod manager;
 pub mod pod_cgroup;
 pub mod pressure;
 mod probing;
+pub mod pull_records;
 mod pull_secrets;
 mod resize;
 pub mod restart;

@@ -7,6 +7,7 @@ use kubelet_core::RegistryAuth;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+use crate::pull_records::{TrackedSecret, credential_hash};
 use crate::spec::EnvObjects;
 
 /// Secret type holding a `~/.docker/config.json`.
@@ -143,10 +144,25 @@ fn auth_of(entry: Entry) -> RegistryAuth {
 
 /// The credentials of the pod's imagePullSecrets that apply to `image`, most specific
 /// registry key first. Empty: pull anonymously.
-pub fn credentials_for(pod: &Pod, image: &str, objects: &dyn EnvObjects) -> Vec<RegistryAuth> {
+#[cfg(test)]
+fn credentials_for(pod: &Pod, image: &str, objects: &dyn EnvObjects) -> Vec<RegistryAuth> {
+    tracked_credentials_for(pod, image, objects)
+        .into_iter()
+        .map(|(auth, _)| auth)
+        .collect()
+}
+
+/// The credentials of the pod's imagePullSecrets that apply to `image`, most specific
+/// registry key first, each with the secret it came from (for the pull records). Empty:
+/// pull anonymously.
+pub fn tracked_credentials_for(
+    pod: &Pod,
+    image: &str,
+    objects: &dyn EnvObjects,
+) -> Vec<(RegistryAuth, TrackedSecret)> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let target = qualified(image);
-    let mut keyed: Vec<(String, RegistryAuth)> = Vec::new();
+    let mut keyed: Vec<(String, RegistryAuth, TrackedSecret)> = Vec::new();
     let secrets = pod
         .spec
         .as_ref()
@@ -160,13 +176,23 @@ pub fn credentials_for(pod: &Pod, image: &str, objects: &dyn EnvObjects) -> Vec<
         for (registry, entry) in entries(&secret) {
             let key = key_of(&registry);
             if matches(&key, &target) {
-                keyed.push((key, auth_of(entry)));
+                let auth = auth_of(entry);
+                let tracked = TrackedSecret {
+                    uid: secret.metadata.uid.clone().unwrap_or_default(),
+                    namespace: namespace.to_owned(),
+                    name: reference.name.clone(),
+                    credential_hash: credential_hash(&auth),
+                };
+                keyed.push((key, auth, tracked));
             }
         }
     }
     // Upstream walks its index in reverse lexical order: longer, more specific keys first.
     keyed.sort_by(|a, b| b.0.cmp(&a.0));
-    keyed.into_iter().map(|(_, auth)| auth).collect()
+    keyed
+        .into_iter()
+        .map(|(_, auth, tracked)| (auth, tracked))
+        .collect()
 }
 
 #[cfg(test)]

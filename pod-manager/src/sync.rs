@@ -13,11 +13,12 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kubelet_core::labels::{CONTAINER_HASH_ANNOTATION, container_hash};
 use kubelet_core::{
     Backoff, ContainerState, ContainerStatus, EventRecorder, EventType, ImageService, Mount,
-    PodEvent, PodRef, Runtime, SandboxConfig,
+    PodEvent, PodRef, RegistryAuth, Runtime, SandboxConfig,
 };
 use kubelet_volumes::{PodVolumes, VolumeManager};
 use tracing::{debug, info, warn};
 
+use crate::pull_records::PulledWith;
 use crate::restart::{is_sidecar, pod_restart_policy, should_restart, should_restart_init};
 use crate::spec::{self, EnvObjects, NodeContext};
 use crate::status::{
@@ -71,6 +72,9 @@ pub struct SyncContext {
     /// pod's imagePullSecrets ([`NoImageCredentials`](kubelet_core::NoImageCredentials)
     /// without plugins).
     pub image_credentials: Arc<dyn kubelet_core::ImageCredentials>,
+    /// Which credentials pulled each image, checked before a pod uses an image already
+    /// on the node (`imagePullCredentialsVerificationPolicy`); `None` never checks.
+    pub pull_records: Option<Arc<crate::pull_records::PullRecords>>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -866,17 +870,41 @@ async fn ensure_image(
             .image_status(image)
             .await
             .map_err(|e| (ERR_IMAGE_PULL, e.to_string()))?;
-        if let Some(present) = present {
+        let accessible = match (&present, &ctx.pull_records) {
+            (Some(present), Some(records)) => {
+                let secrets: Vec<_> = crate::pull_secrets::tracked_credentials_for(
+                    pod,
+                    image,
+                    ctx.env_objects.as_ref(),
+                )
+                .into_iter()
+                .map(|(_, secret)| secret)
+                .collect();
+                !records.must_pull(image, &present.id, &secrets).await
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let Some(present) = present.filter(|_| accessible) {
+            let message = if ctx.pull_records.is_some() {
+                format!(
+                    "Container image {image:?} already present on machine and can be accessed by the pod"
+                )
+            } else {
+                format!("Container image {image:?} already present on machine")
+            };
             container_event(
                 ctx,
                 pod,
                 &container.name,
                 EventType::Normal,
                 "Pulled",
-                format!("Container image {image:?} already present on machine"),
+                message,
             );
             return Ok(present.id);
         }
+        // An image present but not for this pod is reported as absent, as upstream, so
+        // that its presence is not revealed.
         if policy == "Never" {
             container_event(
                 ctx,
@@ -923,7 +951,18 @@ async fn ensure_image(
     );
     let started = std::time::Instant::now();
     let pull_started = ctx.clock.now();
+    if let Some(records) = &ctx.pull_records {
+        records.pull_started(image).await;
+    }
     let pulled = pull_with_secrets(ctx, pod, image, sandbox_config).await;
+    if let Some(records) = &ctx.pull_records {
+        let recorded = pulled
+            .as_ref()
+            .ok()
+            .map(|(image_ref, with)| (image_ref.as_str(), with.clone()));
+        records.pull_ended(image, recorded).await;
+    }
+    let pulled = pulled.map(|(image_ref, _)| image_ref);
     let pull_ended = ctx.clock.now();
     outcome.pulling = Some(match outcome.pulling {
         Some((first, last)) => (first.min(pull_started), last.max(pull_ended)),
@@ -979,24 +1018,35 @@ async fn pull_with_secrets(
     pod: &Pod,
     image: &str,
     sandbox_config: &SandboxConfig,
-) -> kubelet_core::Result<String> {
-    let mut credentials =
-        crate::pull_secrets::credentials_for(pod, image, ctx.env_objects.as_ref());
-    credentials.extend(ctx.image_credentials.credentials(image, pod).await);
+) -> kubelet_core::Result<(String, PulledWith)> {
+    let mut credentials: Vec<(RegistryAuth, PulledWith)> =
+        crate::pull_secrets::tracked_credentials_for(pod, image, ctx.env_objects.as_ref())
+            .into_iter()
+            .map(|(auth, secret)| (auth, PulledWith::Secret(secret)))
+            .collect();
+    // The node's credentials are no pod's: what they pull any pod may use.
+    credentials.extend(
+        ctx.image_credentials
+            .credentials(image, pod)
+            .await
+            .into_iter()
+            .map(|auth| (auth, PulledWith::NodeAccessible)),
+    );
     if credentials.is_empty() {
         return ctx
             .images
             .pull_image(image, None, Some(sandbox_config))
-            .await;
+            .await
+            .map(|image_ref| (image_ref, PulledWith::NodeAccessible));
     }
     let mut errors = Vec::new();
-    for auth in &credentials {
+    for (auth, with) in credentials {
         match ctx
             .images
-            .pull_image(image, Some(auth), Some(sandbox_config))
+            .pull_image(image, Some(&auth), Some(sandbox_config))
             .await
         {
-            Ok(image_ref) => return Ok(image_ref),
+            Ok(image_ref) => return Ok((image_ref, with)),
             Err(e) => errors.push(e),
         }
     }

@@ -182,6 +182,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
         cgroups: Some(Arc::new(kubelet_cgroups::Cgroupfs::host())),
         runtime_classes,
         image_credentials: Arc::new(kubelet_core::NoImageCredentials),
+        pull_records: None,
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

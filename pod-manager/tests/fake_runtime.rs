@@ -154,6 +154,7 @@ fn start_with_parts(
         cgroups: None,
         runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
         image_credentials,
+        pull_records: None,
     };
     let pods = Arc::new(LocalPods::new());
     let recorder = Arc::new(Recorder {
