@@ -11,6 +11,7 @@
 //! in a node's configuration should stop the kubelet, not be ignored.
 
 mod load;
+mod more_flags;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,17 +25,23 @@ pub use kubelet_core::config::{
     ConfigTaint, GoDuration, HostFacts, KubeletConfiguration, parse_duration_flag,
 };
 pub use load::{load_file, merge_drop_ins};
+pub use more_flags::MoreFlags;
 
 use crate::Flags;
 
 /// Resolves the configuration from `--config`, `--config-dir` and the flags typed on
 /// the command line, and checks it, against this machine.
-pub fn resolve(flags: &Flags, matches: &ArgMatches) -> anyhow::Result<Settings> {
-    resolve_on(flags, matches, &host_facts())
+pub fn resolve(flags: &Flags, matches: &ArgMatches, more: &MoreFlags) -> anyhow::Result<Settings> {
+    resolve_on(flags, matches, more, &host_facts())
 }
 
 /// [`resolve`] for a host described by `host`.
-fn resolve_on(flags: &Flags, matches: &ArgMatches, host: &HostFacts) -> anyhow::Result<Settings> {
+fn resolve_on(
+    flags: &Flags,
+    matches: &ArgMatches,
+    more: &MoreFlags,
+    host: &HostFacts,
+) -> anyhow::Result<Settings> {
     let mut config = match &flags.config {
         Some(path) => load_file(path)?,
         None => KubeletConfiguration::flag_defaults(),
@@ -47,6 +54,12 @@ fn resolve_on(flags: &Flags, matches: &ArgMatches, host: &HostFacts) -> anyhow::
     if let Some(dir) = &flags.config_dir {
         (config, skipped) = merge_drop_ins(&config, dir)?;
         sources.push(format!("--config-dir {}", dir.display()));
+    }
+    if !more.patch.is_empty() {
+        let mut value = serde_json::to_value(&config).context("marshalling the configuration")?;
+        load::merge_patch(&mut value, serde_json::Value::Object(more.patch.clone()));
+        config = load::decode(value).context("flags")?;
+        config.set_defaults();
     }
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     apply_flags(&mut config, flags, given)?;

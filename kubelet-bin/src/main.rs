@@ -553,10 +553,18 @@ fn error_chain(error: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let matches = Flags::command().get_matches();
+    // Upstream's deprecated field flags and flags without a field, taken out first.
+    let (args, more) = match config::MoreFlags::split(std::env::args_os().collect()) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("kubelet: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = Flags::command().get_matches_from(args);
     let flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // A broken configuration stops the kubelet before it touches the runtime.
-    let cfg = match config::resolve(&flags, &matches) {
+    let cfg = match config::resolve(&flags, &matches, &more) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("kubelet: {}", error_chain(&e));
@@ -572,7 +580,7 @@ fn main() -> ExitCode {
     for file in &cfg.skipped_drop_ins {
         tracing::debug!(file = %file.display(), "skipped file in --config-dir (not a .conf file)");
     }
-    for note in cfg.unsupported() {
+    for note in more.notes.iter().chain(&cfg.unsupported()) {
         tracing::warn!("{note}");
     }
     for warning in FeatureGates::warnings(&cfg.config.feature_gates) {

@@ -189,7 +189,7 @@ fn drop_in_files(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
 
 /// RFC 7386 JSON merge patch: members of `patch` replace those of `target`, objects
 /// merge member by member, `null` removes.
-fn merge_patch(target: &mut Value, patch: Value) {
+pub(super) fn merge_patch(target: &mut Value, patch: Value) {
     let Value::Object(patch) = patch else {
         *target = patch;
         return;

@@ -19,9 +19,11 @@ fn resolve_args(args: &[&str]) -> anyhow::Result<Settings> {
 }
 
 fn resolve_args_on(args: &[&str], host: &HostFacts) -> anyhow::Result<Settings> {
+    let args = args.iter().map(std::ffi::OsString::from).collect();
+    let (args, more) = MoreFlags::split(args).map_err(anyhow::Error::msg)?;
     let matches = Flags::command().try_get_matches_from(args)?;
     let flags = Flags::from_arg_matches(&matches)?;
-    resolve_on(&flags, &matches, host)
+    resolve_on(&flags, &matches, &more, host)
 }
 
 #[test]
@@ -967,6 +969,34 @@ fn tls_flags_are_checked_at_start() {
     let err = resolve_args(&["kubelet", "--tls-min-version=VersionTLS14"]).expect_err("unknown");
     assert!(
         format!("{err:#}").contains("unknown tls version"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn upstreams_other_flags_set_their_fields() {
+    let cfg = resolve_args(&[
+        "kubelet",
+        "--event-qps=7",
+        "--serialize-image-pulls=false",
+        "--image-gc-high-threshold",
+        "90",
+        "--cloud-provider=external",
+    ])
+    .expect("config");
+    assert_eq!(cfg.config.event_record_qps, Some(7));
+    assert_eq!(cfg.config.serialize_image_pulls, Some(false));
+    assert_eq!(cfg.config.image_gc_high_threshold_percent, Some(90));
+    assert!(
+        cfg.unsupported()
+            .iter()
+            .any(|n| n.starts_with("eventRecordQPS is not supported yet")),
+        "{:?}",
+        cfg.unsupported()
+    );
+    let err = resolve_args(&["kubelet", "--image-gc-high-threshold=lots"]).expect_err("refused");
+    assert!(
+        format!("{err:#}").contains("--image-gc-high-threshold"),
         "{err:#}"
     );
 }
