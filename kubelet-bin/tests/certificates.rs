@@ -129,7 +129,7 @@ fn a_ten_minute_client_certificate_is_rotated_before_it_expires() {
     assert!(
         kubelet
             .log()
-            .contains("client certificate rotation deadline determined"),
+            .contains("certificate rotation deadline determined certificate=\"client\""),
         "{}",
         kubelet.log()
     );
@@ -151,7 +151,10 @@ fn a_ten_minute_client_certificate_is_rotated_before_it_expires() {
         "the new certificate is the signer's default lifetime: {new_not_after}"
     );
     let log = kubelet.log();
-    assert!(log.contains("client certificate rotated"), "{log}");
+    assert!(
+        log.contains("certificate rotated certificate=\"client\""),
+        "{log}"
+    );
 
     // The node stays Ready on the new certificate: its Lease keeps being renewed.
     let renewed = |after: Timestamp| {
