@@ -5,9 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kubelet_core::{ImageService, Runtime};
-use kubelet_node_agent::rotation::{
-    ClientCertificate, client_with_certificate, rotate_client_certificate,
-};
+use kubelet_node_agent::rotation::{ClientCertificate, client_with_certificate, rotate};
 use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
@@ -129,7 +127,7 @@ impl Cluster {
         let agent =
             NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
         let rotation = rotated.map(|certificate| {
-            Box::pin(rotate_client_certificate(
+            Box::pin(rotate(
                 certificate,
                 watch_client.clone(),
                 options.cert_dir.clone(),
@@ -186,7 +184,7 @@ impl Cluster {
         cert_dir: &Path,
         node_name: &str,
     ) {
-        self.serving_rotation = Some(Box::pin(kubelet_node_agent::rotation::rotate(
+        self.serving_rotation = Some(Box::pin(rotate(
             certificate,
             self.watch_client.clone(),
             cert_dir.to_owned(),

@@ -523,16 +523,6 @@ pub async fn rotate(
     }
 }
 
-/// [`rotate`] for the client certificate.
-pub async fn rotate_client_certificate(
-    certificate: Arc<ClientCertificate>,
-    client: kube::Client,
-    cert_dir: PathBuf,
-    node_name: String,
-) -> Result<()> {
-    rotate(certificate, client, cert_dir, node_name).await
-}
-
 /// Sleeps until `deadline`, refreshing the TTL gauge meanwhile.
 async fn wait_until(deadline: Timestamp, certificate: &RotatingCertificate) {
     loop {
