@@ -69,6 +69,16 @@ fn resolve_on(
     Ok(effective)
 }
 
+/// A boolean as Go's `strconv.ParseBool` reads flag values (`1`, `t`, `TRUE`, `false`,
+/// ...); `None` for anything else.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// The facts of this machine that upstream's host-dependent validation looks at.
 fn host_facts() -> HostFacts {
     HostFacts {

@@ -376,11 +376,8 @@ fn parse_feature_gate(text: &str) -> Result<Option<(String, bool)>, String> {
         .split_once('=')
         .ok_or_else(|| "malformed pair, expect string=bool".to_owned())?;
     let (name, value) = (name.trim(), value.trim());
-    let value = match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
-        _ => return Err(format!("invalid value of {name}: {value}")),
-    };
+    let value =
+        config::parse_go_bool(value).ok_or_else(|| format!("invalid value of {name}: {value}"))?;
     Ok(Some((name.to_owned(), value)))
 }
 

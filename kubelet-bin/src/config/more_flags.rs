@@ -291,11 +291,9 @@ impl MoreFlags {
         let invalid =
             |why: String| format!("invalid argument {value:?} for \"--{name}\" flag: {why}");
         let json = match kind {
-            Bool => match value {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" => json!(true),
-                "0" | "f" | "F" | "FALSE" | "false" | "False" => json!(false),
-                _ => return Err(invalid("not a boolean".into())),
-            },
+            Bool => {
+                json!(super::parse_go_bool(value).ok_or_else(|| invalid("not a boolean".into()))?)
+            }
             Int => json!(value.parse::<i64>().map_err(|e| invalid(e.to_string()))?),
             Str => json!(value),
             KvMap => {
