@@ -161,18 +161,41 @@ impl ExecPlugin {
         decode_response(&output, &self.api_version).map_err(fail)
     }
 
+    /// Starts the plugin. A binary still open for writing somewhere (being installed, or
+    /// its writer's descriptor inherited for an instant by a process forked elsewhere)
+    /// cannot be executed (`ETXTBSY`); that passes, so it is tried again briefly.
+    async fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+        const TRIES: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            let spawned = tokio::process::Command::new(&self.path)
+                .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                // Its own process group, so a timeout kills what it started too.
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn();
+            match spawned {
+                Err(e)
+                    if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
+                        && attempt < TRIES =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The plugin's stdout, or why it failed (its stderr included).
     async fn exec(&self, request: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        let mut child = tokio::process::Command::new(&self.path)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout kills what it started too.
-            .process_group(0)
-            .kill_on_drop(true)
+        let mut child = self
             .spawn()
+            .await
             .map_err(|e| format!("starting {}: {e}", self.path.display()))?;
         let pid = child.id();
         let stdin = child.stdin.take();
