@@ -37,6 +37,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The root directory could not be made or made a shared mount.
+    #[error("error configuring root directory {}: {source}", path.display())]
+    RootDir {
+        /// `--root-dir`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kubelet_volumes::Error,
+    },
+
     /// The node's cgroups could not be made.
     #[error("{what}: {source}")]
     Cgroups {

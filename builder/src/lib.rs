@@ -296,6 +296,28 @@ impl KubeletBuilder {
             Path::new("/proc/swaps"),
         )
         .await?;
+        {
+            let root_dir = options.root_dir.clone();
+            let prepared =
+                tokio::task::spawn_blocking(move || kubelet_volumes::prepare_root_dir(&root_dir))
+                    .await
+                    .map_err(|e| Error::Host {
+                        what: "preparing the root directory",
+                        source: std::io::Error::other(e),
+                    })?;
+            match prepared {
+                Ok(true) => {
+                    tracing::info!(dir = %options.root_dir.display(), "bind-mounted the root directory with shared mount propagation")
+                }
+                Ok(false) => {}
+                Err(source) => {
+                    return Err(Error::RootDir {
+                        path: options.root_dir.clone(),
+                        source,
+                    });
+                }
+            }
+        }
         // serializeImagePulls, maxParallelImagePulls, registryPullQPS/registryBurst.
         let images: Arc<dyn ImageService> = Arc::new(kubelet_images::LimitedPulls::new(
             images,

@@ -33,7 +33,7 @@ fn kubelet_api_serves_logs_and_checks_callers() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "api-test");
@@ -274,7 +274,7 @@ fn kubectl_exec_attach_and_port_forward_reach_the_container() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "stream-test");
@@ -456,7 +456,7 @@ fn summary_metrics_and_kubectl_top_work_through_the_api_server() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     // The kubelet in a cgroup of its own (kubeletCgroups), reported as the `kubelet`
     // system container of the summary.
     let _cgroup = RemoveCgroup(KUBELET_CGROUP);
@@ -725,7 +725,7 @@ fn debugging_handlers_off_refuse_logs_and_exec() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet_with(dir.path(), "enableDebuggingHandlers: false\n", &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "no-debug");

@@ -96,7 +96,7 @@ fn the_lease_is_renewed_when_the_api_server_connections_go_half_open() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let upstream = c
         .apiserver
         .trim_start_matches("https://")

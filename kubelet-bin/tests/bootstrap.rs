@@ -186,7 +186,7 @@ fn kubelet_bootstraps_its_client_certificate_with_a_token() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let token = Token::create(&c);
     let bootstrap = dir.path().join("bootstrap-kubelet.conf");
     c.write_bootstrap_kubeconfig(&bootstrap, &token.value());
@@ -338,7 +338,7 @@ fn a_wrong_bootstrap_token_fails_start_up() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let token = Token::create(&c);
     let bootstrap = dir.path().join("bootstrap-kubelet.conf");
     // The right token id with the wrong secret.

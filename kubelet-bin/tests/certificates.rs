@@ -95,7 +95,7 @@ fn a_ten_minute_client_certificate_is_rotated_before_it_expires() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let cert_dir = dir.path().join("pki");
     std::fs::create_dir_all(&cert_dir).expect("cert dir");
     let csr = format!(
@@ -229,7 +229,7 @@ fn a_serving_certificate_is_requested_and_served_once_approved() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let cert_dir = dir.path().join("pki");
     let started = Timestamp::now();
     let kubelet = c.start_kubelet_with_flags(

@@ -51,7 +51,7 @@ fn node_joins_and_runs_a_deployment() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).expect("manifest dir");
     std::fs::write(
@@ -694,7 +694,7 @@ fn api_server_outage_loses_no_pod() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = start_kubelet(&c, dir.path(), &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "outage-test");
@@ -794,7 +794,7 @@ fn volumes_of_every_type() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let host_dir = dir.path().join("host-dir");
     let host_file = dir.path().join("host-file.txt");
     std::fs::write(&host_file, "from-the-host").expect("host file");

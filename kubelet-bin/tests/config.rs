@@ -65,7 +65,7 @@ fn write(path: &Path, text: &str) {
 
 #[test]
 fn a_wrong_type_stops_the_kubelet_naming_file_and_field() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let file = dir.path().join("kubelet.yaml");
     write(&file, &format!("{HEADER}maxPods: lots\n"));
     let file = file.to_string_lossy();
@@ -92,7 +92,7 @@ fn a_wrong_type_stops_the_kubelet_naming_file_and_field() {
 
 #[test]
 fn an_unknown_field_stops_the_kubelet() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let file = dir.path().join("kubelet.yaml");
     write(
         &file,
@@ -120,7 +120,7 @@ fn an_unknown_field_stops_the_kubelet() {
 
 #[test]
 fn a_broken_drop_in_is_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let file = dir.path().join("kubelet.yaml");
     write(&file, &format!("{HEADER}maxPods: 20\n"));
     let drop_in = dir.path().join("kubelet.conf.d/50-lease.conf");
@@ -149,7 +149,7 @@ fn a_broken_drop_in_is_named() {
 
 #[test]
 fn an_invalid_value_stops_the_kubelet() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let file = dir.path().join("kubelet.yaml");
     write(
         &file,
@@ -180,7 +180,7 @@ fn an_invalid_value_stops_the_kubelet() {
 fn a_valid_file_is_used_and_typed_flags_override_it() {
     // The file's endpoint has a scheme the CRI client refuses, so the kubelet stops
     // right after the configuration, at the first use of one of its values.
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let file = dir.path().join("kubelet.yaml");
     write(
         &file,

@@ -95,7 +95,7 @@ fn a_plugin_supplies_registry_credentials_cached_for_two_pods() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let requests = dir.path().join("requests.log");
     // The request (one JSON line) and the plugin's first argument appended per run.
     let script = format!(
@@ -177,7 +177,7 @@ fn a_failing_plugin_leaves_the_pod_in_err_image_pull() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let runs = dir.path().join("runs.log");
     let script = format!(
         "cat > /dev/null; echo run >> {}; echo 'no credentials for you' >&2; exit 1",
@@ -245,7 +245,7 @@ fn token_mode_passes_the_pods_service_account_token() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let requests = dir.path().join("requests.log");
     let script = format!(
         r#"cat >> {requests}; echo >> {requests}
@@ -353,7 +353,7 @@ impl Drop for Grant<'_> {
 /// file and the field.
 #[test]
 fn an_invalid_configuration_stops_start_up_naming_the_field() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).expect("bin");
     let config = dir.path().join("providers.yaml");

@@ -35,7 +35,7 @@ fn a_memory_hog_is_evicted_under_eviction_hard_and_best_effort_pods_are_refused(
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
 
     // What memory.available reads now, from a kubelet without memory thresholds.
     let available = {
@@ -250,7 +250,7 @@ fn a_pod_forking_processes_is_evicted_under_pid_pressure() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     // What pid.available reads now: the node's maxpid less its scheduling entities.
     let available = {
         let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
@@ -439,7 +439,7 @@ fn disk_pressure_reclaims_finished_containers_and_unused_images_then_evicts_the_
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let unused = format!("{}/busybox-gc:b", env.registry);
     pull_unused_image(&env.endpoint, &unused);
 
@@ -551,7 +551,7 @@ fn an_emptydir_over_its_size_limit_and_a_container_over_its_storage_limit_are_ev
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "local-storage-test");
@@ -660,7 +660,7 @@ fn system_reserved_is_enforced_on_its_cgroup_and_taken_out_of_allocatable() {
 
     // The cgroup must exist: upstream refuses to create it.
     remove();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let mut refused = c.start_kubelet_with(dir.path(), &config, &[]);
     let status = refused.wait_exit(30).expect("the kubelet stops");
     assert!(!status.success());

@@ -65,7 +65,7 @@ fn an_image_pulled_with_a_secret_is_not_given_to_pods_without_it() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let registry = env.auth_registry.clone();

@@ -63,7 +63,7 @@ fn a_running_pod_is_resized_in_place() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "resize-test");

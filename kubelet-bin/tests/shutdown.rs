@@ -87,7 +87,7 @@ fn node_shutdown_kills_pods_by_priority_and_releases_the_lock() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let bus = kubelet_test_support::PrivateBus::start(dir.path()).expect("dbus-daemon");
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     let seen = Arc::new(Mutex::new(Seen::default()));

@@ -183,7 +183,7 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
     // The client's lazy channel spawns its connection task on the current runtime.
     let _entered = rt.enter();
     let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = kubelet_test_support::TestDir::new();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).expect("manifest dir");
     std::fs::write(
@@ -402,7 +402,7 @@ fn maximum_dead_containers_per_container_keeps_more_dead_instances() {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let _entered = rt.enter();
     let runtime = CriClient::new(&env.endpoint, Timeouts::default()).expect("client");
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = kubelet_test_support::TestDir::new();
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).expect("manifest dir");
     std::fs::write(

@@ -39,7 +39,7 @@ fn systemd_cgroup_driver_makes_pod_slices_through_systemd() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let bus = match kubelet_test_support::PrivateBus::start(dir.path()) {
         Ok(bus) => bus,
         Err(reason) => return kubelet_test_support::skip(TEST, reason),

@@ -15,7 +15,7 @@ fn readiness_is_published_while_a_pod_terminates() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "terminating-test");

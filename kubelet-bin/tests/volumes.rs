@@ -21,7 +21,7 @@ fn a_running_pod_keeps_restarting_when_its_config_map_goes() {
         return;
     };
     let _node = lock();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = kubelet_test_support::TestDir::new();
     let kubelet = c.start_kubelet(dir.path());
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "volume-refresh-test");

@@ -43,6 +43,59 @@ pub fn skip(test: &str, reason: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// A temporary directory for a kubelet's root directory and files, removed on drop after
+/// everything mounted at or below it is lazily unmounted: the kubelet makes its root
+/// directory a bind mount of itself (as upstream's kubelet does) and mounts volumes
+/// below it, none of which it undoes when it stops.
+#[derive(Debug)]
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    /// A new directory under the system's temporary directory.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be made (a test helper: the test fails).
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().expect("a temporary directory"))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Default for TestDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let Ok(base) = std::fs::canonicalize(self.path()) else {
+            return;
+        };
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut below: Vec<std::path::PathBuf> = mountinfo
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+            .filter(|p| p.starts_with(&base))
+            .collect();
+        // Deepest last in mount order: undo newest first.
+        below.reverse();
+        for path in below {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&path)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// A private D-Bus daemon on a socket of its own, for a fake system service (logind,
 /// systemd) on a machine without systemd; stopped on drop.
 #[derive(Debug)]

@@ -76,6 +76,21 @@ pub use error::{Error, Result};
 pub use kubelet_core::downward::NodeAllocatable;
 pub use manager::{PodVolumes, VolumeManager};
 
+/// Prepares the kubelet's root directory at start-up as upstream does: creates it (mode
+/// 0750) and makes it the root of a recursively shared mount (a bind mount of itself,
+/// unless the mount it is on is shared already), so that mounts made below it reach
+/// containers with `Bidirectional` propagation and a kubelet started later (this one or
+/// upstream's) sees the volume mounts made by an earlier one. Blocking: call it from
+/// `spawn_blocking`. Whether it bind-mounted.
+///
+/// # Errors
+///
+/// The directory cannot be made, or the mount is refused.
+pub fn prepare_root_dir(root_dir: &std::path::Path) -> Result<bool> {
+    sys::mkdir_all(root_dir, 0o750)?;
+    sys::make_rshared(root_dir)
+}
+
 /// Removes `path` and everything below it (a file or symlink at `path` is unlinked)
 /// without following symlinks, and refuses with [`Error::MountPoint`], removing
 /// nothing, when anything is mounted at or below it: for other directories of the

@@ -29,6 +29,8 @@ pub(crate) struct MountEntry {
     pub mount_point: PathBuf,
     /// The filesystem type, e.g. `tmpfs`.
     pub fs_type: String,
+    /// Whether it is in a shared peer group (an optional field `shared:N`).
+    pub shared: bool,
 }
 
 /// Parses `/proc/<pid>/mountinfo` text: `id parent major:minor root mount-point options
@@ -38,10 +40,20 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .filter_map(|line| {
             let mut fields = line.split(' ');
             let mount_point = fields.nth(4)?;
-            let fs_type = fields.skip_while(|f| *f != "-").nth(1)?;
+            // Past the options: optional fields up to the `-` separator.
+            let mut optional = fields.skip(1);
+            let mut shared = false;
+            for field in optional.by_ref() {
+                if field == "-" {
+                    break;
+                }
+                shared |= field.starts_with("shared:");
+            }
+            let fs_type = optional.next()?;
             Some(MountEntry {
                 mount_point: PathBuf::from(OsString::from_vec(unescape_octal(mount_point))),
                 fs_type: fs_type.to_owned(),
+                shared,
             })
         })
         .collect()
@@ -95,6 +107,29 @@ pub(crate) fn real_path(path: &Path) -> PathBuf {
 pub(crate) fn mount_at(path: &Path) -> Result<Option<MountEntry>> {
     let real = real_path(path);
     Ok(mounts()?.into_iter().rev().find(|m| m.mount_point == real))
+}
+
+/// Makes the directory `dir` (which exists) the root of a recursively shared mount, as
+/// upstream's `MakeRShared`: nothing when the mount it is on is shared already, else a
+/// bind mount of itself made `rshared`. Whether it bind-mounted.
+pub(crate) fn make_rshared(dir: &Path) -> Result<bool> {
+    let real = fs::canonicalize(dir).map_err(|e| Error::io("resolving", dir, e))?;
+    let on_shared = mounts()?
+        .into_iter()
+        .rev()
+        .find(|m| real.starts_with(&m.mount_point))
+        .is_some_and(|m| m.shared);
+    if on_shared {
+        debug!(dir = %real.display(), "already on a shared mount");
+        return Ok(false);
+    }
+    let mount = |flags: MsFlags, what: &'static str| {
+        nix::mount::mount(Some(&real), &real, None::<&str>, flags, None::<&str>)
+            .map_err(|e| Error::io(what, &real, e))
+    };
+    mount(MsFlags::MS_BIND, "bind-mounting")?;
+    mount(MsFlags::MS_SHARED | MsFlags::MS_REC, "making rshared")?;
+    Ok(true)
 }
 
 /// Mount points at `path` or below it.
@@ -472,7 +507,8 @@ mod tests {
     fn parses_mountinfo_with_optional_fields_and_escapes() {
         let text = "\
 36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-37 1 0:30 / /var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/s rw,relatime shared:5 - tmpfs tmpfs rw,size=1024k
+37 1 0:30 / /var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/s rw,relatime master:2 shared:5 - tmpfs tmpfs rw,size=1024k
+38 1 0:31 / /x rw - tmpfs shared:9 rw
 ";
         let mounts = parse_mountinfo(text);
         assert_eq!(
@@ -481,13 +517,71 @@ mod tests {
                 MountEntry {
                     mount_point: "/mnt/with space".into(),
                     fs_type: "ext3".into(),
+                    shared: false,
                 },
                 MountEntry {
                     mount_point: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/s".into(),
                     fs_type: "tmpfs".into(),
+                    shared: true,
+                },
+                MountEntry {
+                    mount_point: "/x".into(),
+                    fs_type: "tmpfs".into(),
+                    shared: false,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_root_dir_becomes_an_rshared_mount_once() {
+        if !crate::testing::can_mount("the_root_dir_becomes_an_rshared_mount_once") {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("kubelet");
+        let _cleanup = crate::testing::UnmountOnDrop(dir.path().to_owned());
+        let real = |m: &MountEntry| m.mount_point == real_path(&root);
+        let on_shared_mount_before = {
+            let all = mounts().expect("mountinfo");
+            all.iter()
+                .rev()
+                .find(|m| real_path(dir.path()).starts_with(&m.mount_point))
+                .is_some_and(|m| m.shared)
+        };
+        let bound = crate::prepare_root_dir(&root).expect("prepared");
+        assert_eq!(bound, !on_shared_mount_before);
+        assert_eq!(
+            fs::metadata(&root).expect("made").permissions().mode() & 0o777,
+            0o750
+        );
+        if bound {
+            let mount = mounts()
+                .expect("mountinfo")
+                .into_iter()
+                .rev()
+                .find(real)
+                .expect("a mount at the root dir");
+            assert!(mount.shared, "{mount:?}");
+        }
+        // A mount made below it is shared too, and a second start bind-mounts nothing.
+        let below = root.join("pods");
+        mkdir_all(&below, 0o750).expect("mkdir");
+        mount_tmpfs(&below, None).expect("tmpfs");
+        let tmpfs = mounts()
+            .expect("mountinfo")
+            .into_iter()
+            .rev()
+            .find(|m| m.mount_point == real_path(&below))
+            .expect("the tmpfs");
+        assert!(tmpfs.shared, "{tmpfs:?}");
+        assert!(!crate::prepare_root_dir(&root).expect("again"));
+        let stacked = mounts()
+            .expect("mountinfo")
+            .iter()
+            .filter(|m| real(m))
+            .count();
+        assert_eq!(stacked, usize::from(bound));
     }
 
     #[test]
