@@ -762,6 +762,7 @@ impl Kubelet {
         let pressure = ctx.node.pressure.clone();
         let events = ctx.events.clone();
         let images = ctx.images.clone();
+        let clock = ctx.clock.clone();
         let manager = PodManager::new(
             Arc::new(ctx),
             pods.clone(),
@@ -846,6 +847,14 @@ impl Kubelet {
                 ShutdownManager::new(periods, node_shutdown).run(),
             );
         }
+        let healthz = {
+            let (monitor, clock, resync) = (
+                manager.sync_loop_monitor(),
+                clock.clone(),
+                cfg.sync_frequency,
+            );
+            kubelet_server::Healthz::kubelet(Arc::new(move || monitor.check(clock.now(), resync)))
+        };
         tasks.spawn_fallible("pod manager", Role::Main, async move {
             manager.run(updates_rx).await.map_err(|e| Error::TaskEnded {
                 task: "pod manager",
@@ -867,6 +876,7 @@ impl Kubelet {
                 .filter(|d| !d.is_zero()),
             handlers: kubelet_server::Handlers::from_config(&cfg.config),
             set_verbosity,
+            healthz,
         };
         if let Some(port) = cfg.read_only_port {
             tasks.spawn_fallible(

@@ -194,6 +194,14 @@ impl Family {
         });
     }
 
+    /// Forgets every series (upstream's `Reset`, e.g. a `DELETE` of `/metrics/slis`).
+    pub fn reset(&self) {
+        self.series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Forgets the series of these label values (an object that is gone).
     pub fn remove(&self, values: &[&str]) {
         let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();

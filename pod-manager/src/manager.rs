@@ -83,6 +83,7 @@ pub struct PodManager {
     killer: PodKiller,
     container_gc: ContainerGc,
     commands: mpsc::Receiver<ManagerCommand>,
+    sync_loop: crate::SyncLoopMonitor,
 }
 
 impl std::fmt::Debug for PodManager {
@@ -140,7 +141,13 @@ impl PodManager {
             killer: PodKiller::new(commands_tx),
             container_gc,
             commands,
+            sync_loop: crate::SyncLoopMonitor::default(),
         }
+    }
+
+    /// What the `syncloop` health check reads: when the manager's loop last went round.
+    pub fn sync_loop_monitor(&self) -> crate::SyncLoopMonitor {
+        self.sync_loop.clone()
     }
 
     /// The handle a `ShutdownManager` (kubelet-node-agent) kills pods through, and whose
@@ -201,6 +208,7 @@ impl PodManager {
         let mut ticks: u32 = 0;
         let mut orphan_dirs: Option<AbortOnDrop> = None;
         loop {
+            self.sync_loop.entered(self.ctx.clock.now());
             tokio::select! {
                 _ = housekeeping.tick() => {
                     ticks = ticks.wrapping_add(1);

@@ -467,9 +467,11 @@ async fn accept_api(
     Ok(())
 }
 
-/// Serves `/healthz` (plain HTTP, no authentication) on `address` until the task is
-/// dropped.
+/// Serves `/healthz` and `/healthz/ping` (plain HTTP, no authentication) on `address`
+/// until the task is dropped, as upstream's default health handler.
 pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
+    static PING: std::sync::LazyLock<crate::Healthz> =
+        std::sync::LazyLock::new(crate::Healthz::ping);
     let listener = bind(address, "/healthz").await?;
     tracing::info!(%address, "serving /healthz");
     accept_loop(
@@ -477,14 +479,14 @@ pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
         HEALTHZ_LIMITS,
         |stream, peer, _admission| async move {
             let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let response = match request.uri().path() {
-                    "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
-                    _ => text(
+                let uri = request.uri();
+                let response = PING.serve(uri.path(), uri.query()).unwrap_or_else(|| {
+                    text(
                         StatusCode::NOT_FOUND,
                         "text/plain; charset=utf-8",
                         "404 page not found\n",
-                    ),
-                };
+                    )
+                });
                 Ok::<_, std::convert::Infallible>(response)
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()

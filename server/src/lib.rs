@@ -44,6 +44,7 @@ mod api;
 mod auth;
 mod cache;
 mod error;
+mod healthz;
 mod node_logs;
 mod read_only;
 mod reviews;
@@ -53,6 +54,7 @@ mod tls;
 
 pub use api::{Settings, serve_api, serve_healthz};
 pub use error::{Error, Result};
+pub use healthz::{HealthCheck, Healthz};
 pub use read_only::serve_read_only;
 pub use routes::{ApiBody, Endpoints, Handlers, VerbositySetter, text};
 pub use tls::{ServingCert, ServingResolver, TlsOptions};

@@ -1,8 +1,10 @@
 //! The read-only port (`readOnlyPort`, off unless configured): plain HTTP without
-//! authentication, serving what upstream's read-only server serves (its default
-//! handlers, not the debugging ones): `/healthz`, `/pods`, `/configz`, `/stats/summary`,
-//! `/metrics`, `/metrics/probes` and `/metrics/resource`. Logs, exec, attach,
-//! port-forward and `/runningpods` stay on the authenticated port.
+//! authentication, serving what upstream's read-only server serves, its handlers that
+//! need no authorization: `/healthz` and its checks, `/pods`, `/stats/summary`,
+//! `/metrics`, `/metrics/probes`, `/metrics/resource`, `/metrics/slis` (and
+//! `/metrics/cadvisor`, not built yet). The debugging paths (logs, exec, attach,
+//! port-forward, `/runningpods`, ...) answer as upstream's disabled debugging handlers;
+//! `/configz` and the rest stay on the authenticated port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use crate::Result;
 use crate::accept::{Limits, accept_loop, bind};
 use crate::api::request_metric_labels;
-use crate::routes::{ApiBody, Endpoints, text};
+use crate::routes::{ApiBody, Endpoints, Handlers, text};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,19 +36,31 @@ fn served(path: &str) -> bool {
         "/healthz"
             | "/pods"
             | "/pods/"
-            | "/configz"
             | "/stats/summary"
             | "/metrics"
+            | "/metrics/cadvisor"
             | "/metrics/probes"
             | "/metrics/resource"
-    )
+            | "/metrics/slis"
+    ) || path.starts_with("/healthz/")
 }
+
+/// The read-only server has no debugging handlers: their paths answer as disabled.
+const HANDLERS: Handlers = Handlers {
+    debugging: false,
+    system_log: false,
+    profiling: false,
+    debug_flags: false,
+};
 
 async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<ApiBody> {
     let (method, path) = (request.method(), request.uri().path());
     let labels = request_metric_labels(method.as_str(), path);
     let labels = [labels.0, labels.1.as_str(), "readonly", labels.2];
     metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
+    if let Some(refused) = HANDLERS.refusal(path) {
+        return refused;
+    }
     if !served(path) {
         return text(
             StatusCode::NOT_FOUND,
@@ -63,7 +77,7 @@ async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<A
 /// Serves the read-only endpoints on `address` until the task is dropped.
 pub async fn serve_read_only(address: SocketAddr, endpoints: Endpoints) -> Result<()> {
     let listener = bind(address, "the read-only port").await?;
-    tracing::warn!(%address, "serving the read-only port: /pods, /healthz, /configz, /stats/summary and /metrics without authentication");
+    tracing::warn!(%address, "serving the read-only port: /pods, /healthz, /stats/summary and /metrics without authentication");
     let endpoints = Arc::new(endpoints);
     accept_loop(listener, LIMITS, |stream, peer, _admission| {
         let endpoints = endpoints.clone();
@@ -94,21 +108,26 @@ mod tests {
     fn only_upstreams_default_handlers_are_read_only() {
         for path in [
             "/healthz",
+            "/healthz/syncloop",
             "/pods",
-            "/configz",
             "/stats/summary",
             "/metrics/resource",
+            "/metrics/slis",
         ] {
             assert!(served(path), "{path}");
+            assert!(HANDLERS.refusal(path).is_none(), "{path}");
+        }
+        for path in ["/configz", "/configzz", "/debug/flags/v", "/allocatedPods"] {
+            assert!(!served(path), "{path}");
         }
         for path in [
             "/containerLogs/ns/pod/c",
             "/exec/ns/pod/c",
             "/logs/",
             "/runningpods/",
-            "/configzz",
         ] {
-            assert!(!served(path), "{path}");
+            let refused = HANDLERS.refusal(path).expect("refused");
+            assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The kubelet API's endpoints, once a request is authenticated and authorized:
-//! `/healthz`, `/pods`, `/runningpods`, `/configz`, `/metrics`, `/metrics/probes`,
-//! `/metrics/resource`, `/stats/summary`, `/logs/` and
+//! `/healthz` (and its checks), `/pods`, `/runningpods`, `/configz`, `/metrics`,
+//! `/metrics/probes`, `/metrics/resource`, `/metrics/slis`, `/stats/summary`, `/logs/` and
 //! `/containerLogs/{namespace}/{pod}/{container}` (the streaming endpoints are in
 //! [`crate::stream`]).
 
@@ -53,6 +53,8 @@ pub struct Endpoints {
     /// Sets the log verbosity (`PUT /debug/flags/v`); `None`: the endpoint answers that
     /// the verbosity cannot be changed.
     pub set_verbosity: Option<VerbositySetter>,
+    /// The checks of `/healthz` and `/healthz/<check>`.
+    pub healthz: crate::Healthz,
 }
 
 /// Changes the kubelet's log verbosity (`-v`) while it runs.
@@ -185,8 +187,10 @@ impl Endpoints {
         path: &str,
         query: Option<&str>,
     ) -> Response<ApiBody> {
+        if let Some(health) = self.healthz.serve(path, query) {
+            return health;
+        }
         match path {
-            "/healthz" => plain(StatusCode::OK, "ok"),
             "/configz" => text(
                 StatusCode::OK,
                 "application/json",
@@ -208,6 +212,19 @@ impl Endpoints {
             {
                 method_not_allowed()
             }
+            "/metrics/slis" => match *method {
+                Method::GET => text(
+                    StatusCode::OK,
+                    metrics::TEXT_CONTENT_TYPE,
+                    metrics::render(&metrics::kubelet::SLIS),
+                ),
+                Method::DELETE => {
+                    metrics::kubelet::HEALTHCHECK.reset();
+                    metrics::kubelet::HEALTHCHECKS_TOTAL.reset();
+                    plain(StatusCode::OK, "metrics reset\n")
+                }
+                _ => method_not_allowed(),
+            },
             "/metrics" => text(
                 StatusCode::OK,
                 metrics::TEXT_CONTENT_TYPE,

@@ -411,6 +411,26 @@ pub static COMPONENT: [&Family; 31] = [
     &STARTED_PODS_TOTAL,
 ];
 
+/// `kubernetes_healthcheck` (component-base `slis`): the last result of each health
+/// check, 1 passing, 0 failing.
+pub static HEALTHCHECK: Family = Family::gauge(
+    "kubernetes_healthcheck",
+    "This metric records the result of a single healthcheck.",
+    Stable,
+    &["name", "type"],
+);
+
+/// `kubernetes_healthchecks_total` (component-base `slis`).
+pub static HEALTHCHECKS_TOTAL: Family = Family::counter(
+    "kubernetes_healthchecks_total",
+    "This metric records the results of all healthcheck.",
+    Stable,
+    &["name", "status", "type"],
+);
+
+/// The families of `/metrics/slis`.
+pub static SLIS: [&Family; 3] = [&PROCESS_START_TIME, &HEALTHCHECK, &HEALTHCHECKS_TOTAL];
+
 /// What `/metrics/probes` shows.
 pub static PROBES: [&Family; 3] = [
     &PROCESS_START_TIME,

@@ -173,6 +173,7 @@ async fn start_with(
         stream_idle_timeout: None,
         handlers: Handlers::default(),
         set_verbosity: None,
+        healthz: crate::Healthz::kubelet(Arc::new(|| Ok(()))),
     };
     change_endpoints(&mut endpoints);
     let tls = tls::server_config(
