@@ -2,8 +2,11 @@
 //! Go's `http.FileServer`: a directory is a listing of links (a path without its
 //! trailing slash is redirected to it), a file is its content. Nothing outside the
 //! directory is served: `..` is cleaned away as Go does, and a symlink leading out of
-//! the directory is not found.
+//! the directory is not found (the kernel resolves the path beneath the directory,
+//! `openat2(RESOLVE_BENEATH)`, so a symlink swapped in meanwhile cannot lead out).
 
+use std::fs::Metadata;
+use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
@@ -23,23 +26,25 @@ fn not_found() -> Response<ApiBody> {
     )
 }
 
-/// The file or directory `request_path` (under `/logs`) names inside `root`, the path
-/// cleaned as Go's `path.Clean` (so `..` never climbs above the root).
-fn resolve(root: &Path, request_path: &str) -> PathBuf {
+/// The file or directory `request_path` (under `/logs`) names, relative to the log
+/// directory, cleaned as Go's `path.Clean` (so `..` never climbs above it); `.` for the
+/// directory itself.
+fn resolve(request_path: &str) -> PathBuf {
     let rest = request_path.strip_prefix("/logs").unwrap_or(request_path);
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
     for component in Path::new(rest).components() {
         match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::Normal(part) => parts.push(part),
             Component::ParentDir => {
                 parts.pop();
             }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    parts
-        .iter()
-        .fold(root.to_path_buf(), |path, part| path.join(part))
+    if parts.is_empty() {
+        return PathBuf::from(".");
+    }
+    parts.iter().collect()
 }
 
 /// Escapes text for HTML, as Go's `htmlReplacer`.
@@ -66,21 +71,38 @@ fn href_escape(name: &str) -> String {
     out
 }
 
+/// Opens `relative` (clean, no `..`) inside `root` with `openat2(RESOLVE_BENEATH)`: the
+/// kernel resolves every symlink on the way and refuses any step out of `root`, so a
+/// symlink swapped in between a check and the open cannot lead out either.
+fn open_beneath(root: &Path, relative: &Path) -> std::io::Result<(std::fs::File, Metadata)> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let dir = std::fs::File::open(root)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let file = std::fs::File::from(openat2(&dir, relative, how)?);
+    let metadata = file.metadata()?;
+    Ok((file, metadata))
+}
+
 /// Answers `GET /logs/...` from `root`.
 pub async fn serve(root: &Path, request_path: &str) -> Response<ApiBody> {
-    let Ok(canonical_root) = tokio::fs::canonicalize(root).await else {
-        return not_found();
-    };
-    let wanted = resolve(&canonical_root, request_path);
-    let Ok(real) = tokio::fs::canonicalize(&wanted).await else {
-        return not_found();
-    };
-    if !real.starts_with(&canonical_root) {
-        tracing::debug!(path = %wanted.display(), "refusing a /logs path that leads outside the log directory");
-        return not_found();
-    }
-    let Ok(metadata) = tokio::fs::metadata(&real).await else {
-        return not_found();
+    let (root, relative) = (root.to_owned(), resolve(request_path));
+    let opened = tokio::task::spawn_blocking(move || open_beneath(&root, &relative)).await;
+    let (file, metadata) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return text(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                "403 Forbidden\n",
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(path = request_path, error = %e, "not serving a /logs path");
+            return not_found();
+        }
+        Err(_) => return not_found(),
     };
     if metadata.is_dir() {
         if !request_path.ends_with('/') {
@@ -100,20 +122,10 @@ pub async fn serve(root: &Path, request_path: &str) -> Response<ApiBody> {
             }
             return response;
         }
-        return list(&real).await;
+        return list(&file).await;
     }
-    let file = match tokio::fs::File::open(&real).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return text(
-                StatusCode::FORBIDDEN,
-                "text/plain; charset=utf-8",
-                "403 Forbidden\n",
-            );
-        }
-        Err(_) => return not_found(),
-    };
-    let stream = ReaderStream::new(file).map(|chunk| chunk.map(Frame::data));
+    let stream =
+        ReaderStream::new(tokio::fs::File::from_std(file)).map(|chunk| chunk.map(Frame::data));
     let mut response = Response::new(StreamBody::new(stream).boxed());
     let headers = response.headers_mut();
     if let Ok(value) = "text/plain; charset=utf-8".parse() {
@@ -126,8 +138,10 @@ pub async fn serve(root: &Path, request_path: &str) -> Response<ApiBody> {
 }
 
 /// A directory listing as Go's `dirList`: sorted names, directories with a slash.
-async fn list(dir: &Path) -> Response<ApiBody> {
-    let mut entries = match tokio::fs::read_dir(dir).await {
+async fn list(dir: &std::fs::File) -> Response<ApiBody> {
+    // The directory already opened, by its descriptor: not its path again.
+    let by_descriptor = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    let mut entries = match tokio::fs::read_dir(by_descriptor).await {
         Ok(entries) => entries,
         Err(_) => {
             return text(
@@ -181,17 +195,13 @@ mod tests {
 
     #[test]
     fn paths_are_cleaned_as_go_does() {
-        let root = Path::new("/var/log");
-        assert_eq!(resolve(root, "/logs/"), PathBuf::from("/var/log"));
+        assert_eq!(resolve("/logs/"), PathBuf::from("."));
+        assert_eq!(resolve("/logs/a/b.log"), PathBuf::from("a/b.log"));
         assert_eq!(
-            resolve(root, "/logs/a/b.log"),
-            PathBuf::from("/var/log/a/b.log")
+            resolve("/logs/../../etc/passwd"),
+            PathBuf::from("etc/passwd")
         );
-        assert_eq!(
-            resolve(root, "/logs/../../etc/passwd"),
-            PathBuf::from("/var/log/etc/passwd")
-        );
-        assert_eq!(resolve(root, "/logs/a/../b"), PathBuf::from("/var/log/b"));
+        assert_eq!(resolve("/logs/a/../b"), PathBuf::from("b"));
     }
 
     #[tokio::test]
@@ -229,5 +239,62 @@ mod tests {
         let redirect = serve(&root, "/logs/pods").await;
         assert_eq!(redirect.status(), StatusCode::MOVED_PERMANENTLY);
         assert_eq!(redirect.headers()[hyper::header::LOCATION], "pods/");
+    }
+
+    /// Generated `..`, symlink and encoding variants (thousands of paths): none reads
+    /// the file next to the log directory or lists the directory above it.
+    #[tokio::test]
+    async fn no_generated_variant_escapes_the_log_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("log");
+        std::fs::create_dir_all(root.join("pods")).expect("dirs");
+        std::fs::write(root.join("syslog"), "line one\n").expect("file");
+        std::fs::write(root.join("pods/app.log"), "app\n").expect("file");
+        std::fs::write(dir.path().join("secret"), "host secret").expect("file");
+        std::os::unix::fs::symlink(dir.path(), root.join("escape")).expect("link");
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("escape_file"))
+            .expect("link");
+        std::os::unix::fs::symlink("pods", root.join("inner_link")).expect("link");
+        std::os::unix::fs::symlink("../..", root.join("pods/up")).expect("link");
+
+        let segments = [
+            "..",
+            ".",
+            "escape",
+            "escape_file",
+            "pods",
+            "up",
+            "syslog",
+            "%2e%2e",
+            "inner_link",
+            "secret",
+        ];
+        let variants = kubelet_test_support::path_variants(&segments, 3);
+        assert!(variants.len() >= 200, "{}", variants.len());
+        let (mut served, mut refused) = (0, 0);
+        for variant in &variants {
+            let path = format!("/logs/{}", variant.trim_start_matches('/'));
+            let (status, text) = body(serve(&root, &path).await).await;
+            assert!(
+                !text.contains("host secret")
+                    && !text.contains("href=\"secret\"")
+                    && !text.contains("href=\"log/\""),
+                "{path} escaped: {status} {text:?}"
+            );
+            if status == StatusCode::OK {
+                served += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // Served: the variants that stay inside (e.g. `pods/../syslog`).
+        assert!(
+            served > 0 && refused > 0,
+            "{served} served, {refused} refused"
+        );
+        eprintln!(
+            "/logs/ traversal: {} variants, {served} served inside, {refused} refused",
+            variants.len()
+        );
     }
 }

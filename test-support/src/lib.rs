@@ -43,6 +43,37 @@ pub fn skip(test: &str, reason: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// Path variants for traversal tests: every sequence of up to `max_len` of `segments`
+/// joined with `/` (each also with a leading `/` and with doubled slashes), in a fixed
+/// order, so a failure names a variant that can be tried again.
+pub fn path_variants(segments: &[&str], max_len: usize) -> Vec<String> {
+    let mut sequences: Vec<Vec<&str>> = vec![Vec::new()];
+    let mut all = Vec::new();
+    for _ in 0..max_len {
+        let longer: Vec<Vec<&str>> = sequences
+            .iter()
+            .flat_map(|s| {
+                segments.iter().map(move |segment| {
+                    let mut s = s.clone();
+                    s.push(segment);
+                    s
+                })
+            })
+            .collect();
+        all.extend(longer.iter().map(|s| s.join("/")));
+        sequences = longer;
+    }
+    let mut variants = Vec::with_capacity(all.len() * 3);
+    for path in all {
+        variants.push(format!("/{path}"));
+        variants.push(path.replace('/', "//"));
+        variants.push(path);
+    }
+    variants.sort();
+    variants.dedup();
+    variants
+}
+
 /// A temporary directory for a kubelet's root directory and files, removed on drop after
 /// everything mounted at or below it is lazily unmounted: the kubelet makes its root
 /// directory a bind mount of itself (as upstream's kubelet does) and mounts volumes
