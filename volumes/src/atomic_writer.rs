@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -93,6 +93,12 @@ impl<'a> AtomicWriter<'a> {
                 return Err(Error::io("reading the link", &data_dir, e));
             }
         };
+        // `..data` names one of this writer's timestamped directories beside it; a link
+        // anywhere else was not made here, and nothing is read or removed through it.
+        if !old_ts_dir.is_empty() && !self.is_payload_dir(&old_ts_dir) {
+            warn!(context = ctx, link = %old_ts_dir, "the data directory link leads elsewhere; replacing it");
+            old_ts_dir.clear();
+        }
         let old_ts_path = self.target_dir.join(&old_ts_dir);
 
         let mut paths_to_remove = BTreeSet::new();
@@ -147,6 +153,15 @@ impl<'a> AtomicWriter<'a> {
             sys::remove_all(&old_ts_path)?;
         }
         Ok(should_write)
+    }
+
+    /// Whether `name` is a timestamped payload directory of this target: a plain
+    /// `..`-prefixed name (no path) of a real directory, not a symlink.
+    fn is_payload_dir(&self, name: &str) -> bool {
+        name.starts_with("..")
+            && name.len() > 2
+            && !name.contains('/')
+            && fs::symlink_metadata(self.target_dir.join(name)).is_ok_and(|m| m.is_dir())
     }
 
     /// Paths (files and directories, relative) of the old payload that the new one
@@ -557,6 +572,109 @@ mod tests {
         assert!(
             fs::read_link(dir.path().join("..data")).is_err(),
             "nothing written"
+        );
+    }
+
+    /// Generated payload paths (`..`, `.`, leading and doubled slashes, names of the
+    /// writer's own `..data` links and timestamp directories, names of symlinks planted
+    /// in the target) written twice over target directories in five states (clean, a
+    /// `..data` or user-visible name planted as a symlink leading out, absolutely and
+    /// relatively): each is refused or written inside its target, and nothing outside
+    /// is created, changed or removed.
+    #[test]
+    fn no_generated_payload_path_escapes_the_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("keep")).expect("mkdir");
+        fs::write(outside.join("secret"), "host secret").expect("write");
+        let snapshot = |root: &Path| {
+            let mut all = BTreeSet::new();
+            // Gone (removed through a planted link): an empty set, which the assert names.
+            let _ = walk(root, root, &mut all);
+            let contents: Vec<String> = all
+                .iter()
+                .map(|p| fs::read_to_string(root.join(p)).unwrap_or_default())
+                .collect();
+            (all, contents)
+        };
+        // A directory holding only what the payloads hold: were it taken for the old
+        // payload directory, nothing would stop its removal.
+        let decoy = dir.path().join("decoy");
+        fs::create_dir(&decoy).expect("mkdir");
+        fs::write(decoy.join("b"), "decoy").expect("write");
+        let outside_before = (snapshot(&outside), snapshot(&decoy));
+        // Symlinks planted in the target: name, and whether they lead to the decoy
+        // (else to outside/) by an absolute path (else a relative one).
+        let plants: [&[(&str, bool, bool)]; 5] = [
+            &[],
+            &[("..data", true, true)],
+            &[("..data", true, false)],
+            &[("abs_out", false, true)],
+            &[("rel_out", false, false)],
+        ];
+        let segments = [
+            "..",
+            ".",
+            "a",
+            "abs_out",
+            "rel_out",
+            "..data",
+            "..data_tmp",
+            "x/y",
+            "...",
+            "..2024",
+        ];
+        let variants = kubelet_test_support::path_variants(&segments, 2);
+        let (mut written, mut refused) = (0, 0);
+        for (i, variant) in variants.iter().enumerate() {
+            let target = dir.path().join("targets").join(i.to_string());
+            fs::create_dir_all(&target).expect("mkdir");
+            let plant = plants[i % plants.len()];
+            for (name, to_decoy, absolute) in plant {
+                let leaf = if *to_decoy { "decoy" } else { "outside" };
+                let link = if *absolute {
+                    dir.path().join(leaf)
+                } else {
+                    Path::new("../..").join(leaf)
+                };
+                std::os::unix::fs::symlink(link, target.join(name)).expect("plant");
+            }
+            let writer = AtomicWriter::new(&target, "traversal").expect("writer");
+            for (round, other) in [(0, "b"), (1, "c")] {
+                let files = payload(&[(variant, "1"), (other, "2")]);
+                match writer.write(&files, None) {
+                    Ok(_) => written += 1,
+                    Err(_) => refused += 1,
+                }
+                assert_eq!(
+                    (snapshot(&outside), snapshot(&decoy)),
+                    outside_before,
+                    "payload path {variant:?}, plants {plant:?}, round {round}"
+                );
+            }
+            let mut inside = BTreeSet::new();
+            walk(&target, &target, &mut inside).expect("walk");
+            let planted: BTreeSet<&str> = plant.iter().map(|(name, ..)| *name).collect();
+            for path in inside.iter().filter(|p| !planted.contains(p.as_str())) {
+                if let Ok(real) = fs::canonicalize(target.join(path)) {
+                    assert!(
+                        real.starts_with(fs::canonicalize(&target).expect("target")),
+                        "{path} of payload path {variant:?} leads to {}",
+                        real.display()
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("list").count(),
+            3,
+            "only outside/, decoy/ and targets/ next to each other"
+        );
+        assert!(written > 0 && refused > 0);
+        assert!(variants.len() >= 200, "{}", variants.len());
+        eprintln!(
+            "atomic writer traversal: {} payload paths x 2 writes; {written} writes done inside, {refused} refused",
+            variants.len()
         );
     }
 }

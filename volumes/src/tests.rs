@@ -1243,3 +1243,171 @@ async fn added_plugins_take_over_and_unknown_volume_types_fail() {
         env.volume_dir("u2", "kubernetes.io~empty-dir", "bare")
     );
 }
+
+/// Everything below `dir` without following symlinks: relative path -> what it is
+/// (`dir`, `file:<content>`, `link:<target>`).
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.map_while(Result::ok) {
+            let path = entry.path();
+            let name = path
+                .strip_prefix(base)
+                .expect("below")
+                .display()
+                .to_string();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("link");
+                out.insert(name, format!("link:{}", target.display()));
+            } else if meta.is_dir() {
+                out.insert(name, "dir".into());
+                walk(base, &path, out);
+            } else {
+                let content = fs::read_to_string(&path).unwrap_or_default();
+                out.insert(name, format!("file:{content}"));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The (device, inode) of `dir` and of everything below it, symlinks not followed.
+fn inodes(dir: &Path) -> HashSet<(u64, u64)> {
+    let mut seen = HashSet::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        seen.insert((meta.dev(), meta.ino()));
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .map_while(Result::ok)
+            {
+                todo.push(entry.path());
+            }
+        }
+    }
+    seen
+}
+
+/// Generated subPath variants (`..`, `.`, leading and doubled slashes, symlinks leading
+/// out absolutely and relatively, chains, loops, a link to the volume's parent, paths
+/// not there yet) on an emptyDir and on a hostPath volume: each is refused or
+/// bind-mounts a file or directory of the volume itself, and nothing outside the
+/// volumes is created or changed.
+#[tokio::test]
+async fn no_generated_sub_path_variant_escapes_its_volume() {
+    let env = Env::new();
+    if !can_mount("no_generated_sub_path_variant_escapes_its_volume") {
+        return;
+    }
+    let outside = env.root.join("outside");
+    fs::create_dir_all(outside.join("dir")).expect("mkdir");
+    fs::write(outside.join("secret"), "host secret").expect("write");
+    let host = env.root.join("host-volume");
+    fs::create_dir(&host).expect("mkdir");
+    let pod = pod_with(
+        "u1",
+        vec![
+            empty_dir("data", None),
+            host_path_volume("host", &host, "Directory"),
+        ],
+        vec![],
+    );
+    let volumes = env.manager.set_up_pod(&pod).await.expect("set up");
+    let data = env.volume_dir("u1", "kubernetes.io~empty-dir", "data");
+    for volume in [&data, &host] {
+        fs::create_dir_all(volume.join("inside/deeper")).expect("mkdir");
+        fs::write(volume.join("inside/file"), "volume data").expect("write");
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, volume.join(name)).expect("symlink");
+        };
+        link(&outside, "abs_out");
+        link(&outside.join("secret"), "abs_file");
+        let climb = "../".repeat(volume.components().count());
+        link(
+            &Path::new(&climb).join(outside.strip_prefix("/").expect("absolute")),
+            "rel_out",
+        );
+        link(Path::new("inside"), "link_in");
+        link(Path::new("rel_out"), "chain");
+        link(Path::new("loop"), "loop");
+        link(Path::new(".."), "inside/up");
+        link(Path::new("../.."), "inside/up2");
+    }
+    let outside_before = tree(&outside);
+    let root_before: BTreeSet<String> = names(&env.root);
+
+    let segments = [
+        "..",
+        ".",
+        "inside",
+        "inside/deeper",
+        "inside/file",
+        "abs_out",
+        "abs_file",
+        "rel_out",
+        "link_in",
+        "chain",
+        "loop",
+        "inside/up",
+        "inside/up2",
+        "secret",
+        "outside",
+        "new",
+    ];
+    let variants = kubelet_test_support::path_variants(&segments, 2);
+    let (mut mounted, mut refused) = ([0usize; 2], [0usize; 2]);
+    for (i, variant) in variants.iter().enumerate() {
+        let (which, volume) = if i % 2 == 0 { (0, &data) } else { (1, &host) };
+        let name = ["data", "host"][which];
+        let app = container(&format!("c{i}"), vec![sub_mount(name, "/x", variant)]);
+        match env
+            .manager
+            .container_mounts(&pod, &app, &volumes, &[])
+            .await
+        {
+            Ok(mounts) => {
+                let target = fs::metadata(&mounts[0].host_path).expect("bound");
+                assert!(
+                    inodes(volume).contains(&(target.dev(), target.ino())),
+                    "subPath {variant:?} of {name} mounted something outside the volume"
+                );
+                mounted[which] += 1;
+            }
+            Err(_) => refused[which] += 1,
+        }
+        assert_eq!(
+            tree(&outside),
+            outside_before,
+            "subPath {variant:?} of {name}"
+        );
+    }
+    assert_eq!(names(&env.root), root_before);
+    assert!(refused.iter().all(|r| *r > 0) && mounted.iter().all(|m| *m > 0));
+    assert!(variants.len() >= 400, "{}", variants.len());
+    eprintln!(
+        "subPath traversal: {} variants; emptyDir {} mounted inside, {} refused; hostPath {} mounted inside, {} refused",
+        variants.len(),
+        mounted[0],
+        refused[0],
+        mounted[1],
+        refused[1]
+    );
+    env.manager.tear_down_pod("u1").await.expect("tear down");
+    assert!(mounted_under(&env.root).is_empty());
+    assert_eq!(
+        fs::read_to_string(host.join("inside/file")).expect("kept"),
+        "volume data"
+    );
+}
