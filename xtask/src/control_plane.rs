@@ -364,6 +364,10 @@ impl ControlPlane {
                 "KUBELET_TEST_KUBECTL",
                 p(gobuild::binary(&self.l, "kubectl")),
             ),
+            (
+                "KUBELET_TEST_UPSTREAM_KUBELET",
+                p(gobuild::binary(&self.l, "kubelet")),
+            ),
             ("KUBELET_TEST_CA_FILE", p(self.pki.ca_crt())),
             ("KUBELET_TEST_CONTROL_PLANE_DIR", p(self.dir())),
             ("KUBELET_TEST_APISERVER", Self::server()),

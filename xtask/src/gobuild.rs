@@ -55,20 +55,23 @@ const STAGING_MODULES: [&str; 33] = [
     "streaming",
 ];
 
-/// The Kubernetes programs built from `k8s.io/kubernetes/cmd/<name>`.
-pub const K8S_PROGRAMS: [&str; 4] = [
+/// The Kubernetes programs built from `k8s.io/kubernetes/cmd/<name>`: the control plane,
+/// kubectl, and the upstream kubelet the swap test runs beside this one.
+pub const K8S_PROGRAMS: [&str; 5] = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
 ];
 
 /// Every program in the cache.
-const ALL_PROGRAMS: [&str; 5] = [
+const ALL_PROGRAMS: [&str; 6] = [
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "kubelet",
     "etcd",
 ];
 

@@ -1,0 +1,216 @@
+//! Swapping this kubelet for the upstream kubelet v1.37.2 and back on one node, with the
+//! same KubeletConfiguration file, kubeconfig and root directory, against the real
+//! control plane and containerd (`cargo xtask env up --control-plane` builds the
+//! upstream kubelet from its Go module): the pods one started keep running under the
+//! other with the same containers and no restart, the other deletes them cleanly (their
+//! volume mounts included, which needs the root directory to be a shared mount as
+//! upstream makes it), and new pods start.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Cluster, Kubelet, NODE_IP, Namespace, lock};
+use serde_json::Value;
+
+/// The configuration both kubelets read (beyond the test defaults of `common`).
+const CONFIG: &str = "failCgroupV1: false\n";
+
+/// Starts the upstream kubelet as this node with the configuration file and root
+/// directory the test's kubelets use.
+fn start_upstream(c: &Cluster, binary: &str, root: &std::path::Path) -> Kubelet {
+    let log = root.join("upstream-kubelet.log");
+    let stderr = std::fs::File::create(&log).expect("log file");
+    let started = std::time::SystemTime::now();
+    let child = Command::new(binary)
+        .arg("--config")
+        .arg(root.join("kubelet.yaml"))
+        .args(["--kubeconfig", &c.node_kubeconfig])
+        .args(["--hostname-override", &c.node, "--node-ip", NODE_IP])
+        .arg("--root-dir")
+        .arg(root.join("root"))
+        .args(["--node-status-update-frequency", "2s", "-v", "2"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the upstream kubelet");
+    Kubelet {
+        child,
+        log,
+        started,
+    }
+}
+
+/// Each container's ID and restart count, by pod.
+fn containers(c: &Cluster, ns: &str) -> BTreeMap<String, Vec<(String, i64)>> {
+    let pods = c.json(&["get", "pods", "-n", ns]);
+    pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let statuses = p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["containerID"].as_str().unwrap_or_default().to_owned(),
+                        s["restartCount"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect();
+            (
+                p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                statuses,
+            )
+        })
+        .collect()
+}
+
+fn pod_yaml(ns: &str, node: &str, image: &str, name: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "cat /cfg/greeting; echo; sleep 3600"]
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: scratch, mountPath: /scratch}}
+  volumes:
+  - name: cfg
+    configMap: {{name: cfg}}
+  - name: scratch
+    emptyDir: {{}}
+"#
+    )
+}
+
+/// Waits until the pods are Running and Ready.
+fn wait_running(c: &Cluster, ns: &str, names: &[&str], kubelet: &Kubelet) {
+    for name in names {
+        c.wait_json(
+            &format!("{name} Running and Ready"),
+            &["get", "pod", "-n", ns, name],
+            90,
+            kubelet,
+            |p| p["status"]["phase"] == "Running" && common::condition(p, "Ready") == Some("True"),
+        );
+    }
+}
+
+/// Deletes a pod and waits until the kubelet has finished it and the object is gone.
+fn delete_pod(c: &Cluster, ns: &str, name: &str, kubelet: &Kubelet) {
+    if let Err(e) = c.try_kubectl(
+        &["delete", "pod", "-n", ns, name, "--wait=true", "--timeout=90s"],
+        None,
+    ) {
+        panic!("deleting {name}: {e}\n{}", kubelet.log());
+    }
+    let left = c.try_kubectl(&["get", "pod", "-n", ns, name], None);
+    assert!(left.is_err(), "{name} still there: {left:?}");
+}
+
+/// Lets the new kubelet sync what it adopted, then checks that no container of `pods`
+/// changed or restarted.
+fn assert_adopted(
+    c: &Cluster,
+    ns: &str,
+    before: &BTreeMap<String, Vec<(String, i64)>>,
+    pods: &[&str],
+    kubelet: &Kubelet,
+) {
+    // Several sync periods of the new kubelet (status every 2 s, relist every 1 s).
+    std::thread::sleep(Duration::from_secs(20));
+    wait_running(c, ns, pods, kubelet);
+    let after = containers(c, ns);
+    for pod in pods {
+        assert_eq!(
+            after.get(*pod),
+            before.get(*pod),
+            "{pod}: containers changed after the swap\n{}",
+            kubelet.log()
+        );
+        assert!(
+            after[*pod].iter().all(|(id, restarts)| !id.is_empty() && *restarts == 0),
+            "{pod}: {:?}",
+            after[*pod]
+        );
+    }
+}
+
+#[test]
+fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
+    let test = "pods_survive_a_swap_to_the_upstream_kubelet_and_back";
+    let Some((_env, c)) = Cluster::from_env(test) else {
+        return;
+    };
+    let Some(upstream) = std::env::var("KUBELET_TEST_UPSTREAM_KUBELET")
+        .ok()
+        .filter(|p| std::path::Path::new(p).is_file())
+    else {
+        return kubelet_test_support::skip(
+            test,
+            "KUBELET_TEST_UPSTREAM_KUBELET names no upstream kubelet binary (cargo xtask env up --control-plane builds it)",
+        );
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let (node, image) = (&c.node, &c.busybox);
+
+    // Ours starts three pods with configMap and emptyDir volumes.
+    let ours = c.start_kubelet_with(dir.path(), CONFIG, &[]);
+    c.wait_node_ready(&ours);
+    let namespace = Namespace::create(&c, "swap");
+    let ns = namespace.name;
+    c.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {ns}}}\ndata: {{greeting: hello}}\n"
+    ));
+    for name in ["web", "keeper", "plain"] {
+        c.apply(&pod_yaml(ns, node, image, name));
+    }
+    wait_running(&c, ns, &["web", "keeper", "plain"], &ours);
+    let before = containers(&c, ns);
+    drop(ours);
+
+    // Upstream adopts them, deletes two (tearing down the mounts ours made), starts one.
+    let theirs = start_upstream(&c, &upstream, dir.path());
+    c.wait_node_ready(&theirs);
+    assert_adopted(&c, ns, &before, &["web", "keeper", "plain"], &theirs);
+    delete_pod(&c, ns, "web", &theirs);
+    delete_pod(&c, ns, "plain", &theirs);
+    c.apply(&pod_yaml(ns, node, image, "born-upstream"));
+    wait_running(&c, ns, &["born-upstream"], &theirs);
+    let logs = c.kubectl(&["logs", "-n", ns, "born-upstream"]);
+    assert_eq!(logs, "hello\n", "{}", theirs.log());
+    let before = containers(&c, ns);
+    drop(theirs);
+
+    // Ours adopts both again, deletes upstream's (its mounts), starts a new one.
+    let ours = c.start_kubelet_with(dir.path(), CONFIG, &[]);
+    c.wait_node_ready(&ours);
+    assert_adopted(&c, ns, &before, &["keeper", "born-upstream"], &ours);
+    delete_pod(&c, ns, "born-upstream", &ours);
+    c.apply(&pod_yaml(ns, node, image, "born-again"));
+    wait_running(&c, ns, &["born-again"], &ours);
+    let pods: Value = c.json(&["get", "pods", "-n", ns]);
+    let names: Vec<&str> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["born-again", "keeper"]);
+    drop(namespace);
+    drop(ours);
+}
