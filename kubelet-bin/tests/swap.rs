@@ -63,7 +63,10 @@ fn containers(c: &Cluster, ns: &str) -> BTreeMap<String, Vec<(String, i64)>> {
                 })
                 .collect();
             (
-                p["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 statuses,
             )
         })
@@ -112,7 +115,15 @@ fn wait_running(c: &Cluster, ns: &str, names: &[&str], kubelet: &Kubelet) {
 /// Deletes a pod and waits until the kubelet has finished it and the object is gone.
 fn delete_pod(c: &Cluster, ns: &str, name: &str, kubelet: &Kubelet) {
     if let Err(e) = c.try_kubectl(
-        &["delete", "pod", "-n", ns, name, "--wait=true", "--timeout=90s"],
+        &[
+            "delete",
+            "pod",
+            "-n",
+            ns,
+            name,
+            "--wait=true",
+            "--timeout=90s",
+        ],
         None,
     ) {
         panic!("deleting {name}: {e}\n{}", kubelet.log());
@@ -142,7 +153,9 @@ fn assert_adopted(
             kubelet.log()
         );
         assert!(
-            after[*pod].iter().all(|(id, restarts)| !id.is_empty() && *restarts == 0),
+            after[*pod]
+                .iter()
+                .all(|(id, restarts)| !id.is_empty() && *restarts == 0),
             "{pod}: {:?}",
             after[*pod]
         );

@@ -102,3 +102,91 @@ spec:
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+#[test]
+fn bidirectional_mounts_reach_the_node_and_the_other_container() {
+    let Some((_env, c)) =
+        common::Cluster::from_env("bidirectional_mounts_reach_the_node_and_the_other_container")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "propagation-test");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: propagation, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: mounter
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    securityContext: {{privileged: true}}
+    command: ["sh", "-c", "mkdir -p /shared/inner && mount -t tmpfs tmpfs /shared/inner && echo from-mounter > /shared/inner/file && sleep 3600"]
+    volumeMounts:
+    - {{name: shared, mountPath: /shared, mountPropagation: Bidirectional}}
+  - name: watcher
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "until cat /seen/inner/file; do sleep 1; done; sleep 3600"]
+    volumeMounts:
+    - {{name: shared, mountPath: /seen, mountPropagation: HostToContainer}}
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+"#,
+        node = c.node,
+        image = c.busybox,
+    ));
+    let pod = c.wait_json(
+        "propagation Running",
+        &["get", "pod", "-n", ns, "propagation"],
+        90,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    common::wait_until(
+        "the watcher sees the mounter's tmpfs",
+        60,
+        || kubelet.log(),
+        || {
+            c.try_kubectl(&["logs", "-n", ns, "propagation", "-c", "watcher"], None)
+                .is_ok_and(|l| l == "from-mounter\n")
+        },
+    );
+    // The node sees it too, in the emptyDir's directory under the root directory.
+    let on_node = dir
+        .path()
+        .join("root/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/shared/inner/file");
+    assert_eq!(
+        std::fs::read_to_string(&on_node).ok().as_deref(),
+        Some("from-mounter\n"),
+        "{}",
+        on_node.display()
+    );
+    // A mount the pod made must be undone by it before the emptyDir can go, as upstream.
+    c.kubectl(&[
+        "exec",
+        "-n",
+        ns,
+        "propagation",
+        "-c",
+        "mounter",
+        "--",
+        "umount",
+        "/shared/inner",
+    ]);
+    drop(namespace);
+    drop(kubelet);
+}
