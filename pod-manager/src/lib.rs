@@ -42,6 +42,9 @@ pub mod admission;
 pub mod allocation;
 mod clock;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod health;
 mod hooks;

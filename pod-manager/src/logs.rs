@@ -23,6 +23,8 @@
 
 mod locate;
 mod read;
+#[cfg(feature = "fuzzing")]
+pub(crate) use read::fuzz_parse_line;
 
 pub use locate::{ContainerLog, locate_container_log, log_container_id, runtime_container_id};
 pub use read::{

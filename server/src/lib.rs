@@ -44,6 +44,9 @@ mod api;
 mod auth;
 mod cache;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod healthz;
 mod node_logs;
 mod read_only;

@@ -47,6 +47,12 @@ fn resolve(request_path: &str) -> PathBuf {
     parts.iter().collect()
 }
 
+/// [`resolve`], for the fuzz target.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_resolve(request_path: &str) -> PathBuf {
+    resolve(request_path)
+}
+
 /// Escapes text for HTML, as Go's `htmlReplacer`.
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")

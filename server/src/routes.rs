@@ -487,6 +487,12 @@ impl Body for LogBody {
     }
 }
 
+/// A `/containerLogs` query parsed and validated.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_log_query(query: &str) {
+    let _ = LogQuery::parse(query, SystemTime::now());
+}
+
 /// Why a `/containerLogs` query is refused.
 #[derive(Debug, PartialEq, Eq)]
 enum QueryError {

@@ -129,6 +129,13 @@ enum BadRequest {
     Invalid(String),
 }
 
+/// A streaming request's path and query parsed as for a SPDY and a WebSocket client.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_target(path: &str, query: &str) {
+    let _ = Target::parse(path, query, false);
+    let _ = Target::parse(path, query, true);
+}
+
 fn query_values(query: &str) -> Vec<(String, String)> {
     query
         .split('&')

@@ -26,6 +26,7 @@ mod containerd;
 mod control_plane;
 mod daemon;
 mod env;
+mod fuzz;
 mod gobuild;
 mod images;
 mod install;
@@ -66,6 +67,11 @@ tasks:
                /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
   bench        benchmarks: relist, pod status, /stats/summary, /metrics/resource and
                the eviction manager's rounds at 110 pods (release build)
+  fuzz [--runs N] [TARGET...]
+               libFuzzer over the parsers of outside input (static pod manifests,
+               KubeletConfiguration and drop-ins, kubelet API paths and queries, CRI
+               log lines), N inputs each (default 1000000) from fuzz/corpus; needs the
+               nightly toolchain
   test [-- ARGS]
                env up --control-plane, then cargo fmt --check, clippy -D warnings,
                cargo test (ARGS go to both `cargo test` runs)
@@ -136,6 +142,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["fuzz", ..] => {
+            fuzz::run(&Layout::from_env()?, &args[1..])?;
             Ok(ExitCode::SUCCESS)
         }
         ["test", rest @ ..] => {

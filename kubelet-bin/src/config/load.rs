@@ -32,7 +32,7 @@ impl std::fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Parses a document's text, JSON when it starts with `{`, YAML otherwise.
-fn parse_text(text: &str) -> Result<Value, DecodeError> {
+pub(super) fn parse_text(text: &str) -> Result<Value, DecodeError> {
     let whole = |reason: String| DecodeError {
         field: String::new(),
         reason,

@@ -161,6 +161,14 @@ fn parse_cri_line(line: &[u8]) -> std::result::Result<Message<'_>, &'static str>
     })
 }
 
+/// A line parsed and its time printed again, as the log reader does with each.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_parse_line(line: &[u8]) {
+    if let Ok(message) = parse_cri_line(line) {
+        let _ = format_time(message.time, message.offset);
+    }
+}
+
 /// An RFC 3339 time with its offset, as Go's `time.Parse(RFC3339Nano)` reads it.
 fn parse_time(text: &[u8]) -> Option<(Timestamp, Offset)> {
     let pieces = Pieces::parse(text).ok()?;

@@ -31,7 +31,7 @@
 mod defaults;
 mod file;
 mod http;
-mod manifest;
+pub(crate) mod manifest;
 mod merge;
 pub(crate) mod validation;
 
