@@ -82,19 +82,7 @@ spec:
         "{}",
         kubelet.log()
     );
-    let token = {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match c.try_kubectl(&["create", "token", "default", "-n", ns], None) {
-                Ok(token) => break token.trim().to_owned(),
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "{e}");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-    };
-    let bearer = format!("Authorization: Bearer {token}");
+    let bearer = c.bearer_token(ns, "default");
     let (status, body) = curl(&format!("{API}/pods"), &["-H", &bearer]);
     assert_eq!(
         (status, body.as_str()),

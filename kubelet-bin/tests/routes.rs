@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{API, Cluster, NODE_IP, Namespace, curl, lock};
 
 /// One route: how it is asked, the subresources upstream checks, in order, and what an
@@ -170,19 +168,7 @@ spec:
         &kubelet,
         |p| p["status"]["phase"] == "Running",
     );
-    let token = |account: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match c.try_kubectl(&["create", "token", account, "-n", ns], None) {
-                Ok(token) => break format!("Authorization: Bearer {}", token.trim()),
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "{e}");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-    };
-    let (denied, allowed) = (token("default"), token("reader"));
+    let (denied, allowed) = (c.bearer_token(ns, "default"), c.bearer_token(ns, "reader"));
     let denied_user = format!("system:serviceaccount:{ns}:default");
 
     let mut wrong = Vec::new();

@@ -299,6 +299,21 @@ impl Cluster {
         )
     }
 
+    /// A token of ServiceAccount `account` in `namespace` (retried while the account is
+    /// being made), as an `Authorization: Bearer` header.
+    pub fn bearer_token(&self, namespace: &str, account: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.try_kubectl(&["create", "token", account, "-n", namespace], None) {
+                Ok(token) => break format!("Authorization: Bearer {}", token.trim()),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
     /// Deletes a namespace and waits until it is gone (its pods included), while the
     /// kubelet still runs so it can finish them.
     pub fn delete_namespace(&self, namespace: &str) {
