@@ -50,13 +50,10 @@ async fn idle_flood(seen: Arc<Seen>, stop: Arc<AtomicBool>) {
         tasks.push(tokio::spawn(async move {
             let mut byte = [0u8; 1];
             while !stop.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await
-                {
-                    Ok(Ok(0) | Err(_)) => {
-                        seen.idle_closed_by_server.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    _ => {}
+                let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    seen.idle_closed_by_server.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
             }
         }));
