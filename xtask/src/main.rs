@@ -67,6 +67,8 @@ tasks:
                /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
   bench        benchmarks: relist, pod status, /stats/summary, /metrics/resource and
                the eviction manager's rounds at 110 pods (release build)
+  soak         env up --control-plane, then the soak runs (kubelet-bin/tests/soak.rs):
+               the kubelet SIGKILLed 20 times while 30 pods start, stop and probe
   fuzz [--runs N] [TARGET...]
                libFuzzer over the parsers of outside input (static pod manifests,
                KubeletConfiguration and drop-ins, kubelet API paths and queries, CRI
@@ -142,6 +144,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["soak"] => {
+            test_cmd::soak(&Layout::from_env()?)?;
             Ok(ExitCode::SUCCESS)
         }
         ["fuzz", ..] => {

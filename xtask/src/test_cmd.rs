@@ -123,6 +123,26 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
     }
 }
 
+/// `cargo xtask soak`: the environment with the control plane, then the soak runs of
+/// kubelet-bin's `tests/soak.rs` (ignored by the default test run), one at a time, their
+/// figures printed.
+pub fn soak(l: &Layout) -> Result<()> {
+    let vars = env::up_with(l, true).context("env up --control-plane failed")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .current_dir(&l.workspace)
+        .args(["test", "-p", "kubelet-bin", "--test", "soak", "--"])
+        .args(["--ignored", "--nocapture", "--test-threads=1"])
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBELET_TEST_REQUIRE_ENV", "1")
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("soak runs failed ({status})");
+    }
+    Ok(())
+}
+
 /// Where `cargo package` verifies the crates.
 const PACKAGE_TARGET_DIR: &str = "target/package-verify";
 
