@@ -6,14 +6,15 @@
 //!   bearer tokens through TokenReview, anonymous only when enabled) and authorized as
 //!   upstream's `nodes/<subresource>` (SubjectAccessReview or AlwaysAllow), each with a
 //!   bounded TTL cache.
-//! - [`Endpoints`]: what an authorized request is answered with: `/healthz`, `/pods`,
-//!   `/runningpods`, `/configz`, `/containerLogs`, `/stats/summary`, `/metrics`,
-//!   `/metrics/probes`, `/metrics/resource`, `/logs/`; `/exec`, `/attach` and
+//! - [`Endpoints`]: what an authorized request is answered with: `/healthz` and its checks
+//!   ([`Healthz`]), `/pods`, `/runningpods`, `/configz`, `/containerLogs`,
+//!   `/stats/summary`, `/metrics`, `/metrics/probes`, `/metrics/resource`,
+//!   `/metrics/slis`, `/logs/`; `/exec`, `/attach` and
 //!   `/portForward` are proxied to the runtime's streaming server (SPDY and WebSocket
 //!   upgrades alike).
 //! - [`serve_read_only`]: the read-only port (`readOnlyPort`): upstream's default
 //!   handlers without authentication.
-//! - [`serve_healthz`]: `/healthz` alone over plain HTTP on
+//! - [`serve_healthz`]: `/healthz` and `/healthz/ping` over plain HTTP on
 //!   `healthzBindAddress:healthzPort`.
 //!
 //! Unlike upstream, anonymous requests are refused unless
