@@ -238,9 +238,16 @@ fn standalone_mode_runs_edits_adopts_and_removes_static_pods() {
         status.contains("200") && summary["node"]["nodeName"] == "test-node",
         "{status}\n{body}"
     );
-    let (status, _) = kubelet
+    // Debugging paths answer as upstream's disabled debugging handlers; /configz is not
+    // there (upstream installs it with the authorized handlers only).
+    let (status, body) = kubelet
         .get("/containerLogs/default/alpha-test-node/main")
         .expect("/containerLogs");
+    assert!(
+        status.contains("405") && body == "Debug endpoints are disabled.\n",
+        "{status}\n{body}"
+    );
+    let (status, _) = kubelet.get("/configz").expect("/configz");
     assert!(status.contains("404"), "{status}");
 
     // SIGKILL, then a new kubelet: it adopts the pod instead of starting a duplicate.
