@@ -1,6 +1,6 @@
 //! Soak runs on the real control plane and containerd, too long for every test run:
-//! `cargo xtask soak` runs them (they are `#[ignore]`d otherwise) and each prints its
-//! figures.
+//! `cargo xtask soak` runs them (`cargo test -p kubelet-bin --test soak`; the target is
+//! `test = false`, so `cargo test --workspace` leaves it out) and each prints its figures.
 //!
 //! - The kubelet is SIGKILLed 20 times at random moments while 30 pods start, stop and
 //!   probe: no container restarts that should not, no pod is lost, no pod ends up with
@@ -112,7 +112,6 @@ fn kill(mut kubelet: Kubelet) {
 }
 
 #[test]
-#[ignore = "a soak run: cargo xtask soak"]
 fn sigkill_the_kubelet_twenty_times_while_pods_start_stop_and_probe() {
     let test = "sigkill_the_kubelet_twenty_times_while_pods_start_stop_and_probe";
     let Some((env, c)) = Cluster::from_env(test) else {
@@ -232,7 +231,6 @@ fn sigkill_the_kubelet_twenty_times_while_pods_start_stop_and_probe() {
 }
 
 #[test]
-#[ignore = "a soak run: cargo xtask soak"]
 fn api_server_away_for_ten_minutes_loses_no_pod() {
     let Some((_env, c)) = Cluster::from_env("api_server_away_for_ten_minutes_loses_no_pod") else {
         return;
@@ -255,7 +253,6 @@ fn node_ready_is(c: &Cluster, status: &str) -> bool {
 }
 
 #[test]
-#[ignore = "a soak run: cargo xtask soak"]
 fn restart_containerd_five_times_under_a_hundred_pods() {
     let Some((env, c)) = Cluster::from_env("restart_containerd_five_times_under_a_hundred_pods")
     else {
