@@ -43,18 +43,6 @@ fn kubelet_api_serves_logs_and_checks_callers() {
         r#"
 apiVersion: v1
 kind: Pod
-metadata: {{name: talker, namespace: {ns}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: talker
-    image: {image}
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done"]
----
-apiVersion: v1
-kind: Pod
 metadata: {{name: restarter, namespace: {ns}}}
 spec:
   nodeName: {node}
@@ -66,13 +54,7 @@ spec:
     command: ["sh", "-c", "echo run-started; sleep 2; exit 1"]
 "#
     ));
-    c.wait_json(
-        "talker Running",
-        &["get", "pod", "-n", ns, "talker"],
-        90,
-        &kubelet,
-        |p| p["status"]["phase"] == "Running",
-    );
+    c.run_talker(ns, &kubelet);
 
     // Direct requests: who may ask.
     let (status, body) = curl(&format!("{API}/pods"), &[]);

@@ -117,31 +117,7 @@ fn kubectl_logs_is_served_through_a_connection_flood_and_slow_clients() {
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "flood-test");
     let ns = namespace.name;
-    c.apply(&format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: talker, namespace: {ns}}}
-spec:
-  nodeName: {node}
-  automountServiceAccountToken: false
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: talker
-    image: {image}
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done"]
-"#,
-        node = c.node,
-        image = c.busybox
-    ));
-    c.wait_json(
-        "talker Running",
-        &["get", "pod", "-n", ns, "talker"],
-        90,
-        &kubelet,
-        |p| p["status"]["phase"] == "Running",
-    );
+    c.run_talker(ns, &kubelet);
 
     let seen = Arc::new(Seen::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -124,7 +124,6 @@ fn every_route_answers_each_caller_as_upstream_table_says() {
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "route-table");
     let ns = namespace.name;
-    let (node, image) = (&c.node, &c.busybox);
     c.apply(&format!(
         r#"
 apiVersion: v1
@@ -146,28 +145,10 @@ metadata: {{name: route-table-kubelet-api}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: route-table-kubelet-api}}
 subjects:
 - {{kind: ServiceAccount, name: reader, namespace: {ns}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: talker, namespace: {ns}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: talker
-    image: {image}
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "echo hello; sleep 3600"]
 "#
     ));
     let _binding = RemoveClusterObjects(&c);
-    c.wait_json(
-        "talker Running",
-        &["get", "pod", "-n", ns, "talker"],
-        90,
-        &kubelet,
-        |p| p["status"]["phase"] == "Running",
-    );
+    c.run_talker(ns, &kubelet);
     let (denied, allowed) = (c.bearer_token(ns, "default"), c.bearer_token(ns, "reader"));
     let denied_user = format!("system:serviceaccount:{ns}:default");
 

@@ -404,6 +404,36 @@ spec:
         }
     }
 
+    /// Starts pod `talker` in `namespace` on this node (container `talker` logging
+    /// `tick-N` every second) and waits until it runs.
+    pub fn run_talker(&self, namespace: &str, kubelet: &Kubelet) {
+        self.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker, namespace: {namespace}}}
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: talker
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 1; done"]
+"#,
+            node = self.node,
+            image = self.busybox
+        ));
+        self.wait_json(
+            "talker Running",
+            &["get", "pod", "-n", namespace, "talker"],
+            90,
+            kubelet,
+            |p| p["status"]["phase"] == "Running",
+        );
+    }
+
     /// A token of ServiceAccount `account` in `namespace` (retried while the account is
     /// being made), as an `Authorization: Bearer` header.
     pub fn bearer_token(&self, namespace: &str, account: &str) -> String {
