@@ -538,9 +538,9 @@ mod tests {
         if !crate::testing::can_mount("the_root_dir_becomes_an_rshared_mount_once") {
             return;
         }
-        let dir = tempfile::tempdir().expect("tempdir");
+        // Unmounts what the test mounted below it when dropped, also on failure.
+        let dir = kubelet_test_support::TestDir::new();
         let root = dir.path().join("kubelet");
-        let _cleanup = crate::testing::UnmountOnDrop(dir.path().to_owned());
         let real = |m: &MountEntry| m.mount_point == real_path(&root);
         let on_shared_mount_before = {
             let all = mounts().expect("mountinfo");

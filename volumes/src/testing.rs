@@ -185,21 +185,6 @@ pub(crate) fn can_mount(test: &str) -> bool {
     root
 }
 
-/// Lazily unmounts everything still mounted under `root` when dropped, so a failing
-/// test does not leave mounts behind.
-pub(crate) struct UnmountOnDrop(pub PathBuf);
-
-impl Drop for UnmountOnDrop {
-    fn drop(&mut self) {
-        if let Ok(mut mounted) = sys::mounts_under(&self.0) {
-            mounted.reverse();
-            for path in mounted {
-                let _ = sys::lazy_unmount(&path);
-            }
-        }
-    }
-}
-
 /// Mount points under `root`.
 pub(crate) fn mounted_under(root: &Path) -> Vec<PathBuf> {
     sys::mounts_under(root).expect("mountinfo")

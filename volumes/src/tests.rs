@@ -1,6 +1,7 @@
 //! End-to-end tests of the volume manager on temporary directories, with an in-memory
 //! `VolumeSources`. Tests that mount (tmpfs, bind mounts) need root and say SKIPPED
-//! otherwise; every mount is undone by the test or, if it fails, by `UnmountOnDrop`.
+//! otherwise; every mount is undone by the test or, if it fails, by the test directory
+//! (`kubelet_test_support::TestDir`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -18,16 +19,13 @@ use k8s_openapi::api::core::v1::{
 };
 use kubelet_core::{Mount, MountPropagation};
 
-use crate::testing::{
-    FakeClock, FakeSources, UnmountOnDrop, can_mount, mounted_under, pod as bare_pod,
-};
+use crate::testing::{FakeClock, FakeSources, can_mount, mounted_under, pod as bare_pod};
 use crate::{Error, VolumeManager};
 
 const START: Duration = Duration::from_secs(1_000_000);
 
 struct Env {
-    _root: tempfile::TempDir,
-    _unmount: UnmountOnDrop,
+    _root: kubelet_test_support::TestDir,
     root: PathBuf,
     pods_dir: PathBuf,
     sources: Arc<FakeSources>,
@@ -37,7 +35,7 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
-        let root_dir = tempfile::tempdir().expect("tempdir");
+        let root_dir = kubelet_test_support::TestDir::new();
         let root = fs::canonicalize(root_dir.path()).expect("canonical tempdir");
         let pods_dir = root.join("pods");
         let sources = Arc::new(FakeSources::default());
@@ -45,7 +43,6 @@ impl Env {
         sources.set_now(SystemTime::UNIX_EPOCH + START);
         let manager = VolumeManager::with_clock(pods_dir.clone(), sources.clone(), clock.clone());
         Self {
-            _unmount: UnmountOnDrop(root.clone()),
             _root: root_dir,
             root,
             pods_dir,
