@@ -4,7 +4,8 @@
 //! upstream kubelet from its Go module): the pods one started keep running under the
 //! other with the same containers and no restart, the other deletes them cleanly (their
 //! volume mounts included, which needs the root directory to be a shared mount as
-//! upstream makes it), and new pods start.
+//! upstream makes it), and new pods start. A static pod keeps running too: both kubelets
+//! give its manifest the same UID (upstream's hash of its spew dump).
 
 mod common;
 
@@ -16,7 +17,45 @@ use common::{Cluster, Kubelet, NODE_IP, Namespace, lock};
 use serde_json::Value;
 
 /// The configuration both kubelets read (beyond the test defaults of `common`).
-const CONFIG: &str = "failCgroupV1: false\n";
+fn config(manifests: &std::path::Path) -> String {
+    format!(
+        "failCgroupV1: false\nstaticPodPath: {}\n",
+        manifests.display()
+    )
+}
+
+/// A static pod with what upstream's UID hash covers beyond names: quantities, a probe
+/// with a named port, an emptyDir, labels.
+fn static_pod_yaml(ns: &str, image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: static
+  namespace: {ns}
+  labels: {{tier: control-plane, component: static}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www && exec httpd -f -p 8099 -h /www"]
+    ports: [{{name: probe, containerPort: 8099}}]
+    readinessProbe:
+      tcpSocket: {{port: probe}}
+      periodSeconds: 2
+    resources:
+      requests: {{cpu: 10m, memory: 16Mi}}
+      limits: {{memory: 64Mi}}
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - name: scratch
+    emptyDir: {{sizeLimit: 8Mi}}
+"#
+    )
+}
 
 /// Starts the upstream kubelet as this node with the configuration file and root
 /// directory the test's kubelets use.
@@ -180,26 +219,38 @@ fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
     let _node = lock();
     let dir = kubelet_test_support::TestDir::new();
     let (node, image) = (&c.node, &c.busybox);
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest directory");
+    let config = config(&manifests);
 
-    // Ours starts three pods with configMap and emptyDir volumes.
-    let ours = c.start_kubelet_with(dir.path(), CONFIG, &[]);
-    c.wait_node_ready(&ours);
+    // Ours starts three pods with configMap and emptyDir volumes, and a static pod.
     let namespace = Namespace::create(&c, "swap");
     let ns = namespace.name;
+    std::fs::write(manifests.join("static.yaml"), static_pod_yaml(ns, image))
+        .expect("static pod manifest");
+    let mirror = format!("static-{node}");
+    let ours = c.start_kubelet_with(dir.path(), &config, &[]);
+    c.wait_node_ready(&ours);
     c.apply(&format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {ns}}}\ndata: {{greeting: hello}}\n"
     ));
     for name in ["web", "keeper", "plain"] {
         c.apply(&pod_yaml(ns, node, image, name));
     }
-    wait_running(&c, ns, &["web", "keeper", "plain"], &ours);
+    wait_running(&c, ns, &["web", "keeper", "plain", &mirror], &ours);
     let before = containers(&c, ns);
     drop(ours);
 
     // Upstream adopts them, deletes two (tearing down the mounts ours made), starts one.
     let theirs = start_upstream(&c, &upstream, dir.path());
     c.wait_node_ready(&theirs);
-    assert_adopted(&c, ns, &before, &["web", "keeper", "plain"], &theirs);
+    assert_adopted(
+        &c,
+        ns,
+        &before,
+        &["web", "keeper", "plain", &mirror],
+        &theirs,
+    );
     delete_pod(&c, ns, "web", &theirs);
     delete_pod(&c, ns, "plain", &theirs);
     c.apply(&pod_yaml(ns, node, image, "born-upstream"));
@@ -209,10 +260,16 @@ fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
     let before = containers(&c, ns);
     drop(theirs);
 
-    // Ours adopts both again, deletes upstream's (its mounts), starts a new one.
-    let ours = c.start_kubelet_with(dir.path(), CONFIG, &[]);
+    // Ours adopts them again, deletes upstream's (its mounts), starts a new one.
+    let ours = c.start_kubelet_with(dir.path(), &config, &[]);
     c.wait_node_ready(&ours);
-    assert_adopted(&c, ns, &before, &["keeper", "born-upstream"], &ours);
+    assert_adopted(
+        &c,
+        ns,
+        &before,
+        &["keeper", "born-upstream", &mirror],
+        &ours,
+    );
     delete_pod(&c, ns, "born-upstream", &ours);
     c.apply(&pod_yaml(ns, node, image, "born-again"));
     wait_running(&c, ns, &["born-again"], &ours);
@@ -223,7 +280,23 @@ fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
         .flatten()
         .filter_map(|p| p["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(names, ["born-again", "keeper"]);
+    assert_eq!(names, ["born-again", "keeper", mirror.as_str()]);
+
+    // The static pod goes with its manifest.
+    std::fs::remove_file(manifests.join("static.yaml")).expect("remove the manifest");
+    c.wait_json(
+        "the mirror pod gone",
+        &["get", "pods", "-n", ns],
+        60,
+        &ours,
+        |pods| {
+            !pods["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["metadata"]["name"] == mirror.as_str())
+        },
+    );
     drop(namespace);
     drop(ours);
 }

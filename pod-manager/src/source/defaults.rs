@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use sha2::{Digest, Sha256};
 
+use super::spew::{Unsupported, upstream_static_pod_uid};
 use super::{CONFIG_HASH_ANNOTATION, CONFIG_SOURCE_ANNOTATION, ManifestOrigin};
 
 /// Upstream `DefaultTerminationGracePeriodSeconds`.
@@ -334,28 +335,36 @@ fn image_tag(image: &str) -> Option<String> {
     }
 }
 
-/// The UID of a static pod whose manifest has none.
+/// The UID of a static pod whose manifest has none: upstream's
+/// ([`upstream_static_pod_uid`]), so that a node swapped between the upstream kubelet and
+/// this one keeps its static pods running.
 ///
-/// Upstream hashes the Go struct with a spew dump (`hash.DeepHashObject`), which cannot be
-/// reproduced outside Go; this is *not* upstream's value. It is the SHA-256 of the
-/// defaulted pod's JSON (k8s-openapi serializes fields in a fixed order and maps sorted),
-/// followed by `host:<node>file:<path>` or `url:<url>` as upstream appends them, cut to
-/// 16 bytes and written as 32 hex digits. It is stable across kubelet restarts, so a
-/// restarted kubelet adopts the pods it started, and it changes when the manifest
-/// changes, so an edited manifest replaces its pod.
+/// The few pods whose upstream dump cannot be reproduced (see [`super::spew`]) get a UID
+/// of the same shape computed the same way over the defaulted pod's JSON with SHA-256: stable
+/// across restarts and changed by any edit of the manifest, but not upstream's, which
+/// is logged.
 pub(crate) fn static_pod_uid(defaulted: &Pod, origin: &ManifestOrigin, node_name: &str) -> String {
-    let mut hasher = Sha256::new();
-    // Serializing a k8s-openapi Pod to a Vec cannot fail: every key is a string.
-    hasher.update(serde_json::to_vec(defaulted).unwrap_or_default());
-    match origin {
-        ManifestOrigin::File(path) => {
-            hasher.update(format!("host:{node_name}"));
-            hasher.update(format!("file:{}", path.display()));
+    let source = match origin {
+        ManifestOrigin::File(path) => format!("host:{node_name}file:{}", path.display()),
+        ManifestOrigin::Url(url) => format!("url:{url}"),
+    };
+    match upstream_static_pod_uid(defaulted, &source) {
+        Ok(uid) => uid,
+        Err(Unsupported(why)) => {
+            tracing::warn!(
+                manifest = %origin,
+                reason = %why,
+                "this static pod's UID differs from the upstream kubelet's: a kubelet swap \
+                 restarts it"
+            );
+            let mut hasher = Sha256::new();
+            // Serializing a k8s-openapi Pod to a Vec cannot fail: every key is a string.
+            hasher.update(serde_json::to_vec(defaulted).unwrap_or_default());
+            hasher.update(source);
+            let digest = hasher.finalize();
+            digest[..16].iter().map(|b| format!("{b:02x}")).collect()
         }
-        ManifestOrigin::Url(url) => hasher.update(format!("url:{url}")),
     }
-    let digest = hasher.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Upstream `applyDefaults` for static pods, run after [`apply_api_defaults`]: UID (see

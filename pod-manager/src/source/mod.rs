@@ -33,6 +33,7 @@ mod file;
 mod http;
 pub(crate) mod manifest;
 mod merge;
+mod spew;
 pub(crate) mod validation;
 
 use std::fmt;
