@@ -808,6 +808,7 @@ impl Kubelet {
                 agent
                     .with_shutdown(node_shutdown.clone())
                     .with_pressure(pressure.clone())
+                    .with_clock(clock.clone())
                     .run(),
             );
         }

@@ -41,6 +41,7 @@
 pub mod bootstrap;
 mod error;
 mod events;
+mod lease;
 pub mod logind;
 mod node;
 mod objects;

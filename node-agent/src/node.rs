@@ -7,21 +7,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
     NodeRuntimeHandler, NodeRuntimeHandlerFeatures, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kubelet_core::{
-    EventRecorder, EventType, ImageService, NoEvents, NodeEvent, Runtime, RuntimeStatus,
+    Clock, EventRecorder, EventType, ImageService, NoEvents, NodeEvent, Runtime, RuntimeStatus,
+    SystemClock,
 };
 use kubelet_pod_manager::pressure::PressureCondition;
 use tracing::{debug, info, warn};
 
+use super::lease::LeaseController;
 use super::{is_conflict, is_not_found, now};
 
 /// The version this kubelet reports in `nodeInfo.kubeletVersion`: the upstream release
@@ -124,6 +125,7 @@ pub struct NodeAgent {
     shutdown: kubelet_pod_manager::shutdown::NodeShutdown,
     pressure: kubelet_pod_manager::pressure::NodePressure,
     events: Arc<dyn EventRecorder>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -151,7 +153,14 @@ impl NodeAgent {
             shutdown: kubelet_pod_manager::shutdown::NodeShutdown::never(),
             pressure: kubelet_pod_manager::pressure::NodePressure::default(),
             events: Arc::new(NoEvents),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock of the Lease's `renewTime` (the machine's without this).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Records upstream's node events: `Starting`, the condition events
@@ -190,7 +199,13 @@ impl NodeAgent {
     /// Runs until the task is dropped: registration (retried), the lease, and a status
     /// update every `status_update_frequency` (and at once on start).
     pub async fn run(self) {
-        let lease = tokio::spawn(lease_loop(self.client.clone(), self.config.clone()));
+        let lease = LeaseController::new(
+            self.client.clone(),
+            &self.config.name,
+            self.config.lease_duration_seconds,
+            self.clock.clone(),
+        );
+        let lease = tokio::spawn(lease.run());
         let _lease = AbortOnDrop(lease);
         let nodes: Api<Node> = Api::all(self.client.clone());
         let mut registered = false;
@@ -759,88 +774,6 @@ fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
         s
     };
     strip(a) == strip(b)
-}
-
-/// The Node as the owner of its Lease, so the Lease goes when the Node goes; `None` while
-/// the Node cannot be read (upstream's `SetNodeOwnerFunc`).
-async fn node_owner(nodes: &Api<Node>, name: &str) -> Option<OwnerReference> {
-    match nodes.get(name).await {
-        Ok(node) => node.metadata.uid.map(|uid| OwnerReference {
-            api_version: "v1".to_owned(),
-            kind: "Node".to_owned(),
-            name: name.to_owned(),
-            uid,
-            ..OwnerReference::default()
-        }),
-        Err(e) => {
-            debug!(node = %name, error = %e, "reading the node to own its lease");
-            None
-        }
-    }
-}
-
-/// Renews the node's Lease in `kube-node-lease` every quarter of its duration, creating
-/// it when missing (upstream's lease controller). The Lease always carries the Node as
-/// its owner: it is not created until the Node can be read, and a renewal adds the owner
-/// when it is missing.
-async fn lease_loop(client: kube::Client, config: NodeConfig) {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let nodes: Api<Node> = Api::all(client);
-    let period =
-        Duration::from_secs(u64::try_from(config.lease_duration_seconds.max(4)).unwrap_or(40) / 4);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let renew = Some(MicroTime(now()));
-        match leases.get(&config.name).await {
-            Ok(mut lease) => {
-                if lease
-                    .metadata
-                    .owner_references
-                    .as_ref()
-                    .is_none_or(Vec::is_empty)
-                {
-                    lease.metadata.owner_references =
-                        node_owner(&nodes, &config.name).await.map(|o| vec![o]);
-                }
-                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-                spec.holder_identity = Some(config.name.clone());
-                spec.lease_duration_seconds = Some(config.lease_duration_seconds);
-                spec.renew_time = renew;
-                if let Err(e) = leases
-                    .replace(&config.name, &PostParams::default(), &lease)
-                    .await
-                {
-                    warn!(node = %config.name, error = %e, "renewing the node lease");
-                }
-            }
-            Err(e) if is_not_found(&e) => {
-                let Some(owner) = node_owner(&nodes, &config.name).await else {
-                    // Not without its owner: tried again on the next tick.
-                    continue;
-                };
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(config.name.clone()),
-                        namespace: Some("kube-node-lease".to_owned()),
-                        owner_references: Some(vec![owner]),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(config.name.clone()),
-                        lease_duration_seconds: Some(config.lease_duration_seconds),
-                        renew_time: renew,
-                        ..LeaseSpec::default()
-                    }),
-                };
-                if let Err(e) = leases.create(&PostParams::default(), &lease).await {
-                    warn!(node = %config.name, error = %e, "creating the node lease");
-                }
-            }
-            Err(e) => warn!(node = %config.name, error = %e, "reading the node lease"),
-        }
-    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
