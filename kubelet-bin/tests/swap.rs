@@ -10,10 +10,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, Kubelet, NODE_IP, Namespace, lock};
+use common::{Cluster, Kubelet, Namespace, lock};
 use serde_json::Value;
 
 /// The configuration both kubelets read (beyond the test defaults of `common`).
@@ -55,31 +54,6 @@ spec:
     emptyDir: {{sizeLimit: 8Mi}}
 "#
     )
-}
-
-/// Starts the upstream kubelet as this node with the configuration file and root
-/// directory the test's kubelets use.
-fn start_upstream(c: &Cluster, binary: &str, root: &std::path::Path) -> Kubelet {
-    let log = root.join("upstream-kubelet.log");
-    let stderr = std::fs::File::create(&log).expect("log file");
-    let started = std::time::SystemTime::now();
-    let child = Command::new(binary)
-        .arg("--config")
-        .arg(root.join("kubelet.yaml"))
-        .args(["--kubeconfig", &c.node_kubeconfig])
-        .args(["--hostname-override", &c.node, "--node-ip", NODE_IP])
-        .arg("--root-dir")
-        .arg(root.join("root"))
-        .args(["--node-status-update-frequency", "2s", "-v", "2"])
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start the upstream kubelet");
-    Kubelet {
-        child,
-        log,
-        started,
-    }
 }
 
 /// Each container's ID and restart count, by pod.
@@ -242,7 +216,7 @@ fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
     drop(ours);
 
     // Upstream adopts them, deletes two (tearing down the mounts ours made), starts one.
-    let theirs = start_upstream(&c, &upstream, dir.path());
+    let theirs = c.start_upstream_kubelet(&upstream, dir.path());
     c.wait_node_ready(&theirs);
     assert_adopted(
         &c,

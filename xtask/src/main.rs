@@ -67,6 +67,9 @@ tasks:
                /var/lib/kubelet/config.yaml (kept when present), /etc/kubernetes/manifests
   bench        benchmarks: relist, pod status, /stats/summary, /metrics/resource and
                the eviction manager's rounds at 110 pods (release build)
+  bench --node env up --control-plane, then the whole node beside the upstream kubelet
+               v1.37.2 (kubelet-bin/tests/node_bench.rs, release build): pod start-up,
+               a 100-pod burst, RSS and CPU, restart, binary size; one table
   soak         env up --control-plane, then the soak runs (kubelet-bin/tests/soak.rs):
                the kubelet SIGKILLed 20 times while 30 pods start, stop and probe
   fuzz [--runs N] [TARGET...]
@@ -144,6 +147,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["bench", "--node"] => {
+            test_cmd::node_bench(&Layout::from_env()?)?;
             Ok(ExitCode::SUCCESS)
         }
         ["soak"] => {

@@ -48,7 +48,8 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             ]),
             env: Vec::new(),
         },
-        // The soak target is left out of `--all-targets` (`test = false`); lint it too.
+        // The soak and node bench targets are left out of `--all-targets` (`test =
+        // false`); lint them too.
         Step {
             name: "clippy-soak",
             args: strs(&[
@@ -57,6 +58,8 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
                 "kubelet-bin",
                 "--test",
                 "soak",
+                "--test",
+                "node_bench",
                 "--",
                 "-D",
                 "warnings",
@@ -155,6 +158,33 @@ pub fn soak(l: &Layout) -> Result<()> {
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
         bail!("soak runs failed ({status})");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench --node`: the environment with the control plane (which builds the
+/// upstream kubelet), then kubelet-bin's `tests/node_bench.rs` in a release build: the
+/// same measurements on this kubelet and the upstream one, one table.
+pub fn node_bench(l: &Layout) -> Result<()> {
+    let vars = env::up_with(l, true).context("env up --control-plane failed")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(&cargo)
+        .current_dir(&l.workspace)
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "kubelet-bin",
+            "--test",
+            "node_bench",
+        ])
+        .args(["--", "--nocapture", "--test-threads=1"])
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBELET_TEST_REQUIRE_ENV", "1")
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("the node benchmark failed ({status})");
     }
     Ok(())
 }

@@ -246,6 +246,32 @@ impl Cluster {
         self.spawn_kubelet(root, &args, env)
     }
 
+    /// Starts the upstream kubelet (`binary`) as this node with the configuration file
+    /// (`root/kubelet.yaml`) and root directory ([`Cluster::start_kubelet_with`] wrote),
+    /// its status every 2 s as this kubelet's, logging to `root/upstream-kubelet.log`.
+    pub fn start_upstream_kubelet(&self, binary: &str, root: &Path) -> Kubelet {
+        let log = root.join("upstream-kubelet.log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let started = std::time::SystemTime::now();
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(root.join("kubelet.yaml"))
+            .args(["--kubeconfig", &self.node_kubeconfig])
+            .args(["--hostname-override", &self.node, "--node-ip", NODE_IP])
+            .arg("--root-dir")
+            .arg(root.join("root"))
+            .args(["--node-status-update-frequency", "2s", "-v", "2"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the upstream kubelet");
+        Kubelet {
+            child,
+            log,
+            started,
+        }
+    }
+
     /// Waits until `check` passes on what `args` returns, up to `secs`.
     pub fn wait_json(
         &self,

@@ -1,0 +1,472 @@
+//! The whole-node benchmark, this kubelet beside the upstream kubelet v1.37.2 on the same
+//! control plane, containerd and KubeletConfiguration, one after the other: `cargo xtask
+//! bench --node` (`cargo test --release -p kubelet-bin --test node_bench`; the target is
+//! `test = false`, so the default test run leaves it out). It reports, it asserts only
+//! that the runs worked: CI does not gate on absolute times.
+//!
+//! For each kubelet:
+//! - 20 pods one after the other, created -> Ready as one `kubectl get -w` sees both
+//!   events: p50 / p90 / p99;
+//! - 100 pods created at once (one `kubectl apply` of a list): until all are Running and
+//!   Ready;
+//! - its RSS and CPU from /proc, idle and then steady with the 100 pods, over
+//!   `KUBELET_BENCH_SAMPLE_SECS` (default 60) each;
+//! - a restart (SIGTERM, then started again): until the Node is reported Ready, and until
+//!   the kubelet's `kubelet_running_pods` says 100 again (every pod re-confirmed from the
+//!   runtime);
+//! - the stripped binary's size.
+//!
+//! The last line is `ours/upstream: startup p50 R, burst R, rss idle R, rss 100 pods R,
+//! cpu 100 pods R`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Kubelet, Namespace, lock};
+
+const SEQUENTIAL: usize = 20;
+const BURST: usize = 100;
+
+fn pod_yaml(ns: &str, node: &str, image: &str, name: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#
+    )
+}
+
+/// When a watch first saw each pod and first saw it Running and Ready.
+#[derive(Default)]
+struct Seen {
+    created: HashMap<String, Instant>,
+    ready: HashMap<String, Instant>,
+}
+
+/// `kubectl get -w` in the background, one line per event.
+struct Watch {
+    child: Child,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Watch {
+    fn pods(c: &Cluster, ns: &str) -> Self {
+        let mut child = c
+            .kubectl_command()
+            .args(["get", "pods", "-n", ns, "-w", "-o"])
+            .arg(
+                "jsonpath={.metadata.name} {.status.phase} \
+                 {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get -w");
+        let stdout = child.stdout.take().expect("stdout");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let now = Instant::now();
+                let mut fields = line.split_whitespace();
+                let (Some(name), phase, ready) = (fields.next(), fields.next(), fields.next())
+                else {
+                    continue;
+                };
+                let mut seen = shared.lock().expect("seen");
+                seen.created.entry(name.to_owned()).or_insert(now);
+                if phase == Some("Running") && ready == Some("True") {
+                    seen.ready.entry(name.to_owned()).or_insert(now);
+                }
+            }
+        });
+        // The watch lists first (nothing) and then watches; give it that moment.
+        std::thread::sleep(Duration::from_secs(1));
+        Self { child, seen }
+    }
+
+    fn created_to_ready(&self, name: &str) -> Option<Duration> {
+        let seen = self.seen.lock().expect("seen");
+        Some(
+            seen.ready
+                .get(name)?
+                .duration_since(*seen.created.get(name)?),
+        )
+    }
+
+    fn ready_count(&self) -> usize {
+        self.seen.lock().expect("seen").ready.len()
+    }
+
+    fn ready_at(&self, name: &str) -> Option<Instant> {
+        self.seen.lock().expect("seen").ready.get(name).copied()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mean RSS (MiB) and CPU (% of one core) of `pid` over `secs`.
+fn sample(pid: u32, secs: u64) -> (f64, f64) {
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are
+        // the 12th and 13th.
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
+    };
+    let rss_kib = |pid: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let clock_ticks: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0);
+    let start = Instant::now();
+    let first = ticks(pid);
+    let mut rss = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        rss.push(rss_kib(pid));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let cpu = (ticks(pid) - first) as f64 / clock_ticks / start.elapsed().as_secs_f64() * 100.0;
+    let mean = rss.iter().sum::<f64>() / rss.len().max(1) as f64 / 1024.0;
+    (mean, cpu)
+}
+
+/// `kubelet_running_pods` as the kubelet's /metrics reports it.
+fn running_pods(c: &Cluster) -> Option<u64> {
+    let pki = c.control_plane.join("pki");
+    let cert = pki.join("apiserver-kubelet-client.crt");
+    let key = pki.join("apiserver-kubelet-client.key");
+    let (code, body) = common::curl(
+        "https://127.0.0.1:10250/metrics",
+        &[
+            "--cert",
+            &cert.to_string_lossy(),
+            "--key",
+            &key.to_string_lossy(),
+        ],
+    );
+    if code != 200 {
+        return None;
+    }
+    body.lines()
+        .find_map(|l| l.strip_prefix("kubelet_running_pods "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// What one kubelet measured.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    startup: Vec<Duration>,
+    burst: Duration,
+    rss_idle: f64,
+    cpu_idle: f64,
+    rss_pods: f64,
+    cpu_pods: f64,
+    restart_ready: Duration,
+    restart_pods: Duration,
+    binary_mib: f64,
+}
+
+fn stripped_size(binary: &Path) -> f64 {
+    let copy = std::env::temp_dir().join(format!("kubelet-bench-strip-{}", std::process::id()));
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(binary)
+        .status()
+        .is_ok_and(|s| s.success());
+    let path = if stripped { copy.as_path() } else { binary };
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&copy);
+    size as f64 / (1 << 20) as f64
+}
+
+/// Runs the measurements with kubelets `start` makes (the same one again for the
+/// restart), on namespace `ns`.
+fn measure(
+    c: &Cluster,
+    ns: &str,
+    binary: &Path,
+    sample_secs: u64,
+    start: &dyn Fn() -> Kubelet,
+) -> Figures {
+    let mut figures = Figures {
+        binary_mib: stripped_size(binary),
+        ..Figures::default()
+    };
+    let kubelet = start();
+    c.wait_node_ready(&kubelet);
+    // Let start-up work (image GC's first pass, certificate checks) settle.
+    std::thread::sleep(Duration::from_secs(10));
+    (figures.rss_idle, figures.cpu_idle) = sample(kubelet.child.id(), sample_secs);
+
+    // One pod first, not measured: the image is then in containerd for either kubelet.
+    c.apply(&pod_yaml(ns, &c.node, &c.busybox, "warm-up"));
+    c.wait_json(
+        "warm-up pod Running",
+        &["get", "pod", "-n", ns, "warm-up"],
+        120,
+        &kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    c.kubectl(&["delete", "pod", "warm-up", "-n", ns, "--wait=true"]);
+
+    let watch = Watch::pods(c, ns);
+    for i in 0..SEQUENTIAL {
+        let name = format!("seq-{i}");
+        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
+        common::wait_until(
+            &format!("{name} Ready"),
+            60,
+            || kubelet.log(),
+            || watch.ready_at(&name).is_some(),
+        );
+        figures.startup.push(
+            watch
+                .created_to_ready(&name)
+                .expect("seen created and ready"),
+        );
+    }
+    c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
+
+    let list: String = (0..BURST)
+        .map(|i| {
+            format!(
+                "---{}",
+                pod_yaml(ns, &c.node, &c.busybox, &format!("burst-{i}"))
+            )
+        })
+        .collect();
+    let before = watch.ready_count();
+    let started = Instant::now();
+    c.apply(&list);
+    common::wait_until(
+        "100 pods Ready",
+        300,
+        || kubelet.log(),
+        || watch.ready_count() >= before + BURST,
+    );
+    figures.burst = (0..BURST)
+        .filter_map(|i| watch.ready_at(&format!("burst-{i}")))
+        .max()
+        .map_or(Duration::ZERO, |last| last.duration_since(started));
+    drop(watch);
+    (figures.rss_pods, figures.cpu_pods) = sample(kubelet.child.id(), sample_secs);
+
+    drop(kubelet);
+    let restarted = Instant::now();
+    let kubelet = start();
+    c.wait_node_ready(&kubelet);
+    figures.restart_ready = restarted.elapsed();
+    common::wait_until(
+        "100 running pods re-confirmed",
+        120,
+        || kubelet.log(),
+        || running_pods(c) == Some(BURST as u64),
+    );
+    figures.restart_pods = restarted.elapsed();
+    c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
+    drop(kubelet);
+    figures
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(ours: f64, upstream: f64) -> String {
+    if upstream > 0.0 {
+        format!("{:.2}", ours / upstream)
+    } else {
+        "-".to_owned()
+    }
+}
+
+#[test]
+fn node_bench() {
+    let test = "node_bench";
+    let Some((_env, c)) = Cluster::from_env(test) else {
+        return;
+    };
+    let Some(upstream) = std::env::var("KUBELET_TEST_UPSTREAM_KUBELET")
+        .ok()
+        .filter(|p| Path::new(p).is_file())
+    else {
+        return kubelet_test_support::skip(
+            test,
+            "KUBELET_TEST_UPSTREAM_KUBELET names no upstream kubelet binary (cargo xtask env up --control-plane builds it)",
+        );
+    };
+    let sample_secs = std::env::var("KUBELET_BENCH_SAMPLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let _node = lock();
+    let namespace = Namespace::create(&c, "bench");
+    let ns = namespace.name;
+    let ours_dir = kubelet_test_support::TestDir::new();
+    let ours = measure(
+        &c,
+        ns,
+        Path::new(env!("CARGO_BIN_EXE_kubelet")),
+        sample_secs,
+        &|| c.start_kubelet_with(ours_dir.path(), "failCgroupV1: false\n", &[]),
+    );
+    let theirs_dir = kubelet_test_support::TestDir::new();
+    // Upstream reads the configuration file ours was given.
+    std::fs::create_dir_all(theirs_dir.path()).expect("directory");
+    std::fs::copy(
+        ours_dir.path().join("kubelet.yaml"),
+        theirs_dir.path().join("kubelet.yaml"),
+    )
+    .expect("configuration");
+    let theirs = measure(&c, ns, Path::new(&upstream), sample_secs, &|| {
+        c.start_upstream_kubelet(&upstream, theirs_dir.path())
+    });
+
+    let summary = |f: &Figures| {
+        let mut sorted = f.startup.clone();
+        sorted.sort();
+        (
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.9),
+            percentile(&sorted, 0.99),
+        )
+    };
+    let (o50, o90, o99) = summary(&ours);
+    let (u50, u90, u99) = summary(&theirs);
+    let rows: Vec<(String, String, String, String)> = vec![
+        (
+            format!("{SEQUENTIAL} sequential pods, created -> Ready, p50"),
+            ms(o50),
+            ms(u50),
+            ratio(o50.as_secs_f64(), u50.as_secs_f64()),
+        ),
+        (
+            "  p90".into(),
+            ms(o90),
+            ms(u90),
+            ratio(o90.as_secs_f64(), u90.as_secs_f64()),
+        ),
+        (
+            "  p99".into(),
+            ms(o99),
+            ms(u99),
+            ratio(o99.as_secs_f64(), u99.as_secs_f64()),
+        ),
+        (
+            format!("{BURST} pods at once, until all Running and Ready"),
+            ms(ours.burst),
+            ms(theirs.burst),
+            ratio(ours.burst.as_secs_f64(), theirs.burst.as_secs_f64()),
+        ),
+        (
+            "RSS idle (MiB)".into(),
+            format!("{:.1}", ours.rss_idle),
+            format!("{:.1}", theirs.rss_idle),
+            ratio(ours.rss_idle, theirs.rss_idle),
+        ),
+        (
+            format!("RSS with {BURST} pods (MiB)"),
+            format!("{:.1}", ours.rss_pods),
+            format!("{:.1}", theirs.rss_pods),
+            ratio(ours.rss_pods, theirs.rss_pods),
+        ),
+        (
+            "CPU idle (% of a core)".into(),
+            format!("{:.2}", ours.cpu_idle),
+            format!("{:.2}", theirs.cpu_idle),
+            ratio(ours.cpu_idle, theirs.cpu_idle),
+        ),
+        (
+            format!("CPU with {BURST} pods (% of a core)"),
+            format!("{:.2}", ours.cpu_pods),
+            format!("{:.2}", theirs.cpu_pods),
+            ratio(ours.cpu_pods, theirs.cpu_pods),
+        ),
+        (
+            "restart -> Node Ready".into(),
+            ms(ours.restart_ready),
+            ms(theirs.restart_ready),
+            ratio(
+                ours.restart_ready.as_secs_f64(),
+                theirs.restart_ready.as_secs_f64(),
+            ),
+        ),
+        (
+            format!("restart -> {BURST} running pods re-confirmed"),
+            ms(ours.restart_pods),
+            ms(theirs.restart_pods),
+            ratio(
+                ours.restart_pods.as_secs_f64(),
+                theirs.restart_pods.as_secs_f64(),
+            ),
+        ),
+        (
+            "stripped binary (MiB)".into(),
+            format!("{:.1}", ours.binary_mib),
+            format!("{:.1}", theirs.binary_mib),
+            ratio(ours.binary_mib, theirs.binary_mib),
+        ),
+    ];
+    println!(
+        "\n{:<52} {:>12} {:>12} {:>8}",
+        "figure", "ours", "upstream", "ratio"
+    );
+    for (figure, o, u, r) in &rows {
+        println!("{figure:<52} {o:>12} {u:>12} {r:>8}");
+    }
+    println!(
+        "ours/upstream: startup p50 {}, burst {}, rss idle {}, rss 100 pods {}, cpu 100 pods {}",
+        ratio(o50.as_secs_f64(), u50.as_secs_f64()),
+        ratio(ours.burst.as_secs_f64(), theirs.burst.as_secs_f64()),
+        ratio(ours.rss_idle, theirs.rss_idle),
+        ratio(ours.rss_pods, theirs.rss_pods),
+        ratio(ours.cpu_pods, theirs.cpu_pods),
+    );
+    assert_eq!(ours.startup.len(), SEQUENTIAL);
+    assert_eq!(theirs.startup.len(), SEQUENTIAL);
+    drop(namespace);
+}
