@@ -169,7 +169,12 @@ impl ApiPodSource {
             // was: a dead connection is noticed within ~65 s (the watcher's idle
             // timeout), not the ~5 minutes of the default.
             .timeout(POD_WATCH_TIMEOUT_SECONDS);
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, config)
+            .default_backoff()
+            // The kubelet never reads managedFields; without them each of the copies
+            // the pod set and admission make per event costs a fraction.
+            .modify(|pod: &mut Pod| pod.metadata.managed_fields = None)
+            .boxed();
         let mut pods: HashMap<String, Pod> = HashMap::new();
         let mut listing: Option<HashMap<String, Pod>> = None;
         let mut synced = false;
@@ -330,7 +335,7 @@ impl Admission {
     /// Decides a change of an admitted pod's resources; whether its allocation changed.
     fn resize(&self, pod: &Pod, active: &mut [Pod], facts: &NodeFacts) -> bool {
         let id = uid(pod);
-        let others: Vec<Pod> = active.iter().filter(|p| uid(p) != id).cloned().collect();
+        let others = || active.iter().filter(|p| uid(p) != id).cloned().collect();
         let event = |event_type, reason: &'static str, message: String| {
             self.events.record(PodEvent {
                 pod: PodRef::of(pod),
@@ -340,7 +345,7 @@ impl Admission {
                 message,
             });
         };
-        match self.allocations.handle_resize(pod, &others, facts) {
+        match self.allocations.handle_resize(pod, others, facts) {
             ResizeDecision::None => false,
             ResizeDecision::Accepted { message } => {
                 info!(pod = %PodRef::of(pod), "pod resize accepted");

@@ -149,6 +149,10 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     file: Option<PathBuf>,
+    /// Held from taking the snapshot to renaming it into place: pod workers save at
+    /// once, and without it two saves share the temporary file (one rename fails) or an
+    /// older snapshot lands after a newer one.
+    saving: tokio::sync::Mutex<()>,
 }
 
 /// The allocation and actuation records of every pod on the node, shared by admission,
@@ -287,6 +291,7 @@ impl Allocations {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 file: Some(file),
+                saving: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -300,6 +305,7 @@ impl Allocations {
         let Some(file) = self.inner.file.clone() else {
             return;
         };
+        let _saving = self.inner.saving.lock().await;
         let bytes = match serde_json::to_vec(&*self.state()) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -396,7 +402,16 @@ impl Allocations {
     /// `pod` as the API has it now, `others` the other admitted pods at their allocation.
     /// Accepted, the new allocation is recorded, `PodResizePending` cleared and
     /// `PodResizeInProgress` set at the pod's generation.
-    pub fn handle_resize(&self, pod: &Pod, others: &[Pod], node: &NodeFacts) -> ResizeDecision {
+    ///
+    /// `others` (the other admitted pods at their allocations) is only asked for when the
+    /// pod's resources changed: building it costs a copy of every pod, on every watch
+    /// event of every pod.
+    pub fn handle_resize(
+        &self,
+        pod: &Pod,
+        others: impl FnOnce() -> Vec<Pod>,
+        node: &NodeFacts,
+    ) -> ResizeDecision {
         let id = uid(pod);
         let generation = pod.metadata.generation.unwrap_or(0);
         let desired = PodResourceInfo::of(pod);
@@ -409,7 +424,7 @@ impl Allocations {
             return ResizeDecision::None;
         }
         let verdict = infeasible(&allocated, &desired).map_or_else(
-            || admit(pod, others, node),
+            || admit(pod, &others(), node),
             |message| Err(Rejection::new(REASON_INFEASIBLE, message)),
         );
         match verdict {

@@ -61,7 +61,7 @@ fn the_pod_workers_see_the_allocation_until_a_resize_is_accepted() {
         "3"
     );
 
-    let decision = allocations.handle_resize(&resized, &[], &node("2"));
+    let decision = allocations.handle_resize(&resized, Vec::new, &node("2"));
     let ResizeDecision::Accepted { message } = decision else {
         panic!("accepted: {decision:?}");
     };
@@ -82,7 +82,7 @@ fn the_pod_workers_see_the_allocation_until_a_resize_is_accepted() {
     assert_eq!(allocations.clear_in_progress("u1", 2), Some(2));
     assert!(allocations.conditions("u1").is_empty());
     assert_eq!(
-        allocations.handle_resize(&resized, &[], &node("2")),
+        allocations.handle_resize(&resized, Vec::new, &node("2")),
         ResizeDecision::None
     );
 }
@@ -97,7 +97,7 @@ fn a_resize_without_room_is_deferred_once_and_accepted_when_room_is_made() {
     let bigger = pod("mine", 2, "1", "64Mi");
     let others = [allocations.allocated_pod(&other)];
 
-    let first = allocations.handle_resize(&bigger, &others, &node("2"));
+    let first = allocations.handle_resize(&bigger, || others.to_vec(), &node("2"));
     let ResizeDecision::Pending {
         reason,
         event: Some(message),
@@ -116,7 +116,7 @@ fn a_resize_without_room_is_deferred_once_and_accepted_when_room_is_made() {
         Some("Node didn't have enough resource: cpu, requested: 1000, used: 1500, capacity: 2000")
     );
     // Tried again with nothing changed: no second event.
-    let again = allocations.handle_resize(&bigger, &others, &node("2"));
+    let again = allocations.handle_resize(&bigger, || others.to_vec(), &node("2"));
     assert_eq!(
         again,
         ResizeDecision::Pending {
@@ -127,7 +127,7 @@ fn a_resize_without_room_is_deferred_once_and_accepted_when_room_is_made() {
     assert_eq!(cpu_of(&allocations.allocated_pod(&bigger)), "100m");
 
     // The other pod left: the resize goes through and the pending condition goes.
-    let accepted = allocations.handle_resize(&bigger, &[], &node("2"));
+    let accepted = allocations.handle_resize(&bigger, Vec::new, &node("2"));
     assert!(
         matches!(accepted, ResizeDecision::Accepted { .. }),
         "{accepted:?}"
@@ -158,7 +158,7 @@ fn pod_level_and_memory_volume_resizes_are_infeasible() {
             ..Default::default()
         });
     }
-    let decision = allocations.handle_resize(&p, &[], &node("2"));
+    let decision = allocations.handle_resize(&p, Vec::new, &node("2"));
     assert!(
         matches!(
             decision,
@@ -221,4 +221,35 @@ async fn allocations_and_actuated_resources_survive_a_restart() {
     std::fs::write(dir.path().join(STATE_FILE), b"{not json").expect("write");
     let fresh = Allocations::persisted(dir.path()).await;
     assert!(!fresh.has_allocation("u"));
+}
+
+/// Pod workers save at once: every save completes, and the file holds every pod after
+/// the last one (no older snapshot renamed over a newer one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_saves_neither_fail_nor_lose_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allocations = Allocations::persisted(dir.path()).await;
+    let mut saves = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let allocations = allocations.clone();
+        saves.spawn(async move {
+            allocations.set_allocated(&pod(&format!("u{i}"), 1, "100m", "16Mi"));
+            allocations.save().await;
+        });
+    }
+    while let Some(done) = saves.join_next().await {
+        done.expect("save task");
+    }
+    assert!(
+        !dir.path()
+            .join(STATE_FILE)
+            .with_extension("json.tmp")
+            .exists(),
+        "a temporary file was left behind"
+    );
+    let restarted = Allocations::persisted(dir.path()).await;
+    let missing: Vec<usize> = (0..64)
+        .filter(|i| !restarted.has_allocation(&format!("u{i}")))
+        .collect();
+    assert!(missing.is_empty(), "lost after restart: {missing:?}");
 }
