@@ -312,10 +312,6 @@ fn measure(
     figures
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
 fn ratio(ours: f64, upstream: f64) -> String {
     if upstream > 0.0 {
         format!("{:.2}", ours / upstream)
@@ -377,86 +373,73 @@ fn node_bench() {
     };
     let (o50, o90, o99) = summary(&ours);
     let (u50, u90, u99) = summary(&theirs);
-    let rows: Vec<(String, String, String, String)> = vec![
+    // (figure, ours, upstream, decimals): durations are shown in milliseconds.
+    let time = |figure: String, o: Duration, u: Duration| {
         (
-            format!("{SEQUENTIAL} sequential pods, created -> Ready, p50"),
-            ms(o50),
-            ms(u50),
-            ratio(o50.as_secs_f64(), u50.as_secs_f64()),
+            figure,
+            o.as_secs_f64() * 1000.0,
+            u.as_secs_f64() * 1000.0,
+            0,
+        )
+    };
+    let rows = [
+        time(
+            format!("{SEQUENTIAL} sequential pods, created -> Ready, p50 (ms)"),
+            o50,
+            u50,
         ),
-        (
-            "  p90".into(),
-            ms(o90),
-            ms(u90),
-            ratio(o90.as_secs_f64(), u90.as_secs_f64()),
+        time("  p90 (ms)".into(), o90, u90),
+        time("  p99 (ms)".into(), o99, u99),
+        time(
+            format!("{BURST} pods at once, until all Running and Ready (ms)"),
+            ours.burst,
+            theirs.burst,
         ),
-        (
-            "  p99".into(),
-            ms(o99),
-            ms(u99),
-            ratio(o99.as_secs_f64(), u99.as_secs_f64()),
-        ),
-        (
-            format!("{BURST} pods at once, until all Running and Ready"),
-            ms(ours.burst),
-            ms(theirs.burst),
-            ratio(ours.burst.as_secs_f64(), theirs.burst.as_secs_f64()),
-        ),
-        (
-            "RSS idle (MiB)".into(),
-            format!("{:.1}", ours.rss_idle),
-            format!("{:.1}", theirs.rss_idle),
-            ratio(ours.rss_idle, theirs.rss_idle),
-        ),
+        ("RSS idle (MiB)".into(), ours.rss_idle, theirs.rss_idle, 1),
         (
             format!("RSS with {BURST} pods (MiB)"),
-            format!("{:.1}", ours.rss_pods),
-            format!("{:.1}", theirs.rss_pods),
-            ratio(ours.rss_pods, theirs.rss_pods),
+            ours.rss_pods,
+            theirs.rss_pods,
+            1,
         ),
         (
             "CPU idle (% of a core)".into(),
-            format!("{:.2}", ours.cpu_idle),
-            format!("{:.2}", theirs.cpu_idle),
-            ratio(ours.cpu_idle, theirs.cpu_idle),
+            ours.cpu_idle,
+            theirs.cpu_idle,
+            2,
         ),
         (
             format!("CPU with {BURST} pods (% of a core)"),
-            format!("{:.2}", ours.cpu_pods),
-            format!("{:.2}", theirs.cpu_pods),
-            ratio(ours.cpu_pods, theirs.cpu_pods),
+            ours.cpu_pods,
+            theirs.cpu_pods,
+            2,
         ),
-        (
-            "restart -> Node Ready".into(),
-            ms(ours.restart_ready),
-            ms(theirs.restart_ready),
-            ratio(
-                ours.restart_ready.as_secs_f64(),
-                theirs.restart_ready.as_secs_f64(),
-            ),
+        time(
+            "restart -> Node Ready (ms)".into(),
+            ours.restart_ready,
+            theirs.restart_ready,
         ),
-        (
-            format!("restart -> {BURST} running pods re-confirmed"),
-            ms(ours.restart_pods),
-            ms(theirs.restart_pods),
-            ratio(
-                ours.restart_pods.as_secs_f64(),
-                theirs.restart_pods.as_secs_f64(),
-            ),
+        time(
+            format!("restart -> {BURST} running pods re-confirmed (ms)"),
+            ours.restart_pods,
+            theirs.restart_pods,
         ),
         (
             "stripped binary (MiB)".into(),
-            format!("{:.1}", ours.binary_mib),
-            format!("{:.1}", theirs.binary_mib),
-            ratio(ours.binary_mib, theirs.binary_mib),
+            ours.binary_mib,
+            theirs.binary_mib,
+            1,
         ),
     ];
     println!(
-        "\n{:<52} {:>12} {:>12} {:>8}",
+        "\n{:<56} {:>10} {:>10} {:>6}",
         "figure", "ours", "upstream", "ratio"
     );
-    for (figure, o, u, r) in &rows {
-        println!("{figure:<52} {o:>12} {u:>12} {r:>8}");
+    for (figure, o, u, decimals) in &rows {
+        println!(
+            "{figure:<56} {o:>10.decimals$} {u:>10.decimals$} {:>6}",
+            ratio(*o, *u)
+        );
     }
     println!(
         "ours/upstream: startup p50 {}, burst {}, rss idle {}, rss 100 pods {}, cpu 100 pods {}",

@@ -158,6 +158,14 @@ fn start(api: &FakeApi) -> (tokio::task::JoinHandle<()>, TokioClock) {
     (tokio::spawn(controller.run()), clock)
 }
 
+/// Runs a controller for `seconds` of virtual time; the requests it made.
+async fn run_for(api: &FakeApi, seconds: f64) -> (Vec<Request>, TokioClock) {
+    let (task, clock) = start(api);
+    tokio::time::sleep(secs(seconds)).await;
+    task.abort();
+    (api.requests(), clock)
+}
+
 fn micro_time(t: SystemTime) -> String {
     serde_json::to_value(MicroTime(
         k8s_openapi::jiff::Timestamp::try_from(t).expect("timestamp"),
@@ -175,11 +183,7 @@ fn secs(s: f64) -> Duration {
 #[tokio::test(start_paused = true)]
 async fn renews_every_quarter_of_the_duration_with_one_put_and_the_clocks_time() {
     let api = FakeApi::new();
-    let (task, clock) = start(&api);
-    tokio::time::sleep(secs(45.0)).await;
-    task.abort();
-
-    let requests = api.requests();
+    let (requests, clock) = run_for(&api, 45.0).await;
     let calls: Vec<(&str, &str)> = requests
         .iter()
         .map(|r| (r.method.as_str(), r.path.as_str()))
@@ -232,11 +236,7 @@ async fn renews_every_quarter_of_the_duration_with_one_put_and_the_clocks_time()
 async fn an_unreachable_api_server_is_retried_with_upstreams_backoff() {
     let api = FakeApi::new();
     api.state.lock().expect("state").api_down_until = secs(5.0);
-    let (task, _clock) = start(&api);
-    tokio::time::sleep(secs(20.0)).await;
-    task.abort();
-
-    let requests = api.requests();
+    let (requests, _) = run_for(&api, 20.0).await;
     let reads: Vec<f64> = requests
         .iter()
         .take_while(|r| r.method == "GET" && r.path.starts_with(LEASE_PATH))
@@ -259,10 +259,8 @@ async fn an_unreachable_api_server_is_retried_with_upstreams_backoff() {
 async fn the_backoff_stops_growing_at_seven_seconds() {
     let api = FakeApi::new();
     api.state.lock().expect("state").api_down_until = secs(60.0);
-    let (task, _clock) = start(&api);
-    tokio::time::sleep(secs(40.0)).await;
-    task.abort();
-    let times: Vec<Duration> = api.requests().iter().map(|r| r.at).collect();
+    let (requests, _) = run_for(&api, 40.0).await;
+    let times: Vec<Duration> = requests.iter().map(|r| r.at).collect();
     let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(
         gaps,
@@ -304,11 +302,7 @@ async fn a_lease_changed_by_someone_else_is_read_again_then_renewed() {
 async fn the_lease_waits_for_its_node_to_own_it() {
     let api = FakeApi::new();
     api.state.lock().expect("state").node_readable_after = secs(1.0);
-    let (task, _clock) = start(&api);
-    tokio::time::sleep(secs(5.0)).await;
-    task.abort();
-
-    let requests = api.requests();
+    let (requests, _) = run_for(&api, 5.0).await;
     let created = requests
         .iter()
         .find(|r| r.method == "POST")
