@@ -198,6 +198,10 @@ impl NodeAgent {
 
     /// Runs until the task is dropped: registration (retried), the lease, and a status
     /// update every `status_update_frequency` (and at once on start).
+    ///
+    /// The lease runs in this task rather than a task of its own, so that its panic is
+    /// this task's (the kubelet's supervisor stops the kubelet) instead of a node that
+    /// keeps reporting status without a heartbeat.
     pub async fn run(self) {
         let lease = LeaseController::new(
             self.client.clone(),
@@ -205,8 +209,14 @@ impl NodeAgent {
             self.config.lease_duration_seconds,
             self.clock.clone(),
         );
-        let lease = tokio::spawn(lease.run());
-        let _lease = AbortOnDrop(lease);
+        tokio::select! {
+            () = lease.run() => warn!(node = %self.config.name, "the node lease controller ended"),
+            () = self.status_loop() => {}
+        }
+    }
+
+    /// Registration and status updates, for as long as it is polled.
+    async fn status_loop(&self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let mut registered = false;
         let mut last_posted: Option<(NodeStatus, Instant)> = None;
@@ -774,14 +784,6 @@ fn same_ignoring_heartbeats(a: &NodeStatus, b: &NodeStatus) -> bool {
         s
     };
     strip(a) == strip(b)
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The architecture as Go names it (`GOARCH`).
