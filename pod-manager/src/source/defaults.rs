@@ -3,7 +3,7 @@
 //! `SetObjectDefaults_Pod`, with v1.37's default feature gates), then the static pod
 //! defaults of upstream `pkg/kubelet/config/common.go` `applyDefaults`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     HTTPGetAction, Lifecycle, Pod, PodSecurityContext, PodSpec, PodStatus, Probe,
@@ -351,12 +351,14 @@ pub(crate) fn static_pod_uid(defaulted: &Pod, origin: &ManifestOrigin, node_name
     match upstream_static_pod_uid(defaulted, &source) {
         Ok(uid) => uid,
         Err(Unsupported(why)) => {
-            tracing::warn!(
-                manifest = %origin,
-                reason = %why,
-                "this static pod's UID differs from the upstream kubelet's: a kubelet swap \
-                 restarts it"
-            );
+            if first_warning(&format!("{origin}\n{why}")) {
+                tracing::warn!(
+                    manifest = %origin,
+                    reason = %why,
+                    "this static pod's UID differs from the upstream kubelet's: a kubelet \
+                     swap restarts it"
+                );
+            }
             let mut hasher = Sha256::new();
             // Serializing a k8s-openapi Pod to a Vec cannot fail: every key is a string.
             hasher.update(serde_json::to_vec(defaulted).unwrap_or_default());
@@ -365,6 +367,18 @@ pub(crate) fn static_pod_uid(defaulted: &Pod, origin: &ManifestOrigin, node_name
             digest[..16].iter().map(|b| format!("{b:02x}")).collect()
         }
     }
+}
+
+/// Whether `key` was not warned about before: manifests are read again every
+/// `fileCheckFrequency`, so a warning about one would repeat forever. At most 1000 keys
+/// are kept (then forgotten at once), as upstream's `staticPodWarningCache`.
+fn first_warning(key: &str) -> bool {
+    static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.len() >= 1000 {
+        warned.clear();
+    }
+    warned.insert(key.to_owned())
 }
 
 /// Upstream `applyDefaults` for static pods, run after [`apply_api_defaults`]: UID (see
@@ -538,5 +552,12 @@ mod tests {
         let requests = c.resources.and_then(|r| r.requests).unwrap_or_default();
         assert_eq!(requests["cpu"], Quantity("100m".into()));
         assert_eq!(requests["memory"], Quantity("128Mi".into()));
+    }
+
+    #[test]
+    fn a_fallback_uid_is_warned_about_once_per_manifest_and_reason() {
+        assert!(first_warning("/m/a.yaml\nquantity \"1.5Gi\""));
+        assert!(!first_warning("/m/a.yaml\nquantity \"1.5Gi\""));
+        assert!(first_warning("/m/b.yaml\nquantity \"1.5Gi\""));
     }
 }
