@@ -143,48 +143,36 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
 
 /// `cargo xtask soak`: the environment with the control plane, then the soak runs of
 /// kubelet-bin's `tests/soak.rs` (a `test = false` target the default test run leaves
-/// out), one at a time, their
-/// figures printed.
+/// out), one at a time, their figures printed.
 pub fn soak(l: &Layout) -> Result<()> {
-    let vars = env::up_with(l, true).context("env up --control-plane failed")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(&cargo)
-        .current_dir(&l.workspace)
-        .args(["test", "-p", "kubelet-bin", "--test", "soak", "--"])
-        .args(["--nocapture", "--test-threads=1"])
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("KUBELET_TEST_REQUIRE_ENV", "1")
-        .status()
-        .with_context(|| format!("cannot run {cargo}"))?;
-    if !status.success() {
-        bail!("soak runs failed ({status})");
-    }
-    Ok(())
+    run_environment_target(l, "soak", &[]).context("soak runs failed")
 }
 
 /// `cargo xtask bench --node`: the environment with the control plane (which builds the
 /// upstream kubelet), then kubelet-bin's `tests/node_bench.rs` in a release build: the
 /// same measurements on this kubelet and the upstream one, one table.
 pub fn node_bench(l: &Layout) -> Result<()> {
+    run_environment_target(l, "node_bench", &["--release"]).context("the node benchmark failed")
+}
+
+/// `env up --control-plane`, then kubelet-bin's test target `target` (one left out of
+/// the default run) with `cargo_args`, one test at a time, output shown, the environment
+/// required.
+fn run_environment_target(l: &Layout, target: &str, cargo_args: &[&str]) -> Result<()> {
     let vars = env::up_with(l, true).context("env up --control-plane failed")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(&cargo)
         .current_dir(&l.workspace)
-        .args([
-            "test",
-            "--release",
-            "-p",
-            "kubelet-bin",
-            "--test",
-            "node_bench",
-        ])
-        .args(["--", "--nocapture", "--test-threads=1"])
+        .arg("test")
+        .args(cargo_args)
+        .args(["-p", "kubelet-bin", "--test", target, "--"])
+        .args(["--nocapture", "--test-threads=1"])
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("KUBELET_TEST_REQUIRE_ENV", "1")
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {
-        bail!("the node benchmark failed ({status})");
+        bail!("cargo test --test {target} failed ({status})");
     }
     Ok(())
 }

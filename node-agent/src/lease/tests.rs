@@ -136,6 +136,12 @@ impl FakeApi {
         }
     }
 
+    /// The Lease as the API server holds it now.
+    fn stored_lease(&self) -> Value {
+        let state = self.state.lock().expect("state");
+        state.lease.clone().expect("a lease was written")
+    }
+
     fn requests(&self) -> Vec<Request> {
         self.state.lock().expect("state").requests.clone()
     }
@@ -219,13 +225,7 @@ async fn renews_every_quarter_of_the_duration_with_one_put_and_the_clocks_time()
             Some(micro_time(start + w.at).as_str())
         );
     }
-    let stored = api
-        .state
-        .lock()
-        .expect("state")
-        .lease
-        .clone()
-        .expect("lease");
+    let stored = api.stored_lease();
     assert_eq!(stored["spec"]["holderIdentity"], NODE);
     assert_eq!(stored["spec"]["leaseDurationSeconds"], 40);
     assert_eq!(stored["metadata"]["ownerReferences"][0]["uid"], "node-uid");
@@ -312,12 +312,6 @@ async fn the_lease_waits_for_its_node_to_own_it() {
         (created.at.as_secs_f64() - 1.4).abs() < 1e-6,
         "{requests:?}"
     );
-    let stored = api
-        .state
-        .lock()
-        .expect("state")
-        .lease
-        .clone()
-        .expect("lease");
+    let stored = api.stored_lease();
     assert_eq!(stored["metadata"]["ownerReferences"][0]["uid"], "node-uid");
 }
