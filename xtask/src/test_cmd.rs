@@ -94,7 +94,7 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
         },
         // Every library as crates.io would receive it: packaged, then built alone from
         // the package (path dependencies resolved to the packages made before it), in a
-        // target directory of its own, emptied first (see `forget_packaged_sources`).
+        // target directory of its own, emptied before and after (see `forget_packaged_sources`).
         Step {
             name: "package",
             args: strs(&[
@@ -106,7 +106,13 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
                 "--target-dir",
                 PACKAGE_TARGET_DIR,
             ]),
-            env: Vec::new(),
+            // Built once to prove it builds, then removed: no debuginfo or incremental
+            // caches (a package's own manifest has no profile, so the workspace's
+            // trimmed one does not apply).
+            env: vec![
+                ("CARGO_PROFILE_DEV_DEBUG", "false"),
+                ("CARGO_INCREMENTAL", "0"),
+            ],
         },
     ];
     let mut failed = Vec::new();
@@ -125,6 +131,9 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             .status()
             .with_context(|| format!("cannot run {cargo}"))?;
         let secs = started.elapsed().as_secs_f64();
+        if step.name == "package" {
+            forget_packaged_sources(&l.workspace.join(PACKAGE_TARGET_DIR))?;
+        }
         if status.success() {
             progress!("<== {} ok ({secs:.1}s)", step.name);
         } else {
