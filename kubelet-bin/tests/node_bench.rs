@@ -4,7 +4,12 @@
 //! `test = false`, so the default test run leaves it out). It reports, it asserts only
 //! that the runs worked: CI does not gate on absolute times.
 //!
-//! For each kubelet:
+//! First the CRI floor, the physical limit, with no kubelet running: RunPodSandbox +
+//! CreateContainer + StartContainer straight through the cri-client, for 20 pods one after
+//! the other and for 100 pods at once (the kubelet starts every pod in a worker of its
+//! own, so all 100 concurrently).
+//!
+//! Then for each kubelet:
 //! - 20 pods one after the other, created -> Ready as one `kubectl get -w` sees both
 //!   events: p50 / p90 / p99;
 //! - 100 pods created at once (one `kubectl apply` of a list): until all are Running and
@@ -29,6 +34,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Kubelet, Namespace, lock};
+use kubelet_core::{
+    ContainerConfig, ContainerMetadata, ImageService, LinuxSandboxConfig, Runtime, SandboxConfig,
+    SandboxMetadata,
+};
+use kubelet_cri_client::{CriClient, Timeouts};
 
 const SEQUENTIAL: usize = 20;
 const BURST: usize = 100;
@@ -195,6 +205,139 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// What the runtime alone takes: the start-up latencies of pods started one after the
+/// other, and the time until all of a burst run.
+struct Floor {
+    sequential: Vec<Duration>,
+    burst: Duration,
+}
+
+/// Parent cgroup of the floor's pods (the kubelet would use its own under kubepods).
+const FLOOR_CGROUP: &str = "kubelet-rs-bench-floor";
+
+/// One pod as the kubelet would start it, minimal: its sandbox (with CNI networking and
+/// a pod cgroup), then one container created and started. Returns the sandbox id.
+async fn floor_pod(client: &CriClient, image: &str, name: &str, log_root: &Path) -> String {
+    let uid = format!("{name}-{}", std::process::id());
+    let log_directory = log_root.join(format!("bench_{name}_{uid}"));
+    std::fs::create_dir_all(&log_directory).expect("log directory");
+    let sandbox = SandboxConfig {
+        metadata: SandboxMetadata {
+            name: name.into(),
+            namespace: "bench-floor".into(),
+            uid: uid.clone(),
+            attempt: 0,
+        },
+        hostname: name.into(),
+        log_directory: log_directory.display().to_string(),
+        linux: LinuxSandboxConfig {
+            cgroup_parent: format!("/{FLOOR_CGROUP}/pod{uid}"),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let container = ContainerConfig {
+        metadata: ContainerMetadata {
+            name: "main".into(),
+            attempt: 0,
+        },
+        image: image.to_owned(),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "main/0.log".into(),
+        ..Default::default()
+    };
+    // The `Runtime` calls the kubelet makes (CriClient's own methods take CRI messages).
+    let runtime: &dyn Runtime = client;
+    let id = runtime.run_sandbox(&sandbox).await.expect("RunPodSandbox");
+    let container = runtime
+        .create_container(&id, &container, &sandbox)
+        .await
+        .expect("CreateContainer");
+    runtime
+        .start_container(&container)
+        .await
+        .expect("StartContainer");
+    id
+}
+
+/// The CRI floor, measured with no kubelet running; everything it started is removed.
+fn cri_floor(endpoint: &str, image: &str) -> Floor {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let log_root = kubelet_test_support::TestDir::new();
+    runtime.block_on(async {
+        let timeouts = Timeouts {
+            request: Duration::from_secs(120),
+            pull: Duration::from_secs(300),
+            ..Timeouts::default()
+        };
+        let client = CriClient::new(endpoint, timeouts).expect("CRI endpoint");
+        let images: &dyn ImageService = &client;
+        if images
+            .image_status(image)
+            .await
+            .expect("ImageStatus")
+            .is_none()
+        {
+            images
+                .pull_image(image, None, None)
+                .await
+                .expect("PullImage");
+        }
+        let mut sandboxes = Vec::new();
+        let mut sequential = Vec::new();
+        for i in 0..SEQUENTIAL {
+            let started = Instant::now();
+            sandboxes.push(floor_pod(&client, image, &format!("seq-{i}"), log_root.path()).await);
+            sequential.push(started.elapsed());
+        }
+        let started = Instant::now();
+        let burst = futures::future::join_all((0..BURST).map(|i| {
+            let name = format!("burst-{i}");
+            let (client, log_root) = (&client, log_root.path());
+            async move { floor_pod(client, image, &name, log_root).await }
+        }))
+        .await;
+        let burst_time = started.elapsed();
+        sandboxes.extend(burst);
+        futures::future::join_all(sandboxes.iter().map(|id| {
+            let client = &client;
+            async move {
+                let runtime: &dyn Runtime = client;
+                if let Err(e) = runtime.stop_sandbox(id).await {
+                    eprintln!("cleanup: {e}");
+                }
+                if let Err(e) = runtime.remove_sandbox(id).await {
+                    eprintln!("cleanup: {e}");
+                }
+            }
+        }))
+        .await;
+        // runc creates the pod cgroups as parents of the containers; removing them is the
+        // kubelet's job, so the floor's too.
+        use kubelet_cgroups::CgroupManager;
+        let cgroups = kubelet_cgroups::Cgroupfs::host();
+        for name in (0..SEQUENTIAL)
+            .map(|i| format!("seq-{i}"))
+            .chain((0..BURST).map(|i| format!("burst-{i}")))
+        {
+            let pod = format!("{FLOOR_CGROUP}/pod{name}-{}", std::process::id());
+            if let Err(e) = cgroups.remove(&pod) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+        if let Err(e) = cgroups.remove(FLOOR_CGROUP) {
+            eprintln!("cleanup: {e}");
+        }
+        Floor {
+            sequential,
+            burst: burst_time,
+        }
+    })
+}
+
 /// What one kubelet measured.
 #[derive(Debug, Default, Clone)]
 struct Figures {
@@ -323,7 +466,7 @@ fn ratio(ours: f64, upstream: f64) -> String {
 #[test]
 fn node_bench() {
     let test = "node_bench";
-    let Some((_env, c)) = Cluster::from_env(test) else {
+    let Some((env, c)) = Cluster::from_env(test) else {
         return;
     };
     let Some(upstream) = std::env::var("KUBELET_TEST_UPSTREAM_KUBELET")
@@ -340,6 +483,7 @@ fn node_bench() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let _node = lock();
+    let floor = cri_floor(&env.endpoint, &c.busybox);
     let namespace = Namespace::create(&c, "bench");
     let ns = namespace.name;
     let ours_dir = kubelet_test_support::TestDir::new();
@@ -373,6 +517,19 @@ fn node_bench() {
     };
     let (o50, o90, o99) = summary(&ours);
     let (u50, u90, u99) = summary(&theirs);
+    let mut floor_sorted = floor.sequential.clone();
+    floor_sorted.sort();
+    let f50 = percentile(&floor_sorted, 0.5);
+    println!(
+        "\nCRI floor (no kubelet; RunPodSandbox + CreateContainer + StartContainer): \
+         {SEQUENTIAL} sequential pods p50 / p90 / p99 {} / {} / {} ms, {BURST} pods at once {} ms",
+        f50.as_millis(),
+        percentile(&floor_sorted, 0.9).as_millis(),
+        percentile(&floor_sorted, 0.99).as_millis(),
+        floor.burst.as_millis(),
+    );
+    let above_floor = |d: Duration| d.saturating_sub(f50);
+    let per_floor = |d: Duration| d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON);
     // (figure, ours, upstream, decimals): durations are shown in milliseconds.
     let time = |figure: String, o: Duration, u: Duration| {
         (
@@ -388,12 +545,23 @@ fn node_bench() {
             o50,
             u50,
         ),
+        time(
+            "  p50 above the CRI floor's p50 (ms)".into(),
+            above_floor(o50),
+            above_floor(u50),
+        ),
         time("  p90 (ms)".into(), o90, u90),
         time("  p99 (ms)".into(), o99, u99),
         time(
             format!("{BURST} pods at once, until all Running and Ready (ms)"),
             ours.burst,
             theirs.burst,
+        ),
+        (
+            "  times the CRI floor's burst".into(),
+            per_floor(ours.burst),
+            per_floor(theirs.burst),
+            2,
         ),
         ("RSS idle (MiB)".into(), ours.rss_idle, theirs.rss_idle, 1),
         (
@@ -449,6 +617,7 @@ fn node_bench() {
         ratio(ours.rss_pods, theirs.rss_pods),
         ratio(ours.cpu_pods, theirs.cpu_pods),
     );
+    assert_eq!(floor.sequential.len(), SEQUENTIAL);
     assert_eq!(ours.startup.len(), SEQUENTIAL);
     assert_eq!(theirs.startup.len(), SEQUENTIAL);
     drop(namespace);

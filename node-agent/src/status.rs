@@ -1,7 +1,7 @@
 //! Pod status to the API server (upstream's status manager), mirror pods for static pods,
 //! and the final delete of pods being deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,6 +147,34 @@ impl Inner {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes the entry of a pod that is not being sent now.
+    fn take_pending(&self, sending: &HashSet<String>) -> Option<(String, Pending)> {
+        let mut pending = self.lock_pending();
+        let uid = pending.keys().find(|uid| !sending.contains(*uid))?.clone();
+        pending.remove_entry(&uid)
+    }
+
+    /// Puts back an entry that could not be sent. A newer report made meanwhile wins
+    /// over it; but a final delete queued meanwhile must still send this status first
+    /// (upstream deletes a pod only after its final status is patched).
+    fn requeue(&self, uid: String, entry: Pending) {
+        let mut pending = self.lock_pending();
+        match (pending.get_mut(&uid), entry) {
+            (
+                Some(Pending::Forget {
+                    last: last @ None, ..
+                }),
+                Pending::Status { pod, status },
+            ) => *last = Some((pod, status)),
+            (Some(_), _) => {}
+            (None, entry) => {
+                pending.insert(uid, entry);
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+
     /// Sends again the latest status of static pods whose mirror pod is missing or stale,
     /// as upstream checks the mirror pod on every sync.
     fn requeue_missing_mirrors(&self) {
@@ -234,6 +262,7 @@ impl Inner {
             "metadata": { "uid": target.uid },
             "status": status_patch(status),
         });
+        let started = std::time::Instant::now();
         match api
             .patch_status(
                 &target.name,
@@ -243,7 +272,12 @@ impl Inner {
             .await
         {
             Ok(_) => {
-                debug!(pod = %r, phase = ?status.phase, "pod status patched");
+                debug!(
+                    pod = %r,
+                    phase = ?status.phase,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "pod status patched"
+                );
                 self.lock_sent().insert(target.uid, status.clone());
                 true
             }
@@ -400,59 +434,52 @@ fn is_static(pod: &Pod) -> bool {
     )
 }
 
-/// Sends what is pending, a few pods at a time, for as long as the kubelet runs.
+/// Sends what is pending, a few pods at a time, for as long as the kubelet runs: a slot
+/// that frees takes the next pod at once (a burst of pods is not sent in rounds that
+/// each wait for their slowest patch), and a pod is never sent twice at once, so its
+/// patches stay in order.
 async fn send_loop(inner: Arc<Inner>) {
     use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
     let mut last_mirror_check = tokio::time::Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut sending: HashSet<String> = HashSet::new();
     loop {
         if last_mirror_check.elapsed() >= MIRROR_CHECK {
             last_mirror_check = tokio::time::Instant::now();
             inner.requeue_missing_mirrors();
             inner.forget_gone();
         }
-        let batch: Vec<(String, Pending)> = inner.lock_pending().drain().collect();
-        if batch.is_empty() {
-            let next_check = last_mirror_check + MIRROR_CHECK;
-            let _ = tokio::time::timeout_at(next_check, inner.wake.notified()).await;
-            continue;
-        }
-        let failed: Vec<(String, Pending)> = futures::stream::iter(batch)
-            .map(|(uid, pending)| {
-                let inner = inner.clone();
-                async move {
-                    let sent = inner.send(&uid, &pending).await;
-                    (!sent).then_some((uid, pending))
+        while in_flight.len() < PARALLEL_PATCHES {
+            let Some((uid, pending)) = inner.take_pending(&sending) else {
+                break;
+            };
+            sending.insert(uid.clone());
+            let inner = inner.clone();
+            in_flight.push(async move {
+                let sent = inner.send(&uid, &pending).await;
+                if !sent {
+                    // The slot waits too: an API server that fails every patch is not
+                    // asked again at once for each pod.
+                    tokio::time::sleep(RETRY_AFTER).await;
                 }
-            })
-            .buffer_unordered(PARALLEL_PATCHES)
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
-        if !failed.is_empty() {
-            {
-                let mut pending = inner.lock_pending();
-                for (uid, entry) in failed {
-                    // A newer report made meanwhile wins over the failed one; but a
-                    // final delete queued meanwhile must still send this status first
-                    // (upstream deletes a pod only after its final status is patched).
-                    match (pending.get_mut(&uid), entry) {
-                        (
-                            Some(Pending::Forget {
-                                last: last @ None, ..
-                            }),
-                            Pending::Status { pod, status },
-                        ) => *last = Some((pod, status)),
-                        (Some(_), _) => {}
-                        (None, entry) => {
-                            pending.insert(uid, entry);
-                        }
-                    }
+                (uid, pending, sent)
+            });
+        }
+        let next_check = last_mirror_check + MIRROR_CHECK;
+        tokio::select! {
+            Some((uid, entry, sent)) = in_flight.next() => {
+                sending.remove(&uid);
+                if !sent {
+                    inner.requeue(uid, entry);
                 }
             }
-            tokio::time::sleep(RETRY_AFTER).await;
+            _ = inner.wake.notified(), if in_flight.len() < PARALLEL_PATCHES => {}
+            _ = tokio::time::sleep_until(next_check) => {}
         }
     }
 }
+
 fn prune_sent(sent: &mut HashMap<String, PodStatus>, view: &PodView) {
     sent.retain(|uid, _| view.get(uid).is_some());
 }
@@ -487,7 +514,158 @@ fn status_patch(status: &PodStatus) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
     use k8s_openapi::api::core::v1::PodCondition;
+
+    /// Status patches an API server received: pod name, the phase patched, and when
+    /// (virtual time since the test started).
+    type Patched = Arc<Mutex<Vec<(String, String, Duration)>>>;
+
+    /// An API server whose status patches of pod `slow` take 5 s, others none.
+    fn slow_api(patched: Patched) -> kube::Client {
+        let start = tokio::time::Instant::now();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let patched = patched.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                // /api/v1/namespaces/default/pods/<name>/status
+                let name = parts
+                    .uri
+                    .path()
+                    .split('/')
+                    .nth(6)
+                    .unwrap_or_default()
+                    .to_owned();
+                if name == "slow" {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                let phase = sent["status"]["phase"].as_str().unwrap_or_default();
+                patched.lock().expect("patched").push((
+                    name.clone(),
+                    phase.to_owned(),
+                    start.elapsed(),
+                ));
+                let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default", "uid": name}});
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(pod.to_string().into_bytes()))
+                        .expect("response"),
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn pod(name: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn phase(phase: &str) -> PodStatus {
+        PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }
+    }
+
+    /// Lets the sender task run until it waits on the API server or for work.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_patch_does_not_hold_back_the_patches_reported_after_it() {
+        let patched = Patched::default();
+        let reporter = ApiStatus::start(
+            slow_api(patched.clone()),
+            "node-1",
+            Arc::new(PodView::new()),
+        );
+        reporter
+            .report(&pod("slow"), &phase("Pending"))
+            .await
+            .expect("report");
+        settle().await;
+        reporter
+            .report(&pod("fast"), &phase("Running"))
+            .await
+            .expect("report");
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let patched = patched.lock().expect("patched").clone();
+        assert_eq!(
+            patched,
+            [
+                ("fast".to_owned(), "Running".to_owned(), Duration::ZERO),
+                (
+                    "slow".to_owned(),
+                    "Pending".to_owned(),
+                    Duration::from_secs(5)
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_is_patched_once_at_a_time_and_its_latest_report_wins() {
+        let patched = Patched::default();
+        let reporter = ApiStatus::start(
+            slow_api(patched.clone()),
+            "node-1",
+            Arc::new(PodView::new()),
+        );
+        let slow = pod("slow");
+        reporter
+            .report(&slow, &phase("Pending"))
+            .await
+            .expect("report");
+        settle().await;
+        // Reported while the first patch is in flight: only the latest goes, after it.
+        reporter
+            .report(&slow, &phase("Running"))
+            .await
+            .expect("report");
+        reporter
+            .report(&slow, &phase("Succeeded"))
+            .await
+            .expect("report");
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let patched = patched.lock().expect("patched").clone();
+        assert_eq!(
+            patched,
+            [
+                (
+                    "slow".to_owned(),
+                    "Pending".to_owned(),
+                    Duration::from_secs(5)
+                ),
+                (
+                    "slow".to_owned(),
+                    "Succeeded".to_owned(),
+                    Duration::from_secs(10)
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn statuses_sent_to_pods_gone_from_the_api_are_forgotten() {

@@ -16,7 +16,7 @@ use kubelet_core::{
     PodEvent, PodRef, RegistryAuth, Runtime, SandboxConfig,
 };
 use kubelet_volumes::{PodVolumes, VolumeManager};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use crate::pull_records::PulledWith;
 use crate::restart::{is_sidecar, pod_restart_policy, should_restart, should_restart_init};
@@ -336,7 +336,7 @@ pub async fn sync_pod(
                 crate::pod_cgroup::ensure(cgroups, settings, pod).await?;
             }
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
-            let created = async {
+            let created = step("sandbox", async {
                 let handler = crate::runtime_handler(ctx.runtime_classes.as_ref(), pod)
                     .await
                     .map_err(|message| crate::Error::RuntimeClass { message })?;
@@ -344,7 +344,7 @@ pub async fn sync_pod(
                 let config = spec::sandbox_config(pod, attempt, &handler, &ctx.node)?;
                 let id = run_sandbox(ctx, &config).await?;
                 Ok::<_, crate::Error>((id, config))
-            };
+            });
             outcome.acted = true;
             let (id, config) = match created.await {
                 Ok(created) => created,
@@ -598,6 +598,20 @@ fn grpc_code(error: &kubelet_core::Error) -> &'static str {
     }
 }
 
+/// Runs one step of a pod start (`sandbox`, `image`, `create`, `start`) in a span of its
+/// own and logs how long it took at debug level: `RUST_LOG=kubelet_pod_manager=debug`
+/// shows where a pod's start-up time goes.
+async fn step<T>(name: &'static str, work: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let done = work.instrument(debug_span!("step", step = name)).await;
+    debug!(
+        step = name,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "pod start step done"
+    );
+    done
+}
+
 async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String> {
     let log_dir = PathBuf::from(&config.log_directory);
     tokio::fs::create_dir_all(&log_dir)
@@ -716,7 +730,11 @@ async fn start_container(
         .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     let (sandbox_id, pod_ip) = (&sandbox.id, &sandbox.ip);
     let image = container.image.clone().unwrap_or_default();
-    let image_ref = ensure_image(ctx, pod, &image, container, sandbox_config, outcome).await?;
+    let image_ref = step(
+        "image",
+        ensure_image(ctx, pod, &image, container, sandbox_config, outcome),
+    )
+    .await?;
 
     let pod_ips = spec::pod_ips(pod, pod_ip, &ctx.node);
     // The image's user decides runAsNonRoot and is the default user, as upstream.
@@ -766,12 +784,14 @@ async fn start_container(
         metrics::STARTED_CONTAINERS_ERRORS_TOTAL.inc(&[container_type, grpc_code(e)]);
     };
     metrics::STARTED_CONTAINERS_TOTAL.inc(&[container_type]);
-    let id = ctx
-        .runtime
-        .create_container(sandbox_id, &config, sandbox_config)
-        .await
-        .inspect_err(start_failed)
-        .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
+    let id = step(
+        "create",
+        ctx.runtime
+            .create_container(sandbox_id, &config, sandbox_config),
+    )
+    .await
+    .inspect_err(start_failed)
+    .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
     let created = |reason, message| {
         container_event(
             ctx,
@@ -792,8 +812,7 @@ async fn start_container(
     {
         ctx.node.allocations.save().await;
     }
-    ctx.runtime
-        .start_container(&id)
+    step("start", ctx.runtime.start_container(&id))
         .await
         .inspect_err(start_failed)
         .map_err(|e| {
