@@ -343,6 +343,8 @@ fn cri_floor(endpoint: &str, image: &str) -> Floor {
 struct Figures {
     startup: Vec<Duration>,
     burst: Duration,
+    /// How long `kubectl apply` took to create the burst's pods (one request each).
+    burst_apply: Duration,
     rss_idle: f64,
     cpu_idle: f64,
     rss_pods: f64,
@@ -425,6 +427,7 @@ fn measure(
     let before = watch.ready_count();
     let started = Instant::now();
     c.apply(&list);
+    figures.burst_apply = started.elapsed();
     common::wait_until(
         "100 pods Ready",
         300,
@@ -556,6 +559,11 @@ fn node_bench() {
             format!("{BURST} pods at once, until all Running and Ready (ms)"),
             ours.burst,
             theirs.burst,
+        ),
+        time(
+            "  of which kubectl apply creating them (ms)".into(),
+            ours.burst_apply,
+            theirs.burst_apply,
         ),
         (
             "  times the CRI floor's burst".into(),

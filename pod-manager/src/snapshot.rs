@@ -19,34 +19,43 @@ const FALLBACK_LOG_LINES: usize = 80;
 /// Everything the runtime has for the pod `uid`: its sandboxes and container instances,
 /// newest first, with termination messages filled in for exited containers.
 pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSnapshot> {
-    let selector = [(POD_UID_LABEL.to_owned(), uid.to_owned())].into();
-    let sandboxes = runtime
-        .list_sandboxes(&SandboxFilter {
-            labels: selector,
-            ..Default::default()
-        })
-        .await?;
-    let mut sandbox_statuses = Vec::with_capacity(sandboxes.len());
-    for sandbox in sandboxes {
-        match runtime.sandbox_status(&sandbox.id).await {
-            Ok(status) => sandbox_statuses.push(status),
+    use futures::future::join_all;
+    let selector: std::collections::BTreeMap<_, _> =
+        [(POD_UID_LABEL.to_owned(), uid.to_owned())].into();
+    // The calls that do not depend on each other go at once: a pod start waits for two
+    // round trips to the runtime here, not one per object.
+    let sandbox_filter = SandboxFilter {
+        labels: selector.clone(),
+        ..Default::default()
+    };
+    let container_filter = ContainerFilter {
+        labels: selector,
+        ..Default::default()
+    };
+    let (sandboxes, containers) = tokio::join!(
+        runtime.list_sandboxes(&sandbox_filter),
+        runtime.list_containers(&container_filter),
+    );
+    let (sandboxes, containers) = (sandboxes?, containers?);
+    let (sandbox_statuses, container_statuses) = tokio::join!(
+        join_all(sandboxes.iter().map(|s| runtime.sandbox_status(&s.id))),
+        join_all(containers.iter().map(|c| runtime.container_status(&c.id))),
+    );
+    let mut sandbox_statuses = sandbox_statuses
+        .into_iter()
+        .filter_map(|status| match status {
+            Ok(status) => Some(Ok(status)),
             // Removed between the list and the status call.
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+            Err(e) if e.is_not_found() => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     sandbox_statuses
         .sort_by_key(|s| std::cmp::Reverse((s.sandbox.metadata.attempt, s.sandbox.created_at)));
 
-    let containers = runtime
-        .list_containers(&ContainerFilter {
-            labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
-            ..Default::default()
-        })
-        .await?;
     let mut statuses = Vec::with_capacity(containers.len());
-    for container in containers {
-        let mut status = match runtime.container_status(&container.id).await {
+    for (container, status) in containers.into_iter().zip(container_statuses) {
+        let mut status = match status {
             Ok(status) => status,
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),

@@ -730,7 +730,7 @@ async fn start_container(
         .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     let (sandbox_id, pod_ip) = (&sandbox.id, &sandbox.ip);
     let image = container.image.clone().unwrap_or_default();
-    let image_ref = step(
+    let (image_ref, known) = step(
         "image",
         ensure_image(ctx, pod, &image, container, sandbox_config, outcome),
     )
@@ -738,7 +738,11 @@ async fn start_container(
 
     let pod_ips = spec::pod_ips(pod, pod_ip, &ctx.node);
     // The image's user decides runAsNonRoot and is the default user, as upstream.
-    let (image_uid, image_user) = match ctx.images.image_status(&image).await {
+    let found = match known {
+        Some(image) => Ok(Some(image)),
+        None => ctx.images.image_status(&image).await,
+    };
+    let (image_uid, image_user) = match found {
         // An image that names no user runs as root, as upstream's getImageUser says.
         Ok(Some(found)) if found.uid.is_none() && found.username.is_empty() => {
             (Some(0), String::new())
@@ -881,7 +885,7 @@ async fn ensure_image(
     container: &Container,
     sandbox_config: &SandboxConfig,
     outcome: &mut SyncOutcome,
-) -> std::result::Result<String, (&'static str, String)> {
+) -> std::result::Result<(String, Option<kubelet_core::Image>), (&'static str, String)> {
     let policy = pull_policy(container, image);
     if policy != "Always" {
         let present = ctx
@@ -920,7 +924,7 @@ async fn ensure_image(
                 "Pulled",
                 message,
             );
-            return Ok(present.id);
+            return Ok((present.id.clone(), Some(present)));
         }
         // An image present but not for this pod is reported as absent, as upstream, so
         // that its presence is not revealed.
@@ -995,10 +999,8 @@ async fn ensure_image(
             let took = kubelet_core::go_duration(
                 elapsed - Duration::from_nanos(u64::from(elapsed.subsec_nanos() % 1_000_000)),
             );
-            let size = match ctx.images.image_status(image).await {
-                Ok(Some(found)) => found.size,
-                _ => 0,
-            };
+            let found = ctx.images.image_status(image).await.ok().flatten();
+            let size = found.as_ref().map_or(0, |found| found.size);
             container_event(
                 ctx,
                 pod,
@@ -1009,7 +1011,7 @@ async fn ensure_image(
                     "Successfully pulled image {image:?} in {took} ({took} including waiting). Image size: {size} bytes."
                 ),
             );
-            Ok(image_ref)
+            Ok((image_ref, found))
         }
         Err(e) => {
             container_event(
