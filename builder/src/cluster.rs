@@ -13,6 +13,7 @@ use kubelet_node_agent::{
 use kubelet_pod_manager::allocation::Allocations;
 
 use crate::settings::Settings;
+use crate::supervise::Role;
 use crate::{Error, NodeOptions, Result};
 
 /// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
@@ -41,7 +42,12 @@ pub struct Cluster {
     rotation: Option<RotationTask>,
     /// The serving certificate's requests and rotation, when `serverTLSBootstrap`.
     serving_rotation: Option<RotationTask>,
+    /// The tasks that write pod status and events, until taken to be run.
+    senders: Vec<(&'static str, Role, BackgroundTask)>,
 }
+
+/// A task that runs for as long as the kubelet does.
+pub(crate) type BackgroundTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The task rotating the client certificate.
 pub type RotationTask =
@@ -123,7 +129,8 @@ impl Cluster {
             ));
         }
         let view = Arc::new(PodView::new());
-        let events = ApiEvents::start(client.clone(), node_name);
+        let (events, event_writer) = ApiEvents::new(client.clone(), node_name);
+        let (status, status_sender) = ApiStatus::new(client.clone(), node_name, view.clone());
         let agent =
             NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
         let rotation = rotated.map(|certificate| {
@@ -137,7 +144,16 @@ impl Cluster {
         Ok(Self {
             rotation,
             serving_rotation: None,
-            status: ApiStatus::start(client.clone(), node_name, view.clone()),
+            status,
+            senders: vec![
+                (
+                    "pod status sender",
+                    Role::Essential,
+                    Box::pin(status_sender) as BackgroundTask,
+                ),
+                // Returns once no recorder is left, which is the kubelet ending.
+                ("event writer", Role::MayEnd, Box::pin(event_writer)),
+            ],
             events,
             objects: ApiObjects::start(watch_client.clone()),
             client,
@@ -200,6 +216,12 @@ impl Cluster {
     /// The client certificate's rotation (once), when `rotateCertificates`.
     pub fn take_rotation(&mut self) -> Option<RotationTask> {
         self.rotation.take()
+    }
+
+    /// The tasks that patch pod status and write events, by name (once): without them
+    /// nothing reported reaches the API server.
+    pub(crate) fn take_senders(&mut self) -> Vec<(&'static str, Role, BackgroundTask)> {
+        std::mem::take(&mut self.senders)
     }
 
     /// The Node's registration, status and Lease (once).

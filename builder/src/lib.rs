@@ -781,6 +781,13 @@ impl Kubelet {
             c.objects.poke_pods_on_change(manager.poker());
         }
         let node_shutdown = manager.node_shutdown();
+        for (name, role, sender) in cluster
+            .as_mut()
+            .map(Cluster::take_senders)
+            .unwrap_or_default()
+        {
+            tasks.spawn(name, role, sender);
+        }
         if let Some(rotation) = cluster.as_mut().and_then(Cluster::take_rotation) {
             tasks.spawn_fallible("client certificate rotation", Role::Essential, async move {
                 rotation.await.map_err(|source| Error::Cluster {

@@ -37,12 +37,15 @@ enum Queued {
 }
 
 impl ApiEvents {
-    /// A recorder writing events from `node_name`'s kubelet; spawns its writer task
-    /// (needs a tokio runtime).
-    pub fn start(client: kube::Client, node_name: &str) -> Self {
+    /// A recorder writing events from `node_name`'s kubelet, and its writer: the task
+    /// for the caller to run (under its supervisor); it returns once every clone of the
+    /// recorder is dropped.
+    pub fn new(
+        client: kube::Client,
+        node_name: &str,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(client, node_name.to_owned(), rx));
-        Self { queue }
+        (Self { queue }, write_loop(client, node_name.to_owned(), rx))
     }
 }
 

@@ -79,9 +79,14 @@ struct Inner {
 }
 
 impl ApiStatus {
-    /// A reporter for the pods of `node_name`; spawns its sender task (needs a tokio
-    /// runtime).
-    pub fn start(client: kube::Client, node_name: &str, view: Arc<PodView>) -> Self {
+    /// A reporter for the pods of `node_name`, and its sender: the task that patches
+    /// what was reported, for the caller to run (under its supervisor) for as long as
+    /// statuses must reach the API server. It never returns.
+    pub fn new(
+        client: kube::Client,
+        node_name: &str,
+        view: Arc<PodView>,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let inner = Arc::new(Inner {
             client,
             node_name: node_name.to_owned(),
@@ -92,8 +97,12 @@ impl ApiStatus {
             statics: Mutex::default(),
             wake: Notify::new(),
         });
-        tokio::spawn(send_loop(inner.clone()));
-        Self { inner }
+        (
+            Self {
+                inner: inner.clone(),
+            },
+            send_loop(inner),
+        )
     }
 }
 
@@ -594,11 +603,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_patch_does_not_hold_back_the_patches_reported_after_it() {
         let patched = Patched::default();
-        let reporter = ApiStatus::start(
+        let (reporter, sender) = ApiStatus::new(
             slow_api(patched.clone()),
             "node-1",
             Arc::new(PodView::new()),
         );
+        let _sender = tokio::spawn(sender);
         reporter
             .report(&pod("slow"), &phase("Pending"))
             .await
@@ -627,11 +637,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pod_is_patched_once_at_a_time_and_its_latest_report_wins() {
         let patched = Patched::default();
-        let reporter = ApiStatus::start(
+        let (reporter, sender) = ApiStatus::new(
             slow_api(patched.clone()),
             "node-1",
             Arc::new(PodView::new()),
         );
+        let _sender = tokio::spawn(sender);
         let slow = pod("slow");
         reporter
             .report(&slow, &phase("Pending"))
