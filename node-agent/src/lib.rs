@@ -41,6 +41,8 @@
 pub mod bootstrap;
 mod error;
 mod events;
+#[cfg(test)]
+mod fake_api;
 mod lease;
 pub mod logind;
 mod node;

@@ -523,7 +523,6 @@ fn status_patch(status: &PodStatus) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
     use k8s_openapi::api::core::v1::PodCondition;
 
     /// Status patches an API server received: pod name, the phase patched, and when
@@ -533,15 +532,9 @@ mod tests {
     /// An API server whose status patches of pod `slow` take 5 s, others none.
     fn slow_api(patched: Patched) -> kube::Client {
         let start = tokio::time::Instant::now();
-        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        crate::fake_api::client(move |parts, body| {
             let patched = patched.clone();
             async move {
-                let (parts, body) = request.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
                 let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 // /api/v1/namespaces/default/pods/<name>/status
                 let name = parts
@@ -562,16 +555,37 @@ mod tests {
                 ));
                 let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": name, "namespace": "default", "uid": name}});
-                Ok::<_, std::convert::Infallible>(
-                    http::Response::builder()
-                        .status(200)
-                        .header("content-type", "application/json")
-                        .body(kube::client::Body::from(pod.to_string().into_bytes()))
-                        .expect("response"),
-                )
+                (200, pod)
             }
-        });
-        kube::Client::new(service, "default")
+        })
+    }
+
+    /// A reporter to [`slow_api`], its sender running until the handle is dropped.
+    fn reporter(patched: &Patched) -> (ApiStatus, AbortOnDrop) {
+        let (reporter, sender) = ApiStatus::new(
+            slow_api(patched.clone()),
+            "node-1",
+            Arc::new(PodView::new()),
+        );
+        (reporter, AbortOnDrop(tokio::spawn(sender)))
+    }
+
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    /// Reports `phase` for `pod`, then lets the sender pick it up.
+    async fn report(reporter: &ApiStatus, pod: &Pod, phase: &str) {
+        let status = PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        };
+        reporter.report(pod, &status).await.expect("report");
+        settle().await;
     }
 
     fn pod(name: &str) -> Pod {
@@ -586,13 +600,6 @@ mod tests {
         }
     }
 
-    fn phase(phase: &str) -> PodStatus {
-        PodStatus {
-            phase: Some(phase.into()),
-            ..Default::default()
-        }
-    }
-
     /// Lets the sender task run until it waits on the API server or for work.
     async fn settle() {
         for _ in 0..20 {
@@ -603,33 +610,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_patch_does_not_hold_back_the_patches_reported_after_it() {
         let patched = Patched::default();
-        let (reporter, sender) = ApiStatus::new(
-            slow_api(patched.clone()),
-            "node-1",
-            Arc::new(PodView::new()),
-        );
-        let _sender = tokio::spawn(sender);
-        reporter
-            .report(&pod("slow"), &phase("Pending"))
-            .await
-            .expect("report");
-        settle().await;
-        reporter
-            .report(&pod("fast"), &phase("Running"))
-            .await
-            .expect("report");
-        settle().await;
+        let (reporter, _sender) = reporter(&patched);
+        report(&reporter, &pod("slow"), "Pending").await;
+        report(&reporter, &pod("fast"), "Running").await;
         tokio::time::sleep(Duration::from_secs(6)).await;
         let patched = patched.lock().expect("patched").clone();
+        let at = Duration::from_secs;
         assert_eq!(
             patched,
             [
-                ("fast".to_owned(), "Running".to_owned(), Duration::ZERO),
-                (
-                    "slow".to_owned(),
-                    "Pending".to_owned(),
-                    Duration::from_secs(5)
-                ),
+                ("fast".to_owned(), "Running".to_owned(), at(0)),
+                ("slow".to_owned(), "Pending".to_owned(), at(5)),
             ]
         );
     }
@@ -637,43 +628,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pod_is_patched_once_at_a_time_and_its_latest_report_wins() {
         let patched = Patched::default();
-        let (reporter, sender) = ApiStatus::new(
-            slow_api(patched.clone()),
-            "node-1",
-            Arc::new(PodView::new()),
-        );
-        let _sender = tokio::spawn(sender);
+        let (reporter, _sender) = reporter(&patched);
         let slow = pod("slow");
-        reporter
-            .report(&slow, &phase("Pending"))
-            .await
-            .expect("report");
-        settle().await;
+        report(&reporter, &slow, "Pending").await;
         // Reported while the first patch is in flight: only the latest goes, after it.
-        reporter
-            .report(&slow, &phase("Running"))
-            .await
-            .expect("report");
-        reporter
-            .report(&slow, &phase("Succeeded"))
-            .await
-            .expect("report");
-        settle().await;
+        report(&reporter, &slow, "Running").await;
+        report(&reporter, &slow, "Succeeded").await;
         tokio::time::sleep(Duration::from_secs(11)).await;
         let patched = patched.lock().expect("patched").clone();
+        let at = Duration::from_secs;
         assert_eq!(
             patched,
             [
-                (
-                    "slow".to_owned(),
-                    "Pending".to_owned(),
-                    Duration::from_secs(5)
-                ),
-                (
-                    "slow".to_owned(),
-                    "Succeeded".to_owned(),
-                    Duration::from_secs(10)
-                ),
+                ("slow".to_owned(), "Pending".to_owned(), at(5)),
+                ("slow".to_owned(), "Succeeded".to_owned(), at(10)),
             ]
         );
     }

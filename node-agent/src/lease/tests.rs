@@ -2,11 +2,9 @@
 //! request is recorded with its virtual time, so intervals and back-off are asserted
 //! exactly.
 
-use std::convert::Infallible;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use http_body_util::BodyExt;
 use kubelet_pod_manager::TokioClock;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -58,25 +56,10 @@ impl FakeApi {
 
     fn client(&self) -> kube::Client {
         let api = self.clone();
-        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
-            let api = api.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let (code, value) = api.answer(&parts.method, parts.uri.path(), &body);
-                let response = http::Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(kube::client::Body::from(value.to_string().into_bytes()))
-                    .expect("response");
-                Ok::<_, Infallible>(response)
-            }
-        });
-        kube::Client::new(service, "default")
+        crate::fake_api::client(move |parts, body| {
+            let answer = api.answer(&parts.method, parts.uri.path(), &body);
+            async move { answer }
+        })
     }
 
     fn answer(&self, method: &http::Method, path: &str, body: &[u8]) -> (u16, Value) {
