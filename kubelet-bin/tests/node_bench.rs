@@ -73,40 +73,64 @@ struct Seen {
 
 /// `kubectl get -w` in the background, one line per event.
 struct Watch {
-    child: Child,
+    /// The running `kubectl get -w`, `None` once the watch is dropped.
+    child: Arc<Mutex<Option<Child>>>,
     seen: Arc<Mutex<Seen>>,
 }
 
 impl Watch {
+    /// Watches the pods of `ns`. A `kubectl get -w` whose watch ends (the API server
+    /// may close it) is started again: it lists the pods first, so none is missed; a
+    /// pod first seen Ready then counts from that moment, later than it was.
     fn pods(c: &Cluster, ns: &str) -> Self {
-        let mut child = c
-            .kubectl_command()
-            .args(["get", "pods", "-n", ns, "-w", "-o"])
-            .arg(
-                "jsonpath={.metadata.name} {.status.phase} \
-                 {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
-        let stdout = child.stdout.take().expect("stdout");
+        let (kubectl, kubeconfig, ns) =
+            (c.kubectl.clone(), c.admin_kubeconfig.clone(), ns.to_owned());
+        let spawn = move || {
+            Command::new(&kubectl)
+                .env("KUBECONFIG", &kubeconfig)
+                .args(["get", "pods", "-n", &ns, "-w", "-o"])
+                .arg(
+                    "jsonpath={.metadata.name} {.status.phase} \
+                     {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}",
+                )
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kubectl get -w")
+        };
+        let child = Arc::new(Mutex::new(Some(spawn())));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
+        let (shared, running) = (seen.clone(), child.clone());
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let now = Instant::now();
-                let mut fields = line.split_whitespace();
-                let (Some(name), phase, ready) = (fields.next(), fields.next(), fields.next())
-                else {
-                    continue;
+            loop {
+                let stdout = {
+                    let mut running = running.lock().expect("watch");
+                    match running.as_mut() {
+                        Some(child) => child.stdout.take(),
+                        None => return,
+                    }
                 };
-                let mut seen = shared.lock().expect("seen");
-                seen.created.entry(name.to_owned()).or_insert(now);
-                if phase == Some("Running") && ready == Some("True") {
-                    seen.ready.entry(name.to_owned()).or_insert(now);
+                for line in BufReader::new(stdout.expect("stdout")).lines() {
+                    let Ok(line) = line else { break };
+                    let now = Instant::now();
+                    let mut fields = line.split_whitespace();
+                    let (Some(name), phase, ready) = (fields.next(), fields.next(), fields.next())
+                    else {
+                        continue;
+                    };
+                    let mut seen = shared.lock().expect("seen");
+                    seen.created.entry(name.to_owned()).or_insert(now);
+                    if phase == Some("Running") && ready == Some("True") {
+                        seen.ready.entry(name.to_owned()).or_insert(now);
+                    }
                 }
+                let mut running = running.lock().expect("watch");
+                let Some(ended) = running.as_mut() else {
+                    return;
+                };
+                let _ = ended.wait();
+                eprintln!("the pod watch ended; watching again");
+                *ended = spawn();
             }
         });
         // The watch lists first (nothing) and then watches; give it that moment.
@@ -134,8 +158,10 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.lock().expect("watch").take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -475,7 +501,18 @@ fn measure(
     common::wait_until(
         "100 pods Ready",
         300,
-        || kubelet.log(),
+        || {
+            let unseen: Vec<String> = (0..BURST)
+                .map(|i| format!("burst-{i}"))
+                .filter(|name| watch.ready_at(name).is_none())
+                .collect();
+            format!(
+                "{}\nnot seen Running and Ready by the watch: {unseen:?}\nthe API server has:\n{}",
+                kubelet.log(),
+                c.try_kubectl(&["get", "pods", "-n", ns, "-o", "wide"], None)
+                    .unwrap_or_else(|e| e)
+            )
+        },
         || watch.ready_count() >= before + BURST,
     );
     figures.burst = (0..BURST)
