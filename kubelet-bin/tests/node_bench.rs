@@ -277,6 +277,11 @@ struct Floor {
 /// Parent cgroup of the floor's pods (the kubelet would use its own under kubepods).
 const FLOOR_CGROUP: &str = "kubelet-rs-bench-floor";
 
+/// The UID of the floor's pod `name` (its cgroup is `FLOOR_CGROUP/pod<uid>`).
+fn floor_uid(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
 /// One pod as a kubelet starts it, nothing more: its sandbox (CNI networking, a pod
 /// cgroup, and the runtime's default seccomp profile on the pause container, which both
 /// kubelets ask for whatever the pod says, upstream since kubernetes#84623), then one
@@ -287,7 +292,7 @@ async fn floor_pod(
     name: &str,
     log_root: &Path,
 ) -> (String, [Duration; 3]) {
-    let uid = format!("{name}-{}", std::process::id());
+    let uid = floor_uid(name);
     let log_directory = log_root.join(format!("bench_{name}_{uid}"));
     std::fs::create_dir_all(&log_directory).expect("log directory");
     let sandbox = SandboxConfig {
@@ -400,7 +405,7 @@ fn cri_floor(endpoint: &str, image: &str) -> Floor {
             .map(|i| format!("seq-{i}"))
             .chain((0..BURST).map(|i| format!("burst-{i}")))
         {
-            let pod = format!("{FLOOR_CGROUP}/pod{name}-{}", std::process::id());
+            let pod = format!("{FLOOR_CGROUP}/pod{}", floor_uid(&name));
             if let Err(e) = cgroups.remove(&pod) {
                 eprintln!("cleanup: {e}");
             }

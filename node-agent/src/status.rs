@@ -560,22 +560,16 @@ mod tests {
         })
     }
 
-    /// A reporter to [`slow_api`], its sender running until the handle is dropped.
-    fn reporter(patched: &Patched) -> (ApiStatus, AbortOnDrop) {
+    /// A reporter to [`slow_api`], its sender running on the test's runtime (which
+    /// cancels it when the test ends).
+    fn reporter(patched: &Patched) -> ApiStatus {
         let (reporter, sender) = ApiStatus::new(
             slow_api(patched.clone()),
             "node-1",
             Arc::new(PodView::new()),
         );
-        (reporter, AbortOnDrop(tokio::spawn(sender)))
-    }
-
-    struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
+        tokio::spawn(sender);
+        reporter
     }
 
     /// Reports `phase` for `pod`, then lets the sender pick it up.
@@ -610,7 +604,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_patch_does_not_hold_back_the_patches_reported_after_it() {
         let patched = Patched::default();
-        let (reporter, _sender) = reporter(&patched);
+        let reporter = reporter(&patched);
         report(&reporter, &pod("slow"), "Pending").await;
         report(&reporter, &pod("fast"), "Running").await;
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -628,7 +622,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pod_is_patched_once_at_a_time_and_its_latest_report_wins() {
         let patched = Patched::default();
-        let (reporter, _sender) = reporter(&patched);
+        let reporter = reporter(&patched);
         let slow = pod("slow");
         report(&reporter, &slow, "Pending").await;
         // Reported while the first patch is in flight: only the latest goes, after it.
