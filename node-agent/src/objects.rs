@@ -13,7 +13,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -30,15 +30,10 @@ const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
 /// `Some(None)` when it does not exist.
 type Known<K> = Option<Option<K>>;
 
+/// A watched object; its watch stops when this goes (no pod references it any more).
 struct Watched<K> {
     state: watch::Receiver<Known<K>>,
-    task: JoinHandle<()>,
-}
-
-impl<K> Drop for Watched<K> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: AbortOnDropHandle<()>,
 }
 
 /// One kind of namespaced object, each watched by name while a pod references it.
@@ -112,7 +107,7 @@ where
             key.clone(),
             Watched {
                 state: rx.clone(),
-                task,
+                _task: AbortOnDropHandle::new(task),
             },
         );
         rx
@@ -177,7 +172,7 @@ struct Inner {
     secrets: ByName<Secret>,
     by_pod: Mutex<HashMap<String, References>>,
     services: watch::Receiver<Option<BTreeMap<(String, String), Service>>>,
-    _services_task: JoinHandle<()>,
+    _services_task: AbortOnDropHandle<()>,
     /// Wakes the pods that reference an object that changed, so their volumes follow.
     poker: std::sync::OnceLock<kubelet_pod_manager::PodPoker>,
 }
@@ -271,7 +266,7 @@ impl ApiObjects {
                 secrets: ByName::default(),
                 by_pod: Mutex::default(),
                 services,
-                _services_task: task,
+                _services_task: AbortOnDropHandle::new(task),
                 poker: std::sync::OnceLock::new(),
             }),
         }

@@ -16,6 +16,7 @@ use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{ContainerFilter, PodRef, ProbeKind, SandboxFilter, StatusReporter};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::LogRotation;
@@ -190,13 +191,14 @@ impl PodManager {
         let pokes: Pokes = self.pokes.clone();
         let (orphans_tx, mut orphans_rx) = mpsc::channel::<Vec<Pod>>(1);
         let _rotation = self.config.log_rotation.map(|policy| {
-            AbortOnDrop(tokio::spawn(crate::logs::rotation_loop(
+            AbortOnDropHandle::new(tokio::spawn(crate::logs::rotation_loop(
                 self.ctx.runtime.clone(),
                 policy,
             )))
         });
-        let _events = AbortOnDrop(tokio::spawn(event_loop(self.ctx.clone(), pokes.clone())));
-        let _relist = AbortOnDrop(tokio::spawn(relist_loop(
+        let _events =
+            AbortOnDropHandle::new(tokio::spawn(event_loop(self.ctx.clone(), pokes.clone())));
+        let _relist = AbortOnDropHandle::new(tokio::spawn(relist_loop(
             self.ctx.clone(),
             pokes.clone(),
             orphans_tx,
@@ -206,7 +208,7 @@ impl PodManager {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
-        let mut orphan_dirs: Option<AbortOnDrop> = None;
+        let mut orphan_dirs: Option<AbortOnDropHandle<()>> = None;
         loop {
             self.sync_loop.entered(self.ctx.clock.now());
             tokio::select! {
@@ -218,7 +220,7 @@ impl PodManager {
                     for backoff in [&self.ctx.crash_backoff, &self.ctx.image_backoff] {
                         backoff.lock().unwrap_or_else(|p| p.into_inner()).gc(now);
                     }
-                    let idle = orphan_dirs.as_ref().is_none_or(|t| t.0.is_finished());
+                    let idle = orphan_dirs.as_ref().is_none_or(|t| t.is_finished());
                     if ticks.is_multiple_of(ORPHAN_DIRS_EVERY_TICKS)
                         && idle
                         && wanted.has_seen_all(&self.config.sources)
@@ -231,7 +233,7 @@ impl PodManager {
                             .cloned()
                             .chain(finishing.iter().filter_map(|w| w.desired.borrow().pod.metadata.uid.clone()))
                             .collect();
-                        orphan_dirs = Some(AbortOnDrop(tokio::spawn(collect_garbage(
+                        orphan_dirs = Some(AbortOnDropHandle::new(tokio::spawn(collect_garbage(
                             self.ctx.clone(),
                             known,
                             userns_since,
@@ -456,15 +458,6 @@ pub(crate) fn now(clock: &dyn kubelet_core::Clock) -> Timestamp {
         .unwrap_or_default();
     Timestamp::from_nanosecond(i128::try_from(nanos).unwrap_or_default())
         .unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// A task that ends when its owner is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Tears down the volumes of a pod that will not run again (evicted, shut down,

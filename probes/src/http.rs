@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use kubelet_core::ProbeOutcome;
 use tokio::net::TcpStream;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::tcp::{dial_error, join_host_port};
 
@@ -306,15 +307,6 @@ async fn follow(request: &HttpProbeRequest, current: &mut Url) -> Result<Respons
     }
 }
 
-/// Aborts the connection task when the exchange ends or is cancelled by the timeout.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn send(
     url: &Url,
     host_header: &str,
@@ -351,7 +343,8 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
-    let _connection = AbortOnDrop(tokio::spawn(async move {
+    // Aborted when the exchange ends or is cancelled by the probe's timeout.
+    let _connection = AbortOnDropHandle::new(tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::trace!(error = %e, "probe connection ended");
         }

@@ -23,6 +23,7 @@ use kubelet_pod_manager::logs::{
 };
 use tokio_stream::Stream;
 use tokio_util::io::ReaderStream;
+use tokio_util::task::AbortOnDropHandle;
 
 /// A response body: a whole text, or a log as it is read.
 pub type ApiBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -444,7 +445,7 @@ impl Endpoints {
         });
         let body = LogBody {
             stream: ReaderStream::new(read_half),
-            task: task.abort_handle(),
+            _task: AbortOnDropHandle::new(task),
         };
         let mut response = Response::new(body.boxed());
         if let Ok(value) = "text/plain; charset=utf-8".parse() {
@@ -464,13 +465,7 @@ fn method_not_allowed() -> Response<ApiBody> {
 /// client went away).
 struct LogBody {
     stream: ReaderStream<tokio::io::DuplexStream>,
-    task: tokio::task::AbortHandle,
-}
-
-impl Drop for LogBody {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: AbortOnDropHandle<()>,
 }
 
 impl Body for LogBody {
