@@ -190,3 +190,210 @@ spec:
     drop(namespace);
     drop(kubelet);
 }
+
+/// Where a pod's log says it found or wrote its mark.
+fn pod_log(c: &common::Cluster, ns: &str, pod: &str) -> String {
+    c.try_kubectl(&["logs", "-n", ns, pod], None)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_stateful_set_finds_its_data_again_on_a_local_persistent_volume() {
+    let Some((_env, c)) = common::Cluster::from_env(
+        "a_stateful_set_finds_its_data_again_on_a_local_persistent_volume",
+    ) else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "local-pv-test");
+    let ns = namespace.name;
+    // Cluster-scoped: named for the test, removed before and after.
+    let remove_cluster_objects = || {
+        let _ = c.try_kubectl(
+            &[
+                "delete",
+                "pv,storageclass",
+                "local-pv-test-data",
+                "local-pv-test-scratch",
+                "local-pv-test",
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
+    };
+    remove_cluster_objects();
+    let disks = dir.path().join("disks");
+    for disk in ["data", "scratch"] {
+        std::fs::create_dir_all(disks.join(disk)).expect("disk directory");
+    }
+    let pv = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: local-pv-test-{name}, labels: {{disk: {name}}}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: local-pv-test
+  local: {{path: {path}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {{key: kubernetes.io/hostname, operator: In, values: [{node}]}}
+"#,
+            path = disks.join(name).display(),
+            node = c.node,
+        )
+    };
+    c.apply(&format!(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: local-pv-test}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---{data}---{scratch}---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  serviceName: web
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 1
+      securityContext: {{fsGroup: 2345}}
+      containers:
+      - name: app
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "if [ -f /data/mark ]; then echo found $(cat /data/mark); else echo $HOSTNAME > /data/mark && echo wrote; fi; sleep 3600"]
+        volumeMounts: [{{name: data, mountPath: /data}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      storageClassName: local-pv-test
+      selector: {{matchLabels: {{disk: data}}}}
+      resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: scratch, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo ephemeral > /scratch/file && cat /scratch/file && sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - name: scratch
+    ephemeral:
+      volumeClaimTemplate:
+        spec:
+          accessModes: [ReadWriteOnce]
+          storageClassName: local-pv-test
+          selector: {{matchLabels: {{disk: scratch}}}}
+          resources: {{requests: {{storage: 1Gi}}}}
+"#,
+        data = pv("data"),
+        scratch = pv("scratch"),
+        image = c.busybox,
+    ));
+    let running =
+        |p: &serde_json::Value| p["status"]["containerStatuses"][0]["state"]["running"].is_object();
+    let first = c.wait_json(
+        "web-0 Running",
+        &["get", "pod", "-n", ns, "web-0"],
+        120,
+        &kubelet,
+        running,
+    );
+    let first_uid = first["metadata"]["uid"].as_str().expect("uid").to_owned();
+    common::wait_until(
+        "web-0 wrote its mark",
+        30,
+        || kubelet.log(),
+        || pod_log(&c, ns, "web-0") == "wrote\n",
+    );
+    // Written through the bind mount into the PV's directory, with the pod's fsGroup.
+    let mark = disks.join("data/mark");
+    assert_eq!(
+        std::fs::read_to_string(&mark).ok().as_deref(),
+        Some("web-0\n")
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(disks.join("data")).expect("disk").gid(),
+        2345
+    );
+    // The generic ephemeral volume: its claim, owned by the pod, bound to the other PV.
+    c.wait_json(
+        "scratch Running",
+        &["get", "pod", "-n", ns, "scratch"],
+        120,
+        &kubelet,
+        running,
+    );
+    common::wait_until(
+        "scratch wrote",
+        30,
+        || kubelet.log(),
+        || {
+            std::fs::read_to_string(disks.join("scratch/file"))
+                .ok()
+                .as_deref()
+                == Some("ephemeral\n")
+        },
+    );
+
+    // The pod goes; the StatefulSet makes it again, and it finds its data.
+    c.kubectl(&["delete", "pod", "-n", ns, "web-0", "--wait=true"]);
+    let mount_of_first = dir
+        .path()
+        .join("root/pods")
+        .join(&first_uid)
+        .join("volumes/kubernetes.io~local-volume/local-pv-test-data");
+    assert!(
+        !mount_of_first.exists(),
+        "the first pod's mount is gone: {}",
+        mount_of_first.display()
+    );
+    let second = c.wait_json(
+        "web-0 Running again",
+        &["get", "pod", "-n", ns, "web-0"],
+        120,
+        &kubelet,
+        |p| p["metadata"]["uid"].as_str() != Some(first_uid.as_str()) && running(p),
+    );
+    assert_ne!(second["metadata"]["uid"], first["metadata"]["uid"]);
+    common::wait_until(
+        "web-0 found its mark",
+        30,
+        || kubelet.log(),
+        || pod_log(&c, ns, "web-0") == "found web-0\n",
+    );
+    drop(namespace);
+    remove_cluster_objects();
+    // The data outlives the pods and their claims (Retain).
+    assert_eq!(
+        std::fs::read_to_string(&mark).ok().as_deref(),
+        Some("web-0\n"),
+        "{}",
+        kubelet.log()
+    );
+    drop(kubelet);
+}

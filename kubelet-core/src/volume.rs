@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+};
 
 use crate::{Error, Result};
 
@@ -58,6 +60,38 @@ pub trait VolumePlugin: Send + Sync {
     /// Removes what `set_up` created, knowing only the volume's name (the pod may be
     /// gone); removing a volume that does not exist succeeds.
     async fn tear_down(&self, volume_name: &str, pod_volume_dir: &Path) -> Result<()>;
+
+    /// Whether this plugin handles `pv`, a PersistentVolume bound to a claim the pod
+    /// uses (a `persistentVolumeClaim` or `ephemeral` volume). Plugins of inline volume
+    /// types only keep the default, `false`.
+    fn supports_persistent(&self, _pv: &PersistentVolume) -> bool {
+        false
+    }
+
+    /// Sets up `pv` as the pod's volume `volume_name`, read-only when the pod's claim
+    /// reference says so. As upstream, a PersistentVolume is kept under its own name:
+    /// `<pod_volume_dir>/<escaped plugin name>/<pv name>`, the name
+    /// [`VolumePlugin::tear_down`] gets back. Only called when
+    /// [`VolumePlugin::supports_persistent`] said yes.
+    async fn set_up_persistent(
+        &self,
+        pod: &Pod,
+        volume_name: &str,
+        pv: &PersistentVolume,
+        read_only: bool,
+        pod_volume_dir: &Path,
+    ) -> Result<MountedVolume> {
+        let _ = (pod, read_only, pod_volume_dir);
+        Err(Error::Volume {
+            volume: volume_name.to_owned(),
+            reason: format!(
+                "volume plugin {} does not support persistent volume {:?}",
+                self.name(),
+                pv.metadata.name.as_deref().unwrap_or_default()
+            ),
+            source: None,
+        })
+    }
 }
 
 const _: Option<&dyn VolumePlugin> = None;
@@ -101,6 +135,17 @@ pub trait VolumeSources: Send + Sync {
         audience: Option<&str>,
         expiration_seconds: i64,
     ) -> Result<ServiceAccountToken>;
+
+    /// The PersistentVolumeClaim `namespace/name`, read from the API server when a pod
+    /// that uses it is set up (as upstream, not cached: its binding is checked anew).
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>>;
+
+    /// The PersistentVolume `name` a claim of a pod is bound to.
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>>;
 }
 
 const _: Option<&dyn VolumeSources> = None;
@@ -141,5 +186,20 @@ impl VolumeSources for NoVolumeSources {
             &r.namespace,
             &r.name,
         ))
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>> {
+        Err(Self::unavailable("persistentvolumeclaim", namespace, name))
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>> {
+        Err(Error::Invalid {
+            what: format!("persistentvolume {name}"),
+            reason: "no API server to read it from (standalone mode)".to_owned(),
+        })
     }
 }

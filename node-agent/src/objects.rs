@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+};
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -562,4 +564,42 @@ impl VolumeSources for ApiObjects {
             + Duration::from_secs(u64::try_from(expires.0.as_second()).unwrap_or_default());
         Ok(ServiceAccountToken { token, expiration })
     }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<PersistentVolumeClaim>> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.inner.client.clone(), namespace);
+        read_once(
+            api,
+            name,
+            &format!("persistentvolumeclaim {namespace}/{name}"),
+        )
+        .await
+    }
+
+    async fn persistent_volume(
+        &self,
+        name: &str,
+    ) -> kubelet_core::Result<Option<PersistentVolume>> {
+        let api: Api<PersistentVolume> = Api::all(self.inner.client.clone());
+        read_once(api, name, &format!("persistentvolume {name}")).await
+    }
+}
+
+/// One GET (the Node authorizer allows it for the claims of this node's pods and the
+/// volumes they are bound to), bounded as every request; `None` when it does not exist.
+async fn read_once<K>(api: Api<K>, name: &str, what: &str) -> kubelet_core::Result<Option<K>>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let fail = |reason: String| kubelet_core::Error::Invalid {
+        what: what.to_owned(),
+        reason,
+    };
+    tokio::time::timeout(crate::REQUEST_TIMEOUT, api.get_opt(name))
+        .await
+        .map_err(|_| fail(format!("no answer within {:?}", crate::REQUEST_TIMEOUT)))?
+        .map_err(|e| fail(e.to_string()))
 }

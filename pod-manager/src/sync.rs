@@ -767,6 +767,11 @@ async fn start_container(
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     spec::apply_image_user(&mut config.security, image_uid, &image_user);
+    // The groups the pod's persistent volumes ask for, after the pod's own.
+    config
+        .security
+        .supplemental_groups
+        .extend_from_slice(sandbox.volumes.supplemental_groups());
     // Created from the image made sure of (its id), not the tag, as upstream.
     if !image_ref.is_empty() {
         config.user_specified_image = std::mem::replace(&mut config.image, image_ref);

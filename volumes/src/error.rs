@@ -31,6 +31,20 @@ pub enum Error {
         source: Option<Box<kubelet_core::Error>>,
     },
 
+    /// A volume's PersistentVolumeClaim could not be resolved to a usable volume; displayed
+    /// as upstream's `FailedMount` event message, e.g. `Unable to attach or mount volumes:
+    /// unmounted volumes=[data], unattached volumes=[], failed to process
+    /// volumes=[data]: error processing PVC default/data: PVC is not bound`.
+    #[error(
+        "Unable to attach or mount volumes: unmounted volumes=[{volume}], unattached volumes=[], failed to process volumes=[{volume}]: {reason}"
+    )]
+    Claim {
+        /// The volume's name in the pod spec.
+        volume: String,
+        /// Upstream's message.
+        reason: String,
+    },
+
     /// The mounts of a container could not be prepared (upstream `makeMounts`), e.g.
     /// `failed to prepare subPath for volumeMount "data" of container "app"`.
     #[error("{reason}")]

@@ -1,5 +1,5 @@
-//! Pod volumes for a Rust kubelet: emptyDir, hostPath, configMap, secret, downwardAPI and
-//! projected (service-account tokens), each a [`kubelet_core::VolumePlugin`], and the
+//! Pod volumes for a Rust kubelet: emptyDir, hostPath, configMap, secret, downwardAPI,
+//! projected (service-account tokens) and local PersistentVolumes, each a [`kubelet_core::VolumePlugin`], and the
 //! [`VolumeManager`] that sets them up for a pod, prepares each container's mounts and
 //! tears them down.
 //!
@@ -16,6 +16,15 @@
 //!   rename), refreshed on every set-up and rewritten only when their content changed;
 //!   secret, downwardAPI and projected volumes sit on a tmpfs. Service-account tokens
 //!   are cached and renewed at 80% of their lifetime;
+//! - **persistentVolumeClaim** and generic **ephemeral** volumes: the claim (and, for an
+//!   ephemeral volume, the pod's ownership of it) and its bound PersistentVolume checked
+//!   as upstream before anything is mounted, once per pod; `hostPath` PersistentVolumes
+//!   as hostPath, `local` ones bind-mounted at
+//!   `kubernetes.io~local-volume/<pv name>` (read-only when the claim reference is),
+//!   honouring `fsGroupChangePolicy: OnRootMismatch`; a volume's
+//!   `pv.beta.kubernetes.io/gid` joins the containers' groups
+//!   ([`PodVolumes::supplemental_groups`]). Raw block volumes (`volumeDevices`) are
+//!   refused with a clear error;
 //! - **fsGroup**: the pod's `securityContext.fsGroup` becomes the group of these
 //!   volumes' files.
 //!
@@ -60,6 +69,7 @@
 //! ```
 
 mod atomic_writer;
+mod claims;
 mod error;
 mod manager;
 mod ownership;

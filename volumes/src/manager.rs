@@ -20,11 +20,13 @@ use kubelet_core::{
 };
 use tracing::{debug, info, warn};
 
+use crate::claims::{self, Claimed};
 use crate::error::{Error, Result, plugin_reason};
 use crate::plugins::config_map::ConfigMapSource;
 use crate::plugins::downward_api::DownwardApiSource;
 use crate::plugins::empty_dir::{self, EmptyDirPlugin};
 use crate::plugins::host_path::HostPathPlugin;
+use crate::plugins::local::LocalVolumePlugin;
 use crate::plugins::projected::ProjectedSource;
 use crate::plugins::publish::AtomicWriterPlugin;
 use crate::plugins::secret::SecretSource;
@@ -40,6 +42,9 @@ pub struct PodVolumes {
     /// Volumes set up before whose refresh failed this time, as upstream's `FailedMount`
     /// messages: they stay in use with their last contents.
     refresh_failures: Vec<String>,
+    /// Groups the pod's persistent volumes ask its containers to join
+    /// (`pv.beta.kubernetes.io/gid`), not already in its supplementalGroups.
+    supplemental_groups: Vec<i64>,
 }
 
 /// What the manager keeps of one pod between set-ups: the volumes that were set up, so
@@ -49,6 +54,9 @@ pub struct PodVolumes {
 #[derive(Debug, Default)]
 struct PodState {
     set_up: BTreeMap<String, PodVolume>,
+    /// The claims of its `persistentVolumeClaim` and `ephemeral` volumes, resolved once
+    /// (as upstream's populator processes a pod's volumes once), by volume name.
+    claims: BTreeMap<String, Claimed>,
     /// A set-up of the pod ran (or runs) in this process: it is starting or running, so
     /// the orphan cleanup, whose list of live pods may predate it, leaves it alone.
     attempted: bool,
@@ -86,14 +94,23 @@ impl PodVolumes {
     pub fn refresh_failures(&self) -> &[String] {
         &self.refresh_failures
     }
+
+    /// The groups every container of the pod joins for its persistent volumes (upstream
+    /// `GetExtraSupplementalGroupsForPod`), after the pod's own supplemental groups.
+    pub fn supplemental_groups(&self) -> &[i64] {
+        &self.supplemental_groups
+    }
 }
 
 /// Sets up and tears down the volumes of pods with the built-in plugins (emptyDir,
-/// hostPath, configMap, secret, downwardAPI, projected) and any added with
+/// hostPath, configMap, secret, downwardAPI, projected; `persistentVolumeClaim` and
+/// generic `ephemeral` volumes bound to `hostPath` and `local` PersistentVolumes) and any added with
 /// [`VolumeManager::with_plugin`]. Held as `Arc<VolumeManager>`; operations on one pod
 /// are serialized, different pods proceed in parallel.
 pub struct VolumeManager {
     pods_dir: PathBuf,
+    /// Where claims and their persistent volumes are read from.
+    sources: Arc<dyn VolumeSources>,
     plugins: Vec<Arc<dyn VolumePlugin>>,
     /// How many of `plugins`, at the front, were added with `with_plugin`.
     added_plugins: usize,
@@ -138,6 +155,7 @@ impl VolumeManager {
         let plugins: Vec<Arc<dyn VolumePlugin>> = vec![
             Arc::new(EmptyDirPlugin { node: node.clone() }),
             Arc::new(HostPathPlugin),
+            Arc::new(LocalVolumePlugin),
             Arc::new(AtomicWriterPlugin {
                 source: ConfigMapSource {
                     sources: sources.clone(),
@@ -156,7 +174,7 @@ impl VolumeManager {
             }),
             Arc::new(AtomicWriterPlugin {
                 source: ProjectedSource {
-                    sources,
+                    sources: sources.clone(),
                     tokens: tokens.clone(),
                 },
                 node: node.clone(),
@@ -164,6 +182,7 @@ impl VolumeManager {
         ];
         Self {
             pods_dir,
+            sources,
             plugins,
             added_plugins: 0,
             node,
@@ -218,6 +237,61 @@ impl VolumeManager {
         self.plugins.iter().find(|p| p.supports(volume))
     }
 
+    /// Sets up a `persistentVolumeClaim` or `ephemeral` volume: its claim resolved (once
+    /// per pod) to the bound PersistentVolume, then the plugin of that volume.
+    async fn set_up_claimed(
+        &self,
+        pod: &Pod,
+        volume: &Volume,
+        claim: &claims::ClaimRef,
+        state: &mut PodState,
+        volumes_dir: &Path,
+    ) -> Result<PodVolume> {
+        let claimed = match state.claims.get(&volume.name) {
+            Some(claimed) => claimed.clone(),
+            None => {
+                let claimed = claims::resolve(self.sources.as_ref(), pod, volume, claim)
+                    .await
+                    .map_err(|reason| Error::Claim {
+                        volume: volume.name.clone(),
+                        reason,
+                    })?;
+                state.claims.insert(volume.name.clone(), claimed.clone());
+                claimed
+            }
+        };
+        let set_up_failed = |reason: String, source| Error::SetUp {
+            volume: volume.name.clone(),
+            reason,
+            source,
+        };
+        let Some(plugin) = self
+            .plugins
+            .iter()
+            .find(|p| p.supports_persistent(&claimed.pv))
+        else {
+            let pv = claimed.pv.metadata.name.as_deref().unwrap_or_default();
+            return Err(set_up_failed(
+                format!("no volume plugin matched persistent volume {pv:?}"),
+                None,
+            ));
+        };
+        let mounted = plugin
+            .set_up_persistent(
+                pod,
+                &volume.name,
+                &claimed.pv,
+                claimed.read_only,
+                volumes_dir,
+            )
+            .await
+            .map_err(|e| set_up_failed(plugin_reason(&e), Some(Box::new(e))))?;
+        Ok(PodVolume {
+            mounted,
+            selinux_relabel: plugin.selinux_relabel(),
+        })
+    }
+
     /// Sets up (or refreshes) every volume of `pod`.
     ///
     /// Idempotent and cheap when nothing changed, so it is called on every sync of a
@@ -246,6 +320,30 @@ impl VolumeManager {
         let mut first_error: Option<Error> = None;
         let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
         for volume in volumes {
+            if let Some(claim) = claims::claim_of(pod, volume) {
+                match self
+                    .set_up_claimed(pod, volume, &claim, &mut state, &volumes_dir)
+                    .await
+                {
+                    Ok(set_up) => {
+                        let gid = state.claims.get(&volume.name).and_then(|c| c.gid);
+                        result.supplemental_groups.extend(gid);
+                        result.volumes.insert(volume.name.clone(), set_up);
+                    }
+                    Err(e) => match state.set_up.get(&volume.name) {
+                        Some(previous) => {
+                            warn!(pod = %pod_ref, error = %e, "volume not refreshed; it stays in use");
+                            result.refresh_failures.push(e.to_string());
+                            result.volumes.insert(volume.name.clone(), previous.clone());
+                        }
+                        None => {
+                            warn!(pod = %pod_ref, error = %e, "volume not set up");
+                            first_error.get_or_insert(e);
+                        }
+                    },
+                }
+                continue;
+            }
             let defaulted;
             let (plugin, volume) = match self.plugin_for(volume) {
                 Some(plugin) => (plugin, volume),
@@ -298,6 +396,17 @@ impl VolumeManager {
                 }
             }
         }
+        let own_groups: Vec<i64> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref())
+            .and_then(|sc| sc.supplemental_groups.clone())
+            .unwrap_or_default();
+        result.supplemental_groups.sort_unstable();
+        result.supplemental_groups.dedup();
+        result
+            .supplemental_groups
+            .retain(|g| !own_groups.contains(g));
         // What was set up stays known even when another volume failed: its next
         // refresh failure must not take it away either.
         state

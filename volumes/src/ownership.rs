@@ -42,6 +42,21 @@ pub(crate) fn set_volume_ownership(
         .map_err(|e| Error::io("setting the volume ownership of", dir, e))
 }
 
+/// Upstream `requiresPermissionChange`, for a pod's `fsGroupChangePolicy:
+/// OnRootMismatch` on a persistent volume: false when the volume's root already has the
+/// group `fs_group`, the group bits it would get and setgid, so the walk is skipped.
+pub(crate) fn requires_permission_change(dir: &Path, fs_group: i64, read_only: bool) -> bool {
+    let Ok(meta) = fs::metadata(dir) else {
+        return true;
+    };
+    if i64::from(meta.gid()) != fs_group || !meta.is_dir() {
+        return true;
+    }
+    let wanted = if read_only { RO_MASK } else { RW_MASK } | EXEC_MASK;
+    let perm = meta.mode() & 0o777;
+    perm & wanted != wanted || meta.mode() & SETGID == 0
+}
+
 fn change(path: &Path, meta: &fs::Metadata, gid: u32, read_only: bool) {
     if let Err(e) = std::os::unix::fs::lchown(path, None, Some(gid)) {
         warn!(path = %path.display(), error = %e, "lchown failed");

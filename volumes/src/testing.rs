@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, Secret,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::{ServiceAccountToken, VolumeSources};
 
@@ -21,6 +23,10 @@ use kubelet_core::Clock;
 pub(crate) struct FakeSources {
     config_maps: Mutex<HashMap<(String, String), ConfigMap>>,
     secrets: Mutex<HashMap<(String, String), Secret>>,
+    claims: Mutex<HashMap<(String, String), PersistentVolumeClaim>>,
+    persistent_volumes: Mutex<HashMap<String, PersistentVolume>>,
+    /// How many claims and persistent volumes were read.
+    claim_reads: AtomicUsize,
     token_requests: AtomicUsize,
     fail_tokens: AtomicBool,
     unavailable: AtomicBool,
@@ -28,6 +34,28 @@ pub(crate) struct FakeSources {
 }
 
 impl FakeSources {
+    /// Stores `claim` under its namespace and name.
+    pub(crate) fn put_claim(&self, claim: PersistentVolumeClaim) {
+        let key = (
+            claim.metadata.namespace.clone().unwrap_or_default(),
+            claim.metadata.name.clone().unwrap_or_default(),
+        );
+        self.claims.lock().expect("lock").insert(key, claim);
+    }
+
+    /// Stores `pv` under its name.
+    pub(crate) fn put_persistent_volume(&self, pv: PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.persistent_volumes
+            .lock()
+            .expect("lock")
+            .insert(name, pv);
+    }
+
+    pub(crate) fn claim_reads(&self) -> usize {
+        self.claim_reads.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn put_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let config_map = ConfigMap {
             data: Some(
@@ -138,6 +166,35 @@ impl VolumeSources for FakeSources {
             ),
             expiration: now + Duration::from_secs(u64::try_from(expiration_seconds).unwrap_or(0)),
         })
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<PersistentVolumeClaim>> {
+        self.check_available()?;
+        self.claim_reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .claims
+            .lock()
+            .expect("lock")
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
+    }
+
+    async fn persistent_volume(
+        &self,
+        name: &str,
+    ) -> kubelet_core::Result<Option<PersistentVolume>> {
+        self.check_available()?;
+        self.claim_reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .persistent_volumes
+            .lock()
+            .expect("lock")
+            .get(name)
+            .cloned())
     }
 }
 

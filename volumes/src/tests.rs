@@ -1408,3 +1408,336 @@ async fn no_generated_sub_path_variant_escapes_its_volume() {
         "volume data"
     );
 }
+
+mod claims {
+    //! `persistentVolumeClaim` and generic `ephemeral` volumes: upstream's checks of the
+    //! claim and its volume, hostPath and local PersistentVolumes.
+
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        EphemeralVolumeSource, LocalVolumeSource, ObjectReference, PersistentVolume,
+        PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
+        PersistentVolumeClaimVolumeSource, PersistentVolumeSpec, VolumeDevice,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+
+    fn claim_volume(name: &str, claim: &str, read_only: bool) -> Volume {
+        Volume {
+            name: name.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.into(),
+                read_only: Some(read_only),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A claim `default/<name>` with UID `claim-<name>`, bound to `pv` when given.
+    fn claim(name: &str, pv: Option<&str>) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("claim-{name}")),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                volume_name: pv.map(str::to_owned),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeClaimStatus {
+                phase: Some(if pv.is_some() { "Bound" } else { "Pending" }.into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn pv(name: &str, claim_uid: Option<&str>, spec: PersistentVolumeSpec) -> PersistentVolume {
+        PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                claim_ref: claim_uid.map(|uid| ObjectReference {
+                    uid: Some(uid.into()),
+                    ..Default::default()
+                }),
+                ..spec
+            }),
+            status: None,
+        }
+    }
+
+    fn host_path_spec(path: &Path) -> PersistentVolumeSpec {
+        PersistentVolumeSpec {
+            host_path: Some(HostPathVolumeSource {
+                path: path.display().to_string(),
+                type_: Some("Directory".into()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn local_spec(path: &Path) -> PersistentVolumeSpec {
+        PersistentVolumeSpec {
+            local: Some(LocalVolumeSource {
+                path: path.display().to_string(),
+                fs_type: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn set_up_error(env: &Env, pod: &Pod) -> String {
+        match env.manager.set_up_pod(pod).await {
+            Ok(_) => panic!("set-up succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const PREFIX: &str = "Unable to attach or mount volumes: unmounted volumes=[data], \
+                          unattached volumes=[], failed to process volumes=[data]: ";
+
+    #[tokio::test]
+    async fn claims_are_checked_with_upstreams_messages() {
+        let env = Env::new();
+        let pod = pod_with(
+            "u1",
+            vec![claim_volume("data", "data", false)],
+            vec![container("app", vec![mount("data", "/data")])],
+        );
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!(
+                "{PREFIX}error processing PVC default/data: failed to fetch PVC from API \
+                 server: persistentvolumeclaims \"data\" not found"
+            )
+        );
+
+        env.sources.put_claim(claim("data", None));
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!("{PREFIX}error processing PVC default/data: PVC is not bound")
+        );
+
+        let mut deleting = claim("data", Some("pv-1"));
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        env.sources.put_claim(deleting.clone());
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!("{PREFIX}error processing PVC default/data: PVC is being deleted")
+        );
+        // Protected from deletion while in use: still usable (a restarted kubelet must
+        // not fail the pods that hold it).
+        deleting.metadata.finalizers = Some(vec!["kubernetes.io/pvc-protection".into()]);
+        env.sources.put_claim(deleting);
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!(
+                "{PREFIX}error processing PVC default/data: failed to fetch PV pv-1 from API \
+                 server: persistentvolumes \"pv-1\" not found"
+            )
+        );
+
+        let dir = env.root.join("host");
+        fs::create_dir(&dir).expect("mkdir");
+        env.sources
+            .put_persistent_volume(pv("pv-1", None, host_path_spec(&dir)));
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!(
+                "{PREFIX}error processing PVC default/data: found PV object pv-1 but it has a \
+                 nil pv.Spec.ClaimRef indicating it is not yet bound to the claim"
+            )
+        );
+        env.sources
+            .put_persistent_volume(pv("pv-1", Some("other"), host_path_spec(&dir)));
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!(
+                "{PREFIX}error processing PVC default/data: found PV object pv-1 but its \
+                 pv.Spec.ClaimRef.UID other does not point to claim.UID claim-data"
+            )
+        );
+
+        let block = PersistentVolumeSpec {
+            volume_mode: Some("Block".into()),
+            ..host_path_spec(&dir)
+        };
+        env.sources
+            .put_persistent_volume(pv("pv-1", Some("claim-data"), block));
+        assert_eq!(
+            set_up_error(&env, &pod).await,
+            format!("{PREFIX}volume data has volumeMode Block, but is specified in volumeMounts")
+        );
+        // A raw block device is refused, not handed over as nothing.
+        let mut device_pod = pod.clone();
+        if let Some(spec) = device_pod.spec.as_mut() {
+            spec.containers[0].volume_mounts = None;
+            spec.containers[0].volume_devices = Some(vec![VolumeDevice {
+                name: "data".into(),
+                device_path: "/dev/xvda".into(),
+            }]);
+        }
+        assert_eq!(
+            set_up_error(&env, &device_pod).await,
+            format!(
+                "{PREFIX}volume data has volumeMode Block: raw block volumes (volumeDevices) \
+                 are not supported by this kubelet"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ephemeral_volume_needs_the_claim_its_pod_owns() {
+        let env = Env::new();
+        let dir = env.root.join("host");
+        fs::create_dir(&dir).expect("mkdir");
+        let volume = Volume {
+            name: "scratch".into(),
+            ephemeral: Some(EphemeralVolumeSource::default()),
+            ..Default::default()
+        };
+        let pod = pod_with(
+            "u1",
+            vec![volume],
+            vec![container("app", vec![mount("scratch", "/scratch")])],
+        );
+        // Upstream names it `<pod>-<volume>`.
+        let mut owned = claim("web-scratch", Some("pv-e"));
+        env.sources.put_claim(owned.clone());
+        env.sources.put_persistent_volume(pv(
+            "pv-e",
+            Some("claim-web-scratch"),
+            host_path_spec(&dir),
+        ));
+        let e = set_up_error(&env, &pod).await;
+        assert!(
+            e.ends_with(
+                "failed to process volumes=[scratch]: PVC default/web-scratch was not created \
+                 for pod default/web (pod is not owner)"
+            ),
+            "{e}"
+        );
+        owned.metadata.owner_references = Some(vec![OwnerReference {
+            controller: Some(true),
+            uid: "u1".into(),
+            ..Default::default()
+        }]);
+        env.sources.put_claim(owned);
+        let volumes = env.manager.set_up_pod(&pod).await.expect("set up");
+        assert_eq!(volumes.get("scratch").expect("scratch").host_path, dir);
+    }
+
+    #[tokio::test]
+    async fn a_host_path_volume_is_mounted_read_only_when_the_claim_says_so() {
+        let env = Env::new();
+        let dir = env.root.join("host");
+        fs::create_dir(&dir).expect("mkdir");
+        env.sources.put_claim(claim("data", Some("pv-1")));
+        let mut volume = pv("pv-1", Some("claim-data"), host_path_spec(&dir));
+        volume.metadata.annotations = Some(BTreeMap::from([(
+            "pv.beta.kubernetes.io/gid".to_owned(),
+            "1234".to_owned(),
+        )]));
+        env.sources.put_persistent_volume(volume);
+        let app = container("app", vec![mount("data", "/data")]);
+        let pod = pod_with(
+            "u1",
+            vec![claim_volume("data", "data", true)],
+            vec![app.clone()],
+        );
+        let volumes = env.manager.set_up_pod(&pod).await.expect("set up");
+        let mounts = env
+            .manager
+            .container_mounts(&pod, &app, &volumes, &[])
+            .await
+            .expect("mounts");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].host_path, dir.display().to_string());
+        assert!(mounts[0].readonly, "the claim reference is readOnly");
+        assert_eq!(volumes.supplemental_groups(), [1234]);
+
+        // Resolved once per pod, as upstream's populator: later syncs do not read the
+        // claim again.
+        let reads = env.sources.claim_reads();
+        env.manager.set_up_pod(&pod).await.expect("set up again");
+        assert_eq!(env.sources.claim_reads(), reads);
+
+        // A group the pod lists already is not added twice.
+        let mut own = pod.clone();
+        own.metadata.uid = Some("u2".into());
+        if let Some(spec) = own.spec.as_mut() {
+            spec.security_context = Some(PodSecurityContext {
+                supplemental_groups: Some(vec![1234]),
+                ..Default::default()
+            });
+        }
+        let volumes = env.manager.set_up_pod(&own).await.expect("set up");
+        assert!(volumes.supplemental_groups().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_local_volume_is_bind_mounted_and_its_data_outlives_the_pod() {
+        let env = Env::new();
+        if !can_mount("a_local_volume_is_bind_mounted_and_its_data_outlives_the_pod") {
+            return;
+        }
+        let disk = env.root.join("disk");
+        fs::create_dir(&disk).expect("mkdir");
+        fs::write(disk.join("kept"), b"before").expect("write");
+        env.sources.put_claim(claim("data", Some("local-pv")));
+        env.sources
+            .put_persistent_volume(pv("local-pv", Some("claim-data"), local_spec(&disk)));
+        let mut pod = pod_with(
+            "u1",
+            vec![claim_volume("data", "data", false)],
+            vec![container("app", vec![mount("data", "/data")])],
+        );
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.security_context = Some(PodSecurityContext {
+                fs_group: Some(2000),
+                ..Default::default()
+            });
+        }
+        let volumes = env.manager.set_up_pod(&pod).await.expect("set up");
+        // Kept under the PV's name, as upstream.
+        let dir = env.volume_dir("u1", "kubernetes.io~local-volume", "local-pv");
+        assert_eq!(volumes.get("data").expect("data").host_path, dir);
+        assert_eq!(mounted_under(&env.pods_dir), std::slice::from_ref(&dir));
+        assert_eq!(fs::read(dir.join("kept")).expect("read"), b"before");
+        fs::write(dir.join("new"), b"from the pod").expect("write through the mount");
+        assert_eq!(fs::read(disk.join("new")).expect("read"), b"from the pod");
+        assert_eq!(fs::metadata(&disk).expect("stat").gid(), 2000, "fsGroup");
+        // Set up again (every sync): the same single mount.
+        env.manager.set_up_pod(&pod).await.expect("set up again");
+        assert_eq!(mounted_under(&env.pods_dir), std::slice::from_ref(&dir));
+
+        env.manager.tear_down_pod("u1").await.expect("tear down");
+        assert!(mounted_under(&env.pods_dir).is_empty());
+        assert!(!dir.exists());
+        assert_eq!(
+            fs::read(disk.join("new")).expect("data kept"),
+            b"from the pod"
+        );
+
+        // Read-only through the claim reference: the mount refuses writes.
+        let mut read_only = pod.clone();
+        read_only.metadata.uid = Some("u2".into());
+        if let Some(spec) = read_only.spec.as_mut() {
+            spec.volumes = Some(vec![claim_volume("data", "data", true)]);
+        }
+        env.manager.set_up_pod(&read_only).await.expect("set up");
+        let dir = env.volume_dir("u2", "kubernetes.io~local-volume", "local-pv");
+        let refused = fs::write(dir.join("x"), b"x").expect_err("read-only");
+        assert_eq!(refused.raw_os_error(), Some(nix::libc::EROFS));
+        // Torn down by the orphan cleanup too, as a pod of a previous run.
+        env.restarted()
+            .clean_up_orphans(&HashSet::new())
+            .await
+            .expect("orphans");
+        assert!(mounted_under(&env.pods_dir).is_empty());
+        assert!(disk.join("kept").exists());
+    }
+}

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Pod, Volume};
+use k8s_openapi::api::core::v1::{HostPathVolumeSource, PersistentVolume, Pod, Volume};
 use kubelet_core::{MountedVolume, VolumePlugin};
 
 use super::blocking;
@@ -129,6 +129,33 @@ pub(crate) fn check_type(path: &Path, path_type: &str) -> Result<()> {
 /// The hostPath plugin.
 pub(crate) struct HostPathPlugin;
 
+/// A host path checked against its type; the runtime mounts it straight into the
+/// containers (read-only when a PersistentVolume's claim reference says so).
+async fn set_up(
+    name: &str,
+    source: HostPathVolumeSource,
+    read_only: bool,
+) -> kubelet_core::Result<MountedVolume> {
+    let fail = |e: Error| e.for_volume(name);
+    if source.path.split('/').any(|part| part == "..") {
+        return Err(fail(Error::Invalid(format!(
+            "invalid HostPath `{}`: must not contain '..'",
+            source.path
+        ))));
+    }
+    let path = PathBuf::from(&source.path);
+    let checked = path.clone();
+    let path_type = source.type_.unwrap_or_default();
+    blocking(move || check_type(&checked, &path_type))
+        .await
+        .map_err(fail)?;
+    Ok(MountedVolume {
+        name: name.to_owned(),
+        host_path: path,
+        read_only,
+    })
+}
+
 #[async_trait]
 impl VolumePlugin for HostPathPlugin {
     fn name(&self) -> &str {
@@ -146,24 +173,27 @@ impl VolumePlugin for HostPathPlugin {
         _pod_volume_dir: &Path,
     ) -> kubelet_core::Result<MountedVolume> {
         let source = volume.host_path.clone().unwrap_or_default();
-        let fail = |e: Error| e.for_volume(&volume.name);
-        if source.path.split('/').any(|part| part == "..") {
-            return Err(fail(Error::Invalid(format!(
-                "invalid HostPath `{}`: must not contain '..'",
-                source.path
-            ))));
-        }
-        let path = PathBuf::from(&source.path);
-        let checked = path.clone();
-        let path_type = source.type_.unwrap_or_default();
-        blocking(move || check_type(&checked, &path_type))
-            .await
-            .map_err(fail)?;
-        Ok(MountedVolume {
-            name: volume.name.clone(),
-            host_path: path,
-            read_only: false,
-        })
+        set_up(&volume.name, source, false).await
+    }
+
+    fn supports_persistent(&self, pv: &PersistentVolume) -> bool {
+        pv.spec.as_ref().is_some_and(|s| s.host_path.is_some())
+    }
+
+    async fn set_up_persistent(
+        &self,
+        _pod: &Pod,
+        volume_name: &str,
+        pv: &PersistentVolume,
+        read_only: bool,
+        _pod_volume_dir: &Path,
+    ) -> kubelet_core::Result<MountedVolume> {
+        let source = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_path.clone())
+            .unwrap_or_default();
+        set_up(volume_name, source, read_only).await
     }
 
     async fn tear_down(

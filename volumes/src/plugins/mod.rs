@@ -14,6 +14,7 @@ pub(crate) mod config_map;
 pub(crate) mod downward_api;
 pub(crate) mod empty_dir;
 pub(crate) mod host_path;
+pub(crate) mod local;
 pub(crate) mod projected;
 pub(crate) mod publish;
 pub(crate) mod secret;
