@@ -101,6 +101,10 @@ pub enum Error {
     #[error(transparent)]
     Server(#[from] kubelet_server::Error),
 
+    /// The PodResources API could not be served.
+    #[error(transparent)]
+    PodResources(#[from] kubelet_pod_resources::Error),
+
     /// A background task the kubelet cannot run without ended or panicked.
     #[error("the kubelet's {task} task {how}")]
     TaskEnded {

@@ -863,6 +863,18 @@ impl Kubelet {
             );
             kubelet_server::Healthz::kubelet(Arc::new(move || monitor.check(clock.now(), resync)))
         };
+        {
+            let socket = options
+                .root_dir
+                .join("pod-resources")
+                .join(kubelet_pod_resources::SOCKET_NAME);
+            let provider = Arc::new(ManagedPods(manager.pod_killer()));
+            tasks.spawn_fallible("podresources API", Role::Essential, async move {
+                kubelet_pod_resources::serve(&socket, provider)
+                    .await
+                    .map_err(Error::from)
+            });
+        }
         tasks.spawn_fallible("pod manager", Role::Main, async move {
             manager.run(updates_rx).await.map_err(|e| Error::TaskEnded {
                 task: "pod manager",
@@ -1032,6 +1044,27 @@ fn node_shutdown_periods(cfg: &Settings) -> Vec<ShutdownPeriod> {
             })
             .collect::<Vec<_>>(),
     )
+}
+
+/// The PodResources API's view of the pod manager.
+struct ManagedPods(kubelet_pod_manager::kill::PodKiller);
+
+#[async_trait::async_trait]
+impl kubelet_pod_resources::PodResourcesProvider for ManagedPods {
+    async fn active_pods(&self) -> Vec<kubelet_core::k8s_openapi::api::core::v1::Pod> {
+        self.0.active_pods().await
+    }
+
+    async fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<kubelet_core::k8s_openapi::api::core::v1::Pod> {
+        self.0.wanted_pods().await.into_iter().find(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.metadata.name.as_deref() == Some(name)
+        })
+    }
 }
 
 /// A server's future as a supervised task.

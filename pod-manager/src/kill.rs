@@ -33,6 +33,8 @@ pub(crate) struct KillPods {
 pub(crate) enum ManagerCommand {
     /// The pods the manager runs now (not being removed, not finished).
     ActivePods(oneshot::Sender<Vec<Pod>>),
+    /// Every pod the sources want, finished or not (not those being removed).
+    WantedPods(oneshot::Sender<Vec<Pod>>),
     /// Kill pods.
     Kill(KillPods),
     /// The uids of the wanted pods that will not run again (finished, evicted, shut
@@ -64,6 +66,21 @@ impl PodKiller {
         if self
             .commands
             .send(ManagerCommand::ActivePods(reply))
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        pods.await.unwrap_or_default()
+    }
+
+    /// Every pod the sources want, finished ones too (upstream's pod manager's pods);
+    /// empty when the manager is gone.
+    pub async fn wanted_pods(&self) -> Vec<Pod> {
+        let (reply, pods) = oneshot::channel();
+        if self
+            .commands
+            .send(ManagerCommand::WantedPods(reply))
             .await
             .is_err()
         {

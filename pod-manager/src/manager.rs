@@ -271,6 +271,10 @@ impl PodManager {
                             .collect();
                         let _ = reply.send(pods);
                     }
+                    ManagerCommand::WantedPods(reply) => {
+                        let pods = workers.values().map(|w| w.desired.borrow().pod.clone()).collect();
+                        let _ = reply.send(pods);
+                    }
                     ManagerCommand::FinishedPods(reply) => {
                         let uids = workers
                             .iter()

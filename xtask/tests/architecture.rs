@@ -61,8 +61,11 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-eviction",
             "kubelet-images",
             "kubelet-credential-provider",
+            "kubelet-pod-resources",
         ],
     ),
+    // The PodResources API: its own provider trait, pods in k8s-openapi's types.
+    ("kubelet-pod-resources", &["kubelet-core"]),
     (
         "kubelet-bin",
         &[
@@ -78,9 +81,24 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
 
 /// External dependencies only some crates may have: what they mean, and who.
 const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
-    // Only the CRI client and gRPC probes (grpc.health.v1) speak gRPC.
-    ("tonic", &["kubelet-cri-client", "kubelet-probes"]),
-    ("prost", &["kubelet-cri-client", "kubelet-probes"]),
+    // Only the CRI client, gRPC probes (grpc.health.v1) and the PodResources API speak
+    // gRPC.
+    (
+        "tonic",
+        &[
+            "kubelet-cri-client",
+            "kubelet-probes",
+            "kubelet-pod-resources",
+        ],
+    ),
+    (
+        "prost",
+        &[
+            "kubelet-cri-client",
+            "kubelet-probes",
+            "kubelet-pod-resources",
+        ],
+    ),
     // The API server is the node agent's, the kubelet API's reviews' and the wiring's.
     (
         "kube",

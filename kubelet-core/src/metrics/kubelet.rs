@@ -376,8 +376,64 @@ pub fn admission_rejection_reason(reason: &str) -> &str {
     }
 }
 
+/// `kubelet_pod_resources_endpoint_requests_total{server_api_version}`.
+pub static POD_RESOURCES_REQUESTS_TOTAL: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_requests_total",
+    "Cumulative number of requests to the PodResource endpoint. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_requests_list{server_api_version}`.
+pub static POD_RESOURCES_REQUESTS_LIST: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_requests_list",
+    "Number of requests to the PodResource List endpoint. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_requests_get_allocatable{server_api_version}`.
+pub static POD_RESOURCES_REQUESTS_GET_ALLOCATABLE: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_requests_get_allocatable",
+    "Number of requests to the PodResource GetAllocatableResources endpoint. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_errors_list{server_api_version}`.
+pub static POD_RESOURCES_ERRORS_LIST: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_errors_list",
+    "Number of requests to the PodResource List endpoint which returned error. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_errors_get_allocatable{server_api_version}`.
+pub static POD_RESOURCES_ERRORS_GET_ALLOCATABLE: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_errors_get_allocatable",
+    "Number of requests to the PodResource GetAllocatableResources endpoint which returned error. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_requests_get{server_api_version}`.
+pub static POD_RESOURCES_REQUESTS_GET: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_requests_get",
+    "Number of requests to the PodResource Get endpoint. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
+/// `kubelet_pod_resources_endpoint_errors_get{server_api_version}`.
+pub static POD_RESOURCES_ERRORS_GET: Family = Family::counter(
+    "kubelet_pod_resources_endpoint_errors_get",
+    "Number of requests to the PodResource Get endpoint which returned error. Broken down by server api version.",
+    Alpha,
+    &["server_api_version"],
+);
+
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 31] = [
+pub static COMPONENT: [&Family; 38] = [
     &PROCESS_START_TIME,
     &CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS,
     &CERTIFICATE_MANAGER_SERVER_TTL,
@@ -409,6 +465,13 @@ pub static COMPONENT: [&Family; 31] = [
     &STARTED_CONTAINERS_TOTAL,
     &STARTED_PODS_ERRORS_TOTAL,
     &STARTED_PODS_TOTAL,
+    &POD_RESOURCES_REQUESTS_TOTAL,
+    &POD_RESOURCES_REQUESTS_LIST,
+    &POD_RESOURCES_REQUESTS_GET_ALLOCATABLE,
+    &POD_RESOURCES_ERRORS_LIST,
+    &POD_RESOURCES_ERRORS_GET_ALLOCATABLE,
+    &POD_RESOURCES_REQUESTS_GET,
+    &POD_RESOURCES_ERRORS_GET,
 ];
 
 /// `kubernetes_healthcheck` (component-base `slis`): the last result of each health

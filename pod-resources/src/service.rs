@@ -1,0 +1,208 @@
+//! `v1.PodResourcesLister` (upstream `server_v1.go`) and its socket.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kubelet_core::metrics::kubelet as metrics;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::limit::TokenBucket;
+use crate::proto::v1::pod_resources_lister_client::PodResourcesListerClient;
+use crate::proto::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
+use crate::proto::v1::{
+    AllocatableResourcesRequest, AllocatableResourcesResponse, ContainerResources,
+    GetPodResourcesRequest, GetPodResourcesResponse, ListPodResourcesRequest,
+    ListPodResourcesResponse, PodResources,
+};
+use crate::{Error, PodResourcesProvider, Result};
+
+/// Upstream `podresources.DefaultQPS` and `DefaultBurstTokens`.
+const QPS: u32 = 100;
+const BURST: u32 = 10;
+
+/// The `server_api_version` label.
+const V1: &str = "v1";
+
+/// The PodResources v1 service over a [`PodResourcesProvider`].
+pub struct PodResourcesService {
+    provider: Arc<dyn PodResourcesProvider>,
+    limit: TokenBucket,
+}
+
+impl std::fmt::Debug for PodResourcesService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodResourcesService")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodResourcesService {
+    /// The service, with upstream's request limit.
+    pub fn new(provider: Arc<dyn PodResourcesProvider>) -> Self {
+        Self {
+            provider,
+            limit: TokenBucket::new(QPS, BURST),
+        }
+    }
+
+    /// As a tonic service, to add to a server.
+    pub fn into_server(self) -> PodResourcesListerServer<Self> {
+        PodResourcesListerServer::new(self)
+    }
+
+    fn admit(&self) -> Result<(), Status> {
+        if self.limit.try_take() {
+            Ok(())
+        } else {
+            Err(Status::resource_exhausted("rejected by rate limit"))
+        }
+    }
+
+    /// A pod as upstream lists it: its restartable init containers (sidecars), then its
+    /// regular containers, each with what is assigned to it.
+    fn pod_resources(&self, pod: &Pod) -> PodResources {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let sidecars = spec
+            .into_iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        let regular = spec.into_iter().flat_map(|s| s.containers.iter());
+        PodResources {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            containers: sidecars
+                .chain(regular)
+                .map(|c| self.container_resources(uid, c))
+                .collect(),
+            // Pod-level CPU and memory assignments come from the static managers
+            // behind the PodLevelResourceManagers gate (alpha, off).
+            cpu_ids: Vec::new(),
+            memory: Vec::new(),
+        }
+    }
+
+    fn container_resources(&self, pod_uid: &str, container: &Container) -> ContainerResources {
+        ContainerResources {
+            name: container.name.clone(),
+            devices: self.provider.container_devices(pod_uid, &container.name),
+            // The none CPU and memory manager policies assign nothing exclusively.
+            cpu_ids: Vec::new(),
+            memory: Vec::new(),
+            // Dynamic resource allocation (DRA) is not built: no claims are prepared.
+            dynamic_resources: Vec::new(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PodResourcesLister for PodResourcesService {
+    async fn list(
+        &self,
+        _request: Request<ListPodResourcesRequest>,
+    ) -> Result<Response<ListPodResourcesResponse>, Status> {
+        self.admit()?;
+        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
+        metrics::POD_RESOURCES_REQUESTS_LIST.inc(&[V1]);
+        let pods = self.provider.active_pods().await;
+        Ok(Response::new(ListPodResourcesResponse {
+            pod_resources: pods.iter().map(|p| self.pod_resources(p)).collect(),
+        }))
+    }
+
+    async fn get_allocatable_resources(
+        &self,
+        _request: Request<AllocatableResourcesRequest>,
+    ) -> Result<Response<AllocatableResourcesResponse>, Status> {
+        self.admit()?;
+        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
+        metrics::POD_RESOURCES_REQUESTS_GET_ALLOCATABLE.inc(&[V1]);
+        Ok(Response::new(AllocatableResourcesResponse {
+            devices: self.provider.allocatable_devices(),
+            // The none policies keep no CPUs or memory for exclusive assignment.
+            cpu_ids: Vec::new(),
+            memory: Vec::new(),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetPodResourcesRequest>,
+    ) -> Result<Response<GetPodResourcesResponse>, Status> {
+        self.admit()?;
+        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
+        metrics::POD_RESOURCES_REQUESTS_GET.inc(&[V1]);
+        let request = request.into_inner();
+        let Some(pod) = self
+            .provider
+            .pod(&request.pod_namespace, &request.pod_name)
+            .await
+        else {
+            metrics::POD_RESOURCES_ERRORS_GET.inc(&[V1]);
+            // A plain Go error from upstream's handler: gRPC code Unknown.
+            return Err(Status::unknown(format!(
+                "pod {} in namespace {} not found",
+                request.pod_name, request.pod_namespace
+            )));
+        };
+        Ok(Response::new(GetPodResourcesResponse {
+            pod_resources: Some(self.pod_resources(&pod)),
+        }))
+    }
+}
+
+/// A client of the PodResources API on the unix socket `path` (upstream's
+/// `podresources.GetV1Client`), connected when first used.
+pub fn connect(path: &Path) -> PodResourcesListerClient<Channel> {
+    let path = path.to_owned();
+    let channel = Endpoint::from_static("http://localhost").connect_with_connector_lazy(
+        tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { UnixStream::connect(&path).await.map(TokioIo::new) }
+        }),
+    );
+    PodResourcesListerClient::new(channel)
+}
+
+/// Serves the PodResources API on the unix socket `path` (its directory made 0750 if
+/// missing, a stale socket removed first) until the future is dropped.
+///
+/// # Errors
+///
+/// When the socket cannot be made or the server fails.
+pub async fn serve(path: &Path, provider: Arc<dyn PodResourcesProvider>) -> Result<()> {
+    let listener = listen(path).await?;
+    info!(endpoint = %path.display(), "Starting to serve the podresources API");
+    tonic::transport::Server::builder()
+        .add_service(PodResourcesService::new(provider).into_server())
+        .serve_with_incoming(UnixListenerStream::new(listener))
+        .await?;
+    Ok(())
+}
+
+async fn listen(path: &Path) -> Result<UnixListener> {
+    let fail = |source| Error::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .await
+            .map_err(fail)?;
+    }
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    UnixListener::bind(path).map_err(fail)
+}
