@@ -67,6 +67,10 @@ pub enum Error {
         source: kubelet_node_agent::Error,
     },
 
+    /// The self-signed serving certificate of the kubelet API could not be made.
+    #[error("the self-signed serving certificate: {0}")]
+    ServingCertificate(#[source] kubelet_node_agent::Error),
+
     /// Joining the cluster failed.
     #[error("{what}: {source}")]
     Cluster {

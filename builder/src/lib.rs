@@ -441,6 +441,18 @@ impl KubeletBuilder {
             );
             cluster.rotate_serving_certificate(certificate, &options.cert_dir, &node_name);
         }
+        if let kubelet_server::ServingCert::SelfSigned {
+            dir,
+            node_name,
+            ips,
+        } = &server_settings.serving
+        {
+            // Made at start-up, as upstream's InitializeTLS: a kubelet that cannot serve
+            // TLS does not start.
+            kubelet_node_agent::ensure_self_signed(dir, node_name, ips)
+                .await
+                .map_err(Error::ServingCertificate)?;
+        }
         if let Some(c) = cluster.as_mut() {
             c.reserve(NodeReserved {
                 milli_cpu: allocatable_reservation.milli_cpu,

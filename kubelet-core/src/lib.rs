@@ -41,7 +41,6 @@ pub mod downward;
 mod error;
 mod event;
 mod expansion;
-pub mod files;
 mod format;
 pub mod labels;
 pub mod metrics;

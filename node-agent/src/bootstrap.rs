@@ -757,13 +757,29 @@ fn create_dir(dir: &Path) -> Result<()> {
     })
 }
 
-/// Writes a file only its owner may read or write.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    kubelet_core::files::write_private(path, data).map_err(|source| Error::Io {
+/// Writes `data` to `path` readable and writable by its owner only (mode 0600, also
+/// when the file existed with another mode), and syncs it: for private keys and the
+/// kubeconfigs that carry them.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |source| Error::Io {
         operation: "writing",
         path: path.to_owned(),
         source,
-    })
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    // An existing file keeps its mode on open: make sure it is private.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(fail)?;
+    file.write_all(data).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ mod node;
 mod objects;
 mod pods;
 pub mod rotation;
+mod serving_cert;
 mod shutdown;
 mod status;
 
@@ -60,6 +61,7 @@ pub use events::ApiEvents;
 pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle, NodeReserved};
 pub use objects::ApiObjects;
 pub use pods::{ApiPodSource, PodView};
+pub use serving_cert::{ensure_self_signed, self_signed};
 pub use shutdown::ShutdownManager;
 pub use status::ApiStatus;
 

@@ -27,9 +27,6 @@ use crate::Result;
 use crate::auth::UserInfo;
 use crate::error::{TlsContext, tls_failure};
 
-/// How long a self-signed serving certificate is valid, as upstream's (one year).
-const SELF_SIGNED_VALIDITY: time::Duration = time::Duration::days(365);
-
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServingCert {
@@ -43,8 +40,9 @@ pub enum ServingCert {
     /// A certificate requested from the API server (`serverTLSBootstrap`), kept current
     /// by whoever requests it; until there is one, handshakes fail.
     Requested(ServingResolver),
-    /// A self-signed certificate in `dir` (`kubelet.crt`, `kubelet.key`), made when
-    /// missing, for the node's name and IPs.
+    /// The self-signed certificate in `dir` (`kubelet.crt`, `kubelet.key`) for the
+    /// node's name and IPs. The node agent makes it
+    /// (`kubelet_node_agent::ensure_self_signed`) before the server reads it.
     SelfSigned {
         /// `<root-dir>/pki`.
         dir: PathBuf,
@@ -73,70 +71,6 @@ impl PartialEq for ServingResolver {
 
 impl Eq for ServingResolver {}
 
-/// Makes the self-signed certificate files in `dir` unless both are there already;
-/// returns their paths.
-pub async fn ensure_self_signed(
-    dir: &Path,
-    node_name: &str,
-    ips: &[IpAddr],
-) -> Result<(PathBuf, PathBuf)> {
-    let cert = dir.join("kubelet.crt");
-    let key = dir.join("kubelet.key");
-    let exists = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
-    let (dir, node_name, ips) = (dir.to_owned(), node_name.to_owned(), ips.to_vec());
-    let (cert_path, key_path) = (cert.clone(), key.clone());
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        if exists(&cert_path) && exists(&key_path) {
-            tracing::debug!(cert = %cert_path.display(), "using the self-signed serving certificate");
-            return Ok(());
-        }
-        let (cert_pem, key_pem) = self_signed(&node_name, &ips)?;
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        kubelet_core::files::write_private(&key_path, key_pem.as_bytes())
-            .with_context(|| format!("writing {}", key_path.display()))?;
-        std::fs::write(&cert_path, cert_pem)
-            .with_context(|| format!("writing {}", cert_path.display()))?;
-        tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "wrote a self-signed serving certificate");
-        Ok(())
-    })
-    .await
-    .context("making the self-signed certificate")??;
-    Ok((cert, key))
-}
-
-/// A self-signed serving certificate (ECDSA P-256) for `node_name` and `ips`, valid
-/// from an hour ago for a year, as PEM certificate and key.
-pub fn self_signed(node_name: &str, ips: &[IpAddr]) -> Result<(String, String)> {
-    use rcgen::{
-        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-        KeyUsagePurpose, SanType,
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = CertificateParams::new(vec![node_name.to_owned()])
-        .with_context(|| format!("node name {node_name:?} as a certificate name"))?;
-    params
-        .subject_alt_names
-        .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
-    let mut name = DistinguishedName::new();
-    name.push(
-        DnType::CommonName,
-        format!("{node_name}@{}", now.unix_timestamp()),
-    );
-    params.distinguished_name = name;
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + SELF_SIGNED_VALIDITY;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().context("generating a key")?;
-    let cert = params
-        .self_signed(&key)
-        .context("signing the certificate")?;
-    Ok((cert.pem(), key.serialize_pem()))
-}
-
 /// The TLS configuration of the kubelet API, and what keeps its certificates current.
 #[derive(Debug)]
 pub struct ServingTls {
@@ -158,11 +92,7 @@ pub async fn server_config(
     let provider = options.provider();
     let (cert_path, key_path) = match serving {
         ServingCert::Files { cert, key } => (cert.clone(), key.clone()),
-        ServingCert::SelfSigned {
-            dir,
-            node_name,
-            ips,
-        } => ensure_self_signed(dir, node_name, ips).await?,
+        ServingCert::SelfSigned { dir, .. } => (dir.join("kubelet.crt"), dir.join("kubelet.key")),
         ServingCert::Requested(resolver) => {
             return finish(resolver.0.clone(), None, client_ca, options, provider).await;
         }
@@ -448,19 +378,8 @@ MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
         assert_eq!(certificate_user(&[]), None);
     }
 
-    #[test]
-    fn self_signed_certificates_name_the_node() {
-        let ips: Vec<IpAddr> = vec!["10.88.0.1".parse().expect("ip")];
-        let (cert, key) = self_signed("vm", &ips).expect("certificate");
-        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
-        assert!(key.contains("PRIVATE KEY"), "{key}");
-        let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem");
-        let user = certificate_user(&der).expect("subject");
-        assert!(user.name.starts_with("vm@"), "{user:?}");
-    }
-
     #[tokio::test]
-    async fn self_signed_files_are_made_once_and_used() {
+    async fn the_self_signed_pair_is_read_from_its_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = dir.path().join("pki");
         let serving = ServingCert::SelfSigned {
@@ -468,24 +387,20 @@ MEQCIA1ZSehoKOFKsY/xcHeXNDEFU+Bi0XvU92sQ6lZ7/VCjAiA6O2etx+Q5pW0h
             node_name: "vm".into(),
             ips: vec!["10.88.0.1".parse().expect("ip")],
         };
+        // Not made yet: the error names the file.
+        let missing = server_config(&serving, None, &TlsOptions::default())
+            .await
+            .expect_err("no certificate yet");
+        assert!(
+            format!("{missing:#}").contains(&pki.join("kubelet.crt").display().to_string()),
+            "{missing:#}"
+        );
+        kubelet_node_agent::ensure_self_signed(&pki, "vm", &["10.88.0.1".parse().expect("ip")])
+            .await
+            .expect("made");
         server_config(&serving, None, &TlsOptions::default())
             .await
             .expect("config");
-        let first = std::fs::read(pki.join("kubelet.crt")).expect("certificate written");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(pki.join("kubelet.key"))
-            .expect("key written")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        server_config(&serving, None, &TlsOptions::default())
-            .await
-            .expect("config again");
-        assert_eq!(
-            std::fs::read(pki.join("kubelet.crt")).expect("certificate"),
-            first,
-            "reused on restart"
-        );
         let files = ServingCert::Files {
             cert: pki.join("kubelet.crt"),
             key: pki.join("kubelet.key"),

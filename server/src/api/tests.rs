@@ -149,6 +149,16 @@ async fn start_with(
     std::fs::write(&ca, &pki.ca_pem).expect("write CA");
     let mut settings = settings(dir.path(), Some(ca));
     change(&mut settings);
+    if let ServingCert::SelfSigned {
+        dir,
+        node_name,
+        ips,
+    } = &settings.serving
+    {
+        kubelet_node_agent::ensure_self_signed(dir, node_name, ips)
+            .await
+            .expect("self-signed serving certificate");
+    }
     let fake = FakeCriServer::start();
     let client = Arc::new(fake.client(Timeouts::default()));
     let runtime: Arc<dyn Runtime> = client.clone();
@@ -866,7 +876,7 @@ async fn a_changed_serving_certificate_and_client_ca_are_used_without_a_restart(
     let h = start(|_| {}).await;
     let first = served_certificate(h.address, false).await.expect("TLS");
     // A new certificate and key written over the old files (key first, as tools do).
-    let (cert, key) = tls::self_signed("renamed", &[]).expect("certificate");
+    let (cert, key) = kubelet_node_agent::self_signed("renamed", &[]).expect("certificate");
     let pki_dir = h.dir.path().join("pki");
     std::fs::write(pki_dir.join("kubelet.key"), key).expect("write key");
     std::fs::write(pki_dir.join("kubelet.crt"), &cert).expect("write cert");
