@@ -187,6 +187,17 @@ impl Cluster {
         )
     }
 
+    /// Reports the device plugins' resources on the Node.
+    pub fn report_extended_resources(
+        &mut self,
+        extended: Arc<dyn kubelet_core::ExtendedResources>,
+    ) {
+        self.node_agent = self
+            .node_agent
+            .take()
+            .map(|a| a.with_extended_resources(extended));
+    }
+
     /// Sets what the Node's allocatable leaves out of its capacity.
     pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
         self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));

@@ -105,6 +105,10 @@ pub enum Error {
     #[error(transparent)]
     Server(#[from] kubelet_server::Error),
 
+    /// The device manager could not start or serve device plugin registration.
+    #[error("device plugins: {0}")]
+    Devices(#[source] kubelet_device_manager::Error),
+
     /// The PodResources API could not be served.
     #[error(transparent)]
     PodResources(#[from] kubelet_pod_resources::Error),

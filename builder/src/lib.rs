@@ -101,6 +101,7 @@ pub(crate) struct NodeOptions {
     pub(crate) kubeconfig: Option<PathBuf>,
     pub(crate) bootstrap_kubeconfig: Option<PathBuf>,
     pub(crate) cert_dir: PathBuf,
+    pub(crate) device_plugin_dir: PathBuf,
     pub(crate) runtime_cgroups: Option<String>,
     pub(crate) container_gc: kubelet_pod_manager::ContainerGcPolicy,
 }
@@ -177,6 +178,13 @@ impl KubeletBuilder {
     /// certificates, `kubelet-client-current.pem`.
     pub fn cert_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.node.cert_dir = dir.into();
+        self
+    }
+
+    /// Where device plugins register (upstream's fixed
+    /// `/var/lib/kubelet/device-plugins`, whatever the root directory; tests move it).
+    pub fn device_plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.node.device_plugin_dir = dir.into();
         self
     }
 
@@ -615,6 +623,12 @@ impl KubeletBuilder {
             )
             .with_cgroups(cgroups.as_ref()),
         );
+        let devices = kubelet_device_manager::DeviceManager::open(&options.device_plugin_dir)
+            .await
+            .map_err(Error::Devices)?;
+        if let Some(c) = cluster.as_mut() {
+            c.report_extended_resources(devices.clone());
+        }
         let ctx = SyncContext {
             runtime: runtime.clone(),
             images,
@@ -637,6 +651,7 @@ impl KubeletBuilder {
             },
             image_credentials,
             pull_records,
+            devices: Some(devices.clone()),
         };
         let status = status.or_else(|| {
             cluster
@@ -657,6 +672,7 @@ impl KubeletBuilder {
             runtime,
             cluster,
             server_settings,
+            devices,
             cgroups,
             qos_cgroups: pod_cgroups.is_some(),
             set_verbosity,
@@ -675,6 +691,7 @@ pub struct Kubelet {
     runtime: Arc<dyn Runtime>,
     cluster: Option<Cluster>,
     server_settings: kubelet_server::Settings,
+    devices: Arc<kubelet_device_manager::DeviceManager>,
     cgroups: Arc<dyn CgroupManager>,
     /// Whether the QoS tiers are the kubelet's to keep (`cgroupsPerQOS`).
     qos_cgroups: bool,
@@ -702,6 +719,7 @@ impl Kubelet {
                 kubeconfig: None,
                 bootstrap_kubeconfig: None,
                 cert_dir: Path::new(DEFAULT_ROOT_DIR).join("pki"),
+                device_plugin_dir: PathBuf::from(kubelet_device_manager::DEVICE_PLUGIN_DIR),
                 runtime_cgroups: None,
                 container_gc: kubelet_pod_manager::ContainerGcPolicy::default(),
             },
@@ -734,6 +752,7 @@ impl Kubelet {
             runtime,
             mut cluster,
             server_settings,
+            devices,
             cgroups,
             qos_cgroups,
             set_verbosity,
@@ -880,7 +899,15 @@ impl Kubelet {
                 .root_dir
                 .join("pod-resources")
                 .join(kubelet_pod_resources::SOCKET_NAME);
-            let provider = Arc::new(ManagedPods(manager.pod_killer()));
+            let provider = Arc::new(ManagedPods {
+                pods: manager.pod_killer(),
+                devices: devices.clone(),
+            });
+            devices.set_active_pods(provider.clone());
+            let registration = devices.clone();
+            tasks.spawn_fallible("device plugin registration", Role::Essential, async move {
+                registration.serve().await.map_err(Error::Devices)
+            });
             tasks.spawn_fallible("podresources API", Role::Essential, async move {
                 kubelet_pod_resources::serve(&socket, provider)
                     .await
@@ -1058,13 +1085,33 @@ fn node_shutdown_periods(cfg: &Settings) -> Vec<ShutdownPeriod> {
     )
 }
 
-/// The PodResources API's view of the pod manager.
-struct ManagedPods(kubelet_pod_manager::kill::PodKiller);
+/// The pod manager and the device manager as the PodResources API and the device
+/// manager's pruning see them.
+struct ManagedPods {
+    pods: kubelet_pod_manager::kill::PodKiller,
+    devices: Arc<kubelet_device_manager::DeviceManager>,
+}
+
+/// Device ids by resource as the PodResources API lists them.
+fn pod_resources_devices(
+    devices: Vec<(String, Vec<String>)>,
+) -> Vec<kubelet_pod_resources::proto::v1::ContainerDevices> {
+    devices
+        .into_iter()
+        .map(
+            |(resource_name, device_ids)| kubelet_pod_resources::proto::v1::ContainerDevices {
+                resource_name,
+                device_ids,
+                topology: None,
+            },
+        )
+        .collect()
+}
 
 #[async_trait::async_trait]
 impl kubelet_pod_resources::PodResourcesProvider for ManagedPods {
     async fn active_pods(&self) -> Vec<kubelet_core::k8s_openapi::api::core::v1::Pod> {
-        self.0.active_pods().await
+        self.pods.active_pods().await
     }
 
     async fn pod(
@@ -1072,10 +1119,35 @@ impl kubelet_pod_resources::PodResourcesProvider for ManagedPods {
         namespace: &str,
         name: &str,
     ) -> Option<kubelet_core::k8s_openapi::api::core::v1::Pod> {
-        self.0.wanted_pods().await.into_iter().find(|p| {
+        self.pods.wanted_pods().await.into_iter().find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
                 && p.metadata.name.as_deref() == Some(name)
         })
+    }
+
+    fn container_devices(
+        &self,
+        pod_uid: &str,
+        container: &str,
+    ) -> Vec<kubelet_pod_resources::proto::v1::ContainerDevices> {
+        pod_resources_devices(self.devices.assigned(pod_uid, container))
+    }
+
+    fn allocatable_devices(&self) -> Vec<kubelet_pod_resources::proto::v1::ContainerDevices> {
+        pod_resources_devices(self.devices.devices())
+    }
+}
+
+#[async_trait::async_trait]
+impl kubelet_device_manager::ActivePods for ManagedPods {
+    async fn active_pod_uids(&self) -> std::collections::HashSet<String> {
+        // Wanted pods, finished ones too: a pod that may run again keeps its devices.
+        self.pods
+            .wanted_pods()
+            .await
+            .into_iter()
+            .filter_map(|p| p.metadata.uid)
+            .collect()
     }
 }
 

@@ -352,6 +352,20 @@ pub fn container_config(config: &core::ContainerConfig) -> cri::ContainerConfig 
                 ..Default::default()
             })
             .collect(),
+        devices: config
+            .devices
+            .iter()
+            .map(|d| cri::Device {
+                container_path: d.container_path.clone(),
+                host_path: d.host_path.clone(),
+                permissions: d.permissions.clone(),
+            })
+            .collect(),
+        cdi_devices: config
+            .cdi_devices
+            .iter()
+            .map(|name| cri::CdiDevice { name: name.clone() })
+            .collect(),
         labels: to_hash(&config.labels),
         annotations: to_hash(&config.annotations),
         log_path: config.log_path.clone(),

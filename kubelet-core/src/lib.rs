@@ -37,6 +37,7 @@ mod backoff;
 mod clock;
 pub mod config;
 mod credentials;
+mod devices;
 pub mod downward;
 mod error;
 mod event;
@@ -56,6 +57,7 @@ mod volume;
 pub use backoff::{BACKOFF_RESET_AFTER, Backoff, INITIAL_BACKOFF, MAX_BACKOFF};
 pub use clock::{Clock, SystemClock};
 pub use credentials::{ImageCredentials, NoImageCredentials};
+pub use devices::{ContainerDevices, DeviceAllocator, ExtendedResource, ExtendedResources};
 pub use error::{Error, Result, RuntimeError, RuntimeErrorKind};
 pub use event::{EventRecorder, EventType, NoEvents, NodeEvent, PodEvent};
 pub use expansion::expand;
@@ -67,12 +69,12 @@ pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use runtime::{
     Capabilities, CgroupDriver, Container, ContainerConfig, ContainerEvent, ContainerEventKind,
     ContainerEvents, ContainerExec, ContainerFilter, ContainerMetadata, ContainerNamespaces,
-    ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, DnsConfig, ExecResult,
-    FilesystemUsage, IdMapping, Image, ImageService, LinuxResources, LinuxSandboxConfig, Mount,
-    MountPropagation, NamespaceOptions, PortMapping, Protocol, RegistryAuth, Runtime,
-    RuntimeCondition, RuntimeHandler, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
-    SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus, SeLinuxOptions, SecurityProfile,
-    StreamRequest, StringMap, UserNamespace,
+    ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, Device, DnsConfig,
+    ExecResult, FilesystemUsage, IdMapping, Image, ImageService, LinuxResources,
+    LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping, Protocol,
+    RegistryAuth, Runtime, RuntimeCondition, RuntimeHandler, RuntimeStatus, RuntimeVersion,
+    Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState, SandboxStatus,
+    SeLinuxOptions, SecurityProfile, StreamRequest, StringMap, UserNamespace,
 };
 pub use status::StatusReporter;
 pub use volume::{

@@ -384,6 +384,17 @@ pub struct Mount {
     pub propagation: MountPropagation,
 }
 
+/// A host device in a container (CRI `Device`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    /// Path inside the container.
+    pub container_path: String,
+    /// Path on the host.
+    pub host_path: String,
+    /// Cgroup permissions: any of `r`, `w` and `m`.
+    pub permissions: String,
+}
+
 /// Cgroup resource settings of a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinuxResources {
@@ -466,6 +477,10 @@ pub struct ContainerConfig {
     pub envs: Vec<(String, String)>,
     /// Bind mounts.
     pub mounts: Vec<Mount>,
+    /// Host devices made available in the container (from device plugins).
+    pub devices: Vec<Device>,
+    /// Fully qualified CDI device names the runtime resolves (from device plugins).
+    pub cdi_devices: Vec<String>,
     /// Labels, queryable through list filters.
     pub labels: StringMap,
     /// Opaque annotations.

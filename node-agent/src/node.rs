@@ -126,6 +126,7 @@ pub struct NodeAgent {
     pressure: kubelet_pod_manager::pressure::NodePressure,
     events: Arc<dyn EventRecorder>,
     clock: Arc<dyn Clock>,
+    extended: Option<Arc<dyn kubelet_core::ExtendedResources>>,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -154,7 +155,17 @@ impl NodeAgent {
             pressure: kubelet_pod_manager::pressure::NodePressure::default(),
             events: Arc::new(NoEvents),
             clock: Arc::new(SystemClock),
+            extended: None,
         }
+    }
+
+    /// Reports the device plugins' resources in capacity and allocatable.
+    pub fn with_extended_resources(
+        mut self,
+        extended: Arc<dyn kubelet_core::ExtendedResources>,
+    ) -> Self {
+        self.extended = Some(extended);
+        self
     }
 
     /// The clock of the Lease's `renewTime` (the machine's without this).
@@ -481,6 +492,13 @@ impl NodeAgent {
                     bytes.saturating_sub(reserved.ephemeral_storage),
                 )),
             );
+        }
+
+        // Device plugins' resources: all devices in capacity, the healthy ones in
+        // allocatable (zero once a plugin is long gone).
+        for (name, resource) in self.extended.iter().flat_map(|e| e.extended_resources()) {
+            capacity.insert(name.clone(), Quantity(resource.capacity.to_string()));
+            allocatable.insert(name, Quantity(resource.allocatable.to_string()));
         }
 
         let runtime_status = self.runtime.status().await;

@@ -477,6 +477,9 @@ async fn release_volumes(ctx: &SyncContext, uid: &str, finished: &AtomicBool) {
         Ok(snapshot) if !snapshot.any_running() => {}
         _ => return,
     }
+    if let Some(devices) = &ctx.devices {
+        devices.release(uid).await;
+    }
     match ctx.volumes.tear_down_pod(uid).await {
         Ok(()) => finished.store(true, Ordering::Release),
         Err(e) => warn!(error = %e, "tearing down the volumes of a finished pod"),

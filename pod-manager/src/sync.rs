@@ -75,6 +75,9 @@ pub struct SyncContext {
     /// Which credentials pulled each image, checked before a pod uses an image already
     /// on the node (`imagePullCredentialsVerificationPolicy`); `None` never checks.
     pub pull_records: Option<Arc<crate::pull_records::PullRecords>>,
+    /// Device plugins' devices for the containers that ask for them (the device
+    /// manager); `None` without device plugins support (tests).
+    pub devices: Option<Arc<dyn kubelet_core::DeviceAllocator>>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -767,6 +770,25 @@ async fn start_container(
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
     spec::apply_image_user(&mut config.security, image_uid, &image_user);
+    // Device plugins' devices, as upstream's GetResources: their environment before the
+    // container's own, their mounts before the volumes'.
+    if let Some(allocator) = &ctx.devices {
+        let devices = allocator
+            .allocate(pod, container)
+            .await
+            .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+        if !devices.is_empty() {
+            let mut envs = devices.envs;
+            envs.append(&mut config.envs);
+            config.envs = envs;
+            let mut mounts = devices.mounts;
+            mounts.append(&mut config.mounts);
+            config.mounts = mounts;
+            config.devices = devices.devices;
+            config.cdi_devices = devices.cdi_devices;
+            config.annotations.extend(devices.annotations);
+        }
+    }
     // The groups the pod's persistent volumes ask for, after the pod's own.
     config
         .security
@@ -1349,6 +1371,9 @@ pub async fn terminate_pod(
     let uid = PodRef::of(pod).uid;
     if let Some(cgroups) = &ctx.cgroups {
         remove_pod_cgroups(cgroups, &uid).await;
+    }
+    if let Some(devices) = &ctx.devices {
+        devices.release(&uid).await;
     }
     let userns = ctx.node.user_namespaces.clone();
     let released_uid = uid.clone();

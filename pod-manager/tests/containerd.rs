@@ -183,6 +183,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
         runtime_classes,
         image_credentials: Arc::new(kubelet_core::NoImageCredentials),
         pull_records: None,
+        devices: None,
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

@@ -155,6 +155,7 @@ fn start_with_parts(
         runtime_classes: Arc::new(kubelet_pod_manager::NoRuntimeClasses),
         image_credentials,
         pull_records: None,
+        devices: None,
     };
     let pods = Arc::new(LocalPods::new());
     let recorder = Arc::new(Recorder {

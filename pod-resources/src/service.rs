@@ -3,12 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kubelet_core::metrics::kubelet as metrics;
-use tokio::net::{UnixListener, UnixStream};
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -25,6 +22,9 @@ use crate::{Error, PodResourcesProvider, Result};
 /// Upstream `podresources.DefaultQPS` and `DefaultBurstTokens`.
 const QPS: u32 = 100;
 const BURST: u32 = 10;
+
+/// How long a client waits for the socket to accept.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The `server_api_version` label.
 const V1: &str = "v1";
@@ -160,49 +160,27 @@ impl PodResourcesLister for PodResourcesService {
 /// A client of the PodResources API on the unix socket `path` (upstream's
 /// `podresources.GetV1Client`), connected when first used.
 pub fn connect(path: &Path) -> PodResourcesListerClient<Channel> {
-    let path = path.to_owned();
-    let channel = Endpoint::from_static("http://localhost").connect_with_connector_lazy(
-        tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { UnixStream::connect(&path).await.map(TokioIo::new) }
-        }),
-    );
-    PodResourcesListerClient::new(channel)
+    PodResourcesListerClient::new(kubelet_grpc_uds::connect(path, CONNECT_TIMEOUT))
 }
 
 /// Serves the PodResources API on the unix socket `path` (its directory made 0750 if
-/// missing, a stale socket removed first) until the future is dropped.
+/// missing, a stale socket removed first) until the future is dropped. Go clients that
+/// send the socket path as `:authority` are served too.
 ///
 /// # Errors
 ///
 /// When the socket cannot be made or the server fails.
 pub async fn serve(path: &Path, provider: Arc<dyn PodResourcesProvider>) -> Result<()> {
-    let listener = listen(path).await?;
+    let listener = kubelet_grpc_uds::listen(path)
+        .await
+        .map_err(|source| Error::Socket {
+            path: path.to_owned(),
+            source,
+        })?;
     info!(endpoint = %path.display(), "Starting to serve the podresources API");
     tonic::transport::Server::builder()
         .add_service(PodResourcesService::new(provider).into_server())
-        .serve_with_incoming(UnixListenerStream::new(listener))
+        .serve_with_incoming(kubelet_grpc_uds::incoming(listener))
         .await?;
     Ok(())
-}
-
-async fn listen(path: &Path) -> Result<UnixListener> {
-    let fail = |source| Error::Socket {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        tokio::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)
-            .await
-            .map_err(fail)?;
-    }
-    match tokio::fs::remove_file(path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(e)),
-    }
-    UnixListener::bind(path).map_err(fail)
 }

@@ -317,6 +317,7 @@ impl ControlPlane {
     pub fn up(&self) -> Result<Vec<(String, String)>> {
         gobuild::ensure(&self.l)?;
         gobuild::ensure_metrics_server(&self.l)?;
+        gobuild::ensure_sample_device_plugin(&self.l)?;
         let start = Instant::now();
         util::mkdir(&self.dir())?;
         let mut changed = self.pki.ensure()?;
@@ -367,6 +368,10 @@ impl ControlPlane {
             (
                 "KUBELET_TEST_UPSTREAM_KUBELET",
                 p(gobuild::binary(&self.l, "kubelet")),
+            ),
+            (
+                "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN",
+                p(gobuild::binary(&self.l, "sample-device-plugin")),
             ),
             ("KUBELET_TEST_CA_FILE", p(self.pki.ca_crt())),
             ("KUBELET_TEST_CONTROL_PLANE_DIR", p(self.dir())),

@@ -287,6 +287,47 @@ pub fn ensure(l: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Builds upstream's sample device plugin (`test/images/sample-device-plugin`, resource
+/// `example.com/resource`, devices `Dev-1` and `Dev-2`) in the Kubernetes build module
+/// unless the cache has it (about 20 s once the control plane is built).
+pub fn ensure_sample_device_plugin(l: &Layout) -> Result<()> {
+    let name = "sample-device-plugin";
+    let bin = binary(l, name);
+    let stamp_path = l.k8s_bin_dir().join(format!("{name}.BUILD-INFO"));
+    let stamp = format!("k8s.io/kubernetes {K8S_VERSION} test/images/{name}\n");
+    if bin.is_file() && fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
+        return Ok(());
+    }
+    let k8s = l.k8s_build_dir().join("kubernetes");
+    let staging = l.k8s_build_dir().join(format!("{name}.partial"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    util::mkdir(&staging)?;
+    let args: Vec<String> = [
+        "build",
+        "-v",
+        "-o",
+        &format!("{}/", staging.display()),
+        &format!("k8s.io/kubernetes/test/images/{name}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    go_build(
+        &k8s,
+        &args,
+        &l.k8s_build_dir().join(format!("{name}-build.log")),
+    )?;
+    util::mkdir(&l.k8s_bin_dir())?;
+    fs::rename(staging.join(name), &bin)
+        .with_context(|| format!("cannot move {name} into {}", bin.display()))?;
+    let _ = fs::remove_dir_all(&staging);
+    fs::write(&stamp_path, stamp)?;
+    Ok(())
+}
+
 /// The metrics-server release built for `kubectl top`.
 pub const METRICS_SERVER_VERSION: &str = "v0.8.0";
 

@@ -62,10 +62,21 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-images",
             "kubelet-credential-provider",
             "kubelet-pod-resources",
+            "kubelet-device-manager",
         ],
     ),
+    // Device plugins: its own gRPC, the core traits it implements.
+    (
+        "kubelet-device-manager",
+        &["kubelet-core", "kubelet-grpc-uds"],
+    ),
+    // gRPC on unix sockets (Go clients' authorities), for the two servers below.
+    ("kubelet-grpc-uds", &[]),
     // The PodResources API: its own provider trait, pods in k8s-openapi's types.
-    ("kubelet-pod-resources", &["kubelet-core"]),
+    (
+        "kubelet-pod-resources",
+        &["kubelet-core", "kubelet-grpc-uds"],
+    ),
     (
         "kubelet-bin",
         &[
@@ -81,14 +92,16 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
 
 /// External dependencies only some crates may have: what they mean, and who.
 const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
-    // Only the CRI client, gRPC probes (grpc.health.v1) and the PodResources API speak
-    // gRPC.
+    // Only the CRI client, gRPC probes (grpc.health.v1), the PodResources API, device
+    // plugins and the unix-socket serving they share speak gRPC.
     (
         "tonic",
         &[
             "kubelet-cri-client",
             "kubelet-probes",
             "kubelet-pod-resources",
+            "kubelet-device-manager",
+            "kubelet-grpc-uds",
         ],
     ),
     (
@@ -97,6 +110,7 @@ const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
             "kubelet-cri-client",
             "kubelet-probes",
             "kubelet-pod-resources",
+            "kubelet-device-manager",
         ],
     ),
     // The API server is the node agent's, the kubelet API's reviews' and the wiring's.

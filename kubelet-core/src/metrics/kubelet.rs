@@ -432,8 +432,16 @@ pub static POD_RESOURCES_ERRORS_GET: Family = Family::counter(
     &["server_api_version"],
 );
 
+/// `kubelet_device_plugin_registration_total{resource_name}`.
+pub static DEVICE_PLUGIN_REGISTRATION_TOTAL: Family = Family::counter(
+    "kubelet_device_plugin_registration_total",
+    "Cumulative number of device plugin registrations. Broken down by resource name.",
+    Alpha,
+    &["resource_name"],
+);
+
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 38] = [
+pub static COMPONENT: [&Family; 39] = [
     &PROCESS_START_TIME,
     &CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS,
     &CERTIFICATE_MANAGER_SERVER_TTL,
@@ -472,6 +480,7 @@ pub static COMPONENT: [&Family; 38] = [
     &POD_RESOURCES_ERRORS_GET_ALLOCATABLE,
     &POD_RESOURCES_REQUESTS_GET,
     &POD_RESOURCES_ERRORS_GET,
+    &DEVICE_PLUGIN_REGISTRATION_TOTAL,
 ];
 
 /// `kubernetes_healthcheck` (component-base `slis`): the last result of each health

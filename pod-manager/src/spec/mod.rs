@@ -249,6 +249,9 @@ pub fn container_config(
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs,
         mounts,
+        // Device plugins' devices are added by the sync, which asks the device manager.
+        devices: Vec::new(),
+        cdi_devices: Vec::new(),
         labels: labels::container_labels(container, pod),
         annotations: labels::container_annotations(container, pod, restart_count),
         log_path: container_log_path(&container.name, restart_count),

@@ -1,0 +1,161 @@
+//! Device plugins on the real control plane and containerd, with upstream's sample
+//! device plugin (`test/images/sample-device-plugin`: resource `example.com/resource`,
+//! devices `Dev-1` and `Dev-2`, each mounted from `/tmp/<device>`): the node advertises
+//! the devices, a pod asking for one gets it (the plugin's mount in its container, the
+//! PodResources API lists it), a pod's devices are freed when it goes, and a plugin
+//! that dies takes its devices out of the node's allocatable.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::{Namespace, lock};
+use kubelet_pod_resources::proto::v1::ListPodResourcesRequest;
+
+const RESOURCE: &str = "example.com/resource";
+
+/// The plugin process, killed on drop.
+struct Plugin(Child);
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_resource(node: &serde_json::Value, field: &str) -> Option<String> {
+    node["status"][field][RESOURCE].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_device_plugins_devices_are_advertised_given_to_pods_and_freed() {
+    let test = "a_device_plugins_devices_are_advertised_given_to_pods_and_freed";
+    let Some((_env, c)) = common::Cluster::from_env(test) else {
+        return;
+    };
+    let Some(plugin_binary) = std::env::var("KUBELET_TEST_SAMPLE_DEVICE_PLUGIN")
+        .ok()
+        .filter(|p| std::path::Path::new(p).is_file())
+    else {
+        kubelet_test_support::skip(
+            test,
+            "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN is unset; `cargo xtask env up --control-plane` builds it",
+        );
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "device-plugin-test");
+    let ns = namespace.name;
+    let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log");
+    let plugin = Plugin(
+        Command::new(&plugin_binary)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the sample device plugin"),
+    );
+    let plugin_log = || std::fs::read_to_string(dir.path().join("plugin.log")).unwrap_or_default();
+    let node = ["get", "node", c.node.as_str()];
+    common::wait_until(
+        "the node advertising 2 devices",
+        60,
+        || format!("{}\nplugin:\n{}", kubelet.log(), plugin_log()),
+        || {
+            let n = c.json(&node);
+            node_resource(&n, "capacity").as_deref() == Some("2")
+                && node_resource(&n, "allocatable").as_deref() == Some("2")
+        },
+    );
+
+    let pod = |name: &str, count: u32| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "ls /tmp; sleep 3600"]
+    resources: {{limits: {{{RESOURCE}: {count}}}}}
+"#,
+            image = c.busybox
+        )
+    };
+    c.apply(&pod("one", 1));
+    let running =
+        |p: &serde_json::Value| p["status"]["containerStatuses"][0]["state"]["running"].is_object();
+    c.wait_json(
+        "one Running",
+        &["get", "pod", "-n", ns, "one"],
+        90,
+        &kubelet,
+        running,
+    );
+    // The plugin's mount of its device file is in the container.
+    common::wait_until(
+        "one's device file",
+        30,
+        || kubelet.log(),
+        || {
+            c.try_kubectl(&["logs", "-n", ns, "one"], None)
+                .is_ok_and(|l| l.lines().filter(|f| f.starts_with("Dev-")).count() == 1)
+        },
+    );
+    let socket = dir.path().join("root/pod-resources/kubelet.sock");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listed = runtime.block_on(async {
+        kubelet_pod_resources::connect(&socket)
+            .list(ListPodResourcesRequest {})
+            .await
+            .expect("List")
+            .into_inner()
+    });
+    let one = listed
+        .pod_resources
+        .iter()
+        .find(|p| p.namespace == ns && p.name == "one")
+        .expect("one is listed");
+    let devices = &one.containers[0].devices;
+    assert_eq!(devices.len(), 1, "{listed:?}");
+    assert_eq!(devices[0].resource_name, RESOURCE);
+    assert_eq!(devices[0].device_ids.len(), 1);
+
+    // Gone, its device is free again: a pod asking for both gets them.
+    c.kubectl(&["delete", "pod", "-n", ns, "one", "--wait=true"]);
+    c.apply(&pod("two", 2));
+    c.wait_json(
+        "two Running with both devices",
+        &["get", "pod", "-n", ns, "two"],
+        90,
+        &kubelet,
+        running,
+    );
+    common::wait_until(
+        "two's device files",
+        30,
+        || format!("{}\n{}", kubelet.log(), plugin_log()),
+        || {
+            c.try_kubectl(&["logs", "-n", ns, "two"], None)
+                .is_ok_and(|l| l.lines().filter(|f| f.starts_with("Dev-")).count() == 2)
+        },
+    );
+
+    // The plugin dies: its devices stay in capacity but leave allocatable.
+    drop(plugin);
+    c.wait_json("no allocatable devices", &node, 60, &kubelet, |n| {
+        node_resource(n, "capacity").as_deref() == Some("2")
+            && node_resource(n, "allocatable").as_deref() == Some("0")
+    });
+    drop(namespace);
+    drop(kubelet);
+}
