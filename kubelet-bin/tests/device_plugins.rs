@@ -150,6 +150,41 @@ spec:
         },
     );
 
+    // A restarted kubelet: the plugin registers again when the socket comes back, and
+    // the running pod keeps its devices (from the checkpoint) without a restart.
+    drop(kubelet);
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    common::wait_until(
+        "the plugin registering with the new kubelet",
+        60,
+        || format!("{}\nplugin:\n{}", kubelet.log(), plugin_log()),
+        || {
+            kubelet
+                .log()
+                .contains("Got registration request from device plugin")
+        },
+    );
+    let listed = runtime.block_on(async {
+        kubelet_pod_resources::connect(&socket)
+            .list(ListPodResourcesRequest {})
+            .await
+            .expect("List after the restart")
+            .into_inner()
+    });
+    let two = listed
+        .pod_resources
+        .iter()
+        .find(|p| p.namespace == ns && p.name == "two")
+        .expect("two is listed");
+    assert_eq!(
+        two.containers[0].devices[0].device_ids.len(),
+        2,
+        "{listed:?}"
+    );
+    let pod_two = c.json(&["get", "pod", "-n", ns, "two"]);
+    assert_eq!(pod_two["status"]["containerStatuses"][0]["restartCount"], 0);
+
     // The plugin dies: its devices stay in capacity but leave allocatable.
     drop(plugin);
     c.wait_json("no allocatable devices", &node, 60, &kubelet, |n| {

@@ -605,6 +605,8 @@ fn container_of_a_burstable_pod() {
                     propagation: Private,
                 },
             ],
+            devices: [],
+            cdi_devices: [],
             labels: {
                 "io.kubernetes.container.name": "app",
                 "io.kubernetes.pod.name": "web-0",
