@@ -1141,7 +1141,8 @@ impl kubelet_pod_resources::PodResourcesProvider for ManagedPods {
 #[async_trait::async_trait]
 impl kubelet_device_manager::ActivePods for ManagedPods {
     async fn active_pod_uids(&self) -> std::collections::HashSet<String> {
-        // Wanted pods, finished ones too: a pod that may run again keeps its devices.
+        // Wanted pods, finished ones too, and pods being removed: a pod that may run
+        // again, or whose containers may still run, keeps its devices.
         self.pods
             .wanted_pods()
             .await

@@ -265,13 +265,20 @@ impl DeviceManager {
         }
     }
 
-    /// The device plugin resources `container` asks for, with their counts.
+    /// The device plugin resources `container` asks for, with their counts: resources
+    /// a plugin registered, and (as upstream's `isDevicePluginResource`) resources with
+    /// assignments, so that a container restarted before its plugin registered again
+    /// (a kubelet restart) still gets its devices from the checkpoint.
     fn requests(&self, container: &Container) -> std::result::Result<Vec<(String, usize)>, String> {
         let state = self.lock();
         let mut requests = Vec::new();
         let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
         for (name, quantity) in limits.into_iter().flatten() {
-            if !state.resources.contains_key(name) {
+            let assigned = state
+                .assigned
+                .values()
+                .any(|by_resource| by_resource.contains_key(name));
+            if !state.resources.contains_key(name) && !assigned {
                 continue;
             }
             let count = Quantity::parse(&quantity.0)

@@ -310,11 +310,23 @@ async fn devices_are_advertised_allocated_kept_across_a_restart_and_freed() {
         "{refused}"
     );
 
-    // A restarted kubelet keeps the assignment from the checkpoint.
+    // A restarted kubelet keeps the assignment from the checkpoint, and gives the
+    // container its devices again before the plugin has registered with it.
     let restarted = DeviceManager::open(dir.path()).await.expect("reopen");
     assert_eq!(
         restarted.assigned("uid-1", "app"),
         manager.assigned("uid-1", "app")
+    );
+    assert!(
+        restarted.extended_resources().is_empty(),
+        "no plugin registered yet"
+    );
+    assert_eq!(
+        restarted
+            .allocate(&first, &app)
+            .await
+            .expect("from the checkpoint"),
+        given
     );
 
     manager.release("uid-1").await;

@@ -33,7 +33,8 @@ pub(crate) struct KillPods {
 pub(crate) enum ManagerCommand {
     /// The pods the manager runs now (not being removed, not finished).
     ActivePods(oneshot::Sender<Vec<Pod>>),
-    /// Every pod the sources want, finished or not (not those being removed).
+    /// Every pod the manager has a worker for: wanted (finished ones too) and being
+    /// removed.
     WantedPods(oneshot::Sender<Vec<Pod>>),
     /// Kill pods.
     Kill(KillPods),
@@ -74,8 +75,9 @@ impl PodKiller {
         pods.await.unwrap_or_default()
     }
 
-    /// Every pod the sources want, finished ones too (upstream's pod manager's pods);
-    /// empty when the manager is gone.
+    /// Every pod the manager has a worker for: the wanted ones, finished ones too
+    /// (upstream's pod manager's pods), and those being removed, whose containers may
+    /// still run; empty when the manager is gone.
     pub async fn wanted_pods(&self) -> Vec<Pod> {
         let (reply, pods) = oneshot::channel();
         if self

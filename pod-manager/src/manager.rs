@@ -272,7 +272,12 @@ impl PodManager {
                         let _ = reply.send(pods);
                     }
                     ManagerCommand::WantedPods(reply) => {
-                        let pods = workers.values().map(|w| w.desired.borrow().pod.clone()).collect();
+                        // Pods being removed too: their containers may still run.
+                        let pods = workers
+                            .values()
+                            .chain(&finishing)
+                            .map(|w| w.desired.borrow().pod.clone())
+                            .collect();
                         let _ = reply.send(pods);
                     }
                     ManagerCommand::FinishedPods(reply) => {
