@@ -167,36 +167,24 @@ fn check_volume_mode(pod: &Pod, volume: &Volume, pv: &PersistentVolume) -> Resul
         .as_ref()
         .and_then(|s| s.volume_mode.clone())
         .unwrap_or_else(|| "Filesystem".to_owned());
-    let spec = pod.spec.as_ref();
-    let containers = spec
-        .into_iter()
-        .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
+    // Each container's (volumeMounts, volumeDevices), whatever its kind.
+    let uses = pod.spec.iter().flat_map(|s| {
+        let regular = s.init_containers.iter().flatten().chain(&s.containers);
+        let regular = regular.map(|c| (c.volume_mounts.as_deref(), c.volume_devices.as_deref()));
+        let ephemeral = s.ephemeral_containers.iter().flatten();
+        let ephemeral =
+            ephemeral.map(|c| (c.volume_mounts.as_deref(), c.volume_devices.as_deref()));
+        regular.chain(ephemeral)
+    });
     let (mut mounted, mut device) = (false, false);
-    for c in containers {
-        mounted |= c
-            .volume_mounts
+    for (mounts, devices) in uses {
+        mounted |= mounts
+            .unwrap_or_default()
             .iter()
-            .flatten()
             .any(|m| m.name == volume.name);
-        device |= c
-            .volume_devices
+        device |= devices
+            .unwrap_or_default()
             .iter()
-            .flatten()
-            .any(|d| d.name == volume.name);
-    }
-    for c in spec
-        .into_iter()
-        .flat_map(|s| s.ephemeral_containers.iter().flatten())
-    {
-        mounted |= c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.name == volume.name);
-        device |= c
-            .volume_devices
-            .iter()
-            .flatten()
             .any(|d| d.name == volume.name);
     }
     if mounted && mode != "Filesystem" {
