@@ -521,33 +521,12 @@ impl DeviceAllocator for DeviceManager {
                             "the device plugin of {resource} is not registered"
                         )));
                     };
-                    let request = AllocateRequest {
-                        container_requests: vec![ContainerAllocateRequest {
-                            devices_ids: ids.clone(),
-                        }],
-                    };
-                    let answer = tokio::time::timeout(CALL_TIMEOUT, client.allocate(request)).await;
-                    let response = match answer {
-                        Ok(Ok(r)) => r.into_inner().container_responses.into_iter().next(),
-                        Ok(Err(status)) => {
+                    let response = match call_allocate(&mut client, &resource, ids.clone()).await {
+                        Ok(response) => response,
+                        Err(reason) => {
                             self.unreserve(&key, &resource);
-                            return Err(fail(format!(
-                                "Allocate of {resource}: {}",
-                                status.message()
-                            )));
+                            return Err(fail(reason));
                         }
-                        Err(_) => {
-                            self.unreserve(&key, &resource);
-                            return Err(fail(format!(
-                                "Allocate of {resource}: no answer within {CALL_TIMEOUT:?}"
-                            )));
-                        }
-                    };
-                    let Some(response) = response else {
-                        self.unreserve(&key, &resource);
-                        return Err(fail(format!(
-                            "Allocate of {resource}: no container response"
-                        )));
                     };
                     let entry = Entry {
                         pod_uid: key.0.clone(),
@@ -605,6 +584,29 @@ impl DeviceAllocator for DeviceManager {
         if released {
             self.write_checkpoint().await;
         }
+    }
+}
+
+/// One plugin `Allocate` of `ids` for one container, bounded; the error is the reason.
+async fn call_allocate(
+    client: &mut DevicePluginClient<Channel>,
+    resource: &str,
+    ids: Vec<String>,
+) -> std::result::Result<ContainerAllocateResponse, String> {
+    let request = AllocateRequest {
+        container_requests: vec![ContainerAllocateRequest { devices_ids: ids }],
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, client.allocate(request)).await {
+        Ok(Ok(r)) => r
+            .into_inner()
+            .container_responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("Allocate of {resource}: no container response")),
+        Ok(Err(status)) => Err(format!("Allocate of {resource}: {}", status.message())),
+        Err(_) => Err(format!(
+            "Allocate of {resource}: no answer within {CALL_TIMEOUT:?}"
+        )),
     }
 }
 
