@@ -54,6 +54,11 @@ pub type RotationTask =
     std::pin::Pin<Box<dyn std::future::Future<Output = kubelet_node_agent::Result<()>> + Send>>;
 
 impl Cluster {
+    /// CSIDriver, VolumeAttachment and CSINode access for the CSI plugin.
+    pub fn csi_objects(&self) -> kubelet_node_agent::ApiCsiObjects {
+        kubelet_node_agent::ApiCsiObjects::new(self.client.clone(), &self.node_name)
+    }
+
     /// Connects with the kubeconfig and starts the reporters.
     pub async fn start(
         kubeconfig: &Path,

@@ -109,6 +109,10 @@ pub enum Error {
     #[error("device plugins: {0}")]
     Devices(#[source] kubelet_device_manager::Error),
 
+    /// The plugin manager could not watch `<root-dir>/plugins_registry`.
+    #[error("plugin registration: {0}")]
+    Plugins(#[source] kubelet_plugin_manager::Error),
+
     /// The PodResources API could not be served.
     #[error(transparent)]
     PodResources(#[from] kubelet_pod_resources::Error),

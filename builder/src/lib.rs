@@ -575,9 +575,21 @@ impl KubeletBuilder {
                 Some(c) => (Arc::new(c.objects.clone()), Arc::new(c.objects.clone())),
                 None => (Arc::new(NoVolumeSources), Arc::new(NoEnvObjects)),
             };
+        let csi_objects: Arc<dyn kubelet_csi::CsiObjects> = match &cluster {
+            Some(c) => Arc::new(c.csi_objects()),
+            None => Arc::new(kubelet_csi::NoCsiObjects),
+        };
+        let csi_drivers = Arc::new(kubelet_csi::Drivers::new(csi_objects));
+        let csi = Arc::new(kubelet_csi::CsiPlugin::new(
+            csi_drivers.clone(),
+            volume_sources.clone(),
+            &options.root_dir,
+            &node_name,
+        ));
         let mut volumes =
             kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
-                .with_node_allocatable(node.allocatable());
+                .with_node_allocatable(node.allocatable())
+                .with_plugin(csi);
         for plugin in volume_plugins {
             volumes = volumes.with_plugin(plugin);
         }
@@ -673,6 +685,7 @@ impl KubeletBuilder {
             cluster,
             server_settings,
             devices,
+            csi_drivers,
             cgroups,
             qos_cgroups: pod_cgroups.is_some(),
             set_verbosity,
@@ -692,6 +705,8 @@ pub struct Kubelet {
     cluster: Option<Cluster>,
     server_settings: kubelet_server::Settings,
     devices: Arc<kubelet_device_manager::DeviceManager>,
+    /// The registered CSI drivers, the plugin manager's handler of `CSIPlugin`.
+    csi_drivers: Arc<kubelet_csi::Drivers>,
     cgroups: Arc<dyn CgroupManager>,
     /// Whether the QoS tiers are the kubelet's to keep (`cgroupsPerQOS`).
     qos_cgroups: bool,
@@ -753,6 +768,7 @@ impl Kubelet {
             mut cluster,
             server_settings,
             devices,
+            csi_drivers,
             cgroups,
             qos_cgroups,
             set_verbosity,
@@ -907,6 +923,15 @@ impl Kubelet {
             let registration = devices.clone();
             tasks.spawn_fallible("device plugin registration", Role::Essential, async move {
                 registration.serve().await.map_err(Error::Devices)
+            });
+            let plugins = kubelet_plugin_manager::PluginManager::new(
+                options
+                    .root_dir
+                    .join(kubelet_plugin_manager::PLUGINS_REGISTRY_DIR),
+            )
+            .with_handler(kubelet_plugin_manager::CSI_PLUGIN, csi_drivers);
+            tasks.spawn_fallible("plugin registration", Role::Essential, async move {
+                plugins.run().await.map_err(Error::Plugins)
             });
             tasks.spawn_fallible("podresources API", Role::Essential, async move {
                 kubelet_pod_resources::serve(&socket, provider)

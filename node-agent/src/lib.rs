@@ -39,6 +39,7 @@
 //! ```
 
 pub mod bootstrap;
+mod csi;
 mod error;
 mod events;
 #[cfg(test)]
@@ -56,6 +57,7 @@ mod status;
 use std::path::Path;
 
 pub use bootstrap::{Bootstrapped, load_client_cert};
+pub use csi::{ApiCsiObjects, NODE_ID_ANNOTATION};
 pub use error::{Error, Result};
 pub use events::ApiEvents;
 pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle, NodeReserved};

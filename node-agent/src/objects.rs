@@ -590,7 +590,11 @@ impl VolumeSources for ApiObjects {
 
 /// One GET (the Node authorizer allows it for the claims of this node's pods and the
 /// volumes they are bound to), bounded as every request; `None` when it does not exist.
-async fn read_once<K>(api: Api<K>, name: &str, what: &str) -> kubelet_core::Result<Option<K>>
+pub(crate) async fn read_once<K>(
+    api: Api<K>,
+    name: &str,
+    what: &str,
+) -> kubelet_core::Result<Option<K>>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {

@@ -113,3 +113,34 @@ pub fn prepare_root_dir(root_dir: &std::path::Path) -> Result<bool> {
 pub fn remove_all_on_one_file_system(path: &std::path::Path) -> Result<()> {
     sys::remove_all(path)
 }
+
+/// Gives the volume at `dir` the pod's `fsGroup` as upstream's `SetVolumeOwnership`
+/// (every file's group, group `rw` bits or `r` when `read_only`, directories setgid);
+/// with `on_root_mismatch` (`fsGroupChangePolicy: OnRootMismatch`) the walk is skipped
+/// when the volume's root is already right. For volume plugins outside this crate (CSI).
+/// Blocking: call it from `spawn_blocking`.
+///
+/// # Errors
+///
+/// `fs_group` is no valid group ID, or the volume's root cannot be changed.
+pub fn apply_fs_group(
+    dir: &std::path::Path,
+    fs_group: i64,
+    read_only: bool,
+    on_root_mismatch: bool,
+) -> Result<()> {
+    if on_root_mismatch && !ownership::requires_permission_change(dir, fs_group, read_only) {
+        return Ok(());
+    }
+    ownership::set_volume_ownership(dir, Some(fs_group), read_only)
+}
+
+/// Whether something is mounted at `path` (per `/proc/self/mountinfo`, so a bind mount
+/// from the same file system counts). Blocking: call it from `spawn_blocking`.
+///
+/// # Errors
+///
+/// The mount table cannot be read.
+pub fn is_mount_point(path: &std::path::Path) -> Result<bool> {
+    Ok(sys::mount_at(path)?.is_some())
+}

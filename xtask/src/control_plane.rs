@@ -318,6 +318,7 @@ impl ControlPlane {
         gobuild::ensure(&self.l)?;
         gobuild::ensure_metrics_server(&self.l)?;
         gobuild::ensure_sample_device_plugin(&self.l)?;
+        gobuild::ensure_csi_mock_driver(&self.l)?;
         let start = Instant::now();
         util::mkdir(&self.dir())?;
         let mut changed = self.pki.ensure()?;
@@ -372,6 +373,10 @@ impl ControlPlane {
             (
                 "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN",
                 p(gobuild::binary(&self.l, "sample-device-plugin")),
+            ),
+            (
+                "KUBELET_TEST_CSI_MOCK_DRIVER",
+                p(gobuild::binary(&self.l, "csi-mock-driver")),
             ),
             ("KUBELET_TEST_CA_FILE", p(self.pki.ca_crt())),
             ("KUBELET_TEST_CONTROL_PLANE_DIR", p(self.dir())),

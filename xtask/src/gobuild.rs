@@ -291,14 +291,51 @@ pub fn ensure(l: &Layout) -> Result<()> {
 /// `example.com/resource`, devices `Dev-1` and `Dev-2`) in the Kubernetes build module
 /// unless the cache has it (about 20 s once the control plane is built).
 pub fn ensure_sample_device_plugin(l: &Layout) -> Result<()> {
-    let name = "sample-device-plugin";
+    ensure_test_program(
+        l,
+        "sample-device-plugin",
+        "k8s.io/kubernetes/test/images/sample-device-plugin",
+        None,
+    )
+}
+
+/// The CSI test driver: upstream's mock CSI driver (`test/e2e/storage/drivers/csi-test`)
+/// behind a small main that serves it on a unix socket, registers it in the kubelet's
+/// `plugins_registry` and bind-mounts a data directory at each published target.
+const CSI_MOCK_DRIVER_GO: &str = include_str!("go/csi_mock_driver.go");
+
+/// Builds the CSI test driver (see [`CSI_MOCK_DRIVER_GO`]) in the Kubernetes build module
+/// unless the cache has it.
+pub fn ensure_csi_mock_driver(l: &Layout) -> Result<()> {
+    ensure_test_program(
+        l,
+        "csi-mock-driver",
+        "./csi-mock-driver",
+        Some(CSI_MOCK_DRIVER_GO),
+    )
+}
+
+/// Builds the test program `name` from `package` of the Kubernetes build module (with
+/// `main_go` as its only file when it is ours) unless the cache has this very build.
+fn ensure_test_program(l: &Layout, name: &str, package: &str, main_go: Option<&str>) -> Result<()> {
     let bin = binary(l, name);
     let stamp_path = l.k8s_bin_dir().join(format!("{name}.BUILD-INFO"));
-    let stamp = format!("k8s.io/kubernetes {K8S_VERSION} test/images/{name}\n");
+    let mut stamp = format!("k8s.io/kubernetes {K8S_VERSION} {package}\n");
+    if let Some(source) = main_go {
+        stamp.push_str(&format!(
+            "main.go {:016x}\n",
+            util::fnv1a64(source.as_bytes())
+        ));
+    }
     if bin.is_file() && fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp) {
         return Ok(());
     }
     let k8s = l.k8s_build_dir().join("kubernetes");
+    if let Some(source) = main_go {
+        let dir = k8s.join(name);
+        util::mkdir(&dir)?;
+        fs::write(dir.join("main.go"), source)?;
+    }
     let staging = l.k8s_build_dir().join(format!("{name}.partial"));
     if staging.exists() {
         fs::remove_dir_all(&staging)
@@ -309,8 +346,8 @@ pub fn ensure_sample_device_plugin(l: &Layout) -> Result<()> {
         "build",
         "-v",
         "-o",
-        &format!("{}/", staging.display()),
-        &format!("k8s.io/kubernetes/test/images/{name}"),
+        &format!("{}/{name}", staging.display()),
+        package,
     ]
     .iter()
     .map(|s| s.to_string())

@@ -396,6 +396,14 @@ pub fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// FNV-1a (64 bits) of `bytes`: a cache key for sources embedded in xtask, not a
+/// security measure.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
