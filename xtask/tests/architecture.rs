@@ -30,9 +30,10 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-volumes",
         ],
     ),
+    // The node agent also records CSI drivers in the CSINode object (kubelet-csi's seam).
     (
         "kubelet-node-agent",
-        &["kubelet-core", "kubelet-pod-manager"],
+        &["kubelet-core", "kubelet-pod-manager", "kubelet-csi"],
     ),
     (
         "kubelet-server",
@@ -63,6 +64,21 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-credential-provider",
             "kubelet-pod-resources",
             "kubelet-device-manager",
+            "kubelet-plugin-manager",
+            "kubelet-csi",
+        ],
+    ),
+    // Node plugins' registration (plugins_registry): gRPC on unix sockets only.
+    ("kubelet-plugin-manager", &["kubelet-grpc-uds"]),
+    // CSI: a volume plugin (core's trait, the volume library's ownership and mount
+    // table) and a plugin manager handler, talking gRPC to drivers.
+    (
+        "kubelet-csi",
+        &[
+            "kubelet-core",
+            "kubelet-volumes",
+            "kubelet-grpc-uds",
+            "kubelet-plugin-manager",
         ],
     ),
     // Device plugins: its own gRPC, the core traits it implements.
@@ -93,7 +109,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
 /// External dependencies only some crates may have: what they mean, and who.
 const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
     // Only the CRI client, gRPC probes (grpc.health.v1), the PodResources API, device
-    // plugins and the unix-socket serving they share speak gRPC.
+    // plugins, plugin registration, CSI and the unix-socket serving they share speak gRPC.
     (
         "tonic",
         &[
@@ -101,6 +117,8 @@ const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
             "kubelet-probes",
             "kubelet-pod-resources",
             "kubelet-device-manager",
+            "kubelet-plugin-manager",
+            "kubelet-csi",
             "kubelet-grpc-uds",
         ],
     ),
@@ -111,6 +129,8 @@ const RESTRICTED_DEPS: &[(&str, &[&str])] = &[
             "kubelet-probes",
             "kubelet-pod-resources",
             "kubelet-device-manager",
+            "kubelet-plugin-manager",
+            "kubelet-csi",
         ],
     ),
     // The API server is the node agent's, the kubelet API's reviews' and the wiring's.
