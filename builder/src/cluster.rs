@@ -56,7 +56,11 @@ pub type RotationTask =
 impl Cluster {
     /// CSIDriver, VolumeAttachment and CSINode access for the CSI plugin.
     pub fn csi_objects(&self) -> kubelet_node_agent::ApiCsiObjects {
-        kubelet_node_agent::ApiCsiObjects::new(self.client.clone(), &self.node_name)
+        kubelet_node_agent::ApiCsiObjects::new(
+            self.client.clone(),
+            self.watch_client.clone(),
+            &self.node_name,
+        )
     }
 
     /// Connects with the kubeconfig and starts the reporters.

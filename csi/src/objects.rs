@@ -27,7 +27,9 @@ pub struct NodeDriver {
 #[async_trait]
 pub trait CsiObjects: Send + Sync {
     /// The CSIDriver object `name`, `None` when there is none (upstream's defaults
-    /// apply: attach required, persistent volumes only, no pod info).
+    /// apply: attach required, persistent volumes only, no pod info). Asked on every
+    /// set-up of a CSI volume, so implementations serve it from a watch (upstream's
+    /// informer).
     async fn csi_driver(&self, name: &str) -> Result<Option<CSIDriver>>;
 
     /// The VolumeAttachment `name` (`csi-<sha256(handle, driver, node)>`).

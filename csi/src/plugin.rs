@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod, Volume};
@@ -35,8 +34,6 @@ const VOL_DATA: &str = "vol_data.json";
 const GLOBAL_MOUNT: &str = "globalmount";
 /// A publication's directory name below its volume's.
 const MOUNT_DIR: &str = "mount";
-/// How long a CSIDriver object read is reused (upstream reads an informer's cache).
-const DRIVER_SPEC_TTL: Duration = Duration::from_secs(30);
 
 /// `vol_data.json`, with upstream's keys, so that either kubelet can tear down what the
 /// other set up.
@@ -95,12 +92,6 @@ struct Publication {
     mount_options: Vec<String>,
 }
 
-/// A CSIDriver object's spec as last read.
-struct KnownSpec {
-    read_at: Instant,
-    spec: Option<CSIDriverSpec>,
-}
-
 /// The CSI volume plugin (see the crate docs).
 pub struct CsiPlugin {
     drivers: Arc<Drivers>,
@@ -111,8 +102,6 @@ pub struct CsiPlugin {
     /// One lock per volume (`driver/handle`), so that staging and unstaging of one
     /// volume never interleave between pods; an entry goes when no one holds it.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// CSIDriver specs by driver name, for registered drivers only.
-    specs: Mutex<HashMap<String, KnownSpec>>,
 }
 
 impl std::fmt::Debug for CsiPlugin {
@@ -141,37 +130,17 @@ impl CsiPlugin {
             plugin_dir: root_dir.join("plugins").join(PLUGIN_NAME),
             node_name: node_name.to_owned(),
             locks: Mutex::default(),
-            specs: Mutex::default(),
         }
     }
 
-    /// The CSIDriver object's spec of a registered driver (`None`: no object).
+    /// The CSIDriver object's spec of a driver (`None`: no object).
     async fn driver_spec(&self, driver: &str) -> Result<Option<CSIDriverSpec>> {
-        {
-            let specs = self.specs.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(known) = specs.get(driver)
-                && known.read_at.elapsed() < DRIVER_SPEC_TTL
-            {
-                return Ok(known.spec.clone());
-            }
-        }
-        let spec = self
+        Ok(self
             .drivers
             .objects()
             .csi_driver(driver)
             .await?
-            .map(|d| d.spec);
-        let registered = self.drivers.names();
-        let mut specs = self.specs.lock().unwrap_or_else(PoisonError::into_inner);
-        specs.retain(|name, _| registered.contains(name));
-        specs.insert(
-            driver.to_owned(),
-            KnownSpec {
-                read_at: Instant::now(),
-                spec: spec.clone(),
-            },
-        );
-        Ok(spec)
+            .map(|d| d.spec))
     }
 
     /// The lock of one volume.

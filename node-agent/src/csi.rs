@@ -2,8 +2,10 @@
 //! recorded in the CSINode object and on the Node, CSIDriver and VolumeAttachment reads.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::{
     CSIDriver, CSINode, CSINodeDriver, CSINodeSpec, VolumeAttachment, VolumeNodeResources,
@@ -11,8 +13,11 @@ use k8s_openapi::api::storage::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kubelet_csi::{CsiObjects, NodeDriver};
-use tracing::{debug, info};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, info, warn};
 
 use crate::REQUEST_TIMEOUT;
 use crate::objects::read_once;
@@ -23,13 +28,25 @@ pub const NODE_ID_ANNOTATION: &str = "csi.volume.kubernetes.io/nodeid";
 /// How often an update that lost a race is tried again.
 const CONFLICT_RETRIES: usize = 5;
 
+/// How long a CSI volume's set-up waits for the first list of CSIDrivers before it
+/// reads its driver's object directly.
+const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every CSIDriver object, from a watch started when first needed.
+struct DriverWatch {
+    store: Store<CSIDriver>,
+    _task: AbortOnDropHandle<()>,
+}
+
 /// [`CsiObjects`] through the API server, as the node's own identity (the Node
 /// authorizer lets a node read CSIDrivers and its VolumeAttachments and write its own
 /// CSINode).
 #[derive(Clone)]
 pub struct ApiCsiObjects {
     client: kube::Client,
+    watch_client: kube::Client,
     node_name: String,
+    drivers: Arc<tokio::sync::OnceCell<DriverWatch>>,
 }
 
 impl std::fmt::Debug for ApiCsiObjects {
@@ -62,12 +79,41 @@ fn is_conflict(e: &kube::Error) -> bool {
 }
 
 impl ApiCsiObjects {
-    /// CSI objects of node `node_name` through `client`.
-    pub fn new(client: kube::Client, node_name: &str) -> Self {
+    /// CSI objects of node `node_name`: requests through `client`, the CSIDriver watch
+    /// through `watch_client` (without a read timeout).
+    pub fn new(client: kube::Client, watch_client: kube::Client, node_name: &str) -> Self {
         Self {
             client,
+            watch_client,
             node_name: node_name.to_owned(),
+            drivers: Arc::default(),
         }
+    }
+
+    /// The CSIDriver watch (upstream's informer), started on first use.
+    async fn driver_watch(&self) -> &DriverWatch {
+        self.drivers
+            .get_or_init(|| async {
+                let (store, writer) = reflector::store();
+                let api: Api<CSIDriver> = Api::all(self.watch_client.clone());
+                let task = tokio::spawn(async move {
+                    let mut events = reflector::reflector(
+                        writer,
+                        watcher::watcher(api, watcher::Config::default()).default_backoff(),
+                    )
+                    .boxed();
+                    while let Some(event) = events.next().await {
+                        if let Err(e) = event {
+                            warn!(error = %e, "watching CSIDrivers");
+                        }
+                    }
+                });
+                DriverWatch {
+                    store,
+                    _task: AbortOnDropHandle::new(task),
+                }
+            })
+            .await
     }
 
     /// Sets (or with `None` removes) the driver's entry of the node ID annotation and
@@ -190,12 +236,21 @@ impl ApiCsiObjects {
 #[async_trait]
 impl CsiObjects for ApiCsiObjects {
     async fn csi_driver(&self, name: &str) -> kubelet_core::Result<Option<CSIDriver>> {
-        read_once(
-            Api::all(self.client.clone()),
-            name,
-            &format!("csidriver {name}"),
-        )
-        .await
+        let watch = self.driver_watch().await;
+        match tokio::time::timeout(FIRST_LIST_WAIT, watch.store.wait_until_ready()).await {
+            Ok(Ok(())) => Ok(watch
+                .store
+                .get(&ObjectRef::new(name))
+                .map(|driver| (*driver).clone())),
+            _ => {
+                read_once(
+                    Api::all(self.client.clone()),
+                    name,
+                    &format!("csidriver {name}"),
+                )
+                .await
+            }
+        }
     }
 
     async fn volume_attachment(
