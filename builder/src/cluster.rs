@@ -207,6 +207,14 @@ impl Cluster {
             .map(|a| a.with_extended_resources(extended));
     }
 
+    /// Reports the volumes in use in the node status.
+    pub fn report_volumes_in_use(&mut self, volumes: Arc<dyn kubelet_core::VolumesInUse>) {
+        self.node_agent = self
+            .node_agent
+            .take()
+            .map(|a| a.with_volumes_in_use(volumes));
+    }
+
     /// Sets what the Node's allocatable leaves out of its capacity.
     pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
         self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));

@@ -586,6 +586,9 @@ impl KubeletBuilder {
             &options.root_dir,
             &node_name,
         ));
+        if let Some(c) = cluster.as_mut() {
+            c.report_volumes_in_use(csi.clone());
+        }
         let mut volumes =
             kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
                 .with_node_allocatable(node.allocatable())

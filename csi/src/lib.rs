@@ -23,6 +23,8 @@
 //!     driver with `VOLUME_MOUNT_GROUP`, else applied by the kubelet per the
 //!     CSIDriver's `fsGroupPolicy`; republished on every sync when it
 //!     `requiresRepublish`;
+//!   - as [`kubelet_core::VolumesInUse`], its PersistentVolumes from staging to
+//!     unpublication, for the Node's `status.volumesInUse`;
 //!   - tear-down: `NodeUnpublishVolume`, then `NodeUnstageVolume` once no pod on the
 //!     node publishes the volume any more. Everything is found from `vol_data.json`
 //!     files, so it works across kubelet restarts.
@@ -62,7 +64,9 @@ mod plugin;
 pub use drivers::Drivers;
 pub use error::{Error, Result};
 pub use objects::{CsiObjects, NoCsiObjects, NodeDriver};
-pub use plugin::{CsiPlugin, PLUGIN_NAME, attachment_name, ephemeral_volume_handle};
+pub use plugin::{
+    CsiPlugin, PLUGIN_NAME, attachment_name, ephemeral_volume_handle, unique_volume_name,
+};
 
 /// The generated gRPC code of the CSI specification's `csi.proto`.
 pub mod proto {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod, Volume};
 use k8s_openapi::api::storage::v1::CSIDriverSpec;
-use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources};
+use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources, VolumesInUse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
@@ -98,6 +98,8 @@ pub struct CsiPlugin {
     sources: Arc<dyn VolumeSources>,
     /// `<root-dir>/plugins/kubernetes.io/csi`: staging directories.
     plugin_dir: PathBuf,
+    /// `<root-dir>/pods`.
+    pods_dir: PathBuf,
     node_name: String,
     /// One lock per volume (`driver/handle`), so that staging and unstaging of one
     /// volume never interleave between pods; an entry goes when no one holds it.
@@ -128,6 +130,7 @@ impl CsiPlugin {
             drivers,
             sources,
             plugin_dir: root_dir.join("plugins").join(PLUGIN_NAME),
+            pods_dir: root_dir.join("pods"),
             node_name: node_name.to_owned(),
             locks: Mutex::default(),
         }
@@ -605,6 +608,50 @@ impl Drop for VolumeLock<'_> {
             locks.remove(&self.key);
         }
     }
+}
+
+/// PersistentVolumes of CSI drivers count as in use from their staging (its
+/// `vol_data.json` is written before `NodeStageVolume`) or publication until they are
+/// unstaged and unpublished: found on disk, so a restarted kubelet reports them too.
+#[async_trait]
+impl VolumesInUse for CsiPlugin {
+    async fn volumes_in_use(&self) -> Vec<String> {
+        let (plugin_dir, pods_dir) = (self.plugin_dir.clone(), self.pods_dir.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let staged = read_dirs(&plugin_dir)
+                .into_iter()
+                .flat_map(|driver| read_dirs(&driver))
+                .filter_map(|volume| load(&volume.join(VOL_DATA)).ok().flatten());
+            let published = read_dirs(&pods_dir)
+                .into_iter()
+                .flat_map(|pod| read_dirs(&pod.join("volumes").join(ESCAPED_PLUGIN_NAME)))
+                .filter_map(|volume| load(&volume.join(VOL_DATA)).ok().flatten())
+                .filter(|data| data.volume_lifecycle_mode != Lifecycle::Ephemeral.as_str());
+            staged
+                .chain(published)
+                .map(|data| unique_volume_name(&data.driver_name, &data.volume_handle))
+                .collect::<std::collections::BTreeSet<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        found.into_iter().collect()
+    }
+}
+
+/// Upstream's unique name of a CSI volume (`GetUniqueVolumeNameFromSpec`).
+pub fn unique_volume_name(driver: &str, handle: &str) -> String {
+    format!("{PLUGIN_NAME}/{driver}^{handle}")
+}
+
+/// The directories in `dir` (none when it cannot be read).
+fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 #[async_trait]

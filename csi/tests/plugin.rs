@@ -17,7 +17,7 @@ use k8s_openapi::api::storage::v1::{
     VolumeAttachmentStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::{ServiceAccountToken, VolumePlugin, VolumeSources};
+use kubelet_core::{ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse};
 use kubelet_csi::proto::v1::node_server::{Node, NodeServer};
 use kubelet_csi::proto::v1::node_service_capability::{self, Rpc, rpc};
 use kubelet_csi::proto::v1::*;
@@ -455,6 +455,9 @@ async fn a_volume_shared_by_two_pods_is_staged_once_and_unstaged_after_the_last(
     assert_eq!(data["driverName"], DRIVER);
     assert_eq!(data["volumeLifecycleMode"], "Persistent");
 
+    let in_use = kubelet_csi::unique_volume_name(DRIVER, "vol-1");
+    assert_eq!(s.plugin.volumes_in_use().await, vec![in_use.clone()]);
+
     // a goes: unpublished only, b still uses the staging.
     s.plugin
         .tear_down("pv-1", &s.volumes_dir(&a))
@@ -472,6 +475,7 @@ async fn a_volume_shared_by_two_pods_is_staged_once_and_unstaged_after_the_last(
     assert_eq!(last, ["NodeUnpublishVolume", "NodeUnstageVolume"]);
     assert_eq!(s.calls().last().expect("unstage").2, staging);
     assert!(!Path::new(&staging).exists());
+    assert!(s.plugin.volumes_in_use().await.is_empty());
     // Tearing down again finds nothing to do.
     s.plugin
         .tear_down("pv-1", &s.volumes_dir(&b))
@@ -530,6 +534,10 @@ async fn inline_volumes_need_the_ephemeral_mode_and_get_the_pods_information() {
     assert_eq!(context["csi.storage.k8s.io/pod.uid"], "uid-inline");
     assert_eq!(context["csi.storage.k8s.io/serviceAccount.name"], "sa");
     assert!(!s.methods().contains(&"NodeStageVolume".to_owned()));
+    assert!(
+        s.plugin.volumes_in_use().await.is_empty(),
+        "inline volumes are not attachable"
+    );
     s.plugin
         .tear_down("scratch", &s.volumes_dir(&p))
         .await

@@ -336,6 +336,18 @@ spec:
         "{} not mounted",
         claimed_target.display()
     );
+    let in_use = format!("kubernetes.io/csi/{DRIVER}^1");
+    wait(
+        "the volume in the node's volumesInUse",
+        &["get", "node", c.node.as_str()],
+        60,
+        &logs,
+        &|n| {
+            n["status"]["volumesInUse"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == in_use.as_str()))
+        },
+    );
     common::wait_until("claimed's file on the driver's storage", 30, logs, || {
         std::fs::read_to_string(data.join("1").join("hello")).is_ok_and(|t| t == "persistent\n")
     });
@@ -408,6 +420,11 @@ spec:
         !Path::new(&staging).exists(),
         "staging directory left: {staging}"
     );
+    common::wait_until("the volume out of volumesInUse", 60, logs, || {
+        !c.json(&["get", "node", c.node.as_str()])["status"]["volumesInUse"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v == in_use.as_str()))
+    });
     // The storage keeps the data, as a real driver's would.
     assert_eq!(
         std::fs::read_to_string(data.join("1").join("hello")).expect("data kept"),

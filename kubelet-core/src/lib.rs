@@ -78,7 +78,7 @@ pub use runtime::{
 };
 pub use status::StatusReporter;
 pub use volume::{
-    MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin, VolumeSources,
+    MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
 };
 
 /// The k8s-openapi crate this crate's API is expressed in.

@@ -96,6 +96,19 @@ pub trait VolumePlugin: Send + Sync {
 
 const _: Option<&dyn VolumePlugin> = None;
 
+/// The attachable and device-mountable volumes this node's pods use or are being given
+/// (upstream's `VolumesInUse`), by upstream's unique volume name, e.g.
+/// `kubernetes.io/csi/<driver>^<volume handle>`. The node agent reports them in the
+/// Node's `status.volumesInUse`, which the attach/detach controller reads before it
+/// detaches a volume.
+#[async_trait]
+pub trait VolumesInUse: Send + Sync {
+    /// The unique names, sorted.
+    async fn volumes_in_use(&self) -> Vec<String>;
+}
+
+const _: Option<&dyn VolumesInUse> = None;
+
 /// A service-account token from the TokenRequest API, bound to a pod.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServiceAccountToken {

@@ -127,6 +127,7 @@ pub struct NodeAgent {
     events: Arc<dyn EventRecorder>,
     clock: Arc<dyn Clock>,
     extended: Option<Arc<dyn kubelet_core::ExtendedResources>>,
+    volumes_in_use: Option<Arc<dyn kubelet_core::VolumesInUse>>,
 }
 
 impl std::fmt::Debug for NodeAgent {
@@ -156,6 +157,7 @@ impl NodeAgent {
             events: Arc::new(NoEvents),
             clock: Arc::new(SystemClock),
             extended: None,
+            volumes_in_use: None,
         }
     }
 
@@ -165,6 +167,12 @@ impl NodeAgent {
         extended: Arc<dyn kubelet_core::ExtendedResources>,
     ) -> Self {
         self.extended = Some(extended);
+        self
+    }
+
+    /// Reports these volumes in `status.volumesInUse`.
+    pub fn with_volumes_in_use(mut self, volumes: Arc<dyn kubelet_core::VolumesInUse>) -> Self {
+        self.volumes_in_use = Some(volumes);
         self
     }
 
@@ -571,6 +579,10 @@ impl NodeAgent {
             node_info: Some(system_info(version.as_ref())),
             images: Some(self.images().await),
             runtime_handlers: runtime_status.as_ref().ok().and_then(runtime_handlers),
+            volumes_in_use: match &self.volumes_in_use {
+                Some(v) => Some(v.volumes_in_use().await),
+                None => None,
+            },
             ..NodeStatus::default()
         }
     }
