@@ -592,7 +592,7 @@ impl KubeletBuilder {
         let mut volumes =
             kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
                 .with_node_allocatable(node.allocatable())
-                .with_plugin(csi);
+                .with_plugin(csi.clone());
         for plugin in volume_plugins {
             volumes = volumes.with_plugin(plugin);
         }
@@ -636,7 +636,9 @@ impl KubeletBuilder {
                 },
                 node_name.clone(),
             )
-            .with_cgroups(cgroups.as_ref()),
+            .with_cgroups(cgroups.as_ref())
+            .with_volume_stats_period(cfg.volume_stats_agg_period)
+            .with_measured_volumes(csi.clone()),
         );
         let devices = kubelet_device_manager::DeviceManager::open(&options.device_plugin_dir)
             .await
@@ -689,6 +691,7 @@ impl KubeletBuilder {
             server_settings,
             devices,
             csi_drivers,
+            csi,
             cgroups,
             qos_cgroups: pod_cgroups.is_some(),
             set_verbosity,
@@ -710,6 +713,8 @@ pub struct Kubelet {
     devices: Arc<kubelet_device_manager::DeviceManager>,
     /// The registered CSI drivers, the plugin manager's handler of `CSIPlugin`.
     csi_drivers: Arc<kubelet_csi::Drivers>,
+    /// The CSI volume plugin, whose volumes are measured every `volumeStatsAggPeriod`.
+    csi: Arc<kubelet_csi::CsiPlugin>,
     cgroups: Arc<dyn CgroupManager>,
     /// Whether the QoS tiers are the kubelet's to keep (`cgroupsPerQOS`).
     qos_cgroups: bool,
@@ -772,6 +777,7 @@ impl Kubelet {
             server_settings,
             devices,
             csi_drivers,
+            csi,
             cgroups,
             qos_cgroups,
             set_verbosity,
@@ -936,6 +942,11 @@ impl Kubelet {
             tasks.spawn_fallible("plugin registration", Role::Essential, async move {
                 plugins.run().await.map_err(Error::Plugins)
             });
+            if let Some(period) = cfg.volume_stats_agg_period {
+                tasks.spawn("CSI volume stats", Role::Essential, async move {
+                    csi.run_volume_stats(period).await;
+                });
+            }
             tasks.spawn_fallible("podresources API", Role::Essential, async move {
                 kubelet_pod_resources::serve(&socket, provider)
                     .await

@@ -45,6 +45,9 @@ pub struct Settings {
     pub http_check_frequency: Duration,
     /// `syncFrequency`.
     pub sync_frequency: Duration,
+    /// `volumeStatsAggPeriod`: how often volume usage is measured; `None` when 0
+    /// (not measured).
+    pub volume_stats_agg_period: Option<Duration>,
     /// `address` of the read-only endpoints.
     pub address: IpAddr,
     /// `readOnlyPort`; `None` when 0 (disabled).
@@ -117,6 +120,17 @@ impl Settings {
         }
         let mut fail = |field: &str, reason: String| {
             errors.push(format!("invalid configuration: {field}: {reason}"));
+        };
+        let volume_stats_agg_period = match config.volume_stats_agg_period.to_std() {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => {
+                fail(
+                    "volumeStatsAggPeriod",
+                    format!("{} must not be negative", config.volume_stats_agg_period),
+                );
+                None
+            }
         };
         let mut period = |field: &str, value: GoDuration| match value.to_std() {
             Some(d) if !d.is_zero() => d,
@@ -245,6 +259,7 @@ impl Settings {
             file_check_frequency,
             http_check_frequency,
             sync_frequency,
+            volume_stats_agg_period,
             address,
             // Validated to 0..=65535 above.
             read_only_port: u16::try_from(config.read_only_port)

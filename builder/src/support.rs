@@ -69,10 +69,7 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("imageMaximumGCAge", ActedOn),
     ("imageGCHighThresholdPercent", ActedOn),
     ("imageGCLowThresholdPercent", ActedOn),
-    (
-        "volumeStatsAggPeriod",
-        NotYet("volume usage is measured when stats are asked for, with its own cache"),
-    ),
+    ("volumeStatsAggPeriod", ActedOn),
     ("kubeletCgroups", ActedOn),
     ("systemCgroups", ActedOn),
     ("cgroupRoot", ActedOn),

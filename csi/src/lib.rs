@@ -25,14 +25,18 @@
 //!     `requiresRepublish`;
 //!   - as [`kubelet_core::VolumesInUse`], its PersistentVolumes from staging to
 //!     unpublication, for the Node's `status.volumesInUse`;
+//!   - as [`kubelet_core::MeasuredVolumes`], each published volume's
+//!     `NodeGetVolumeStats` every `volumeStatsAggPeriod`
+//!     ([`CsiPlugin::run_volume_stats`]) for the summary API, and a claim's in
+//!     `kubelet_volume_stats_*`;
 //!   - tear-down: `NodeUnpublishVolume`, then `NodeUnstageVolume` once no pod on the
 //!     node publishes the volume any more. Everything is found from `vol_data.json`
 //!     files, so it works across kubelet restarts.
 //! - Every driver call has upstream's two-minute deadline; a driver that is not
 //!   registered (yet) or fails costs its pods a `FailedMount` and a retry.
 //!
-//! Not built: raw block volumes, `NodeGetVolumeStats`, volume expansion, SELinux mount
-//! contexts, volume health.
+//! Not built: raw block volumes, volume expansion, SELinux mount contexts, volume
+//! health (`volume_condition`).
 //!
 //! # Example
 //!

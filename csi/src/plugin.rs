@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod, Volume};
 use k8s_openapi::api::storage::v1::CSIDriverSpec;
-use kubelet_core::{MountedVolume, VolumePlugin, VolumeSources, VolumesInUse};
+use kubelet_core::{
+    ClaimRef, MeasuredVolumes, MountedVolume, VolumePlugin, VolumeSources, VolumeUsage,
+    VolumesInUse,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
@@ -19,9 +22,10 @@ use crate::drivers::{Driver, Drivers};
 use crate::error::{Error, Result};
 use crate::proto::v1::node_service_capability::rpc;
 use crate::proto::v1::volume_capability::{self, AccessMode, MountVolume, access_mode};
+use crate::proto::v1::volume_usage;
 use crate::proto::v1::{
-    NodePublishVolumeRequest, NodeStageVolumeRequest, NodeUnpublishVolumeRequest,
-    NodeUnstageVolumeRequest, VolumeCapability,
+    NodeGetVolumeStatsRequest, NodePublishVolumeRequest, NodeStageVolumeRequest,
+    NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest, VolumeCapability,
 };
 
 /// Upstream plugin name.
@@ -90,6 +94,19 @@ struct Publication {
     /// The PV's access modes (an inline volume has none: ReadWriteOnce).
     access_modes: Vec<String>,
     mount_options: Vec<String>,
+    /// The claim of a PersistentVolume (the PV's `claimRef`), for its stats.
+    claim: Option<ClaimRef>,
+}
+
+/// A volume published for a pod, measured every stats period.
+#[derive(Debug, Clone)]
+struct Published {
+    pod_uid: String,
+    volume: String,
+    driver: String,
+    handle: String,
+    lifecycle: Lifecycle,
+    claim: Option<ClaimRef>,
 }
 
 /// The CSI volume plugin (see the crate docs).
@@ -104,6 +121,11 @@ pub struct CsiPlugin {
     /// One lock per volume (`driver/handle`), so that staging and unstaging of one
     /// volume never interleave between pods; an entry goes when no one holds it.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The publications of this run by target path (re-learnt from each pod's next
+    /// sync after a restart), removed at tear-down.
+    published: Mutex<HashMap<PathBuf, Published>>,
+    /// Their last `NodeGetVolumeStats`, by target path.
+    measured: Mutex<HashMap<PathBuf, VolumeUsage>>,
 }
 
 impl std::fmt::Debug for CsiPlugin {
@@ -133,6 +155,8 @@ impl CsiPlugin {
             pods_dir: root_dir.join("pods"),
             node_name: node_name.to_owned(),
             locks: Mutex::default(),
+            published: Mutex::default(),
+            measured: Mutex::default(),
         }
     }
 
@@ -203,6 +227,7 @@ impl CsiPlugin {
                 .await?
         };
         if published && !republish {
+            self.remember(&p, &target, pod);
             return Ok(mounted);
         }
         let _lock = self.lock(&p.driver, &p.handle).await;
@@ -304,6 +329,7 @@ impl CsiPlugin {
             return Err(e);
         }
         info!(driver = %p.driver, handle = %p.handle, target = %target.display(), "CSI volume published");
+        self.remember(&p, &target, pod);
         if !delegate_fs_group
             && let Some(fs_group) = fs_group
             && supports_fs_group(&p, spec.as_ref())
@@ -326,6 +352,163 @@ impl CsiPlugin {
             .await?;
         }
         Ok(mounted)
+    }
+
+    /// Records a publication for the stats.
+    fn remember(&self, p: &Publication, target: &Path, pod: &Pod) {
+        let entry = Published {
+            pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+            volume: p.volume_name.clone(),
+            driver: p.driver.clone(),
+            handle: p.handle.clone(),
+            lifecycle: p.lifecycle,
+            claim: p.claim.clone(),
+        };
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_owned(), entry);
+    }
+
+    /// Forgets the publication at `target` and its measurements (the claim's gauges
+    /// too, unless another pod's publication of it is measured).
+    fn forget(&self, target: &Path) {
+        let gone = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(target);
+        self.measured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(target);
+        let Some(claim) = gone.and_then(|g| g.claim) else {
+            return;
+        };
+        let still_used = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .any(|p| p.claim.as_ref() == Some(&claim));
+        if !still_used {
+            for family in kubelet_core::metrics::kubelet::VOLUME_STATS {
+                family.remove(&[&claim.namespace, &claim.name]);
+            }
+        }
+    }
+
+    /// Measures every published volume whose driver offers `GET_VOLUME_STATS` (upstream
+    /// `csiMetricsProvider.GetMetrics`), for the summary API and
+    /// `kubelet_volume_stats_*`; a driver that fails or is not registered keeps its
+    /// volumes' last measurement.
+    pub async fn measure_volumes(&self) {
+        let published: Vec<(PathBuf, Published)> = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(t, p)| (t.clone(), p.clone()))
+            .collect();
+        for (target, p) in published {
+            let Ok(driver) = self.drivers.get(&p.driver) else {
+                continue;
+            };
+            match self.measure(&driver, &target, &p).await {
+                Ok(Some(usage)) => {
+                    if let Some(claim) = &usage.claim {
+                        set_volume_gauges(claim, &usage);
+                    }
+                    // Not when the volume went meanwhile.
+                    if self
+                        .published
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains_key(&target)
+                    {
+                        self.measured
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(target, usage);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    debug!(driver = %p.driver, handle = %p.handle, error = %e, "measuring a CSI volume");
+                }
+            }
+        }
+    }
+
+    /// One volume's `NodeGetVolumeStats`, `None` when the driver does not measure.
+    async fn measure(
+        &self,
+        driver: &Driver,
+        target: &Path,
+        p: &Published,
+    ) -> Result<Option<VolumeUsage>> {
+        if !driver
+            .capabilities()
+            .await?
+            .contains(&rpc::Type::GetVolumeStats)
+        {
+            return Ok(None);
+        }
+        let staging = self.staging_path(&p.driver, &p.handle);
+        let staging_target_path = if p.lifecycle == Lifecycle::Persistent && staging.is_dir() {
+            staging.to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        let request = NodeGetVolumeStatsRequest {
+            volume_id: p.handle.clone(),
+            volume_path: target.to_string_lossy().into_owned(),
+            staging_target_path,
+        };
+        let reply = driver
+            .call(
+                "NodeGetVolumeStats",
+                driver.client().node_get_volume_stats(request),
+            )
+            .await?;
+        let mut usage = VolumeUsage {
+            pod_uid: p.pod_uid.clone(),
+            volume: p.volume.clone(),
+            claim: p.claim.clone(),
+            measured: std::time::SystemTime::now(),
+            capacity_bytes: None,
+            available_bytes: None,
+            used_bytes: None,
+            inodes: None,
+            inodes_free: None,
+            inodes_used: None,
+        };
+        let count = |v: i64| u64::try_from(v).ok();
+        for u in reply.usage {
+            match volume_usage::Unit::try_from(u.unit) {
+                Ok(volume_usage::Unit::Bytes) => {
+                    usage.available_bytes = count(u.available);
+                    usage.capacity_bytes = count(u.total);
+                    usage.used_bytes = count(u.used);
+                }
+                Ok(volume_usage::Unit::Inodes) => {
+                    usage.inodes_free = count(u.available);
+                    usage.inodes = count(u.total);
+                    usage.inodes_used = count(u.used);
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(usage))
+    }
+
+    /// Measures the published volumes every `period` (upstream's
+    /// `volumeStatsAggPeriod`); runs until dropped.
+    pub async fn run_volume_stats(&self, period: std::time::Duration) {
+        loop {
+            self.measure_volumes().await;
+            tokio::time::sleep(period).await;
+        }
     }
 
     /// Upstream `csiAttacher.MountDevice`: the staging directory and its
@@ -521,6 +704,7 @@ impl CsiPlugin {
             .await?;
         }
         info!(driver = %data.driver_name, handle = %data.volume_handle, target = %target.display(), "CSI volume unpublished");
+        self.forget(&target);
         if data.volume_lifecycle_mode != Lifecycle::Ephemeral.as_str() {
             self.unstage_unused(&driver, &data, pod_volume_dir).await?;
         }
@@ -606,6 +790,40 @@ impl Drop for VolumeLock<'_> {
         // Ours, the map's and the guard's: nobody else waits.
         if Arc::strong_count(&self.lock) <= 3 {
             locks.remove(&self.key);
+        }
+    }
+}
+
+impl MeasuredVolumes for CsiPlugin {
+    fn measured_volumes(&self) -> Vec<VolumeUsage> {
+        self.measured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// `kubelet_volume_stats_*` of a claim.
+fn set_volume_gauges(claim: &ClaimRef, usage: &VolumeUsage) {
+    use kubelet_core::metrics::kubelet::{
+        VOLUME_STATS_AVAILABLE_BYTES, VOLUME_STATS_CAPACITY_BYTES, VOLUME_STATS_INODES,
+        VOLUME_STATS_INODES_FREE, VOLUME_STATS_INODES_USED, VOLUME_STATS_USED_BYTES,
+    };
+    let labels = [claim.namespace.as_str(), claim.name.as_str()];
+    for (family, value) in [
+        (&VOLUME_STATS_CAPACITY_BYTES, usage.capacity_bytes),
+        (&VOLUME_STATS_AVAILABLE_BYTES, usage.available_bytes),
+        (&VOLUME_STATS_USED_BYTES, usage.used_bytes),
+        (&VOLUME_STATS_INODES, usage.inodes),
+        (&VOLUME_STATS_INODES_FREE, usage.inodes_free),
+        (&VOLUME_STATS_INODES_USED, usage.inodes_used),
+    ] {
+        if let Some(value) = value {
+            // Gauges are f64, as upstream's.
+            #[allow(clippy::cast_precision_loss)]
+            family.set(&labels, value as f64);
         }
     }
 }
@@ -700,6 +918,7 @@ impl VolumePlugin for CsiPlugin {
             stage_secret: None,
             access_modes: Vec::new(),
             mount_options: Vec::new(),
+            claim: None,
         };
         self.publish(pod, p, pod_volume_dir)
             .await
@@ -751,6 +970,12 @@ impl VolumePlugin for CsiPlugin {
             stage_secret: secret(csi.node_stage_secret_ref.as_ref()),
             access_modes: spec.access_modes.unwrap_or_default(),
             mount_options: spec.mount_options.unwrap_or_default(),
+            claim: spec.claim_ref.as_ref().and_then(|r| {
+                Some(ClaimRef {
+                    namespace: r.namespace.clone()?,
+                    name: r.name.clone()?,
+                })
+            }),
         };
         if p.handle.is_empty() {
             return Err(fail(Error::Invalid(

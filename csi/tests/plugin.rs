@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, CSIVolumeSource, ConfigMap, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeSpec, Pod, PodSecurityContext, PodSpec, Secret, Volume,
@@ -17,7 +18,10 @@ use k8s_openapi::api::storage::v1::{
     VolumeAttachmentStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::{ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse};
+use kubelet_core::metrics::kubelet::{VOLUME_STATS_CAPACITY_BYTES, VOLUME_STATS_INODES_USED};
+use kubelet_core::{
+    MeasuredVolumes, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
+};
 use kubelet_csi::proto::v1::node_server::{Node, NodeServer};
 use kubelet_csi::proto::v1::node_service_capability::{self, Rpc, rpc};
 use kubelet_csi::proto::v1::*;
@@ -91,9 +95,26 @@ impl Node for FakeNode {
     }
     async fn node_get_volume_stats(
         &self,
-        _: Request<NodeGetVolumeStatsRequest>,
+        r: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        Err(Status::unimplemented("stats"))
+        let r = r.into_inner();
+        self.record("NodeGetVolumeStats", &r.volume_id, &r.volume_path);
+        Ok(Response::new(NodeGetVolumeStatsResponse {
+            usage: vec![
+                VolumeUsage {
+                    available: 600,
+                    total: 1000,
+                    used: 400,
+                    unit: volume_usage::Unit::Bytes.into(),
+                },
+                VolumeUsage {
+                    available: 90,
+                    total: 100,
+                    used: 10,
+                    unit: volume_usage::Unit::Inodes.into(),
+                },
+            ],
+        }))
     }
     async fn node_get_volume_health(
         &self,
@@ -626,4 +647,67 @@ async fn an_unregistered_driver_is_a_clear_retryable_error() {
         ),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn volumes_are_measured_for_the_summary_and_their_claims_metrics() {
+    let s = Setup::new(vec![rpc::Type::GetVolumeStats]).await;
+    *s.objects.driver.lock().expect("driver") = Some(CSIDriverSpec {
+        attach_required: Some(false),
+        ..Default::default()
+    });
+    let p = pod("measured", None);
+    let mut volume = pv("pv-5", "vol-5", None);
+    if let Some(spec) = volume.spec.as_mut() {
+        spec.claim_ref = Some(ObjectReference {
+            namespace: Some("stats-ns".to_owned()),
+            name: Some("data".to_owned()),
+            ..Default::default()
+        });
+    }
+    let mounted = s
+        .plugin
+        .set_up_persistent(&p, "disk", &volume, false, &s.volumes_dir(&p))
+        .await
+        .expect("volume");
+    assert!(s.plugin.measured_volumes().is_empty(), "not measured yet");
+    s.plugin.measure_volumes().await;
+    let measured = s.plugin.measured_volumes();
+    assert_eq!(measured.len(), 1, "{measured:?}");
+    let m = &measured[0];
+    assert_eq!(
+        (m.pod_uid.as_str(), m.volume.as_str()),
+        ("uid-measured", "disk")
+    );
+    assert_eq!(
+        m.claim,
+        Some(kubelet_core::ClaimRef {
+            namespace: "stats-ns".to_owned(),
+            name: "data".to_owned()
+        })
+    );
+    assert_eq!(
+        (m.capacity_bytes, m.available_bytes, m.used_bytes),
+        (Some(1000), Some(600), Some(400))
+    );
+    assert_eq!(
+        (m.inodes, m.inodes_free, m.inodes_used),
+        (Some(100), Some(90), Some(10))
+    );
+    let call = s
+        .calls()
+        .into_iter()
+        .find(|c| c.0 == "NodeGetVolumeStats")
+        .expect("asked");
+    assert_eq!(call.2, mounted.host_path.to_string_lossy());
+    let labels = ["stats-ns", "data"];
+    assert_eq!(VOLUME_STATS_CAPACITY_BYTES.value(&labels), Some(1000.0));
+    assert_eq!(VOLUME_STATS_INODES_USED.value(&labels), Some(10.0));
+
+    s.plugin
+        .tear_down("pv-5", &s.volumes_dir(&p))
+        .await
+        .expect("torn down");
+    assert!(s.plugin.measured_volumes().is_empty());
+    assert_eq!(VOLUME_STATS_CAPACITY_BYTES.value(&labels), None);
 }

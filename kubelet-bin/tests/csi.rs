@@ -68,7 +68,7 @@ fn csi_volumes_are_staged_published_and_undone_across_a_restart() {
     let _node = lock();
     let dir = kubelet_test_support::TestDir::new();
     let root = dir.path().join("root");
-    let kubelet = c.start_kubelet(dir.path());
+    let kubelet = c.start_kubelet_with(dir.path(), "volumeStatsAggPeriod: 2s\n", &[]);
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "csi-test");
     let ns = namespace.name;
@@ -348,6 +348,36 @@ spec:
                 .is_some_and(|v| v.iter().any(|v| v == in_use.as_str()))
         },
     );
+    // Measured by the driver (the mock reports its 100 GiB capacity): in the summary
+    // with the claim, and in the claim's kubelet_volume_stats_*.
+    let proxy = format!("/api/v1/nodes/{}/proxy", c.node);
+    let summary_path = format!("{proxy}/stats/summary");
+    common::wait_until("claimed's volume in the summary", 60, logs, || {
+        let summary: serde_json::Value = c
+            .try_kubectl(&["get", "--raw", &summary_path], None)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        summary["pods"].as_array().is_some_and(|pods| {
+            pods.iter().any(|p| {
+                p["podRef"]["name"] == "claimed"
+                    && p["volume"].as_array().is_some_and(|volumes| {
+                        volumes.iter().any(|v| {
+                            v["name"] == "disk"
+                                && v["pvcRef"]["name"] == "claim"
+                                && v["pvcRef"]["namespace"] == ns
+                                && v["capacityBytes"] == 107_374_182_400_u64
+                        })
+                    })
+            })
+        })
+    });
+    let metrics_path = format!("{proxy}/metrics");
+    let series = format!(
+        "kubelet_volume_stats_capacity_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"claim\"}} 1.073741824e+11"
+    );
+    let metrics = c.kubectl(&["get", "--raw", &metrics_path]);
+    assert!(metrics.contains(&series), "{series} not in\n{metrics}");
     common::wait_until("claimed's file on the driver's storage", 30, logs, || {
         std::fs::read_to_string(data.join("1").join("hello")).is_ok_and(|t| t == "persistent\n")
     });
@@ -355,7 +385,7 @@ spec:
     // A restarted kubelet adopts both without restarting them, and finds the driver
     // registered again from its socket.
     drop(kubelet);
-    let kubelet = c.start_kubelet(dir.path());
+    let kubelet = c.start_kubelet_with(dir.path(), "volumeStatsAggPeriod: 2s\n", &[]);
     c.wait_node_ready(&kubelet);
     common::wait_until(
         "the driver registering with the new kubelet",

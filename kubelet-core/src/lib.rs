@@ -78,7 +78,8 @@ pub use runtime::{
 };
 pub use status::StatusReporter;
 pub use volume::{
-    MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
+    ClaimRef, MeasuredVolumes, MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin,
+    VolumeSources, VolumeUsage, VolumesInUse,
 };
 
 /// The k8s-openapi crate this crate's API is expressed in.

@@ -109,6 +109,50 @@ pub trait VolumesInUse: Send + Sync {
 
 const _: Option<&dyn VolumesInUse> = None;
 
+/// The claim a pod's volume came from (`pvcRef` in the summary API).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClaimRef {
+    /// The claim's namespace.
+    pub namespace: String,
+    /// The claim's name.
+    pub name: String,
+}
+
+/// A pod volume's space and inodes as its plugin last measured them (a CSI driver's
+/// `NodeGetVolumeStats`); fields the plugin did not report are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeUsage {
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The volume's name in the pod spec.
+    pub volume: String,
+    /// The claim, for a volume from a PersistentVolumeClaim.
+    pub claim: Option<ClaimRef>,
+    /// When it was measured.
+    pub measured: SystemTime,
+    /// Total bytes.
+    pub capacity_bytes: Option<u64>,
+    /// Bytes free.
+    pub available_bytes: Option<u64>,
+    /// Bytes used.
+    pub used_bytes: Option<u64>,
+    /// Total inodes.
+    pub inodes: Option<u64>,
+    /// Inodes free.
+    pub inodes_free: Option<u64>,
+    /// Inodes used.
+    pub inodes_used: Option<u64>,
+}
+
+/// Volumes measured by their plugins (upstream's `MetricsProvider` of CSI volumes),
+/// served from what was last measured: the summary API reports them with the pod.
+pub trait MeasuredVolumes: Send + Sync {
+    /// The last measurement of every volume the plugin measures.
+    fn measured_volumes(&self) -> Vec<VolumeUsage>;
+}
+
+const _: Option<&dyn MeasuredVolumes> = None;
+
 /// A service-account token from the TokenRequest API, bound to a pod.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServiceAccountToken {

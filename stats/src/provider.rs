@@ -19,8 +19,8 @@ use crate::metrics::render_resource_metrics;
 use crate::procfs;
 use crate::summary::{
     self, ContainerStats, CpuStats, FsStats, MemoryStats, NodeStats, PodReference, PodStats,
-    ProcessStats, RuntimeStats, SYSTEM_CONTAINER_KUBELET, SYSTEM_CONTAINER_MISC,
-    SYSTEM_CONTAINER_PODS, SYSTEM_CONTAINER_RUNTIME, Summary, SwapStats,
+    ProcessStats, PvcReference, RuntimeStats, SYSTEM_CONTAINER_KUBELET, SYSTEM_CONTAINER_MISC,
+    SYSTEM_CONTAINER_PODS, SYSTEM_CONTAINER_RUNTIME, Summary, SwapStats, VolumeStats,
 };
 use crate::time::Time;
 use crate::volumes::{VolumeCache, list_pod_volumes};
@@ -78,10 +78,13 @@ pub struct StatsProvider {
     paths: Arc<StatsPaths>,
     node_name: String,
     cpu: Arc<CpuUsageCache>,
-    volumes: VolumeCache,
+    /// `None`: volumes are not measured (`volumeStatsAggPeriod: 0`).
+    volumes: Option<VolumeCache>,
     system: RwLock<SystemCgroups>,
     kubelet_start: Time,
     cgroups: Cgroups,
+    /// Volumes their plugins measure (CSI drivers' `NodeGetVolumeStats`).
+    measured: Option<Arc<dyn kubelet_core::MeasuredVolumes>>,
 }
 
 impl std::fmt::Debug for StatsProvider {
@@ -212,10 +215,28 @@ impl StatsProvider {
             paths: Arc::new(paths),
             node_name,
             cpu: Arc::new(CpuUsageCache::new()),
-            volumes: VolumeCache::default(),
+            volumes: Some(VolumeCache::default()),
             system: RwLock::default(),
             kubelet_start: Time::now(),
+            measured: None,
         }
+    }
+
+    /// Measures volume usage at most once per `period` (`volumeStatsAggPeriod`), or,
+    /// with `None` (a period of 0), not at all: the summary then has no volume stats,
+    /// as upstream's.
+    pub fn with_volume_stats_period(mut self, period: Option<std::time::Duration>) -> Self {
+        self.volumes = period.map(VolumeCache::new);
+        self
+    }
+
+    /// Reports the volumes `measured` measures (CSI volumes) with their pods.
+    pub fn with_measured_volumes(
+        mut self,
+        measured: Arc<dyn kubelet_core::MeasuredVolumes>,
+    ) -> Self {
+        self.measured = Some(measured);
+        self
     }
 
     /// Reads cgroups where `cgroups` keeps them, in its hierarchy version, instead of
@@ -286,6 +307,10 @@ impl StatsProvider {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             kubelet_start: self.kubelet_start,
+            measured: match &self.measured {
+                Some(m) if !only_cpu_and_memory && self.volumes.is_some() => m.measured_volumes(),
+                _ => Vec::new(),
+            },
         };
         let image_fs = image_fs.into_iter().next();
         let (summary, jobs) = tokio::task::spawn_blocking(move || builder.build(pods, image_fs))
@@ -335,10 +360,31 @@ struct Builder {
     cgroups: Cgroups,
     node_name: String,
     cpu: Arc<CpuUsageCache>,
-    volumes: VolumeCache,
+    volumes: Option<VolumeCache>,
     full: bool,
     system: SystemCgroups,
     kubelet_start: Time,
+    measured: Vec<kubelet_core::VolumeUsage>,
+}
+
+/// A volume its plugin measured, as the summary reports it.
+fn measured_volume_stats(u: &kubelet_core::VolumeUsage) -> VolumeStats {
+    VolumeStats {
+        fs: FsStats {
+            time: Time::from_system_time(u.measured),
+            available_bytes: u.available_bytes,
+            capacity_bytes: u.capacity_bytes,
+            used_bytes: u.used_bytes,
+            inodes_free: u.inodes_free,
+            inodes: u.inodes,
+            inodes_used: u.inodes_used,
+        },
+        name: u.volume.clone(),
+        pvc_ref: u.claim.as_ref().map(|c| PvcReference {
+            name: c.name.clone(),
+            namespace: c.namespace.clone(),
+        }),
+    }
 }
 
 fn or_now(nanos: i64) -> Time {
@@ -553,11 +599,16 @@ impl Builder {
                     });
                 }
                 let mut ephemeral_volumes = Vec::new();
-                for volume in list_pod_volumes(&paths.root_dir, &uid) {
+                let walked = match &self.volumes {
+                    Some(_) => list_pod_volumes(&paths.root_dir, &uid),
+                    None => Vec::new(),
+                };
+                for volume in walked {
                     keep_volumes.insert(volume.path.clone());
                     let Some(vs) = self
                         .volumes
-                        .volume_stats(&volume, &mut |job| jobs.push(job))
+                        .as_ref()
+                        .and_then(|cache| cache.volume_stats(&volume, &mut |job| jobs.push(job)))
                     else {
                         continue;
                     };
@@ -566,6 +617,12 @@ impl Builder {
                     }
                     stats.volume_stats.push(vs);
                 }
+                stats.volume_stats.extend(
+                    self.measured
+                        .iter()
+                        .filter(|u| u.pod_uid == uid)
+                        .map(measured_volume_stats),
+                );
                 if let Some(root_fs) = &root_fs {
                     let pod_logs = paths.pods_log_dir.join(format!(
                         "{}_{}_{}",
@@ -589,8 +646,10 @@ impl Builder {
             result.push(stats);
         }
         self.cpu.retain(&keep_cpu);
-        if self.full {
-            self.volumes.retain(&keep_volumes);
+        if self.full
+            && let Some(cache) = &self.volumes
+        {
+            cache.retain(&keep_volumes);
         }
         Ok((Summary { node, pods: result }, jobs))
     }

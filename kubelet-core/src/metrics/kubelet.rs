@@ -440,8 +440,67 @@ pub static DEVICE_PLUGIN_REGISTRATION_TOTAL: Family = Family::counter(
     &["resource_name"],
 );
 
+/// `kubelet_volume_stats_*` (upstream's volume stats collector): each claim's volume as
+/// its plugin last measured it, labelled by the claim.
+pub static VOLUME_STATS_CAPACITY_BYTES: Family = Family::gauge(
+    "kubelet_volume_stats_capacity_bytes",
+    "Capacity in bytes of the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// See [`VOLUME_STATS_CAPACITY_BYTES`].
+pub static VOLUME_STATS_AVAILABLE_BYTES: Family = Family::gauge(
+    "kubelet_volume_stats_available_bytes",
+    "Number of available bytes in the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// See [`VOLUME_STATS_CAPACITY_BYTES`].
+pub static VOLUME_STATS_USED_BYTES: Family = Family::gauge(
+    "kubelet_volume_stats_used_bytes",
+    "Number of used bytes in the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// See [`VOLUME_STATS_CAPACITY_BYTES`].
+pub static VOLUME_STATS_INODES: Family = Family::gauge(
+    "kubelet_volume_stats_inodes",
+    "Maximum number of inodes in the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// See [`VOLUME_STATS_CAPACITY_BYTES`].
+pub static VOLUME_STATS_INODES_FREE: Family = Family::gauge(
+    "kubelet_volume_stats_inodes_free",
+    "Number of free inodes in the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// See [`VOLUME_STATS_CAPACITY_BYTES`].
+pub static VOLUME_STATS_INODES_USED: Family = Family::gauge(
+    "kubelet_volume_stats_inodes_used",
+    "Number of used inodes in the volume",
+    Alpha,
+    &["namespace", "persistentvolumeclaim"],
+);
+
+/// The six `kubelet_volume_stats_*` families, in the order upstream describes them.
+pub static VOLUME_STATS: [&Family; 6] = [
+    &VOLUME_STATS_CAPACITY_BYTES,
+    &VOLUME_STATS_AVAILABLE_BYTES,
+    &VOLUME_STATS_USED_BYTES,
+    &VOLUME_STATS_INODES,
+    &VOLUME_STATS_INODES_FREE,
+    &VOLUME_STATS_INODES_USED,
+];
+
 /// What `/metrics` shows, in order.
-pub static COMPONENT: [&Family; 39] = [
+pub static COMPONENT: [&Family; 45] = [
     &PROCESS_START_TIME,
     &CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS,
     &CERTIFICATE_MANAGER_SERVER_TTL,
@@ -481,6 +540,12 @@ pub static COMPONENT: [&Family; 39] = [
     &POD_RESOURCES_REQUESTS_GET,
     &POD_RESOURCES_ERRORS_GET,
     &DEVICE_PLUGIN_REGISTRATION_TOTAL,
+    &VOLUME_STATS_CAPACITY_BYTES,
+    &VOLUME_STATS_AVAILABLE_BYTES,
+    &VOLUME_STATS_USED_BYTES,
+    &VOLUME_STATS_INODES,
+    &VOLUME_STATS_INODES_FREE,
+    &VOLUME_STATS_INODES_USED,
 ];
 
 /// `kubernetes_healthcheck` (component-base `slis`): the last result of each health
