@@ -938,7 +938,8 @@ impl Kubelet {
                     .root_dir
                     .join(kubelet_plugin_manager::PLUGINS_REGISTRY_DIR),
             )
-            .with_handler(kubelet_plugin_manager::CSI_PLUGIN, csi_drivers);
+            .with_handler(kubelet_plugin_manager::CSI_PLUGIN, csi_drivers)
+            .with_handler(kubelet_plugin_manager::DEVICE_PLUGIN, devices.clone());
             tasks.spawn_fallible("plugin registration", Role::Essential, async move {
                 plugins.run().await.map_err(Error::Plugins)
             });

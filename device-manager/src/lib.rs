@@ -17,6 +17,10 @@
 //! - assignments are kept in `<dir>/kubelet-rs-device-checkpoint.json`, so that a
 //!   restarted kubelet gives running containers the same devices and never gives
 //!   theirs to another pod;
+//! - plugins found by the plugin manager in `<root-dir>/plugins_registry` (upstream's
+//!   watcher mode) register through [`DeviceManager`]'s
+//!   [`kubelet_plugin_manager::PluginHandler`] (type `DevicePlugin`): their options from
+//!   `GetDevicePluginOptions`, deregistered when their socket goes;
 //! - every call to a plugin has a deadline.
 //!
 //! # Example

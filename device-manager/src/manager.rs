@@ -11,6 +11,7 @@ use kubelet_core::{
     ContainerDevices, Device, DeviceAllocator, ExtendedResource, ExtendedResources, Mount,
     MountPropagation, Quantity,
 };
+use kubelet_plugin_manager::{HandlerError, PluginHandler};
 use prost::Message;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -89,6 +90,8 @@ struct Plugin {
     client: DevicePluginClient<Channel>,
     options: DevicePluginOptions,
     generation: u64,
+    /// Where it serves.
+    socket: PathBuf,
     _watch: AbortOnDropHandle<()>,
 }
 
@@ -191,22 +194,22 @@ impl DeviceManager {
             .unwrap_or_default()
     }
 
-    /// Registers a plugin (after the request was checked): its devices are watched.
-    fn add_plugin(&self, request: &RegisterRequest) {
-        let socket = self.dir.join(&request.endpoint);
-        let client = DevicePluginClient::new(kubelet_grpc_uds::connect(&socket, CALL_TIMEOUT));
+    /// Registers a plugin serving on `socket` (after its request was checked): its
+    /// devices are watched.
+    fn add_plugin(&self, resource_name: &str, socket: &Path, options: DevicePluginOptions) {
+        let client = DevicePluginClient::new(kubelet_grpc_uds::connect(socket, CALL_TIMEOUT));
         let mut state = self.lock();
         state.generation += 1;
         let generation = state.generation;
         let watch = tokio::spawn(watch(
             self.me.clone(),
-            request.resource_name.clone(),
+            resource_name.to_owned(),
             generation,
             client.clone(),
         ));
         let resource = state
             .resources
-            .entry(request.resource_name.clone())
+            .entry(resource_name.to_owned())
             .or_insert_with(|| Resource {
                 plugin: None,
                 devices: BTreeMap::new(),
@@ -215,8 +218,9 @@ impl DeviceManager {
         // A plugin registering again replaces the old one (whose watch stops).
         resource.plugin = Some(Plugin {
             client,
-            options: request.options.unwrap_or_default(),
+            options,
             generation,
+            socket: socket.to_owned(),
             _watch: AbortOnDropHandle::new(watch),
         });
         resource.stopped = None;
@@ -440,8 +444,97 @@ impl Registration for Registrar {
                 self.0.dir.display()
             )));
         }
-        self.0.add_plugin(&request);
+        let socket = self.0.dir.join(&request.endpoint);
+        self.0.add_plugin(
+            &request.resource_name,
+            &socket,
+            request.options.unwrap_or_default(),
+        );
         Ok(Response::new(Empty {}))
+    }
+}
+
+/// Device plugins found by the plugin manager in `<root-dir>/plugins_registry`
+/// (upstream's watcher mode, `GetWatcherHandler`): the plugin's name is its resource,
+/// its endpoint the socket serving the device plugin API.
+#[async_trait]
+impl PluginHandler for DeviceManager {
+    async fn validate(
+        &self,
+        name: &str,
+        endpoint: &str,
+        versions: &[String],
+    ) -> std::result::Result<(), HandlerError> {
+        info!(
+            resource = name,
+            endpoint,
+            ?versions,
+            "Got plugin at endpoint with versions"
+        );
+        if !versions.iter().any(|v| v == VERSION) {
+            return Err(format!(
+                "manager version, {VERSION}, is not among plugin supported versions {versions:?}"
+            )
+            .into());
+        }
+        if !is_extended_resource_name(name) {
+            return Err(format!(
+                "invalid name of device plugin socket: the ResourceName {name:?} is invalid"
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn register(
+        &self,
+        name: &str,
+        endpoint: &str,
+        _versions: &[String],
+    ) -> std::result::Result<(), HandlerError> {
+        let socket = PathBuf::from(endpoint);
+        let mut client = DevicePluginClient::new(kubelet_grpc_uds::connect(&socket, CALL_TIMEOUT));
+        let options = match tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.get_device_plugin_options(Empty {}),
+        )
+        .await
+        {
+            Ok(Ok(options)) => options.into_inner(),
+            Ok(Err(status)) => {
+                return Err(format!(
+                    "GetDevicePluginOptions of device plugin {name} at {endpoint}: {}",
+                    status.message()
+                )
+                .into());
+            }
+            Err(_) => {
+                return Err(format!(
+                    "GetDevicePluginOptions of device plugin {name} at {endpoint}: no answer within {CALL_TIMEOUT:?}"
+                )
+                .into());
+            }
+        };
+        info!(
+            resource = name,
+            endpoint, "device plugin registered through the plugin manager"
+        );
+        self.add_plugin(name, &socket, options);
+        Ok(())
+    }
+
+    async fn deregister(&self, name: &str, endpoint: &str) {
+        let generation = self
+            .lock()
+            .resources
+            .get(name)
+            .and_then(|r| r.plugin.as_ref())
+            .filter(|p| p.socket == Path::new(endpoint))
+            .map(|p| p.generation);
+        if let Some(generation) = generation {
+            info!(resource = name, endpoint, "device plugin deregistered");
+            self.plugin_gone(name, generation);
+        }
     }
 }
 

@@ -194,3 +194,110 @@ spec:
     drop(namespace);
     drop(kubelet);
 }
+
+#[test]
+fn a_device_plugin_in_the_plugins_registry_registers_through_the_plugin_manager() {
+    let test = "a_device_plugin_in_the_plugins_registry_registers_through_the_plugin_manager";
+    let Some((_env, c)) = common::Cluster::from_env(test) else {
+        return;
+    };
+    let Some(plugin_binary) = std::env::var("KUBELET_TEST_SAMPLE_DEVICE_PLUGIN")
+        .ok()
+        .filter(|p| std::path::Path::new(p).is_file())
+    else {
+        kubelet_test_support::skip(
+            test,
+            "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN is unset; `cargo xtask env up --control-plane` builds it",
+        );
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "device-plugin-watcher-test");
+    let ns = namespace.name;
+    // Upstream's stub serves the pluginregistration API beside the device plugin API;
+    // with a registration control file that stays, it never registers on kubelet.sock,
+    // so only the plugin manager can find it.
+    let control = dir.path().join("control");
+    std::fs::create_dir_all(&control).expect("control dir");
+    std::fs::write(control.join("register"), "").expect("control file");
+    let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log");
+    let plugin = Plugin(
+        Command::new(&plugin_binary)
+            .env("PLUGIN_SOCK_DIR", dir.path().join("root/plugins_registry"))
+            .env("REGISTER_CONTROL_FILE", control.join("register"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the sample device plugin"),
+    );
+    let plugin_log = || std::fs::read_to_string(dir.path().join("plugin.log")).unwrap_or_default();
+    let node = ["get", "node", c.node.as_str()];
+    common::wait_until(
+        "the node advertising the plugin's 2 devices",
+        60,
+        || format!("{}\nplugin:\n{}", kubelet.log(), plugin_log()),
+        || {
+            let n = c.json(&node);
+            node_resource(&n, "capacity").as_deref() == Some("2")
+                && node_resource(&n, "allocatable").as_deref() == Some("2")
+        },
+    );
+    assert!(
+        kubelet
+            .log()
+            .contains("device plugin registered through the plugin manager"),
+        "{}",
+        kubelet.log()
+    );
+    assert!(
+        !kubelet
+            .log()
+            .contains("Got registration request from device plugin"),
+        "registered on kubelet.sock instead"
+    );
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: watched, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "ls /tmp; sleep 3600"]
+    resources: {{limits: {{{RESOURCE}: 1}}}}
+"#,
+        image = c.busybox
+    ));
+    c.wait_json(
+        "watched Running",
+        &["get", "pod", "-n", ns, "watched"],
+        90,
+        &kubelet,
+        |p| p["status"]["containerStatuses"][0]["state"]["running"].is_object(),
+    );
+    common::wait_until(
+        "watched's device file",
+        30,
+        || kubelet.log(),
+        || {
+            c.try_kubectl(&["logs", "-n", ns, "watched"], None)
+                .is_ok_and(|l| l.lines().filter(|f| f.starts_with("Dev-")).count() == 1)
+        },
+    );
+    // The plugin goes (its socket removed on SIGTERM, or its stream ended): its
+    // devices leave allocatable.
+    drop(plugin);
+    c.wait_json("no allocatable devices", &node, 60, &kubelet, |n| {
+        node_resource(n, "allocatable").as_deref() == Some("0")
+    });
+    drop(namespace);
+    drop(kubelet);
+}

@@ -84,7 +84,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     // Device plugins: its own gRPC, the core traits it implements.
     (
         "kubelet-device-manager",
-        &["kubelet-core", "kubelet-grpc-uds"],
+        &["kubelet-core", "kubelet-grpc-uds", "kubelet-plugin-manager"],
     ),
     // gRPC on unix sockets (Go clients' authorities), for the two servers below.
     ("kubelet-grpc-uds", &[]),
