@@ -26,6 +26,7 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Driver {
     pub(crate) name: String,
+    timeout: Duration,
     version: Version,
     channel: Channel,
 }
@@ -35,13 +36,14 @@ impl Driver {
         NodeClient::new(self.channel.clone())
     }
 
-    /// One call to the driver, bounded by [`CSI_TIMEOUT`].
+    /// One call to the driver, bounded by the call timeout ([`CSI_TIMEOUT`] unless
+    /// [`Drivers::with_call_timeout`] said otherwise).
     pub(crate) async fn call<T>(
         &self,
         call: &'static str,
         request: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
-        match tokio::time::timeout(CSI_TIMEOUT, request).await {
+        match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(Error::Call {
                 driver: self.name.clone(),
@@ -97,6 +99,7 @@ impl Version {
 pub struct Drivers {
     drivers: RwLock<HashMap<String, Arc<Driver>>>,
     objects: Arc<dyn CsiObjects>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Drivers {
@@ -113,7 +116,15 @@ impl Drivers {
         Self {
             drivers: RwLock::default(),
             objects,
+            timeout: CSI_TIMEOUT,
         }
+    }
+
+    /// Bounds every call to a driver by `timeout` instead of upstream's two minutes.
+    #[must_use]
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The names of the registered drivers.
@@ -200,6 +211,7 @@ impl PluginHandler for Drivers {
         let version = self.validate_versions("RegisterPlugin", name, versions)?;
         let driver = Arc::new(Driver {
             name: name.to_owned(),
+            timeout: self.timeout,
             version,
             channel: kubelet_grpc_uds::connect(Path::new(endpoint), DIAL_TIMEOUT),
         });

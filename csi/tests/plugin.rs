@@ -77,6 +77,9 @@ impl Node for FakeNode {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let r = r.into_inner();
         self.record("NodePublishVolume", &r.volume_id, &r.target_path);
+        if r.volume_id.starts_with("hang") {
+            std::future::pending::<()>().await;
+        }
         // A driver makes the target; this one leaves a file in it.
         std::fs::create_dir_all(&r.target_path).map_err(|e| Status::internal(e.to_string()))?;
         std::fs::write(Path::new(&r.target_path).join("data"), "x")
@@ -283,7 +286,9 @@ impl Setup {
                 .await;
         });
         let objects = Arc::new(FakeObjects::default());
-        let drivers = Arc::new(Drivers::new(objects.clone()));
+        let drivers = Arc::new(
+            Drivers::new(objects.clone()).with_call_timeout(std::time::Duration::from_secs(1)),
+        );
         let plugin = CsiPlugin::new(drivers.clone(), Arc::new(NoSources), &root, NODE);
         let endpoint = socket.to_string_lossy().into_owned();
         drivers
@@ -710,4 +715,46 @@ async fn volumes_are_measured_for_the_summary_and_their_claims_metrics() {
         .expect("torn down");
     assert!(s.plugin.measured_volumes().is_empty());
     assert_eq!(VOLUME_STATS_CAPACITY_BYTES.value(&labels), None);
+}
+
+#[tokio::test]
+async fn a_driver_that_hangs_fails_that_volume_only_at_the_deadline() {
+    let s = Setup::new(vec![]).await;
+    *s.objects.driver.lock().expect("driver") = Some(CSIDriverSpec {
+        attach_required: Some(false),
+        ..Default::default()
+    });
+    let (stuck, fine) = (pod("stuck", None), pod("fine", None));
+    let (stuck_pv, stuck_dir) = (pv("pv-hang", "hang-1", None), s.volumes_dir(&stuck));
+    let hanging = s
+        .plugin
+        .set_up_persistent(&stuck, "disk", &stuck_pv, false, &stuck_dir);
+    let other = async {
+        // Meanwhile another volume of the same driver is published.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s.plugin
+            .set_up_persistent(
+                &fine,
+                "disk",
+                &pv("pv-ok", "ok-1", None),
+                false,
+                &s.volumes_dir(&fine),
+            )
+            .await
+    };
+    let (hung, other) = tokio::join!(hanging, other);
+    other.expect("another volume is not held up");
+    let e = hung.expect_err("the deadline");
+    assert!(
+        e.to_string().contains(
+            "NodePublishVolume of CSI driver fake.csi.example.com: context deadline exceeded"
+        ),
+        "{e}"
+    );
+    // Nothing half-made is left for the failed one.
+    assert!(
+        !s.volumes_dir(&stuck)
+            .join("kubernetes.io~csi/pv-hang")
+            .exists()
+    );
 }

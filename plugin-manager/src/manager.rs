@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -59,7 +60,7 @@ const MAX_RETRY: Duration = Duration::from_secs(122);
 /// and registers each with the handler of its type, as upstream's plugin manager.
 pub struct PluginManager {
     dir: PathBuf,
-    handlers: BTreeMap<String, Arc<dyn PluginHandler>>,
+    handlers: Arc<BTreeMap<String, Arc<dyn PluginHandler>>>,
 }
 
 impl std::fmt::Debug for PluginManager {
@@ -108,14 +109,14 @@ impl PluginManager {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            handlers: BTreeMap::new(),
+            handlers: Arc::default(),
         }
     }
 
     /// Sends the plugins of `plugin_type` (their `PluginInfo.type`) to `handler`.
     #[must_use]
     pub fn with_handler(mut self, plugin_type: &str, handler: Arc<dyn PluginHandler>) -> Self {
-        self.handlers.insert(plugin_type.to_owned(), handler);
+        Arc::make_mut(&mut self.handlers).insert(plugin_type.to_owned(), handler);
         self
     }
 
@@ -131,14 +132,13 @@ impl PluginManager {
     ///
     /// The directory cannot be made or watched.
     pub async fn run(self) -> Result<()> {
-        let mut registered: HashMap<PathBuf, Registered> = HashMap::new();
-        let mut failed: HashMap<PathBuf, Failed> = HashMap::new();
+        let mut state = State::default();
         let mut watch = self.watch().await?;
         info!(dir = %self.dir.display(), types = ?self.handlers.keys().collect::<Vec<_>>(), "plugin manager watching for registration sockets");
         loop {
             let sockets = scan(&self.dir).await;
-            self.reconcile(&sockets, &mut registered, &mut failed).await;
-            let next_retry = failed.values().filter_map(|f| f.retry_at).min();
+            self.reconcile(&sockets, &mut state).await;
+            let next_retry = state.failed.values().filter_map(|f| f.retry_at).min();
             tokio::select! {
                 alive = watch.changed() => {
                     if !alive {
@@ -152,6 +152,9 @@ impl PluginManager {
                         None => std::future::pending().await,
                     }
                 } => {}
+                Some(done) = state.attempts.join_next_with_id(), if !state.attempts.is_empty() => {
+                    state.finished(done);
+                }
             }
         }
     }
@@ -168,146 +171,188 @@ impl PluginManager {
             .map_err(|e| Error::io("watching", &self.dir, e))
     }
 
-    /// Brings the registrations in line with the sockets found.
-    async fn reconcile(
-        &self,
-        sockets: &HashMap<PathBuf, SocketId>,
-        registered: &mut HashMap<PathBuf, Registered>,
-        failed: &mut HashMap<PathBuf, Failed>,
-    ) {
-        let gone: Vec<PathBuf> = registered
+    /// Brings the registrations in line with the sockets found: plugins whose socket
+    /// went deregistered, new sockets' registrations started (each in a task of its own,
+    /// so a plugin that hangs delays no other).
+    async fn reconcile(&self, sockets: &HashMap<PathBuf, SocketId>, state: &mut State) {
+        let gone: Vec<PathBuf> = state
+            .registered
             .iter()
             .filter(|(path, r)| sockets.get(*path) != Some(&r.socket))
             .map(|(path, _)| path.clone())
             .collect();
         for path in gone {
-            if let Some(r) = registered.remove(&path) {
+            if let Some(r) = state.registered.remove(&path) {
                 info!(socket = %path.display(), plugin = %r.name, "deregistering plugin");
                 r.handler.deregister(&r.name, &r.endpoint).await;
             }
         }
-        failed.retain(|path, f| sockets.get(path) == Some(&f.socket));
+        state
+            .failed
+            .retain(|path, f| sockets.get(path) == Some(&f.socket));
         let now = Instant::now();
         for (path, socket) in sockets {
-            if registered.contains_key(path) {
+            if state.registered.contains_key(path)
+                || state.in_flight.values().any(|(p, _)| p == path)
+            {
                 continue;
             }
-            let attempts = match failed.get(path) {
+            match state.failed.get(path) {
                 Some(Failed { retry_at: None, .. }) => continue,
                 Some(Failed {
                     retry_at: Some(at), ..
                 }) if *at > now => continue,
-                Some(f) => f.attempts,
-                None => 0,
-            };
-            match self.register(path).await {
-                Ok((handler, info)) => {
-                    info!(socket = %path.display(), plugin = %info.name, r#type = %info.r#type, "plugin registered");
-                    failed.remove(path);
-                    registered.insert(
-                        path.clone(),
-                        Registered {
-                            socket: *socket,
-                            handler,
-                            name: info.name,
-                            endpoint: info.endpoint,
-                        },
-                    );
-                }
-                Err(Refused::Told(reason)) => {
-                    warn!(socket = %path.display(), %reason, "plugin registration refused");
-                    failed.insert(
-                        path.clone(),
-                        Failed {
-                            socket: *socket,
-                            attempts: attempts + 1,
-                            retry_at: None,
-                        },
-                    );
-                }
-                Err(Refused::Retry(reason)) => {
-                    let delay = retry_delay(attempts);
-                    warn!(socket = %path.display(), %reason, retry_in = ?delay, "plugin registration failed");
-                    failed.insert(
-                        path.clone(),
-                        Failed {
-                            socket: *socket,
-                            attempts: attempts + 1,
-                            retry_at: Some(now + delay),
-                        },
-                    );
-                }
+                _ => {}
             }
+            let (handlers, socket_path) = (self.handlers.clone(), path.clone());
+            let task = state
+                .attempts
+                .spawn(async move { register(&handlers, &socket_path).await });
+            state.in_flight.insert(task.id(), (path.clone(), *socket));
         }
     }
+}
 
-    /// One registration, as upstream's `GenerateRegisterPluginFunc`.
-    async fn register(
-        &self,
-        socket: &Path,
-    ) -> Result<(Arc<dyn PluginHandler>, PluginInfo), Refused> {
-        let shown = socket.display();
-        let mut client = RegistrationClient::new(kubelet_grpc_uds::connect(socket, DIAL_TIMEOUT));
-        let mut info = match tokio::time::timeout(
-            DIAL_TIMEOUT + CALL_TIMEOUT,
-            client.get_info(InfoRequest {}),
-        )
-        .await
-        {
-            Ok(Ok(info)) => info.into_inner(),
-            Ok(Err(status)) => {
-                return Err(Refused::Retry(format!(
-                    "RegisterPlugin error -- failed to get plugin info using RPC GetInfo at socket {shown}, err: {}",
-                    status.message()
-                )));
-            }
-            Err(_) => {
-                return Err(Refused::Retry(format!(
-                    "RegisterPlugin error -- failed to get plugin info using RPC GetInfo at socket {shown}, err: context deadline exceeded"
-                )));
-            }
+/// What the registration loop knows.
+#[derive(Default)]
+struct State {
+    registered: HashMap<PathBuf, Registered>,
+    failed: HashMap<PathBuf, Failed>,
+    /// Registrations under way, one per socket at most.
+    attempts: JoinSet<Result<(Arc<dyn PluginHandler>, PluginInfo), Refused>>,
+    in_flight: HashMap<tokio::task::Id, (PathBuf, SocketId)>,
+}
+
+impl State {
+    /// Records how a registration ended. A plugin whose socket went meanwhile is
+    /// deregistered by the next reconciliation.
+    fn finished(
+        &mut self,
+        done: Result<
+            (
+                tokio::task::Id,
+                Result<(Arc<dyn PluginHandler>, PluginInfo), Refused>,
+            ),
+            tokio::task::JoinError,
+        >,
+    ) {
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => (
+                e.id(),
+                Err(Refused::Retry(format!("the registration task failed: {e}"))),
+            ),
         };
-        debug!(socket = %shown, ?info, "plugin info");
-        let Some(handler) = self.handlers.get(&info.r#type).cloned() else {
-            let reason = format!(
-                "RegisterPlugin error -- no handler registered for plugin type: {} at socket {shown}",
-                info.r#type
-            );
-            notify(&mut client, false, &reason)
-                .await
-                .map_err(Refused::Retry)?;
-            return Err(Refused::Retry(reason));
+        let Some((path, socket)) = self.in_flight.remove(&id) else {
+            return;
         };
-        if info.endpoint.is_empty() {
-            info.endpoint = socket.to_string_lossy().into_owned();
+        let attempts = self.failed.get(&path).map_or(0, |f| f.attempts);
+        match outcome {
+            Ok((handler, info)) => {
+                info!(socket = %path.display(), plugin = %info.name, r#type = %info.r#type, "plugin registered");
+                self.failed.remove(&path);
+                self.registered.insert(
+                    path,
+                    Registered {
+                        socket,
+                        handler,
+                        name: info.name,
+                        endpoint: info.endpoint,
+                    },
+                );
+            }
+            Err(Refused::Told(reason)) => {
+                warn!(socket = %path.display(), %reason, "plugin registration refused");
+                self.failed.insert(
+                    path,
+                    Failed {
+                        socket,
+                        attempts: attempts + 1,
+                        retry_at: None,
+                    },
+                );
+            }
+            Err(Refused::Retry(reason)) => {
+                let delay = retry_delay(attempts);
+                warn!(socket = %path.display(), %reason, retry_in = ?delay, "plugin registration failed");
+                self.failed.insert(
+                    path,
+                    Failed {
+                        socket,
+                        attempts: attempts + 1,
+                        retry_at: Some(Instant::now() + delay),
+                    },
+                );
+            }
         }
-        if let Err(e) = handler
-            .validate(&info.name, &info.endpoint, &info.supported_versions)
-            .await
-        {
-            let reason = format!("RegisterPlugin error -- plugin validation failed with err: {e}");
-            notify(&mut client, false, &reason)
-                .await
-                .map_err(Refused::Retry)?;
-            return Err(Refused::Retry(reason));
-        }
-        if let Err(e) = handler
-            .register(&info.name, &info.endpoint, &info.supported_versions)
-            .await
-        {
-            let reason =
-                format!("RegisterPlugin error -- plugin registration failed with err: {e}");
-            notify(&mut client, false, &reason)
-                .await
-                .map_err(Refused::Retry)?;
-            return Err(Refused::Told(reason));
-        }
-        if let Err(e) = notify(&mut client, true, "").await {
-            handler.deregister(&info.name, &info.endpoint).await;
-            return Err(Refused::Retry(e));
-        }
-        Ok((handler, info))
     }
+}
+
+/// One registration, as upstream's `GenerateRegisterPluginFunc`.
+async fn register(
+    handlers: &BTreeMap<String, Arc<dyn PluginHandler>>,
+    socket: &Path,
+) -> Result<(Arc<dyn PluginHandler>, PluginInfo), Refused> {
+    let shown = socket.display();
+    let mut client = RegistrationClient::new(kubelet_grpc_uds::connect(socket, DIAL_TIMEOUT));
+    let mut info = match tokio::time::timeout(
+        DIAL_TIMEOUT + CALL_TIMEOUT,
+        client.get_info(InfoRequest {}),
+    )
+    .await
+    {
+        Ok(Ok(info)) => info.into_inner(),
+        Ok(Err(status)) => {
+            return Err(Refused::Retry(format!(
+                "RegisterPlugin error -- failed to get plugin info using RPC GetInfo at socket {shown}, err: {}",
+                status.message()
+            )));
+        }
+        Err(_) => {
+            return Err(Refused::Retry(format!(
+                "RegisterPlugin error -- failed to get plugin info using RPC GetInfo at socket {shown}, err: context deadline exceeded"
+            )));
+        }
+    };
+    debug!(socket = %shown, ?info, "plugin info");
+    let Some(handler) = handlers.get(&info.r#type).cloned() else {
+        let reason = format!(
+            "RegisterPlugin error -- no handler registered for plugin type: {} at socket {shown}",
+            info.r#type
+        );
+        notify(&mut client, false, &reason)
+            .await
+            .map_err(Refused::Retry)?;
+        return Err(Refused::Retry(reason));
+    };
+    if info.endpoint.is_empty() {
+        info.endpoint = socket.to_string_lossy().into_owned();
+    }
+    if let Err(e) = handler
+        .validate(&info.name, &info.endpoint, &info.supported_versions)
+        .await
+    {
+        let reason = format!("RegisterPlugin error -- plugin validation failed with err: {e}");
+        notify(&mut client, false, &reason)
+            .await
+            .map_err(Refused::Retry)?;
+        return Err(Refused::Retry(reason));
+    }
+    if let Err(e) = handler
+        .register(&info.name, &info.endpoint, &info.supported_versions)
+        .await
+    {
+        let reason = format!("RegisterPlugin error -- plugin registration failed with err: {e}");
+        notify(&mut client, false, &reason)
+            .await
+            .map_err(Refused::Retry)?;
+        return Err(Refused::Told(reason));
+    }
+    if let Err(e) = notify(&mut client, true, "").await {
+        handler.deregister(&info.name, &info.endpoint).await;
+        return Err(Refused::Retry(e));
+    }
+    Ok((handler, info))
 }
 
 /// Tells the plugin how its registration went.

@@ -25,6 +25,9 @@ struct FakePlugin {
 #[tonic::async_trait]
 impl Registration for FakePlugin {
     async fn get_info(&self, _: Request<InfoRequest>) -> Result<Response<PluginInfo>, Status> {
+        if self.info.name.starts_with("hang") {
+            std::future::pending::<()>().await;
+        }
         Ok(Response::new(self.info.clone()))
     }
 
@@ -269,6 +272,37 @@ async fn a_refused_validation_is_retried() {
             .calls()
             .iter()
             .any(|c| matches!(c, Call::Register(..)))
+    );
+    manager.abort();
+}
+
+#[tokio::test]
+async fn a_plugin_that_hangs_delays_no_other() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_owned();
+    let handler = Arc::new(Recorder::default());
+    let manager = start(&dir, handler.clone());
+    let (_hanging, _) = serve_plugin(
+        &socket(&dir, "hang-reg.sock"),
+        CSI_PLUGIN,
+        "hang.example.com",
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_good, mut statuses) = serve_plugin(
+        &socket(&dir, "good-reg.sock"),
+        CSI_PLUGIN,
+        "good.example.com",
+    );
+    let status = tokio::time::timeout(Duration::from_secs(5), statuses.recv())
+        .await
+        .expect("registered while the other plugin hangs")
+        .expect("status");
+    assert!(status.plugin_registered);
+    assert!(
+        !handler
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Validate(name, _) if name == "hang.example.com"))
     );
     manager.abort();
 }
