@@ -213,29 +213,23 @@ impl PluginManager {
     }
 }
 
+/// How one registration ended: the plugin's handler and info, or why not.
+type Attempt = Result<(Arc<dyn PluginHandler>, PluginInfo), Refused>;
+
 /// What the registration loop knows.
 #[derive(Default)]
 struct State {
     registered: HashMap<PathBuf, Registered>,
     failed: HashMap<PathBuf, Failed>,
     /// Registrations under way, one per socket at most.
-    attempts: JoinSet<Result<(Arc<dyn PluginHandler>, PluginInfo), Refused>>,
+    attempts: JoinSet<Attempt>,
     in_flight: HashMap<tokio::task::Id, (PathBuf, SocketId)>,
 }
 
 impl State {
     /// Records how a registration ended. A plugin whose socket went meanwhile is
     /// deregistered by the next reconciliation.
-    fn finished(
-        &mut self,
-        done: Result<
-            (
-                tokio::task::Id,
-                Result<(Arc<dyn PluginHandler>, PluginInfo), Refused>,
-            ),
-            tokio::task::JoinError,
-        >,
-    ) {
+    fn finished(&mut self, done: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>) {
         let (id, outcome) = match done {
             Ok((id, outcome)) => (id, outcome),
             Err(e) => (
@@ -289,10 +283,7 @@ impl State {
 }
 
 /// One registration, as upstream's `GenerateRegisterPluginFunc`.
-async fn register(
-    handlers: &BTreeMap<String, Arc<dyn PluginHandler>>,
-    socket: &Path,
-) -> Result<(Arc<dyn PluginHandler>, PluginInfo), Refused> {
+async fn register(handlers: &BTreeMap<String, Arc<dyn PluginHandler>>, socket: &Path) -> Attempt {
     let shown = socket.display();
     let mut client = RegistrationClient::new(kubelet_grpc_uds::connect(socket, DIAL_TIMEOUT));
     let mut info = match tokio::time::timeout(
