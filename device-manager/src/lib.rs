@@ -13,7 +13,9 @@
 //!   allocatable: the healthy ones) and a [`kubelet_core::DeviceAllocator`]: a
 //!   container's limits on a plugin's resource get that many healthy free devices (the
 //!   plugin's `Allocate`, `PreStartContainer` when it asks for it), the same ones on
-//!   every restart, freed when the pod goes;
+//!   every restart, freed when the pod goes; a pod's regular init containers' devices
+//!   are taken first by its later containers (upstream's `devicesToReuse`), and a
+//!   plugin offering `GetPreferredAllocation` picks among the candidates;
 //! - assignments are kept in `<dir>/kubelet-rs-device-checkpoint.json`, so that a
 //!   restarted kubelet gives running containers the same devices and never gives
 //!   theirs to another pod;

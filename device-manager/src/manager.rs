@@ -23,8 +23,9 @@ use crate::checkpoint::{self, Entry};
 use crate::proto::v1beta1::device_plugin_client::DevicePluginClient;
 use crate::proto::v1beta1::registration_server::{Registration, RegistrationServer};
 use crate::proto::v1beta1::{
-    AllocateRequest, ContainerAllocateRequest, ContainerAllocateResponse, DevicePluginOptions,
-    Empty, PreStartContainerRequest, RegisterRequest,
+    AllocateRequest, ContainerAllocateRequest, ContainerAllocateResponse,
+    ContainerPreferredAllocationRequest, DevicePluginOptions, Empty, PreStartContainerRequest,
+    PreferredAllocationRequest, RegisterRequest,
 };
 use crate::{Error, KUBELET_SOCKET, Result};
 
@@ -83,8 +84,24 @@ struct Resource {
     stopped: Option<Instant>,
 }
 
-/// A registered plugin's client, and whether it wants `PreStartContainer` calls.
-type PluginHandle = (DevicePluginClient<Channel>, bool);
+/// A registered plugin's client and the calls it offers.
+#[derive(Clone)]
+struct PluginRef {
+    client: DevicePluginClient<Channel>,
+    /// It wants `PreStartContainer` before every start.
+    pre_start: bool,
+    /// It answers `GetPreferredAllocation`.
+    preferred: bool,
+}
+
+/// What a container may be given of one resource.
+struct Candidates {
+    /// Held by the pod's finished init containers, taken first.
+    reusable: Vec<String>,
+    /// Healthy and held by no one.
+    free: Vec<String>,
+    plugin: Option<PluginRef>,
+}
 
 struct Plugin {
     client: DevicePluginClient<Channel>,
@@ -296,40 +313,105 @@ impl DeviceManager {
         Ok(requests)
     }
 
-    /// Picks and reserves `count` healthy free devices of `resource` for `key`.
-    fn reserve(
+    /// The healthy devices of `resource` that container `key` may be given, as
+    /// upstream's `devicesToAllocate`: first those the pod's regular init containers
+    /// (`reusable_from`) hold and none of its other containers does (an init container
+    /// has finished before the next container starts), then the free ones.
+    fn candidates(
+        &self,
+        key: &(String, String),
+        resource: &str,
+        reusable_from: &HashSet<String>,
+    ) -> std::result::Result<Candidates, String> {
+        let state = self.lock();
+        let Some(r) = state.resources.get(resource) else {
+            return Err(format!("unknown device plugin resource {resource}"));
+        };
+        let mut in_use = HashSet::new();
+        let mut held_by_init = HashSet::new();
+        for ((uid, container), by_resource) in &state.assigned {
+            let Some(entry) = by_resource.get(resource) else {
+                continue;
+            };
+            let reusable =
+                uid == &key.0 && container != &key.1 && reusable_from.contains(container);
+            let set = if reusable {
+                &mut held_by_init
+            } else {
+                &mut in_use
+            };
+            set.extend(entry.device_ids.iter().cloned());
+        }
+        let healthy = |id: &String| r.devices.get(id).copied().unwrap_or(false);
+        let mut reusable: Vec<String> = held_by_init
+            .into_iter()
+            .filter(|id| !in_use.contains(id) && healthy(id))
+            .collect();
+        reusable.sort();
+        let free: Vec<String> = r
+            .devices
+            .iter()
+            .filter(|(id, ok)| **ok && !in_use.contains(*id) && !reusable.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(Candidates {
+            reusable,
+            free,
+            plugin: r.plugin.as_ref().map(|p| PluginRef {
+                client: p.client.clone(),
+                pre_start: p.options.pre_start_required,
+                preferred: p.options.get_preferred_allocation_available,
+            }),
+        })
+    }
+
+    /// Picks `count` of the candidates (the plugin's `GetPreferredAllocation` when it
+    /// offers one and the init containers' devices do not suffice) and reserves them for
+    /// `key`.
+    async fn choose_and_reserve(
         &self,
         key: &(String, String),
         resource: &str,
         count: usize,
-    ) -> std::result::Result<(Vec<String>, Option<PluginHandle>), String> {
-        let mut state = self.lock();
-        let in_use: HashSet<String> = state
-            .assigned
-            .values()
-            .filter_map(|by_resource| by_resource.get(resource))
-            .flat_map(|e| e.device_ids.iter().cloned())
-            .collect();
-        let Some(r) = state.resources.get(resource) else {
-            return Err(format!("unknown device plugin resource {resource}"));
-        };
-        let free: Vec<String> = r
-            .devices
-            .iter()
-            .filter(|(id, healthy)| **healthy && !in_use.contains(*id))
-            .map(|(id, _)| id.clone())
-            .collect();
-        if free.len() < count {
+        reusable_from: &HashSet<String>,
+    ) -> std::result::Result<(Vec<String>, Option<PluginRef>), String> {
+        let c = self.candidates(key, resource, reusable_from)?;
+        let available = c.reusable.len() + c.free.len();
+        if available < count {
             return Err(format!(
-                "requested number of devices unavailable for {resource}. Requested: {count}, Available: {}",
-                free.len()
+                "requested number of devices unavailable for {resource}. Requested: {count}, Available: {available}"
             ));
         }
-        let plugin = r
-            .plugin
-            .as_ref()
-            .map(|p| (p.client.clone(), p.options.pre_start_required));
-        let chosen: Vec<String> = free.into_iter().take(count).collect();
+        let mut chosen: Vec<String> = c.reusable.iter().take(count).cloned().collect();
+        if chosen.len() < count {
+            let need = count - chosen.len();
+            let preferred = match &c.plugin {
+                Some(plugin) if plugin.preferred => {
+                    preferred_allocation(plugin.client.clone(), resource, &c, count).await
+                }
+                _ => None,
+            };
+            chosen = preferred.unwrap_or_else(|| {
+                chosen
+                    .into_iter()
+                    .chain(c.free.iter().take(need).cloned())
+                    .collect()
+            });
+        }
+        let mut state = self.lock();
+        let taken = state
+            .assigned
+            .iter()
+            .filter(|((uid, container), _)| {
+                !(uid == &key.0 && (container == &key.1 || reusable_from.contains(container)))
+            })
+            .filter_map(|(_, by_resource)| by_resource.get(resource))
+            .any(|e| e.device_ids.iter().any(|id| chosen.contains(id)));
+        if taken {
+            return Err(format!(
+                "devices of {resource} were given to another container meanwhile"
+            ));
+        }
         state.assigned.entry(key.clone()).or_default().insert(
             resource.to_owned(),
             Entry {
@@ -340,7 +422,7 @@ impl DeviceManager {
                 response: String::new(),
             },
         );
-        Ok((chosen, plugin))
+        Ok((chosen, c.plugin))
     }
 
     fn unreserve(&self, key: &(String, String), resource: &str) {
@@ -353,12 +435,16 @@ impl DeviceManager {
         }
     }
 
-    fn plugin_of(&self, resource: &str) -> Option<PluginHandle> {
+    fn plugin_of(&self, resource: &str) -> Option<PluginRef> {
         self.lock()
             .resources
             .get(resource)
             .and_then(|r| r.plugin.as_ref())
-            .map(|p| (p.client.clone(), p.options.pre_start_required))
+            .map(|p| PluginRef {
+                client: p.client.clone(),
+                pre_start: p.options.pre_start_required,
+                preferred: p.options.get_preferred_allocation_available,
+            })
     }
 }
 
@@ -589,6 +675,17 @@ impl DeviceAllocator for DeviceManager {
             reason: format!("Allocate failed due to {reason}, which is unexpected"),
         };
         let requests = self.requests(container).map_err(fail)?;
+        // Regular init containers run to completion one after the other, before the
+        // app containers: their devices can be given again within the pod.
+        let reusable_from: HashSet<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() != Some("Always"))
+            .map(|c| c.name.clone())
+            .collect();
         let mut result = ContainerDevices::default();
         let mut changed = false;
         for (resource, count) in requests {
@@ -607,8 +704,16 @@ impl DeviceAllocator for DeviceManager {
                 None => {
                     // Freed devices reach the checkpoint with this allocation.
                     self.prune(&key.0).await;
-                    let (ids, plugin) = self.reserve(&key, &resource, count).map_err(fail)?;
-                    let Some((mut client, pre_start)) = plugin else {
+                    let (ids, plugin) = self
+                        .choose_and_reserve(&key, &resource, count, &reusable_from)
+                        .await
+                        .map_err(fail)?;
+                    let Some(PluginRef {
+                        mut client,
+                        pre_start,
+                        preferred,
+                    }) = plugin
+                    else {
                         self.unreserve(&key, &resource);
                         return Err(fail(format!(
                             "the device plugin of {resource} is not registered"
@@ -634,10 +739,22 @@ impl DeviceAllocator for DeviceManager {
                         .or_default()
                         .insert(resource.clone(), entry.clone());
                     changed = true;
-                    (entry, Some((client, pre_start)))
+                    (
+                        entry,
+                        Some(PluginRef {
+                            client,
+                            pre_start,
+                            preferred,
+                        }),
+                    )
                 }
             };
-            if let Some((mut client, true)) = plugin {
+            if let Some(PluginRef {
+                mut client,
+                pre_start: true,
+                ..
+            }) = plugin
+            {
                 let request = PreStartContainerRequest {
                     devices_ids: entry.device_ids.clone(),
                 };
@@ -678,6 +795,56 @@ impl DeviceAllocator for DeviceManager {
             self.write_checkpoint().await;
         }
     }
+}
+
+/// The plugin's choice of `count` among the candidates, the init containers' devices
+/// included (upstream `callGetPreferredAllocationIfAvailable`); `None` (the kubelet
+/// chooses) when the call fails or the answer is not a valid choice.
+async fn preferred_allocation(
+    mut client: DevicePluginClient<Channel>,
+    resource: &str,
+    c: &Candidates,
+    count: usize,
+) -> Option<Vec<String>> {
+    let available: Vec<String> = c.reusable.iter().chain(&c.free).cloned().collect();
+    let request = PreferredAllocationRequest {
+        container_requests: vec![ContainerPreferredAllocationRequest {
+            available_device_i_ds: available.clone(),
+            must_include_device_i_ds: c.reusable.clone(),
+            allocation_size: i32::try_from(count).ok()?,
+        }],
+    };
+    let answer = match tokio::time::timeout(CALL_TIMEOUT, client.get_preferred_allocation(request))
+        .await
+    {
+        Ok(Ok(answer)) => answer.into_inner(),
+        Ok(Err(status)) => {
+            warn!(resource, error = %status.message(), "GetPreferredAllocation failed; choosing devices without it");
+            return None;
+        }
+        Err(_) => {
+            warn!(
+                resource,
+                "GetPreferredAllocation: no answer within {CALL_TIMEOUT:?}; choosing devices without it"
+            );
+            return None;
+        }
+    };
+    let ids = answer.container_responses.into_iter().next()?.device_i_ds;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    let valid = ids.len() == count
+        && distinct.len() == count
+        && ids.iter().all(|id| available.contains(id))
+        && c.reusable.iter().all(|id| ids.contains(id));
+    if !valid {
+        warn!(
+            resource,
+            ?ids,
+            "GetPreferredAllocation answered no valid choice; choosing devices without it"
+        );
+        return None;
+    }
+    Some(ids)
 }
 
 /// One plugin `Allocate` of `ids` for one container, bounded; the error is the reason.

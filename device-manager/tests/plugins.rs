@@ -18,10 +18,10 @@ use kubelet_device_manager::proto::v1beta1::device_plugin_server::{
 };
 use kubelet_device_manager::proto::v1beta1::registration_client::RegistrationClient;
 use kubelet_device_manager::proto::v1beta1::{
-    AllocateRequest, AllocateResponse, ContainerAllocateResponse, Device, DevicePluginOptions,
-    DeviceSpec, Empty, ListAndWatchResponse, Mount, PreStartContainerRequest,
-    PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
-    RegisterRequest,
+    AllocateRequest, AllocateResponse, ContainerAllocateResponse,
+    ContainerPreferredAllocationResponse, Device, DevicePluginOptions, DeviceSpec, Empty,
+    ListAndWatchResponse, Mount, PreStartContainerRequest, PreStartContainerResponse,
+    PreferredAllocationRequest, PreferredAllocationResponse, RegisterRequest,
 };
 use kubelet_device_manager::{DeviceManager, KUBELET_SOCKET};
 use tokio::sync::watch;
@@ -37,6 +37,10 @@ struct FakePlugin {
     pre_starts: Arc<Mutex<Vec<Vec<String>>>>,
     /// Set when the plugin dies: its device list ends.
     dead: watch::Sender<bool>,
+    /// What `GetPreferredAllocation` answers (unimplemented when `None`), and what it
+    /// was asked.
+    preferred: Option<Vec<String>>,
+    preference_requests: Arc<Mutex<Vec<PreferredAllocationRequest>>>,
 }
 
 impl FakePlugin {
@@ -51,6 +55,8 @@ impl FakePlugin {
             allocations: Arc::new(AtomicUsize::new(0)),
             pre_starts: Arc::new(Mutex::new(Vec::new())),
             dead: watch::channel(false).0,
+            preferred: None,
+            preference_requests: Arc::default(),
         }
     }
 }
@@ -91,9 +97,20 @@ impl DevicePlugin for FakePlugin {
 
     async fn get_preferred_allocation(
         &self,
-        _: Request<PreferredAllocationRequest>,
+        request: Request<PreferredAllocationRequest>,
     ) -> Result<Response<PreferredAllocationResponse>, Status> {
-        Err(Status::unimplemented("no preference"))
+        self.preference_requests
+            .lock()
+            .expect("lock")
+            .push(request.into_inner());
+        let Some(ids) = &self.preferred else {
+            return Err(Status::unimplemented("no preference"));
+        };
+        Ok(Response::new(PreferredAllocationResponse {
+            container_responses: vec![ContainerPreferredAllocationResponse {
+                device_i_ds: ids.clone(),
+            }],
+        }))
     }
 
     async fn allocate(
@@ -342,4 +359,122 @@ async fn devices_are_advertised_allocated_kept_across_a_restart_and_freed() {
     plugin_task.abort();
     wait_for("unhealthy after the plugin went", || advertised(2, 0)).await;
     server.abort();
+}
+
+/// A manager serving a fake plugin (registered with `options`), its devices advertised.
+async fn manager_with(
+    dir: &Path,
+    plugin: FakePlugin,
+    options: DevicePluginOptions,
+) -> (Arc<DeviceManager>, Vec<tokio::task::JoinHandle<()>>) {
+    let manager = DeviceManager::open(dir).await.expect("open");
+    let server = tokio::spawn({
+        let manager = manager.clone();
+        async move {
+            let _ = manager.serve().await;
+        }
+    });
+    let plugin_task = serve_plugin(dir, "fake.sock", plugin).await;
+    let mut registration = request(RESOURCE, "v1beta1", false);
+    registration.options = Some(options);
+    register(dir, registration).await.expect("registered");
+    wait_for("2 devices", || {
+        manager
+            .extended_resources()
+            .get(RESOURCE)
+            .is_some_and(|r| r.allocatable == 2)
+    })
+    .await;
+    (manager, vec![server, plugin_task])
+}
+
+/// A pod whose init container `init` (a sidecar when `sidecar`) asks for `init_gpus`
+/// and app container `app` for `app_gpus`.
+fn pod_with_init(
+    uid: &str,
+    init_gpus: &str,
+    app_gpus: &str,
+    sidecar: bool,
+) -> (Pod, Container, Container) {
+    let (mut p, app) = pod(uid, app_gpus);
+    let (_, mut init) = pod(uid, init_gpus);
+    init.name = "init".into();
+    if sidecar {
+        init.restart_policy = Some("Always".into());
+    }
+    p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        init_containers: Some(vec![init.clone()]),
+        containers: vec![app.clone()],
+        ..Default::default()
+    });
+    (p, init, app)
+}
+
+#[tokio::test]
+async fn app_containers_reuse_their_init_containers_devices_but_not_a_sidecars() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (manager, tasks) = manager_with(
+        dir.path(),
+        FakePlugin::new(),
+        DevicePluginOptions::default(),
+    )
+    .await;
+
+    // Both devices to the init container, then the same two to the app container.
+    let (p, init, app) = pod_with_init("uid-init", "2", "2", false);
+    manager.allocate(&p, &init).await.expect("init's devices");
+    let given = manager
+        .allocate(&p, &app)
+        .await
+        .expect("app reuses init's devices");
+    assert_eq!(given.envs, [("GPUS".to_owned(), "gpu-0,gpu-1".to_owned())]);
+    // No other pod gets them meanwhile.
+    let (other, other_app) = pod("uid-other", "1");
+    let e = manager
+        .allocate(&other, &other_app)
+        .await
+        .expect_err("all held");
+    assert!(e.to_string().contains("Requested: 1, Available: 0"), "{e}");
+    manager.release("uid-init").await;
+
+    // A sidecar keeps running beside the app: its device is not the app's.
+    let (p, sidecar, app) = pod_with_init("uid-sidecar", "1", "2", true);
+    manager
+        .allocate(&p, &sidecar)
+        .await
+        .expect("sidecar's device");
+    let e = manager.allocate(&p, &app).await.expect_err("only one left");
+    assert!(e.to_string().contains("Requested: 2, Available: 1"), "{e}");
+    for task in tasks {
+        task.abort();
+    }
+}
+
+#[tokio::test]
+async fn the_plugins_preferred_allocation_is_used_when_it_offers_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plugin = FakePlugin::new();
+    plugin.preferred = Some(vec!["gpu-1".to_owned()]);
+    let asked = plugin.preference_requests.clone();
+    let options = DevicePluginOptions {
+        pre_start_required: false,
+        get_preferred_allocation_available: true,
+    };
+    let (manager, tasks) = manager_with(dir.path(), plugin, options).await;
+    let (p, app) = pod("uid-preferred", "1");
+    let given = manager.allocate(&p, &app).await.expect("allocate");
+    assert_eq!(given.envs, [("GPUS".to_owned(), "gpu-1".to_owned())]);
+    let asked = asked.lock().expect("lock").clone();
+    let request = &asked[0].container_requests[0];
+    assert_eq!(request.available_device_i_ds, ["gpu-0", "gpu-1"]);
+    assert!(request.must_include_device_i_ds.is_empty());
+    assert_eq!(request.allocation_size, 1);
+
+    // An answer that is no valid choice (a device not offered) is not followed.
+    let (q, app) = pod("uid-second", "1");
+    let given = manager.allocate(&q, &app).await.expect("allocate");
+    assert_eq!(given.envs, [("GPUS".to_owned(), "gpu-0".to_owned())]);
+    for task in tasks {
+        task.abort();
+    }
 }
