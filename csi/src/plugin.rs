@@ -828,9 +828,10 @@ fn set_volume_gauges(claim: &ClaimRef, usage: &VolumeUsage) {
     }
 }
 
-/// PersistentVolumes of CSI drivers count as in use from their staging (its
-/// `vol_data.json` is written before `NodeStageVolume`) or publication until they are
-/// unstaged and unpublished: found on disk, so a restarted kubelet reports them too.
+/// PersistentVolumes of CSI drivers that need attaching count as in use from their
+/// staging (its `vol_data.json` is written before `NodeStageVolume`) or publication
+/// until they are unstaged and unpublished: found on disk, so a restarted kubelet
+/// reports them too.
 #[async_trait]
 impl VolumesInUse for CsiPlugin {
     async fn volumes_in_use(&self) -> Vec<String> {
@@ -847,12 +848,31 @@ impl VolumesInUse for CsiPlugin {
                 .filter(|data| data.volume_lifecycle_mode != Lifecycle::Ephemeral.as_str());
             staged
                 .chain(published)
-                .map(|data| unique_volume_name(&data.driver_name, &data.volume_handle))
+                .map(|data| (data.driver_name, data.volume_handle))
                 .collect::<std::collections::BTreeSet<_>>()
         })
         .await
         .unwrap_or_default();
-        found.into_iter().collect()
+        // Only attachable volumes, as upstream (`PluginIsAttachable`: the CSIDriver does
+        // not say `attachRequired: false`); when that cannot be known, reported.
+        let mut in_use = Vec::new();
+        let mut attachable: HashMap<String, bool> = HashMap::new();
+        for (driver, handle) in found {
+            let attach = match attachable.get(&driver) {
+                Some(a) => *a,
+                None => {
+                    let a = self.driver_spec(&driver).await.map_or(true, |spec| {
+                        spec.and_then(|s| s.attach_required).unwrap_or(true)
+                    });
+                    attachable.insert(driver.clone(), a);
+                    a
+                }
+            };
+            if attach {
+                in_use.push(unique_volume_name(&driver, &handle));
+            }
+        }
+        in_use
     }
 }
 

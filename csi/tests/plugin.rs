@@ -597,6 +597,10 @@ async fn the_kubelet_applies_fs_group_per_the_drivers_policy() {
         .expect("volume");
     let meta = std::fs::metadata(mounted.host_path.join("data")).expect("the driver's file");
     assert_eq!(meta.gid(), 4321);
+    assert!(
+        s.plugin.volumes_in_use().await.is_empty(),
+        "attachRequired: false is not attachable, so not reported"
+    );
     // attachRequired: false, and a driver that does not stage: neither is waited for.
     assert_eq!(s.methods(), ["NodePublishVolume"]);
 }
