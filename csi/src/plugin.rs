@@ -204,7 +204,7 @@ impl CsiPlugin {
         p: Publication,
         pod_volume_dir: &Path,
     ) -> Result<MountedVolume> {
-        check_dir_name(&p.spec_vol_id)?;
+        kubelet_volumes::check_volume_name(&p.spec_vol_id)?;
         let vol_dir = pod_volume_dir
             .join(ESCAPED_PLUGIN_NAME)
             .join(&p.spec_vol_id);
@@ -657,7 +657,7 @@ impl CsiPlugin {
     /// Upstream `unmounter.TearDownAt` and, when no other pod uses the volume any
     /// more, `UnmountDevice`.
     async fn unpublish(&self, volume_name: &str, pod_volume_dir: &Path) -> Result<()> {
-        check_dir_name(volume_name)?;
+        kubelet_volumes::check_volume_name(volume_name)?;
         let vol_dir = pod_volume_dir.join(ESCAPED_PLUGIN_NAME).join(volume_name);
         let target = vol_dir.join(MOUNT_DIR);
         let data = {
@@ -1130,13 +1130,6 @@ fn published_elsewhere(pods_dir: &Path, data: &VolData) -> bool {
         .any(|other| {
             other.driver_name == data.driver_name && other.volume_handle == data.volume_handle
         })
-}
-
-fn check_dir_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Error::Invalid(format!("invalid volume name {name:?}")));
-    }
-    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(

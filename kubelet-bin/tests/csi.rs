@@ -10,22 +10,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{Namespace, lock};
+use common::{Helper, Namespace, lock};
 
 const DRIVER: &str = "io.kubernetes.storage.mock";
 const PV: &str = "kubelet-rs-csi-test-pv";
-
-/// The driver process, killed on drop.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The CSI calls the driver logged, in order: (method, request JSON).
 fn calls(log: &str) -> Vec<(String, serde_json::Value)> {
@@ -55,14 +45,7 @@ fn csi_volumes_are_staged_published_and_undone_across_a_restart() {
     let Some((_env, c)) = common::Cluster::from_env(test) else {
         return;
     };
-    let Some(driver_binary) = std::env::var("KUBELET_TEST_CSI_MOCK_DRIVER")
-        .ok()
-        .filter(|p| Path::new(p).is_file())
-    else {
-        kubelet_test_support::skip(
-            test,
-            "KUBELET_TEST_CSI_MOCK_DRIVER is unset; `cargo xtask env up --control-plane` builds it",
-        );
+    let Some(driver_binary) = common::env_program(test, "KUBELET_TEST_CSI_MOCK_DRIVER") else {
         return;
     };
     let _node = lock();
@@ -86,24 +69,18 @@ fn csi_volumes_are_staged_published_and_undone_across_a_restart() {
     std::fs::create_dir_all(&driver_dir).expect("driver dir");
     let data = dir.path().join("csi-data");
     let log_path = dir.path().join("driver.log");
-    let log = std::fs::File::create(&log_path).expect("driver log");
-    let driver = Driver(
-        Command::new(&driver_binary)
-            .arg("--endpoint")
-            .arg(driver_dir.join("csi.sock"))
-            .arg("--registration")
-            .arg(
-                root.join("plugins_registry")
-                    .join(format!("{DRIVER}-reg.sock")),
-            )
-            .arg("--data-dir")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the CSI mock driver"),
-    );
+    let mut command = Command::new(&driver_binary);
+    command
+        .arg("--endpoint")
+        .arg(driver_dir.join("csi.sock"))
+        .arg("--registration")
+        .arg(
+            root.join("plugins_registry")
+                .join(format!("{DRIVER}-reg.sock")),
+        )
+        .arg("--data-dir")
+        .arg(&data);
+    let driver = Helper::spawn(command, &log_path);
     let driver_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let logs = || format!("{}\ndriver:\n{}", kubelet.log(), driver_log());
     // Waits for an object to pass `check`, showing both logs when it does not.

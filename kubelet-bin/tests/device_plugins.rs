@@ -7,22 +7,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::{Namespace, lock};
+use common::{Helper, Namespace, lock};
 use kubelet_pod_resources::proto::v1::ListPodResourcesRequest;
 
 const RESOURCE: &str = "example.com/resource";
-
-/// The plugin process, killed on drop.
-struct Plugin(Child);
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn node_resource(node: &serde_json::Value, field: &str) -> Option<String> {
     node["status"][field][RESOURCE].as_str().map(str::to_owned)
@@ -34,14 +24,7 @@ fn a_device_plugins_devices_are_advertised_given_to_pods_and_freed() {
     let Some((_env, c)) = common::Cluster::from_env(test) else {
         return;
     };
-    let Some(plugin_binary) = std::env::var("KUBELET_TEST_SAMPLE_DEVICE_PLUGIN")
-        .ok()
-        .filter(|p| std::path::Path::new(p).is_file())
-    else {
-        kubelet_test_support::skip(
-            test,
-            "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN is unset; `cargo xtask env up --control-plane` builds it",
-        );
+    let Some(plugin_binary) = common::env_program(test, "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN") else {
         return;
     };
     let _node = lock();
@@ -50,15 +33,7 @@ fn a_device_plugins_devices_are_advertised_given_to_pods_and_freed() {
     c.wait_node_ready(&kubelet);
     let namespace = Namespace::create(&c, "device-plugin-test");
     let ns = namespace.name;
-    let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log");
-    let plugin = Plugin(
-        Command::new(&plugin_binary)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the sample device plugin"),
-    );
+    let plugin = Helper::spawn(Command::new(&plugin_binary), &dir.path().join("plugin.log"));
     let plugin_log = || std::fs::read_to_string(dir.path().join("plugin.log")).unwrap_or_default();
     let node = ["get", "node", c.node.as_str()];
     common::wait_until(
@@ -201,14 +176,7 @@ fn a_device_plugin_in_the_plugins_registry_registers_through_the_plugin_manager(
     let Some((_env, c)) = common::Cluster::from_env(test) else {
         return;
     };
-    let Some(plugin_binary) = std::env::var("KUBELET_TEST_SAMPLE_DEVICE_PLUGIN")
-        .ok()
-        .filter(|p| std::path::Path::new(p).is_file())
-    else {
-        kubelet_test_support::skip(
-            test,
-            "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN is unset; `cargo xtask env up --control-plane` builds it",
-        );
+    let Some(plugin_binary) = common::env_program(test, "KUBELET_TEST_SAMPLE_DEVICE_PLUGIN") else {
         return;
     };
     let _node = lock();
@@ -223,17 +191,11 @@ fn a_device_plugin_in_the_plugins_registry_registers_through_the_plugin_manager(
     let control = dir.path().join("control");
     std::fs::create_dir_all(&control).expect("control dir");
     std::fs::write(control.join("register"), "").expect("control file");
-    let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log");
-    let plugin = Plugin(
-        Command::new(&plugin_binary)
-            .env("PLUGIN_SOCK_DIR", dir.path().join("root/plugins_registry"))
-            .env("REGISTER_CONTROL_FILE", control.join("register"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the sample device plugin"),
-    );
+    let mut command = Command::new(&plugin_binary);
+    command
+        .env("PLUGIN_SOCK_DIR", dir.path().join("root/plugins_registry"))
+        .env("REGISTER_CONTROL_FILE", control.join("register"));
+    let plugin = Helper::spawn(command, &dir.path().join("plugin.log"));
     let plugin_log = || std::fs::read_to_string(dir.path().join("plugin.log")).unwrap_or_default();
     let node = ["get", "node", c.node.as_str()];
     common::wait_until(

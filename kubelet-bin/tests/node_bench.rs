@@ -558,14 +558,8 @@ fn node_bench() {
     let Some((env, c)) = Cluster::from_env(test) else {
         return;
     };
-    let Some(upstream) = std::env::var("KUBELET_TEST_UPSTREAM_KUBELET")
-        .ok()
-        .filter(|p| Path::new(p).is_file())
-    else {
-        return kubelet_test_support::skip(
-            test,
-            "KUBELET_TEST_UPSTREAM_KUBELET names no upstream kubelet binary (cargo xtask env up --control-plane builds it)",
-        );
+    let Some(upstream) = common::env_program(test, "KUBELET_TEST_UPSTREAM_KUBELET") else {
+        return;
     };
     let sample_secs = std::env::var("KUBELET_BENCH_SAMPLE_SECS")
         .ok()

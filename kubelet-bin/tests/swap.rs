@@ -181,14 +181,8 @@ fn pods_survive_a_swap_to_the_upstream_kubelet_and_back() {
     let Some((_env, c)) = Cluster::from_env(test) else {
         return;
     };
-    let Some(upstream) = std::env::var("KUBELET_TEST_UPSTREAM_KUBELET")
-        .ok()
-        .filter(|p| std::path::Path::new(p).is_file())
-    else {
-        return kubelet_test_support::skip(
-            test,
-            "KUBELET_TEST_UPSTREAM_KUBELET names no upstream kubelet binary (cargo xtask env up --control-plane builds it)",
-        );
+    let Some(upstream) = common::env_program(test, "KUBELET_TEST_UPSTREAM_KUBELET") else {
+        return;
     };
     let _node = lock();
     let dir = kubelet_test_support::TestDir::new();

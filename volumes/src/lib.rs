@@ -144,3 +144,14 @@ pub fn apply_fs_group(
 pub fn is_mount_point(path: &std::path::Path) -> Result<bool> {
     Ok(sys::mount_at(path)?.is_some())
 }
+
+/// Refuses a name that cannot be one directory below a pod's volumes (empty, `.`, `..`,
+/// a `/` or NUL in it): a volume's or PersistentVolume's name as plugins outside this
+/// crate (CSI) use it for their directories.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the name.
+pub fn check_volume_name(name: &str) -> Result<()> {
+    plugins::check_volume_name(name)
+}

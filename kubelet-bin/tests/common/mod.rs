@@ -603,3 +603,40 @@ pub fn curl(url: &str, args: &[&str]) -> (u16, String) {
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
+
+/// The program the variable `var` names (one `cargo xtask env up --control-plane`
+/// builds), or `None` after a visible skip (a failure under `KUBELET_TEST_REQUIRE_ENV=1`).
+pub fn env_program(test: &str, var: &str) -> Option<String> {
+    let program = std::env::var(var).ok().filter(|p| Path::new(p).is_file());
+    if program.is_none() {
+        kubelet_test_support::skip(
+            test,
+            format!("{var} names no program; `cargo xtask env up --control-plane` builds it"),
+        );
+    }
+    program
+}
+
+/// A helper process of a test (a device plugin, a CSI driver), killed when dropped.
+pub struct Helper(pub Child);
+
+impl Helper {
+    /// Starts `command` with its output in `log`.
+    pub fn spawn(mut command: Command, log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("helper log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("helper log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+        Self(child)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
