@@ -3,9 +3,10 @@
 //! xtask env up --control-plane` builds, which bind-mounts a data directory per volume
 //! at each published target as a real driver mounts its storage): the driver registers
 //! through `<root-dir>/plugins_registry` (CSINode, node annotation and topology label);
-//! an inline ephemeral volume and a PersistentVolume are published (the latter only
-//! once its VolumeAttachment says attached, staged first), survive a kubelet restart,
-//! and are unpublished and unstaged when their pods go.
+//! an inline ephemeral volume, a PersistentVolume and a generic ephemeral volume are
+//! published (the last two only once their VolumeAttachment says attached, staged
+//! first), measured, survive a kubelet restart, and are unpublished and unstaged when
+//! their pods go.
 
 mod common;
 
@@ -16,6 +17,8 @@ use common::{Helper, Namespace, lock};
 
 const DRIVER: &str = "io.kubernetes.storage.mock";
 const PV: &str = "kubelet-rs-csi-test-pv";
+/// The PersistentVolume a generic ephemeral volume's claim binds to.
+const EPHEMERAL_PV: &str = "kubelet-rs-csi-test-ephemeral-pv";
 
 /// The CSI calls the driver logged, in order: (method, request JSON).
 fn calls(log: &str) -> Vec<(String, serde_json::Value)> {
@@ -57,7 +60,14 @@ fn csi_volumes_are_staged_published_and_undone_across_a_restart() {
     let ns = namespace.name;
     let cleanup = || {
         let _ = c.try_kubectl(
-            &["delete", "pv", PV, "--ignore-not-found", "--wait=false"],
+            &[
+                "delete",
+                "pv",
+                PV,
+                EPHEMERAL_PV,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
             None,
         );
         let _ = c.try_kubectl(&["delete", "csidriver", DRIVER, "--ignore-not-found"], None);
@@ -147,6 +157,38 @@ spec:
   storageClassName: ""
   volumeName: {PV}
   resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {EPHEMERAL_PV}, labels: {{disk: csi-scratch}}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: kubelet-rs-csi-test
+  csi: {{driver: {DRIVER}, volumeHandle: "2"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ephemeral, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo ephemeral > /scratch/hello && sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - name: scratch
+    ephemeral:
+      volumeClaimTemplate:
+        spec:
+          accessModes: [ReadWriteOnce]
+          storageClassName: kubelet-rs-csi-test
+          selector: {{matchLabels: {{disk: csi-scratch}}}}
+          resources: {{requests: {{storage: 1Gi}}}}
 ---
 apiVersion: v1
 kind: Pod
@@ -359,6 +401,42 @@ spec:
         std::fs::read_to_string(data.join("1").join("hello")).is_ok_and(|t| t == "persistent\n")
     });
 
+    // The generic ephemeral volume: its pod-owned claim bound to the other CSI
+    // PersistentVolume, attached and published the same way.
+    let ephemeral_attachment = kubelet_csi::attachment_name("2", DRIVER, &c.node);
+    wait(
+        "the ephemeral volume's VolumeAttachment",
+        &["get", "volumeattachment", &ephemeral_attachment],
+        120,
+        &logs,
+        &|va| va["spec"]["source"]["persistentVolumeName"] == EPHEMERAL_PV,
+    );
+    c.kubectl(&[
+        "patch",
+        "volumeattachment",
+        &ephemeral_attachment,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"attached":true,"attachmentMetadata":{"device":"/dev/mock2"}}}"#,
+    ]);
+    wait(
+        "ephemeral Running",
+        &["get", "pod", "-n", ns, "ephemeral"],
+        120,
+        &logs,
+        &running,
+    );
+    let claim = c.json(&["get", "pvc", "-n", ns, "ephemeral-scratch"]);
+    assert_eq!(
+        claim["metadata"]["ownerReferences"][0]["name"], "ephemeral",
+        "{claim}"
+    );
+    assert_eq!(claim["spec"]["volumeName"], EPHEMERAL_PV);
+    common::wait_until("ephemeral's file on the driver's storage", 30, logs, || {
+        std::fs::read_to_string(data.join("2").join("hello")).is_ok_and(|t| t == "ephemeral\n")
+    });
+
     // A restarted kubelet adopts both without restarting them, and finds the driver
     // registered again from its socket.
     drop(kubelet);
@@ -375,7 +453,7 @@ spec:
                 >= 2
         },
     );
-    for name in ["inline", "claimed"] {
+    for name in ["inline", "claimed", "ephemeral"] {
         let pod = c.json(&["get", "pod", "-n", ns, name]);
         assert_eq!(
             pod["status"]["containerStatuses"][0]["restartCount"], 0,
@@ -392,6 +470,7 @@ spec:
         ns,
         "claimed",
         "inline",
+        "ephemeral",
         "--wait=true",
         "--timeout=90s",
     ]);
@@ -400,6 +479,9 @@ spec:
         calls(&driver_log())[before..]
             .iter()
             .any(|(m, r)| m == "NodeUnstageVolume" && r["volume_id"] == "1")
+            && calls(&driver_log())[before..]
+                .iter()
+                .any(|(m, r)| m == "NodeUnstageVolume" && r["volume_id"] == "2")
     });
     let log = calls(&driver_log());
     let after = &log[before..];
@@ -447,6 +529,7 @@ spec:
             "delete",
             "volumeattachment",
             &attachment,
+            &ephemeral_attachment,
             "--ignore-not-found",
             "--wait=false",
         ],
