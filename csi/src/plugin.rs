@@ -21,7 +21,9 @@ use tracing::{debug, info};
 use crate::drivers::{Driver, Drivers};
 use crate::error::{Error, Result};
 use crate::proto::v1::node_service_capability::rpc;
-use crate::proto::v1::volume_capability::{self, AccessMode, MountVolume, access_mode};
+use crate::proto::v1::volume_capability::{
+    self, AccessMode, BlockVolume, MountVolume, access_mode,
+};
 use crate::proto::v1::volume_usage;
 use crate::proto::v1::{
     NodeGetVolumeStatsRequest, NodePublishVolumeRequest, NodeStageVolumeRequest,
@@ -38,6 +40,8 @@ const VOL_DATA: &str = "vol_data.json";
 const GLOBAL_MOUNT: &str = "globalmount";
 /// A publication's directory name below its volume's.
 const MOUNT_DIR: &str = "mount";
+/// Raw block volumes' directory below the plugin's (upstream `volumeDevices`).
+const BLOCK_DIR: &str = "volumeDevices";
 
 /// `vol_data.json`, with upstream's keys, so that either kubelet can tear down what the
 /// other set up.
@@ -96,6 +100,14 @@ struct Publication {
     mount_options: Vec<String>,
     /// The claim of a PersistentVolume (the PV's `claimRef`), for its stats.
     claim: Option<ClaimRef>,
+    /// A raw block volume (`volumeMode: Block`).
+    block: bool,
+}
+
+/// Where a PersistentVolume is staged, and where the `vol_data.json` that says so is.
+struct Staging {
+    path: PathBuf,
+    data_file: PathBuf,
 }
 
 /// A volume published for a pod, measured every stats period.
@@ -197,6 +209,33 @@ impl CsiPlugin {
             .join(GLOBAL_MOUNT)
     }
 
+    /// A PersistentVolume's staging: upstream's `makeDeviceMountPath` for a file
+    /// system, `volumeDevices/staging/<pv>` (its data in `volumeDevices/<pv>/data`) for
+    /// a raw block volume.
+    fn staging(&self, driver: &str, handle: &str, pv: &str, block: bool) -> Staging {
+        if block {
+            let devices = self.plugin_dir.join(BLOCK_DIR);
+            Staging {
+                path: devices.join("staging").join(pv),
+                data_file: devices.join(pv).join("data").join(VOL_DATA),
+            }
+        } else {
+            let path = self.staging_path(driver, handle);
+            let data_file = path.parent().unwrap_or(&path).join(VOL_DATA);
+            Staging { path, data_file }
+        }
+    }
+
+    /// Where a raw block volume is published for a pod (upstream
+    /// `volumeDevices/publish/<pv>/<pod uid>`): a file the driver binds the device to.
+    fn block_target(&self, pv: &str, pod_uid: &str) -> PathBuf {
+        self.plugin_dir
+            .join(BLOCK_DIR)
+            .join("publish")
+            .join(pv)
+            .join(pod_uid)
+    }
+
     /// Stages (when the driver stages) and publishes `p` for `pod`.
     async fn publish(
         &self,
@@ -208,11 +247,18 @@ impl CsiPlugin {
         let vol_dir = pod_volume_dir
             .join(ESCAPED_PLUGIN_NAME)
             .join(&p.spec_vol_id);
-        let target = vol_dir.join(MOUNT_DIR);
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        let target = if p.block {
+            kubelet_volumes::check_volume_name(&pod_uid)?;
+            self.block_target(&p.spec_vol_id, &pod_uid)
+        } else {
+            vol_dir.join(MOUNT_DIR)
+        };
         let mounted = MountedVolume {
             name: p.volume_name.clone(),
             host_path: target.clone(),
             read_only: p.read_only,
+            block: p.block,
         };
         let driver = self.drivers.get(&p.driver)?;
         let spec = self.driver_spec(&p.driver).await?;
@@ -252,10 +298,10 @@ impl CsiPlugin {
                 publish_context = self.attachment_metadata(&p).await?;
             }
             if capabilities.contains(&rpc::Type::StageUnstageVolume) {
-                let staging = self.staging_path(&p.driver, &p.handle);
+                let staging = self.staging(&p.driver, &p.handle, &p.spec_vol_id, p.block);
                 self.stage(pod, &driver, &p, &staging, &publish_context, &capability)
                     .await?;
-                staging_target_path = staging.to_string_lossy().into_owned();
+                staging_target_path = staging.path.to_string_lossy().into_owned();
             }
         }
 
@@ -296,9 +342,14 @@ impl CsiPlugin {
             volume_lifecycle_mode: p.lifecycle.as_str().to_owned(),
         };
         {
-            let vol_dir = vol_dir.clone();
+            // The driver makes the target (a directory, or a file for a block device)
+            // in its parent, which the kubelet makes.
+            let (vol_dir, target) = (vol_dir.clone(), target.clone());
             blocking(move || {
                 mkdir_all(&vol_dir)?;
+                if let Some(parent) = target.parent() {
+                    mkdir_all(parent)?;
+                }
                 save(&vol_dir.join(VOL_DATA), &data)
             })
             .await?;
@@ -323,8 +374,14 @@ impl CsiPlugin {
             // A first publication that failed leaves nothing behind; a republication
             // keeps the volume the containers see.
             if !published {
-                let vol_dir = vol_dir.clone();
-                let _ = blocking(move || remove_publication_dirs(&vol_dir)).await;
+                let (vol_dir, target, block) = (vol_dir.clone(), target.clone(), p.block);
+                let _ = blocking(move || {
+                    if block {
+                        remove_block_target(&target)?;
+                    }
+                    remove_publication_dirs(&vol_dir)
+                })
+                .await;
             }
             return Err(e);
         }
@@ -518,7 +575,7 @@ impl CsiPlugin {
         pod: &Pod,
         driver: &Driver,
         p: &Publication,
-        staging: &Path,
+        staging: &Staging,
         publish_context: &HashMap<String, String>,
         capability: &VolumeCapability,
     ) -> Result<()> {
@@ -531,10 +588,12 @@ impl CsiPlugin {
             volume_lifecycle_mode: String::new(),
         };
         {
-            let staging = staging.to_owned();
+            let (path, data_file) = (staging.path.clone(), staging.data_file.clone());
             blocking(move || {
-                mkdir_all(&staging)?;
-                let data_file = staging.parent().unwrap_or(&staging).join(VOL_DATA);
+                mkdir_all(&path)?;
+                if let Some(parent) = data_file.parent() {
+                    mkdir_all(parent)?;
+                }
                 save(&data_file, &data)
             })
             .await?;
@@ -546,7 +605,7 @@ impl CsiPlugin {
         let request = NodeStageVolumeRequest {
             volume_id: p.handle.clone(),
             publish_context: publish_context.clone(),
-            staging_target_path: staging.to_string_lossy().into_owned(),
+            staging_target_path: staging.path.to_string_lossy().into_owned(),
             volume_capability: Some(capability.clone()),
             secrets,
             volume_context: p.attributes.clone().into_iter().collect(),
@@ -557,7 +616,7 @@ impl CsiPlugin {
                 driver.client().node_stage_volume(request),
             )
             .await?;
-        debug!(pod = ?pod.metadata.name, handle = %p.handle, staging = %staging.display(), "CSI volume staged");
+        debug!(pod = ?pod.metadata.name, handle = %p.handle, staging = %staging.path.display(), "CSI volume staged");
         Ok(())
     }
 
@@ -659,20 +718,33 @@ impl CsiPlugin {
     async fn unpublish(&self, volume_name: &str, pod_volume_dir: &Path) -> Result<()> {
         kubelet_volumes::check_volume_name(volume_name)?;
         let vol_dir = pod_volume_dir.join(ESCAPED_PLUGIN_NAME).join(volume_name);
-        let target = vol_dir.join(MOUNT_DIR);
-        let data = {
-            let file = vol_dir.join(VOL_DATA);
-            blocking(move || load(&file)).await?
+        let pod_uid = pod_volume_dir
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let block_target = self.block_target(volume_name, &pod_uid);
+        let (data, block) = {
+            let (file, block_target) = (vol_dir.join(VOL_DATA), block_target.clone());
+            blocking(move || Ok((load(&file)?, block_target.symlink_metadata().is_ok()))).await?
+        };
+        let target = if block {
+            block_target
+        } else {
+            vol_dir.join(MOUNT_DIR)
         };
         let Some(data) = data else {
             // Set-up failed before anything was published: nothing to ask a driver.
-            let vol_dir = vol_dir.clone();
+            let (vol_dir, target) = (vol_dir.clone(), target.clone());
             return blocking(move || {
-                if kubelet_volumes::is_mount_point(&vol_dir.join(MOUNT_DIR))? {
+                if kubelet_volumes::is_mount_point(&target)? {
                     return Err(Error::Invalid(format!(
                         "{} is mounted but has no {VOL_DATA}: cannot tell which driver to ask",
-                        vol_dir.join(MOUNT_DIR).display()
+                        target.display()
                     )));
+                }
+                if block {
+                    remove_block_target(&target)?;
                 }
                 remove_publication_dirs(&vol_dir)
             })
@@ -691,13 +763,16 @@ impl CsiPlugin {
             )
             .await?;
         {
-            let vol_dir = vol_dir.clone();
+            let (vol_dir, target) = (vol_dir.clone(), target.clone());
             blocking(move || {
-                if kubelet_volumes::is_mount_point(&vol_dir.join(MOUNT_DIR))? {
+                if kubelet_volumes::is_mount_point(&target)? {
                     return Err(Error::Invalid(format!(
                         "{} is still mounted after NodeUnpublishVolume",
-                        vol_dir.join(MOUNT_DIR).display()
+                        target.display()
                     )));
+                }
+                if block {
+                    remove_block_target(&target)?;
                 }
                 remove_publication_dirs(&vol_dir)
             })
@@ -706,7 +781,9 @@ impl CsiPlugin {
         info!(driver = %data.driver_name, handle = %data.volume_handle, target = %target.display(), "CSI volume unpublished");
         self.forget(&target);
         if data.volume_lifecycle_mode != Lifecycle::Ephemeral.as_str() {
-            self.unstage_unused(&driver, &data, pod_volume_dir).await?;
+            let staging = self.staging(&data.driver_name, &data.volume_handle, volume_name, block);
+            self.unstage_unused(&driver, &data, pod_volume_dir, staging)
+                .await?;
         }
         Ok(())
     }
@@ -717,23 +794,24 @@ impl CsiPlugin {
         driver: &Driver,
         data: &VolData,
         pod_volume_dir: &Path,
+        staging: Staging,
     ) -> Result<()> {
-        let staging = self.staging_path(&data.driver_name, &data.volume_handle);
-        let Some(staging_dir) = staging.parent().map(Path::to_owned) else {
-            return Ok(());
-        };
+        let Staging {
+            path: staging,
+            data_file,
+        } = staging;
         let pods_dir = pod_volume_dir
             .parent()
             .and_then(Path::parent)
             .map(Path::to_owned);
         let (in_use, staged) = {
-            let (data, staging_dir) = (data.clone(), staging_dir.clone());
+            let (data, data_file) = (data.clone(), data_file.clone());
             blocking(move || {
                 let in_use = match &pods_dir {
                     Some(pods_dir) => published_elsewhere(pods_dir, &data),
                     None => false,
                 };
-                Ok((in_use, staging_dir.join(VOL_DATA).is_file()))
+                Ok((in_use, data_file.is_file()))
             })
             .await?
         };
@@ -757,6 +835,7 @@ impl CsiPlugin {
                 .await?;
             info!(driver = %data.driver_name, handle = %data.volume_handle, "CSI volume unstaged");
         }
+        let plugin_dir = self.plugin_dir.clone();
         blocking(move || {
             if kubelet_volumes::is_mount_point(&staging)? {
                 return Err(Error::Invalid(format!(
@@ -765,8 +844,19 @@ impl CsiPlugin {
                 )));
             }
             remove_if_exists(&staging, true)?;
-            remove_if_exists(&staging_dir.join(VOL_DATA), false)?;
-            remove_if_exists(&staging_dir, true)
+            remove_if_exists(&data_file, false)?;
+            // The directories that held them, when now empty: `<driver>/<sha256>`, or a
+            // block volume's `<pv>/data` and `<pv>`.
+            let mut dir = data_file.parent();
+            while let Some(d) = dir.filter(|d| *d != plugin_dir && d.starts_with(&plugin_dir)) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d
+                    .parent()
+                    .filter(|p| p.file_name() != Some(std::ffi::OsStr::new(BLOCK_DIR)));
+            }
+            Ok(())
         })
         .await
     }
@@ -841,12 +931,16 @@ impl VolumesInUse for CsiPlugin {
                 .into_iter()
                 .flat_map(|driver| read_dirs(&driver))
                 .filter_map(|volume| load(&volume.join(VOL_DATA)).ok().flatten());
+            let staged_blocks = read_dirs(&plugin_dir.join(BLOCK_DIR))
+                .into_iter()
+                .filter_map(|volume| load(&volume.join("data").join(VOL_DATA)).ok().flatten());
             let published = read_dirs(&pods_dir)
                 .into_iter()
                 .flat_map(|pod| read_dirs(&pod.join("volumes").join(ESCAPED_PLUGIN_NAME)))
                 .filter_map(|volume| load(&volume.join(VOL_DATA)).ok().flatten())
                 .filter(|data| data.volume_lifecycle_mode != Lifecycle::Ephemeral.as_str());
             staged
+                .chain(staged_blocks)
                 .chain(published)
                 .map(|data| (data.driver_name, data.volume_handle))
                 .collect::<std::collections::BTreeSet<_>>()
@@ -939,6 +1033,7 @@ impl VolumePlugin for CsiPlugin {
             access_modes: Vec::new(),
             mount_options: Vec::new(),
             claim: None,
+            block: false,
         };
         self.publish(pod, p, pod_volume_dir)
             .await
@@ -996,6 +1091,7 @@ impl VolumePlugin for CsiPlugin {
                     name: r.name.clone()?,
                 })
             }),
+            block: spec.volume_mode.as_deref() == Some("Block"),
         };
         if p.handle.is_empty() {
             return Err(fail(Error::Invalid(
@@ -1026,7 +1122,7 @@ fn check_lifecycle(driver: &str, spec: Option<&CSIDriverSpec>, mode: Lifecycle) 
 /// Upstream `supportsFSGroup`: whether the kubelet gives the volume the pod's fsGroup
 /// (the driver not doing it itself), per the CSIDriver's `fsGroupPolicy`.
 fn supports_fs_group(p: &Publication, spec: Option<&CSIDriverSpec>) -> bool {
-    if p.read_only {
+    if p.read_only || p.block {
         return false;
     }
     match spec.and_then(|s| s.fs_group_policy.as_deref()) {
@@ -1057,6 +1153,12 @@ fn volume_capability(
         _ if multi_writer => access_mode::Mode::SingleNodeMultiWriter,
         _ => access_mode::Mode::SingleNodeWriter,
     };
+    if p.block {
+        return VolumeCapability {
+            access_mode: Some(AccessMode { mode: mode.into() }),
+            access_type: Some(volume_capability::AccessType::Block(BlockVolume {})),
+        };
+    }
     VolumeCapability {
         access_mode: Some(AccessMode { mode: mode.into() }),
         access_type: Some(volume_capability::AccessType::Mount(MountVolume {
@@ -1176,6 +1278,17 @@ fn remove_if_exists(path: &Path, dir: bool) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("removing", path, e)),
     }
+}
+
+/// A raw block volume's publish file (the driver unbound the device from it) and its
+/// directory once empty.
+fn remove_block_target(target: &Path) -> Result<()> {
+    remove_if_exists(target, false)?;
+    if let Some(parent) = target.parent() {
+        // Other pods' publications of the volume may remain in it.
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
 }
 
 /// Upstream `removeMountDir`: the (unmounted, empty) mount directory, `vol_data.json`

@@ -19,6 +19,9 @@ pub struct MountedVolume {
     pub host_path: PathBuf,
     /// The volume can only be mounted read-only (e.g. configMap, secret).
     pub read_only: bool,
+    /// A raw block volume (`volumeMode: Block`): `host_path` is a block device, given to
+    /// containers that list it in `volumeDevices` as a device, never mounted.
+    pub block: bool,
 }
 
 /// One volume type (emptyDir, hostPath, configMap, ...).

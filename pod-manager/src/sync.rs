@@ -789,6 +789,12 @@ async fn start_container(
             config.annotations.extend(devices.annotations);
         }
     }
+    // Raw block volumes after the device plugins' devices.
+    let volume_devices = ctx
+        .volumes
+        .container_devices(container, &sandbox.volumes)
+        .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, e.to_string()))?;
+    config.devices.extend(volume_devices);
     // The groups the pod's persistent volumes ask for, after the pod's own.
     config
         .security

@@ -159,8 +159,7 @@ fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, p
 }
 
 /// A Filesystem volume may only be in `volumeMounts`, a Block volume only in
-/// `volumeDevices`; raw block devices are not passed to containers by this kubelet, so
-/// a pod asking for one is refused rather than run without its device.
+/// `volumeDevices` (upstream's populator checks).
 fn check_volume_mode(pod: &Pod, volume: &Volume, pv: &PersistentVolume) -> Result<(), String> {
     let mode = pv
         .spec
@@ -196,12 +195,6 @@ fn check_volume_mode(pod: &Pod, volume: &Volume, pv: &PersistentVolume) -> Resul
     if device && mode != "Block" {
         return Err(format!(
             "volume {} has volumeMode {mode}, but is specified in volumeDevices",
-            volume.name
-        ));
-    }
-    if device {
-        return Err(format!(
-            "volume {} has volumeMode Block: raw block volumes (volumeDevices) are not supported by this kubelet",
             volume.name
         ));
     }

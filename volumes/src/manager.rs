@@ -418,6 +418,45 @@ impl VolumeManager {
         }
     }
 
+    /// The raw block volumes `container` lists in `volumeDevices`, as devices for the
+    /// runtime (upstream `makeBlockVolumes`: `mrw`, or `r` for a read-only volume).
+    ///
+    /// # Errors
+    ///
+    /// A listed volume the pod does not have, or one that is no block volume.
+    pub fn container_devices(
+        &self,
+        container: &Container,
+        volumes: &PodVolumes,
+    ) -> Result<Vec<kubelet_core::Device>> {
+        let fail = |reason: String| Error::ContainerMounts {
+            container: container.name.clone(),
+            reason,
+        };
+        let mut devices = Vec::new();
+        for device in container.volume_devices.iter().flatten() {
+            let Some(volume) = volumes.volumes.get(&device.name) else {
+                return Err(fail(format!(
+                    "cannot find volume {} to pass into container {}",
+                    go_quote(&device.name),
+                    go_quote(&container.name)
+                )));
+            };
+            if !volume.mounted.block {
+                return Err(fail(format!(
+                    "volume {} is not a block volume and cannot be in volumeDevices",
+                    go_quote(&device.name)
+                )));
+            }
+            devices.push(kubelet_core::Device {
+                container_path: device.device_path.clone(),
+                host_path: volume.mounted.host_path.to_string_lossy().into_owned(),
+                permissions: if volume.mounted.read_only { "r" } else { "mrw" }.to_owned(),
+            });
+        }
+        Ok(devices)
+    }
+
     /// The CRI mounts of `container`, as upstream `makeMounts` makes them (without the
     /// hosts file and termination log, which the pod manager adds): each `volumeMount`
     /// of a volume in `volumes`, read-only when the mount or the volume is, with its

@@ -1199,6 +1199,7 @@ async fn added_plugins_take_over_and_unknown_volume_types_fail() {
                 name: volume.name.clone(),
                 host_path: dir,
                 read_only: false,
+                block: false,
             })
         }
         async fn tear_down(&self, name: &str, pod_volume_dir: &Path) -> kubelet_core::Result<()> {
@@ -1571,7 +1572,7 @@ mod claims {
             set_up_error(&env, &pod).await,
             format!("{PREFIX}volume data has volumeMode Block, but is specified in volumeMounts")
         );
-        // A raw block device is refused, not handed over as nothing.
+        // hostPath PVs cannot be raw block volumes: refused, not handed over as nothing.
         let mut device_pod = pod.clone();
         if let Some(spec) = device_pod.spec.as_mut() {
             spec.containers[0].volume_mounts = None;
@@ -1582,10 +1583,8 @@ mod claims {
         }
         assert_eq!(
             set_up_error(&env, &device_pod).await,
-            format!(
-                "{PREFIX}volume data has volumeMode Block: raw block volumes (volumeDevices) \
-                 are not supported by this kubelet"
-            )
+            "MountVolume.SetUp failed for volume \"data\" : hostPath persistent volumes \
+             cannot be raw block volumes (volumeMode Block)"
         );
     }
 

@@ -331,6 +331,7 @@ impl VolumePlugin for EmptyDirPlugin {
             name,
             host_path,
             read_only: false,
+            block: false,
         })
     }
 

@@ -153,6 +153,7 @@ async fn set_up(
         name: name.to_owned(),
         host_path: path,
         read_only,
+        block: false,
     })
 }
 
@@ -188,11 +189,16 @@ impl VolumePlugin for HostPathPlugin {
         read_only: bool,
         _pod_volume_dir: &Path,
     ) -> kubelet_core::Result<MountedVolume> {
-        let source = pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_path.clone())
-            .unwrap_or_default();
+        let spec = pv.spec.as_ref();
+        if spec.and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
+            // Upstream's hostPath plugin is no block volume plugin either.
+            return Err(Error::Invalid(
+                "hostPath persistent volumes cannot be raw block volumes (volumeMode Block)"
+                    .to_owned(),
+            )
+            .for_volume(volume_name));
+        }
+        let source = spec.and_then(|s| s.host_path.clone()).unwrap_or_default();
         set_up(volume_name, source, read_only).await
     }
 

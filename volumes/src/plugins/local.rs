@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -86,6 +87,27 @@ impl VolumePlugin for LocalVolumePlugin {
                 "invalid path: {path} must not contain '..'"
             ))));
         }
+        if pv.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
+            // A raw block volume: the node's device itself goes to the containers
+            // (upstream's local block mapper), nothing is mounted.
+            let device = PathBuf::from(&path);
+            blocking(move || match fs::metadata(&device) {
+                Ok(meta) if meta.file_type().is_block_device() => Ok(()),
+                Ok(_) => Err(Error::Invalid(format!(
+                    "local volume path {} is not a block device",
+                    device.display()
+                ))),
+                Err(e) => Err(Error::io("inspecting", &device, e)),
+            })
+            .await
+            .map_err(fail)?;
+            return Ok(MountedVolume {
+                name: volume_name.to_owned(),
+                host_path: PathBuf::from(path),
+                read_only,
+                block: true,
+            });
+        }
         let policy = pod
             .spec
             .as_ref()
@@ -104,6 +126,7 @@ impl VolumePlugin for LocalVolumePlugin {
             name: volume_name.to_owned(),
             host_path: dir,
             read_only,
+            block: false,
         })
     }
 

@@ -154,6 +154,7 @@ impl<S: PayloadSource> VolumePlugin for AtomicWriterPlugin<S> {
             name: volume.name.clone(),
             host_path,
             read_only: true,
+            block: false,
         })
     }
 
