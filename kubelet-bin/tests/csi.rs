@@ -19,6 +19,8 @@ const DRIVER: &str = "io.kubernetes.storage.mock";
 const PV: &str = "kubelet-rs-csi-test-pv";
 /// The PersistentVolume a generic ephemeral volume's claim binds to.
 const EPHEMERAL_PV: &str = "kubelet-rs-csi-test-ephemeral-pv";
+/// A raw block PersistentVolume.
+const BLOCK_PV: &str = "kubelet-rs-csi-test-block-pv";
 
 /// The CSI calls the driver logged, in order: (method, request JSON).
 fn calls(log: &str) -> Vec<(String, serde_json::Value)> {
@@ -65,6 +67,7 @@ fn csi_volumes_are_staged_published_and_undone_across_a_restart() {
                 "pv",
                 PV,
                 EPHEMERAL_PV,
+                BLOCK_PV,
                 "--ignore-not-found",
                 "--wait=false",
             ],
@@ -189,6 +192,43 @@ spec:
           storageClassName: kubelet-rs-csi-test
           selector: {{matchLabels: {{disk: csi-scratch}}}}
           resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {BLOCK_PV}}}
+spec:
+  capacity: {{storage: 16Mi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  volumeMode: Block
+  csi: {{driver: {DRIVER}, volumeHandle: "3"}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: raw, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeMode: Block
+  volumeName: {BLOCK_PV}
+  resources: {{requests: {{storage: 16Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: raw, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo block | dd of=/dev/xvda bs=512 count=1 conv=sync && sleep 3600"]
+    volumeDevices: [{{name: raw, devicePath: /dev/xvda}}]
+  volumes:
+  - name: raw
+    persistentVolumeClaim: {{claimName: raw}}
 ---
 apiVersion: v1
 kind: Pod
@@ -437,6 +477,60 @@ spec:
         std::fs::read_to_string(data.join("2").join("hello")).is_ok_and(|t| t == "ephemeral\n")
     });
 
+    // The raw block volume: staged and published as a block device, which the
+    // container writes to.
+    let block_attachment = kubelet_csi::attachment_name("3", DRIVER, &c.node);
+    wait(
+        "the block volume's VolumeAttachment",
+        &["get", "volumeattachment", &block_attachment],
+        120,
+        &logs,
+        &|va| va["spec"]["source"]["persistentVolumeName"] == BLOCK_PV,
+    );
+    c.kubectl(&[
+        "patch",
+        "volumeattachment",
+        &block_attachment,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"attached":true,"attachmentMetadata":{"device":"/dev/mock3"}}}"#,
+    ]);
+    let raw = wait(
+        "raw Running",
+        &["get", "pod", "-n", ns, "raw"],
+        120,
+        &logs,
+        &running,
+    );
+    let raw_uid = raw["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let log = calls(&driver_log());
+    let (_, publish) = log
+        .iter()
+        .find(|(m, r)| m == "NodePublishVolume" && r["volume_id"] == "3")
+        .unwrap_or_else(|| panic!("NodePublishVolume of the block volume\n{}", logs()));
+    assert!(
+        publish["volume_capability"]["AccessType"]["Block"].is_object(),
+        "{publish}"
+    );
+    assert_eq!(
+        publish["target_path"],
+        root.join("plugins/kubernetes.io/csi/volumeDevices/publish")
+            .join(BLOCK_PV)
+            .join(&raw_uid)
+            .to_str()
+            .expect("utf-8")
+    );
+    assert!(
+        log.iter()
+            .any(|(m, r)| m == "NodeStageVolume" && r["volume_id"] == "3"),
+        "the block volume staged\n{}",
+        logs()
+    );
+    common::wait_until("raw's write on the block device", 30, logs, || {
+        std::fs::read(data.join("3.img")).is_ok_and(|b| b.starts_with(b"block\n"))
+    });
+
     // A restarted kubelet adopts both without restarting them, and finds the driver
     // registered again from its socket.
     drop(kubelet);
@@ -453,7 +547,7 @@ spec:
                 >= 2
         },
     );
-    for name in ["inline", "claimed", "ephemeral"] {
+    for name in ["inline", "claimed", "ephemeral", "raw"] {
         let pod = c.json(&["get", "pod", "-n", ns, name]);
         assert_eq!(
             pod["status"]["containerStatuses"][0]["restartCount"], 0,
@@ -471,6 +565,7 @@ spec:
         "claimed",
         "inline",
         "ephemeral",
+        "raw",
         "--wait=true",
         "--timeout=90s",
     ]);
@@ -482,6 +577,9 @@ spec:
             && calls(&driver_log())[before..]
                 .iter()
                 .any(|(m, r)| m == "NodeUnstageVolume" && r["volume_id"] == "2")
+            && calls(&driver_log())[before..]
+                .iter()
+                .any(|(m, r)| m == "NodeUnstageVolume" && r["volume_id"] == "3")
     });
     let log = calls(&driver_log());
     let after = &log[before..];
@@ -530,6 +628,7 @@ spec:
             "volumeattachment",
             &attachment,
             &ephemeral_attachment,
+            &block_attachment,
             "--ignore-not-found",
             "--wait=false",
         ],

@@ -5,7 +5,8 @@
 //
 // The mock only records publications; a real driver mounts something at the target.
 // This one bind-mounts <data-dir>/<volume id> there, so a pod's writes outlive it as on
-// real storage. Every CSI call is printed as one line, "gRPCCall: <method> <request>",
+// real storage, and binds a loop device over <data-dir>/<volume id>.img to the target
+// file of a raw block volume. Every CSI call is printed as one line, "gRPCCall: <method> <request>",
 // so a test can check their order.
 package main
 
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,7 +49,7 @@ func main() {
 	csiServer := grpc.NewServer(grpc.UnaryInterceptor(logCalls))
 	csi.RegisterIdentityServer(csiServer, svc)
 	csi.RegisterControllerServer(csiServer, svc)
-	csi.RegisterNodeServer(csiServer, &mountingNode{Service: svc, dataDir: *dataDir, ephemeral: map[string]bool{}})
+	csi.RegisterNodeServer(csiServer, &mountingNode{Service: svc, dataDir: *dataDir, ephemeral: map[string]bool{}, loops: map[string]string{}})
 	go serve(csiServer, *endpoint)
 
 	regServer := grpc.NewServer()
@@ -108,9 +110,14 @@ type mountingNode struct {
 
 	lock      sync.Mutex
 	ephemeral map[string]bool
+	// loops are the block volumes' loop devices by volume ID.
+	loops map[string]string
 }
 
 func (n *mountingNode) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if req.GetVolumeCapability().GetBlock() != nil {
+		return n.publishBlock(req)
+	}
 	rsp := &csi.NodePublishVolumeResponse{}
 	if req.GetVolumeContext()["csi.storage.k8s.io/ephemeral"] == "true" {
 		if req.GetVolumeId() == "" || req.GetTargetPath() == "" || req.GetVolumeCapability() == nil {
@@ -155,6 +162,18 @@ func (n *mountingNode) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnp
 			return nil, status.Errorf(codes.Internal, "cannot unmount %s: %v", target, err)
 		}
 	}
+	if info, err := os.Stat(target); err == nil && !info.IsDir() {
+		// A block volume's publish file: removed, its loop device detached.
+		_ = os.Remove(target)
+		n.lock.Lock()
+		dev := n.loops[req.GetVolumeId()]
+		delete(n.loops, req.GetVolumeId())
+		n.lock.Unlock()
+		if dev != "" {
+			_ = exec.Command("losetup", "-d", dev).Run()
+		}
+		return &csi.NodeUnpublishVolumeResponse{}, nil
+	}
 	n.lock.Lock()
 	ephemeral := n.ephemeral[req.GetVolumeId()]
 	delete(n.ephemeral, req.GetVolumeId())
@@ -163,6 +182,48 @@ func (n *mountingNode) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnp
 		return &csi.NodeUnpublishVolumeResponse{}, nil
 	}
 	return n.Service.NodeUnpublishVolume(ctx, req)
+}
+
+// publishBlock gives the volume a loop device over <data-dir>/<volume id>.img (16 MiB)
+// and binds it to the target file, as a real driver binds its block device.
+func (n *mountingNode) publishBlock(req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	target := req.GetTargetPath()
+	n.lock.Lock()
+	defer n.lock.Unlock()
+	dev := n.loops[req.GetVolumeId()]
+	if dev == "" {
+		image := filepath.Join(n.dataDir, req.GetVolumeId()+".img")
+		if err := os.MkdirAll(n.dataDir, 0o755); err != nil {
+			return nil, status.Errorf(codes.Internal, "cannot create %s: %v", n.dataDir, err)
+		}
+		f, err := os.OpenFile(image, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "cannot create %s: %v", image, err)
+		}
+		err = f.Truncate(16 << 20)
+		f.Close()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "cannot size %s: %v", image, err)
+		}
+		out, err := exec.Command("losetup", "--find", "--show", image).Output()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "losetup %s: %v", image, err)
+		}
+		dev = strings.TrimSpace(string(out))
+		n.loops[req.GetVolumeId()] = dev
+	}
+	if !mounted(target) {
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "cannot create %s: %v", target, err)
+		}
+		f.Close()
+		if err := syscall.Mount(dev, target, "", syscall.MS_BIND, ""); err != nil {
+			return nil, status.Errorf(codes.Internal, "cannot bind %s to %s: %v", dev, target, err)
+		}
+	}
+	fmt.Printf("block volume %s: %s at %s\n", req.GetVolumeId(), dev, target)
+	return &csi.NodePublishVolumeResponse{}, nil
 }
 
 // mounted tells whether path is a mount point. A bind mount from the same filesystem
