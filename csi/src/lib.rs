@@ -35,8 +35,13 @@
 //! - Every driver call has upstream's two-minute deadline; a driver that is not
 //!   registered (yet) or fails costs its pods a `FailedMount` and a retry.
 //!
-//! Not built: raw block volumes, volume expansion, SELinux mount contexts, volume
-//! health (`volume_condition`).
+//! Raw block PersistentVolumes (`volumeMode: Block`) are staged at
+//! `plugins/kubernetes.io/csi/volumeDevices/staging/<pv>` and published to the file
+//! `.../volumeDevices/publish/<pv>/<pod uid>`, which the container gets as its device.
+//!
+//! Not built: volume expansion, SELinux mount contexts, volume health
+//! (`volume_condition`), upstream's block-volume symlinks under the pod's
+//! `volumeDevices` directory and the loop device it holds on the publication.
 //!
 //! # Example
 //!

@@ -397,3 +397,120 @@ spec:
     );
     drop(kubelet);
 }
+
+/// A loop device over a file, detached when dropped.
+struct LoopDevice(String);
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_local_block_persistent_volume_is_given_to_the_container_as_its_device() {
+    let test = "a_local_block_persistent_volume_is_given_to_the_container_as_its_device";
+    let Some((_env, c)) = common::Cluster::from_env(test) else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("disk image");
+    let attached = std::process::Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&image)
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let Some(attached) = attached else {
+        return kubelet_test_support::skip(test, "losetup cannot attach a loop device here");
+    };
+    let device = LoopDevice(String::from_utf8_lossy(&attached.stdout).trim().to_owned());
+    let kubelet = c.start_kubelet(dir.path());
+    c.wait_node_ready(&kubelet);
+    let namespace = Namespace::create(&c, "local-block-test");
+    let ns = namespace.name;
+    let remove_pv = || {
+        let _ = c.try_kubectl(
+            &[
+                "delete",
+                "pv",
+                "local-block-test",
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
+    };
+    remove_pv();
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: local-block-test}}
+spec:
+  capacity: {{storage: 8Mi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  volumeMode: Block
+  local: {{path: {path}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {{key: kubernetes.io/hostname, operator: In, values: [{node}]}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: raw, namespace: {ns}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeMode: Block
+  volumeName: local-block-test
+  resources: {{requests: {{storage: 8Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: raw, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo local-block | dd of=/dev/xvdb bs=512 count=1 conv=sync && sleep 3600"]
+    volumeDevices: [{{name: raw, devicePath: /dev/xvdb}}]
+  volumes:
+  - name: raw
+    persistentVolumeClaim: {{claimName: raw}}
+"#,
+        path = device.0,
+        node = c.node,
+        image = c.busybox,
+    ));
+    c.wait_json(
+        "raw Running",
+        &["get", "pod", "-n", ns, "raw"],
+        90,
+        &kubelet,
+        |p| p["status"]["containerStatuses"][0]["state"]["running"].is_object(),
+    );
+    common::wait_until(
+        "the container's write on the node's device",
+        30,
+        || kubelet.log(),
+        || std::fs::read(&image).is_ok_and(|b| b.starts_with(b"local-block\n")),
+    );
+    drop(namespace);
+    remove_pv();
+    drop(kubelet);
+    drop(device);
+}

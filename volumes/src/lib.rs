@@ -23,8 +23,10 @@
 //!   `kubernetes.io~local-volume/<pv name>` (read-only when the claim reference is),
 //!   honouring `fsGroupChangePolicy: OnRootMismatch`; a volume's
 //!   `pv.beta.kubernetes.io/gid` joins the containers' groups
-//!   ([`PodVolumes::supplemental_groups`]). Raw block volumes (`volumeDevices`) are
-//!   refused with a clear error;
+//!   ([`PodVolumes::supplemental_groups`]). A raw block volume (`volumeMode: Block`,
+//!   listed in `volumeDevices`) reaches its containers as a device
+//!   ([`VolumeManager::container_devices`]): a local PV's block device itself; hostPath
+//!   PVs cannot be block volumes, as upstream;
 //! - **fsGroup**: the pod's `securityContext.fsGroup` becomes the group of these
 //!   volumes' files.
 //!
