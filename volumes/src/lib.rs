@@ -30,6 +30,10 @@
 //! - **fsGroup**: the pod's `securityContext.fsGroup` becomes the group of these
 //!   volumes' files.
 //!
+//! A volume whose plugin failed is not asked again before upstream's exponential backoff
+//! (500 ms doubling to 2 min 2 s) is over; meanwhile its last failure is reported again,
+//! so a failing driver or a missing object is not hammered on every sync of the pod.
+//!
 //! `subPath` mounts are prepared as upstream's safe subpath code does: resolved inside
 //! the volume, opened without following symlinks, and bind-mounted through the opened
 //! descriptor, so a symlink swapped in later cannot point the container elsewhere.

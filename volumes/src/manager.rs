@@ -11,6 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume, VolumeMount};
 use kubelet_core::downward::{NodeAllocatable, go_quote};
@@ -60,6 +61,66 @@ struct PodState {
     /// A set-up of the pod ran (or runs) in this process: it is starting or running, so
     /// the orphan cleanup, whose list of live pods may predate it, leaves it alone.
     attempted: bool,
+    /// Volumes whose plugin failed, by name: not asked again before `retry_at`.
+    failed: BTreeMap<String, Failure>,
+}
+
+/// A volume plugin's failure, retried with upstream's exponential backoff (500 ms
+/// doubling to 2 min 2 s, `nestedpendingoperations`), so that a failing driver or a
+/// missing object is not asked again on every sync of the pod.
+#[derive(Debug, Clone)]
+struct Failure {
+    attempts: u32,
+    retry_at: SystemTime,
+    reason: String,
+}
+
+/// The first wait after a plugin failed, and the longest.
+const RETRY_INITIAL: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(122);
+
+impl PodState {
+    /// The error to report without asking the plugin, while `volume` backs off.
+    fn backing_off(&self, volume: &str, now: SystemTime) -> Option<Error> {
+        let failure = self.failed.get(volume)?;
+        let wait = failure
+            .retry_at
+            .duration_since(now)
+            .ok()
+            .filter(|w| !w.is_zero())?;
+        debug!(volume, retry_in = ?wait, "volume set-up backing off");
+        // The last failure's very words, so that its FailedMount events are counted as
+        // repeats of one.
+        Some(Error::SetUp {
+            volume: volume.to_owned(),
+            reason: failure.reason.clone(),
+            source: None,
+        })
+    }
+
+    /// Records how asking the plugin for `volume` went.
+    fn attempted(&mut self, volume: &str, failure: Option<&Error>, now: SystemTime) {
+        let Some(e) = failure else {
+            self.failed.remove(volume);
+            return;
+        };
+        let attempts = self.failed.get(volume).map_or(0, |f| f.attempts);
+        let wait = RETRY_INITIAL
+            .saturating_mul(2u32.saturating_pow(attempts.min(16)))
+            .min(RETRY_MAX);
+        let reason = match e {
+            Error::SetUp { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        self.failed.insert(
+            volume.to_owned(),
+            Failure {
+                attempts: attempts + 1,
+                retry_at: now + wait,
+                reason,
+            },
+        );
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +177,8 @@ pub struct VolumeManager {
     added_plugins: usize,
     node: SharedNode,
     tokens: Arc<TokenManager>,
+    /// When failed plugins may be asked again.
+    clock: Arc<dyn Clock>,
     /// Per pod: its lock (operations on one pod are serialized) and what it keeps.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<PodState>>>>,
 }
@@ -151,7 +214,7 @@ impl VolumeManager {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let node: SharedNode = Arc::new(NodeState::default());
-        let tokens = Arc::new(TokenManager::new(sources.clone(), clock));
+        let tokens = Arc::new(TokenManager::new(sources.clone(), clock.clone()));
         let plugins: Vec<Arc<dyn VolumePlugin>> = vec![
             Arc::new(EmptyDirPlugin { node: node.clone() }),
             Arc::new(HostPathPlugin),
@@ -187,6 +250,7 @@ impl VolumeManager {
             added_plugins: 0,
             node,
             tokens,
+            clock,
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -276,6 +340,9 @@ impl VolumeManager {
                 None,
             ));
         };
+        if let Some(e) = state.backing_off(&volume.name, self.clock.now()) {
+            return Err(e);
+        }
         let mounted = plugin
             .set_up_persistent(
                 pod,
@@ -285,11 +352,38 @@ impl VolumeManager {
                 volumes_dir,
             )
             .await
-            .map_err(|e| set_up_failed(plugin_reason(&e), Some(Box::new(e))))?;
+            .map_err(|e| set_up_failed(plugin_reason(&e), Some(Box::new(e))));
+        state.attempted(&volume.name, mounted.as_ref().err(), self.clock.now());
+        let mounted = mounted?;
         Ok(PodVolume {
             mounted,
             selinux_relabel: plugin.selinux_relabel(),
         })
+    }
+
+    /// One inline volume's set-up by its plugin, unless the plugin's last failure is
+    /// still backing off.
+    async fn set_up_inline(
+        &self,
+        plugin: &dyn VolumePlugin,
+        pod: &Pod,
+        volume: &Volume,
+        volumes_dir: &Path,
+        state: &mut PodState,
+    ) -> Result<MountedVolume> {
+        if let Some(e) = state.backing_off(&volume.name, self.clock.now()) {
+            return Err(e);
+        }
+        let set_up = plugin
+            .set_up(pod, volume, volumes_dir)
+            .await
+            .map_err(|e| Error::SetUp {
+                volume: volume.name.clone(),
+                reason: plugin_reason(&e),
+                source: Some(Box::new(e)),
+            });
+        state.attempted(&volume.name, set_up.as_ref().err(), self.clock.now());
+        set_up
     }
 
     /// Sets up (or refreshes) every volume of `pod`.
@@ -369,7 +463,10 @@ impl VolumeManager {
                     continue;
                 }
             };
-            match plugin.set_up(pod, volume, &volumes_dir).await {
+            match self
+                .set_up_inline(plugin.as_ref(), pod, volume, &volumes_dir, &mut state)
+                .await
+            {
                 Ok(mounted) => {
                     result.volumes.insert(
                         volume.name.clone(),
@@ -380,11 +477,6 @@ impl VolumeManager {
                     );
                 }
                 Err(e) => {
-                    let e = Error::SetUp {
-                        volume: volume.name.clone(),
-                        reason: plugin_reason(&e),
-                        source: Some(Box::new(e)),
-                    };
                     if let Some(previous) = state.set_up.get(&volume.name) {
                         warn!(pod = %pod_ref, plugin = plugin.name(), error = %e, "volume not refreshed; its last contents stay in use");
                         result.refresh_failures.push(e.to_string());

@@ -286,6 +286,15 @@ async fn a_failed_refresh_keeps_the_last_contents_in_use() {
         .await
         .expect_err("never set up");
     env.sources.set_unavailable(false);
+    // The failed plugin is not asked again before its backoff (500 ms) is over: the
+    // failure is reported again without a new attempt.
+    let volumes = env.manager.set_up_pod(&pod).await.expect("still usable");
+    assert_eq!(
+        volumes.refresh_failures().len(),
+        1,
+        "backing off: {volumes:?}"
+    );
+    env.set_time(Duration::from_secs(1));
 
     // A write that fails (here a path leaving the volume) leaves the live volume as it
     // was instead of tearing it down under the containers.
@@ -311,8 +320,10 @@ async fn a_failed_refresh_keeps_the_last_contents_in_use() {
     assert_eq!(fs::read_to_string(dir.join("a")).expect("a"), "1");
     assert!(!env.pods_dir.join("u1/volumes/escape").exists());
 
-    // Back to normal: no failure, contents follow the source again.
+    // Back to normal (once the doubled backoff is over): no failure, contents follow
+    // the source again.
     env.sources.put_config_map("default", "cfg", &[("a", "2")]);
+    env.set_time(Duration::from_secs(3));
     let volumes = env.manager.set_up_pod(&pod).await.expect("refreshed");
     assert!(volumes.refresh_failures().is_empty());
     assert_eq!(fs::read_to_string(dir.join("a")).expect("a"), "2");
@@ -359,6 +370,7 @@ async fn missing_objects_fail_unless_optional_and_other_volumes_still_set_up() {
     );
 
     env.sources.put_config_map("default", "foo", &[("k", "v")]);
+    env.set_time(Duration::from_secs(1));
     let err = env
         .manager
         .set_up_pod(&pod)
@@ -370,6 +382,7 @@ async fn missing_objects_fail_unless_optional_and_other_volumes_still_set_up() {
     );
     env.sources
         .put_secret("default", "s", &[("password", "hunter2")]);
+    env.set_time(Duration::from_secs(3));
     let volumes = env.manager.set_up_pod(&pod).await.expect("all there");
     assert_eq!(volumes.len(), 4);
     let secret_dir = env.volume_dir("u1", "kubernetes.io~secret", "sec");
@@ -441,7 +454,7 @@ async fn host_path_type_errors_are_upstreams() {
     );
     let created = env.root.join("made/here");
     let pod = pod_with(
-        "u1",
+        "u2",
         vec![host_path_volume("h", &created, "DirectoryOrCreate")],
         vec![],
     );
@@ -451,7 +464,7 @@ async fn host_path_type_errors_are_upstreams() {
     // hostPath has no directory of its own.
     assert!(
         !env.pods_dir
-            .join("u1/volumes/kubernetes.io~host-path")
+            .join("u2/volumes/kubernetes.io~host-path")
             .exists()
     );
 }
