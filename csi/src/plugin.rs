@@ -119,6 +119,9 @@ struct Published {
     handle: String,
     lifecycle: Lifecycle,
     claim: Option<ClaimRef>,
+    /// The PersistentVolume's name (its staging's, for a block volume) and mode.
+    spec_vol_id: String,
+    block: bool,
 }
 
 /// The CSI volume plugin (see the crate docs).
@@ -201,14 +204,6 @@ impl CsiPlugin {
         }
     }
 
-    /// Upstream `makeDeviceMountPath`.
-    fn staging_path(&self, driver: &str, handle: &str) -> PathBuf {
-        self.plugin_dir
-            .join(driver)
-            .join(hex::encode(Sha256::digest(handle.as_bytes())))
-            .join(GLOBAL_MOUNT)
-    }
-
     /// A PersistentVolume's staging: upstream's `makeDeviceMountPath` for a file
     /// system, `volumeDevices/staging/<pv>` (its data in `volumeDevices/<pv>/data`) for
     /// a raw block volume.
@@ -220,7 +215,11 @@ impl CsiPlugin {
                 data_file: devices.join(pv).join("data").join(VOL_DATA),
             }
         } else {
-            let path = self.staging_path(driver, handle);
+            let path = self
+                .plugin_dir
+                .join(driver)
+                .join(hex::encode(Sha256::digest(handle.as_bytes())))
+                .join(GLOBAL_MOUNT);
             let data_file = path.parent().unwrap_or(&path).join(VOL_DATA);
             Staging { path, data_file }
         }
@@ -420,6 +419,8 @@ impl CsiPlugin {
             handle: p.handle.clone(),
             lifecycle: p.lifecycle,
             claim: p.claim.clone(),
+            spec_vol_id: p.spec_vol_id.clone(),
+            block: p.block,
         };
         self.published
             .lock()
@@ -473,16 +474,17 @@ impl CsiPlugin {
             };
             match self.measure(&driver, &target, &p).await {
                 Ok(Some(usage)) => {
-                    if let Some(claim) = &usage.claim {
-                        set_volume_gauges(claim, &usage);
-                    }
-                    // Not when the volume went meanwhile.
-                    if self
+                    // Not for a volume that went meanwhile: its gauges were removed
+                    // with it and must not come back. (The publications' lock is held
+                    // so that `forget` cannot run in between.)
+                    let published = self
                         .published
                         .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .contains_key(&target)
-                    {
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if published.contains_key(&target) {
+                        if let Some(claim) = &usage.claim {
+                            set_volume_gauges(claim, &usage);
+                        }
                         self.measured
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -511,7 +513,9 @@ impl CsiPlugin {
         {
             return Ok(None);
         }
-        let staging = self.staging_path(&p.driver, &p.handle);
+        let staging = self
+            .staging(&p.driver, &p.handle, &p.spec_vol_id, p.block)
+            .path;
         let staging_target_path = if p.lifecycle == Lifecycle::Persistent && staging.is_dir() {
             staging.to_string_lossy().into_owned()
         } else {
