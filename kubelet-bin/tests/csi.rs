@@ -266,6 +266,34 @@ spec:
     ));
     let running =
         |p: &serde_json::Value| p["status"]["containerStatuses"][0]["state"]["running"].is_object();
+    // The controller-manager makes the VolumeAttachment of a PersistentVolume scheduled
+    // here; the test answers as the driver's attacher would, with `device` as the
+    // attachment's metadata.
+    let attachment_made = |handle: &str, pv: &str| {
+        let name = kubelet_csi::attachment_name(handle, DRIVER, &c.node);
+        wait(
+            &format!("the VolumeAttachment of {pv}"),
+            &["get", "volumeattachment", &name],
+            120,
+            &logs,
+            &|va| va["spec"]["source"]["persistentVolumeName"] == pv,
+        );
+        name
+    };
+    let mark_attached = |attachment: &str, device: &str| {
+        let status = serde_json::json!({
+            "status": {"attached": true, "attachmentMetadata": {"device": device}}
+        });
+        c.kubectl(&[
+            "patch",
+            "volumeattachment",
+            attachment,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    };
 
     // The inline volume: published with the pod's information, no staging.
     let inline = wait(
@@ -305,14 +333,7 @@ spec:
 
     // The PersistentVolume waits for its attachment, which the controller-manager asks
     // for and the test answers as the driver's attacher would.
-    let attachment = kubelet_csi::attachment_name("1", DRIVER, &c.node);
-    wait(
-        "the VolumeAttachment made by the controller-manager",
-        &["get", "volumeattachment", &attachment],
-        120,
-        &logs,
-        &|va| va["spec"]["source"]["persistentVolumeName"] == PV,
-    );
+    let attachment = attachment_made("1", PV);
     wait(
         "claimed waiting for its attachment",
         &[
@@ -343,15 +364,7 @@ spec:
         "staged before the attachment\n{}",
         logs()
     );
-    c.kubectl(&[
-        "patch",
-        "volumeattachment",
-        &attachment,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"attached":true,"attachmentMetadata":{"device":"/dev/mock"}}}"#,
-    ]);
+    mark_attached(&attachment, "/dev/mock");
     let claimed = wait(
         "claimed Running",
         &["get", "pod", "-n", ns, "claimed"],
@@ -443,23 +456,8 @@ spec:
 
     // The generic ephemeral volume: its pod-owned claim bound to the other CSI
     // PersistentVolume, attached and published the same way.
-    let ephemeral_attachment = kubelet_csi::attachment_name("2", DRIVER, &c.node);
-    wait(
-        "the ephemeral volume's VolumeAttachment",
-        &["get", "volumeattachment", &ephemeral_attachment],
-        120,
-        &logs,
-        &|va| va["spec"]["source"]["persistentVolumeName"] == EPHEMERAL_PV,
-    );
-    c.kubectl(&[
-        "patch",
-        "volumeattachment",
-        &ephemeral_attachment,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"attached":true,"attachmentMetadata":{"device":"/dev/mock2"}}}"#,
-    ]);
+    let ephemeral_attachment = attachment_made("2", EPHEMERAL_PV);
+    mark_attached(&ephemeral_attachment, "/dev/mock2");
     wait(
         "ephemeral Running",
         &["get", "pod", "-n", ns, "ephemeral"],
@@ -479,23 +477,8 @@ spec:
 
     // The raw block volume: staged and published as a block device, which the
     // container writes to.
-    let block_attachment = kubelet_csi::attachment_name("3", DRIVER, &c.node);
-    wait(
-        "the block volume's VolumeAttachment",
-        &["get", "volumeattachment", &block_attachment],
-        120,
-        &logs,
-        &|va| va["spec"]["source"]["persistentVolumeName"] == BLOCK_PV,
-    );
-    c.kubectl(&[
-        "patch",
-        "volumeattachment",
-        &block_attachment,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"attached":true,"attachmentMetadata":{"device":"/dev/mock3"}}}"#,
-    ]);
+    let block_attachment = attachment_made("3", BLOCK_PV);
+    mark_attached(&block_attachment, "/dev/mock3");
     let raw = wait(
         "raw Running",
         &["get", "pod", "-n", ns, "raw"],
