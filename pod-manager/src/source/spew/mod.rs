@@ -13,10 +13,15 @@
 //! upstream's UIDs and dumps for the manifests of `testdata/`, produced by the same program.
 //!
 //! The few types whose JSON form is not their Go form are printed by hand: quantities
-//! (their parsed `int64Amount` and cached string, as `ParseQuantity` leaves them),
-//! int-or-string values and timestamps. A pod this cannot print exactly (a quantity that
-//! needs arbitrary precision or milli rounding, a set timestamp, managed fields) gets
-//! [`Unsupported`], and the caller falls back to a UID of its own.
+//! (their parsed `int64Amount` or `inf.Dec` and cached string, as `ParseQuantity` and the
+//! resource lists' milli rounding leave them), int-or-string values and timestamps. A pod
+//! this cannot print exactly (a set timestamp, managed fields, a quantity of more than
+//! 128 bits or a zero one on the arbitrary-precision path) gets [`Unsupported`], and the
+//! caller falls back to a UID of its own and warns.
+//!
+//! One difference stays outside this module: a YAML or JSON *number* given as a quantity
+//! reaches us as k8s-openapi's rendering of an `f64`, where Go keeps the number's JSON
+//! text; the two differ only below 1e-6 and from 1e21 on (exponent notation).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -255,14 +260,37 @@ impl<'a> Printer<'a> {
                     Some(other) => return Err(mismatch(ty, other)),
                 };
                 if in_resource_list {
-                    q.round_up_to_milli();
+                    q.round_up_to_milli()?;
                 }
                 let _ = write!(
                     self.out,
                     "{{i:(resource.int64Amount){{value:(int64){} scale:(resource.Scale){}}} \
-                     d:(resource.infDecAmount){{Dec:(*inf.Dec)<nil>}} s:(string){} \
-                     Format:(resource.Format){}}}",
-                    q.value, q.scale, q.s, q.format
+                     d:(resource.infDecAmount){{Dec:(*inf.Dec)",
+                    q.value, q.scale
+                );
+                match &q.dec {
+                    None => self.out.push_str("<nil>"),
+                    Some(dec) => {
+                        let _ = write!(
+                            self.out,
+                            "{{unscaled:(big.Int){{neg:(bool){} abs:(big.nat)[",
+                            dec.negative
+                        );
+                        // big.nat: 64-bit words, least significant first.
+                        let low = dec.unscaled as u64;
+                        let high = (dec.unscaled >> 64) as u64;
+                        if high == 0 {
+                            let _ = write!(self.out, "{low}");
+                        } else {
+                            let _ = write!(self.out, "{low} {high}");
+                        }
+                        let _ = write!(self.out, "]}} scale:(inf.Scale){}}}", dec.scale);
+                    }
+                }
+                let _ = write!(
+                    self.out,
+                    "}} s:(string){} Format:(resource.Format){}}}",
+                    q.s, q.format
                 );
             }
             ("intstr.IntOrString", value) => {
@@ -301,23 +329,72 @@ fn mismatch(ty: &str, value: &Value) -> Unsupported {
     Unsupported(format!("{ty} cannot hold {value}"))
 }
 
-/// A quantity as apimachinery's `ParseQuantity` leaves it on its int64 path.
+/// A quantity as apimachinery's `ParseQuantity` leaves it: an `int64Amount`, or on its
+/// arbitrary-precision path an `inf.Dec` (`dec`, the int64 amount then zero).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ParsedQuantity {
     value: i64,
     scale: i32,
+    dec: Option<InfDec>,
     /// The input, cached when it is already canonical.
     s: String,
     format: &'static str,
 }
 
+/// gopkg.in/inf.v0's `Dec`: `unscaled * 10^-scale` (the sign kept apart, as `big.Int`
+/// does). Values beyond 128 bits are [`Unsupported`] rather than printed wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InfDec {
+    negative: bool,
+    unscaled: u128,
+    scale: i32,
+}
+
+impl InfDec {
+    /// `Dec.Round(x, scale, inf.RoundUp)`: away from zero.
+    fn round_up(self, scale: i32) -> Option<Self> {
+        let unscaled = if scale >= self.scale {
+            let factor = 10u128.checked_pow(u32::try_from(scale - self.scale).ok()?)?;
+            self.unscaled.checked_mul(factor)?
+        } else {
+            let divisor = 10u128.checked_pow(u32::try_from(self.scale - scale).ok()?)?;
+            let quotient = self.unscaled / divisor;
+            quotient + u128::from(self.unscaled % divisor != 0)
+        };
+        Some(Self {
+            unscaled,
+            scale,
+            ..self
+        })
+    }
+
+    /// `Dec.Cmp` of two non-negative values.
+    fn cmp_magnitude(self, other: Self) -> Option<std::cmp::Ordering> {
+        let scale = self.scale.max(other.scale);
+        Some(
+            self.round_up(scale)?
+                .unscaled
+                .cmp(&other.round_up(scale)?.unscaled),
+        )
+    }
+}
+
 impl ParsedQuantity {
     /// `SetDefaults_ResourceList`: `RoundUp(-3)`, which drops the cached string of a
-    /// value it rescales (apimachinery's `negativeScaleInt64`: away from zero).
-    fn round_up_to_milli(&mut self) {
+    /// value it rescales (apimachinery's `negativeScaleInt64`: away from zero); an
+    /// `inf.Dec` is always rescaled to milli and loses its string.
+    fn round_up_to_milli(&mut self) -> Result<(), Unsupported> {
         const MILLI: i32 = -3;
+        if let Some(dec) = self.dec {
+            self.dec = Some(
+                dec.round_up(-MILLI)
+                    .ok_or_else(|| Unsupported(format!("quantity {dec:?} at milli scale")))?,
+            );
+            self.s.clear();
+            return Ok(());
+        }
         if self.scale >= MILLI {
-            return;
+            return Ok(());
         }
         let mut value = self.value;
         let mut fraction = false;
@@ -334,11 +411,12 @@ impl ParsedQuantity {
         self.value = value;
         self.scale = MILLI;
         self.s.clear();
+        Ok(())
     }
 }
 
-/// apimachinery's `ParseQuantity`; values that need its arbitrary-precision path (more
-/// than 18 digits, below nano, or binary with a fraction) are [`Unsupported`].
+/// apimachinery's `ParseQuantity`, both its int64 path and its arbitrary-precision one
+/// (more than 18 digits, below nano, a binary suffix with a fraction).
 fn parse_quantity(input: &str) -> Result<ParsedQuantity, Unsupported> {
     let unsupported = || Unsupported(format!("quantity {input:?}"));
     if input.is_empty() {
@@ -370,9 +448,10 @@ fn parse_quantity(input: &str) -> Result<ParsedQuantity, Unsupported> {
             .find(|&i| !bytes[i].is_ascii_digit())
             .unwrap_or(bytes.len())
     };
-    let (num, denom, suffix);
+    // `number` is Go's `value`: the input up to the suffix, sign and all.
+    let (number, num, denom, suffix);
     if pos >= bytes.len() {
-        (num, denom, suffix) = ("0", "", "");
+        (number, num, denom, suffix) = ("0", "0", "", "");
     } else {
         let end = digits_end(pos);
         let n = &input[pos..end];
@@ -385,9 +464,11 @@ fn parse_quantity(input: &str) -> Result<ParsedQuantity, Unsupported> {
         } else {
             denom = "";
         }
+        number = &input[..pos];
         suffix = &input[pos..];
     }
     let (exponent, format) = interpret_suffix(suffix).ok_or_else(unsupported)?;
+    let binary = format == "BinarySI";
     let (mut scale, precision, mantissa) = match format {
         "BinarySI" if exponent >= 0 && denom.is_empty() => {
             // Go: 15 - len(num) - int32(float32(exponent)*3/10) - 1
@@ -397,32 +478,75 @@ fn parse_quantity(input: &str) -> Result<ParsedQuantity, Unsupported> {
         "BinarySI" => (0, -1, 1),
         _ => (exponent, 18 - (num.len() + denom.len()) as i64, 1),
     };
-    if precision < 0 {
-        return Err(unsupported());
+    if precision >= 0 {
+        scale -= denom.len() as i32;
+        if scale >= -9 {
+            let shifted = format!("{num}{denom}");
+            let value: i64 = shifted.parse().map_err(|_| unsupported())?;
+            if let Some(mut result) = value.checked_mul(mantissa) {
+                if !positive {
+                    result = -result;
+                }
+                let canonical = if binary {
+                    exponent % 10 == 0 && (value & 0x07) != 0
+                } else {
+                    scale % 3 == 0 && !shifted.ends_with("000") && !shifted.starts_with('0')
+                };
+                return Ok(ParsedQuantity {
+                    value: result,
+                    scale,
+                    dec: None,
+                    s: if canonical {
+                        input.to_owned()
+                    } else {
+                        String::new()
+                    },
+                    format,
+                });
+            }
+        }
     }
-    scale -= denom.len() as i32;
-    if scale < -9 {
-        return Err(unsupported());
-    }
-    let shifted = format!("{num}{denom}");
-    let value: i64 = shifted.parse().map_err(|_| unsupported())?;
-    let mut result = value.checked_mul(mantissa).ok_or_else(unsupported)?;
-    if !positive {
-        result = -result;
-    }
-    let canonical = match format {
-        "BinarySI" => exponent % 10 == 0 && (value & 0x07) != 0,
-        _ => scale % 3 == 0 && !shifted.ends_with("000") && !shifted.starts_with('0'),
+
+    // inf.Dec's SetString of `number`: its digits, scaled by those after the point.
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let fraction = number.split_once('.').map_or(0, |(_, f)| f.len());
+    let mut dec = InfDec {
+        negative: false,
+        unscaled: digits.parse().map_err(|_| unsupported())?,
+        scale: i32::try_from(fraction).map_err(|_| unsupported())?,
     };
+    if binary {
+        let factor = 1u128.checked_shl(exponent as u32).ok_or_else(unsupported)?;
+        dec.unscaled = dec.unscaled.checked_mul(factor).ok_or_else(unsupported)?;
+    } else {
+        dec.scale -= exponent;
+    }
+    if dec.unscaled == 0 {
+        // A zero big.Int prints as whatever slice its arithmetic left behind.
+        return Err(unsupported());
+    }
+    // Non-zero values are rounded up to a nano; binary ones capped at MaxInt64 and
+    // below one printed as decimal.
+    dec = dec.round_up(9).ok_or_else(unsupported)?;
+    let mut format = format;
+    if binary {
+        let max = InfDec {
+            negative: false,
+            unscaled: i64::MAX as u128,
+            scale: 0,
+        };
+        let one = InfDec { unscaled: 1, ..max };
+        if dec.cmp_magnitude(max).ok_or_else(unsupported)?.is_gt() {
+            dec = max;
+        } else if dec.cmp_magnitude(one).ok_or_else(unsupported)?.is_lt() {
+            format = "DecimalSI";
+        }
+    }
+    dec.negative = !positive;
     Ok(ParsedQuantity {
-        value: result,
-        scale,
-        s: if canonical {
-            input.to_owned()
-        } else {
-            String::new()
-        },
+        dec: Some(dec),
         format,
+        ..ParsedQuantity::default()
     })
 }
 

@@ -125,18 +125,49 @@ fn quantities_parse_as_apimachinery_does() {
     assert_eq!(q("-5"), Ok((-5, 0, "-5".into(), "DecimalSI")));
     assert_eq!(q("0"), Ok((0, 0, "0".into(), "DecimalSI")));
     assert_eq!(q("000"), Ok((0, 0, String::new(), "DecimalSI")));
-    // The arbitrary-precision path is not reproduced.
-    assert!(parse_quantity("1.5Gi").is_err());
     assert!(parse_quantity("1n5").is_err());
-    assert!(parse_quantity("12345678901234567890").is_err());
-    assert!(parse_quantity("0.0000000001").is_err());
+
+    // The arbitrary-precision path: an inf.Dec rounded up to a nano.
+    let dec = |s: &str| {
+        parse_quantity(s).map(|q| {
+            let d = q.dec.expect("an inf.Dec");
+            (d.negative, d.unscaled, d.scale, q.format)
+        })
+    };
+    assert_eq!(
+        dec("1.5Gi"),
+        Ok((false, 1_610_612_736_000_000_000, 9, "BinarySI"))
+    );
+    assert_eq!(
+        dec("-1.5Gi"),
+        Ok((true, 1_610_612_736_000_000_000, 9, "BinarySI"))
+    );
+    assert_eq!(dec("0.0000000001"), Ok((false, 1, 9, "DecimalSI")));
+    assert_eq!(
+        dec("12345678901234567890"),
+        Ok((
+            false,
+            12_345_678_901_234_567_890_000_000_000,
+            9,
+            "DecimalSI"
+        ))
+    );
+    // Binary: capped at MaxInt64, below one printed as decimal.
+    assert_eq!(dec("100Ei"), Ok((false, i64::MAX as u128, 0, "BinarySI")));
+    assert_eq!(dec("0.0001Ki"), Ok((false, 102_400_000, 9, "DecimalSI")));
+    // A zero big.Int prints as its arithmetic left it; more than 128 bits is refused.
+    assert!(parse_quantity("0.0Ki").is_err());
+    assert!(parse_quantity(&"9".repeat(40)).is_err());
 
     let mut micro = parse_quantity("100u").expect("parses");
-    micro.round_up_to_milli();
+    micro.round_up_to_milli().expect("rounds");
     assert_eq!((micro.value, micro.scale, micro.s.as_str()), (1, -3, ""));
     let mut nano = parse_quantity("-1500000n").expect("parses");
-    nano.round_up_to_milli();
+    nano.round_up_to_milli().expect("rounds");
     assert_eq!((nano.value, nano.scale), (-2, -3));
+    let mut big = parse_quantity("0.0000000001").expect("parses");
+    big.round_up_to_milli().expect("rounds");
+    assert_eq!(big.dec.map(|d| (d.unscaled, d.scale)), Some((1, 3)));
 }
 
 #[test]
