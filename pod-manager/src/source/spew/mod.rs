@@ -359,7 +359,7 @@ impl InfDec {
         } else {
             let divisor = 10u128.checked_pow(u32::try_from(self.scale - scale).ok()?)?;
             let quotient = self.unscaled / divisor;
-            quotient + u128::from(self.unscaled % divisor != 0)
+            quotient + u128::from(!self.unscaled.is_multiple_of(divisor))
         };
         Some(Self {
             unscaled,
