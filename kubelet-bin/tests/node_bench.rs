@@ -10,7 +10,9 @@
 //! worker of its own, so all 100 concurrently). The runtime's speed drifts over a run, so
 //! each kubelet's "above the floor" figures are against the floor measured right before it.
 //!
-//! Then for each kubelet:
+//! Then for each kubelet, started with no sandbox of the benchmark's namespace in the
+//! runtime, each measurement on a quiet node (it starts once the runtime has no ready
+//! sandbox of that namespace left from the one before):
 //! - 20 pods one after the other, created -> Ready as one `kubectl get -w` sees both
 //!   events: p50 / p90 / p99;
 //! - 100 pods created at once (through the API, up to 25 requests in flight: `kubectl
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 use common::{Cluster, Kubelet, Namespace, lock};
 use kubelet_core::{
     ContainerConfig, ContainerMetadata, ImageService, LinuxSandboxConfig, Runtime, SandboxConfig,
-    SandboxMetadata, SecurityProfile,
+    SandboxFilter, SandboxMetadata, SandboxState, SecurityProfile,
 };
 use kubelet_cri_client::{CriClient, Timeouts};
 
@@ -452,10 +454,70 @@ fn stripped_size(binary: &Path) -> f64 {
     size as f64 / (1 << 20) as f64
 }
 
+/// Runs `work` with a CRI client of `endpoint`, on a runtime of its own.
+fn with_cri<T, F: std::future::Future<Output = T>>(
+    endpoint: &str,
+    work: impl FnOnce(CriClient) -> F,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let client = CriClient::new(endpoint, Timeouts::default()).expect("CRI endpoint");
+    runtime.block_on(work(client))
+}
+
+fn namespace_sandboxes(ns: &str, state: Option<SandboxState>) -> SandboxFilter {
+    SandboxFilter {
+        state,
+        labels: [("io.kubernetes.pod.namespace".to_owned(), ns.to_owned())].into(),
+        ..SandboxFilter::default()
+    }
+}
+
+/// Waits until the runtime has no ready sandbox of namespace `ns` left: a kubelet tears
+/// deleted pods down after the API server has forgotten them, and that teardown
+/// (StopPodSandbox's network clean-up above all) must not run into the next measurement.
+fn wait_quiet(endpoint: &str, ns: &str) {
+    with_cri(endpoint, |client| async move {
+        let filter = namespace_sandboxes(ns, Some(SandboxState::Ready));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = client.list_sandboxes(&filter).await.expect("ListPodSandbox");
+            if ready.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} sandboxes of {ns} still ready after 120 s",
+                ready.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// Removes every sandbox of namespace `ns` (and so its containers) from the runtime, so
+/// that a kubelet starts on a clean node: the upstream kubelet leaves its deleted pods'
+/// stopped sandboxes to a garbage collection that runs a minute later, which the next
+/// kubelet would otherwise find and clean up while it is measured.
+fn clear_namespace(endpoint: &str, ns: &str) {
+    with_cri(endpoint, |client| async move {
+        let all = namespace_sandboxes(ns, None);
+        for sandbox in client.list_sandboxes(&all).await.expect("ListPodSandbox") {
+            let _ = client.stop_sandbox(&sandbox.id).await;
+            if let Err(e) = client.remove_sandbox(&sandbox.id).await {
+                eprintln!("removing sandbox {}: {e}", sandbox.id);
+            }
+        }
+    });
+}
+
 /// Runs the measurements with kubelets `start` makes (the same one again for the
 /// restart), on namespace `ns`.
 fn measure(
     c: &Cluster,
+    endpoint: &str,
     ns: &str,
     binary: &Path,
     sample_secs: u64,
@@ -465,6 +527,7 @@ fn measure(
         binary_mib: stripped_size(binary),
         ..Figures::default()
     };
+    clear_namespace(endpoint, ns);
     let kubelet = start();
     c.wait_node_ready(&kubelet);
     // Let start-up work (image GC's first pass, certificate checks) settle.
@@ -481,6 +544,7 @@ fn measure(
         |p| p["status"]["phase"] == "Running",
     );
     c.kubectl(&["delete", "pod", "warm-up", "-n", ns, "--wait=true"]);
+    wait_quiet(endpoint, ns);
 
     let watch = Watch::pods(c, ns);
     for i in 0..SEQUENTIAL {
@@ -499,6 +563,7 @@ fn measure(
         );
     }
     c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
+    wait_quiet(endpoint, ns);
 
     let before = watch.ready_count();
     let started = Instant::now();
@@ -541,7 +606,9 @@ fn measure(
     );
     figures.restart_pods = restarted.elapsed();
     c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
+    wait_quiet(endpoint, ns);
     drop(kubelet);
+    clear_namespace(endpoint, ns);
     figures
 }
 
@@ -607,6 +674,7 @@ fn node_bench() {
         .unwrap_or_else(|_| "info,kube_client=warn,kube_runtime=warn".to_owned());
     let ours = measure(
         &c,
+        &env.endpoint,
         ns,
         Path::new(env!("CARGO_BIN_EXE_kubelet")),
         sample_secs,
@@ -634,7 +702,7 @@ fn node_bench() {
     )
     .expect("configuration");
     let floor_theirs = cri_floor(&env.endpoint, &c.busybox);
-    let theirs = measure(&c, ns, Path::new(&upstream), sample_secs, &|| {
+    let theirs = measure(&c, &env.endpoint, ns, Path::new(&upstream), sample_secs, &|| {
         c.start_upstream_kubelet(&upstream, theirs_dir.path())
     });
 
