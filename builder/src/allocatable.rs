@@ -6,100 +6,64 @@
 
 use std::collections::BTreeMap;
 
-use kubelet_core::Quantity;
+use kubelet_core::{NodeResources, Quantity};
 
-/// Amounts set aside out of the node's capacity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reserved {
-    /// CPU in millicores.
-    pub milli_cpu: u64,
-    /// Memory in bytes.
-    pub memory: u64,
-    /// Ephemeral storage in bytes.
-    pub ephemeral_storage: u64,
-    /// Process IDs.
-    pub pids: u64,
+/// Parses `kubeReserved` or `systemReserved` as upstream's `parseResourceList`: only
+/// `cpu`, `memory`, `ephemeral-storage` and `pid`, never negative.
+pub fn parse_reserved(values: &BTreeMap<String, String>) -> Result<NodeResources, String> {
+    let mut reserved = NodeResources::default();
+    for (name, text) in values {
+        let quantity = |name: &str| -> Result<Quantity, String> {
+            let q = Quantity::parse(text).map_err(|e| {
+                format!("failed to parse quantity {text:?} for {name:?} resource: {e}")
+            })?;
+            if q.nano_value() < 0 {
+                return Err(format!(
+                    "resource quantity for {name:?} cannot be negative: {text}"
+                ));
+            }
+            Ok(q)
+        };
+        let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+        match name.as_str() {
+            "cpu" => reserved.milli_cpu = unsigned(quantity(name)?.milli_value()),
+            "memory" => reserved.memory = unsigned(quantity(name)?.value()),
+            "ephemeral-storage" => {
+                reserved.ephemeral_storage = unsigned(quantity(name)?.value());
+            }
+            "pid" => reserved.pids = unsigned(quantity(name)?.value()),
+            other => return Err(format!("cannot reserve {other:?} resource")),
+        }
+    }
+    Ok(reserved)
 }
 
-impl Reserved {
-    /// Both reservations together.
-    pub fn plus(self, other: Self) -> Self {
-        Self {
-            milli_cpu: self.milli_cpu.saturating_add(other.milli_cpu),
-            memory: self.memory.saturating_add(other.memory),
-            ephemeral_storage: self
-                .ephemeral_storage
-                .saturating_add(other.ephemeral_storage),
-            pids: self.pids.saturating_add(other.pids),
-        }
-    }
-
-    /// Parses `kubeReserved` or `systemReserved` as upstream's `parseResourceList`: only
-    /// `cpu`, `memory`, `ephemeral-storage` and `pid`, never negative.
-    pub fn parse(values: &BTreeMap<String, String>) -> Result<Self, String> {
-        let mut reserved = Self::default();
-        for (name, text) in values {
-            let quantity = |name: &str| -> Result<Quantity, String> {
-                let q = Quantity::parse(text).map_err(|e| {
-                    format!("failed to parse quantity {text:?} for {name:?} resource: {e}")
-                })?;
-                if q.nano_value() < 0 {
-                    return Err(format!(
-                        "resource quantity for {name:?} cannot be negative: {text}"
-                    ));
-                }
-                Ok(q)
-            };
-            let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
-            match name.as_str() {
-                "cpu" => reserved.milli_cpu = unsigned(quantity(name)?.milli_value()),
-                "memory" => reserved.memory = unsigned(quantity(name)?.value()),
-                "ephemeral-storage" => {
-                    reserved.ephemeral_storage = unsigned(quantity(name)?.value());
-                }
-                "pid" => reserved.pids = unsigned(quantity(name)?.value()),
-                other => return Err(format!("cannot reserve {other:?} resource")),
-            }
-        }
-        Ok(reserved)
-    }
-
-    /// Upstream's `validateNodeAllocatable`: every reservation within `capacity`
-    /// (pids unchecked: their capacity is not known here). One line per resource over.
-    pub fn check_within(&self, capacity: &Self) -> Vec<String> {
-        let over = |name: &str, reserved: u64, capacity: u64| {
-            (reserved > capacity).then(|| {
-                format!(
-                    "Resource {name:?} has a reservation of {reserved} but capacity of \
-                     {capacity}. Expected capacity >= reservation."
-                )
-            })
-        };
-        [
-            over("cpu", self.milli_cpu, capacity.milli_cpu),
-            over("memory", self.memory, capacity.memory),
-            over(
-                "ephemeral-storage",
-                self.ephemeral_storage,
-                capacity.ephemeral_storage,
-            ),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// `capacity` less this, never below zero.
-    pub fn taken_from(&self, capacity: &Self) -> Self {
-        Self {
-            milli_cpu: capacity.milli_cpu.saturating_sub(self.milli_cpu),
-            memory: capacity.memory.saturating_sub(self.memory),
-            ephemeral_storage: capacity
-                .ephemeral_storage
-                .saturating_sub(self.ephemeral_storage),
-            pids: capacity.pids.saturating_sub(self.pids),
-        }
-    }
+/// Upstream's `validateNodeAllocatable`: every reservation within `capacity` (pids
+/// unchecked: their capacity is not known here). One line per resource over.
+pub fn reservation_over_capacity(
+    reserved: &NodeResources,
+    capacity: &NodeResources,
+) -> Vec<String> {
+    let over = |name: &str, reserved: u64, capacity: u64| {
+        (reserved > capacity).then(|| {
+            format!(
+                "Resource {name:?} has a reservation of {reserved} but capacity of \
+                 {capacity}. Expected capacity >= reservation."
+            )
+        })
+    };
+    [
+        over("cpu", reserved.milli_cpu, capacity.milli_cpu),
+        over("memory", reserved.memory, capacity.memory),
+        over(
+            "ephemeral-storage",
+            reserved.ephemeral_storage,
+            capacity.ephemeral_storage,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 #[cfg(test)]
@@ -115,7 +79,7 @@ mod tests {
 
     #[test]
     fn reservations_parse_as_upstream() {
-        let r = Reserved::parse(&map(&[
+        let r = parse_reserved(&map(&[
             ("cpu", "250m"),
             ("memory", "1Gi"),
             ("ephemeral-storage", "2Gi"),
@@ -124,7 +88,7 @@ mod tests {
         .expect("parses");
         assert_eq!(
             r,
-            Reserved {
+            NodeResources {
                 milli_cpu: 250,
                 memory: 1 << 30,
                 ephemeral_storage: 2 << 30,
@@ -132,48 +96,48 @@ mod tests {
             }
         );
         assert_eq!(
-            Reserved::parse(&map(&[("nvidia.com/gpu", "1")])),
+            parse_reserved(&map(&[("nvidia.com/gpu", "1")])),
             Err("cannot reserve \"nvidia.com/gpu\" resource".to_owned())
         );
         assert_eq!(
-            Reserved::parse(&map(&[("memory", "-1Gi")])),
+            parse_reserved(&map(&[("memory", "-1Gi")])),
             Err("resource quantity for \"memory\" cannot be negative: -1Gi".to_owned())
         );
         assert!(
-            Reserved::parse(&map(&[("cpu", "two")]))
+            parse_reserved(&map(&[("cpu", "two")]))
                 .is_err_and(|e| e.starts_with("failed to parse quantity \"two\" for \"cpu\""))
         );
     }
 
     #[test]
     fn allocatable_is_capacity_less_reservations_and_over_reserving_is_named() {
-        let capacity = Reserved {
+        let capacity = NodeResources {
             milli_cpu: 2000,
             memory: 4 << 30,
             ephemeral_storage: 10 << 30,
             pids: 0,
         };
-        let reserved = Reserved {
+        let reserved = NodeResources {
             milli_cpu: 100,
             memory: 1 << 30,
-            ..Reserved::default()
+            ..NodeResources::default()
         }
-        .plus(Reserved {
+        .plus(NodeResources {
             memory: 1 << 30,
             ephemeral_storage: 1 << 30,
-            ..Reserved::default()
+            ..NodeResources::default()
         });
-        let allocatable = reserved.taken_from(&capacity);
+        let allocatable = capacity.less(reserved);
         assert_eq!(allocatable.milli_cpu, 1900);
         assert_eq!(allocatable.memory, 2 << 30);
         assert_eq!(allocatable.ephemeral_storage, 9 << 30);
-        assert!(reserved.check_within(&capacity).is_empty());
-        let too_much = Reserved {
+        assert!(reservation_over_capacity(&reserved, &capacity).is_empty());
+        let too_much = NodeResources {
             milli_cpu: 3000,
-            ..Reserved::default()
+            ..NodeResources::default()
         };
         assert_eq!(
-            too_much.check_within(&capacity),
+            reservation_over_capacity(&too_much, &capacity),
             vec![
                 "Resource \"cpu\" has a reservation of 3000 but capacity of 2000. Expected capacity >= reservation."
                     .to_owned()

@@ -216,7 +216,7 @@ impl Cluster {
     }
 
     /// Sets what the Node's allocatable leaves out of its capacity.
-    pub fn reserve(&mut self, reserved: kubelet_node_agent::NodeReserved) {
+    pub fn reserve(&mut self, reserved: kubelet_core::NodeResources) {
         self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));
     }
 

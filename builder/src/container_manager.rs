@@ -98,14 +98,14 @@ pub async fn node_cgroups(driver: CgroupDriver) -> Result<Arc<dyn CgroupManager>
     })
 }
 
-/// With `cgroupsPerQOS` (the default): makes `/kubepods` with the node's allocatable
-/// CPU, memory and pids and the QoS tiers below it, as upstream does before it runs
-/// pods (failing start-up when it cannot), and returns how pod cgroups are to be made.
+/// With `cgroupsPerQOS` (the default): makes `/kubepods` with `size`'s CPU and memory and
+/// the node's pids less `reserved_pids`, and the QoS tiers below it, as upstream does
+/// before it runs pods (failing start-up when it cannot), and returns how pod cgroups are
+/// to be made.
 pub fn pod_cgroups(
     cgroups: &dyn CgroupManager,
     config: &kubelet_core::config::KubeletConfiguration,
-    allocatable_milli_cpu: u64,
-    allocatable_memory: u64,
+    size: &kubelet_core::NodeResources,
     reserved_pids: u64,
 ) -> Result<Option<PodCgroupSettings>> {
     if !config.cgroups_per_qos.unwrap_or(true) {
@@ -119,8 +119,8 @@ pub fn pod_cgroups(
                 .max(0)
         });
     let allocatable = ResourceConfig {
-        cpu_shares: Some(kubelet_cgroups::milli_cpu_to_shares(allocatable_milli_cpu)),
-        memory: i64::try_from(allocatable_memory).ok(),
+        cpu_shares: Some(kubelet_cgroups::milli_cpu_to_shares(size.milli_cpu)),
+        memory: i64::try_from(size.memory).ok(),
         pids_limit: pid_max,
         ..ResourceConfig::default()
     };

@@ -56,12 +56,12 @@ use std::time::Duration;
 use kubelet_cgroups::CgroupManager;
 use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{
-    Backoff, ImageService, NoEvents, NoVolumeSources, Prober, Runtime, RuntimeVersion,
-    StatusReporter, SystemClock, VolumePlugin, VolumeSources,
+    Backoff, ImageService, NoEvents, NoVolumeSources, NodeResources, Prober, Runtime,
+    RuntimeVersion, StatusReporter, SystemClock, VolumePlugin, VolumeSources,
 };
 use kubelet_eviction::{EvictionManager, NodeReclaimer};
 use kubelet_images::{ImageGc, RuntimeContainers, RuntimeImageFs};
-use kubelet_node_agent::{NodeReserved, ShutdownManager};
+use kubelet_node_agent::ShutdownManager;
 use kubelet_pod_manager::pressure::NodePressure;
 use kubelet_pod_manager::shutdown::{ShutdownPeriod, shutdown_periods};
 use kubelet_pod_manager::source::{FileSource, UrlSource};
@@ -81,7 +81,6 @@ pub use kubelet_pod_manager::admission::kernel_version;
 pub use kubelet_server::VerbositySetter;
 pub use settings::{Settings, configz_json};
 
-use allocatable::Reserved;
 use cluster::Cluster;
 use supervise::{Role, Supervisor};
 
@@ -392,12 +391,12 @@ impl KubeletBuilder {
         let (eviction_memory, eviction_storage) = cfg
             .eviction
             .hard_reservation(signed(capacity.memory), signed(capacity.ephemeral_storage));
-        let allocatable_reservation = reserved.plus(Reserved {
+        let allocatable_reservation = reserved.plus(NodeResources {
             memory: u64::try_from(eviction_memory).unwrap_or(0),
             ephemeral_storage: u64::try_from(eviction_storage).unwrap_or(0),
-            ..Reserved::default()
+            ..NodeResources::default()
         });
-        let over = allocatable_reservation.check_within(&capacity);
+        let over = allocatable::reservation_over_capacity(&allocatable_reservation, &capacity);
         if !over.is_empty() {
             return Err(Error::Config {
                 field: "kubeReserved, systemReserved and evictionHard",
@@ -462,11 +461,7 @@ impl KubeletBuilder {
                 .map_err(Error::ServingCertificate)?;
         }
         if let Some(c) = cluster.as_mut() {
-            c.reserve(NodeReserved {
-                milli_cpu: allocatable_reservation.milli_cpu,
-                memory: allocatable_reservation.memory,
-                ephemeral_storage: allocatable_reservation.ephemeral_storage,
-            });
+            c.reserve(allocatable_reservation);
         }
         let configured_driver =
             kubelet_core::CgroupDriver::parse(&cfg.config.cgroup_driver).unwrap_or_default();
@@ -476,7 +471,7 @@ impl KubeletBuilder {
         // /kubepods gets capacity less the reservations when enforcing `pods`; the eviction
         // thresholds stay inside it so evictions come before the cgroup's OOM killer.
         let pods_cgroup_size = if cfg.enforce_pods_allocatable {
-            reserved.taken_from(&capacity)
+            capacity.less(reserved)
         } else {
             capacity
         };
@@ -492,8 +487,7 @@ impl KubeletBuilder {
                 let pod_cgroups = container_manager::pod_cgroups(
                     cgroups.as_ref(),
                     &config,
-                    pods_cgroup_size.milli_cpu,
-                    pods_cgroup_size.memory,
+                    &pods_cgroup_size,
                     reserved_pids,
                 )?;
                 let enforced =
@@ -509,7 +503,7 @@ impl KubeletBuilder {
         for enforced in enforced {
             tracing::info!("{enforced}");
         }
-        let allocatable = allocatable_reservation.taken_from(&capacity);
+        let allocatable = capacity.less(allocatable_reservation);
         let user_namespaces = {
             let ids_per_pod = cfg
                 .config
@@ -550,10 +544,8 @@ impl KubeletBuilder {
             cluster_domain: cfg.cluster_domain.clone(),
             host_resolv_conf,
             resolv_conf_disabled: cfg.resolv_conf.is_none(),
-            allocatable_milli_cpu: allocatable.milli_cpu,
-            allocatable_memory: allocatable.memory,
-            allocatable_ephemeral_storage: allocatable.ephemeral_storage,
-            memory_capacity: capacity.memory,
+            allocatable,
+            capacity,
             thermal_throttle_paths: kubelet_pod_manager::spec::host_thermal_throttle_paths(),
             pod_cgroups: pod_cgroups.clone(),
             cgroup_driver: cgroups.driver(),
@@ -591,7 +583,7 @@ impl KubeletBuilder {
         }
         let mut volumes =
             kubelet_volumes::VolumeManager::new(node.pods_dir.clone(), volume_sources)
-                .with_node_allocatable(node.allocatable())
+                .with_node_allocatable(node.allocatable)
                 .with_plugin(csi.clone());
         for plugin in volume_plugins {
             volumes = volumes.with_plugin(plugin);
@@ -1037,12 +1029,12 @@ impl NodeReclaimer for DiskReclaim {
 
 /// The node's capacity: CPUs, memory, and the size of the filesystem holding the root
 /// directory (its nearest existing ancestor before the directory is made).
-fn node_capacity(root_dir: &Path) -> Reserved {
+fn node_capacity(root_dir: &Path) -> NodeResources {
     let probe = root_dir
         .ancestors()
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
-    Reserved {
+    NodeResources {
         milli_cpu: host::milli_cpus(),
         memory: host::memory_bytes(),
         ephemeral_storage: kubelet_stats::fs::fs_info(probe).map_or(0, |info| info.capacity),

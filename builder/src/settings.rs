@@ -86,9 +86,9 @@ pub struct Settings {
     /// `nodeLeaseDurationSeconds`.
     pub node_lease_duration_seconds: i32,
     /// `kubeReserved` (`--kube-reserved`).
-    pub kube_reserved: crate::allocatable::Reserved,
+    pub kube_reserved: kubelet_core::NodeResources,
     /// `systemReserved` (`--system-reserved`).
-    pub system_reserved: crate::allocatable::Reserved,
+    pub system_reserved: kubelet_core::NodeResources,
     /// Whether `enforceNodeAllocatable` has `pods`: `/kubepods` is sized to allocatable.
     pub enforce_pods_allocatable: bool,
     /// The eviction thresholds and timing.
@@ -203,12 +203,12 @@ impl Settings {
                 fail("allowedUnsafeSysctls", reason);
                 SysctlAllowlist::default()
             });
-        let kube_reserved = crate::allocatable::Reserved::parse(&config.kube_reserved)
+        let kube_reserved = crate::allocatable::parse_reserved(&config.kube_reserved)
             .unwrap_or_else(|reason| {
                 fail("kubeReserved", reason);
                 Default::default()
             });
-        let system_reserved = crate::allocatable::Reserved::parse(&config.system_reserved)
+        let system_reserved = crate::allocatable::parse_reserved(&config.system_reserved)
             .unwrap_or_else(|reason| {
                 fail("systemReserved", reason);
                 Default::default()

@@ -463,8 +463,10 @@ fn with_cri<T, F: std::future::Future<Output = T>>(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let client = CriClient::new(endpoint, Timeouts::default()).expect("CRI endpoint");
-    runtime.block_on(work(client))
+    runtime.block_on(async {
+        let client = CriClient::new(endpoint, Timeouts::default()).expect("CRI endpoint");
+        work(client).await
+    })
 }
 
 fn namespace_sandboxes(ns: &str, state: Option<SandboxState>) -> SandboxFilter {
@@ -483,7 +485,10 @@ fn wait_quiet(endpoint: &str, ns: &str) {
         let filter = namespace_sandboxes(ns, Some(SandboxState::Ready));
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let ready = client.list_sandboxes(&filter).await.expect("ListPodSandbox");
+            let ready = client
+                .list_sandboxes(&filter)
+                .await
+                .expect("ListPodSandbox");
             if ready.is_empty() {
                 return;
             }
@@ -702,9 +707,14 @@ fn node_bench() {
     )
     .expect("configuration");
     let floor_theirs = cri_floor(&env.endpoint, &c.busybox);
-    let theirs = measure(&c, &env.endpoint, ns, Path::new(&upstream), sample_secs, &|| {
-        c.start_upstream_kubelet(&upstream, theirs_dir.path())
-    });
+    let theirs = measure(
+        &c,
+        &env.endpoint,
+        ns,
+        Path::new(&upstream),
+        sample_secs,
+        &|| c.start_upstream_kubelet(&upstream, theirs_dir.path()),
+    );
 
     let summary = |f: &Figures| {
         let mut sorted = f.startup.clone();
@@ -719,9 +729,8 @@ fn node_bench() {
     let (u50, u90, u99) = summary(&theirs);
     let f50_ours = print_floor("before ours", &floor_ours);
     let f50_theirs = print_floor("before upstream", &floor_theirs);
-    let per_floor = |d: Duration, floor: &Floor| {
-        d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON)
-    };
+    let per_floor =
+        |d: Duration, floor: &Floor| d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON);
     // (figure, ours, upstream, decimals): durations are shown in milliseconds.
     let time = |figure: String, o: Duration, u: Duration| {
         (

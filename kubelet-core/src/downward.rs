@@ -34,8 +34,8 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
-use crate::Quantity;
 use crate::validation::qualified_name_errors;
+use crate::{NodeResources, Quantity};
 
 /// A downward-API value that cannot be produced, with upstream's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,15 +55,24 @@ impl DownwardApiError {
 
 type Result<T> = std::result::Result<T, DownwardApiError>;
 
-/// The node's allocatable resources that stand in for a container's unset limits.
+/// What stands in for a container's unset CPU, memory and ephemeral-storage limits: the
+/// node's allocatable, or the pod-level limits (`allocatable_for_pod`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NodeAllocatable {
-    /// Allocatable CPU.
-    pub cpu: Quantity,
-    /// Allocatable memory, in bytes.
-    pub memory: Quantity,
-    /// Allocatable ephemeral storage, in bytes.
-    pub ephemeral_storage: Quantity,
+struct LimitDefaults {
+    cpu: Quantity,
+    memory: Quantity,
+    ephemeral_storage: Quantity,
+}
+
+impl LimitDefaults {
+    fn of(node: &NodeResources) -> Self {
+        let bytes = |n: u64| Quantity::from_nanos(i128::from(n) * 1_000_000_000);
+        Self {
+            cpu: Quantity::from_nanos(i128::from(node.milli_cpu) * 1_000_000),
+            memory: bytes(node.memory),
+            ephemeral_storage: bytes(node.ephemeral_storage),
+        }
+    }
 }
 
 /// A pod metadata field as text, as upstream `fieldpath.ExtractFieldPathAsString`:
@@ -161,8 +170,8 @@ pub fn go_quote(text: &str) -> String {
 
 /// The node's allocatable with the pod-level CPU and memory limits (when the pod sets
 /// any pod-level limit) taking its place, as upstream `defaultPodLimitsForDownwardAPI`.
-pub fn allocatable_for_pod(pod: &Pod, node: &NodeAllocatable) -> Result<NodeAllocatable> {
-    let mut allocatable = *node;
+fn allocatable_for_pod(pod: &Pod, node: &NodeResources) -> Result<LimitDefaults> {
+    let mut allocatable = LimitDefaults::of(node);
     let pod_limits = pod
         .spec
         .as_ref()
@@ -190,13 +199,14 @@ pub fn allocatable_for_pod(pod: &Pod, node: &NodeAllocatable) -> Result<NodeAllo
 
 /// A `resourceFieldRef` of an environment variable of `container` (upstream
 /// `containerResourceRuntimeValue`): `containerName` empty means `container` itself;
-/// unset limits of that container or of a regular container of the pod default to
-/// [`allocatable_for_pod`], those of an init container named by `containerName` do not.
+/// unset limits of that container or of a regular container of the pod default to the
+/// pod-level CPU and memory limits where the pod sets any, else to the node's
+/// allocatable; those of an init container named by `containerName` do not default.
 pub fn env_container_resource(
     pod: &Pod,
     container: &Container,
     selector: &ResourceFieldSelector,
-    node: &NodeAllocatable,
+    node: &NodeResources,
 ) -> Result<String> {
     let allocatable = allocatable_for_pod(pod, node)?;
     let target_name = selector.container_name.as_deref().unwrap_or_default();
@@ -225,7 +235,7 @@ pub fn env_container_resource(
 pub fn volume_container_resource(
     pod: &Pod,
     selector: &ResourceFieldSelector,
-    node: &NodeAllocatable,
+    node: &NodeResources,
 ) -> Result<String> {
     let name = selector.container_name.as_deref().unwrap_or_default();
     let spec = pod.spec.as_ref();
@@ -236,17 +246,17 @@ pub fn volume_container_resource(
                 .and_then(|list| list.iter().find(|c| c.name == name))
         })
         .ok_or_else(|| DownwardApiError::new(format!("container {name} not found")))?;
-    container_resource(container, selector, Some(node))
+    container_resource(container, selector, Some(&LimitDefaults::of(node)))
 }
 
 /// The value of `selector.resource` of `container` divided (rounding up) by the divisor
 /// (default 1), as upstream `ExtractContainerResourceValue`. With `defaults`, an unset or
 /// zero CPU, memory or ephemeral-storage limit is the default's (upstream
 /// `MergeContainerResourceLimits`); hugepages limits are never defaulted.
-pub fn container_resource(
+fn container_resource(
     container: &Container,
     selector: &ResourceFieldSelector,
-    defaults: Option<&NodeAllocatable>,
+    defaults: Option<&LimitDefaults>,
 ) -> Result<String> {
     let divisor = match &selector.divisor {
         Some(d) => parse(d)?,
@@ -324,11 +334,12 @@ mod tests {
         ApiQuantity(text.to_owned())
     }
 
-    fn node() -> NodeAllocatable {
-        NodeAllocatable {
-            cpu: Quantity::parse("4").expect("quantity"),
-            memory: Quantity::parse("8Gi").expect("quantity"),
-            ephemeral_storage: Quantity::parse("100Gi").expect("quantity"),
+    fn node() -> NodeResources {
+        NodeResources {
+            milli_cpu: 4000,
+            memory: 8 << 30,
+            ephemeral_storage: 100 << 30,
+            pids: 0,
         }
     }
 

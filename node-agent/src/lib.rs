@@ -60,7 +60,7 @@ pub use bootstrap::{Bootstrapped, load_client_cert};
 pub use csi::{ApiCsiObjects, NODE_ID_ANNOTATION};
 pub use error::{Error, Result};
 pub use events::ApiEvents;
-pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle, NodeReserved};
+pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle};
 pub use objects::ApiObjects;
 pub use pods::{ApiPodSource, PodView};
 pub use serving_cert::{ensure_self_signed, self_signed};

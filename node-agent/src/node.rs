@@ -75,19 +75,7 @@ pub struct NodeConfig {
     pub start_warnings: Vec<(String, String)>,
     /// What allocatable leaves out of capacity (`kubeReserved`, `systemReserved` and the
     /// hard eviction thresholds), as upstream's `GetNodeAllocatableReservation`.
-    pub reserved: NodeReserved,
-}
-
-/// Amounts reserved out of the node's capacity; allocatable is capacity less these
-/// (never below zero).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NodeReserved {
-    /// CPU in millicores.
-    pub milli_cpu: u64,
-    /// Memory in bytes.
-    pub memory: u64,
-    /// Ephemeral storage in bytes.
-    pub ephemeral_storage: u64,
+    pub reserved: kubelet_core::NodeResources,
 }
 
 impl NodeConfig {
@@ -110,7 +98,7 @@ impl NodeConfig {
             status_report_frequency: Duration::from_secs(300),
             lease_duration_seconds: 40,
             start_warnings: Vec::new(),
-            reserved: NodeReserved::default(),
+            reserved: kubelet_core::NodeResources::default(),
         }
     }
 }
@@ -198,7 +186,7 @@ impl NodeAgent {
     }
 
     /// Reports allocatable as capacity less `reserved`.
-    pub fn with_reserved(mut self, reserved: NodeReserved) -> Self {
+    pub fn with_reserved(mut self, reserved: kubelet_core::NodeResources) -> Self {
         self.config.reserved = reserved;
         self
     }

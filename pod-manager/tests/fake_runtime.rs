@@ -130,8 +130,11 @@ fn start_with_parts(
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
             host_resolv_conf: "nameserver 127.0.0.53\n".into(),
-            allocatable_milli_cpu: 2000,
-            allocatable_memory: 1 << 30,
+            allocatable: kubelet_core::NodeResources {
+                milli_cpu: 2000,
+                memory: 1 << 30,
+                ..Default::default()
+            },
             container_gc,
             ..NodeContext::default()
         },

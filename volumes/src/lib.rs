@@ -89,7 +89,6 @@ mod tests;
 mod token;
 
 pub use error::{Error, Result};
-pub use kubelet_core::downward::NodeAllocatable;
 pub use manager::{PodVolumes, VolumeManager};
 
 /// Prepares the kubelet's root directory at start-up as upstream does: creates it (mode

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume, VolumeMount};
-use kubelet_core::downward::{NodeAllocatable, go_quote};
+use kubelet_core::NodeResources;
+use kubelet_core::downward::go_quote;
 use kubelet_core::{
     Clock, Mount, MountPropagation, MountedVolume, PodRef, SystemClock, VolumePlugin,
     VolumeSources, expand,
@@ -265,14 +266,14 @@ impl VolumeManager {
 
     /// Sets the node's allocatable: unset container limits in downwardAPI
     /// `resourceFieldRef`s and the size of memory-backed emptyDirs default to it.
-    pub fn with_node_allocatable(self, allocatable: NodeAllocatable) -> Self {
+    pub fn with_node_allocatable(self, allocatable: NodeResources) -> Self {
         self.node.set(allocatable);
         self
     }
 
     /// Updates the node's allocatable (see [`VolumeManager::with_node_allocatable`]);
     /// volumes set up later use the new value.
-    pub fn set_node_allocatable(&self, allocatable: NodeAllocatable) {
+    pub fn set_node_allocatable(&self, allocatable: NodeResources) {
         self.node.set(allocatable);
     }
 

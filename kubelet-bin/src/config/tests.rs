@@ -804,7 +804,7 @@ fn a_sysctl_pattern_that_is_not_namespaced_stops_start_up() {
 
 #[test]
 fn eviction_and_reservation_flags_override_the_file_and_bad_values_name_the_field() {
-    use kubelet_builder::allocatable::Reserved;
+    use kubelet_core::NodeResources;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = config_file(&dir, "kubeReserved: {cpu: 50m}\n");
     let file = file.to_string_lossy();
@@ -852,10 +852,10 @@ fn eviction_and_reservation_flags_override_the_file_and_bad_values_name_the_fiel
     );
     assert_eq!(
         settings.kube_reserved,
-        Reserved {
+        NodeResources {
             milli_cpu: 100,
             memory: 1 << 30,
-            ..Reserved::default()
+            ..NodeResources::default()
         }
     );
     assert_eq!(settings.system_reserved.pids, 1000);

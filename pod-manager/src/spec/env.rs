@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret};
-use kubelet_core::Quantity;
-use kubelet_core::downward::{self, NodeAllocatable, split_subscript};
+use kubelet_core::downward::{self, split_subscript};
 pub use kubelet_core::expand;
 
 use super::{
@@ -120,7 +119,7 @@ pub fn container_env(
             if let Some(selector) = &from.field_ref {
                 field_value(pod, selector, pod_ips, ctx).map_err(fail)?
             } else if let Some(selector) = &from.resource_field_ref {
-                downward::env_container_resource(pod, container, selector, &ctx.allocatable())
+                downward::env_container_resource(pod, container, selector, &ctx.allocatable)
                     .map_err(|e| fail(e.message))?
             } else if let Some(selector) = &from.config_map_key_ref {
                 let optional = selector.optional == Some(true);
@@ -291,19 +290,6 @@ fn sort_pod_ips(pod_ips: &[String], node_ip: Option<&IpAddr>) -> Vec<String> {
         .into_iter()
         .chain(first_of(!node_v6))
         .collect()
-}
-
-impl NodeContext {
-    /// The node's allocatable as the downward API uses it (the value of unset limits in
-    /// resourceFieldRef), for environment variables and downwardAPI volumes alike.
-    pub fn allocatable(&self) -> NodeAllocatable {
-        let bytes = |n: u64| Quantity::from_nanos(i128::from(n) * 1_000_000_000);
-        NodeAllocatable {
-            cpu: Quantity::from_nanos(i128::from(self.allocatable_milli_cpu) * 1_000_000),
-            memory: bytes(self.allocatable_memory),
-            ephemeral_storage: bytes(self.allocatable_ephemeral_storage),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -75,17 +75,12 @@ pub struct NodeContext {
     pub cluster_domain: String,
     /// Contents of the node's resolv.conf (`resolvConf`), for dnsPolicy Default.
     pub host_resolv_conf: String,
-    /// Node allocatable CPU in millicores, the value of unset CPU limits in
-    /// resourceFieldRef.
-    pub allocatable_milli_cpu: u64,
-    /// Node allocatable memory in bytes, the value of unset memory limits.
-    pub allocatable_memory: u64,
-    /// Node allocatable ephemeral storage in bytes, the value of unset ephemeral-storage
+    /// The node's allocatable: the value of unset CPU, memory and ephemeral-storage
     /// limits in resourceFieldRef.
-    pub allocatable_ephemeral_storage: u64,
-    /// The machine's memory capacity in bytes, against which a Burstable container's
-    /// memory request sets its `oom_score_adj`; 0 falls back to `allocatable_memory`.
-    pub memory_capacity: u64,
+    pub allocatable: kubelet_core::NodeResources,
+    /// The machine's capacity: a Burstable container's memory request sets its
+    /// `oom_score_adj` against its memory (0 falls back to the allocatable memory).
+    pub capacity: kubelet_core::NodeResources,
     /// True when the kubelet's `resolvConf` is the empty string: `host_resolv_conf` is
     /// then ignored and pods with host DNS get a localhost nameserver and search `.`.
     pub resolv_conf_disabled: bool,

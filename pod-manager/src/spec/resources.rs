@@ -40,10 +40,10 @@ pub fn container_resources(
         None => cpu_limit,
     };
 
-    let capacity = if ctx.memory_capacity > 0 {
-        ctx.memory_capacity
+    let capacity = if ctx.capacity.memory > 0 {
+        ctx.capacity.memory
     } else {
-        ctx.allocatable_memory
+        ctx.allocatable.memory
     };
     Ok(LinuxResources {
         cpu_period: QUOTA_PERIOD_US as i64,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use k8s_openapi::ByteString;
-use kubelet_core::{DnsConfig, LinuxResources, SeLinuxOptions, SecurityProfile};
+use kubelet_core::{DnsConfig, LinuxResources, NodeResources, SeLinuxOptions, SecurityProfile};
 use serde_json::json;
 
 use super::*;
@@ -57,10 +57,16 @@ fn ctx() -> NodeContext {
         cluster_dns: vec![ip("10.96.0.10")],
         cluster_domain: "cluster.local".into(),
         host_resolv_conf: "nameserver 192.168.0.1\nsearch corp.example\noptions edns0\n".into(),
-        allocatable_milli_cpu: 3500,
-        allocatable_memory: 8 << 30,
-        allocatable_ephemeral_storage: 100 << 30,
-        memory_capacity: 10_000_000_000,
+        allocatable: NodeResources {
+            milli_cpu: 3500,
+            memory: 8 << 30,
+            ephemeral_storage: 100 << 30,
+            pids: 0,
+        },
+        capacity: NodeResources {
+            memory: 10_000_000_000,
+            ..NodeResources::default()
+        },
         resolv_conf_disabled: false,
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
         pod_cgroups: None,
@@ -1208,7 +1214,7 @@ fn oom_score_adj_follows_upstream_policy() {
     assert!(oom_score_adj(&p, &first_container(&p), 0).is_err());
     // The container config falls back to allocatable memory when capacity is unknown.
     let mut no_capacity = ctx();
-    no_capacity.memory_capacity = 0;
+    no_capacity.capacity.memory = 0;
     let config = container_config(
         &p,
         &first_container(&p),

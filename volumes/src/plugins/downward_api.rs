@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, Pod, Volume};
-use kubelet_core::downward::{self, NodeAllocatable};
+use kubelet_core::NodeResources;
+use kubelet_core::downward;
 use tracing::warn;
 
 use super::SharedNode;
@@ -22,7 +23,7 @@ pub(crate) const DEFAULT_MODE: i32 = 0o644;
 pub(crate) fn collect_data(
     items: &[DownwardAPIVolumeFile],
     pod: &Pod,
-    node: &NodeAllocatable,
+    node: &NodeResources,
     default_mode: i32,
 ) -> Result<Payload> {
     let mut errors = Vec::new();
@@ -107,7 +108,7 @@ mod tests {
             field("./dir/../labels", "metadata.labels"),
             field("one", "metadata.labels['a']"),
         ];
-        let payload = collect_data(&items, &pod, &NodeAllocatable::default(), 0o640).expect("data");
+        let payload = collect_data(&items, &pod, &NodeResources::default(), 0o640).expect("data");
         assert_eq!(
             payload.keys().collect::<Vec<_>>(),
             ["labels", "name", "one"]
@@ -128,7 +129,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let err = collect_data(&bad, &pod, &NodeAllocatable::default(), 0o644).expect_err("bad");
+        let err = collect_data(&bad, &pod, &NodeResources::default(), 0o644).expect_err("bad");
         assert_eq!(
             err.to_string(),
             "[unsupported fieldPath: spec.nodeName, container nope not found]"

@@ -172,15 +172,15 @@ fn setup_tmpfs(dir: &Path, size: Option<i64>) -> Result<()> {
 /// or the volume's `sizeLimit` when no larger than either. An unknown (zero) allocatable
 /// counts as unlimited; `None` leaves the kernel's default (half the RAM).
 pub(crate) fn memory_size(
-    allocatable_memory: Quantity,
+    allocatable_memory: u64,
     size_limit: Option<&Quantity>,
     pod: &Pod,
 ) -> Option<i64> {
     let unlimited = Quantity::from_nanos(i128::from(i64::MAX) * 1_000_000_000);
-    let mut size = if allocatable_memory.is_zero() {
+    let mut size = if allocatable_memory == 0 {
         unlimited
     } else {
-        allocatable_memory
+        Quantity::from_nanos(i128::from(allocatable_memory) * 1_000_000_000)
     };
     if let Some(pod_limit) = pod_memory_limit(pod)
         && pod_limit > Quantity::ZERO
@@ -404,7 +404,7 @@ mod tests {
                 &[("cpu", "1"), ("memory", "2Gi")],
             ),
         ]);
-        let node = q("16Gi");
+        let node = 16 << 30;
         // The pod's limit (3Gi) is below the node's allocatable.
         assert_eq!(memory_size(node, None, &guaranteed), Some(3 << 30));
         // A smaller sizeLimit wins; a larger one does not.
@@ -432,9 +432,9 @@ mod tests {
         // BestEffort: node allocatable, or the kernel default when it is unknown.
         let best_effort = pod(vec![container("a", &[], &[])]);
         assert_eq!(memory_size(node, None, &best_effort), Some(16 << 30));
-        assert_eq!(memory_size(Quantity::ZERO, None, &best_effort), None);
+        assert_eq!(memory_size(0, None, &best_effort), None);
         assert_eq!(
-            memory_size(Quantity::ZERO, Some(&q("64Mi")), &best_effort),
+            memory_size(0, Some(&q("64Mi")), &best_effort),
             Some(64 << 20)
         );
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kubelet_core::downward::NodeAllocatable;
+use kubelet_core::NodeResources;
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -45,18 +45,18 @@ pub(crate) fn check_volume_name(name: &str) -> Result<()> {
 /// The node's allocatable, which may be learnt after the volume manager is built.
 #[derive(Debug, Default)]
 pub(crate) struct NodeState {
-    allocatable: RwLock<NodeAllocatable>,
+    allocatable: RwLock<NodeResources>,
 }
 
 impl NodeState {
-    pub(crate) fn get(&self) -> NodeAllocatable {
+    pub(crate) fn get(&self) -> NodeResources {
         *self
             .allocatable
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn set(&self, allocatable: NodeAllocatable) {
+    pub(crate) fn set(&self, allocatable: NodeResources) {
         *self
             .allocatable
             .write()
