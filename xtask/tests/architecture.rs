@@ -28,6 +28,7 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
             "kubelet-cgroups",
             "kubelet-probes",
             "kubelet-volumes",
+            "kubelet-inotify",
         ],
     ),
     // The node agent also records CSI drivers in the CSINode object (kubelet-csi's seam).
@@ -69,7 +70,10 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
         ],
     ),
     // Node plugins' registration (plugins_registry): gRPC on unix sockets only.
-    ("kubelet-plugin-manager", &["kubelet-grpc-uds"]),
+    (
+        "kubelet-plugin-manager",
+        &["kubelet-grpc-uds", "kubelet-inotify"],
+    ),
     // CSI: a volume plugin (core's trait, the volume library's ownership and mount
     // table) and a plugin manager handler, talking gRPC to drivers.
     (
@@ -88,6 +92,8 @@ const ALLOWED_WORKSPACE_DEPS: &[(&str, &[&str])] = &[
     ),
     // gRPC on unix sockets (Go clients' authorities), for the two servers below.
     ("kubelet-grpc-uds", &[]),
+    // An async inotify watch (the static pod path, plugins_registry).
+    ("kubelet-inotify", &[]),
     // The PodResources API: its own provider trait, pods in k8s-openapi's types.
     (
         "kubelet-pod-resources",

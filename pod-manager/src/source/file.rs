@@ -2,15 +2,13 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use kubelet_inotify::AddWatchFlags;
 use tokio::io::AsyncReadExt;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -124,7 +122,6 @@ impl FileSource {
                         watch = self.rewatch(&mut state).await;
                         true
                     }
-                    WatchEvent::Ignored => false,
                 },
             };
             if list_now
@@ -337,92 +334,41 @@ enum WatchEvent {
     Changed,
     /// The watched path itself went away (deleted, moved, unmounted); re-watch by path.
     Gone,
-    /// Only hidden files changed.
-    Ignored,
-}
-
-/// The inotify descriptor, for `AsyncFd`.
-struct InotifyFd(Inotify);
-
-impl AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
 }
 
 /// An inotify watch on the source path.
-struct Watch {
-    fd: AsyncFd<InotifyFd>,
-}
+struct Watch(kubelet_inotify::Watch);
 
 impl Watch {
     async fn new(path: &Path) -> std::io::Result<Self> {
-        let path = path.to_path_buf();
-        // inotify_add_watch resolves the path, which may touch the disk.
-        let inotify = tokio::task::spawn_blocking(move || -> nix::Result<Inotify> {
-            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-            inotify.add_watch(
-                &path,
-                AddWatchFlags::IN_CREATE
-                    | AddWatchFlags::IN_DELETE
-                    | AddWatchFlags::IN_MODIFY
-                    | AddWatchFlags::IN_CLOSE_WRITE
-                    | AddWatchFlags::IN_ATTRIB
-                    | AddWatchFlags::IN_MOVED_FROM
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_DELETE_SELF
-                    | AddWatchFlags::IN_MOVE_SELF,
-            )?;
-            Ok(inotify)
-        })
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::from)?;
-        // SAFETY: `InotifyFd` owns the descriptor (an `OwnedFd` inside `Inotify`), always
-        // returns that same descriptor, and is dropped only after the `AsyncFd` that
-        // owns it deregisters it, which is all `register` requires. tokio offers no safe
-        // constructor for a descriptor it does not know (inotify is not a socket or
-        // pipe).
-        #[allow(unsafe_code)]
-        let fd = unsafe { AsyncFd::register(InotifyFd(inotify)) }.map_err(std::io::Error::from)?;
-        Ok(Self { fd })
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO;
+        Ok(Self(kubelet_inotify::Watch::new(path, mask).await?))
     }
 
     /// Waits for the next batch of events and classifies it.
     async fn next(&mut self) -> WatchEvent {
         loop {
-            let mut guard = match self.fd.readable().await {
-                Ok(guard) => guard,
-                Err(_) => return WatchEvent::Gone,
-            };
-            match guard.get_inner().0.read_events() {
-                Ok(events) => {
-                    let mut outcome = WatchEvent::Ignored;
-                    for event in events {
-                        if event.mask.intersects(
-                            AddWatchFlags::IN_IGNORED
-                                | AddWatchFlags::IN_DELETE_SELF
-                                | AddWatchFlags::IN_MOVE_SELF
-                                | AddWatchFlags::IN_UNMOUNT,
-                        ) {
-                            return WatchEvent::Gone;
-                        }
-                        // Overflow loses events; a re-read covers whatever they were.
-                        let relevant = event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
-                            || event.name.as_deref().is_none_or(|n| !is_hidden(n));
-                        if relevant {
-                            outcome = WatchEvent::Changed;
-                        }
-                    }
-                    if outcome != WatchEvent::Ignored {
-                        return outcome;
-                    }
-                }
-                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+            let events = match self.0.next_batch().await {
+                Ok(Some(events)) => events,
+                Ok(None) => return WatchEvent::Gone,
                 Err(err) => {
                     tracing::warn!(error = %err, "reading inotify events failed");
                     return WatchEvent::Gone;
                 }
+            };
+            // Overflow loses events; a re-read covers whatever they were.
+            let relevant = events.iter().any(|event| {
+                event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)
+                    || event.name.as_deref().is_none_or(|n| !is_hidden(n))
+            });
+            if relevant {
+                return WatchEvent::Changed;
             }
         }
     }
