@@ -1,4 +1,4 @@
-//! `kubelet_core::Runtime` and `ImageService` over CRI.
+//! `kubelet_core::Runtime`, `RuntimeInventory` and `ImageService` over CRI.
 
 use std::time::Duration;
 
@@ -8,8 +8,8 @@ use k8s_cri::v1 as cri;
 use kubelet_core::{
     CgroupDriver, Container, ContainerConfig, ContainerEvents, ContainerExec, ContainerFilter,
     ContainerStats, ContainerStatus, ExecResult, FilesystemUsage, Image, ImageService,
-    RegistryAuth, Result, Runtime, RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig,
-    SandboxFilter, SandboxStatus, StreamRequest,
+    RegistryAuth, Result, Runtime, RuntimeInventory, RuntimeStatus, RuntimeVersion, Sandbox,
+    SandboxConfig, SandboxFilter, SandboxStatus, StreamRequest,
 };
 
 use crate::client::CriClient;
@@ -30,6 +30,35 @@ impl ContainerExec for CriClient {
             stderr: r.stderr,
             exit_code: r.exit_code,
         })
+    }
+}
+
+#[async_trait]
+impl RuntimeInventory for CriClient {
+    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>> {
+        let items = self
+            .list_pod_sandbox(Some(convert::sandbox_filter(filter)))
+            .await?;
+        Ok(items.into_iter().map(convert::sandbox).collect())
+    }
+
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>> {
+        let items =
+            CriClient::list_containers(self, Some(convert::container_filter(filter))).await?;
+        Ok(items.into_iter().map(convert::container).collect())
+    }
+
+    async fn container_stats(&self, container_id: &str) -> Result<ContainerStats> {
+        Ok(convert::container_stats(
+            CriClient::container_stats(self, container_id).await?,
+        ))
+    }
+
+    async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>> {
+        let stats =
+            CriClient::list_container_stats(self, Some(convert::container_stats_filter(filter)))
+                .await?;
+        Ok(stats.into_iter().map(convert::container_stats).collect())
     }
 }
 
@@ -101,13 +130,6 @@ impl Runtime for CriClient {
         Ok(convert::sandbox_status(status))
     }
 
-    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>> {
-        let items = self
-            .list_pod_sandbox(Some(convert::sandbox_filter(filter)))
-            .await?;
-        Ok(items.into_iter().map(convert::sandbox).collect())
-    }
-
     async fn create_container(
         &self,
         sandbox_id: &str,
@@ -133,12 +155,6 @@ impl Runtime for CriClient {
 
     async fn remove_container(&self, container_id: &str) -> Result<()> {
         Ok(CriClient::remove_container(self, container_id).await?)
-    }
-
-    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>> {
-        let items =
-            CriClient::list_containers(self, Some(convert::container_filter(filter))).await?;
-        Ok(items.into_iter().map(convert::container).collect())
     }
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus> {
@@ -203,12 +219,6 @@ impl Runtime for CriClient {
         Ok(url)
     }
 
-    async fn container_stats(&self, container_id: &str) -> Result<ContainerStats> {
-        Ok(convert::container_stats(
-            CriClient::container_stats(self, container_id).await?,
-        ))
-    }
-
     async fn container_events(&self) -> Result<ContainerEvents> {
         let stream = self.get_container_events().await?;
         Ok(Box::pin(stream.map(|item| match item {
@@ -217,13 +227,6 @@ impl Runtime for CriClient {
                 Err(Error::from_status("GetContainerEvents", "-", &status, Duration::ZERO).into())
             }
         })))
-    }
-
-    async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>> {
-        let stats =
-            CriClient::list_container_stats(self, Some(convert::container_stats_filter(filter)))
-                .await?;
-        Ok(stats.into_iter().map(convert::container_stats).collect())
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubelet_core::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ImageService,
-    LinuxSandboxConfig, RegistryAuth, Runtime, SandboxConfig, SandboxFilter, SandboxMetadata,
-    SandboxState,
+    LinuxSandboxConfig, RegistryAuth, Runtime, RuntimeInventory, SandboxConfig, SandboxFilter,
+    SandboxMetadata, SandboxState,
 };
 use kubelet_cri_client::{CriClient, Error, TestEnv, Timeouts};
 
@@ -665,7 +665,7 @@ async fn a_stopped_runtime_is_unavailable_and_the_client_reconnects() {
         Error::Unavailable { call, .. } => assert_eq!(*call, "Version"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    let err = Runtime::list_sandboxes(&client, &SandboxFilter::default())
+    let err = RuntimeInventory::list_sandboxes(&client, &SandboxFilter::default())
         .await
         .expect_err("still stopped");
     assert!(err.is_unavailable(), "{err}");

@@ -389,7 +389,7 @@ fn pull_unused_image(endpoint: &str, image: &str) {
 fn runtime_objects_of(endpoint: &str, uid: &str) -> usize {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        use kubelet_core::Runtime;
+        use kubelet_core::RuntimeInventory;
         let client =
             kubelet_cri_client::CriClient::new(endpoint, Default::default()).expect("CRI client");
         let labels: kubelet_core::StringMap = [(
@@ -397,7 +397,7 @@ fn runtime_objects_of(endpoint: &str, uid: &str) -> usize {
             uid.to_owned(),
         )]
         .into();
-        let containers = Runtime::list_containers(
+        let containers = RuntimeInventory::list_containers(
             &client,
             &kubelet_core::ContainerFilter {
                 labels: labels.clone(),
@@ -406,7 +406,7 @@ fn runtime_objects_of(endpoint: &str, uid: &str) -> usize {
         )
         .await
         .expect("list containers");
-        let sandboxes = Runtime::list_sandboxes(
+        let sandboxes = RuntimeInventory::list_sandboxes(
             &client,
             &kubelet_core::SandboxFilter {
                 labels,

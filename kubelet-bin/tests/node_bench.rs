@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use common::{Cluster, Kubelet, Namespace, lock};
 use kubelet_core::{
-    ContainerConfig, ContainerMetadata, ImageService, LinuxSandboxConfig, Runtime, SandboxConfig,
-    SandboxFilter, SandboxMetadata, SandboxState, SecurityProfile,
+    ContainerConfig, ContainerMetadata, ImageService, LinuxSandboxConfig, Runtime,
+    RuntimeInventory, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState, SecurityProfile,
 };
 use kubelet_cri_client::{CriClient, Timeouts};
 

@@ -89,10 +89,10 @@ fn pods(c: &Cluster, ns: &str) -> BTreeMap<String, (String, bool, String, i64)> 
 fn ready_sandboxes(endpoint: &str, namespace: &str) -> BTreeMap<String, usize> {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        use kubelet_core::Runtime;
+        use kubelet_core::RuntimeInventory;
         let client =
             kubelet_cri_client::CriClient::new(endpoint, Default::default()).expect("CRI client");
-        let sandboxes = Runtime::list_sandboxes(&client, &Default::default())
+        let sandboxes = RuntimeInventory::list_sandboxes(&client, &Default::default())
             .await
             .expect("list sandboxes");
         let mut by_uid = BTreeMap::new();

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubelet_core::labels::POD_UID_LABEL;
-use kubelet_core::{ContainerFilter, Runtime, SandboxFilter};
+use kubelet_core::{ContainerFilter, RuntimeInventory, SandboxFilter};
 use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
 use serde_json::Value;
 
@@ -153,7 +153,7 @@ fn containers_where(
         ..Default::default()
     };
     let mut ids: Vec<String> = rt
-        .block_on(Runtime::list_containers(runtime, &filter))
+        .block_on(RuntimeInventory::list_containers(runtime, &filter))
         .expect("list containers")
         .into_iter()
         .map(|c| c.id)
@@ -167,7 +167,7 @@ fn sandboxes(runtime: &CriClient, uid: &str, rt: &tokio::runtime::Runtime) -> us
         labels: [(POD_UID_LABEL.to_owned(), uid.to_owned())].into(),
         ..Default::default()
     };
-    rt.block_on(Runtime::list_sandboxes(runtime, &filter))
+    rt.block_on(RuntimeInventory::list_sandboxes(runtime, &filter))
         .expect("list sandboxes")
         .len()
 }

@@ -751,11 +751,27 @@ pub trait ContainerExec: Send + Sync {
     ) -> Result<ExecResult>;
 }
 
+/// What a runtime runs and what it uses: all that the stats (the summary API, resource
+/// metrics) read of a runtime, so that their users (and test fakes) implement four
+/// methods, not [`Runtime`]. An `Arc<dyn Runtime>` converts to an
+/// `Arc<dyn RuntimeInventory>`.
+#[async_trait]
+pub trait RuntimeInventory: Send + Sync {
+    /// Sandboxes matching the filter.
+    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>>;
+    /// Containers matching the filter.
+    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
+    /// Current usage of one container.
+    async fn container_stats(&self, container_id: &str) -> Result<ContainerStats>;
+    /// Current usage of the containers matching the filter.
+    async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>>;
+}
+
 /// Sandboxes, containers, exec and stats: what the pod manager asks of a container runtime.
 ///
 /// Held as `Arc<dyn Runtime>`; every method names its object in the error it returns.
 #[async_trait]
-pub trait Runtime: ContainerExec + Send + Sync {
+pub trait Runtime: ContainerExec + RuntimeInventory + Send + Sync {
     /// Name and version of the runtime.
     async fn version(&self) -> Result<RuntimeVersion>;
     /// Runtime and network readiness.
@@ -769,8 +785,6 @@ pub trait Runtime: ContainerExec + Send + Sync {
     async fn remove_sandbox(&self, sandbox_id: &str) -> Result<()>;
     /// Status of one sandbox.
     async fn sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus>;
-    /// Sandboxes matching the filter.
-    async fn list_sandboxes(&self, filter: &SandboxFilter) -> Result<Vec<Sandbox>>;
 
     /// Creates a container in a sandbox; returns its id.
     async fn create_container(
@@ -785,8 +799,6 @@ pub trait Runtime: ContainerExec + Send + Sync {
     async fn stop_container(&self, container_id: &str, grace: Duration) -> Result<()>;
     /// Removes a container.
     async fn remove_container(&self, container_id: &str) -> Result<()>;
-    /// Containers matching the filter.
-    async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
     /// Status of one container.
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus>;
     /// Asks the runtime to reopen a container's log file (after rotation).
@@ -819,11 +831,6 @@ pub trait Runtime: ContainerExec + Send + Sync {
 
     /// Prepares a streaming exec, attach or port-forward; returns the URL to proxy.
     async fn stream_url(&self, request: &StreamRequest) -> Result<String>;
-
-    /// Current usage of one container.
-    async fn container_stats(&self, container_id: &str) -> Result<ContainerStats>;
-    /// Current usage of the containers matching the filter.
-    async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>>;
 
     /// Container events as they happen, where the runtime offers them (CRI
     /// `GetContainerEvents`); the default says the runtime does not.
@@ -859,9 +866,9 @@ pub trait ImageService: Send + Sync {
     async fn image_fs_info(&self) -> Result<Vec<FilesystemUsage>>;
 }
 
-// Both traits are extension points held as `Arc<dyn _>`: this fails to compile if either
+// These traits are extension points held as `Arc<dyn _>`: this fails to compile if one
 // stops being object safe.
-const _: Option<(&dyn Runtime, &dyn ImageService)> = None;
+const _: Option<(&dyn Runtime, &dyn ImageService, &dyn RuntimeInventory)> = None;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kubelet_core::{ContainerFilter, Runtime, SandboxFilter};
+use kubelet_core::{ContainerFilter, RuntimeInventory, SandboxFilter};
 use kubelet_cri_client::{FakeCriServer, Timeouts};
 use kubelet_pod_manager::pod_snapshot;
 use kubelet_pod_manager::status::{StatusInputs, pod_status};
@@ -57,7 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     for _ in 0..ROUNDS {
         let sandboxes = client.list_sandboxes(&SandboxFilter::default()).await?;
-        let containers = Runtime::list_containers(&client, &ContainerFilter::default()).await?;
+        let containers =
+            RuntimeInventory::list_containers(&client, &ContainerFilter::default()).await?;
         assert_eq!(sandboxes.len(), PODS);
         assert_eq!(containers.len(), PODS * CONTAINERS_PER_POD);
     }

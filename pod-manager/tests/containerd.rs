@@ -12,7 +12,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::labels::{
     CONTAINER_HASH_ANNOTATION, CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
 };
-use kubelet_core::{Backoff, ContainerFilter, Runtime, SandboxFilter, StatusReporter};
+use kubelet_core::{
+    Backoff, ContainerFilter, Runtime, RuntimeInventory, SandboxFilter, StatusReporter,
+};
 use kubelet_cri_client::{CriClient, TestEnv, Timeouts};
 use kubelet_pod_manager::admission::SysctlAllowlist;
 use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext, NodeSecurity};
@@ -253,7 +255,7 @@ impl Kubelet {
                 labels: [(POD_UID_LABEL.to_owned(), (*uid).to_owned())].into(),
                 ..Default::default()
             };
-            n += Runtime::list_sandboxes(&self.client, &filter)
+            n += RuntimeInventory::list_sandboxes(&self.client, &filter)
                 .await
                 .expect("list")
                 .len();
@@ -413,7 +415,7 @@ async fn runs_a_pod_with_init_container_and_upstream_labels() {
 
     // The containers carry upstream's labels and hash, so crictl and the upstream kubelet
     // recognise them.
-    let containers = Runtime::list_containers(
+    let containers = RuntimeInventory::list_containers(
         &kubelet.client,
         &ContainerFilter {
             labels: [(POD_UID_LABEL.to_owned(), uid.clone())].into(),
@@ -580,7 +582,7 @@ async fn failing_init_container_blocks_the_app() {
         waiting(&pods, "blocked", "app").map(|w| w.0).as_deref(),
         Some("PodInitializing")
     );
-    let apps = Runtime::list_containers(
+    let apps = RuntimeInventory::list_containers(
         &kubelet.client,
         &ContainerFilter {
             labels: [
@@ -722,7 +724,7 @@ async fn a_restarted_kubelet_adopts_its_pods_and_active_deadline_fails_a_pod() {
             phase(pods, "steady") == "Running"
         })
         .await;
-    let before = Runtime::list_containers(&kubelet.client, &ContainerFilter::default())
+    let before = RuntimeInventory::list_containers(&kubelet.client, &ContainerFilter::default())
         .await
         .expect("list");
     let ours = |list: &[kubelet_core::Container]| {
@@ -745,7 +747,7 @@ async fn a_restarted_kubelet_adopts_its_pods_and_active_deadline_fails_a_pod() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = Runtime::list_containers(&kubelet.client, &ContainerFilter::default())
+    let after = RuntimeInventory::list_containers(&kubelet.client, &ContainerFilter::default())
         .await
         .expect("list");
     assert_eq!(
@@ -2468,7 +2470,7 @@ async fn log_symlinks_dead_sandboxes_and_orphaned_log_dirs_are_collected() {
             labels: [(POD_UID_LABEL.to_owned(), uid)].into(),
             ..Default::default()
         };
-        let mut ids: Vec<String> = Runtime::list_sandboxes(&client, &filter)
+        let mut ids: Vec<String> = RuntimeInventory::list_sandboxes(&client, &filter)
             .await
             .expect("list")
             .into_iter()

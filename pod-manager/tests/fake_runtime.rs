@@ -1071,9 +1071,10 @@ async fn a_second_ready_sandbox_is_reconciled() {
         .await
         .expect("second sandbox");
     let ready = || async {
-        let sandboxes = kubelet_core::Runtime::list_sandboxes(&client, &Default::default())
-            .await
-            .expect("list");
+        let sandboxes =
+            kubelet_core::RuntimeInventory::list_sandboxes(&client, &Default::default())
+                .await
+                .expect("list");
         sandboxes
             .iter()
             .filter(|s| s.state == kubelet_core::SandboxState::Ready)

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 
 use kubelet_core::labels::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 use kubelet_core::{
-    Container, ContainerFilter, ContainerState, FilesystemUsage, ImageService, Runtime, Sandbox,
-    SandboxFilter, SandboxState,
+    Container, ContainerFilter, ContainerState, FilesystemUsage, ImageService, RuntimeInventory,
+    Sandbox, SandboxFilter, SandboxState,
 };
 
 use crate::cgroup::{CgroupSample, Cgroups};
@@ -73,7 +73,7 @@ pub struct SystemCgroups {
 /// each, in the background once measured. `usageNanoCores` comes from the runtime when
 /// it reports it, otherwise from the previous sample of the same container, pod or node.
 pub struct StatsProvider {
-    runtime: Arc<dyn Runtime>,
+    runtime: Arc<dyn RuntimeInventory>,
     images: Arc<dyn ImageService>,
     paths: Arc<StatsPaths>,
     node_name: String,
@@ -203,7 +203,7 @@ type RefreshJob = Box<dyn FnOnce() + Send>;
 impl StatsProvider {
     /// A provider over a runtime and its image service.
     pub fn new(
-        runtime: Arc<dyn Runtime>,
+        runtime: Arc<dyn RuntimeInventory>,
         images: Arc<dyn ImageService>,
         paths: StatsPaths,
         node_name: String,

@@ -3,16 +3,13 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use kubelet_core::labels::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 use kubelet_core::{
-    Container, ContainerConfig, ContainerEvents, ContainerFilter, ContainerMetadata,
-    ContainerState, ContainerStats, ContainerStatus, ExecResult, FilesystemUsage, Image,
-    ImageService, RegistryAuth, Runtime, RuntimeError, RuntimeErrorKind, RuntimeStatus,
-    RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
-    SandboxStatus, StreamRequest,
+    Container, ContainerFilter, ContainerMetadata, ContainerState, ContainerStats, FilesystemUsage,
+    Image, ImageService, RegistryAuth, RuntimeError, RuntimeErrorKind, RuntimeInventory, Sandbox,
+    SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
 };
 
 use crate::cgroup::tests::{fake_v1, write};
@@ -41,37 +38,7 @@ fn unsupported<T>(op: &'static str) -> kubelet_core::Result<T> {
 }
 
 #[async_trait]
-impl kubelet_core::ContainerExec for FakeRuntime {
-    async fn exec_sync(
-        &self,
-        _: &str,
-        _: &[String],
-        _: Duration,
-    ) -> kubelet_core::Result<ExecResult> {
-        unsupported("ExecSync")
-    }
-}
-
-#[async_trait]
-impl Runtime for FakeRuntime {
-    async fn version(&self) -> kubelet_core::Result<RuntimeVersion> {
-        unsupported("Version")
-    }
-    async fn status(&self) -> kubelet_core::Result<RuntimeStatus> {
-        unsupported("Status")
-    }
-    async fn run_sandbox(&self, _: &SandboxConfig) -> kubelet_core::Result<String> {
-        unsupported("RunPodSandbox")
-    }
-    async fn stop_sandbox(&self, _: &str) -> kubelet_core::Result<()> {
-        unsupported("StopPodSandbox")
-    }
-    async fn remove_sandbox(&self, _: &str) -> kubelet_core::Result<()> {
-        unsupported("RemovePodSandbox")
-    }
-    async fn sandbox_status(&self, _: &str) -> kubelet_core::Result<SandboxStatus> {
-        unsupported("PodSandboxStatus")
-    }
+impl RuntimeInventory for FakeRuntime {
     async fn list_sandboxes(&self, filter: &SandboxFilter) -> kubelet_core::Result<Vec<Sandbox>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_lists {
@@ -91,23 +58,6 @@ impl Runtime for FakeRuntime {
             .cloned()
             .collect())
     }
-    async fn create_container(
-        &self,
-        _: &str,
-        _: &ContainerConfig,
-        _: &SandboxConfig,
-    ) -> kubelet_core::Result<String> {
-        unsupported("CreateContainer")
-    }
-    async fn start_container(&self, _: &str) -> kubelet_core::Result<()> {
-        unsupported("StartContainer")
-    }
-    async fn stop_container(&self, _: &str, _: Duration) -> kubelet_core::Result<()> {
-        unsupported("StopContainer")
-    }
-    async fn remove_container(&self, _: &str) -> kubelet_core::Result<()> {
-        unsupported("RemoveContainer")
-    }
     async fn list_containers(
         &self,
         filter: &ContainerFilter,
@@ -120,15 +70,6 @@ impl Runtime for FakeRuntime {
             .cloned()
             .collect())
     }
-    async fn container_status(&self, _: &str) -> kubelet_core::Result<ContainerStatus> {
-        unsupported("ContainerStatus")
-    }
-    async fn reopen_container_log(&self, _: &str) -> kubelet_core::Result<()> {
-        unsupported("ReopenContainerLog")
-    }
-    async fn stream_url(&self, _: &StreamRequest) -> kubelet_core::Result<String> {
-        unsupported("Exec")
-    }
     async fn container_stats(&self, _: &str) -> kubelet_core::Result<ContainerStats> {
         unsupported("ContainerStats")
     }
@@ -138,9 +79,6 @@ impl Runtime for FakeRuntime {
     ) -> kubelet_core::Result<Vec<ContainerStats>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(self.stats.lock().expect("lock").clone())
-    }
-    async fn container_events(&self) -> kubelet_core::Result<ContainerEvents> {
-        unsupported("GetContainerEvents")
     }
 }
 
