@@ -124,8 +124,6 @@ impl Cluster {
         node.register = cfg.register_node;
         node.max_pods = cfg.max_pods;
         node.max_images = cfg.node_status_max_images;
-        node.milli_cpus = crate::host::milli_cpus();
-        node.memory_bytes = crate::host::memory_bytes();
         node.root_dir = options.root_dir.clone();
         node.port = i32::from(cfg.port);
         node.status_update_frequency = cfg.node_status_update_frequency;
@@ -215,9 +213,16 @@ impl Cluster {
             .map(|a| a.with_volumes_in_use(volumes));
     }
 
-    /// Sets what the Node's allocatable leaves out of its capacity.
-    pub fn reserve(&mut self, reserved: kubelet_core::NodeResources) {
-        self.node_agent = self.node_agent.take().map(|a| a.with_reserved(reserved));
+    /// Sets the Node's capacity and what its allocatable leaves out of it.
+    pub fn size(
+        &mut self,
+        capacity: kubelet_core::NodeResources,
+        reserved: kubelet_core::NodeResources,
+    ) {
+        self.node_agent = self
+            .node_agent
+            .take()
+            .map(|a| a.with_resources(capacity, reserved));
     }
 
     /// Requests and rotates `certificate`, the serving certificate, through this

@@ -461,7 +461,7 @@ impl KubeletBuilder {
                 .map_err(Error::ServingCertificate)?;
         }
         if let Some(c) = cluster.as_mut() {
-            c.reserve(allocatable_reservation);
+            c.size(capacity, allocatable_reservation);
         }
         let configured_driver =
             kubelet_core::CgroupDriver::parse(&cfg.config.cgroup_driver).unwrap_or_default();

@@ -552,10 +552,12 @@ fn error_chain(error: &anyhow::Error) -> String {
 /// glibc's malloc arenas the kubelet's threads share.
 const MALLOC_ARENAS: i32 = 2;
 
-/// Caps glibc's malloc arenas before the async runtime starts its threads. By default every thread that
-/// allocates may get an arena of its own (up to eight per core), and the async runtime's
-/// blocking pool starts threads on demand for file I/O: each arena keeps freed memory, so
-/// the resident set grew and varied with how many threads had run, not with the pods.
+/// Caps glibc's malloc arenas before the async runtime starts its threads. By default every
+/// thread that allocates may get an arena of its own (up to eight per core), and the async
+/// runtime's blocking pool starts threads on demand for file I/O; each arena keeps the memory
+/// freed into it, so without a cap the resident set can follow how many threads have run
+/// rather than the pods. (glibc's documented behaviour; the bench has not isolated the cap's
+/// own effect.)
 #[cfg(target_env = "gnu")]
 fn limit_malloc_arenas() {
     // SAFETY: mallopt takes no pointers; it sets a parameter under malloc's own lock.

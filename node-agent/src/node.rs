@@ -56,10 +56,9 @@ pub struct NodeConfig {
     /// `nodeStatusMaxImages`: the most images listed in the status (default 50);
     /// `None` lists all.
     pub max_images: Option<usize>,
-    /// CPU capacity in millicores.
-    pub milli_cpus: u64,
-    /// Memory capacity in bytes.
-    pub memory_bytes: u64,
+    /// The node's CPU and memory capacity (its ephemeral storage is measured at each
+    /// status, as the filesystem holding `root_dir` may change size).
+    pub capacity: kubelet_core::NodeResources,
     /// Where ephemeral storage lives (`--root-dir`), measured for its capacity.
     pub root_dir: PathBuf,
     /// The kubelet's HTTPS port, published in `daemonEndpoints` (default 10250).
@@ -90,8 +89,7 @@ impl NodeConfig {
             register: true,
             max_pods: 110,
             max_images: Some(MAX_IMAGES),
-            milli_cpus: 0,
-            memory_bytes: 0,
+            capacity: kubelet_core::NodeResources::default(),
             root_dir: PathBuf::from("/var/lib/kubelet"),
             port: 10250,
             status_update_frequency: Duration::from_secs(10),
@@ -185,8 +183,14 @@ impl NodeAgent {
         self
     }
 
-    /// Reports allocatable as capacity less `reserved`.
-    pub fn with_reserved(mut self, reserved: kubelet_core::NodeResources) -> Self {
+    /// Reports `capacity` (CPU and memory; the ephemeral storage is measured) and
+    /// allocatable as capacity less `reserved`.
+    pub fn with_resources(
+        mut self,
+        capacity: kubelet_core::NodeResources,
+        reserved: kubelet_core::NodeResources,
+    ) -> Self {
+        self.config.capacity = capacity;
         self.config.reserved = reserved;
         self
     }
@@ -455,40 +459,30 @@ impl NodeAgent {
     async fn status(&self, previous: &[NodeCondition]) -> NodeStatus {
         let c = &self.config;
         let storage = filesystem_bytes(&c.root_dir);
-        let mut capacity = BTreeMap::from([
-            ("cpu".to_owned(), Quantity(format_milli_cpu(c.milli_cpus))),
-            ("memory".to_owned(), Quantity(format_bytes(c.memory_bytes))),
-            ("pods".to_owned(), Quantity(c.max_pods.to_string())),
-        ]);
-        if let Some(bytes) = storage {
-            capacity.insert(
-                "ephemeral-storage".to_owned(),
-                Quantity(format_bytes(bytes)),
-            );
-        }
-        for size in hugepage_sizes() {
-            capacity.insert(format!("hugepages-{size}"), Quantity("0".to_owned()));
-        }
-        let mut allocatable = capacity.clone();
-        let reserved = c.reserved;
-        allocatable.insert(
-            "cpu".to_owned(),
-            Quantity(format_milli_cpu(
-                c.milli_cpus.saturating_sub(reserved.milli_cpu),
-            )),
-        );
-        allocatable.insert(
-            "memory".to_owned(),
-            Quantity(format_bytes(c.memory_bytes.saturating_sub(reserved.memory))),
-        );
-        if let Some(bytes) = storage {
-            allocatable.insert(
-                "ephemeral-storage".to_owned(),
-                Quantity(format_bytes(
-                    bytes.saturating_sub(reserved.ephemeral_storage),
-                )),
-            );
-        }
+        let size = kubelet_core::NodeResources {
+            ephemeral_storage: storage.unwrap_or(0),
+            ..c.capacity
+        };
+        let hugepages = hugepage_sizes();
+        let resources = |amounts: kubelet_core::NodeResources| {
+            let mut list = BTreeMap::from([
+                ("cpu".to_owned(), Quantity(format_milli_cpu(amounts.milli_cpu))),
+                ("memory".to_owned(), Quantity(format_bytes(amounts.memory))),
+                ("pods".to_owned(), Quantity(c.max_pods.to_string())),
+            ]);
+            if storage.is_some() {
+                list.insert(
+                    "ephemeral-storage".to_owned(),
+                    Quantity(format_bytes(amounts.ephemeral_storage)),
+                );
+            }
+            for size in &hugepages {
+                list.insert(format!("hugepages-{size}"), Quantity("0".to_owned()));
+            }
+            list
+        };
+        let mut capacity = resources(size);
+        let mut allocatable = resources(size.less(c.reserved));
 
         // Device plugins' resources: all devices in capacity, the healthy ones in
         // allocatable (zero once a plugin is long gone).
