@@ -45,7 +45,7 @@ impl Default for StatsPaths {
         Self {
             root_dir: PathBuf::from("/var/lib/kubelet"),
             pods_log_dir: PathBuf::from("/var/log/pods"),
-            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_root: PathBuf::from(kubelet_cgroups::CGROUP_ROOT),
             proc_root: PathBuf::from("/proc"),
         }
     }
