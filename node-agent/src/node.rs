@@ -466,7 +466,10 @@ impl NodeAgent {
         let hugepages = hugepage_sizes();
         let resources = |amounts: kubelet_core::NodeResources| {
             let mut list = BTreeMap::from([
-                ("cpu".to_owned(), Quantity(format_milli_cpu(amounts.milli_cpu))),
+                (
+                    "cpu".to_owned(),
+                    Quantity(format_milli_cpu(amounts.milli_cpu)),
+                ),
                 ("memory".to_owned(), Quantity(format_bytes(amounts.memory))),
                 ("pods".to_owned(), Quantity(c.max_pods.to_string())),
             ]);
