@@ -479,8 +479,8 @@ impl NodeAgent {
                     Quantity(format_bytes(amounts.ephemeral_storage)),
                 );
             }
-            for size in &hugepages {
-                list.insert(format!("hugepages-{size}"), Quantity("0".to_owned()));
+            for page in &hugepages {
+                list.insert(format!("hugepages-{page}"), Quantity("0".to_owned()));
             }
             list
         };
