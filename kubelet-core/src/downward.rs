@@ -66,11 +66,10 @@ struct LimitDefaults {
 
 impl LimitDefaults {
     fn of(node: &NodeResources) -> Self {
-        let bytes = |n: u64| Quantity::from_nanos(i128::from(n) * 1_000_000_000);
         Self {
-            cpu: Quantity::from_nanos(i128::from(node.milli_cpu) * 1_000_000),
-            memory: bytes(node.memory),
-            ephemeral_storage: bytes(node.ephemeral_storage),
+            cpu: Quantity::from_milli_value(node.milli_cpu),
+            memory: Quantity::from_value(node.memory),
+            ephemeral_storage: Quantity::from_value(node.ephemeral_storage),
         }
     }
 }
@@ -263,7 +262,7 @@ fn container_resource(
         None => Quantity::ZERO,
     };
     let divisor = if divisor.is_zero() {
-        Quantity::from_nanos(1_000_000_000)
+        Quantity::from_value(1)
     } else {
         divisor
     };

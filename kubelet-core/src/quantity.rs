@@ -208,6 +208,18 @@ impl Quantity {
         }
     }
 
+    /// The quantity of `units` whole units (bytes, cores), the inverse of
+    /// [`Quantity::value`].
+    pub fn from_value(units: u64) -> Self {
+        Self::from_nanos(i128::from(units) * NANOS_PER_UNIT)
+    }
+
+    /// The quantity of `milli` thousandths (millicores), the inverse of
+    /// [`Quantity::milli_value`].
+    pub fn from_milli_value(milli: u64) -> Self {
+        Self::from_nanos(i128::from(milli) * NANOS_PER_MILLI)
+    }
+
     /// True when the value is zero.
     pub fn is_zero(&self) -> bool {
         self.nanos == 0

@@ -176,11 +176,11 @@ pub(crate) fn memory_size(
     size_limit: Option<&Quantity>,
     pod: &Pod,
 ) -> Option<i64> {
-    let unlimited = Quantity::from_nanos(i128::from(i64::MAX) * 1_000_000_000);
+    let unlimited = Quantity::from_value(i64::MAX.unsigned_abs());
     let mut size = if allocatable_memory == 0 {
         unlimited
     } else {
-        Quantity::from_nanos(i128::from(allocatable_memory) * 1_000_000_000)
+        Quantity::from_value(allocatable_memory)
     };
     if let Some(pod_limit) = pod_memory_limit(pod)
         && pod_limit > Quantity::ZERO
