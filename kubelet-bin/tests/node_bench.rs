@@ -666,8 +666,8 @@ fn node_bench() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let _node = lock();
-    // The runtime's own speed drifts over a run (the floor's p50 varied from 139 to 173
-    // ms between runs here): each kubelet is compared with the floor measured right
+    // The runtime's own speed drifts over a run and between runs (the floor's p50 ranged
+    // from 139 to 356 ms here): each kubelet is compared with the floor measured right
     // before it.
     let floor_ours = cri_floor(&env.endpoint, &c.busybox);
     let namespace = Namespace::create(&c, "bench");
