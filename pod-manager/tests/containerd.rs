@@ -2464,7 +2464,11 @@ async fn log_symlinks_dead_sandboxes_and_orphaned_log_dirs_are_collected() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The sandbox dies: the pod gets a new one, the old one keeps the exited app.
+    // The sandbox dies (its pause process is killed, as the OOM killer would): the pod gets
+    // a new one, the old one keeps the exited app. Not `StopPodSandbox`: containerd stops
+    // the app before the sandbox is marked not ready, so a kubelet that reacts to the app's
+    // exit may restart it once more in the dying sandbox (upstream can too), and the
+    // restart count would depend on that race.
     let sandboxes = |client: CriClient, uid: String| async move {
         let filter = SandboxFilter {
             labels: [(POD_UID_LABEL.to_owned(), uid)].into(),
@@ -2481,9 +2485,20 @@ async fn log_symlinks_dead_sandboxes_and_orphaned_log_dirs_are_collected() {
     };
     let old = sandboxes(kubelet.client.clone(), uid.clone()).await;
     assert_eq!(old.len(), 1);
-    Runtime::stop_sandbox(&kubelet.client, &old[0])
+    let verbose = kubelet
+        .client
+        .pod_sandbox_status(&old[0], true)
         .await
-        .expect("stop sandbox");
+        .expect("sandbox status");
+    let info: serde_json::Value =
+        serde_json::from_str(verbose.info.get("info").map_or("{}", String::as_str))
+            .expect("verbose info");
+    let pause = info["pid"].as_u64().expect("the pause process' pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pause.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success(), "kill -KILL {pause}");
     kubelet
         .eventually("new sandbox", Duration::from_secs(60), |pods| {
             app_status(pods, "web", "app").is_some_and(|s| s.ready && s.restart_count == 1)
