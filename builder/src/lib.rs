@@ -57,7 +57,7 @@ use kubelet_cgroups::CgroupManager;
 use kubelet_core::metrics::kubelet as metrics;
 use kubelet_core::{
     Backoff, ImageService, NoEvents, NoVolumeSources, NodeResources, Prober, Runtime,
-    RuntimeVersion, StatusReporter, SystemClock, VolumePlugin, VolumeSources,
+    RuntimeHealth, RuntimeVersion, StatusReporter, SystemClock, VolumePlugin, VolumeSources,
 };
 use kubelet_eviction::{EvictionManager, NodeReclaimer};
 use kubelet_images::{ImageGc, RuntimeContainers, RuntimeImageFs};
@@ -1196,7 +1196,7 @@ pub(crate) fn non_empty(s: &str) -> Option<String> {
 
 /// Waits until the runtime answers, logging why it does not; a runtime that is down at
 /// start is a reason to wait, not to exit.
-async fn wait_for_runtime(runtime: &dyn Runtime, endpoint: &str) -> RuntimeVersion {
+async fn wait_for_runtime(runtime: &dyn RuntimeHealth, endpoint: &str) -> RuntimeVersion {
     let mut delay = Duration::from_millis(500);
     loop {
         match runtime.version().await {

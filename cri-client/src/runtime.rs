@@ -1,4 +1,4 @@
-//! `kubelet_core::Runtime`, `RuntimeInventory` and `ImageService` over CRI.
+//! `kubelet_core::Runtime`, `RuntimeHealth`, `RuntimeInventory` and `ImageService` over CRI.
 
 use std::time::Duration;
 
@@ -8,8 +8,8 @@ use k8s_cri::v1 as cri;
 use kubelet_core::{
     CgroupDriver, Container, ContainerConfig, ContainerEvents, ContainerExec, ContainerFilter,
     ContainerStats, ContainerStatus, ExecResult, FilesystemUsage, Image, ImageService,
-    RegistryAuth, Result, Runtime, RuntimeInventory, RuntimeStatus, RuntimeVersion, Sandbox,
-    SandboxConfig, SandboxFilter, SandboxStatus, StreamRequest,
+    RegistryAuth, Result, Runtime, RuntimeHealth, RuntimeInventory, RuntimeStatus, RuntimeVersion,
+    Sandbox, SandboxConfig, SandboxFilter, SandboxStatus, StreamRequest,
 };
 
 use crate::client::CriClient;
@@ -63,7 +63,7 @@ impl RuntimeInventory for CriClient {
 }
 
 #[async_trait]
-impl Runtime for CriClient {
+impl RuntimeHealth for CriClient {
     async fn version(&self) -> Result<RuntimeVersion> {
         let v = CriClient::version(self).await?;
         Ok(RuntimeVersion {
@@ -74,6 +74,15 @@ impl Runtime for CriClient {
         })
     }
 
+    async fn status(&self) -> Result<RuntimeStatus> {
+        Ok(convert::runtime_status(
+            CriClient::status(self, false).await?,
+        ))
+    }
+}
+
+#[async_trait]
+impl Runtime for CriClient {
     async fn cgroup_driver(&self) -> Result<Option<CgroupDriver>> {
         let config = match self
             .runtime_config()
@@ -102,12 +111,6 @@ impl Runtime for CriClient {
                 ),
             }),
         }
-    }
-
-    async fn status(&self) -> Result<RuntimeStatus> {
-        Ok(convert::runtime_status(
-            CriClient::status(self, false).await?,
-        ))
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<String> {

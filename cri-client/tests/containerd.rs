@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubelet_core::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ImageService,
-    LinuxSandboxConfig, RegistryAuth, Runtime, RuntimeInventory, SandboxConfig, SandboxFilter,
-    SandboxMetadata, SandboxState,
+    LinuxSandboxConfig, RegistryAuth, Runtime, RuntimeHealth, RuntimeInventory, SandboxConfig,
+    SandboxFilter, SandboxMetadata, SandboxState,
 };
 use kubelet_cri_client::{CriClient, Error, TestEnv, Timeouts};
 
@@ -132,12 +132,12 @@ async fn version_and_status_of_containerd() {
         return;
     };
     let client = client(&env);
-    let version = Runtime::version(&client).await.expect("version");
+    let version = RuntimeHealth::version(&client).await.expect("version");
     assert_eq!(version.runtime_name, "containerd");
     assert_eq!(version.runtime_api_version, "v1");
     assert!(!version.runtime_version.is_empty());
 
-    let status = Runtime::status(&client).await.expect("status");
+    let status = RuntimeHealth::status(&client).await.expect("status");
     assert!(status.runtime_ready(), "{status:?}");
     // containerd 1.6 has no RuntimeConfig (Unimplemented): it cannot say its cgroup
     // driver, so the kubelet's configuration holds; containerd 2 says.
@@ -673,7 +673,7 @@ async fn a_stopped_runtime_is_unavailable_and_the_client_reconnects() {
     containerd.spawn();
     // The same client (no new connect call) works again once the runtime is back.
     wait_until_serving(&client, &containerd).await;
-    let version = Runtime::version(&client)
+    let version = RuntimeHealth::version(&client)
         .await
         .expect("version after restart");
     assert_eq!(version.runtime_name, "containerd");

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use kubelet_core::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState, ImageService,
-    RegistryAuth, Runtime, RuntimeErrorKind, SandboxConfig, SandboxFilter, SandboxMetadata,
-    SandboxState,
+    RegistryAuth, Runtime, RuntimeErrorKind, RuntimeHealth, SandboxConfig, SandboxFilter,
+    SandboxMetadata, SandboxState,
 };
 use kubelet_cri_client::{Error, FakeCriServer, FakeImage, Timeouts};
 
@@ -218,20 +218,20 @@ async fn injected_failures_map_to_typed_errors() {
     fake.fail_next("Status", tonic::Status::internal("boom"));
     let client = fake.client(Timeouts::default());
 
-    let err = Runtime::version(&client).await.expect_err("injected");
+    let err = RuntimeHealth::version(&client).await.expect_err("injected");
     assert_eq!(err.runtime_kind(), Some(RuntimeErrorKind::Unavailable));
     assert_eq!(
         err.to_string(),
         "Version -: runtime unavailable: connection reset"
     );
 
-    let err = Runtime::status(&client).await.expect_err("injected");
+    let err = RuntimeHealth::status(&client).await.expect_err("injected");
     assert_eq!(err.runtime_kind(), Some(RuntimeErrorKind::Other));
     assert_eq!(err.to_string(), "Status -: failed: Internal: boom");
 
     // Failures are consumed: the next calls succeed.
-    Runtime::version(&client).await.expect("version");
-    Runtime::status(&client).await.expect("status");
+    RuntimeHealth::version(&client).await.expect("version");
+    RuntimeHealth::status(&client).await.expect("status");
     assert_eq!(
         fake.calls(),
         ["Version -", "Status -", "Version -", "Status -"]

@@ -74,9 +74,10 @@ pub use runtime::{
     ContainerSecurity, ContainerState, ContainerStats, ContainerStatus, Device, DnsConfig,
     ExecResult, FilesystemUsage, IdMapping, Image, ImageService, LinuxResources,
     LinuxSandboxConfig, Mount, MountPropagation, NamespaceOptions, PortMapping, Protocol,
-    RegistryAuth, Runtime, RuntimeCondition, RuntimeHandler, RuntimeInventory, RuntimeStatus,
-    RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata, SandboxState,
-    SandboxStatus, SeLinuxOptions, SecurityProfile, StreamRequest, StringMap, UserNamespace,
+    RegistryAuth, Runtime, RuntimeCondition, RuntimeHandler, RuntimeHealth, RuntimeInventory,
+    RuntimeStatus, RuntimeVersion, Sandbox, SandboxConfig, SandboxFilter, SandboxMetadata,
+    SandboxState, SandboxStatus, SeLinuxOptions, SecurityProfile, StreamRequest, StringMap,
+    UserNamespace,
 };
 pub use status::StatusReporter;
 pub use volume::{

@@ -767,16 +767,23 @@ pub trait RuntimeInventory: Send + Sync {
     async fn list_container_stats(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStats>>;
 }
 
-/// Sandboxes, containers, exec and stats: what the pod manager asks of a container runtime.
-///
-/// Held as `Arc<dyn Runtime>`; every method names its object in the error it returns.
+/// Which runtime answers and whether it is ready: all that the node's status (its
+/// `Ready` condition and `nodeInfo`) reads of a runtime, so that the node agent (and its
+/// test fakes) need two methods, not [`Runtime`]. An `Arc<dyn Runtime>` converts to an
+/// `Arc<dyn RuntimeHealth>`.
 #[async_trait]
-pub trait Runtime: ContainerExec + RuntimeInventory + Send + Sync {
+pub trait RuntimeHealth: Send + Sync {
     /// Name and version of the runtime.
     async fn version(&self) -> Result<RuntimeVersion>;
     /// Runtime and network readiness.
     async fn status(&self) -> Result<RuntimeStatus>;
+}
 
+/// Sandboxes, containers, exec and stats: what the pod manager asks of a container runtime.
+///
+/// Held as `Arc<dyn Runtime>`; every method names its object in the error it returns.
+#[async_trait]
+pub trait Runtime: ContainerExec + RuntimeInventory + RuntimeHealth + Send + Sync {
     /// Creates and starts a sandbox; returns its id.
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<String>;
     /// Stops every container of a sandbox and the sandbox itself; tolerant of repeats.

@@ -27,10 +27,10 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use kubelet_core::{ImageService, Runtime};
+//! use kubelet_core::{ImageService, RuntimeHealth};
 //! use kubelet_node_agent::{NodeAgent, NodeConfig, client_from_kubeconfig};
 //!
-//! async fn run(runtime: Arc<dyn Runtime>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
+//! async fn run(runtime: Arc<dyn RuntimeHealth>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
 //!     let client = client_from_kubeconfig("/etc/kubernetes/kubelet.conf".as_ref(), None).await?;
 //!     let node = NodeConfig::new("node-1");
 //!     NodeAgent::new(client, node, runtime, images).run().await;

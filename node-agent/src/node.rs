@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kubelet_core::{
-    Clock, EventRecorder, EventType, ImageService, NoEvents, NodeEvent, Runtime, RuntimeStatus,
-    SystemClock,
+    Clock, EventRecorder, EventType, ImageService, NoEvents, NodeEvent, RuntimeHealth,
+    RuntimeStatus, SystemClock,
 };
 use kubelet_pod_manager::pressure::PressureCondition;
 use tracing::{debug, info, warn};
@@ -105,7 +105,7 @@ impl NodeConfig {
 pub struct NodeAgent {
     client: kube::Client,
     config: NodeConfig,
-    runtime: Arc<dyn Runtime>,
+    runtime: Arc<dyn RuntimeHealth>,
     images: Arc<dyn ImageService>,
     facts: NodeFactsHandle,
     shutdown: kubelet_pod_manager::shutdown::NodeShutdown,
@@ -129,7 +129,7 @@ impl NodeAgent {
     pub fn new(
         client: kube::Client,
         config: NodeConfig,
-        runtime: Arc<dyn Runtime>,
+        runtime: Arc<dyn RuntimeHealth>,
         images: Arc<dyn ImageService>,
     ) -> Self {
         Self {
