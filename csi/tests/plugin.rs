@@ -20,7 +20,7 @@ use k8s_openapi::api::storage::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kubelet_core::metrics::kubelet::{VOLUME_STATS_CAPACITY_BYTES, VOLUME_STATS_INODES_USED};
 use kubelet_core::{
-    MeasuredVolumes, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
+    MeasuredVolumes, ObjectSource, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
 };
 use kubelet_csi::proto::v1::node_server::{Node, NodeServer};
 use kubelet_csi::proto::v1::node_service_capability::{self, Rpc, rpc};
@@ -222,13 +222,17 @@ impl CsiObjects for FakeObjects {
 struct NoSources;
 
 #[async_trait]
-impl VolumeSources for NoSources {
+impl ObjectSource for NoSources {
     async fn config_map(&self, _: &str, _: &str) -> kubelet_core::Result<Option<ConfigMap>> {
         Ok(None)
     }
     async fn secret(&self, _: &str, _: &str) -> kubelet_core::Result<Option<Secret>> {
         Ok(None)
     }
+}
+
+#[async_trait]
+impl VolumeSources for NoSources {
     async fn service_account_token(
         &self,
         _: &Pod,

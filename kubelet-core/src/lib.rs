@@ -81,8 +81,8 @@ pub use runtime::{
 };
 pub use status::StatusReporter;
 pub use volume::{
-    ClaimRef, MeasuredVolumes, MountedVolume, NoVolumeSources, ServiceAccountToken, VolumePlugin,
-    VolumeSources, VolumeUsage, VolumesInUse,
+    ClaimRef, MeasuredVolumes, MountedVolume, NoVolumeSources, ObjectSource, ServiceAccountToken,
+    VolumePlugin, VolumeSources, VolumeUsage, VolumesInUse,
 };
 
 /// The k8s-openapi crate this crate's API is expressed in.

@@ -174,19 +174,28 @@ impl std::fmt::Debug for ServiceAccountToken {
     }
 }
 
-/// Where configMap, secret and token volume contents come from: a cache of the API
-/// objects this node's pods reference (the Node authorizer refuses the rest).
+/// ConfigMaps and Secrets by name: the one source of the objects a pod's volumes, its
+/// environment and its image pull secrets are made of (in cluster mode a cache of the
+/// objects this node's pods reference; the Node authorizer refuses the rest).
 ///
-/// `Ok(None)` means the object does not exist (an `optional` volume tolerates that);
+/// `Ok(None)` means the object does not exist (an `optional` reference tolerates that);
 /// an error means it cannot be known now (no API server, not allowed, not yet synced).
 #[async_trait]
-pub trait VolumeSources: Send + Sync {
+pub trait ObjectSource: Send + Sync {
     /// The ConfigMap `namespace/name`.
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>>;
 
     /// The Secret `namespace/name`.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>>;
+}
 
+const _: Option<&dyn ObjectSource> = None;
+
+/// Where configMap, secret, token and persistent volumes come from: the
+/// [`ObjectSource`], the TokenRequest API and the claims' volumes. An
+/// `Arc<dyn VolumeSources>` converts to an `Arc<dyn ObjectSource>`.
+#[async_trait]
+pub trait VolumeSources: ObjectSource {
     /// A new token for the pod's service account (`spec.serviceAccountName`, default
     /// `default`), bound to the pod, from the TokenRequest API.
     async fn service_account_token(
@@ -225,7 +234,7 @@ impl NoVolumeSources {
 }
 
 #[async_trait]
-impl VolumeSources for NoVolumeSources {
+impl ObjectSource for NoVolumeSources {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>> {
         Err(Self::unavailable("configmap", namespace, name))
     }
@@ -233,7 +242,10 @@ impl VolumeSources for NoVolumeSources {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>> {
         Err(Self::unavailable("secret", namespace, name))
     }
+}
 
+#[async_trait]
+impl VolumeSources for NoVolumeSources {
     async fn service_account_token(
         &self,
         pod: &Pod,

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kubelet_core::{ServiceAccountToken, VolumeSources};
+use kubelet_core::{ObjectSource, ServiceAccountToken, VolumeSources};
 
 use kubelet_pod_manager::spec::EnvObjects;
 
@@ -134,12 +134,6 @@ where
             what: format!("{kind} {namespace}/{name}"),
             reason: format!("failed to sync {kind} cache: timed out waiting for the condition"),
         })
-    }
-
-    fn get(&self, namespace: &str, name: &str) -> Option<K> {
-        let objects = self.lock();
-        let w = objects.get(&(namespace.to_owned(), name.to_owned()))?;
-        w.state.borrow().clone().flatten()
     }
 
     fn retain(&self, wanted: &HashSet<(String, String)>) {
@@ -331,40 +325,14 @@ fn key_of<K: kube::Resource>(object: &K) -> (String, String) {
 
 /// The ConfigMaps and Secrets a pod references by name, as upstream's
 /// `podutil.VisitPodConfigmapNames` / `VisitPodSecretNames` (env and envFrom of every
-/// container, imagePullSecrets, and the configMap, secret and projected volumes).
+/// container, ephemeral ones included, imagePullSecrets, and the configMap, secret and projected volumes).
 pub(crate) fn references(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
-    let mut config_maps = HashSet::new();
-    let mut secrets = HashSet::new();
+    let (mut config_maps, mut secrets) = kubelet_pod_manager::spec::env_references(pod);
     let Some(spec) = &pod.spec else {
         return (config_maps, secrets);
     };
     for s in spec.image_pull_secrets.iter().flatten() {
         secrets.insert(s.name.clone());
-    }
-    let containers = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for c in containers {
-        for from in c.env_from.iter().flatten() {
-            if let Some(r) = &from.config_map_ref {
-                config_maps.insert(r.name.clone());
-            }
-            if let Some(r) = &from.secret_ref {
-                secrets.insert(r.name.clone());
-            }
-        }
-        for var in c.env.iter().flatten() {
-            let Some(from) = &var.value_from else {
-                continue;
-            };
-            if let Some(r) = &from.config_map_key_ref {
-                config_maps.insert(r.name.clone());
-            }
-            if let Some(r) = &from.secret_key_ref {
-                secrets.insert(r.name.clone());
-            }
-        }
     }
     for v in spec.volumes.iter().flatten() {
         if let Some(c) = &v.config_map {
@@ -394,14 +362,6 @@ async fn first_list<K>(mut state: watch::Receiver<Known<K>>, deadline: tokio::ti
 
 #[async_trait]
 impl EnvObjects for ApiObjects {
-    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
-        self.inner.config_maps.get(namespace, name)
-    }
-
-    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        self.inner.secrets.get(namespace, name)
-    }
-
     fn services(&self) -> Option<Vec<Service>> {
         // Before the first list there are none: upstream fails the container's start
         // rather than start it with missing variables.
@@ -488,8 +448,10 @@ impl kubelet_pod_manager::RuntimeClasses for ApiObjects {
     }
 }
 
+/// Each object is watched by name (if no pod's `prepare` did it yet) and waited for
+/// until its first list.
 #[async_trait]
-impl VolumeSources for ApiObjects {
+impl ObjectSource for ApiObjects {
     async fn config_map(
         &self,
         namespace: &str,
@@ -511,7 +473,10 @@ impl VolumeSources for ApiObjects {
             .lookup(&self.inner.client, "secret", namespace, name, changed)
             .await
     }
+}
 
+#[async_trait]
+impl VolumeSources for ApiObjects {
     async fn service_account_token(
         &self,
         pod: &Pod,

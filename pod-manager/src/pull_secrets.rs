@@ -3,12 +3,11 @@
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kubelet_core::RegistryAuth;
+use kubelet_core::{ObjectSource, RegistryAuth};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 use crate::pull_records::{TrackedSecret, credential_hash};
-use crate::spec::EnvObjects;
 
 /// Secret type holding a `~/.docker/config.json`.
 const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
@@ -145,8 +144,9 @@ fn auth_of(entry: Entry) -> RegistryAuth {
 /// The credentials of the pod's imagePullSecrets that apply to `image`, most specific
 /// registry key first. Empty: pull anonymously.
 #[cfg(test)]
-fn credentials_for(pod: &Pod, image: &str, objects: &dyn EnvObjects) -> Vec<RegistryAuth> {
+async fn credentials_for(pod: &Pod, image: &str, objects: &dyn ObjectSource) -> Vec<RegistryAuth> {
     tracked_credentials_for(pod, image, objects)
+        .await
         .into_iter()
         .map(|(auth, _)| auth)
         .collect()
@@ -155,10 +155,10 @@ fn credentials_for(pod: &Pod, image: &str, objects: &dyn EnvObjects) -> Vec<Regi
 /// The credentials of the pod's imagePullSecrets that apply to `image`, most specific
 /// registry key first, each with the secret it came from (for the pull records). Empty:
 /// pull anonymously.
-pub fn tracked_credentials_for(
+pub async fn tracked_credentials_for(
     pod: &Pod,
     image: &str,
-    objects: &dyn EnvObjects,
+    objects: &dyn ObjectSource,
 ) -> Vec<(RegistryAuth, TrackedSecret)> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let target = qualified(image);
@@ -169,9 +169,16 @@ pub fn tracked_credentials_for(
         .and_then(|s| s.image_pull_secrets.clone())
         .unwrap_or_default();
     for reference in secrets {
-        let Some(secret) = objects.secret(namespace, &reference.name) else {
-            tracing::warn!(secret = %reference.name, "imagePullSecret not found; pulling without it");
-            continue;
+        let secret = match objects.secret(namespace, &reference.name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                tracing::warn!(secret = %reference.name, "imagePullSecret not found; pulling without it");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(secret = %reference.name, error = %e, "unable to retrieve the imagePullSecret; pulling without it");
+                continue;
+            }
         };
         for (registry, entry) in entries(&secret) {
             let key = key_of(&registry);
@@ -205,18 +212,23 @@ mod tests {
     struct Objects(Vec<Secret>);
 
     #[async_trait::async_trait]
-    impl EnvObjects for Objects {
-        fn config_map(&self, _: &str, _: &str) -> Option<ConfigMap> {
-            None
+    impl ObjectSource for Objects {
+        async fn config_map(&self, _: &str, _: &str) -> kubelet_core::Result<Option<ConfigMap>> {
+            Ok(None)
         }
-        fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-            self.0
+        async fn secret(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> kubelet_core::Result<Option<Secret>> {
+            Ok(self
+                .0
                 .iter()
                 .find(|s| {
                     s.metadata.namespace.as_deref() == Some(namespace)
                         && s.metadata.name.as_deref() == Some(name)
                 })
-                .cloned()
+                .cloned())
         }
     }
 
@@ -286,8 +298,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn credentials_come_from_matching_pull_secrets_most_specific_first() {
+    #[tokio::test]
+    async fn credentials_come_from_matching_pull_secrets_most_specific_first() {
         let encoded = base64::engine::general_purpose::STANDARD.encode("bob:from-auth");
         let objects = Objects(vec![
             docker_secret(
@@ -300,13 +312,21 @@ mod tests {
             ),
         ]);
         let pod = pod_with(&["regcred", "team", "missing"]);
-        let creds = credentials_for(&pod, "localhost:5001/team/app:1", &objects);
+        let creds = credentials_for(&pod, "localhost:5001/team/app:1", &objects).await;
         let users: Vec<_> = creds
             .iter()
             .map(|c| (c.username.as_str(), c.password.as_str()))
             .collect();
         assert_eq!(users, [("bob", "from-auth"), ("alice", "pw")]);
-        assert!(credentials_for(&pod, "localhost:5000/busybox", &objects).is_empty());
-        assert!(credentials_for(&pod_with(&[]), "localhost:5001/app", &objects).is_empty());
+        assert!(
+            credentials_for(&pod, "localhost:5000/busybox", &objects)
+                .await
+                .is_empty()
+        );
+        assert!(
+            credentials_for(&pod_with(&[]), "localhost:5001/app", &objects)
+                .await
+                .is_empty()
+        );
     }
 }

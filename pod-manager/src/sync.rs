@@ -759,13 +759,14 @@ async fn start_container(
     let mounts = container_mounts(ctx, pod, container, &pod_ips)
         .await
         .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
+    let objects = spec::PodObjects::read(pod, ctx.env_objects.as_ref()).await;
     let mut config = spec::container_config(
         pod,
         container,
         restart_count,
         &pod_ips,
         &ctx.node,
-        ctx.env_objects.as_ref(),
+        &objects,
         mounts,
     )
     .map_err(|e| (CREATE_CONTAINER_CONFIG_ERROR, spec_message(e)))?;
@@ -933,6 +934,7 @@ async fn ensure_image(
                     image,
                     ctx.env_objects.as_ref(),
                 )
+                .await
                 .into_iter()
                 .map(|(_, secret)| secret)
                 .collect();
@@ -1075,6 +1077,7 @@ async fn pull_with_secrets(
 ) -> kubelet_core::Result<(String, PulledWith)> {
     let mut credentials: Vec<(RegistryAuth, PulledWith)> =
         crate::pull_secrets::tracked_credentials_for(pod, image, ctx.env_objects.as_ref())
+            .await
             .into_iter()
             .map(|(auth, secret)| (auth, PulledWith::Secret(secret)))
             .collect();

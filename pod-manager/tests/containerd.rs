@@ -1083,16 +1083,27 @@ async fn container_logs_rotate_by_size_and_keep_max_files() {
 /// The pull secret a control plane would hand out, for the credentials test.
 struct PullSecret(k8s_openapi::api::core::v1::Secret);
 
-impl EnvObjects for PullSecret {
-    fn config_map(&self, _: &str, _: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
-        None
+#[async_trait::async_trait]
+impl kubelet_core::ObjectSource for PullSecret {
+    async fn config_map(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> kubelet_core::Result<Option<k8s_openapi::api::core::v1::ConfigMap>> {
+        Ok(None)
     }
-    fn secret(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
-        (self.0.metadata.namespace.as_deref() == Some(namespace)
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<k8s_openapi::api::core::v1::Secret>> {
+        Ok((self.0.metadata.namespace.as_deref() == Some(namespace)
             && self.0.metadata.name.as_deref() == Some(name))
-        .then(|| self.0.clone())
+        .then(|| self.0.clone()))
     }
 }
+
+impl EnvObjects for PullSecret {}
 
 #[tokio::test]
 async fn image_pull_secrets_authenticate_pulls() {

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, Secret,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::{ServiceAccountToken, VolumeSources};
+use kubelet_core::{ObjectSource, ServiceAccountToken, VolumeSources};
 
 use crate::sys;
 use kubelet_core::Clock;
@@ -115,7 +115,7 @@ impl FakeSources {
 }
 
 #[async_trait]
-impl VolumeSources for FakeSources {
+impl ObjectSource for FakeSources {
     async fn config_map(
         &self,
         namespace: &str,
@@ -139,7 +139,10 @@ impl VolumeSources for FakeSources {
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned())
     }
+}
 
+#[async_trait]
+impl VolumeSources for FakeSources {
     async fn service_account_token(
         &self,
         pod: &Pod,

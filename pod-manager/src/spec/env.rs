@@ -1,10 +1,10 @@
 //! A container's environment (upstream `makeEnvironmentVariables`); `$(VAR)` expansion
 //! ([`expand`]) and the downward API's values live in `kubelet-core`, shared with volumes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ObjectFieldSelector, Pod, Secret, Service};
 use kubelet_core::downward::{self, split_subscript};
 pub use kubelet_core::expand;
 
@@ -45,7 +45,7 @@ impl Env {
 /// allocatable), configMapKeyRef and secretKeyRef. A missing object or key is skipped
 /// when marked optional and an error otherwise.
 ///
-/// The service link variables ([`service_env`] of `env_objects.services()`, for the
+/// The service link variables ([`service_env`] of the [`PodObjects`]' services, for the
 /// pod's namespace and `enableServiceLinks`, unset meaning true) come after the
 /// container's own, except those the container defines itself: its value wins. Without services (`None`, standalone mode) there are none,
 /// as upstream without a service lister.
@@ -58,22 +58,17 @@ pub fn container_env(
     container: &Container,
     pod_ips: &[String],
     ctx: &NodeContext,
-    env_objects: &dyn EnvObjects,
+    objects: &PodObjects,
 ) -> Result<Vec<(String, String)>> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let fail = |reason: String| spec_error(pod, &container.name, reason);
-    let mut objects = Objects {
-        source: env_objects,
-        namespace,
-        config_maps: HashMap::new(),
-        secrets: HashMap::new(),
-    };
     let mut env = Env::default();
     let enable_service_links = pod_spec(pod).enable_service_links.unwrap_or(true);
-    let services = env_objects
-        .services()
+    let services = objects
+        .services
+        .as_deref()
         // Upstream hard-codes the master namespace (metav1.NamespaceDefault).
-        .map(|services| service_env(&services, namespace, enable_service_links, "default"))
+        .map(|services| service_env(services, namespace, enable_service_links, "default"))
         .unwrap_or_default();
     let service_vars: HashMap<&str, &str> = services
         .iter()
@@ -83,21 +78,20 @@ pub fn container_env(
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.as_deref().unwrap_or_default();
         if let Some(reference) = &source.config_map_ref {
-            let Some(config_map) = objects.config_map(&reference.name) else {
-                if reference.optional == Some(true) {
-                    continue;
-                }
-                return Err(fail(objects.missing("configMap", &reference.name)));
+            let optional = reference.optional == Some(true);
+            let Some(config_map) = objects
+                .config_map(&reference.name, optional)
+                .map_err(fail)?
+            else {
+                continue;
             };
             for (key, value) in config_map.data.iter().flatten() {
                 env.set(format!("{prefix}{key}"), value.clone());
             }
         } else if let Some(reference) = &source.secret_ref {
-            let Some(secret) = objects.secret(&reference.name) else {
-                if reference.optional == Some(true) {
-                    continue;
-                }
-                return Err(fail(objects.missing("secret", &reference.name)));
+            let optional = reference.optional == Some(true);
+            let Some(secret) = objects.secret(&reference.name, optional).map_err(fail)? else {
+                continue;
             };
             for (key, value) in secret.data.iter().flatten() {
                 env.set(
@@ -123,11 +117,10 @@ pub fn container_env(
                     .map_err(|e| fail(e.message))?
             } else if let Some(selector) = &from.config_map_key_ref {
                 let optional = selector.optional == Some(true);
-                let Some(config_map) = objects.config_map(&selector.name) else {
-                    if optional {
-                        continue;
-                    }
-                    return Err(fail(objects.missing("configMap", &selector.name)));
+                let Some(config_map) =
+                    objects.config_map(&selector.name, optional).map_err(fail)?
+                else {
+                    continue;
                 };
                 match config_map.data.as_ref().and_then(|d| d.get(&selector.key)) {
                     Some(value) => value.clone(),
@@ -141,11 +134,8 @@ pub fn container_env(
                 }
             } else if let Some(selector) = &from.secret_key_ref {
                 let optional = selector.optional == Some(true);
-                let Some(secret) = objects.secret(&selector.name) else {
-                    if optional {
-                        continue;
-                    }
-                    return Err(fail(objects.missing("secret", &selector.name)));
+                let Some(secret) = objects.secret(&selector.name, optional).map_err(fail)? else {
+                    continue;
                 };
                 match secret.data.as_ref().and_then(|d| d.get(&selector.key)) {
                     Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
@@ -180,34 +170,128 @@ pub fn container_env(
     Ok(vars)
 }
 
-/// ConfigMaps and Secrets fetched once per container, as upstream caches them.
-struct Objects<'a> {
-    source: &'a dyn EnvObjects,
-    namespace: &'a str,
-    config_maps: HashMap<String, Option<ConfigMap>>,
-    secrets: HashMap<String, Option<Secret>>,
+/// What an object read gave: the object, `None` when it does not exist, or why it cannot
+/// be known now.
+type Read<K> = std::result::Result<Option<K>, String>;
+
+/// The ConfigMaps and Secrets a pod's containers name in `env` and `envFrom`, read once
+/// through its [`EnvObjects`] before the (synchronous) container configs are built, and the
+/// Services for the service link variables. The default has none of them (standalone
+/// mode).
+#[derive(Debug, Clone, Default)]
+pub struct PodObjects {
+    namespace: String,
+    config_maps: HashMap<String, Read<ConfigMap>>,
+    secrets: HashMap<String, Read<Secret>>,
+    services: Option<Vec<Service>>,
 }
 
-impl Objects<'_> {
-    fn config_map(&mut self, name: &str) -> Option<ConfigMap> {
-        let (source, namespace) = (self.source, self.namespace);
-        self.config_maps
-            .entry(name.to_owned())
-            .or_insert_with(|| source.config_map(namespace, name))
-            .clone()
+impl PodObjects {
+    /// Reads the objects `pod`'s containers name in their environment.
+    pub async fn read(pod: &Pod, source: &dyn EnvObjects) -> Self {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let (config_map_names, secret_names) = env_references(pod);
+        let mut config_maps = HashMap::new();
+        for name in config_map_names {
+            let read = source.config_map(&namespace, &name).await;
+            config_maps.insert(name, read.map_err(|e| e.to_string()));
+        }
+        let mut secrets = HashMap::new();
+        for name in secret_names {
+            let read = source.secret(&namespace, &name).await;
+            secrets.insert(name, read.map_err(|e| e.to_string()));
+        }
+        Self {
+            namespace,
+            config_maps,
+            secrets,
+            services: source.services(),
+        }
     }
 
-    fn secret(&mut self, name: &str) -> Option<Secret> {
-        let (source, namespace) = (self.source, self.namespace);
-        self.secrets
-            .entry(name.to_owned())
-            .or_insert_with(|| source.secret(namespace, name))
-            .clone()
+    /// The ConfigMap `name`: `None` when it is missing and `optional`; an error naming it
+    /// when it is missing and not optional, or cannot be read (optional or not, as
+    /// upstream tolerates only "not found").
+    fn config_map(
+        &self,
+        name: &str,
+        optional: bool,
+    ) -> std::result::Result<Option<&ConfigMap>, String> {
+        Self::wanted(self.config_maps.get(name), optional, || {
+            self.missing("configMap", name)
+        })
+    }
+
+    /// The Secret `name`, as [`Self::config_map`].
+    fn secret(&self, name: &str, optional: bool) -> std::result::Result<Option<&Secret>, String> {
+        Self::wanted(self.secrets.get(name), optional, || {
+            self.missing("secret", name)
+        })
+    }
+
+    fn wanted<K>(
+        read: Option<&Read<K>>,
+        optional: bool,
+        missing: impl FnOnce() -> String,
+    ) -> std::result::Result<Option<&K>, String> {
+        match read {
+            Some(Ok(Some(object))) => Ok(Some(object)),
+            Some(Err(e)) => Err(e.clone()),
+            Some(Ok(None)) | None if optional => Ok(None),
+            Some(Ok(None)) | None => Err(missing()),
+        }
     }
 
     fn missing(&self, kind: &str, name: &str) -> String {
         format!("couldn't get {kind} {}/{name}: not found", self.namespace)
     }
+}
+
+/// The ConfigMaps and Secrets that the `env` and `envFrom` of a pod's containers (init,
+/// regular and ephemeral) name, empty names left out.
+pub fn env_references(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
+    let mut config_maps = HashSet::new();
+    let mut secrets = HashSet::new();
+    let Some(spec) = &pod.spec else {
+        return (config_maps, secrets);
+    };
+    let envs = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .map(|c| (&c.env, &c.env_from))
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| (&c.env, &c.env_from)),
+        );
+    for (env, env_from) in envs {
+        for from in env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+        for from in env
+            .iter()
+            .flatten()
+            .filter_map(|var| var.value_from.as_ref())
+        {
+            if let Some(r) = &from.config_map_key_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_key_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+    }
+    // No object has an empty name: such a reference is missing without asking.
+    config_maps.retain(|n| !n.is_empty());
+    secrets.retain(|n| !n.is_empty());
+    (config_maps, secrets)
 }
 
 /// The value of a fieldRef (upstream `podFieldSelectorRuntimeValue`).

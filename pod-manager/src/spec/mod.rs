@@ -4,8 +4,8 @@
 //! - [`sandbox_config`]: identity, hostname, log directory, DNS ([`pod_dns_config`]),
 //!   ports, labels, cgroup parent per QoS class, pod security context, sysctls.
 //! - [`container_config`]: image, command and arguments with `$(VAR)` expansion
-//!   ([`expand`]), environment ([`container_env`], with the service links of
-//!   [`service_env`]), log path, labels, resources
+//!   ([`expand`]), environment ([`container_env`] from the [`PodObjects`] read before,
+//!   with the service links of [`service_env`]), log path, labels, resources
 //!   ([`container_resources`], [`oom_score_adj`]), merged security context.
 //! - Around them, what the caller needs before or after: [`verify_run_as_non_root`] and
 //!   [`apply_image_user`] once the image's user is known, and the Kubernetes-managed
@@ -24,8 +24,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, EphemeralContainer, Pod, PodSpec, Secret, Service,
 };
 use kubelet_core::{
-    ContainerConfig, ContainerMetadata, Mount, NamespaceOptions, PodRef, PortMapping, Protocol,
-    SandboxConfig, SandboxMetadata, labels,
+    ContainerConfig, ContainerMetadata, Mount, NamespaceOptions, ObjectSource, PodRef, PortMapping,
+    Protocol, SandboxConfig, SandboxMetadata, labels,
 };
 
 use crate::{Error, Result};
@@ -38,7 +38,7 @@ mod security;
 mod service_env;
 
 pub use dns::pod_dns_config;
-pub use env::{container_env, expand};
+pub use env::{PodObjects, container_env, env_references, expand};
 pub use hosts::{
     hosts_file_content, hosts_file_mount, hosts_file_path, pod_hostname_and_domain,
     should_mount_hosts_file,
@@ -108,14 +108,12 @@ pub struct NodeContext {
     pub user_namespaces: crate::userns::UserNamespaces,
 }
 
-/// ConfigMaps and Secrets that environment variables may reference; standalone mode has
-/// none.
+/// What a pod's environment and image pull secrets are made of: the ConfigMaps and
+/// Secrets of the [`ObjectSource`] (the same source as its volumes'), the Services for the
+/// service link variables, and when to start and stop knowing a pod's objects.
+/// Standalone mode has none ([`NoEnvObjects`]).
 #[async_trait::async_trait]
-pub trait EnvObjects: Send + Sync {
-    /// The ConfigMap `namespace/name`, if available.
-    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
-    /// The Secret `namespace/name`, if available.
-    fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+pub trait EnvObjects: ObjectSource {
     /// Every Service the kubelet knows, in all namespaces, for the service link
     /// environment; `None` when there is no API server (standalone mode), where
     /// upstream adds no service variables at all.
@@ -133,15 +131,19 @@ pub trait EnvObjects: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoEnvObjects;
 
+/// Every object is missing: a reference fails unless it is optional (unlike
+/// `NoVolumeSources`, whose errors an optional reference does not tolerate).
 #[async_trait::async_trait]
-impl EnvObjects for NoEnvObjects {
-    fn config_map(&self, _: &str, _: &str) -> Option<ConfigMap> {
-        None
+impl ObjectSource for NoEnvObjects {
+    async fn config_map(&self, _: &str, _: &str) -> kubelet_core::Result<Option<ConfigMap>> {
+        Ok(None)
     }
-    fn secret(&self, _: &str, _: &str) -> Option<Secret> {
-        None
+    async fn secret(&self, _: &str, _: &str) -> kubelet_core::Result<Option<Secret>> {
+        Ok(None)
     }
 }
+
+impl EnvObjects for NoEnvObjects {}
 
 /// The pod's log directory: `<root>/<namespace>_<name>_<uid>`.
 pub fn pod_log_dir(pod: &Pod, ctx: &NodeContext) -> PathBuf {
@@ -218,10 +220,10 @@ pub fn container_config(
     restart_count: u32,
     pod_ips: &[String],
     ctx: &NodeContext,
-    env_objects: &dyn EnvObjects,
+    objects: &PodObjects,
     mounts: Vec<Mount>,
 ) -> Result<ContainerConfig> {
-    let envs = container_env(pod, container, pod_ips, ctx, env_objects)?;
+    let envs = container_env(pod, container, pod_ips, ctx, objects)?;
     // Command and arguments see the final environment, not the one being built.
     let vars: BTreeMap<&str, &str> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let lookup = |name: &str| vars.get(name).map(|v| (*v).to_owned());

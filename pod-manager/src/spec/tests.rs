@@ -120,16 +120,31 @@ impl Objects {
     }
 }
 
+impl Objects {
+    /// What the pod's environment reads of these objects.
+    fn read(&self, pod: &Pod) -> PodObjects {
+        futures::executor::block_on(PodObjects::read(pod, self))
+    }
+}
+
 #[async_trait::async_trait]
-impl EnvObjects for Objects {
-    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
-        self.config_maps
+impl ObjectSource for Objects {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<ConfigMap>> {
+        Ok(self
+            .config_maps
             .get(&format!("{namespace}/{name}"))
-            .cloned()
+            .cloned())
     }
-    fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        self.secrets.get(&format!("{namespace}/{name}")).cloned()
+    async fn secret(&self, namespace: &str, name: &str) -> kubelet_core::Result<Option<Secret>> {
+        Ok(self.secrets.get(&format!("{namespace}/{name}")).cloned())
     }
+}
+
+impl EnvObjects for Objects {
     fn services(&self) -> Option<Vec<Service>> {
         self.services.clone()
     }
@@ -162,7 +177,7 @@ fn container_config_of(pod: &Pod) -> Result<ContainerConfig> {
         0,
         &pod_ips(),
         &ctx(),
-        &Objects::standard(),
+        &Objects::standard().read(pod),
         Vec::new(),
     )
 }
@@ -174,7 +189,7 @@ fn env_of(container: serde_json::Value) -> Result<Vec<(String, String)>> {
         &first_container(&pod),
         &pod_ips(),
         &ctx(),
-        &Objects::standard(),
+        &Objects::standard().read(&pod),
     )
 }
 
@@ -530,7 +545,7 @@ fn container_of_a_burstable_pod() {
         3,
         &pod_ips(),
         &ctx(),
-        &Objects::standard(),
+        &Objects::standard().read(&pod),
         mounts,
     )
     .expect("container config");
@@ -777,7 +792,7 @@ fn env_field_refs() {
             }))
             .expect("env var"),
         ]);
-        let env = container_env(&pod, &container, &pod_ips(), &ctx(), &NoEnvObjects)
+        let env = container_env(&pod, &container, &pod_ips(), &ctx(), &PodObjects::default())
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(env, [("V".to_owned(), expected.to_owned())], "{path}");
     }
@@ -830,8 +845,14 @@ fn env_field_ref_errors_are_upstream_messages() {
     }));
     let mut no_ips = ctx();
     no_ips.host_ips.clear();
-    let error = container_env(&pod, &first_container(&pod), &[], &no_ips, &NoEnvObjects)
-        .expect_err("no host IP");
+    let error = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &no_ips,
+        &PodObjects::default(),
+    )
+    .expect_err("no host IP");
     assert_eq!(reason(error), "host IP unknown; known addresses: []");
 }
 
@@ -844,8 +865,14 @@ fn env_pod_ips_before_the_network_is_up() {
             {"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
         ],
     }));
-    let env = container_env(&pod, &first_container(&pod), &[], &ctx(), &NoEnvObjects)
-        .expect("environment");
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &PodObjects::default(),
+    )
+    .expect("environment");
     assert_eq!(
         env,
         [
@@ -921,8 +948,14 @@ fn env_resource_field_refs_of_other_containers() {
             ],
         },
     }));
-    let env = container_env(&pod, &first_container(&pod), &[], &ctx(), &NoEnvObjects)
-        .expect("environment");
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &PodObjects::default(),
+    )
+    .expect("environment");
     // Regular containers get the allocatable for a missing or zero limit; init
     // containers referenced by name do not, as upstream.
     assert_eq!(
@@ -940,7 +973,8 @@ fn env_resource_field_refs_of_other_containers() {
         "valueFrom": {"resourceFieldRef": {"containerName": "nope", "resource": "limits.cpu"}},
     }))
     .expect("env var")]);
-    let error = container_env(&pod, &container, &[], &ctx(), &NoEnvObjects).expect_err("nope");
+    let error =
+        container_env(&pod, &container, &[], &ctx(), &PodObjects::default()).expect_err("nope");
     assert_eq!(reason(error), "container nope not found");
 }
 
@@ -960,8 +994,14 @@ fn env_resource_field_refs_use_pod_level_limits() {
             }],
         },
     }));
-    let env = container_env(&pod, &first_container(&pod), &[], &ctx(), &NoEnvObjects)
-        .expect("environment");
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &PodObjects::default(),
+    )
+    .expect("environment");
     assert_eq!(
         env,
         [
@@ -1221,7 +1261,7 @@ fn oom_score_adj_follows_upstream_policy() {
         0,
         &[],
         &no_capacity,
-        &NoEnvObjects,
+        &PodObjects::default(),
         vec![],
     )
     .expect("container config");
@@ -1910,7 +1950,14 @@ fn env_with_services(pod: &Pod) -> Vec<(String, String)> {
         services: Some(cluster_services()),
         ..Objects::default()
     };
-    container_env(pod, &first_container(pod), &pod_ips(), &ctx(), &objects).expect("environment")
+    container_env(
+        pod,
+        &first_container(pod),
+        &pod_ips(),
+        &ctx(),
+        &objects.read(pod),
+    )
+    .expect("environment")
 }
 
 #[test]
@@ -1986,8 +2033,14 @@ fn env_from_overrides_service_links() {
             "env": [{"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST)"}],
         }),
     );
-    let env =
-        container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("environment");
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &objects.read(&pod),
+    )
+    .expect("environment");
     let services: Vec<_> = KUBERNETES_VARS
         .iter()
         .filter(|(name, _)| *name != "KUBERNETES_SERVICE_HOST")
@@ -2004,8 +2057,14 @@ fn env_from_overrides_service_links() {
 
     // Standalone (no services at all): nothing is added.
     objects.services = None;
-    let env =
-        container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("environment");
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &objects.read(&pod),
+    )
+    .expect("environment");
     assert_eq!(env.len(), 2);
 }
 
@@ -2032,7 +2091,7 @@ fn seccomp_profiles_as_upstream_chooses_them() {
             0,
             &pod_ips(),
             &ctx,
-            &NoEnvObjects,
+            &PodObjects::default(),
             Vec::new(),
         )
         .map(|c| c.security.seccomp)
@@ -2114,7 +2173,7 @@ fn apparmor_and_selinux_reach_the_container() {
             0,
             &pod_ips(),
             &ctx(),
-            &NoEnvObjects,
+            &PodObjects::default(),
             Vec::new(),
         )
         .expect("config")
@@ -2182,7 +2241,7 @@ fn a_pod_in_its_own_user_namespace_gets_its_range_or_is_refused() {
         0,
         &pod_ips(),
         &node,
-        &Objects::standard(),
+        &Objects::standard().read(&pod),
         Vec::new(),
     )
     .expect("container config");
@@ -2196,4 +2255,94 @@ fn a_pod_in_its_own_user_namespace_gets_its_range_or_is_refused() {
     let config = sandbox_config(&host, 0, "kata", &ctx()).expect("host user namespace");
     assert_eq!(config.runtime_handler, "kata");
     assert_eq!(config.linux.namespaces.user_namespace, None);
+}
+
+/// A source whose cache never synced, as the API-backed one answers then.
+struct Unsynced;
+
+#[async_trait::async_trait]
+impl ObjectSource for Unsynced {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> kubelet_core::Result<Option<ConfigMap>> {
+        Err(kubelet_core::Error::Invalid {
+            what: format!("configmap {namespace}/{name}"),
+            reason: "failed to sync configmap cache: timed out waiting for the condition".into(),
+        })
+    }
+    async fn secret(&self, namespace: &str, name: &str) -> kubelet_core::Result<Option<Secret>> {
+        Err(kubelet_core::Error::Invalid {
+            what: format!("secret {namespace}/{name}"),
+            reason: "failed to sync secret cache: timed out waiting for the condition".into(),
+        })
+    }
+}
+
+impl EnvObjects for Unsynced {}
+
+#[test]
+fn env_objects_that_cannot_be_read_fail_even_when_optional() {
+    // Upstream tolerates only "not found" for an optional reference.
+    let pod = pod_with(json!({
+        "name": "c", "image": "i",
+        "envFrom": [{"configMapRef": {"name": "settings", "optional": true}}],
+    }));
+    let read =
+        |source: &dyn EnvObjects| futures::executor::block_on(PodObjects::read(&pod, source));
+    let error = container_env(&pod, &first_container(&pod), &[], &ctx(), &read(&Unsynced))
+        .expect_err("unsynced");
+    assert_eq!(
+        reason(error),
+        "invalid configmap shop/settings: failed to sync configmap cache: timed out waiting for the condition"
+    );
+    // Standalone: the object is missing, so the optional reference is skipped.
+    let env = container_env(
+        &pod,
+        &first_container(&pod),
+        &[],
+        &ctx(),
+        &read(&NoEnvObjects),
+    )
+    .expect("environment");
+    assert!(env.is_empty(), "{env:?}");
+}
+
+#[test]
+fn env_references_name_every_containers_objects_once_without_empty_names() {
+    let mut pod = pod_with(json!({
+        "name": "c", "image": "i",
+        "envFrom": [{"configMapRef": {"name": "settings"}}, {"secretRef": {"name": ""}}],
+        "env": [
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}},
+        ],
+    }));
+    let spec = pod.spec.as_mut().expect("spec");
+    spec.init_containers = Some(vec![
+        serde_json::from_value(json!({
+            "name": "init", "image": "i",
+            "envFrom": [{"secretRef": {"name": "init-creds"}}],
+        }))
+        .expect("init container"),
+    ]);
+    spec.ephemeral_containers = Some(vec![serde_json::from_value(json!({
+        "name": "debug", "image": "i",
+        "env": [{"name": "C", "valueFrom": {"configMapKeyRef": {"name": "debug-settings", "key": "k"}}}],
+    }))
+    .expect("ephemeral container")]);
+    let (config_maps, secrets) = env_references(&pod);
+    assert_eq!(
+        config_maps
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["debug-settings", "settings"].map(String::from).into()
+    );
+    assert_eq!(
+        secrets
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["creds", "init-creds"].map(String::from).into()
+    );
 }
