@@ -187,20 +187,28 @@ pub struct PodObjects {
 }
 
 impl PodObjects {
-    /// Reads the objects `pod`'s containers name in their environment.
+    /// Reads the objects `pod`'s containers name in their environment, all at once (an
+    /// object whose cache has not synced waits for it, and those waits overlap).
     pub async fn read(pod: &Pod, source: &dyn EnvObjects) -> Self {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let (config_map_names, secret_names) = env_references(pod);
-        let mut config_maps = HashMap::new();
-        for name in config_map_names {
+        let config_map_reads = config_map_names.into_iter().map(|name| async {
             let read = source.config_map(&namespace, &name).await;
-            config_maps.insert(name, read.map_err(|e| e.to_string()));
-        }
-        let mut secrets = HashMap::new();
-        for name in secret_names {
+            (name, read.map_err(|e| e.to_string()))
+        });
+        let secret_reads = secret_names.into_iter().map(|name| async {
             let read = source.secret(&namespace, &name).await;
-            secrets.insert(name, read.map_err(|e| e.to_string()));
-        }
+            (name, read.map_err(|e| e.to_string()))
+        });
+        let (config_maps, secrets) = futures::future::join(
+            futures::future::join_all(config_map_reads),
+            futures::future::join_all(secret_reads),
+        )
+        .await;
+        let (config_maps, secrets) = (
+            config_maps.into_iter().collect(),
+            secrets.into_iter().collect(),
+        );
         Self {
             namespace,
             config_maps,

@@ -2346,3 +2346,42 @@ fn env_references_name_every_containers_objects_once_without_empty_names() {
         ["creds", "init-creds"].map(String::from).into()
     );
 }
+
+/// Objects each read only once another read has begun: reads one after another never
+/// finish.
+struct Rendezvous(tokio::sync::Barrier);
+
+#[async_trait::async_trait]
+impl ObjectSource for Rendezvous {
+    async fn config_map(&self, _: &str, _: &str) -> kubelet_core::Result<Option<ConfigMap>> {
+        self.0.wait().await;
+        Ok(Some(ConfigMap::default()))
+    }
+    async fn secret(&self, _: &str, _: &str) -> kubelet_core::Result<Option<Secret>> {
+        self.0.wait().await;
+        Ok(Some(Secret::default()))
+    }
+}
+
+impl EnvObjects for Rendezvous {}
+
+#[tokio::test(start_paused = true)]
+async fn env_objects_are_read_at_once() {
+    // Under paused time an endless wait ends at the timeout at once.
+    let pod = pod_with(json!({
+        "name": "c", "image": "i",
+        "envFrom": [
+            {"configMapRef": {"name": "a"}},
+            {"configMapRef": {"name": "b"}},
+            {"secretRef": {"name": "c"}},
+        ],
+    }));
+    let source = Rendezvous(tokio::sync::Barrier::new(3));
+    let objects = tokio::time::timeout(
+        std::time::Duration::from_secs(3600),
+        PodObjects::read(&pod, &source),
+    )
+    .await
+    .expect("the reads overlap");
+    container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("all three read");
+}
