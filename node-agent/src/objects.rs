@@ -325,7 +325,8 @@ fn key_of<K: kube::Resource>(object: &K) -> (String, String) {
 
 /// The ConfigMaps and Secrets a pod references by name, as upstream's
 /// `podutil.VisitPodConfigmapNames` / `VisitPodSecretNames` (env and envFrom of every
-/// container, ephemeral ones included, imagePullSecrets, and the configMap, secret and projected volumes).
+/// container, ephemeral ones included, imagePullSecrets, and the configMap, secret and
+/// projected volumes).
 pub(crate) fn references(pod: &Pod) -> (HashSet<String>, HashSet<String>) {
     let (mut config_maps, mut secrets) = kubelet_pod_manager::spec::env_references(pod);
     let Some(spec) = &pod.spec else {

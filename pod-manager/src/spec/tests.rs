@@ -182,6 +182,18 @@ fn container_config_of(pod: &Pod) -> Result<ContainerConfig> {
     )
 }
 
+/// The environment of the pod's first container before its network is up, with no API
+/// objects (standalone).
+fn env_without_ips_or_objects(pod: &Pod) -> Result<Vec<(String, String)>> {
+    container_env(
+        pod,
+        &first_container(pod),
+        &[],
+        &ctx(),
+        &PodObjects::default(),
+    )
+}
+
 fn env_of(container: serde_json::Value) -> Result<Vec<(String, String)>> {
     let pod = pod_with(container);
     container_env(
@@ -865,14 +877,7 @@ fn env_pod_ips_before_the_network_is_up() {
             {"name": "IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
         ],
     }));
-    let env = container_env(
-        &pod,
-        &first_container(&pod),
-        &[],
-        &ctx(),
-        &PodObjects::default(),
-    )
-    .expect("environment");
+    let env = env_without_ips_or_objects(&pod).expect("environment");
     assert_eq!(
         env,
         [
@@ -948,14 +953,7 @@ fn env_resource_field_refs_of_other_containers() {
             ],
         },
     }));
-    let env = container_env(
-        &pod,
-        &first_container(&pod),
-        &[],
-        &ctx(),
-        &PodObjects::default(),
-    )
-    .expect("environment");
+    let env = env_without_ips_or_objects(&pod).expect("environment");
     // Regular containers get the allocatable for a missing or zero limit; init
     // containers referenced by name do not, as upstream.
     assert_eq!(
@@ -994,14 +992,7 @@ fn env_resource_field_refs_use_pod_level_limits() {
             }],
         },
     }));
-    let env = container_env(
-        &pod,
-        &first_container(&pod),
-        &[],
-        &ctx(),
-        &PodObjects::default(),
-    )
-    .expect("environment");
+    let env = env_without_ips_or_objects(&pod).expect("environment");
     assert_eq!(
         env,
         [
@@ -2033,14 +2024,17 @@ fn env_from_overrides_service_links() {
             "env": [{"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST)"}],
         }),
     );
-    let env = container_env(
-        &pod,
-        &first_container(&pod),
-        &[],
-        &ctx(),
-        &objects.read(&pod),
-    )
-    .expect("environment");
+    let env_with = |objects: &Objects| {
+        container_env(
+            &pod,
+            &first_container(&pod),
+            &[],
+            &ctx(),
+            &objects.read(&pod),
+        )
+        .expect("environment")
+    };
+    let env = env_with(&objects);
     let services: Vec<_> = KUBERNETES_VARS
         .iter()
         .filter(|(name, _)| *name != "KUBERNETES_SERVICE_HOST")
@@ -2057,14 +2051,7 @@ fn env_from_overrides_service_links() {
 
     // Standalone (no services at all): nothing is added.
     objects.services = None;
-    let env = container_env(
-        &pod,
-        &first_container(&pod),
-        &[],
-        &ctx(),
-        &objects.read(&pod),
-    )
-    .expect("environment");
+    let env = env_with(&objects);
     assert_eq!(env.len(), 2);
 }
 
