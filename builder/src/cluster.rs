@@ -1,11 +1,14 @@
 //! Joining a cluster (`--kubeconfig`): the API server client and the parts that use it.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{ImageService, Runtime};
-use kubelet_node_agent::rotation::{ClientCertificate, client_with_certificate, rotate};
+use kubelet_node_agent::rotation::{
+    ClientCertificate, RotatingCertificate, client_with_certificate, rotate,
+};
 use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
     PodView, client_from_kubeconfig,
@@ -38,8 +41,9 @@ pub struct Cluster {
     pub events: ApiEvents,
     /// ConfigMaps, Secrets and Services for the pods.
     pub objects: ApiObjects,
-    /// The client certificate's rotation, when `rotateCertificates`.
-    rotation: Option<RotationTask>,
+    /// The client certificate, rotated when `rotateCertificates`, and where it is
+    /// stored.
+    client_certificate: Option<(Arc<ClientCertificate>, PathBuf)>,
     /// The serving certificate's requests and rotation, when `serverTLSBootstrap`.
     serving_rotation: Option<RotationTask>,
     /// The tasks that write pod status and events, until taken to be run.
@@ -140,16 +144,8 @@ impl Cluster {
         let (status, status_sender) = ApiStatus::new(client.clone(), node_name, view.clone());
         let agent =
             NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
-        let rotation = rotated.map(|certificate| {
-            Box::pin(rotate(
-                certificate,
-                watch_client.clone(),
-                options.cert_dir.clone(),
-                node_name.to_owned(),
-            )) as RotationTask
-        });
         Ok(Self {
-            rotation,
+            client_certificate: rotated.map(|certificate| (certificate, options.cert_dir.clone())),
             serving_rotation: None,
             status,
             senders: vec![
@@ -179,8 +175,13 @@ impl Cluster {
     }
 
     /// The watch of the pods bound to this node, with node-side admission recording
-    /// each pod's resources in `allocations` (and deciding their resizes).
-    pub fn pod_source(&self, allocations: Allocations) -> ApiPodSource {
+    /// each pod's resources in `allocations` (and deciding their resizes), rejections
+    /// counted in `metrics`.
+    pub fn pod_source(
+        &self,
+        allocations: Allocations,
+        metrics: Arc<KubeletMetrics>,
+    ) -> ApiPodSource {
         ApiPodSource::new(
             self.watch_client.clone(),
             &self.node_name,
@@ -191,6 +192,7 @@ impl Cluster {
             Arc::new(self.status.clone()),
             Arc::new(self.events.clone()),
             allocations,
+            metrics,
         )
     }
 
@@ -226,18 +228,20 @@ impl Cluster {
     }
 
     /// Requests and rotates `certificate`, the serving certificate, through this
-    /// cluster's API server (the task is taken with [`Self::take_serving_rotation`]).
+    /// cluster's API server (the task is taken with [`Self::take_serving_rotation`]),
+    /// its TTL and rotations recorded in `metrics`.
     pub fn rotate_serving_certificate(
         &mut self,
-        certificate: std::sync::Arc<kubelet_node_agent::rotation::RotatingCertificate>,
+        certificate: Arc<RotatingCertificate>,
         cert_dir: &Path,
-        node_name: &str,
+        metrics: Arc<KubeletMetrics>,
     ) {
         self.serving_rotation = Some(Box::pin(rotate(
             certificate,
             self.watch_client.clone(),
             cert_dir.to_owned(),
-            node_name.to_owned(),
+            self.node_name.clone(),
+            metrics,
         )));
     }
 
@@ -246,9 +250,17 @@ impl Cluster {
         self.serving_rotation.take()
     }
 
-    /// The client certificate's rotation (once), when `rotateCertificates`.
-    pub fn take_rotation(&mut self) -> Option<RotationTask> {
-        self.rotation.take()
+    /// The client certificate's rotation (once), when `rotateCertificates`, its TTL
+    /// and renewal errors recorded in `metrics`.
+    pub fn take_rotation(&mut self, metrics: Arc<KubeletMetrics>) -> Option<RotationTask> {
+        let (certificate, cert_dir) = self.client_certificate.take()?;
+        Some(Box::pin(rotate(
+            certificate,
+            self.watch_client.clone(),
+            cert_dir,
+            self.node_name.clone(),
+            metrics,
+        )))
     }
 
     /// The tasks that patch pod status and write events, by name (once): without them

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubelet_cgroups::CgroupManager;
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{
     Backoff, ImageService, NoEvents, NoVolumeSources, NodeResources, Prober, Runtime,
     RuntimeHealth, RuntimeVersion, StatusReporter, SystemClock, VolumePlugin, VolumeSources,
@@ -130,6 +130,7 @@ pub struct KubeletBuilder {
     set_verbosity: Option<kubelet_server::VerbositySetter>,
     /// `--image-credential-provider-config` and `--image-credential-provider-bin-dir`.
     credential_provider: Option<(PathBuf, PathBuf)>,
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for KubeletBuilder {
@@ -262,6 +263,15 @@ impl KubeletBuilder {
         self
     }
 
+    /// The registry every part of the kubelet records its metrics in, and the kubelet
+    /// API serves (`/metrics`, `/metrics/probes`, `/metrics/slis`); by default one of
+    /// the kubelet's own. Give the runtime client the same one (for example
+    /// `CriClient::with_metrics`) to see its `kubelet_runtime_operations_*` there too.
+    pub fn metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Assembles the kubelet: bootstraps the client certificate, waits for the runtime,
     /// makes the pod cgroup tree and connects to the API server, as upstream does before
     /// it runs pods. Nothing runs until [`Kubelet::run`].
@@ -275,17 +285,23 @@ impl KubeletBuilder {
             volume_plugins,
             set_verbosity,
             credential_provider,
+            metrics,
         } = self;
         // A broken credential provider configuration stops the kubelet before it starts
         // anything, naming the file and the field.
         let credential_providers = match &credential_provider {
             Some((config, bin_dir)) => Some(
-                kubelet_credential_provider::CredentialProviders::load(config, bin_dir, None)
-                    .await
-                    .map_err(|source| Error::CredentialProvider {
-                        path: config.clone(),
-                        source,
-                    })?,
+                kubelet_credential_provider::CredentialProviders::load(
+                    config,
+                    bin_dir,
+                    None,
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|source| Error::CredentialProvider {
+                    path: config.clone(),
+                    source,
+                })?,
             ),
             None => None,
         };
@@ -446,7 +462,7 @@ impl KubeletBuilder {
             server_settings.serving = kubelet_server::ServingCert::Requested(
                 kubelet_server::ServingResolver(certificate.clone()),
             );
-            cluster.rotate_serving_certificate(certificate, &options.cert_dir, &node_name);
+            cluster.rotate_serving_certificate(certificate, &options.cert_dir, metrics.clone());
         }
         if let kubelet_server::ServingCert::SelfSigned {
             dir,
@@ -572,12 +588,15 @@ impl KubeletBuilder {
             None => Arc::new(kubelet_csi::NoCsiObjects),
         };
         let csi_drivers = Arc::new(kubelet_csi::Drivers::new(csi_objects));
-        let csi = Arc::new(kubelet_csi::CsiPlugin::new(
-            csi_drivers.clone(),
-            volume_sources.clone(),
-            &options.root_dir,
-            &node_name,
-        ));
+        let csi = Arc::new(
+            kubelet_csi::CsiPlugin::new(
+                csi_drivers.clone(),
+                volume_sources.clone(),
+                &options.root_dir,
+                &node_name,
+            )
+            .with_metrics(metrics.clone()),
+        );
         if let Some(c) = cluster.as_mut() {
             c.report_volumes_in_use(csi.clone());
         }
@@ -632,9 +651,12 @@ impl KubeletBuilder {
             .with_volume_stats_period(cfg.volume_stats_agg_period)
             .with_measured_volumes(csi.clone()),
         );
-        let devices = kubelet_device_manager::DeviceManager::open(&options.device_plugin_dir)
-            .await
-            .map_err(Error::Devices)?;
+        let devices = kubelet_device_manager::DeviceManager::open(
+            &options.device_plugin_dir,
+            metrics.clone(),
+        )
+        .await
+        .map_err(Error::Devices)?;
         if let Some(c) = cluster.as_mut() {
             c.report_extended_resources(devices.clone());
         }
@@ -661,6 +683,7 @@ impl KubeletBuilder {
             image_credentials,
             pull_records,
             devices: Some(devices.clone()),
+            metrics,
         };
         let status = status.or_else(|| {
             cluster
@@ -744,6 +767,7 @@ impl Kubelet {
             volume_plugins: Vec::new(),
             set_verbosity: None,
             credential_provider: None,
+            metrics: Arc::new(KubeletMetrics::new()),
         }
     }
 
@@ -788,7 +812,8 @@ impl Kubelet {
                 stats.clone(),
             ),
         );
-        metrics::NODE_NAME.set(&[&node_name], 1.0);
+        let metrics = ctx.metrics.clone();
+        metrics.node_name.set(&[&node_name], 1.0);
 
         let (updates, updates_rx) = mpsc::channel(16);
         let source_kinds = spawn_sources(
@@ -798,6 +823,7 @@ impl Kubelet {
             cluster.as_ref(),
             &ctx.node.allocations,
             &updates,
+            &metrics,
         )?;
         drop(updates);
         if qos_cgroups {
@@ -836,7 +862,10 @@ impl Kubelet {
         {
             tasks.spawn(name, role, sender);
         }
-        if let Some(rotation) = cluster.as_mut().and_then(Cluster::take_rotation) {
+        if let Some(rotation) = cluster
+            .as_mut()
+            .and_then(|c| c.take_rotation(metrics.clone()))
+        {
             tasks.spawn_fallible("client certificate rotation", Role::Essential, async move {
                 rotation.await.map_err(|source| Error::Cluster {
                     what: "rotateCertificates",
@@ -867,13 +896,16 @@ impl Kubelet {
                     .run(),
             );
         }
-        let image_gc = Arc::new(ImageGc::new(
-            images.clone(),
-            Arc::new(RuntimeContainers(runtime.clone())),
-            Arc::new(RuntimeImageFs::new(images)),
-            events.clone(),
-            cfg.image_gc,
-        ));
+        let image_gc = Arc::new(
+            ImageGc::new(
+                images.clone(),
+                Arc::new(RuntimeContainers(runtime.clone())),
+                Arc::new(RuntimeImageFs::new(images)),
+                events.clone(),
+                cfg.image_gc,
+            )
+            .with_metrics(metrics.clone()),
+        );
         tasks.spawn(
             "image garbage collection",
             Role::Essential,
@@ -889,6 +921,7 @@ impl Kubelet {
                 Arc::new(manager.pod_killer()),
                 events,
             )
+            .with_metrics(metrics.clone())
             .with_reclaimer(Arc::new(DiskReclaim {
                 containers: manager.container_gc(),
                 images: image_gc,
@@ -909,7 +942,10 @@ impl Kubelet {
                 clock.clone(),
                 cfg.sync_frequency,
             );
-            kubelet_server::Healthz::kubelet(Arc::new(move || monitor.check(clock.now(), resync)))
+            kubelet_server::Healthz::kubelet(
+                Arc::new(move || monitor.check(clock.now(), resync)),
+                metrics.clone(),
+            )
         };
         {
             let socket = options
@@ -940,8 +976,11 @@ impl Kubelet {
                     csi.run_volume_stats(period).await;
                 });
             }
+            let pod_resources_metrics = metrics.clone();
             tasks.spawn_fallible("podresources API", Role::Essential, async move {
-                kubelet_pod_resources::serve(&socket, provider)
+                let service = kubelet_pod_resources::PodResourcesService::new(provider)
+                    .with_metrics(pod_resources_metrics);
+                kubelet_pod_resources::serve(&socket, service)
                     .await
                     .map_err(Error::from)
             });
@@ -968,6 +1007,7 @@ impl Kubelet {
             handlers: kubelet_server::Handlers::from_config(&cfg.config),
             set_verbosity,
             healthz,
+            metrics: metrics.clone(),
         };
         if let Some(port) = cfg.read_only_port {
             tasks.spawn_fallible(
@@ -983,7 +1023,7 @@ impl Kubelet {
             tasks.spawn_fallible(
                 "healthz server",
                 Role::Essential,
-                server_task(kubelet_server::serve_healthz(address)),
+                server_task(kubelet_server::serve_healthz(address, metrics.clone())),
             );
         }
         if server_settings.address.is_some() {
@@ -1051,6 +1091,7 @@ fn spawn_sources(
     cluster: Option<&Cluster>,
     allocations: &kubelet_pod_manager::allocation::Allocations,
     updates: &mpsc::Sender<SourceUpdate>,
+    metrics: &Arc<KubeletMetrics>,
 ) -> Result<Vec<PodSource>> {
     let mut kinds = Vec::new();
     if let Some(path) = &cfg.static_pod_path {
@@ -1086,7 +1127,8 @@ fn spawn_sources(
         tasks.spawn(
             "API pod source",
             Role::MayEnd,
-            c.pod_source(allocations.clone()).run(updates.clone()),
+            c.pod_source(allocations.clone(), metrics.clone())
+                .run(updates.clone()),
         );
         kinds.push(PodSource::Api);
     }

@@ -34,6 +34,7 @@
 //!         Path::new("/etc/kubernetes/credential-providers.yaml"),
 //!         Path::new("/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec"),
 //!         None, // no service accounts: standalone, no token mode
+//!         Default::default(), // the kubelet's metrics registry in a kubelet
 //!     )
 //!     .await?;
 //!     for auth in providers.credentials("registry.example.com/team/app:1", pod).await {
@@ -55,7 +56,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kubelet_core::RegistryAuth;
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use tracing::{Instrument, warn};
 
 pub use config::{
@@ -84,12 +85,13 @@ pub struct CredentialProviders {
 impl CredentialProviders {
     /// Reads and validates the configuration at `config_path` (a file or a directory),
     /// checks that `bin_dir` and each plugin's executable exist, and records the
-    /// configuration's hash in `kubelet_credential_provider_config_info`.
+    /// configuration's hash in `metrics`' `kubelet_credential_provider_config_info`.
     /// `service_accounts` serves token mode (`None` without an API server).
     pub async fn load(
         config_path: &Path,
         bin_dir: &Path,
         service_accounts: Option<Arc<dyn ServiceAccounts>>,
+        metrics: Arc<KubeletMetrics>,
     ) -> Result<Self> {
         let (path, bin_dir) = (config_path.to_owned(), bin_dir.to_owned());
         let config_path = path.clone();
@@ -106,15 +108,24 @@ impl CredentialProviders {
             path,
             source: std::io::Error::other(e.to_string()),
         })??;
-        metrics::CREDENTIAL_PROVIDER_CONFIG_INFO.set(&[&loaded.hash], 1.0);
-        Ok(Self::new(&loaded.config, &bin_dir, service_accounts))
+        metrics
+            .credential_provider_config_info
+            .set(&[&loaded.hash], 1.0);
+        Ok(Self::new(
+            &loaded.config,
+            &bin_dir,
+            service_accounts,
+            metrics,
+        ))
     }
 
-    /// The providers of an already validated configuration, their plugins in `bin_dir`.
+    /// The providers of an already validated configuration, their plugins in `bin_dir`,
+    /// each run's duration and failures counted in `metrics`.
     pub fn new(
         config: &CredentialProviderConfig,
         bin_dir: &Path,
         service_accounts: Option<Arc<dyn ServiceAccounts>>,
+        metrics: Arc<KubeletMetrics>,
     ) -> Self {
         let providers = config
             .providers
@@ -131,6 +142,7 @@ impl CredentialProviders {
                         .map(|e| (e.name.clone(), e.value.clone()))
                         .collect(),
                     timeout: PLUGIN_TIMEOUT,
+                    metrics: metrics.clone(),
                 };
                 PluginProvider::new(p, Arc::new(plugin), service_accounts.clone())
             })

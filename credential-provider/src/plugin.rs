@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kubelet_core::config::GoDuration;
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tracing::debug;
@@ -119,6 +120,7 @@ pub(crate) struct ExecPlugin {
     pub(crate) args: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) timeout: Duration,
+    pub(crate) metrics: Arc<KubeletMetrics>,
 }
 
 impl ExecPlugin {
@@ -147,12 +149,15 @@ impl ExecPlugin {
             .map_err(|e| fail(format!("failed to encode auth request: {e}")))?;
         let started = std::time::Instant::now();
         let ran = self.exec(&data).await;
-        metrics::CREDENTIAL_PROVIDER_PLUGIN_DURATION
+        self.metrics
+            .credential_provider_plugin_duration
             .observe(&[&self.name], started.elapsed().as_secs_f64());
         let output = match ran {
             Ok(output) => output,
             Err(reason) => {
-                metrics::CREDENTIAL_PROVIDER_PLUGIN_ERRORS.inc(&[&self.name]);
+                self.metrics
+                    .credential_provider_plugin_errors
+                    .inc(&[&self.name]);
                 return Err(fail(format!(
                     "error execing credential provider plugin: {reason}"
                 )));
@@ -253,6 +258,7 @@ mod tests {
             args: vec!["--flag".into()],
             env: vec![("EXTRA".into(), "from-config".into())],
             timeout,
+            metrics: Default::default(),
         }
     }
 
@@ -325,9 +331,6 @@ echo '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialPr
         let path = script(dir.path(), "p", "echo 'registry says no' >&2; exit 3");
         let mut p = plugin(path, PLUGIN_TIMEOUT);
         p.name = "failing-plugin".into();
-        let before = metrics::CREDENTIAL_PROVIDER_PLUGIN_ERRORS
-            .value(&["failing-plugin"])
-            .unwrap_or(0.0);
         let err = p
             .run("r.io/app", "", &BTreeMap::new())
             .await
@@ -338,8 +341,10 @@ echo '{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialPr
             "{err}"
         );
         assert_eq!(
-            metrics::CREDENTIAL_PROVIDER_PLUGIN_ERRORS.value(&["failing-plugin"]),
-            Some(before + 1.0)
+            p.metrics
+                .credential_provider_plugin_errors
+                .value(&["failing-plugin"]),
+            Some(1.0)
         );
     }
 

@@ -421,7 +421,8 @@ providers:
 - {name: team, matchImages: ["localhost:5001/team"], defaultCacheDuration: 1m, apiVersion: credentialprovider.kubelet.k8s.io/v1}
 - {name: broken, matchImages: ["localhost:5001"], defaultCacheDuration: 1m, apiVersion: credentialprovider.kubelet.k8s.io/v1}
 "#).expect("succeeds");
-    let providers = CredentialProviders::load(&config, &bin, None)
+    let metrics = Arc::new(kubelet_core::metrics::kubelet::KubeletMetrics::new());
+    let providers = CredentialProviders::load(&config, &bin, None, metrics.clone())
         .await
         .expect("succeeds");
     let pod = Pod::default();
@@ -445,7 +446,7 @@ providers:
             .await
             .is_empty()
     );
-    let info = metrics::CREDENTIAL_PROVIDER_CONFIG_INFO.render_into_string();
+    let info = kubelet_core::metrics::render(&[&metrics.credential_provider_config_info]);
     assert!(
         info.contains("kubelet_credential_provider_config_info{hash=\"sha256:"),
         "{info}"
@@ -457,30 +458,19 @@ async fn missing_bin_dir_or_plugin_stops_loading() {
     let dir = tempfile::tempdir().expect("succeeds");
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, YAML).expect("succeeds");
-    let err = CredentialProviders::load(&config, &dir.path().join("nope"), None)
-        .await
-        .expect_err("fails");
+    let err =
+        CredentialProviders::load(&config, &dir.path().join("nope"), None, Default::default())
+            .await
+            .expect_err("fails");
     assert!(
         err.to_string().starts_with("plugin binary directory"),
         "{err}"
     );
-    let err = CredentialProviders::load(&config, dir.path(), None)
+    let err = CredentialProviders::load(&config, dir.path(), None, Default::default())
         .await
         .expect_err("fails");
     assert!(
         err.to_string().contains("plugin binary executable") && err.to_string().contains("test"),
         "{err}"
     );
-}
-
-trait RenderIntoString {
-    fn render_into_string(&self) -> String;
-}
-
-impl RenderIntoString for kubelet_core::metrics::Family {
-    fn render_into_string(&self) -> String {
-        let mut out = String::new();
-        self.render_into(&mut out);
-        out
-    }
 }

@@ -1,8 +1,9 @@
 //! The CRI client: one channel to the runtime's socket, every RPC with its deadline.
 
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::{self as metrics, KubeletMetrics};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -60,6 +61,7 @@ pub struct CriClient {
     images: ImageServiceClient<Channel>,
     timeouts: Timeouts,
     endpoint: String,
+    metrics: Arc<KubeletMetrics>,
 }
 
 /// Turns `unix:///path` or `/path` into the socket path.
@@ -125,7 +127,15 @@ impl CriClient {
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),
             timeouts,
             endpoint: endpoint.to_owned(),
+            metrics: Arc::new(KubeletMetrics::new()),
         }
+    }
+
+    /// Records every call's `kubelet_runtime_operations_*` into `metrics` (by default a
+    /// registry of the client's own).
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The endpoint this client talks to.
@@ -150,7 +160,7 @@ impl CriClient {
         F: FnOnce(RuntimeServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        invoke(call, object, timeout, request, |r| {
+        invoke(&self.metrics, call, object, timeout, request, |r| {
             rpc(self.runtime.clone(), r)
         })
         .await
@@ -168,7 +178,7 @@ impl CriClient {
         F: FnOnce(ImageServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        invoke(call, object, timeout, request, |r| {
+        invoke(&self.metrics, call, object, timeout, request, |r| {
             rpc(self.images.clone(), r)
         })
         .await
@@ -752,6 +762,7 @@ fn image_spec(image: &str) -> cri::ImageSpec {
 /// Runs one RPC with a deadline both sent to the runtime (`grpc-timeout`) and enforced
 /// locally, so a runtime that accepts the connection but never answers cannot hang us.
 async fn invoke<Req, Resp, F, Fut>(
+    metrics: &KubeletMetrics,
     call: &'static str,
     object: &str,
     timeout: Duration,
@@ -777,10 +788,12 @@ where
                 timeout,
             }),
         };
-        metrics::RUNTIME_OPERATIONS_TOTAL.inc(&operation);
-        metrics::RUNTIME_OPERATIONS_DURATION.observe(&operation, started.elapsed().as_secs_f64());
+        metrics.runtime_operations_total.inc(&operation);
+        metrics
+            .runtime_operations_duration
+            .observe(&operation, started.elapsed().as_secs_f64());
         if let Err(err) = &outcome {
-            metrics::RUNTIME_OPERATIONS_ERRORS_TOTAL.inc(&operation);
+            metrics.runtime_operations_errors_total.inc(&operation);
             tracing::debug!(error = %err, "CRI call failed");
         }
         outcome

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod, Volume};
 use k8s_openapi::api::storage::v1::CSIDriverSpec;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{
     ClaimRef, MeasuredVolumes, MountedVolume, VolumePlugin, VolumeSources, VolumeUsage,
     VolumesInUse,
@@ -141,6 +142,8 @@ pub struct CsiPlugin {
     published: Mutex<HashMap<PathBuf, Published>>,
     /// Their last `NodeGetVolumeStats`, by target path.
     measured: Mutex<HashMap<PathBuf, VolumeUsage>>,
+    /// Where `kubelet_volume_stats_*` go.
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for CsiPlugin {
@@ -172,7 +175,16 @@ impl CsiPlugin {
             locks: Mutex::default(),
             published: Mutex::default(),
             measured: Mutex::default(),
+            metrics: Arc::new(KubeletMetrics::new()),
         }
+    }
+
+    /// Sets each claim's `kubelet_volume_stats_*` in `metrics` (by default a registry
+    /// of the plugin's own).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The CSIDriver object's spec of a driver (`None`: no object).
@@ -450,7 +462,7 @@ impl CsiPlugin {
             .values()
             .any(|p| p.claim.as_ref() == Some(&claim));
         if !still_used {
-            for family in kubelet_core::metrics::kubelet::VOLUME_STATS {
+            for family in self.metrics.volume_stats() {
                 family.remove(&[&claim.namespace, &claim.name]);
             }
         }
@@ -483,7 +495,7 @@ impl CsiPlugin {
                         .unwrap_or_else(PoisonError::into_inner);
                     if published.contains_key(&target) {
                         if let Some(claim) = &usage.claim {
-                            set_volume_gauges(claim, &usage);
+                            set_volume_gauges(&self.metrics, claim, &usage);
                         }
                         self.measured
                             .lock()
@@ -900,20 +912,18 @@ impl MeasuredVolumes for CsiPlugin {
 }
 
 /// `kubelet_volume_stats_*` of a claim.
-fn set_volume_gauges(claim: &ClaimRef, usage: &VolumeUsage) {
-    use kubelet_core::metrics::kubelet::{
-        VOLUME_STATS_AVAILABLE_BYTES, VOLUME_STATS_CAPACITY_BYTES, VOLUME_STATS_INODES,
-        VOLUME_STATS_INODES_FREE, VOLUME_STATS_INODES_USED, VOLUME_STATS_USED_BYTES,
-    };
+fn set_volume_gauges(metrics: &KubeletMetrics, claim: &ClaimRef, usage: &VolumeUsage) {
     let labels = [claim.namespace.as_str(), claim.name.as_str()];
-    for (family, value) in [
-        (&VOLUME_STATS_CAPACITY_BYTES, usage.capacity_bytes),
-        (&VOLUME_STATS_AVAILABLE_BYTES, usage.available_bytes),
-        (&VOLUME_STATS_USED_BYTES, usage.used_bytes),
-        (&VOLUME_STATS_INODES, usage.inodes),
-        (&VOLUME_STATS_INODES_FREE, usage.inodes_free),
-        (&VOLUME_STATS_INODES_USED, usage.inodes_used),
-    ] {
+    let values = [
+        usage.capacity_bytes,
+        usage.available_bytes,
+        usage.used_bytes,
+        usage.inodes,
+        usage.inodes_free,
+        usage.inodes_used,
+    ];
+    // `volume_stats()` lists the families in this order.
+    for (family, value) in metrics.volume_stats().into_iter().zip(values) {
         if let Some(value) = value {
             // Gauges are f64, as upstream's.
             #[allow(clippy::cast_precision_loss)]

@@ -18,7 +18,7 @@ use k8s_openapi::api::storage::v1::{
     VolumeAttachmentStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kubelet_core::metrics::kubelet::{VOLUME_STATS_CAPACITY_BYTES, VOLUME_STATS_INODES_USED};
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{
     MeasuredVolumes, ObjectSource, ServiceAccountToken, VolumePlugin, VolumeSources, VolumesInUse,
 };
@@ -260,6 +260,7 @@ struct Setup {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     plugin: CsiPlugin,
+    metrics: Arc<KubeletMetrics>,
     drivers: Arc<Drivers>,
     objects: Arc<FakeObjects>,
     calls: Arc<Mutex<Vec<(String, String, String)>>>,
@@ -293,7 +294,9 @@ impl Setup {
         let drivers = Arc::new(
             Drivers::new(objects.clone()).with_call_timeout(std::time::Duration::from_secs(1)),
         );
-        let plugin = CsiPlugin::new(drivers.clone(), Arc::new(NoSources), &root, NODE);
+        let metrics = Arc::new(KubeletMetrics::new());
+        let plugin = CsiPlugin::new(drivers.clone(), Arc::new(NoSources), &root, NODE)
+            .with_metrics(metrics.clone());
         let endpoint = socket.to_string_lossy().into_owned();
         drivers
             .register(DRIVER, &endpoint, &["1.0.0".to_owned()])
@@ -303,6 +306,7 @@ impl Setup {
             _tmp: tmp,
             root,
             plugin,
+            metrics,
             drivers,
             objects,
             calls,
@@ -714,15 +718,21 @@ async fn volumes_are_measured_for_the_summary_and_their_claims_metrics() {
         .expect("asked");
     assert_eq!(call.2, mounted.host_path.to_string_lossy());
     let labels = ["stats-ns", "data"];
-    assert_eq!(VOLUME_STATS_CAPACITY_BYTES.value(&labels), Some(1000.0));
-    assert_eq!(VOLUME_STATS_INODES_USED.value(&labels), Some(10.0));
+    assert_eq!(
+        s.metrics.volume_stats_capacity_bytes.value(&labels),
+        Some(1000.0)
+    );
+    assert_eq!(
+        s.metrics.volume_stats_inodes_used.value(&labels),
+        Some(10.0)
+    );
 
     s.plugin
         .tear_down("pv-5", &s.volumes_dir(&p))
         .await
         .expect("torn down");
     assert!(s.plugin.measured_volumes().is_empty());
-    assert_eq!(VOLUME_STATS_CAPACITY_BYTES.value(&labels), None);
+    assert_eq!(s.metrics.volume_stats_capacity_bytes.value(&labels), None);
 }
 
 #[tokio::test]

@@ -30,10 +30,12 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
+//! use kubelet_core::metrics::kubelet::KubeletMetrics;
 //! use kubelet_device_manager::{DEVICE_PLUGIN_DIR, DeviceManager};
 //!
 //! # async fn run() -> Result<(), kubelet_device_manager::Error> {
-//! let devices: Arc<DeviceManager> = DeviceManager::open(DEVICE_PLUGIN_DIR.as_ref()).await?;
+//! let metrics = Arc::new(KubeletMetrics::new());
+//! let devices: Arc<DeviceManager> = DeviceManager::open(DEVICE_PLUGIN_DIR.as_ref(), metrics).await?;
 //! // Hand `devices` to the pod engine (`DeviceAllocator`) and the node agent
 //! // (`ExtendedResources`); plugins register while this runs:
 //! devices.serve().await?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Container, Pod};
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{
     ContainerDevices, Device, DeviceAllocator, ExtendedResource, ExtendedResources, Mount,
     MountPropagation, Quantity,
@@ -56,6 +57,8 @@ pub struct DeviceManager {
     /// Serializes checkpoint writes, so an older list never overwrites a newer one.
     checkpoint: tokio::sync::Mutex<()>,
     me: Weak<DeviceManager>,
+    /// Where `kubelet_device_plugin_registration_total` is counted.
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for DeviceManager {
@@ -114,12 +117,12 @@ struct Plugin {
 
 impl DeviceManager {
     /// A manager of the plugins in `dir` (normally [`crate::DEVICE_PLUGIN_DIR`]), with
-    /// the assignments its checkpoint there kept.
+    /// the assignments its checkpoint there kept, counting registrations in `metrics`.
     ///
     /// # Errors
     ///
     /// When `dir` cannot be made.
-    pub async fn open(dir: &Path) -> Result<Arc<Self>> {
+    pub async fn open(dir: &Path, metrics: Arc<KubeletMetrics>) -> Result<Arc<Self>> {
         tokio::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
@@ -140,6 +143,7 @@ impl DeviceManager {
             }),
             checkpoint: tokio::sync::Mutex::new(()),
             me: me.clone(),
+            metrics,
         }))
     }
 
@@ -508,7 +512,9 @@ impl Registration for Registrar {
     ) -> std::result::Result<Response<Empty>, Status> {
         let request = request.into_inner();
         info!(resource = %request.resource_name, endpoint = %request.endpoint, "Got registration request from device plugin with resource");
-        kubelet_core::metrics::kubelet::DEVICE_PLUGIN_REGISTRATION_TOTAL
+        self.0
+            .metrics
+            .device_plugin_registration_total
             .inc(&[request.resource_name.as_str()]);
         if request.version != VERSION {
             // A plain error from upstream's handler: code Unknown.

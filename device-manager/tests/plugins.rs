@@ -248,7 +248,9 @@ async fn wait_for(what: &str, check: impl Fn() -> bool) {
 #[tokio::test]
 async fn registration_is_checked_as_upstream_checks_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = DeviceManager::open(dir.path()).await.expect("open");
+    let manager = DeviceManager::open(dir.path(), Default::default())
+        .await
+        .expect("open");
     let server = tokio::spawn(manager.clone().serve());
     let refused = register(dir.path(), request(RESOURCE, "v1alpha", false))
         .await
@@ -273,7 +275,9 @@ async fn registration_is_checked_as_upstream_checks_it() {
 #[tokio::test]
 async fn devices_are_advertised_allocated_kept_across_a_restart_and_freed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manager = DeviceManager::open(dir.path()).await.expect("open");
+    let manager = DeviceManager::open(dir.path(), Default::default())
+        .await
+        .expect("open");
     let server = tokio::spawn(manager.clone().serve());
     let plugin = FakePlugin::new();
     let plugin_task = serve_plugin(dir.path(), "fake.sock", plugin.clone()).await;
@@ -329,7 +333,9 @@ async fn devices_are_advertised_allocated_kept_across_a_restart_and_freed() {
 
     // A restarted kubelet keeps the assignment from the checkpoint, and gives the
     // container its devices again before the plugin has registered with it.
-    let restarted = DeviceManager::open(dir.path()).await.expect("reopen");
+    let restarted = DeviceManager::open(dir.path(), Default::default())
+        .await
+        .expect("reopen");
     assert_eq!(
         restarted.assigned("uid-1", "app"),
         manager.assigned("uid-1", "app")
@@ -367,7 +373,9 @@ async fn manager_with(
     plugin: FakePlugin,
     options: DevicePluginOptions,
 ) -> (Arc<DeviceManager>, Vec<tokio::task::JoinHandle<()>>) {
-    let manager = DeviceManager::open(dir).await.expect("open");
+    let manager = DeviceManager::open(dir, Default::default())
+        .await
+        .expect("open");
     let server = tokio::spawn({
         let manager = manager.clone();
         async move {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use kubelet_core::metrics::kubelet::{EVICTION_STATS_AGE, EVICTIONS};
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{EventRecorder, EventType, NodeEvent, PodEvent, PodRef};
 use kubelet_pod_manager::admission::{EVICTED_REASON, is_critical};
 use kubelet_pod_manager::kill::{KillReason, PodKiller};
@@ -103,6 +103,7 @@ pub struct EvictionManager {
     conditions_last_observed: BTreeMap<PressureCondition, Instant>,
     thresholds_met: Vec<Threshold>,
     last_observations: Observations,
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for EvictionManager {
@@ -133,7 +134,16 @@ impl EvictionManager {
             conditions_last_observed: BTreeMap::new(),
             thresholds_met: Vec::new(),
             last_observations: Observations::new(),
+            metrics: Arc::new(KubeletMetrics::new()),
         }
+    }
+
+    /// Records `kubelet_evictions` and `kubelet_eviction_stats_age_seconds` in `metrics`
+    /// (by default a registry of the manager's own).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reclaims disk through `reclaimer` before evicting pods for a disk signal.
@@ -228,7 +238,9 @@ impl EvictionManager {
             {
                 let age = Time::now().unix_nanos() - observed.time.unix_nanos();
                 #[allow(clippy::cast_precision_loss)]
-                EVICTION_STATS_AGE.observe(&[threshold.signal.as_str()], age as f64 / 1e9);
+                self.metrics
+                    .eviction_stats_age
+                    .observe(&[threshold.signal.as_str()], age as f64 / 1e9);
             }
         }
         for pod in &ranked {
@@ -251,7 +263,7 @@ impl EvictionManager {
                 &observations,
             );
             if self.evict(pod, grace, message).await {
-                EVICTIONS.inc(&[to_reclaim.signal.as_str()]);
+                self.metrics.evictions.inc(&[to_reclaim.signal.as_str()]);
                 return Round {
                     conditions,
                     evicted: Some(pod_name(pod)),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kubelet_core::metrics::kubelet::IMAGE_GARBAGE_COLLECTED_TOTAL;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{ContainerFilter, EventRecorder, EventType, ImageService, NodeEvent, Runtime};
 use tracing::{debug, info, warn};
 
@@ -177,6 +177,7 @@ pub struct ImageGc {
     policy: ImageGcPolicy,
     began: Instant,
     records: Mutex<HashMap<String, Record>>,
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for ImageGc {
@@ -205,7 +206,15 @@ impl ImageGc {
             policy,
             began: Instant::now(),
             records: Mutex::new(HashMap::new()),
+            metrics: Arc::new(KubeletMetrics::new()),
         }
+    }
+
+    /// Counts removed images in `kubelet_image_garbage_collected_total` of `metrics` (by
+    /// default a registry of the collector's own).
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs forever, as upstream's image manager and `StartGarbageCollection`: the
@@ -426,7 +435,7 @@ impl ImageGc {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&candidate.id);
-        IMAGE_GARBAGE_COLLECTED_TOTAL.inc(&[reason]);
+        self.metrics.image_garbage_collected_total.inc(&[reason]);
         Ok(())
     }
 

@@ -96,6 +96,7 @@ async fn unused_images_are_removed_and_used_and_pinned_ones_kept() {
         .await;
 
     // Everything unused goes: usage above 1% must come down to 0%.
+    let metrics = Arc::new(kubelet_core::metrics::kubelet::KubeletMetrics::new());
     let gc = ImageGc::new(
         client.clone(),
         Arc::new(RuntimeContainers(client.clone())),
@@ -107,7 +108,8 @@ async fn unused_images_are_removed_and_used_and_pinned_ones_kept() {
             min_age: Duration::ZERO,
             max_age: Duration::ZERO,
         },
-    );
+    )
+    .with_metrics(metrics.clone());
     let outcome = gc.garbage_collect(Instant::now()).await;
 
     let busybox_left = image_id(images, &env.busybox).await;
@@ -152,7 +154,8 @@ async fn unused_images_are_removed_and_used_and_pinned_ones_kept() {
         );
     }
     assert!(
-        kubelet_core::metrics::kubelet::IMAGE_GARBAGE_COLLECTED_TOTAL
+        metrics
+            .image_garbage_collected_total
             .value(&["space"])
             .unwrap_or(0.0)
             >= 2.0

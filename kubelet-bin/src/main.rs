@@ -29,7 +29,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use kubelet_builder::Kubelet;
 use kubelet_core::config::feature_gates::FeatureGates;
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_cri_client::{CriClient, DEFAULT_ENDPOINT, Timeouts};
 
 use crate::config::{ConfigTaint, GoDuration, Settings};
@@ -475,6 +475,7 @@ async fn run(
     flags: Flags,
     cfg: Settings,
     set_verbosity: kubelet_builder::VerbositySetter,
+    metrics: Arc<KubeletMetrics>,
 ) -> anyhow::Result<()> {
     let timeouts = Timeouts {
         request: cfg.runtime_request_timeout,
@@ -482,9 +483,11 @@ async fn run(
     };
     let runtime = Arc::new(
         CriClient::new(&cfg.container_runtime_endpoint, timeouts)
-            .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?,
+            .context("containerRuntimeEndpoint (--container-runtime-endpoint)")?
+            .with_metrics(metrics.clone()),
     );
     let mut builder = Kubelet::builder(cfg)
+        .metrics(metrics)
         .runtime(runtime.clone(), runtime)
         .root_dir(flags.root_dir)
         .node_labels(flags.node_labels)
@@ -594,7 +597,8 @@ fn main() -> ExitCode {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    metrics::PROCESS_START_TIME.set(&[], started.as_secs_f64());
+    let metrics = Arc::new(KubeletMetrics::new());
+    metrics.process_start_time.set(&[], started.as_secs_f64());
     tracing::info!(sources = %cfg.sources, "configuration loaded");
     for file in &cfg.skipped_drop_ins {
         tracing::debug!(file = %file.display(), "skipped file in --config-dir (not a .conf file)");
@@ -627,7 +631,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tokio.block_on(run(flags, cfg, set_verbosity)) {
+    match tokio.block_on(run(flags, cfg, set_verbosity, metrics)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kubelet: {}", error_chain(&e));

@@ -2,15 +2,18 @@
 //! the kubelet's metric families ([`kubelet`]) that every crate records into, rendered
 //! in the text exposition format (0.0.4) by the binary's `/metrics` and `/metrics/probes`.
 //!
-//! Families are `static`s, like upstream's `legacyregistry`: recording is a map update
-//! under a short lock, no I/O. A family with labels shows no lines until it has a series,
+//! Upstream keeps its families in a process-global `legacyregistry`; here they live in a
+//! [`KubeletMetrics`](kubelet::KubeletMetrics) value that the kubelet's assembler makes
+//! and hands to each part, so kubelets (and tests) sharing a process stay apart.
+//! Recording is a map update under a short lock, no I/O. A family with labels shows no lines until it has a series,
 //! as Go's Prometheus client; a family without labels always shows its value.
 //!
 //! ```
-//! use kubelet_core::metrics::{kubelet, render};
+//! use kubelet_core::metrics::{kubelet::KubeletMetrics, render};
 //!
-//! kubelet::RUNTIME_OPERATIONS_TOTAL.inc(&["run_podsandbox"]);
-//! let text = render(&[&kubelet::RUNTIME_OPERATIONS_TOTAL]);
+//! let metrics = KubeletMetrics::new();
+//! metrics.runtime_operations_total.inc(&["run_podsandbox"]);
+//! let text = render(&[&metrics.runtime_operations_total]);
 //! assert!(text.contains("# TYPE kubelet_runtime_operations_total counter"));
 //! assert!(text.contains(r#"kubelet_runtime_operations_total{operation_type="run_podsandbox"}"#));
 //! ```

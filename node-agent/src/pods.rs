@@ -11,6 +11,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{EventRecorder, EventType, PodEvent, PodRef, StatusReporter};
 
 use super::NodeFactsHandle;
@@ -109,6 +110,8 @@ struct Admission {
     rejected: std::collections::HashSet<String>,
     /// Each admitted pod's allocated resources; resizes are decided against them.
     allocations: Allocations,
+    /// Where rejections are counted (`kubelet_admission_rejections_total`).
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for ApiPodSource {
@@ -140,13 +143,14 @@ impl ApiPodSource {
     /// change of them (the `resize` subresource) is admitted the same way before the pod
     /// runs with it, or left pending (`PodResizePending`, retried every 3 minutes and
     /// whenever the node's pods change), as upstream's allocation manager does. The pods
-    /// sent on carry their allocated resources.
+    /// sent on carry their allocated resources. Rejections are counted in `metrics`.
     pub fn with_admission(
         mut self,
         node: NodeFactsHandle,
         reporter: Arc<dyn StatusReporter>,
         events: Arc<dyn EventRecorder>,
         allocations: Allocations,
+        metrics: Arc<KubeletMetrics>,
     ) -> Self {
         self.admission = Some(Admission {
             node,
@@ -155,6 +159,7 @@ impl ApiPodSource {
             admitted: Default::default(),
             rejected: Default::default(),
             allocations,
+            metrics,
         });
         self
     }
@@ -373,7 +378,7 @@ impl Admission {
     /// A pod that does not fit: never run, Failed with upstream's reason, an event.
     async fn reject(&mut self, pod: &Pod, rejection: &Rejection) {
         warn!(pod = %PodRef::of(pod), reason = %rejection.reason, message = %rejection.message, "pod rejected");
-        rejection.record();
+        rejection.record(&self.metrics);
         self.rejected.insert(uid(pod));
         let mut status = rejected_status(pod, rejection);
         status.start_time.get_or_insert_with(|| {

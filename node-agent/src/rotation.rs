@@ -40,7 +40,8 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::client::ConfigExt;
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::Family;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use rcgen::KeyPair;
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::pem::PemObject;
@@ -114,17 +115,17 @@ impl Purpose {
         }
     }
 
-    fn ttl_metric(&self) -> &'static kubelet_core::metrics::Family {
+    fn ttl_metric<'m>(&self, metrics: &'m KubeletMetrics) -> &'m Family {
         match self {
-            Self::Client => &metrics::CERTIFICATE_MANAGER_CLIENT_TTL,
-            Self::Serving { .. } => &metrics::CERTIFICATE_MANAGER_SERVER_TTL,
+            Self::Client => &metrics.certificate_manager_client_ttl,
+            Self::Serving { .. } => &metrics.certificate_manager_server_ttl,
         }
     }
 
-    fn renew_errors_metric(&self) -> &'static kubelet_core::metrics::Family {
+    fn renew_errors_metric<'m>(&self, metrics: &'m KubeletMetrics) -> &'m Family {
         match self {
-            Self::Client => &metrics::CERTIFICATE_MANAGER_CLIENT_RENEW_ERRORS,
-            Self::Serving { .. } => &metrics::SERVER_EXPIRATION_RENEW_ERRORS,
+            Self::Client => &metrics.certificate_manager_client_renew_errors,
+            Self::Serving { .. } => &metrics.server_expiration_renew_errors,
         }
     }
 }
@@ -467,12 +468,14 @@ pub async fn client_with_certificate(
 /// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then
 /// requests, stores and uses a new one through `client`. Returns an error only when the
 /// client certificate has been expired for five minutes and still cannot be renewed, so
-/// that the kubelet exits and is restarted.
+/// that the kubelet exits and is restarted. The certificate's TTL, renewal errors and
+/// (serving) lifetime at rotation go to `metrics`.
 pub async fn rotate(
     certificate: Arc<RotatingCertificate>,
     client: kube::Client,
     cert_dir: PathBuf,
     node_name: String,
+    metrics: Arc<KubeletMetrics>,
 ) -> Result<()> {
     let what = match certificate.purpose {
         Purpose::Client => "client",
@@ -481,7 +484,7 @@ pub async fn rotate(
     loop {
         let deadline = certificate.deadline(rand_unit());
         tracing::info!(certificate = what, expiration = %certificate.not_after(), %deadline, "certificate rotation deadline determined");
-        wait_until(deadline, &certificate).await;
+        wait_until(deadline, &certificate, &metrics).await;
         let mut attempt = 0;
         loop {
             let previous = certificate.read();
@@ -492,14 +495,15 @@ pub async fn rotate(
                         (&certificate.purpose, previous)
                     {
                         let lived = Timestamp::now().duration_since(previous.not_before);
-                        metrics::CERTIFICATE_MANAGER_SERVER_ROTATION_SECONDS
+                        metrics
+                            .certificate_manager_server_rotation_seconds
                             .observe(&[], lived.as_secs_f64());
                     }
-                    set_ttl(&certificate);
+                    set_ttl(&certificate, &metrics);
                     break;
                 }
                 Err(e) => {
-                    certificate.purpose.renew_errors_metric().inc(&[]);
+                    certificate.purpose.renew_errors_metric(&metrics).inc(&[]);
                     tracing::warn!(certificate = what, error = %e, "rotating the certificate failed");
                     let expired_for = Timestamp::now().duration_since(certificate.not_after());
                     if certificate.purpose == Purpose::Client
@@ -524,9 +528,13 @@ pub async fn rotate(
 }
 
 /// Sleeps until `deadline`, refreshing the TTL gauge meanwhile.
-async fn wait_until(deadline: Timestamp, certificate: &RotatingCertificate) {
+async fn wait_until(
+    deadline: Timestamp,
+    certificate: &RotatingCertificate,
+    metrics: &KubeletMetrics,
+) {
     loop {
-        set_ttl(certificate);
+        set_ttl(certificate, metrics);
         let left = deadline.duration_since(Timestamp::now());
         if left.is_negative() || left.is_zero() {
             return;
@@ -538,7 +546,7 @@ async fn wait_until(deadline: Timestamp, certificate: &RotatingCertificate) {
 
 /// `kubelet_certificate_manager_{client,server}_ttl_seconds`: whole seconds until
 /// expiry, +Inf without a certificate (upstream's value for "unused").
-fn set_ttl(certificate: &RotatingCertificate) {
+fn set_ttl(certificate: &RotatingCertificate, metrics: &KubeletMetrics) {
     let ttl = match certificate.read() {
         Some(current) => current
             .not_after
@@ -547,7 +555,7 @@ fn set_ttl(certificate: &RotatingCertificate) {
             .trunc(),
         None => f64::INFINITY,
     };
-    certificate.purpose.ttl_metric().set(&[], ttl);
+    certificate.purpose.ttl_metric(metrics).set(&[], ttl);
 }
 
 /// A uniformly distributed number in 0..1 (the rotation jitter), from the standard

@@ -111,11 +111,11 @@ impl Rejection {
 
     /// Counts the rejection in `kubelet_admission_rejections_total`, once per refused
     /// pod, as upstream's `recordAdmissionRejection`.
-    pub fn record(&self) {
-        use kubelet_core::metrics::kubelet::{
-            ADMISSION_REJECTIONS_TOTAL, admission_rejection_reason,
-        };
-        ADMISSION_REJECTIONS_TOTAL.inc(&[admission_rejection_reason(&self.reason)]);
+    pub fn record(&self, metrics: &kubelet_core::metrics::kubelet::KubeletMetrics) {
+        use kubelet_core::metrics::kubelet::admission_rejection_reason;
+        metrics
+            .admission_rejections_total
+            .inc(&[admission_rejection_reason(&self.reason)]);
     }
 
     /// Upstream `PredicateFailureError`: the plugin name is the reason.

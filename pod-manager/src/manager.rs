@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kubelet_core::labels::{
     POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_TERMINATION_GRACE_PERIOD_ANNOTATION, POD_UID_LABEL,
 };
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{ContainerFilter, PodRef, ProbeKind, SandboxFilter, StatusReporter};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -375,7 +375,9 @@ impl PodManager {
                 {
                     // Upstream's shutdown admission handler: no new pod on a node going down.
                     info!(pod = %PodRef::of(&pod), "refusing a pod: the node is shutting down");
-                    kubelet_core::metrics::kubelet::ADMISSION_REJECTIONS_TOTAL
+                    self.ctx
+                        .metrics
+                        .admission_rejections_total
                         .inc(&[NODE_SHUTDOWN_NOT_ADMITTED_REASON]);
                     let reporter = self.reporter.clone();
                     tokio::spawn(async move {
@@ -516,7 +518,7 @@ fn admit(ctx: &SyncContext, pod: &Pod) -> Result<(), crate::admission::Rejection
         .and_then(|()| crate::admission::admit_under_pressure(pod, &ctx.node.pressure.conditions()))
         .inspect_err(|rejection| {
             warn!(reason = %rejection.reason, message = %rejection.message, "pod rejected");
-            rejection.record();
+            rejection.record(&ctx.metrics);
             ctx.events.record(kubelet_core::PodEvent {
                 pod: PodRef::of(pod),
                 field_path: None,
@@ -600,7 +602,7 @@ async fn pod_worker(
     let mut last_status: Option<PodStatus> = None;
     let mut probes = PodProbes::default();
     let mut deadline_exceeded = false;
-    let mut startup = StartupTracker::new(ctx.clock.now());
+    let mut startup = StartupTracker::new(ctx.clock.now(), ctx.metrics.clone());
     let mut last_pod: Option<Pod> = None;
     let mut shut_down = false;
     // Whether the pod passed admission; a rejected pod never runs, as upstream.
@@ -960,7 +962,9 @@ async fn pod_worker(
             Some(last) if *last != pod => "update",
             Some(_) => "sync",
         };
-        metrics::POD_WORKER_DURATION.observe(&[operation], sync_started.elapsed().as_secs_f64());
+        ctx.metrics
+            .pod_worker_duration
+            .observe(&[operation], sync_started.elapsed().as_secs_f64());
         last_pod = Some(pod.clone());
 
         let mut sleep = resync;
@@ -1147,6 +1151,7 @@ async fn kill_pod(
 /// `kubelet_pod_start_sli_duration_seconds` (created to every container running, the
 /// time spent pulling images left out).
 struct StartupTracker {
+    metrics: Arc<KubeletMetrics>,
     first_seen: SystemTime,
     pulling: Option<(SystemTime, SystemTime)>,
     running_recorded: bool,
@@ -1155,8 +1160,9 @@ struct StartupTracker {
 }
 
 impl StartupTracker {
-    fn new(now: SystemTime) -> Self {
+    fn new(now: SystemTime, metrics: Arc<KubeletMetrics>) -> Self {
         Self {
+            metrics,
             first_seen: now,
             pulling: None,
             running_recorded: false,
@@ -1185,7 +1191,9 @@ impl StartupTracker {
             // A pod already running when first seen (a restarted kubelet) is not starting.
             if phase(previous).as_deref() == Some("Pending") {
                 let seconds = now.duration_since(self.first_seen).unwrap_or_default();
-                metrics::POD_START_DURATION.observe(&[], seconds.as_secs_f64());
+                self.metrics
+                    .pod_start_duration
+                    .observe(&[], seconds.as_secs_f64());
             }
         }
         let all_running = status.container_statuses.as_ref().is_some_and(|list| {
@@ -1213,20 +1221,25 @@ impl StartupTracker {
             .pulling
             .and_then(|(first, last)| last.duration_since(first).ok())
             .unwrap_or_default();
-        metrics::POD_START_SLI_DURATION
+        self.metrics
+            .pod_start_sli_duration
             .observe(&[], starting.saturating_sub(pulling).as_secs_f64());
     }
 }
 
 /// `kubelet_running_pods` (pods with a ready sandbox) and `kubelet_running_containers`
 /// by state, from one relist, as upstream's PLEG records them.
-fn record_running(sandboxes: &[kubelet_core::Sandbox], containers: &[kubelet_core::Container]) {
+fn record_running(
+    metrics: &KubeletMetrics,
+    sandboxes: &[kubelet_core::Sandbox],
+    containers: &[kubelet_core::Container],
+) {
     let running_pods: HashSet<&str> = sandboxes
         .iter()
         .filter(|s| s.state == kubelet_core::SandboxState::Ready)
         .filter_map(|s| s.labels.get(POD_UID_LABEL).map(String::as_str))
         .collect();
-    metrics::RUNNING_PODS.set(&[], running_pods.len() as f64);
+    metrics.running_pods.set(&[], running_pods.len() as f64);
     let mut by_state: BTreeMap<&str, usize> = ["created", "running", "exited", "unknown"]
         .into_iter()
         .map(|state| (state, 0))
@@ -1241,7 +1254,7 @@ fn record_running(sandboxes: &[kubelet_core::Sandbox], containers: &[kubelet_cor
         *by_state.entry(state).or_default() += 1;
     }
     for (state, count) in by_state {
-        metrics::RUNNING_CONTAINERS.set(&[state], count as f64);
+        metrics.running_containers.set(&[state], count as f64);
     }
 }
 
@@ -1262,7 +1275,8 @@ async fn relist_loop(
         interval.tick().await;
         let relist_started = std::time::Instant::now();
         if let Some(last) = last_relist.replace(relist_started) {
-            metrics::PLEG_RELIST_INTERVAL
+            ctx.metrics
+                .pleg_relist_interval
                 .observe(&[], relist_started.duration_since(last).as_secs_f64());
         }
         // A hung runtime must not hang the relist forever; the next tick tries again.
@@ -1289,7 +1303,7 @@ async fn relist_loop(
                 continue;
             }
         };
-        record_running(&sandboxes, &containers);
+        record_running(&ctx.metrics, &sandboxes, &containers);
         let mut current: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         let mut identity: HashMap<String, Pod> = HashMap::new();
         for s in &sandboxes {
@@ -1345,13 +1359,15 @@ async fn relist_loop(
             // Full channel: the manager has not handled the last report yet; skip.
             let _ = orphans.try_send(known);
         }
-        metrics::PLEG_RELIST_DURATION.observe(&[], relist_started.elapsed().as_secs_f64());
+        ctx.metrics
+            .pleg_relist_duration
+            .observe(&[], relist_started.elapsed().as_secs_f64());
         let now = ctx
             .clock
             .now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        metrics::PLEG_LAST_SEEN.set(&[], now.as_secs_f64());
+        ctx.metrics.pleg_last_seen.set(&[], now.as_secs_f64());
         previous = current;
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use kubelet_core::{
     ContainerState, EventRecorder, EventType, PodEvent, PodRef, ProbeKind, ProbeOutcome,
     ProbeTarget, Prober,
@@ -37,6 +37,7 @@ struct EventingProber {
     inner: Arc<dyn Prober>,
     events: Arc<dyn EventRecorder>,
     field_path: String,
+    metrics: Arc<KubeletMetrics>,
 }
 
 #[async_trait::async_trait]
@@ -57,7 +58,7 @@ impl Prober for EventingProber {
             Err(_) => "unknown",
         };
         let pod = &target.pod;
-        metrics::PROBER_PROBE_TOTAL.inc(&[
+        self.metrics.prober_probe_total.inc(&[
             kind_name,
             result,
             &target.container_name,
@@ -67,7 +68,7 @@ impl Prober for EventingProber {
         ]);
         // As upstream, durations are kept for probes that answered, not for failures.
         if result != "failed" {
-            metrics::PROBER_PROBE_DURATION.observe(
+            self.metrics.prober_probe_duration.observe(
                 &[kind_name, &target.container_name, &pod.name, &pod.namespace],
                 seconds,
             );
@@ -127,6 +128,7 @@ fn probe_type(kind: ProbeKind) -> &'static str {
 struct ProbeSeries {
     kind: ProbeKind,
     target: ProbeTarget,
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl Drop for ProbeSeries {
@@ -135,7 +137,7 @@ impl Drop for ProbeSeries {
         let pod = &self.target.pod;
         let container = self.target.container_name.as_str();
         for result in ["successful", "failed", "unknown"] {
-            metrics::PROBER_PROBE_TOTAL.remove(&[
+            self.metrics.prober_probe_total.remove(&[
                 kind,
                 result,
                 container,
@@ -144,7 +146,9 @@ impl Drop for ProbeSeries {
                 &pod.uid,
             ]);
         }
-        metrics::PROBER_PROBE_DURATION.remove(&[kind, container, &pod.name, &pod.namespace]);
+        self.metrics
+            .prober_probe_duration
+            .remove(&[kind, container, &pod.name, &pod.namespace]);
     }
 }
 
@@ -266,11 +270,13 @@ impl PodProbes {
                     inner: prober.clone(),
                     events: ctx.events.clone(),
                     field_path: crate::sync::container_field_path(pod, &container.name),
+                    metrics: ctx.metrics.clone(),
                 });
                 let result_key = key.clone();
                 let series = ProbeSeries {
                     kind,
                     target: target.clone(),
+                    metrics: ctx.metrics.clone(),
                 };
                 let task = tokio::spawn(async move {
                     let _series = series;

@@ -2,7 +2,6 @@
 //! `computePodActions` + `SyncPod` do: sandbox, then init containers one by one,
 //! sidecars, then app containers, with image pull policies and restart back-off.
 
-use kubelet_core::metrics::kubelet as metrics;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -78,6 +77,8 @@ pub struct SyncContext {
     /// Device plugins' devices for the containers that ask for them (the device
     /// manager); `None` without device plugins support (tests).
     pub devices: Option<Arc<dyn kubelet_core::DeviceAllocator>>,
+    /// Where pod starts, container starts, probes, relists and pod workers are counted.
+    pub metrics: Arc<kubelet_core::metrics::kubelet::KubeletMetrics>,
 }
 
 impl std::fmt::Debug for SyncContext {
@@ -624,9 +625,9 @@ async fn run_sandbox(ctx: &SyncContext, config: &SandboxConfig) -> Result<String
             path: log_dir.clone(),
             source,
         })?;
-    metrics::STARTED_PODS_TOTAL.inc(&[]);
+    ctx.metrics.started_pods_total.inc(&[]);
     let id = ctx.runtime.run_sandbox(config).await.inspect_err(|_| {
-        metrics::STARTED_PODS_ERRORS_TOTAL.inc(&[]);
+        ctx.metrics.started_pods_errors_total.inc(&[]);
     })?;
     info!(sandbox = %id, attempt = config.metadata.attempt, "started pod sandbox");
     Ok(id)
@@ -819,9 +820,11 @@ async fn start_container(
     config.mounts = mounts;
     let container_type = container_type(pod, &container.name);
     let start_failed = |e: &kubelet_core::Error| {
-        metrics::STARTED_CONTAINERS_ERRORS_TOTAL.inc(&[container_type, grpc_code(e)]);
+        ctx.metrics
+            .started_containers_errors_total
+            .inc(&[container_type, grpc_code(e)]);
     };
-    metrics::STARTED_CONTAINERS_TOTAL.inc(&[container_type]);
+    ctx.metrics.started_containers_total.inc(&[container_type]);
     let id = step(
         "create",
         ctx.runtime

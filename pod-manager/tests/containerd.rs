@@ -189,6 +189,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
         image_credentials: Arc::new(kubelet_core::NoImageCredentials),
         pull_records: None,
         devices: None,
+        metrics: Default::default(),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

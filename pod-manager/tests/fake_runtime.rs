@@ -159,6 +159,7 @@ fn start_with_parts(
         image_credentials,
         pull_records: None,
         devices: None,
+        metrics: Default::default(),
     };
     let pods = Arc::new(LocalPods::new());
     let recorder = Arc::new(Recorder {

@@ -25,7 +25,7 @@
 //! use std::sync::Arc;
 //!
 //! use kubelet_core::k8s_openapi::api::core::v1::Pod;
-//! use kubelet_pod_resources::{PodResourcesProvider, serve};
+//! use kubelet_pod_resources::{PodResourcesProvider, PodResourcesService, serve};
 //!
 //! struct NoPods;
 //!
@@ -40,7 +40,8 @@
 //! }
 //!
 //! # async fn run() -> Result<(), kubelet_pod_resources::Error> {
-//! serve("/var/lib/kubelet/pod-resources/kubelet.sock".as_ref(), Arc::new(NoPods)).await?;
+//! let service = PodResourcesService::new(Arc::new(NoPods));
+//! serve("/var/lib/kubelet/pod-resources/kubelet.sock".as_ref(), service).await?;
 //! # Ok(())
 //! # }
 //! ```

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -33,6 +33,7 @@ const V1: &str = "v1";
 pub struct PodResourcesService {
     provider: Arc<dyn PodResourcesProvider>,
     limit: TokenBucket,
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for PodResourcesService {
@@ -48,7 +49,16 @@ impl PodResourcesService {
         Self {
             provider,
             limit: TokenBucket::new(QPS, BURST),
+            metrics: Arc::new(KubeletMetrics::new()),
         }
+    }
+
+    /// Counts requests and errors in `metrics`' `kubelet_pod_resources_endpoint_*` (by
+    /// default a registry of the service's own).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<KubeletMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// As a tonic service, to add to a server.
@@ -108,8 +118,8 @@ impl PodResourcesLister for PodResourcesService {
         _request: Request<ListPodResourcesRequest>,
     ) -> Result<Response<ListPodResourcesResponse>, Status> {
         self.admit()?;
-        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
-        metrics::POD_RESOURCES_REQUESTS_LIST.inc(&[V1]);
+        self.metrics.pod_resources_requests_total.inc(&[V1]);
+        self.metrics.pod_resources_requests_list.inc(&[V1]);
         let pods = self.provider.active_pods().await;
         Ok(Response::new(ListPodResourcesResponse {
             pod_resources: pods.iter().map(|p| self.pod_resources(p)).collect(),
@@ -121,8 +131,10 @@ impl PodResourcesLister for PodResourcesService {
         _request: Request<AllocatableResourcesRequest>,
     ) -> Result<Response<AllocatableResourcesResponse>, Status> {
         self.admit()?;
-        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
-        metrics::POD_RESOURCES_REQUESTS_GET_ALLOCATABLE.inc(&[V1]);
+        self.metrics.pod_resources_requests_total.inc(&[V1]);
+        self.metrics
+            .pod_resources_requests_get_allocatable
+            .inc(&[V1]);
         Ok(Response::new(AllocatableResourcesResponse {
             devices: self.provider.allocatable_devices(),
             // The none policies keep no CPUs or memory for exclusive assignment.
@@ -136,15 +148,15 @@ impl PodResourcesLister for PodResourcesService {
         request: Request<GetPodResourcesRequest>,
     ) -> Result<Response<GetPodResourcesResponse>, Status> {
         self.admit()?;
-        metrics::POD_RESOURCES_REQUESTS_TOTAL.inc(&[V1]);
-        metrics::POD_RESOURCES_REQUESTS_GET.inc(&[V1]);
+        self.metrics.pod_resources_requests_total.inc(&[V1]);
+        self.metrics.pod_resources_requests_get.inc(&[V1]);
         let request = request.into_inner();
         let Some(pod) = self
             .provider
             .pod(&request.pod_namespace, &request.pod_name)
             .await
         else {
-            metrics::POD_RESOURCES_ERRORS_GET.inc(&[V1]);
+            self.metrics.pod_resources_errors_get.inc(&[V1]);
             // A plain Go error from upstream's handler: gRPC code Unknown.
             return Err(Status::unknown(format!(
                 "pod {} in namespace {} not found",
@@ -163,14 +175,14 @@ pub fn connect(path: &Path) -> PodResourcesListerClient<Channel> {
     PodResourcesListerClient::new(kubelet_grpc_uds::connect(path, CONNECT_TIMEOUT))
 }
 
-/// Serves the PodResources API on the unix socket `path` (its directory made 0750 if
-/// missing, a stale socket removed first) until the future is dropped. Go clients that
-/// send the socket path as `:authority` are served too.
+/// Serves `service` (the PodResources API) on the unix socket `path` (its directory
+/// made 0750 if missing, a stale socket removed first) until the future is dropped. Go
+/// clients that send the socket path as `:authority` are served too.
 ///
 /// # Errors
 ///
 /// When the socket cannot be made or the server fails.
-pub async fn serve(path: &Path, provider: Arc<dyn PodResourcesProvider>) -> Result<()> {
+pub async fn serve(path: &Path, service: PodResourcesService) -> Result<()> {
     let listener = kubelet_grpc_uds::listen(path)
         .await
         .map_err(|source| Error::Socket {
@@ -179,7 +191,7 @@ pub async fn serve(path: &Path, provider: Arc<dyn PodResourcesProvider>) -> Resu
         })?;
     info!(endpoint = %path.display(), "Starting to serve the podresources API");
     tonic::transport::Server::builder()
-        .add_service(PodResourcesService::new(provider).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming(kubelet_grpc_uds::incoming(listener))
         .await?;
     Ok(())

@@ -90,7 +90,8 @@ async fn lists_and_gets_pods_over_the_socket() {
     std::fs::create_dir_all(socket.parent().expect("parent")).expect("mkdir");
     std::fs::write(&socket, b"stale").expect("stale file");
     let path = socket.clone();
-    let server = tokio::spawn(async move { serve(&path, provider()).await });
+    let server =
+        tokio::spawn(async move { serve(&path, PodResourcesService::new(provider())).await });
     let mut client = connect(&socket);
     let mut listed = None;
     for _ in 0..100 {

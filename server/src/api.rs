@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use kubelet_core::config::{GoDuration, KubeletConfiguration};
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 use tokio::net::TcpListener;
 
 use crate::accept::{Admission, Limits, accept_loop, bind};
@@ -207,10 +207,11 @@ impl Api {
         let path = request.uri().path().to_owned();
         let labels = request_metric_labels(method.as_str(), &path);
         let labels = [labels.0, labels.1.as_str(), "readwrite", labels.2];
-        metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
-        metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, 1.0);
+        let metrics = &self.endpoints.metrics;
+        metrics.http_requests_total.inc(&labels);
+        metrics.http_inflight_requests.add(&labels, 1.0);
         let response = self.authorized(request, cert_user, peer, admission).await;
-        metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, -1.0);
+        metrics.http_inflight_requests.add(&labels, -1.0);
         response
     }
 
@@ -468,26 +469,28 @@ async fn accept_api(
 }
 
 /// Serves `/healthz` and `/healthz/ping` (plain HTTP, no authentication) on `address`
-/// until the task is dropped, as upstream's default health handler.
-pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
-    static PING: std::sync::LazyLock<crate::Healthz> =
-        std::sync::LazyLock::new(crate::Healthz::ping);
+/// until the task is dropped, as upstream's default health handler; each run of
+/// `/healthz` is recorded in `metrics`.
+pub async fn serve_healthz(address: SocketAddr, metrics: Arc<KubeletMetrics>) -> Result<()> {
+    let ping = Arc::new(crate::Healthz::ping(metrics));
     let listener = bind(address, "/healthz").await?;
     tracing::info!(%address, "serving /healthz");
-    accept_loop(
-        listener,
-        HEALTHZ_LIMITS,
-        |stream, peer, _admission| async move {
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let uri = request.uri();
-                let response = PING.serve(uri.path(), uri.query()).unwrap_or_else(|| {
-                    text(
-                        StatusCode::NOT_FOUND,
-                        "text/plain; charset=utf-8",
-                        "404 page not found\n",
-                    )
-                });
-                Ok::<_, std::convert::Infallible>(response)
+    accept_loop(listener, HEALTHZ_LIMITS, |stream, peer, _admission| {
+        let ping = ping.clone();
+        async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let ping = ping.clone();
+                async move {
+                    let uri = request.uri();
+                    let response = ping.serve(uri.path(), uri.query()).unwrap_or_else(|| {
+                        text(
+                            StatusCode::NOT_FOUND,
+                            "text/plain; charset=utf-8",
+                            "404 page not found\n",
+                        )
+                    });
+                    Ok::<_, std::convert::Infallible>(response)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -497,8 +500,8 @@ pub async fn serve_healthz(address: SocketAddr) -> Result<()> {
             {
                 tracing::debug!(%peer, error = %e, "healthz connection ended");
             }
-        },
-    )
+        }
+    })
     .await;
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use hyper::{Response, StatusCode};
-use kubelet_core::metrics::kubelet as metrics;
+use kubelet_core::metrics::kubelet::KubeletMetrics;
 
 use crate::routes::{ApiBody, text};
 
@@ -17,6 +17,8 @@ pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct Healthz {
     checks: Vec<(&'static str, HealthCheck)>,
+    /// Where each run of `/healthz` is recorded (`/metrics/slis`).
+    metrics: Arc<KubeletMetrics>,
 }
 
 impl std::fmt::Debug for Healthz {
@@ -31,21 +33,25 @@ const ROOT: &str = "/healthz";
 
 impl Healthz {
     /// The kubelet API's checks, as upstream's server installs them: `ping`, `log` and
-    /// `syncloop` (whether the pod manager's loop still goes round).
-    pub fn kubelet(syncloop: HealthCheck) -> Self {
+    /// `syncloop` (whether the pod manager's loop still goes round); runs recorded in
+    /// `metrics`.
+    pub fn kubelet(syncloop: HealthCheck, metrics: Arc<KubeletMetrics>) -> Self {
         Self {
             checks: vec![
                 ("ping", always()),
                 ("log", always()),
                 ("syncloop", syncloop),
             ],
+            metrics,
         }
     }
 
-    /// `ping` alone: the `healthzPort` server, as upstream's default handler.
-    pub fn ping() -> Self {
+    /// `ping` alone: the `healthzPort` server, as upstream's default handler; runs
+    /// recorded in `metrics`.
+    pub fn ping(metrics: Arc<KubeletMetrics>) -> Self {
         Self {
             checks: vec![("ping", always())],
+            metrics,
         }
     }
 
@@ -71,11 +77,11 @@ impl Healthz {
         for (name, check) in &self.checks {
             match check() {
                 Ok(()) => {
-                    observe(name, "success");
+                    self.observe(name, "success");
                     let _ = writeln!(lines, "[+]{name} ok");
                 }
                 Err(e) => {
-                    observe(name, "error");
+                    self.observe(name, "error");
                     // Public endpoint: the reason goes to the log only, as upstream.
                     tracing::info!(check = name, error = %e, "healthz check failed");
                     let _ = writeln!(lines, "[-]{name} failed: reason withheld");
@@ -99,6 +105,16 @@ impl Healthz {
             plain(StatusCode::OK, "ok".to_owned())
         }
     }
+
+    fn observe(&self, name: &str, status: &str) {
+        self.metrics.healthcheck.set(
+            &[name, "healthz"],
+            if status == "success" { 1.0 } else { 0.0 },
+        );
+        self.metrics
+            .healthchecks_total
+            .inc(&[name, status, "healthz"]);
+    }
 }
 
 /// A check that cannot fail: `ping` answers when the server does; `log`, upstream's
@@ -106,14 +122,6 @@ impl Healthz {
 /// written as they come.
 fn always() -> HealthCheck {
     Arc::new(|| Ok(()))
-}
-
-fn observe(name: &str, status: &str) {
-    metrics::HEALTHCHECK.set(
-        &[name, "healthz"],
-        if status == "success" { 1.0 } else { 0.0 },
-    );
-    metrics::HEALTHCHECKS_TOTAL.inc(&[name, status, "healthz"]);
 }
 
 fn plain(status: StatusCode, body: String) -> Response<ApiBody> {
@@ -136,13 +144,17 @@ mod tests {
     async fn answers_as_upstreams_healthz_handler() {
         let stuck = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stuck.clone();
-        let h = Healthz::kubelet(Arc::new(move || {
-            if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                Err("sync Loop took longer than expected".into())
-            } else {
-                Ok(())
-            }
-        }));
+        let metrics = Arc::new(KubeletMetrics::new());
+        let h = Healthz::kubelet(
+            Arc::new(move || {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    Err("sync Loop took longer than expected".into())
+                } else {
+                    Ok(())
+                }
+            }),
+            metrics.clone(),
+        );
         assert_eq!(answer(&h, "/healthz", None).await, Some((200, "ok".into())));
         assert_eq!(
             answer(&h, "/healthz", Some("verbose")).await,
@@ -159,9 +171,6 @@ mod tests {
         }
         assert_eq!(answer(&h, "/healthz/other", None).await, None);
         assert_eq!(answer(&h, "/healthzz", None).await, None);
-        let before = metrics::HEALTHCHECKS_TOTAL
-            .value(&["syncloop", "error", "healthz"])
-            .unwrap_or(0.0);
         stuck.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
             answer(&h, "/healthz", None).await,
@@ -179,15 +188,17 @@ mod tests {
             ))
         );
         assert_eq!(
-            metrics::HEALTHCHECK.value(&["syncloop", "healthz"]),
+            metrics.healthcheck.value(&["syncloop", "healthz"]),
             Some(0.0)
         );
         assert_eq!(
-            metrics::HEALTHCHECKS_TOTAL.value(&["syncloop", "error", "healthz"]),
-            Some(before + 1.0)
+            metrics
+                .healthchecks_total
+                .value(&["syncloop", "error", "healthz"]),
+            Some(1.0)
         );
         // The healthz port has the ping check only.
-        let ping = Healthz::ping();
+        let ping = Healthz::ping(metrics.clone());
         assert_eq!(
             answer(&ping, "/healthz/ping", None).await,
             Some((200, "ok".into()))

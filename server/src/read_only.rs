@@ -17,7 +17,6 @@ use crate::routes::{ApiBody, Endpoints, Handlers, text};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use kubelet_core::metrics::kubelet as metrics;
 
 /// Connections served at once (more wait to be accepted), all unauthenticated: one
 /// address holds at most `per_source`, and past `unauthenticated` the oldest makes room.
@@ -57,7 +56,8 @@ async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<A
     let (method, path) = (request.method(), request.uri().path());
     let labels = request_metric_labels(method.as_str(), path);
     let labels = [labels.0, labels.1.as_str(), "readonly", labels.2];
-    metrics::HTTP_REQUESTS_TOTAL.inc(&labels);
+    let metrics = &endpoints.metrics;
+    metrics.http_requests_total.inc(&labels);
     if let Some(refused) = HANDLERS.refusal(path) {
         return refused;
     }
@@ -68,9 +68,9 @@ async fn route(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<A
             "404 page not found\n",
         );
     }
-    metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, 1.0);
+    metrics.http_inflight_requests.add(&labels, 1.0);
     let response = endpoints.route(method, path, request.uri().query()).await;
-    metrics::HTTP_INFLIGHT_REQUESTS.add(&labels, -1.0);
+    metrics.http_inflight_requests.add(&labels, -1.0);
     response
 }
 

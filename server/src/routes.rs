@@ -56,6 +56,9 @@ pub struct Endpoints {
     pub set_verbosity: Option<VerbositySetter>,
     /// The checks of `/healthz` and `/healthz/<check>`.
     pub healthz: crate::Healthz,
+    /// The kubelet's metric families (`/metrics`, `/metrics/probes`, `/metrics/slis`),
+    /// where the API's own requests are counted too.
+    pub metrics: Arc<kubelet_core::metrics::kubelet::KubeletMetrics>,
 }
 
 /// Changes the kubelet's log verbosity (`-v`) while it runs.
@@ -217,11 +220,11 @@ impl Endpoints {
                 Method::GET => text(
                     StatusCode::OK,
                     metrics::TEXT_CONTENT_TYPE,
-                    metrics::render(&metrics::kubelet::SLIS),
+                    metrics::render(&self.metrics.slis()),
                 ),
                 Method::DELETE => {
-                    metrics::kubelet::HEALTHCHECK.reset();
-                    metrics::kubelet::HEALTHCHECKS_TOTAL.reset();
+                    self.metrics.healthcheck.reset();
+                    self.metrics.healthchecks_total.reset();
                     plain(StatusCode::OK, "metrics reset\n")
                 }
                 _ => method_not_allowed(),
@@ -229,12 +232,12 @@ impl Endpoints {
             "/metrics" => text(
                 StatusCode::OK,
                 metrics::TEXT_CONTENT_TYPE,
-                metrics::render(&metrics::kubelet::COMPONENT),
+                metrics::render(&self.metrics.component()),
             ),
             "/metrics/probes" => text(
                 StatusCode::OK,
                 metrics::TEXT_CONTENT_TYPE,
-                metrics::render(&metrics::kubelet::PROBES),
+                metrics::render(&self.metrics.probes()),
             ),
             "/metrics/resource" => match self.stats.resource_metrics().await {
                 Ok(body) => text(StatusCode::OK, kubelet_stats::metrics::CONTENT_TYPE, body),

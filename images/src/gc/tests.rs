@@ -167,11 +167,9 @@ async fn over_the_high_threshold_the_least_recently_used_go_first_down_to_the_lo
         .await
         .expect("frees enough");
     assert_eq!(node.removed(), vec!["sha256:old", "sha256:newer"]);
-    assert!(
-        IMAGE_GARBAGE_COLLECTED_TOTAL
-            .value(&["space"])
-            .unwrap_or(0.0)
-            >= 2.0
+    assert_eq!(
+        gc.metrics.image_garbage_collected_total.value(&["space"]),
+        Some(2.0)
     );
 }
 

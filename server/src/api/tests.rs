@@ -183,7 +183,8 @@ async fn start_with(
         stream_idle_timeout: None,
         handlers: Handlers::default(),
         set_verbosity: None,
-        healthz: crate::Healthz::kubelet(Arc::new(|| Ok(()))),
+        healthz: crate::Healthz::kubelet(Arc::new(|| Ok(())), Default::default()),
+        metrics: Default::default(),
     };
     change_endpoints(&mut endpoints);
     let tls = tls::server_config(
@@ -625,7 +626,7 @@ async fn healthz_is_served_in_plain_http() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     drop(listener);
-    tokio::spawn(serve_healthz(address));
+    tokio::spawn(serve_healthz(address, Default::default()));
     let mut stream = None;
     for _ in 0..50 {
         if let Ok(s) = tokio::net::TcpStream::connect(address).await {
