@@ -17,7 +17,9 @@
 //! - `bench`: the benchmarks (relist, pod status, the stats endpoints and the eviction
 //!   manager's rounds at 110 pods).
 //! - `test [ARGS]`: `env up --control-plane`, then fmt, clippy and the workspace tests
-//!   against it.
+//!   against it, the docs, and `package`.
+//! - `package`: every library packaged as crates.io would receive it, each package then
+//!   checked alone (see [`test_cmd::package`]).
 //!
 //! All state lives under `$KUBELET_ENV_DIR` (default `<workspace>/target/env`).
 
@@ -79,7 +81,9 @@ tasks:
                nightly toolchain
   test [-- ARGS]
                env up --control-plane, then cargo fmt --check, clippy -D warnings,
-               cargo test (ARGS go to both `cargo test` runs)
+               cargo test (ARGS go to both `cargo test` runs), the docs, then package
+  package      every library packaged as crates.io would receive it, then each
+               package checked alone against the others' packages
 
 environment:
   KUBELET_ENV_DIR   state directory (default <workspace>/target/env)";
@@ -155,6 +159,10 @@ fn run(args: &[String]) -> Result<ExitCode> {
         }
         ["soak"] => {
             test_cmd::soak(&Layout::from_env()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["package"] => {
+            test_cmd::package(&Layout::from_env()?)?;
             Ok(ExitCode::SUCCESS)
         }
         ["fuzz", ..] => {

@@ -92,34 +92,9 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             ]),
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },
-        // Every library as crates.io would receive it: packaged, then built alone from
-        // the package (path dependencies resolved to the packages made before it), in a
-        // target directory of its own, emptied before and after (see `forget_packaged_sources`).
-        Step {
-            name: "package",
-            args: strs(&[
-                "package",
-                "--workspace",
-                "--exclude",
-                "xtask",
-                "--allow-dirty",
-                "--target-dir",
-                PACKAGE_TARGET_DIR,
-            ]),
-            // Built once to prove it builds, then removed: no debuginfo or incremental
-            // caches (a package's own manifest has no profile, so the workspace's
-            // trimmed one does not apply).
-            env: vec![
-                ("CARGO_PROFILE_DEV_DEBUG", "false"),
-                ("CARGO_INCREMENTAL", "0"),
-            ],
-        },
     ];
     let mut failed = Vec::new();
     for step in &steps {
-        if step.name == "package" {
-            forget_packaged_sources(&l.workspace.join(PACKAGE_TARGET_DIR))?;
-        }
         progress!("==> cargo {}", step.args.join(" "));
         let started = Instant::now();
         let status = Command::new(&cargo)
@@ -131,14 +106,22 @@ pub fn run(l: &Layout, extra: &[String]) -> Result<()> {
             .status()
             .with_context(|| format!("cannot run {cargo}"))?;
         let secs = started.elapsed().as_secs_f64();
-        if step.name == "package" {
-            forget_packaged_sources(&l.workspace.join(PACKAGE_TARGET_DIR))?;
-        }
         if status.success() {
             progress!("<== {} ok ({secs:.1}s)", step.name);
         } else {
             progress!("<== {} FAILED ({status}, {secs:.1}s)", step.name);
             failed.push(step.name);
+        }
+    }
+    progress!("==> packages");
+    let started = Instant::now();
+    let packaged = package(l);
+    let secs = started.elapsed().as_secs_f64();
+    match packaged {
+        Ok(()) => progress!("<== package ok ({secs:.1}s)"),
+        Err(e) => {
+            progress!("<== package FAILED ({e:#}, {secs:.1}s)");
+            failed.push("package");
         }
     }
     progress!("the environment is left up; tear it down with `cargo xtask env down`");
@@ -186,8 +169,111 @@ fn run_environment_target(l: &Layout, target: &str, cargo_args: &[&str]) -> Resu
     Ok(())
 }
 
-/// Where `cargo package` verifies the crates.
+/// `cargo xtask package` and the test run's last step: every library as crates.io would
+/// receive it, packaged (`cargo package --no-verify`), then each package checked alone
+/// by `check_packages`, in a target directory of its own emptied before and after (see
+/// `forget_packaged_sources`).
+pub fn package(l: &Layout) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let target_dir = l.workspace.join(PACKAGE_TARGET_DIR);
+    forget_packaged_sources(&target_dir)?;
+    let status = Command::new(&cargo)
+        .current_dir(&l.workspace)
+        .args(["package", "--workspace", "--exclude", "xtask"])
+        .args(["--allow-dirty", "--no-verify", "--target-dir"])
+        .arg(&target_dir)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    let checked = if status.success() {
+        check_packages(&cargo, &l.workspace, &target_dir)
+    } else {
+        Err(anyhow::anyhow!("cargo package failed ({status})"))
+    };
+    forget_packaged_sources(&target_dir)?;
+    checked
+}
+
+/// Where `cargo package` puts the crates and `check_packages` checks them.
 const PACKAGE_TARGET_DIR: &str = "target/package-verify";
+
+/// What `cargo package` would verify, in check mode: each `.crate` made in
+/// `<target_dir>/package` is unpacked into one scratch workspace whose `[patch.crates-io]`
+/// points every `kubelet-*` dependency at its unpacked package (as crates.io would serve
+/// them), with the workspace's Cargo.lock, and each package is checked alone (`cargo check
+/// -p`, so its own features, not the workspace's union) in one shared target directory.
+/// `cargo package`'s own verification builds each crate fully in turn, generating code
+/// that is thrown away, about twice the time.
+fn check_packages(
+    cargo: &str,
+    workspace: &std::path::Path,
+    target_dir: &std::path::Path,
+) -> Result<()> {
+    let unpacked = target_dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked)
+        .with_context(|| format!("creating {}", unpacked.display()))?;
+    let mut packages = Vec::new();
+    let listing = target_dir.join("package");
+    for entry in
+        std::fs::read_dir(&listing).with_context(|| format!("listing {}", listing.display()))?
+    {
+        let path = entry?.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crate"))
+        else {
+            continue;
+        };
+        let Some((name, _version)) = stem.rsplit_once('-') else {
+            bail!("{}: not <name>-<version>.crate", path.display());
+        };
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(&path)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .context("cannot run tar")?;
+        if !status.success() {
+            bail!("unpacking {}: tar {status}", path.display());
+        }
+        packages.push((name.to_owned(), stem.to_owned()));
+    }
+    if packages.is_empty() {
+        bail!("cargo package made no .crate in {}", listing.display());
+    }
+    packages.sort();
+    let members: Vec<String> = packages.iter().map(|(_, dir)| format!("{dir:?}")).collect();
+    let mut manifest = format!(
+        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n\n[patch.crates-io]\n",
+        members.join(", ")
+    );
+    for (name, dir) in &packages {
+        manifest.push_str(&format!("{name} = {{ path = {dir:?} }}\n"));
+    }
+    std::fs::write(unpacked.join("Cargo.toml"), manifest)
+        .context("writing the packages' workspace")?;
+    std::fs::copy(workspace.join("Cargo.lock"), unpacked.join("Cargo.lock"))
+        .context("copying Cargo.lock")?;
+    let mut failed = Vec::new();
+    for (name, _) in &packages {
+        progress!("checking the package of {name}");
+        let status = Command::new(cargo)
+            .current_dir(&unpacked)
+            .args(["check", "--quiet", "-p", name, "--target-dir"])
+            .arg(target_dir.join("check"))
+            .env("CARGO_INCREMENTAL", "0")
+            .status()
+            .with_context(|| format!("cannot run {cargo}"))?;
+        if !status.success() {
+            failed.push(name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("these packages do not build alone: {}", failed.join(", "));
+    }
+    Ok(())
+}
 
 /// Removes what an earlier `cargo package --workspace` left: it verifies each crate
 /// against the packages made before it through a local registry, and cargo treats
