@@ -4,18 +4,21 @@
 //! `test = false`, so the default test run leaves it out). It reports, it asserts only
 //! that the runs worked: CI does not gate on absolute times.
 //!
-//! Before each kubelet, the CRI floor, the physical limit, with no kubelet running:
+//! The CRI floor, the physical limit, is measured with no kubelet running:
 //! RunPodSandbox + CreateContainer + StartContainer straight through the cri-client, for
-//! 20 pods one after the other and for 100 pods at once (the kubelet starts every pod in a
-//! worker of its own, so all 100 concurrently). The runtime's speed drifts over a run, so
-//! each kubelet's "above the floor" figures are against the floor measured right before it.
+//! pods one after the other and for 100 pods at once (the kubelet starts every pod in a
+//! worker of its own, so all 100 concurrently). The runtime's speed drifts over a run (its
+//! sequential p50 moved from 171 to 242 ms within one run here), so each kubelet's "above
+//! the floor" figures are against floors measured right before its own measurements.
 //!
-//! Then for each kubelet, started with no sandbox of the benchmark's namespace in the
-//! runtime, each measurement on a quiet node (it starts once the runtime has no ready
+//! Each kubelet is started with no sandbox of the benchmark's namespace in the runtime,
+//! and each measurement runs on a quiet node (it starts once the runtime has no ready
 //! sandbox of that namespace left from the one before):
 //! - 20 pods one after the other, created -> Ready as one `kubectl get -w` sees both
-//!   events: p50 / p90 / p99;
-//! - 100 pods created at once (through the API, up to 25 requests in flight: `kubectl
+//!   events: p50 / p90 / p99. They are taken in 4 rounds of 5 pods, each kubelet started
+//!   afresh for each round after a floor of 5 pods of its own, the two kubelets taking
+//!   turns at going first, so that a drift of the runtime's speed weighs on both alike;
+//! - then, after a floor of 100 pods at once, 100 pods created at once (through the API, up to 25 requests in flight: `kubectl
 //!   apply` would send them one after the other over seconds): until all are Running and
 //!   Ready;
 //! - its RSS and CPU from /proc, idle and then steady with the 100 pods, over
@@ -45,6 +48,8 @@ use kubelet_core::{
 use kubelet_cri_client::{CriClient, Timeouts};
 
 const SEQUENTIAL: usize = 20;
+/// The sequential pods are taken in this many rounds, `SEQUENTIAL / ROUNDS` pods each.
+const ROUNDS: usize = 4;
 const BURST: usize = 100;
 
 fn pod_yaml(ns: &str, node: &str, image: &str, name: &str) -> String {
@@ -270,11 +275,20 @@ fn create_at_once(c: &Cluster, ns: &str, count: usize) {
 
 /// What the runtime alone takes: the start-up latencies of pods started one after the
 /// other, and the time until all of a burst run.
+#[derive(Default)]
 struct Floor {
     sequential: Vec<Duration>,
     /// Of each sequential pod: RunPodSandbox, CreateContainer, StartContainer.
     steps: Vec<[Duration; 3]>,
     burst: Duration,
+}
+
+impl Floor {
+    /// Adds the sequential pods of `other`, a floor of another round.
+    fn add_sequential(&mut self, other: Floor) {
+        self.sequential.extend(other.sequential);
+        self.steps.extend(other.steps);
+    }
 }
 
 /// Parent cgroup of the floor's pods (the kubelet would use its own under kubepods).
@@ -342,8 +356,15 @@ async fn floor_pod(
     (id, steps)
 }
 
-/// The CRI floor, measured with no kubelet running; everything it started is removed.
-fn cri_floor(endpoint: &str, image: &str) -> Floor {
+/// The CRI floor, measured with no kubelet running: `sequential` pods one after the
+/// other, then `burst` pods at once; everything it started is removed.
+fn cri_floor(endpoint: &str, image: &str, sequential_pods: usize, burst_pods: usize) -> Floor {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Each floor's pods are named apart from the floors before it.
+    static FLOORS: AtomicUsize = AtomicUsize::new(0);
+    let floor = FLOORS.fetch_add(1, Ordering::Relaxed);
+    let seq_name = |i: usize| format!("seq-{floor}-{i}");
+    let burst_name = |i: usize| format!("burst-{floor}-{i}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -371,16 +392,16 @@ fn cri_floor(endpoint: &str, image: &str) -> Floor {
         let mut sandboxes = Vec::new();
         let mut sequential = Vec::new();
         let mut steps = Vec::new();
-        for i in 0..SEQUENTIAL {
+        for i in 0..sequential_pods {
             let started = Instant::now();
-            let (id, took) = floor_pod(&client, image, &format!("seq-{i}"), log_root.path()).await;
+            let (id, took) = floor_pod(&client, image, &seq_name(i), log_root.path()).await;
             sequential.push(started.elapsed());
             sandboxes.push(id);
             steps.push(took);
         }
         let started = Instant::now();
-        let burst = futures::future::join_all((0..BURST).map(|i| {
-            let name = format!("burst-{i}");
+        let burst = futures::future::join_all((0..burst_pods).map(|i| {
+            let name = burst_name(i);
             let (client, log_root) = (&client, log_root.path());
             async move { floor_pod(client, image, &name, log_root).await }
         }))
@@ -404,9 +425,9 @@ fn cri_floor(endpoint: &str, image: &str) -> Floor {
         // kubelet's job, so the floor's too.
         use kubelet_cgroups::CgroupManager;
         let cgroups = kubelet_cgroups::Cgroupfs::host();
-        for name in (0..SEQUENTIAL)
-            .map(|i| format!("seq-{i}"))
-            .chain((0..BURST).map(|i| format!("burst-{i}")))
+        for name in (0..sequential_pods)
+            .map(seq_name)
+            .chain((0..burst_pods).map(burst_name))
         {
             let pod = format!("{FLOOR_CGROUP}/pod{}", floor_uid(&name));
             if let Err(e) = cgroups.remove(&pod) {
@@ -518,8 +539,92 @@ fn clear_namespace(endpoint: &str, ns: &str) {
     });
 }
 
-/// Runs the measurements with kubelets `start` makes (the same one again for the
-/// restart), on namespace `ns`.
+/// One pod started and deleted, not measured: the kubelet's first pod, and the image in
+/// containerd for either kubelet.
+fn warm_up(c: &Cluster, endpoint: &str, ns: &str, kubelet: &Kubelet) {
+    c.apply(&pod_yaml(ns, &c.node, &c.busybox, "warm-up"));
+    c.wait_json(
+        "warm-up pod Running",
+        &["get", "pod", "-n", ns, "warm-up"],
+        120,
+        kubelet,
+        |p| p["status"]["phase"] == "Running",
+    );
+    c.kubectl(&["delete", "pod", "warm-up", "-n", ns, "--wait=true"]);
+    wait_quiet(endpoint, ns);
+}
+
+/// Start-up work of a kubelet (image GC's first pass, certificate checks, upstream's
+/// cAdvisor) is left to settle this long before it is measured.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// A kubelet `start` makes, started with no sandbox of `ns` in the runtime, its Node
+/// Ready and its start-up work settled.
+fn start_settled(c: &Cluster, endpoint: &str, ns: &str, start: &dyn Fn() -> Kubelet) -> Kubelet {
+    clear_namespace(endpoint, ns);
+    let kubelet = start();
+    c.wait_node_ready(&kubelet);
+    std::thread::sleep(SETTLE);
+    kubelet
+}
+
+/// Round `round` of the start-up measurement with a kubelet `start` makes, started on a
+/// clean node: after a warm-up pod, `count` pods one after the other, each created ->
+/// Ready as one watch sees both events. Every pod is deleted and the kubelet stopped
+/// after.
+fn startup_round(
+    c: &Cluster,
+    endpoint: &str,
+    ns: &str,
+    round: usize,
+    count: usize,
+    start: &dyn Fn() -> Kubelet,
+) -> Vec<Duration> {
+    let kubelet = start_settled(c, endpoint, ns, start);
+    warm_up(c, endpoint, ns, &kubelet);
+    let watch = Watch::pods(c, ns);
+    let mut startup = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("seq-{round}-{i}");
+        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
+        common::wait_until(
+            &format!("{name} Ready"),
+            60,
+            || kubelet.log(),
+            || watch.ready_at(&name).is_some(),
+        );
+        startup.push(
+            watch
+                .created_to_ready(&name)
+                .expect("seen created and ready"),
+        );
+    }
+    drop(watch);
+    c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
+    wait_quiet(endpoint, ns);
+    drop(kubelet);
+    clear_namespace(endpoint, ns);
+    startup
+}
+
+/// Appends the log `from`, when there is one, to `to` and removes it: a kubelet started
+/// again in the same directory would replace it.
+fn keep_log(from: &Path, to: &Path) {
+    use std::io::Write;
+    let Ok(text) = std::fs::read(from) else {
+        return;
+    };
+    let mut kept = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(to)
+        .expect("kept log");
+    kept.write_all(&text).expect("kept log");
+    let _ = std::fs::remove_file(from);
+}
+
+/// Runs the burst, footprint and restart measurements with kubelets `start` makes (the
+/// same one again for the restart), on namespace `ns`.
 fn measure(
     c: &Cluster,
     endpoint: &str,
@@ -532,44 +637,11 @@ fn measure(
         binary_mib: stripped_size(binary),
         ..Figures::default()
     };
-    clear_namespace(endpoint, ns);
-    let kubelet = start();
-    c.wait_node_ready(&kubelet);
-    // Let start-up work (image GC's first pass, certificate checks) settle.
-    std::thread::sleep(Duration::from_secs(10));
+    let kubelet = start_settled(c, endpoint, ns, start);
     (figures.rss_idle, figures.cpu_idle) = sample(kubelet.child.id(), sample_secs);
-
-    // One pod first, not measured: the image is then in containerd for either kubelet.
-    c.apply(&pod_yaml(ns, &c.node, &c.busybox, "warm-up"));
-    c.wait_json(
-        "warm-up pod Running",
-        &["get", "pod", "-n", ns, "warm-up"],
-        120,
-        &kubelet,
-        |p| p["status"]["phase"] == "Running",
-    );
-    c.kubectl(&["delete", "pod", "warm-up", "-n", ns, "--wait=true"]);
-    wait_quiet(endpoint, ns);
+    warm_up(c, endpoint, ns, &kubelet);
 
     let watch = Watch::pods(c, ns);
-    for i in 0..SEQUENTIAL {
-        let name = format!("seq-{i}");
-        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
-        common::wait_until(
-            &format!("{name} Ready"),
-            60,
-            || kubelet.log(),
-            || watch.ready_at(&name).is_some(),
-        );
-        figures.startup.push(
-            watch
-                .created_to_ready(&name)
-                .expect("seen created and ready"),
-        );
-    }
-    c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
-    wait_quiet(endpoint, ns);
-
     let before = watch.ready_count();
     let started = Instant::now();
     create_at_once(c, ns, BURST);
@@ -617,6 +689,26 @@ fn measure(
     figures
 }
 
+/// One kubelet being measured: its binary, how it starts, what it measured and the CRI
+/// floors measured right before its measurements.
+struct Side<'a> {
+    binary: &'a Path,
+    start: &'a dyn Fn() -> Kubelet,
+    figures: Figures,
+    floor: Floor,
+}
+
+impl<'a> Side<'a> {
+    fn new(binary: &'a Path, start: &'a dyn Fn() -> Kubelet) -> Self {
+        Self {
+            binary,
+            start,
+            figures: Figures::default(),
+            floor: Floor::default(),
+        }
+    }
+}
+
 /// Prints a floor's figures; returns its sequential p50.
 fn print_floor(when: &str, floor: &Floor) -> Duration {
     let mut sorted = floor.sequential.clone();
@@ -624,7 +716,8 @@ fn print_floor(when: &str, floor: &Floor) -> Duration {
     let p50 = percentile(&sorted, 0.5);
     println!(
         "\nCRI floor {when} (no kubelet; RunPodSandbox + CreateContainer + StartContainer): \
-         {SEQUENTIAL} sequential pods p50 / p90 / p99 {} / {} / {} ms, {BURST} pods at once {} ms",
+         {SEQUENTIAL} sequential pods (in {ROUNDS} rounds, each right before that kubelet's) \
+         p50 / p90 / p99 {} / {} / {} ms, {BURST} pods at once {} ms",
         p50.as_millis(),
         percentile(&sorted, 0.9).as_millis(),
         percentile(&sorted, 0.99).as_millis(),
@@ -666,55 +759,74 @@ fn node_bench() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let _node = lock();
-    // The runtime's own speed drifts over a run and between runs (the floor's p50 ranged
-    // from 139 to 356 ms here): each kubelet is compared with the floor measured right
-    // before it.
-    let floor_ours = cri_floor(&env.endpoint, &c.busybox);
     let namespace = Namespace::create(&c, "bench");
     let ns = namespace.name;
     let ours_dir = kubelet_test_support::TestDir::new();
     // `KUBELET_BENCH_RUST_LOG=kubelet_pod_manager=debug,...` logs each pod start step's
-    // time; the log is kept as `target/node-bench-kubelet.log`.
+    // time; the logs of all its runs are kept as `target/node-bench-kubelet.log`.
     let rust_log = std::env::var("KUBELET_BENCH_RUST_LOG")
         .unwrap_or_else(|_| "info,kube_client=warn,kube_runtime=warn".to_owned());
-    let ours = measure(
-        &c,
-        &env.endpoint,
-        ns,
-        Path::new(env!("CARGO_BIN_EXE_kubelet")),
-        sample_secs,
-        &|| {
-            // The restart's log would replace the first run's, which has the pod starts.
-            let log = ours_dir.path().join("kubelet.log");
-            let _ = std::fs::rename(&log, ours_dir.path().join("kubelet.first.log"));
-            c.start_kubelet_with(
-                ours_dir.path(),
-                "failCgroupV1: false\n",
-                &[("RUST_LOG", &rust_log)],
-            )
-        },
-    );
+    let all_logs = ours_dir.path().join("kubelet.all.log");
+    let start_ours = || {
+        keep_log(&ours_dir.path().join("kubelet.log"), &all_logs);
+        c.start_kubelet_with(
+            ours_dir.path(),
+            "failCgroupV1: false\n",
+            &[("RUST_LOG", &rust_log)],
+        )
+    };
+    let theirs_dir = kubelet_test_support::TestDir::new();
+    std::fs::create_dir_all(theirs_dir.path()).expect("directory");
+    let start_theirs = || {
+        // Upstream reads the configuration file ours was given (ours runs first).
+        std::fs::copy(
+            ours_dir.path().join("kubelet.yaml"),
+            theirs_dir.path().join("kubelet.yaml"),
+        )
+        .expect("ours' configuration, written when ours started");
+        c.start_upstream_kubelet(&upstream, theirs_dir.path())
+    };
+
+    let ours_binary = Path::new(env!("CARGO_BIN_EXE_kubelet"));
+    let mut sides = [
+        Side::new(ours_binary, &start_ours),
+        Side::new(Path::new(&upstream), &start_theirs),
+    ];
+    for round in 0..ROUNDS {
+        let count = SEQUENTIAL / ROUNDS;
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let side = &mut sides[i];
+            side.floor
+                .add_sequential(cri_floor(&env.endpoint, &c.busybox, count, 0));
+            let startup = startup_round(&c, &env.endpoint, ns, round, count, side.start);
+            side.figures.startup.extend(startup);
+        }
+    }
+    for side in &mut sides {
+        side.floor.burst = cri_floor(&env.endpoint, &c.busybox, 0, BURST).burst;
+        side.figures = Figures {
+            startup: std::mem::take(&mut side.figures.startup),
+            ..measure(&c, &env.endpoint, ns, side.binary, sample_secs, side.start)
+        };
+    }
+    keep_log(&ours_dir.path().join("kubelet.log"), &all_logs);
     let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/node-bench-kubelet.log");
-    if let Err(e) = std::fs::copy(ours_dir.path().join("kubelet.first.log"), &kept) {
+    if let Err(e) = std::fs::copy(&all_logs, &kept) {
         eprintln!("keeping the kubelet's log as {}: {e}", kept.display());
     }
-    let theirs_dir = kubelet_test_support::TestDir::new();
-    // Upstream reads the configuration file ours was given.
-    std::fs::create_dir_all(theirs_dir.path()).expect("directory");
-    std::fs::copy(
-        ours_dir.path().join("kubelet.yaml"),
-        theirs_dir.path().join("kubelet.yaml"),
-    )
-    .expect("configuration");
-    let floor_theirs = cri_floor(&env.endpoint, &c.busybox);
-    let theirs = measure(
-        &c,
-        &env.endpoint,
-        ns,
-        Path::new(&upstream),
-        sample_secs,
-        &|| c.start_upstream_kubelet(&upstream, theirs_dir.path()),
-    );
+    let [
+        Side {
+            figures: ours,
+            floor: floor_ours,
+            ..
+        },
+        Side {
+            figures: theirs,
+            floor: floor_theirs,
+            ..
+        },
+    ] = sides;
 
     let summary = |f: &Figures| {
         let mut sorted = f.startup.clone();
@@ -727,8 +839,8 @@ fn node_bench() {
     };
     let (o50, o90, o99) = summary(&ours);
     let (u50, u90, u99) = summary(&theirs);
-    let f50_ours = print_floor("before ours", &floor_ours);
-    let f50_theirs = print_floor("before upstream", &floor_theirs);
+    let f50_ours = print_floor("beside ours", &floor_ours);
+    let f50_theirs = print_floor("beside upstream", &floor_theirs);
     let per_floor =
         |d: Duration, floor: &Floor| d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON);
     // (figure, ours, upstream, decimals): durations are shown in milliseconds.
