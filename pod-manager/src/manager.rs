@@ -26,7 +26,7 @@ use crate::probing::PodProbes;
 use crate::shutdown::{
     NODE_SHUTDOWN_NOT_ADMITTED_MESSAGE, NODE_SHUTDOWN_NOT_ADMITTED_REASON, NodeShutdown,
 };
-use crate::snapshot::pod_snapshot;
+use crate::snapshot::{pod_snapshot, refreshed_snapshot};
 use crate::source::{PodChange, PodSet};
 use crate::status::{StatusInputs, pod_status};
 use crate::sync::{SyncContext, remove_old_instances, sync_pod, terminate_pod};
@@ -851,6 +851,8 @@ async fn pod_worker(
         }
 
         let mut outcome = crate::sync::SyncOutcome::default();
+        // Whether sync_pod ran to its end, so its outcome names everything it created.
+        let mut synced = false;
         let mut killed_unhealthy = false;
         if !deadline_exceeded && past_active_deadline(&pod, started, now(ctx.clock.as_ref())) {
             info!("pod passed its activeDeadlineSeconds, killing it");
@@ -889,16 +891,30 @@ async fn pod_worker(
             }
             let verdicts = probes.verdicts(&pod, &snapshot);
             match sync_pod(&ctx, &pod, &snapshot, &verdicts).await {
-                Ok(o) => outcome = o,
+                Ok(o) => {
+                    outcome = o;
+                    synced = true;
+                }
                 Err(e) => warn!(error = %e, "syncing the pod"),
             }
         }
 
-        // Read the runtime again only when something was done to it.
+        // Read the runtime again only when something was done to it: by id when the sync
+        // said what it created (one round trip, not a list and then statuses), listed
+        // when it failed part-way.
         let after = if outcome.acted || deadline_exceeded || killed_unhealthy {
-            pod_snapshot(ctx.runtime.as_ref(), &r.uid)
+            let read = if synced {
+                refreshed_snapshot(
+                    ctx.runtime.as_ref(),
+                    &snapshot,
+                    &outcome.created_sandboxes,
+                    &outcome.created_containers,
+                )
                 .await
-                .unwrap_or(snapshot)
+            } else {
+                pod_snapshot(ctx.runtime.as_ref(), &r.uid).await
+            };
+            read.unwrap_or(snapshot)
         } else {
             snapshot
         };

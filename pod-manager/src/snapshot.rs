@@ -19,7 +19,6 @@ const FALLBACK_LOG_LINES: usize = 80;
 /// Everything the runtime has for the pod `uid`: its sandboxes and container instances,
 /// newest first, with termination messages filled in for exited containers.
 pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSnapshot> {
-    use futures::future::join_all;
     let selector: std::collections::BTreeMap<_, _> =
         [(POD_UID_LABEL.to_owned(), uid.to_owned())].into();
     // The calls that do not depend on each other go at once: a pod start waits for two
@@ -37,8 +36,64 @@ pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSna
         runtime.list_containers(&container_filter),
     );
     let (sandboxes, containers) = (sandboxes?, containers?);
+    let sandboxes: Vec<String> = sandboxes.into_iter().map(|s| s.id).collect();
+    let containers: Vec<Instance> = containers
+        .into_iter()
+        .map(|c| Instance {
+            id: c.id,
+            sandbox_id: c.sandbox_id,
+        })
+        .collect();
+    statuses_of(runtime, &sandboxes, &containers).await
+}
+
+/// A container instance known by id, with the sandbox it was created in (the runtime's
+/// container status does not name it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Instance {
+    /// The runtime's container id.
+    pub id: String,
+    /// The id of the sandbox it was created in.
+    pub sandbox_id: String,
+}
+
+/// The pod's state after a sync, read in one round trip: the sandboxes and containers
+/// `before` had, and those the sync created, by id (the pod's worker is the only one
+/// that creates them, so no list is needed; the ones removed since are left out).
+pub(crate) async fn refreshed_snapshot(
+    runtime: &dyn Runtime,
+    before: &RuntimeSnapshot,
+    created_sandboxes: &[String],
+    created_containers: &[Instance],
+) -> Result<RuntimeSnapshot> {
+    let sandboxes: Vec<String> = before
+        .sandboxes
+        .iter()
+        .map(|s| s.sandbox.id.clone())
+        .chain(created_sandboxes.iter().cloned())
+        .collect();
+    let containers: Vec<Instance> = before
+        .containers
+        .iter()
+        .map(|c| Instance {
+            id: c.container.id.clone(),
+            sandbox_id: c.container.sandbox_id.clone(),
+        })
+        .chain(created_containers.iter().cloned())
+        .collect();
+    statuses_of(runtime, &sandboxes, &containers).await
+}
+
+/// The statuses of `sandboxes` and `containers`, all asked at once; those removed
+/// meanwhile are left out.
+async fn statuses_of(
+    runtime: &dyn Runtime,
+    sandboxes: &[String],
+    containers: &[Instance],
+) -> Result<RuntimeSnapshot> {
+    use futures::future::join_all;
     let (sandbox_statuses, container_statuses) = tokio::join!(
-        join_all(sandboxes.iter().map(|s| runtime.sandbox_status(&s.id))),
+        join_all(sandboxes.iter().map(|id| runtime.sandbox_status(id))),
         join_all(containers.iter().map(|c| runtime.container_status(&c.id))),
     );
     let mut sandbox_statuses = sandbox_statuses
@@ -54,13 +109,16 @@ pub async fn pod_snapshot(runtime: &dyn Runtime, uid: &str) -> Result<RuntimeSna
         .sort_by_key(|s| std::cmp::Reverse((s.sandbox.metadata.attempt, s.sandbox.created_at)));
 
     let mut statuses = Vec::with_capacity(containers.len());
-    for (container, status) in containers.into_iter().zip(container_statuses) {
+    for (container, status) in containers.iter().zip(container_statuses) {
         let mut status = match status {
             Ok(status) => status,
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
-        status.container.sandbox_id = container.sandbox_id;
+        status
+            .container
+            .sandbox_id
+            .clone_from(&container.sandbox_id);
         if status.container.state == ContainerState::Exited {
             status.message = termination_message(&status).await;
         }
@@ -143,4 +201,133 @@ async fn log_tail(path: &Path) -> String {
         out = out[cut..].to_owned();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container as PodContainer, Pod, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kubelet_core::{ContainerConfig, ContainerMetadata, SandboxConfig, SandboxMetadata};
+    use kubelet_cri_client::{FakeCriServer, Timeouts};
+
+    use super::*;
+
+    const IMAGE: &str = "localhost:5000/busybox:latest";
+
+    fn pod(uid: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![PodContainer {
+                    name: "app".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ids(snapshot: &RuntimeSnapshot) -> (Vec<String>, Vec<(String, String)>) {
+        (
+            snapshot
+                .sandboxes
+                .iter()
+                .map(|s| s.sandbox.id.clone())
+                .collect(),
+            snapshot
+                .containers
+                .iter()
+                .map(|c| (c.container.id.clone(), c.container.sandbox_id.clone()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refresh_reads_known_and_created_objects_by_id_without_listing() {
+        let fake = FakeCriServer::start();
+        fake.add_local_image(IMAGE);
+        let client = fake.client(Timeouts::default());
+        let pod = pod("uid-1");
+        let sandbox_config = |attempt| SandboxConfig {
+            metadata: SandboxMetadata {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: "uid-1".into(),
+                attempt,
+            },
+            labels: kubelet_core::labels::sandbox_labels(&pod),
+            ..Default::default()
+        };
+        let container_config = |attempt| ContainerConfig {
+            metadata: ContainerMetadata {
+                name: "app".into(),
+                attempt,
+            },
+            image: IMAGE.into(),
+            labels: kubelet_core::labels::container_labels(
+                &pod.spec.as_ref().expect("spec").containers[0],
+                &pod,
+            ),
+            ..Default::default()
+        };
+        let first = Runtime::run_sandbox(&client, &sandbox_config(0))
+            .await
+            .expect("sandbox");
+        let old =
+            Runtime::create_container(&client, &first, &container_config(0), &sandbox_config(0))
+                .await
+                .expect("container");
+        let before = pod_snapshot(&client, "uid-1").await.expect("snapshot");
+
+        // What a sync does: the old instance goes, a new sandbox and container come.
+        Runtime::remove_container(&client, &old)
+            .await
+            .expect("remove");
+        let second = Runtime::run_sandbox(&client, &sandbox_config(1))
+            .await
+            .expect("sandbox");
+        let new =
+            Runtime::create_container(&client, &second, &container_config(1), &sandbox_config(1))
+                .await
+                .expect("container");
+        Runtime::start_container(&client, &new)
+            .await
+            .expect("start");
+
+        let calls = fake.calls().len();
+        let created = [Instance {
+            id: new.clone(),
+            sandbox_id: second.clone(),
+        }];
+        let refreshed = refreshed_snapshot(&client, &before, &[second.clone()], &created)
+            .await
+            .expect("refresh");
+        let listed = fake.calls()[calls..]
+            .iter()
+            .filter(|c| c.starts_with("List"))
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(listed.is_empty(), "{listed:?}");
+
+        assert_eq!(
+            ids(&refreshed),
+            (
+                vec![second.clone(), first.clone()],
+                vec![(new.clone(), second)]
+            )
+        );
+        assert_eq!(
+            refreshed.containers[0].container.state,
+            ContainerState::Running
+        );
+        // The same as listing would have found.
+        let listed = pod_snapshot(&client, "uid-1").await.expect("snapshot");
+        assert_eq!(ids(&refreshed), ids(&listed));
+    }
 }

@@ -202,6 +202,10 @@ pub struct SyncOutcome {
     /// When this sync's first image pull started and its last one ended (the pod start
     /// SLI leaves pulling out).
     pub pulling: Option<(SystemTime, SystemTime)>,
+    /// The sandboxes this sync created, so the state after it is read by id.
+    pub created_sandboxes: Vec<String>,
+    /// The containers this sync created, with their sandbox.
+    pub created_containers: Vec<crate::snapshot::Instance>,
 }
 
 impl SyncOutcome {
@@ -263,10 +267,45 @@ pub async fn sync_pod(
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
 
+    // The sandbox the pod keeps, if any. More than one ready sandbox (a crash between
+    // creating one and recording it) is reconciled as upstream does: all are stopped and
+    // one is made anew, so no pause process or pod IP leaks.
+    let ready_sandboxes = snapshot
+        .sandboxes
+        .iter()
+        .filter(|s| s.sandbox.state == kubelet_core::SandboxState::Ready)
+        .count();
+    if ready_sandboxes > 1 {
+        info!(
+            ready_sandboxes,
+            "multiple sandboxes are ready for the pod, reconciling them"
+        );
+    }
+    let current = snapshot
+        .ready_sandbox()
+        .filter(|s| host_network || !s.ip.is_empty())
+        .filter(|_| ready_sandboxes <= 1);
+
     // 0. Volumes, as upstream's WaitForAttachAndMount: nothing starts without them, and
     // set-up runs on every sync so configMap, secret, downward API and token contents
-    // follow their sources while the pod runs.
-    let volumes = match ctx.volumes.set_up_pod(pod).await {
+    // follow their sources while the pod runs. A pod that needs a sandbox also needs its
+    // cgroup first; neither waits for the other.
+    let previous = snapshot.latest_sandbox();
+    // A finished Never pod keeps its dead sandbox: nothing runs again.
+    let finished_never = previous.is_some()
+        && pod_restart_policy(&spec) == crate::restart::NEVER
+        && !snapshot.containers.is_empty();
+    let new_sandbox = current.is_none() && !finished_never;
+    let pod_cgroup = async {
+        match (&ctx.node.pod_cgroups, &ctx.cgroups) {
+            (Some(settings), Some(cgroups)) if new_sandbox => {
+                crate::pod_cgroup::ensure(cgroups, settings, pod).await
+            }
+            _ => Ok(()),
+        }
+    };
+    let (volumes, pod_cgroup) = tokio::join!(ctx.volumes.set_up_pod(pod), pod_cgroup);
+    let volumes = match volumes {
         // A volume that was set up before and failed to refresh stays in use with its
         // last contents (the containers keep restarting); its refresh is retried.
         Ok(volumes) if !volumes.refresh_failures().is_empty() => {
@@ -285,24 +324,7 @@ pub async fn sync_pod(
         }
     };
 
-    // 1. The sandbox. More than one ready sandbox (a crash between creating one and
-    //    recording it) is reconciled as upstream does: all are stopped and one is made
-    //    anew, so no pause process or pod IP leaks.
-    let ready_sandboxes = snapshot
-        .sandboxes
-        .iter()
-        .filter(|s| s.sandbox.state == kubelet_core::SandboxState::Ready)
-        .count();
-    if ready_sandboxes > 1 {
-        info!(
-            ready_sandboxes,
-            "multiple sandboxes are ready for the pod, reconciling them"
-        );
-    }
-    let current = snapshot
-        .ready_sandbox()
-        .filter(|s| host_network || !s.ip.is_empty())
-        .filter(|_| ready_sandboxes <= 1);
+    // 1. The sandbox.
     let sandbox = match current {
         Some(status) => ReadySandbox {
             id: status.sandbox.id.clone(),
@@ -312,12 +334,7 @@ pub async fn sync_pod(
             volumes,
         },
         None => {
-            let previous = snapshot.latest_sandbox();
-            // A finished Never pod keeps its dead sandbox: nothing runs again.
-            if previous.is_some()
-                && pod_restart_policy(&spec) == crate::restart::NEVER
-                && !snapshot.containers.is_empty()
-            {
+            if finished_never {
                 return Ok(outcome);
             }
             if previous.is_some() {
@@ -336,9 +353,7 @@ pub async fn sync_pod(
                     }
                 }
             }
-            if let (Some(settings), Some(cgroups)) = (&ctx.node.pod_cgroups, &ctx.cgroups) {
-                crate::pod_cgroup::ensure(cgroups, settings, pod).await?;
-            }
+            pod_cgroup?;
             let attempt = previous.map_or(0, |p| p.sandbox.metadata.attempt + 1);
             let created = step("sandbox", async {
                 let handler = crate::runtime_handler(ctx.runtime_classes.as_ref(), pod)
@@ -351,7 +366,10 @@ pub async fn sync_pod(
             });
             outcome.acted = true;
             let (id, config) = match created.await {
-                Ok(created) => created,
+                Ok(created) => {
+                    outcome.created_sandboxes.push(created.0.clone());
+                    created
+                }
                 Err(e) => {
                     let why = match &e {
                         crate::Error::Spec { reason, .. } => reason.clone(),
@@ -833,6 +851,10 @@ async fn start_container(
     .await
     .inspect_err(start_failed)
     .map_err(|e| (CREATE_CONTAINER_ERROR, e.to_string()))?;
+    outcome.created_containers.push(crate::snapshot::Instance {
+        id: id.clone(),
+        sandbox_id: sandbox_id.clone(),
+    });
     let created = |reason, message| {
         container_event(
             ctx,
