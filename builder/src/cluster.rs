@@ -140,7 +140,14 @@ impl Cluster {
             ));
         }
         let view = Arc::new(PodView::new());
-        let (events, event_writer) = ApiEvents::new(client.clone(), node_name);
+        let (events, event_writer) = ApiEvents::new(
+            client.clone(),
+            node_name,
+            ApiEvents::rate_limit(
+                cfg.config.event_record_qps.unwrap_or_default(),
+                cfg.config.event_burst,
+            ),
+        );
         let (status, status_sender) = ApiStatus::new(client.clone(), node_name, view.clone());
         let agent =
             NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));

@@ -43,14 +43,8 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("registryBurst", ActedOn),
     ("imagePullCredentialsVerificationPolicy", ActedOn),
     ("preloadedImagesVerificationAllowlist", ActedOn),
-    (
-        "eventRecordQPS",
-        NotYet("events are sent without a client-side rate limit"),
-    ),
-    (
-        "eventBurst",
-        NotYet("events are sent without a client-side rate limit"),
-    ),
+    ("eventRecordQPS", ActedOn),
+    ("eventBurst", ActedOn),
     ("enableDebuggingHandlers", ActedOn),
     (
         "enableContentionProfiling",

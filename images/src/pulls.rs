@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use kubelet_core::config::KubeletConfiguration;
 use kubelet_core::{
     FilesystemUsage, Image, ImageService, RegistryAuth, RuntimeError, RuntimeErrorKind,
-    SandboxConfig,
+    SandboxConfig, TokenBucket,
 };
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -106,7 +106,7 @@ impl ImageService for LimitedPulls {
             let accepted = bucket
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .try_accept(Instant::now());
+                .try_take(Instant::now().into_std());
             if !accepted {
                 return Err(RuntimeError {
                     operation: "PullImage",
@@ -135,40 +135,6 @@ impl ImageService for LimitedPulls {
 
     async fn image_fs_info(&self) -> kubelet_core::Result<Vec<FilesystemUsage>> {
         self.inner.image_fs_info().await
-    }
-}
-
-/// client-go's token bucket: `burst` tokens, refilled at `qps` per second.
-#[derive(Debug)]
-struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(qps: f64, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            qps,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes a token if there is one (upstream's `TryAccept`).
-    fn try_accept(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.qps).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 

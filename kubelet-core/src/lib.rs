@@ -12,7 +12,8 @@
 //!   upstream puts on sandboxes and containers, the [`Backoff`] of CrashLoopBackOff
 //!   and ImagePullBackOff, resource [`Quantity`] parsing and rounding, and a pod's
 //!   [`QosClass`] ([`pod_qos`]), the [`downward`] API's field and resource values,
-//!   and the `$(VAR)` [`expand`]sion of command, args, env and `subPathExpr`;
+//!   the `$(VAR)` [`expand`]sion of command, args, env and `subPathExpr`, and
+//!   client-go's [`TokenBucket`] rate limit;
 //! - one [`Error`] enum whose runtime variant callers can match on
 //!   ([`RuntimeErrorKind::NotFound`], [`RuntimeErrorKind::Unavailable`], ...).
 //!
@@ -50,6 +51,7 @@ mod pod;
 mod probe;
 mod qos;
 mod quantity;
+mod rate;
 mod runtime;
 mod status;
 pub mod validation;
@@ -68,6 +70,7 @@ pub use pod::PodRef;
 pub use probe::{ProbeKind, ProbeOutcome, ProbeTarget, Prober};
 pub use qos::{QosClass, compute_pod_qos, pod_qos};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
+pub use rate::TokenBucket;
 pub use runtime::{
     Capabilities, CgroupDriver, Container, ContainerConfig, ContainerEvent, ContainerEventKind,
     ContainerEvents, ContainerExec, ContainerFilter, ContainerMetadata, ContainerNamespaces,

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kubelet_core::{EventRecorder, EventType, NodeEvent, PodEvent};
+use kubelet_core::{EventRecorder, EventType, NodeEvent, PodEvent, TokenBucket};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -39,13 +39,30 @@ enum Queued {
 impl ApiEvents {
     /// A recorder writing events from `node_name`'s kubelet, and its writer: the task
     /// for the caller to run (under its supervisor); it returns once every clone of the
-    /// recorder is dropped.
+    /// recorder is dropped. Its API requests (creations and repeats' patches) keep to
+    /// `rate` (`eventRecordQPS` and `eventBurst`, as upstream's event client; `None`
+    /// for no limit), waiting for it while later events queue.
     pub fn new(
         client: kube::Client,
         node_name: &str,
+        rate: Option<TokenBucket>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, rx) = mpsc::channel(QUEUE);
-        (Self { queue }, write_loop(client, node_name.to_owned(), rx))
+        (
+            Self { queue },
+            write_loop(client, node_name.to_owned(), rx, rate),
+        )
+    }
+
+    /// Upstream's event rate limit from `eventRecordQPS` and `eventBurst`: none when
+    /// the QPS is 0.
+    pub fn rate_limit(event_record_qps: i32, event_burst: i32) -> Option<TokenBucket> {
+        (event_record_qps > 0).then(|| {
+            TokenBucket::new(
+                f64::from(event_record_qps),
+                u32::try_from(event_burst).unwrap_or(0),
+            )
+        })
     }
 }
 
@@ -121,10 +138,26 @@ impl Key {
     }
 }
 
-async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<Queued>) {
+/// Waits for `rate`'s next token, if there is a limit.
+async fn keep_to(rate: &mut Option<TokenBucket>) {
+    if let Some(bucket) = rate {
+        let wait = bucket.reserve(tokio::time::Instant::now().into_std());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+async fn write_loop(
+    client: kube::Client,
+    node: String,
+    mut rx: mpsc::Receiver<Queued>,
+    mut rate: Option<TokenBucket>,
+) {
     // The name and count of the first event of each kind, for repeats.
     let mut seen: HashMap<Key, (String, i32)> = HashMap::new();
     while let Some(event) = rx.recv().await {
+        keep_to(&mut rate).await;
         let now = super::now();
         let key = Key::new(event, &node);
         let api: Api<Event> = Api::namespaced(client.clone(), &key.namespace);
@@ -143,6 +176,7 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<Q
                 Err(e) => debug!(error = %e, "updating a repeated event"),
             }
             seen.remove(&key);
+            keep_to(&mut rate).await;
         }
         let name = format!("{}.{:x}", key.name, now.as_nanosecond().max(0));
         let object = Event {
@@ -189,6 +223,80 @@ async fn write_loop(client: kube::Client, node: String, mut rx: mpsc::Receiver<Q
 mod tests {
     use super::*;
     use kubelet_core::PodRef;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    fn pod_event(reason: &'static str) -> PodEvent {
+        PodEvent {
+            pod: PodRef {
+                namespace: "ns".to_owned(),
+                name: "web".to_owned(),
+                uid: "u-1".to_owned(),
+            },
+            field_path: None,
+            event_type: EventType::Normal,
+            reason: reason.into(),
+            message: "m".to_owned(),
+        }
+    }
+
+    /// Writes `events` through a recorder limited to `rate`; each API request the writer
+    /// made, with when (virtual time since the start) and its method.
+    async fn written(
+        events: &[&'static str],
+        rate: Option<TokenBucket>,
+    ) -> Vec<(Duration, String)> {
+        let start = tokio::time::Instant::now();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let client = crate::fake_api::client(move |parts, body| {
+            seen.lock()
+                .expect("requests")
+                .push((start.elapsed(), parts.method.to_string()));
+            // A creation answers with what was sent, a patch with some event.
+            let object = match parts.method {
+                http::Method::POST => serde_json::from_slice(&body).unwrap_or_default(),
+                _ => serde_json::json!({"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": "web.1"}, "involvedObject": {}}),
+            };
+            async move { (200, object) }
+        });
+        let (recorder, writer) = ApiEvents::new(client, "vm", rate);
+        for reason in events {
+            recorder.record(pod_event(reason));
+        }
+        drop(recorder);
+        writer.await;
+        let requests = requests.lock().expect("requests").clone();
+        requests
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn event_writes_keep_to_event_record_qps_after_a_burst() {
+        // 10 a second after a burst of 2: creations and a repeat's patch alike.
+        let rate = ApiEvents::rate_limit(10, 2);
+        let got = written(&["A", "B", "C", "A", "D"], rate).await;
+        let want = [
+            (0, "POST"),
+            (0, "POST"),
+            (100, "POST"),
+            (200, "PATCH"),
+            (300, "POST"),
+        ];
+        let got: Vec<(u128, &str)> = got
+            .iter()
+            .map(|(at, method)| (at.as_millis(), method.as_str()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn event_record_qps_zero_is_no_limit() {
+        assert!(ApiEvents::rate_limit(0, 100).is_none());
+        let got = written(&["A", "B", "C", "D", "E"], None).await;
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|(at, _)| at.is_zero()), "{got:?}");
+    }
 
     #[test]
     fn node_events_name_the_node_as_upstream_s_node_reference() {

@@ -47,7 +47,6 @@
 //! ```
 
 mod error;
-mod limit;
 mod service;
 
 pub use error::{Error, Result};

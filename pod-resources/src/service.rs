@@ -4,12 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
+use kubelet_core::TokenBucket;
 use kubelet_core::metrics::kubelet::KubeletMetrics;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use crate::limit::TokenBucket;
 use crate::proto::v1::pod_resources_lister_client::PodResourcesListerClient;
 use crate::proto::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
 use crate::proto::v1::{
@@ -20,7 +20,7 @@ use crate::proto::v1::{
 use crate::{Error, PodResourcesProvider, Result};
 
 /// Upstream `podresources.DefaultQPS` and `DefaultBurstTokens`.
-const QPS: u32 = 100;
+const QPS: f64 = 100.0;
 const BURST: u32 = 10;
 
 /// How long a client waits for the socket to accept.
@@ -32,7 +32,7 @@ const V1: &str = "v1";
 /// The PodResources v1 service over a [`PodResourcesProvider`].
 pub struct PodResourcesService {
     provider: Arc<dyn PodResourcesProvider>,
-    limit: TokenBucket,
+    limit: std::sync::Mutex<TokenBucket>,
     metrics: Arc<KubeletMetrics>,
 }
 
@@ -48,7 +48,7 @@ impl PodResourcesService {
     pub fn new(provider: Arc<dyn PodResourcesProvider>) -> Self {
         Self {
             provider,
-            limit: TokenBucket::new(QPS, BURST),
+            limit: std::sync::Mutex::new(TokenBucket::new(QPS, BURST)),
             metrics: Arc::new(KubeletMetrics::new()),
         }
     }
@@ -67,7 +67,12 @@ impl PodResourcesService {
     }
 
     fn admit(&self) -> Result<(), Status> {
-        if self.limit.try_take() {
+        let admitted = self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_take(tokio::time::Instant::now().into_std());
+        if admitted {
             Ok(())
         } else {
             Err(Status::resource_exhausted("rejected by rate limit"))

@@ -158,7 +158,7 @@ pub struct Authenticator {
 /// A burst of token reviews each source may cause, refilled at [`REVIEWS_PER_SECOND`]:
 /// tokens the cache does not know cost a TokenReview each, and a client sending random
 /// ones must not turn every request into one.
-const REVIEW_BURST: f64 = 20.0;
+const REVIEW_BURST: u32 = 20;
 /// How fast a source's review budget refills.
 const REVIEWS_PER_SECOND: f64 = 5.0;
 /// Most sources whose budget is tracked.
@@ -167,32 +167,25 @@ const REVIEW_SOURCES: usize = 4096;
 /// The token review budget of each source address.
 #[derive(Default)]
 struct ReviewBudget {
-    sources: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, Instant)>>,
+    sources: std::sync::Mutex<std::collections::HashMap<IpAddr, kubelet_core::TokenBucket>>,
 }
 
 impl ReviewBudget {
     /// Takes one review from `source`'s budget; false when it has none left.
     fn take(&self, source: IpAddr) -> bool {
-        let now = Instant::now();
-        let budget = |(left, at): (f64, Instant)| {
-            (left + now.duration_since(at).as_secs_f64() * REVIEWS_PER_SECOND).min(REVIEW_BURST)
-        };
+        let now = Instant::now().into_std();
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         if sources.len() >= REVIEW_SOURCES && !sources.contains_key(&source) {
             // Sources back at a full budget are the same as unknown ones.
-            sources.retain(|_, entry| budget(*entry) < REVIEW_BURST);
+            sources.retain(|_, budget| !budget.is_full(now));
             if sources.len() >= REVIEW_SOURCES {
                 return false;
             }
         }
-        let entry = sources.entry(source).or_insert((REVIEW_BURST, now));
-        let left = budget(*entry);
-        if left < 1.0 {
-            *entry = (left, now);
-            return false;
-        }
-        *entry = (left - 1.0, now);
-        true
+        sources
+            .entry(source)
+            .or_insert_with(|| kubelet_core::TokenBucket::new(REVIEWS_PER_SECOND, REVIEW_BURST))
+            .try_take(now)
     }
 }
 

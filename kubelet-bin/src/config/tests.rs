@@ -982,17 +982,22 @@ fn upstreams_other_flags_set_their_fields() {
         "--image-gc-high-threshold",
         "90",
         "--cloud-provider=external",
+        "--hairpin-mode=promiscuous-bridge",
     ])
     .expect("config");
     assert_eq!(cfg.config.event_record_qps, Some(7));
     assert_eq!(cfg.config.serialize_image_pulls, Some(false));
     assert_eq!(cfg.config.image_gc_high_threshold_percent, Some(90));
+    let unsupported = cfg.unsupported();
     assert!(
-        cfg.unsupported()
+        unsupported
             .iter()
-            .any(|n| n.starts_with("eventRecordQPS is not supported yet")),
-        "{:?}",
-        cfg.unsupported()
+            .any(|n| n.starts_with("hairpinMode is not supported yet")),
+        "{unsupported:?}"
+    );
+    assert!(
+        !unsupported.iter().any(|n| n.starts_with("eventRecordQPS")),
+        "{unsupported:?}"
     );
     let err = resolve_args(&["kubelet", "--image-gc-high-threshold=lots"]).expect_err("refused");
     assert!(
