@@ -267,8 +267,7 @@ mod tests {
         }
         drop(recorder);
         writer.await;
-        let requests = requests.lock().expect("requests").clone();
-        requests
+        requests.lock().expect("requests").clone()
     }
 
     #[tokio::test(start_paused = true)]

@@ -305,9 +305,10 @@ mod tests {
             id: new.clone(),
             sandbox_id: second.clone(),
         }];
-        let refreshed = refreshed_snapshot(&client, &before, &[second.clone()], &created)
-            .await
-            .expect("refresh");
+        let refreshed =
+            refreshed_snapshot(&client, &before, std::slice::from_ref(&second), &created)
+                .await
+                .expect("refresh");
         let listed = fake.calls()[calls..]
             .iter()
             .filter(|c| c.starts_with("List"))
