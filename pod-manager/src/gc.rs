@@ -461,7 +461,7 @@ pub(crate) async fn remove_dead_sandboxes(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Removes the containers and sandboxes of pods that will not run again, through the
 /// pod manager that knows which those are. Cheap to clone.

@@ -205,33 +205,8 @@ async fn log_tail(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{Container as PodContainer, Pod, PodSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use kubelet_core::{ContainerConfig, ContainerMetadata, SandboxConfig, SandboxMetadata};
-    use kubelet_cri_client::{FakeCriServer, Timeouts};
-
     use super::*;
-
-    const IMAGE: &str = "localhost:5000/busybox:latest";
-
-    fn pod(uid: &str) -> Pod {
-        Pod {
-            metadata: ObjectMeta {
-                name: Some("web".into()),
-                namespace: Some("default".into()),
-                uid: Some(uid.into()),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                containers: vec![PodContainer {
-                    name: "app".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::gc::tests::{fake, run_sandbox};
 
     fn ids(snapshot: &RuntimeSnapshot) -> (Vec<String>, Vec<(String, String)>) {
         (
@@ -250,55 +225,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_reads_known_and_created_objects_by_id_without_listing() {
-        let fake = FakeCriServer::start();
-        fake.add_local_image(IMAGE);
-        let client = fake.client(Timeouts::default());
-        let pod = pod("uid-1");
-        let sandbox_config = |attempt| SandboxConfig {
-            metadata: SandboxMetadata {
-                name: "web".into(),
-                namespace: "default".into(),
-                uid: "uid-1".into(),
-                attempt,
-            },
-            labels: kubelet_core::labels::sandbox_labels(&pod),
-            ..Default::default()
-        };
-        let container_config = |attempt| ContainerConfig {
-            metadata: ContainerMetadata {
-                name: "app".into(),
-                attempt,
-            },
-            image: IMAGE.into(),
-            labels: kubelet_core::labels::container_labels(
-                &pod.spec.as_ref().expect("spec").containers[0],
-                &pod,
-            ),
-            ..Default::default()
-        };
-        let first = Runtime::run_sandbox(&client, &sandbox_config(0))
-            .await
-            .expect("sandbox");
-        let old =
-            Runtime::create_container(&client, &first, &container_config(0), &sandbox_config(0))
-                .await
-                .expect("container");
+        let (fake, client) = fake();
+        let (first, old) = run_sandbox(&client, "uid-1", 0, true).await;
         let before = pod_snapshot(&client, "uid-1").await.expect("snapshot");
 
         // What a sync does: the old instance goes, a new sandbox and container come.
-        Runtime::remove_container(&client, &old)
+        Runtime::remove_container(&client, &old.expect("container"))
             .await
             .expect("remove");
-        let second = Runtime::run_sandbox(&client, &sandbox_config(1))
-            .await
-            .expect("sandbox");
-        let new =
-            Runtime::create_container(&client, &second, &container_config(1), &sandbox_config(1))
-                .await
-                .expect("container");
-        Runtime::start_container(&client, &new)
-            .await
-            .expect("start");
+        let (second, new) = run_sandbox(&client, "uid-1", 1, true).await;
+        let new = new.expect("container");
 
         let calls = fake.calls().len();
         let created = [Instance {
@@ -318,16 +254,13 @@ mod tests {
 
         assert_eq!(
             ids(&refreshed),
-            (
-                vec![second.clone(), first.clone()],
-                vec![(new.clone(), second)]
-            )
+            (vec![second.clone(), first], vec![(new, second)])
         );
         assert_eq!(
             refreshed.containers[0].container.state,
             ContainerState::Running
         );
-        // The same as listing would have found.
+        // The same as listing finds.
         let listed = pod_snapshot(&client, "uid-1").await.expect("snapshot");
         assert_eq!(ids(&refreshed), ids(&listed));
     }

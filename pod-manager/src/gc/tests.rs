@@ -15,7 +15,7 @@ use crate::snapshot::pod_snapshot;
 
 const IMAGE: &str = "localhost:5000/busybox:latest";
 
-fn fake() -> (FakeCriServer, CriClient) {
+pub(crate) fn fake() -> (FakeCriServer, CriClient) {
     let fake = FakeCriServer::start();
     fake.add_local_image(IMAGE);
     let client = fake.client(Timeouts::default());
@@ -385,7 +385,9 @@ async fn a_pod_log_dir_with_a_mount_in_it_is_kept() {
 
 /// Runs attempt `attempt` of the pod `uid`'s sandbox, with a running container `app`
 /// when `with_container`, labelled as the kubelet labels them.
-async fn run_sandbox(
+/// A sandbox of pod `uid` (its container `app` made and started when `with_container`):
+/// their ids.
+pub(crate) async fn run_sandbox(
     client: &CriClient,
     uid: &str,
     attempt: u32,
