@@ -230,7 +230,11 @@ mod tests {
         let before = pod_snapshot(&client, "uid-1").await.expect("snapshot");
 
         // What a sync does: the old instance goes, a new sandbox and container come.
-        Runtime::remove_container(&client, &old.expect("container"))
+        let old = old.expect("container");
+        Runtime::stop_container(&client, &old, std::time::Duration::from_secs(1))
+            .await
+            .expect("stop");
+        Runtime::remove_container(&client, &old)
             .await
             .expect("remove");
         let (second, new) = run_sandbox(&client, "uid-1", 1, true).await;

@@ -982,7 +982,7 @@ fn upstreams_other_flags_set_their_fields() {
         "--image-gc-high-threshold",
         "90",
         "--cloud-provider=external",
-        "--hairpin-mode=promiscuous-bridge",
+        "--hairpin-mode=hairpin-veth",
     ])
     .expect("config");
     assert_eq!(cfg.config.event_record_qps, Some(7));
