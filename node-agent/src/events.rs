@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kubelet_core::{EventRecorder, EventType, NodeEvent, PodEvent, TokenBucket};
@@ -26,7 +27,7 @@ const REMEMBERED: usize = 4096;
 /// namespace, where upstream's recorder puts events about cluster-scoped objects.
 #[derive(Debug, Clone)]
 pub struct ApiEvents {
-    queue: mpsc::Sender<Queued>,
+    queue: mpsc::Sender<(Queued, Timestamp)>,
 }
 
 /// An event waiting to be written.
@@ -67,8 +68,12 @@ impl ApiEvents {
 }
 
 impl ApiEvents {
+    /// Queues `event` with the time it happened, which it keeps however long it waits
+    /// for the rate limit (upstream's recorder stamps it before its sink too).
     fn enqueue(&self, event: Queued) {
-        if let Err(mpsc::error::TrySendError::Full(event)) = self.queue.try_send(event) {
+        if let Err(mpsc::error::TrySendError::Full((event, _))) =
+            self.queue.try_send((event, super::now()))
+        {
             debug!(?event, "event queue full, dropping an event");
         }
     }
@@ -151,14 +156,13 @@ async fn keep_to(rate: &mut Option<TokenBucket>) {
 async fn write_loop(
     client: kube::Client,
     node: String,
-    mut rx: mpsc::Receiver<Queued>,
+    mut rx: mpsc::Receiver<(Queued, Timestamp)>,
     mut rate: Option<TokenBucket>,
 ) {
     // The name and count of the first event of each kind, for repeats.
     let mut seen: HashMap<Key, (String, i32)> = HashMap::new();
-    while let Some(event) = rx.recv().await {
+    while let Some((event, now)) = rx.recv().await {
         keep_to(&mut rate).await;
-        let now = super::now();
         let key = Key::new(event, &node);
         let api: Api<Event> = Api::namespaced(client.clone(), &key.namespace);
         if let Some((name, count)) = seen.get_mut(&key) {
