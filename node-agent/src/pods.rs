@@ -18,7 +18,7 @@ use super::NodeFactsHandle;
 use kubelet_pod_manager::admission::{NodeFacts, Rejection, admit, rejected_status};
 use kubelet_pod_manager::allocation::{Allocations, REASON_INFEASIBLE, ResizeDecision};
 use kubelet_pod_manager::source::CONFIG_MIRROR_ANNOTATION;
-use kubelet_pod_manager::{PodSource, SourceUpdate};
+use kubelet_pod_manager::{PodSource, SourceUpdate, UpdateKind};
 
 /// Every pod the API server has bound to this node, mirror pods included, by UID: what
 /// the status reporter consults for mirror pods and pods being deleted.
@@ -69,10 +69,24 @@ impl PodView {
         self.pods.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Pod>> {
+        self.pods.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn replace(&self, pods: HashMap<String, Pod>) {
-        *self.pods.write().unwrap_or_else(|p| p.into_inner()) = pods;
+        *self.write() = pods;
         self.synced
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Keeps the API server's latest version of one pod.
+    pub(crate) fn upsert(&self, pod: Pod) {
+        self.write().insert(uid(&pod), pod);
+    }
+
+    /// Forgets a pod the API server deleted.
+    pub(crate) fn remove(&self, uid: &str) {
+        self.write().remove(uid);
     }
 }
 
@@ -205,31 +219,34 @@ impl ApiPodSource {
                     continue;
                 }
             };
+            // What the event changed: everything (a new list), or one pod by UID.
             let changed = match event {
                 Ok(Event::Init) => {
                     listing = Some(HashMap::new());
-                    false
+                    None
                 }
                 Ok(Event::InitApply(pod)) => {
                     if let Some(listing) = listing.as_mut() {
                         listing.insert(uid(&pod), pod);
                     }
-                    false
+                    None
                 }
                 Ok(Event::InitDone) => {
                     if let Some(listed) = listing.take() {
                         pods = listed;
                     }
                     synced = true;
-                    true
+                    Some(Changed::All)
                 }
                 Ok(Event::Apply(pod)) => {
-                    pods.insert(uid(&pod), pod);
-                    true
+                    let id = uid(&pod);
+                    pods.insert(id.clone(), pod);
+                    Some(Changed::Pod(id))
                 }
                 Ok(Event::Delete(pod)) => {
-                    pods.remove(&uid(&pod));
-                    true
+                    let id = uid(&pod);
+                    pods.remove(&id);
+                    Some(Changed::Pod(id))
                 }
                 Err(e) => {
                     if !failing {
@@ -243,11 +260,25 @@ impl ApiPodSource {
                 info!("watching the node's pods again");
                 failing = false;
             }
-            if !changed || !synced {
+            let Some(changed) = changed.filter(|_| synced) else {
                 continue;
-            }
-            self.view.replace(pods.clone());
-            if updates.send(self.update(&pods).await).await.is_err() {
+            };
+            let update = match changed {
+                Changed::All => {
+                    self.view.replace(pods.clone());
+                    Some(self.update(&pods).await)
+                }
+                Changed::Pod(id) => {
+                    match pods.get(&id) {
+                        Some(pod) => self.view.upsert(pod.clone()),
+                        None => self.view.remove(&id),
+                    }
+                    self.changes(&pods, &id).await
+                }
+            };
+            if let Some(update) = update
+                && updates.send(update).await.is_err()
+            {
                 return;
             }
         }
@@ -264,8 +295,52 @@ impl ApiPodSource {
             source: PodSource::Api,
             pods: wanted,
             rejected: Vec::new(),
+            kind: UpdateKind::Snapshot,
         }
     }
+
+    /// What changed for the pod `id` (now as in `pods`, or gone from it), through
+    /// admission; `None` when nothing is to be sent (a mirror pod, a rejected pod).
+    ///
+    /// One event costs one pod's admission, not the whole node's: a burst of pods is
+    /// not a copy and comparison of every pod on every event. While a resize waits for
+    /// room, every change of the node's pods may make room, and the whole set goes
+    /// through admission again as a snapshot.
+    async fn changes(&mut self, pods: &HashMap<String, Pod>, id: &str) -> Option<SourceUpdate> {
+        if self.admission.as_ref().is_some_and(Admission::has_deferred) {
+            return Some(self.update(pods).await);
+        }
+        let changes = |pods: Vec<Pod>, removed: Vec<String>| SourceUpdate {
+            source: PodSource::Api,
+            pods,
+            rejected: Vec::new(),
+            kind: UpdateKind::Changes { removed },
+        };
+        let Some(pod) = pods.get(id) else {
+            if let Some(admission) = self.admission.as_mut() {
+                admission.forget(id);
+            }
+            debug!(pod = %id, "api pod deleted");
+            return Some(changes(Vec::new(), vec![id.to_owned()]));
+        };
+        if is_mirror(pod) {
+            return None;
+        }
+        let pod = match self.admission.as_mut() {
+            Some(admission) => admission.admit_one(pod, pods).await?,
+            None => pod.clone(),
+        };
+        debug!(pod = %PodRef::of(&pod), "api pod changed");
+        Some(changes(vec![pod], Vec::new()))
+    }
+}
+
+/// What a watch event changed in the node's pods.
+enum Changed {
+    /// Everything: a complete list arrived.
+    All,
+    /// The pod with this UID was added, changed or deleted.
+    Pod(String),
 }
 
 /// How often deferred resizes are tried again without another reason to (upstream's
@@ -328,7 +403,12 @@ impl Admission {
                 }
                 active.push(candidate);
             }
-            allocated |= self.resize(&pod, &mut active, &facts);
+            let others = || active.iter().filter(|p| uid(p) != id).cloned().collect();
+            let resized = self.resize(&pod, others, &facts);
+            if resized && let Some(slot) = active.iter_mut().find(|p| uid(p) == id) {
+                *slot = self.allocations.allocated_pod(&pod);
+            }
+            allocated |= resized;
             runnable.push(self.allocations.allocated_pod(&pod));
         }
         if allocated {
@@ -337,10 +417,57 @@ impl Admission {
         runnable
     }
 
-    /// Decides a change of an admitted pod's resources; whether its allocation changed.
-    fn resize(&self, pod: &Pod, active: &mut [Pod], facts: &NodeFacts) -> bool {
+    /// One pod that was added or changed, as [`filter`](Self::filter) decides it among
+    /// the node's `pods`: the pod to run at its allocated resources, or `None` if it was
+    /// rejected (now or before).
+    async fn admit_one(&mut self, pod: &Pod, pods: &HashMap<String, Pod>) -> Option<Pod> {
         let id = uid(pod);
-        let others = || active.iter().filter(|p| uid(p) != id).cloned().collect();
+        if is_terminal(pod) || pod.metadata.deletion_timestamp.is_some() {
+            return Some(self.allocations.allocated_pod(pod));
+        }
+        if self.rejected.contains(&id) {
+            return None;
+        }
+        let facts = self.facts().await;
+        let mut allocated = false;
+        if !self.admitted.contains(&id) {
+            let candidate = self.allocations.allocated_pod(pod);
+            if let Err(rejection) = admit(&candidate, &self.active_except(pods, &id), &facts) {
+                self.reject(pod, &rejection).await;
+                return None;
+            }
+            self.admitted.insert(id.clone());
+            if !self.allocations.has_allocation(&id) {
+                self.allocations.set_allocated(&candidate);
+                allocated = true;
+            }
+        }
+        allocated |= self.resize(pod, || self.active_except(pods, &id), &facts);
+        if allocated {
+            self.allocations.save().await;
+        }
+        Some(self.allocations.allocated_pod(pod))
+    }
+
+    /// The admitted pods of `pods` that may still run, but `id`, at their allocations.
+    fn active_except(&self, pods: &HashMap<String, Pod>, id: &str) -> Vec<Pod> {
+        pods.iter()
+            .filter(|(u, p)| *u != id && self.admitted.contains(*u) && !is_terminal(p))
+            .map(|(_, p)| self.allocations.allocated_pod(p))
+            .collect()
+    }
+
+    /// Forgets a pod the API server deleted.
+    fn forget(&mut self, id: &str) {
+        self.admitted.remove(id);
+        self.rejected.remove(id);
+        self.allocations.release(id);
+    }
+
+    /// Decides a change of an admitted pod's resources (`others`: the other admitted
+    /// pods at their allocations, asked for only if the resources changed); whether its
+    /// allocation changed.
+    fn resize(&self, pod: &Pod, others: impl FnOnce() -> Vec<Pod>, facts: &NodeFacts) -> bool {
         let event = |event_type, reason: &'static str, message: String| {
             self.events.record(PodEvent {
                 pod: PodRef::of(pod),
@@ -354,9 +481,6 @@ impl Admission {
             ResizeDecision::None => false,
             ResizeDecision::Accepted { message } => {
                 info!(pod = %PodRef::of(pod), "pod resize accepted");
-                if let Some(slot) = active.iter_mut().find(|p| uid(p) == id) {
-                    *slot = self.allocations.allocated_pod(pod);
-                }
                 event(EventType::Normal, "ResizeStarted", message);
                 true
             }

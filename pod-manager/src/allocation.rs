@@ -390,6 +390,14 @@ impl Allocations {
         state.conditions.remove(pod_uid);
     }
 
+    /// Forgets the allocation of one pod no longer bound to the node, as
+    /// [`retain_allocated`](Self::retain_allocated) does for all of them.
+    pub fn release(&self, pod_uid: &str) {
+        let mut state = self.state();
+        state.allocated.remove(pod_uid);
+        state.conditions.remove(pod_uid);
+    }
+
     /// Forgets the allocations of pods no longer bound to the node (what their
     /// containers were given goes with the pod workers, [`forget`](Self::forget)).
     pub fn retain_allocated(&self, present: &HashSet<String>) {

@@ -105,15 +105,37 @@ impl PodSource {
     }
 }
 
-/// All pods a source currently wants, replacing its previous snapshot.
+/// What a source wants now: all its pods, replacing its previous snapshot, or only what
+/// changed since its last update ([`UpdateKind`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceUpdate {
     /// The source.
     pub source: PodSource,
-    /// Its pods, defaulted and validated; pods that failed are in `errors` instead.
+    /// Its pods, defaulted and validated; pods that failed are in `rejected` instead.
+    /// All of them in a [`UpdateKind::Snapshot`], the added and changed ones in
+    /// [`UpdateKind::Changes`].
     pub pods: Vec<Pod>,
-    /// Manifests that were rejected, each with its path and reason.
+    /// Manifests that were rejected, each with its path and reason (a snapshot's; left as
+    /// they were by [`UpdateKind::Changes`]).
     pub rejected: Vec<RejectedManifest>,
+    /// Whether `pods` are all of the source's pods or only what changed.
+    pub kind: UpdateKind,
+}
+
+/// How a [`SourceUpdate`] relates to the source's previous ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// Every pod the source has (upstream's SET): pods it no longer lists are gone. A
+    /// source's first update is a snapshot.
+    #[default]
+    Snapshot,
+    /// Only the pods added or changed since the last update, and the UIDs of those
+    /// removed; the source's other pods stay as they were. A watch-fed source sends one
+    /// per event, so a node with many pods is not compared pod by pod on every event.
+    Changes {
+        /// UIDs of the pods the source no longer has.
+        removed: Vec<String>,
+    },
 }
 
 /// A manifest a source could not turn into a pod; the other pods are unaffected.

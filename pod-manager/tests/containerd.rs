@@ -20,7 +20,7 @@ use kubelet_pod_manager::admission::SysctlAllowlist;
 use kubelet_pod_manager::spec::{EnvObjects, NoEnvObjects, NodeContext, NodeSecurity};
 use kubelet_pod_manager::{
     LocalPods, LogRotation, ManagerConfig, PodManager, PodSource, RuntimeClasses, SourceUpdate,
-    SyncContext,
+    SyncContext, UpdateKind,
 };
 use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
@@ -211,6 +211,7 @@ impl Kubelet {
                 source: PodSource::File,
                 pods,
                 rejected: Vec::new(),
+                kind: UpdateKind::Snapshot,
             })
             .await
             .expect("manager running");

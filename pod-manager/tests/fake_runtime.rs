@@ -11,6 +11,7 @@ use kubelet_cri_client::{CriClient, FakeCriServer, FakeImage, Timeouts};
 use kubelet_pod_manager::spec::{NoEnvObjects, NodeContext};
 use kubelet_pod_manager::{
     LocalPods, ManagerConfig, PodManager, PodSource, SourceUpdate, SyncContext, TokioClock,
+    UpdateKind,
 };
 use kubelet_probes::KubeletProber;
 use tokio::sync::mpsc;
@@ -223,6 +224,7 @@ async fn send(h: &Harness, pods: Vec<Pod>) {
             source: PodSource::File,
             pods,
             rejected: Vec::new(),
+            kind: UpdateKind::Snapshot,
         })
         .await
         .expect("manager running");

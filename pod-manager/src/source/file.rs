@@ -16,7 +16,7 @@ use super::ManifestOrigin;
 use super::manifest::{
     Decoded, MAX_MANIFEST_BYTES, SnapshotBuilder, decode, prepare_static_pod, rejection_reason,
 };
-use crate::{PodSource, RejectedManifest, SourceUpdate};
+use crate::{PodSource, RejectedManifest, SourceUpdate, UpdateKind};
 
 /// Upstream's default `fileCheckFrequency`.
 pub const DEFAULT_FILE_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
@@ -309,6 +309,7 @@ impl State {
             source: PodSource::File,
             pods: snapshot.0.clone(),
             rejected: snapshot.1.clone(),
+            kind: UpdateKind::Snapshot,
         };
         self.last = Some(snapshot);
         updates.send(update).await.is_ok()

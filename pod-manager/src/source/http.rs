@@ -17,7 +17,7 @@ use super::ManifestOrigin;
 use super::manifest::{
     Decoded, MAX_MANIFEST_BYTES, SnapshotBuilder, decode, prepare_static_pod, rejection_reason,
 };
-use crate::{Error, PodSource, RejectedManifest, Result, SourceUpdate};
+use crate::{Error, PodSource, RejectedManifest, Result, SourceUpdate, UpdateKind};
 
 /// Upstream's default `httpCheckFrequency`.
 pub const DEFAULT_HTTP_CHECK_FREQUENCY: Duration = Duration::from_secs(20);
@@ -155,6 +155,7 @@ impl UrlSource {
                 source: PodSource::Http,
                 pods: snapshot.0.clone(),
                 rejected: snapshot.1.clone(),
+                kind: UpdateKind::Snapshot,
             };
             state.last = Some(snapshot);
             if updates.send(update).await.is_err() {

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::{
     CONFIG_MIRROR_ANNOTATION, CONFIG_SEEN_ANNOTATION, CONFIG_SOURCE_ANNOTATION, now_rfc3339,
 };
-use crate::{PodSource, RejectedManifest, SourceUpdate};
+use crate::{PodSource, RejectedManifest, SourceUpdate, UpdateKind};
 
 /// What a snapshot changed in the pod set, in the order upstream delivers it: removals,
 /// then additions, then updates.
@@ -65,7 +65,9 @@ impl PodSet {
         Self::default()
     }
 
-    /// Replaces the pods of `update.source` and returns what changed.
+    /// Applies `update` to the pods of `update.source` and returns what changed: a
+    /// [`UpdateKind::Snapshot`] replaces them, [`UpdateKind::Changes`] adds, updates and
+    /// removes only the pods it names.
     ///
     /// As upstream: every pod gets the `kubernetes.io/config.source` annotation; a new
     /// pod keeps the `kubernetes.io/config.seen` time its source set, or gets the current
@@ -75,8 +77,27 @@ impl PodSet {
     pub fn apply(&mut self, update: SourceUpdate) -> Vec<PodChange> {
         let source = update.source;
         let state = self.sources.entry(source).or_default();
-        state.rejected = update.rejected;
-        let mut old = std::mem::take(&mut state.pods);
+        // `previous`: the pods this update is compared with, taken out of the set;
+        // `removed`: those the source no longer has.
+        let (mut previous, removed) = match update.kind {
+            UpdateKind::Snapshot => {
+                state.rejected = update.rejected;
+                (std::mem::take(&mut state.pods), None)
+            }
+            UpdateKind::Changes { removed } => {
+                let removed: BTreeMap<String, Pod> = removed
+                    .iter()
+                    .filter_map(|uid| state.pods.remove_entry(uid))
+                    .collect();
+                let named = update
+                    .pods
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.as_deref())
+                    .filter_map(|uid| state.pods.remove_entry(uid))
+                    .collect();
+                (named, Some(removed))
+            }
+        };
 
         let mut added = Vec::new();
         let mut updated = Vec::new();
@@ -108,7 +129,7 @@ impl PodSet {
                     CONFIG_SOURCE_ANNOTATION.to_owned(),
                     source.as_str().to_owned(),
                 );
-            match old.remove(&uid) {
+            match previous.remove(&uid) {
                 Some(mut existing) => {
                     if check_and_update(&mut existing, pod) {
                         updated.push(existing.clone());
@@ -126,8 +147,17 @@ impl PodSet {
                 }
             }
         }
+        let gone = match removed {
+            // The pods a snapshot no longer lists are gone.
+            None => previous,
+            // A named pod dropped as a duplicate keeps its place.
+            Some(removed) => {
+                state.pods.append(&mut previous);
+                removed
+            }
+        };
 
-        let mut changes: Vec<PodChange> = old.into_values().map(PodChange::Removed).collect();
+        let mut changes: Vec<PodChange> = gone.into_values().map(PodChange::Removed).collect();
         changes.extend(added.into_iter().map(PodChange::Added));
         changes.extend(updated.into_iter().map(PodChange::Updated));
         changes
@@ -298,6 +328,7 @@ mod tests {
             source,
             pods,
             rejected: Vec::new(),
+            kind: UpdateKind::Snapshot,
         }
     }
 
@@ -373,6 +404,69 @@ mod tests {
         assert!(set.is_empty());
     }
 
+    fn changes(pods: Vec<Pod>, removed: &[&str]) -> SourceUpdate {
+        SourceUpdate {
+            source: PodSource::Api,
+            pods,
+            rejected: Vec::new(),
+            kind: UpdateKind::Changes {
+                removed: removed.iter().map(|r| r.to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn changes_touch_only_the_pods_they_name() {
+        let mut set = PodSet::new();
+        set.apply(update(
+            PodSource::Api,
+            vec![pod("u1", "a", "i"), pod("u2", "b", "i")],
+        ));
+        let seen = |set: &PodSet, uid: &str| {
+            set.get(uid)
+                .and_then(|p| p.metadata.annotations.as_ref())
+                .map(|a| a[CONFIG_SEEN_ANNOTATION].clone())
+        };
+        let u2_seen = seen(&set, "u2");
+
+        // A new pod: added; the others stay, unreported.
+        let changed = set.apply(changes(vec![pod("u3", "c", "i")], &[]));
+        assert_eq!(summary(&changed), ["added u3"]);
+        assert_eq!(set.len(), 3);
+        assert_eq!(
+            changed[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SOURCE_ANNOTATION],
+            "api"
+        );
+
+        // The same pod again is no change; a changed spec is an update keeping its
+        // first-seen time; a removal names only the UID.
+        assert_eq!(set.apply(changes(vec![pod("u3", "c", "i")], &[])), []);
+        let changed = set.apply(changes(vec![pod("u2", "b", "j")], &["u1"]));
+        assert_eq!(summary(&changed), ["removed u1", "updated u2"]);
+        assert_eq!(seen(&set, "u2"), u2_seen);
+        assert!(set.get("u1").is_none());
+        assert_eq!(set.len(), 2);
+
+        // A UID that was never there removes nothing; a second pod of one name in one
+        // update is dropped and the pod of that UID keeps its place.
+        let changed = set.apply(changes(
+            vec![pod("u4", "d", "i"), pod("u2", "d", "k")],
+            &["nope"],
+        ));
+        assert_eq!(summary(&changed), ["added u4"]);
+        let image = |set: &PodSet, uid: &str| {
+            set.get(uid)
+                .and_then(|p| p.spec.as_ref())
+                .and_then(|s| s.containers[0].image.clone())
+        };
+        assert_eq!(image(&set, "u2").as_deref(), Some("j"));
+        assert_eq!(set.len(), 3);
+
+        // A snapshot after changes compares with everything the changes left.
+        let changed = set.apply(update(PodSource::Api, vec![pod("u4", "d", "i")]));
+        assert_eq!(summary(&changed), ["removed u2", "removed u3"]);
+    }
+
     #[test]
     fn sources_do_not_touch_each_other() {
         let mut set = PodSet::new();
@@ -445,6 +539,7 @@ mod tests {
                 path: "http://127.0.0.1/pods".into(),
                 reason: "items[3]: bad".into(),
             }],
+            kind: UpdateKind::Snapshot,
         });
         assert_eq!(summary(&changes), ["added u1"]);
         let rejected: Vec<_> = set.rejected().collect();

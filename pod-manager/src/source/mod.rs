@@ -3,12 +3,13 @@
 //! - [`FileSource`]: the static pod directory (upstream `--pod-manifest-path`,
 //!   `staticPodPath`), or a single manifest file.
 //! - [`UrlSource`]: a manifest URL (upstream `--manifest-url`, `staticPodURL`).
-//! - [`PodSet`]: merges the [`SourceUpdate`](crate::SourceUpdate) snapshots of all sources into one set of
+//! - [`PodSet`]: merges the [`SourceUpdate`](crate::SourceUpdate)s of all sources into one set of
 //!   pods keyed by UID and reports what was added, updated or removed ([`PodChange`]).
 //!
 //! Each source runs as a task that sends a full snapshot of its pods (a
 //! [`SourceUpdate`](crate::SourceUpdate)) at start and whenever that snapshot changes, never when nothing
-//! changed. Manifests that cannot be used are reported in the snapshot as
+//! changed; a watch-fed source (the API server's, in the node agent) may follow its first
+//! snapshot with only what each event changed ([`UpdateKind::Changes`](crate::UpdateKind)). Manifests that cannot be used are reported in the snapshot as
 //! [`RejectedManifest`](crate::RejectedManifest)s (and logged) without affecting the other pods.
 //!
 //! Static pods are defaulted and validated as upstream does
