@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{GetParams, Patch, PatchParams, PostParams};
 use kubelet_core::{
     Clock, EventRecorder, EventType, ImageService, NoEvents, NodeEvent, RuntimeHealth,
     RuntimeStatus, SystemClock,
@@ -114,7 +114,25 @@ pub struct NodeAgent {
     clock: Arc<dyn Clock>,
     extended: Option<Arc<dyn kubelet_core::ExtendedResources>>,
     volumes_in_use: Option<Arc<dyn kubelet_core::VolumesInUse>>,
+    /// What does not change while the machine runs (cadvisor's machine info), read once.
+    machine: Machine,
+    /// The runtime's images as last listed, and when: upstream lists them every 30 s for
+    /// the node status, not on every update.
+    image_list: std::sync::Mutex<Option<(Instant, Vec<ContainerImage>)>>,
 }
+
+/// The node facts read once at start.
+#[derive(Debug, Clone)]
+struct Machine {
+    /// nodeInfo without the runtime's version.
+    info: NodeSystemInfo,
+    /// The huge page sizes the kernel offers.
+    hugepages: Vec<String>,
+}
+
+/// How long the node status reuses a list of the runtime's images (upstream's image
+/// cache refresh period).
+const IMAGE_LIST_PERIOD: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for NodeAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +162,11 @@ impl NodeAgent {
             clock: Arc::new(SystemClock),
             extended: None,
             volumes_in_use: None,
+            machine: Machine {
+                info: system_info(),
+                hugepages: hugepage_sizes(),
+            },
+            image_list: std::sync::Mutex::new(None),
         }
     }
 
@@ -264,7 +287,14 @@ impl NodeAgent {
                 // lifecycle controller marked it Unknown while this kubelet could not
                 // reach the API server): upstream compares with the object it reads.
                 // Also notice a deleted Node object and register again.
-                match nodes.get_opt(&self.config.name).await {
+                // From the API server's cache (resourceVersion 0) as upstream reads it:
+                // a read every status update must not reach etcd.
+                let read = match nodes.get_with(&self.config.name, &GetParams::any()).await {
+                    Ok(node) => Ok(Some(node)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match read {
                     Ok(None) if self.config.register => {
                         warn!(node = %self.config.name, "the Node object is gone, registering again");
                         registered = false;
@@ -463,7 +493,7 @@ impl NodeAgent {
             ephemeral_storage: storage.unwrap_or(0),
             ..c.capacity
         };
-        let hugepages = hugepage_sizes();
+        let hugepages = &self.machine.hugepages;
         let resources = |amounts: kubelet_core::NodeResources| {
             let mut list = BTreeMap::from([
                 (
@@ -479,7 +509,7 @@ impl NodeAgent {
                     Quantity(format_bytes(amounts.ephemeral_storage)),
                 );
             }
-            for page in &hugepages {
+            for page in hugepages {
                 list.insert(format!("hugepages-{page}"), Quantity("0".to_owned()));
             }
             list
@@ -561,7 +591,12 @@ impl NodeAgent {
             daemon_endpoints: Some(NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint { port: c.port }),
             }),
-            node_info: Some(system_info(version.as_ref())),
+            node_info: Some(NodeSystemInfo {
+                container_runtime_version: version
+                    .map(|v| format!("{}://{}", v.runtime_name, v.runtime_version))
+                    .unwrap_or_default(),
+                ..self.machine.info.clone()
+            }),
             images: Some(self.images().await),
             runtime_handlers: runtime_status.as_ref().ok().and_then(runtime_handlers),
             volumes_in_use: match &self.volumes_in_use {
@@ -572,8 +607,17 @@ impl NodeAgent {
         }
     }
 
-    /// The largest images, as upstream reports them (at most `nodeStatusMaxImages`).
+    /// The largest images, as upstream reports them (at most `nodeStatusMaxImages`),
+    /// from a list at most [`IMAGE_LIST_PERIOD`] old.
     async fn images(&self) -> Vec<ContainerImage> {
+        let cached = |list: &Option<(Instant, Vec<ContainerImage>)>| {
+            list.as_ref()
+                .filter(|(at, _)| at.elapsed() < IMAGE_LIST_PERIOD)
+                .map(|(_, images)| images.clone())
+        };
+        if let Some(images) = cached(&self.image_list.lock().unwrap_or_else(|p| p.into_inner())) {
+            return images;
+        }
         let mut images = match self.images.list_images().await {
             Ok(images) => images,
             Err(e) => {
@@ -582,7 +626,7 @@ impl NodeAgent {
             }
         };
         images.sort_by_key(|i| std::cmp::Reverse(i.size));
-        images
+        let images: Vec<ContainerImage> = images
             .into_iter()
             .take(self.config.max_images.unwrap_or(usize::MAX))
             .map(|image| {
@@ -593,7 +637,10 @@ impl NodeAgent {
                     size_bytes: i64::try_from(image.size).ok(),
                 }
             })
-            .collect()
+            .collect();
+        *self.image_list.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), images.clone()));
+        images
     }
 }
 
@@ -907,8 +954,8 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// nodeInfo (upstream `VersionInfo` + `MachineInfo` setters).
-fn system_info(runtime: Option<&kubelet_core::RuntimeVersion>) -> NodeSystemInfo {
+/// nodeInfo (upstream `VersionInfo` + `MachineInfo` setters) but the runtime's version.
+fn system_info() -> NodeSystemInfo {
     let os_image = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|text| {
@@ -921,9 +968,7 @@ fn system_info(runtime: Option<&kubelet_core::RuntimeVersion>) -> NodeSystemInfo
     NodeSystemInfo {
         architecture: go_arch().to_owned(),
         boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
-        container_runtime_version: runtime
-            .map(|v| format!("{}://{}", v.runtime_name, v.runtime_version))
-            .unwrap_or_default(),
+        container_runtime_version: String::new(),
         kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
         kube_proxy_version: String::new(),
         kubelet_version: KUBELET_VERSION.to_owned(),
