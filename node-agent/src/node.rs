@@ -116,9 +116,35 @@ pub struct NodeAgent {
     volumes_in_use: Option<Arc<dyn kubelet_core::VolumesInUse>>,
     /// What does not change while the machine runs (cadvisor's machine info), read once.
     machine: Machine,
-    /// The runtime's images as last listed, and when: upstream lists them every 30 s for
-    /// the node status, not on every update.
-    image_list: std::sync::Mutex<Option<(Instant, Vec<ContainerImage>)>>,
+    /// The runtime's images as last listed: upstream lists them every 30 s for the node
+    /// status, not on every update.
+    image_list: Reused<Vec<ContainerImage>>,
+    /// The runtime's name and version, asked as seldom.
+    runtime_version: Reused<kubelet_core::RuntimeVersion>,
+}
+
+/// A value read from the runtime, reused for [`RUNTIME_FACTS_PERIOD`] rather than read
+/// again on every status update.
+#[derive(Debug, Default)]
+struct Reused<T>(std::sync::Mutex<Option<(Instant, T)>>);
+
+impl<T: Clone> Reused<T> {
+    /// The value, if it was read less than the period ago.
+    fn fresh(&self) -> Option<T> {
+        self.lock()
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < RUNTIME_FACTS_PERIOD)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// Keeps a value just read.
+    fn keep(&self, value: T) {
+        *self.lock() = Some((Instant::now(), value));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, T)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The node facts read once at start.
@@ -130,9 +156,9 @@ struct Machine {
     hugepages: Vec<String>,
 }
 
-/// How long the node status reuses a list of the runtime's images (upstream's image
-/// cache refresh period).
-const IMAGE_LIST_PERIOD: Duration = Duration::from_secs(30);
+/// How long the node status reuses the runtime's image list and version (upstream's
+/// image cache refresh period).
+const RUNTIME_FACTS_PERIOD: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for NodeAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +192,8 @@ impl NodeAgent {
                 info: system_info(),
                 hugepages: hugepage_sizes(),
             },
-            image_list: std::sync::Mutex::new(None),
+            image_list: Reused::default(),
+            runtime_version: Reused::default(),
         }
     }
 
@@ -525,7 +552,16 @@ impl NodeAgent {
         }
 
         let runtime_status = self.runtime.status().await;
-        let version = self.runtime.version().await.ok();
+        let version = match self.runtime_version.fresh() {
+            Some(version) => Some(version),
+            None => {
+                let version = self.runtime.version().await.ok();
+                if let Some(version) = &version {
+                    self.runtime_version.keep(version.clone());
+                }
+                version
+            }
+        };
         let heartbeat = Time(now());
         let condition = |type_: &str, ok: bool, reason: &str, message: String| {
             let status = if ok { "True" } else { "False" };
@@ -608,14 +644,9 @@ impl NodeAgent {
     }
 
     /// The largest images, as upstream reports them (at most `nodeStatusMaxImages`),
-    /// from a list at most [`IMAGE_LIST_PERIOD`] old.
+    /// from a list at most [`RUNTIME_FACTS_PERIOD`] old.
     async fn images(&self) -> Vec<ContainerImage> {
-        let cached = |list: &Option<(Instant, Vec<ContainerImage>)>| {
-            list.as_ref()
-                .filter(|(at, _)| at.elapsed() < IMAGE_LIST_PERIOD)
-                .map(|(_, images)| images.clone())
-        };
-        if let Some(images) = cached(&self.image_list.lock().unwrap_or_else(|p| p.into_inner())) {
+        if let Some(images) = self.image_list.fresh() {
             return images;
         }
         let mut images = match self.images.list_images().await {
@@ -638,8 +669,7 @@ impl NodeAgent {
                 }
             })
             .collect();
-        *self.image_list.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), images.clone()));
+        self.image_list.keep(images.clone());
         images
     }
 }
@@ -1083,6 +1113,20 @@ mod tests {
                 "NodeReady"
             ]
         );
+    }
+
+    #[test]
+    fn runtime_facts_are_reused_once_read() {
+        let version: Reused<kubelet_core::RuntimeVersion> = Reused::default();
+        assert_eq!(version.fresh(), None, "nothing read yet");
+        let read = kubelet_core::RuntimeVersion {
+            runtime_name: "containerd".into(),
+            ..Default::default()
+        };
+        version.keep(read.clone());
+        assert_eq!(version.fresh(), Some(read));
+        *version.lock() = Some((Instant::now() - RUNTIME_FACTS_PERIOD, Default::default()));
+        assert_eq!(version.fresh(), None, "read a period ago: asked again");
     }
 
     #[test]
