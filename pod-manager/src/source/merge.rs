@@ -434,7 +434,12 @@ mod tests {
         assert_eq!(summary(&changed), ["added u3"]);
         assert_eq!(set.len(), 3);
         assert_eq!(
-            changed[0].pod().metadata.annotations.as_ref().unwrap()[CONFIG_SOURCE_ANNOTATION],
+            changed[0]
+                .pod()
+                .metadata
+                .annotations
+                .as_ref()
+                .expect("annotations")[CONFIG_SOURCE_ANNOTATION],
             "api"
         );
 
