@@ -351,11 +351,9 @@ const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_secs(180);
 const POD_WATCH_TIMEOUT_SECONDS: u32 = 60;
 
 impl Admission {
-    /// Whether a resize waits for room on the node.
+    /// Whether a resize waits for room on the node (only admitted pods have resizes).
     fn has_deferred(&self) -> bool {
-        self.admitted
-            .iter()
-            .any(|uid| self.allocations.is_deferred(uid))
+        self.allocations.any_deferred()
     }
 
     /// The pods that may run, at their allocated resources: those admitted before,

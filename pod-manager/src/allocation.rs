@@ -135,6 +135,14 @@ struct ResizeConditions {
     in_progress: Option<PodCondition>,
 }
 
+impl ResizeConditions {
+    fn is_deferred(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|c| c.reason.as_deref() == Some(REASON_DEFERRED))
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     #[serde(default)]
@@ -485,8 +493,15 @@ impl Allocations {
         self.state()
             .conditions
             .get(pod_uid)
-            .and_then(|c| c.pending.as_ref())
-            .is_some_and(|c| c.reason.as_deref() == Some(REASON_DEFERRED))
+            .is_some_and(ResizeConditions::is_deferred)
+    }
+
+    /// Whether the resize of any pod is `Deferred`, waiting for room.
+    pub fn any_deferred(&self) -> bool {
+        self.state()
+            .conditions
+            .values()
+            .any(ResizeConditions::is_deferred)
     }
 
     /// The resources a running container was last given, if recorded.

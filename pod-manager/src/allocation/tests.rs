@@ -108,6 +108,7 @@ fn a_resize_without_room_is_deferred_once_and_accepted_when_room_is_made() {
     assert_eq!(reason, REASON_DEFERRED);
     assert!(message.starts_with("Pod resize Deferred: "), "{message}");
     assert!(allocations.is_deferred("mine"));
+    assert!(allocations.any_deferred());
     let pending = &allocations.conditions("mine")[0];
     assert_eq!(pending.type_, POD_RESIZE_PENDING);
     assert_eq!(pending.reason.as_deref(), Some(REASON_DEFERRED));
@@ -133,6 +134,7 @@ fn a_resize_without_room_is_deferred_once_and_accepted_when_room_is_made() {
         "{accepted:?}"
     );
     assert!(!allocations.is_deferred("mine"));
+    assert!(!allocations.any_deferred());
     assert!(
         allocations
             .conditions("mine")
