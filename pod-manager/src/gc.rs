@@ -192,14 +192,6 @@ pub(crate) async fn create_log_symlink(
         return;
     }
     let log = Path::new(&sandbox.log_directory).join(&container.log_path);
-    // As upstream: a runtime that logs elsewhere writes no file here, and a link to
-    // nothing would only be removed again as dangling.
-    if let Err(e) = tokio::fs::metadata(&log).await
-        && e.kind() == ErrorKind::NotFound
-    {
-        debug!(log = %log.display(), "no container log file, not linking it");
-        return;
-    }
     let link = log_symlink_path(
         dir,
         &sandbox.metadata.name,
@@ -207,13 +199,32 @@ pub(crate) async fn create_log_symlink(
         &container.metadata.name,
         container_id,
     );
-    // Upstream makes the directory at start-up; here whoever links first makes it.
-    if let Err(e) = tokio::fs::create_dir_all(dir).await {
-        warn!(dir = %dir.display(), error = %e, "creating the container log symlink directory");
-        return;
-    }
-    if let Err(e) = tokio::fs::symlink(&log, &link).await {
-        warn!(link = %link.display(), log = %log.display(), error = %e, "creating a container log symlink");
+    let dir = dir.to_owned();
+    let span = tracing::Span::current();
+    // One trip to the blocking pool: this is on the path from a container's start to
+    // its Running status.
+    let linked = tokio::task::spawn_blocking(move || {
+        let _pod = span.enter();
+        // As upstream: a runtime that logs elsewhere writes no file here, and a link to
+        // nothing would only be removed again as dangling.
+        if let Err(e) = std::fs::metadata(&log)
+            && e.kind() == ErrorKind::NotFound
+        {
+            debug!(log = %log.display(), "no container log file, not linking it");
+            return;
+        }
+        // Upstream makes the directory at start-up; here whoever links first makes it.
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            warn!(dir = %dir.display(), error = %e, "creating the container log symlink directory");
+            return;
+        }
+        if let Err(e) = std::os::unix::fs::symlink(&log, &link) {
+            warn!(link = %link.display(), log = %log.display(), error = %e, "creating a container log symlink");
+        }
+    })
+    .await;
+    if let Err(e) = linked {
+        warn!(error = %e, "creating a container log symlink");
     }
 }
 

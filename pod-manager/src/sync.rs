@@ -868,22 +868,24 @@ async fn start_container(
     created("Created", "Container created".to_owned());
     let uid = PodRef::of(pod).uid;
     let resources = container.resources.clone().unwrap_or_default();
-    if ctx
+    let actuated_changed = ctx
         .node
         .allocations
-        .set_actuated(&uid, &container.name, resources)
-    {
-        ctx.node.allocations.save().await;
-    }
-    step("start", ctx.runtime.start_container(&id))
-        .await
-        .inspect_err(start_failed)
-        .map_err(|e| {
-            (
-                RUN_CONTAINER_ERROR,
-                e.to_string().replace(&id, &container.name),
-            )
-        })?;
+        .set_actuated(&uid, &container.name, resources);
+    // The checkpoint is written while the runtime starts the container: neither waits
+    // for the other, and both are done before the container counts as started.
+    let checkpoint = async {
+        if actuated_changed {
+            ctx.node.allocations.save().await;
+        }
+    };
+    let ((), started) = tokio::join!(checkpoint, step("start", ctx.runtime.start_container(&id)));
+    started.inspect_err(start_failed).map_err(|e| {
+        (
+            RUN_CONTAINER_ERROR,
+            e.to_string().replace(&id, &container.name),
+        )
+    })?;
     created("Started", "Container started".to_owned());
     info!(container = %container.name, id = %id, restart_count, "started container");
     crate::gc::create_log_symlink(&ctx.node.container_logs_dir, sandbox_config, &config, &id).await;
@@ -1152,7 +1154,8 @@ fn spec_message(error: crate::Error) -> String {
 }
 
 /// The kubelet-made mounts of a container: the Kubernetes-managed hosts file and its
-/// termination message file.
+/// termination message file, both written in one trip to the blocking pool (each trip
+/// is a thread hand-off on the pod's start path).
 async fn container_mounts(
     ctx: &SyncContext,
     pod: &Pod,
@@ -1160,6 +1163,7 @@ async fn container_mounts(
     pod_ips: &[String],
 ) -> Result<Vec<Mount>> {
     let mut mounts = Vec::new();
+    let mut files = Vec::new();
     if spec::should_mount_hosts_file(pod, container, pod_ips) {
         let host_network = pod
             .spec
@@ -1175,68 +1179,94 @@ async fn container_mounts(
             String::new()
         };
         let content = spec::hosts_file_content(pod, pod_ips, &ctx.node, &node_hosts)?;
-        let path = spec::hosts_file_path(pod, &ctx.node);
-        write_file(&path, content.as_bytes(), "writing the pod's hosts file").await?;
+        files.push(FileToWrite {
+            path: spec::hosts_file_path(pod, &ctx.node),
+            bytes: content.into_bytes(),
+            mode: None,
+            operation: "writing the pod's hosts file",
+        });
         mounts.push(spec::hosts_file_mount(pod, &ctx.node));
     }
     let path = container
         .termination_message_path
         .clone()
         .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
-    if path.is_empty() {
-        return Ok(mounts);
+    if !path.is_empty() {
+        let uid = PodRef::of(pod).uid;
+        // A fresh file per instance, so a restarted container does not see the old message.
+        let nanos = ctx
+            .clock
+            .now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let file = ctx
+            .node
+            .pods_dir
+            .join(&uid)
+            .join("containers")
+            .join(&container.name)
+            .join(format!("{nanos:x}"));
+        mounts.push(Mount {
+            container_path: path,
+            host_path: file.display().to_string(),
+            selinux_relabel: ctx.node.security.selinux_enabled,
+            ..Default::default()
+        });
+        // Whatever user the container runs as must be able to write its message, as
+        // upstream's 0666 regardless of the umask.
+        files.push(FileToWrite {
+            path: file,
+            bytes: Vec::new(),
+            mode: Some(0o666),
+            operation: "creating the termination message file",
+        });
     }
-    let uid = PodRef::of(pod).uid;
-    // A fresh file per instance, so a restarted container does not see the old message.
-    let nanos = ctx
-        .clock
-        .now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let file = ctx
-        .node
-        .pods_dir
-        .join(&uid)
-        .join("containers")
-        .join(&container.name)
-        .join(format!("{nanos:x}"));
-    write_file(&file, b"", "creating the termination message file").await?;
-    // Whatever user the container runs as must be able to write its message, as
-    // upstream's 0666 regardless of the umask.
-    tokio::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
-        .await
-        .map_err(|source| crate::Error::Io {
-            operation: "making the termination message file writable",
-            path: file.clone(),
-            source,
-        })?;
-    mounts.push(Mount {
-        container_path: path,
-        host_path: file.display().to_string(),
-        selinux_relabel: ctx.node.security.selinux_enabled,
-        ..Default::default()
-    });
+    write_files(files).await?;
     Ok(mounts)
 }
 
-async fn write_file(path: &std::path::Path, bytes: &[u8], operation: &'static str) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|source| crate::Error::Io {
-                operation,
-                path: dir.to_owned(),
-                source,
-            })?;
+/// A file the kubelet writes for a container, with its directories.
+struct FileToWrite {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    /// Permissions set after writing, whatever the umask.
+    mode: Option<u32>,
+    operation: &'static str,
+}
+
+/// Writes `files` in order, in one trip to the blocking pool.
+async fn write_files(files: Vec<FileToWrite>) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
     }
-    tokio::fs::write(path, bytes)
-        .await
-        .map_err(|source| crate::Error::Io {
-            operation,
-            path: path.to_owned(),
-            source,
-        })
+    let written = tokio::task::spawn_blocking(move || {
+        for file in files {
+            let io = |path: &std::path::Path| {
+                let (operation, path) = (file.operation, path.to_owned());
+                move |source| crate::Error::Io {
+                    operation,
+                    path,
+                    source,
+                }
+            };
+            if let Some(dir) = file.path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::write(&file.path, &file.bytes).map_err(io(&file.path))?;
+            if let Some(mode) = file.mode {
+                std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io(&file.path))?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    written.map_err(|e| crate::Error::Io {
+        operation: "writing the container's files",
+        path: PathBuf::new(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// Stops one container: preStop hook, then the runtime's stop with what is left of the
