@@ -606,6 +606,7 @@ spec:
     for family in [
         "kubelet_pod_worker_duration_seconds_bucket{operation_type=\"create\",le=\"+Inf\"}",
         "kubelet_pod_start_sli_duration_seconds_count",
+        "kubelet_pod_start_duration_seconds_count",
         "kubelet_pleg_relist_duration_seconds_count",
         "kubelet_started_containers_total{container_type=\"container\"}",
     ] {
