@@ -795,12 +795,9 @@ async fn pod_worker(
                 .unwrap_or_else(|| now(ctx.clock.as_ref()))
         });
         let start_time = Time(started);
-        // The pod's first status (Pending) goes out only if its first sync takes longer
-        // than FIRST_STATUS_HOLD (a slow pull, a volume not ready): a pod that starts
-        // within it gets one status write, not two, and its start does not compete
-        // with the API server's work for that write.
-        let mut first_status = None;
         if last_status.is_none() {
+            // Publish Pending at once, as upstream's status manager does, so a first sync
+            // stuck on a slow pull still shows the pod.
             let status = pod_status(&StatusInputs {
                 pod: &pod,
                 snapshot: &snapshot,
@@ -813,8 +810,11 @@ async fn pod_worker(
                 probes: &Default::default(),
                 allocations: Some(&ctx.node.allocations),
             });
-            startup.observe(&pod, &status, None, ctx.clock.now());
-            first_status = Some(status);
+            startup.observe(&pod, None, &status, None, ctx.clock.now());
+            match reporter.report(&pod, &status).await {
+                Ok(()) => last_status = Some(status),
+                Err(e) => warn!(error = %e, "reporting the pod's status"),
+            }
         }
 
         if let Some((grace, why, done)) = &want.kill {
@@ -890,28 +890,7 @@ async fn pod_worker(
                 }
             }
             let verdicts = probes.verdicts(&pod, &snapshot);
-            let sync = sync_pod(&ctx, &pod, &snapshot, &verdicts);
-            let synced_pod = match first_status.take() {
-                Some(status) => {
-                    let publish = async {
-                        match reporter.report(&pod, &status).await {
-                            Ok(()) => Some(status),
-                            Err(e) => {
-                                warn!(error = %e, "reporting the pod's status");
-                                None
-                            }
-                        }
-                    };
-                    let (synced_pod, published) =
-                        meanwhile_after(sync, FIRST_STATUS_HOLD, publish).await;
-                    if let Some(status) = published.flatten() {
-                        last_status = Some(status);
-                    }
-                    synced_pod
-                }
-                None => sync.await,
-            };
-            match synced_pod {
+            match sync_pod(&ctx, &pod, &snapshot, &verdicts).await {
                 Ok(o) => {
                     outcome = o;
                     synced = true;
@@ -967,7 +946,13 @@ async fn pod_worker(
             status.message =
                 Some("Pod was active on the node longer than the specified deadline".to_owned());
         }
-        startup.observe(&pod, &status, outcome.pulling, ctx.clock.now());
+        startup.observe(
+            &pod,
+            last_status.as_ref(),
+            &status,
+            outcome.pulling,
+            ctx.clock.now(),
+        );
         if last_status.as_ref() != Some(&status) {
             debug!(phase = ?status.phase, "pod status changed");
             match reporter.report(&pod, &status).await {
@@ -1022,26 +1007,6 @@ async fn pod_worker(
 
 /// How often (in 2-second housekeeping ticks) the periodic clean-up (`collect_garbage`) runs.
 const ORPHAN_DIRS_EVERY_TICKS: u32 = 15;
-
-/// How long a new pod's first sync may run before its Pending status is written anyway.
-const FIRST_STATUS_HOLD: Duration = Duration::from_secs(1);
-
-/// Runs `work`; once it has taken longer than `after`, runs `meanwhile` beside it.
-/// Returns what `work` gave, and what `meanwhile` gave if it ran.
-async fn meanwhile_after<T, M>(
-    work: impl std::future::Future<Output = T>,
-    after: Duration,
-    meanwhile: impl std::future::Future<Output = M>,
-) -> (T, Option<M>) {
-    let mut work = std::pin::pin!(work);
-    tokio::select! {
-        biased;
-        done = &mut work => return (done, None),
-        () = tokio::time::sleep(after) => {}
-    }
-    let (done, side) = tokio::join!(work, meanwhile);
-    (done, Some(side))
-}
 
 /// The periodic clean-up: the volumes and directories of pods that no worker owns and
 /// the runtime no longer knows (left by a kubelet that stopped before finishing them),
@@ -1205,9 +1170,6 @@ struct StartupTracker {
     metrics: Arc<KubeletMetrics>,
     first_seen: SystemTime,
     pulling: Option<(SystemTime, SystemTime)>,
-    /// Whether a status of the pod was Pending: a pod first seen Running (adopted by a
-    /// restarted kubelet) did not start here.
-    saw_pending: bool,
     running_recorded: bool,
     saw_starting: bool,
     sli_recorded: bool,
@@ -1219,7 +1181,6 @@ impl StartupTracker {
             metrics,
             first_seen: now,
             pulling: None,
-            saw_pending: false,
             running_recorded: false,
             saw_starting: false,
             sli_recorded: false,
@@ -1229,6 +1190,7 @@ impl StartupTracker {
     fn observe(
         &mut self,
         pod: &Pod,
+        previous: Option<&PodStatus>,
         status: &PodStatus,
         pulling: Option<(SystemTime, SystemTime)>,
         now: SystemTime,
@@ -1239,13 +1201,11 @@ impl StartupTracker {
                 None => (first, last),
             });
         }
-        let phase = status.phase.as_deref();
-        if phase == Some(crate::status::PENDING) {
-            self.saw_pending = true;
-        }
-        if !self.running_recorded && phase == Some(crate::status::RUNNING) {
+        let phase = |s: Option<&PodStatus>| s.and_then(|s| s.phase.clone());
+        if !self.running_recorded && phase(Some(status)).as_deref() == Some("Running") {
             self.running_recorded = true;
-            if self.saw_pending {
+            // A pod already running when first seen (a restarted kubelet) is not starting.
+            if phase(previous).as_deref() == Some("Pending") {
                 let seconds = now.duration_since(self.first_seen).unwrap_or_default();
                 self.metrics
                     .pod_start_duration
@@ -1449,21 +1409,6 @@ fn orphan_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn meanwhile_runs_only_once_the_work_took_longer() {
-        let work = |secs| async move {
-            tokio::time::sleep(Duration::from_secs(secs)).await;
-            secs
-        };
-        let side = || async { "published" };
-        let hold = Duration::from_secs(1);
-        assert_eq!(meanwhile_after(work(0), hold, side()).await, (0, None));
-        let quick = meanwhile_after(work(1), Duration::from_secs(2), side()).await;
-        assert_eq!(quick, (1, None));
-        let slow = meanwhile_after(work(5), hold, side()).await;
-        assert_eq!(slow, (5, Some("published")));
-    }
 
     #[test]
     fn active_deadline() {
