@@ -350,6 +350,19 @@ const RESIZE_RETRY: std::time::Duration = std::time::Duration::from_secs(180);
 /// How long the API server keeps one watch of the node's pods open.
 const POD_WATCH_TIMEOUT_SECONDS: u32 = 60;
 
+/// What admission made of one pod.
+#[derive(Debug, Default)]
+struct Decided {
+    /// The pod to run at its allocated resources; `None` when it is rejected (now or
+    /// before).
+    run: Option<Pod>,
+    /// Whether it was admitted or its allocation changed just now: the other pods' fit
+    /// must count it as `run` from now on.
+    joins_active: bool,
+    /// Whether an allocation changed and must be saved.
+    allocation_changed: bool,
+}
+
 impl Admission {
     /// Whether a resize waits for room on the node (only admitted pods have resizes).
     fn has_deferred(&self) -> bool {
@@ -370,7 +383,7 @@ impl Admission {
                 .cmp(&created(b))
                 .then_with(|| uid(a).cmp(&uid(b)))
         });
-        let facts = self.facts().await;
+        let mut facts = None;
         let mut active: Vec<Pod> = pods
             .iter()
             .filter(|p| self.admitted.contains(&uid(p)) && !is_terminal(p))
@@ -380,34 +393,19 @@ impl Admission {
         let mut allocated = false;
         for pod in pods {
             let id = uid(&pod);
-            if is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
-                runnable.push(self.allocations.allocated_pod(&pod));
+            let others = |_: &Self| active.iter().filter(|p| uid(p) != id).cloned().collect();
+            let decided = self.decide(&pod, others, &mut facts).await;
+            allocated |= decided.allocation_changed;
+            let Some(run) = decided.run else {
                 continue;
-            }
-            if self.rejected.contains(&id) {
-                continue;
-            }
-            if !self.admitted.contains(&id) {
-                // A restarted kubelet admits a pod at the resources it was running with.
-                let candidate = self.allocations.allocated_pod(&pod);
-                if let Err(rejection) = admit(&candidate, &active, &facts) {
-                    self.reject(&pod, &rejection).await;
-                    continue;
+            };
+            if decided.joins_active {
+                match active.iter_mut().find(|p| uid(p) == id) {
+                    Some(slot) => *slot = run.clone(),
+                    None => active.push(run.clone()),
                 }
-                self.admitted.insert(id.clone());
-                if !self.allocations.has_allocation(&id) {
-                    self.allocations.set_allocated(&candidate);
-                    allocated = true;
-                }
-                active.push(candidate);
             }
-            let others = || active.iter().filter(|p| uid(p) != id).cloned().collect();
-            let resized = self.resize(&pod, others, &facts);
-            if resized && let Some(slot) = active.iter_mut().find(|p| uid(p) == id) {
-                *slot = self.allocations.allocated_pod(&pod);
-            }
-            allocated |= resized;
-            runnable.push(self.allocations.allocated_pod(&pod));
+            runnable.push(run);
         }
         if allocated {
             self.allocations.save().await;
@@ -417,34 +415,64 @@ impl Admission {
 
     /// One pod that was added or changed, as [`filter`](Self::filter) decides it among
     /// the node's `pods`: the pod to run at its allocated resources, or `None` if it was
-    /// rejected (now or before).
+    /// rejected (now or before). The other admitted pods are only built when the pod
+    /// needs fitting or its resources changed.
     async fn admit_one(&mut self, pod: &Pod, pods: &HashMap<String, Pod>) -> Option<Pod> {
         let id = uid(pod);
+        let others = |this: &Self| this.active_except(pods, &id);
+        let decided = self.decide(pod, others, &mut None).await;
+        if decided.allocation_changed {
+            self.allocations.save().await;
+        }
+        decided.run
+    }
+
+    /// Admission's decision on one pod, the same for a whole list and for one change:
+    /// terminal and deleted pods pass (they never start anything), a pod rejected before
+    /// stays rejected, a new pod must fit beside `others` (the other admitted pods at
+    /// their allocations, built only when needed), and an admitted pod's resize is
+    /// decided. `facts` is filled on first need, so a list reads the node once.
+    async fn decide(
+        &mut self,
+        pod: &Pod,
+        others: impl Fn(&Self) -> Vec<Pod>,
+        facts: &mut Option<NodeFacts>,
+    ) -> Decided {
+        let id = uid(pod);
         if is_terminal(pod) || pod.metadata.deletion_timestamp.is_some() {
-            return Some(self.allocations.allocated_pod(pod));
+            return Decided {
+                run: Some(self.allocations.allocated_pod(pod)),
+                ..Decided::default()
+            };
         }
         if self.rejected.contains(&id) {
-            return None;
+            return Decided::default();
         }
-        let facts = self.facts().await;
-        let mut allocated = false;
+        let facts = match facts {
+            Some(facts) => facts,
+            None => facts.insert(self.facts().await),
+        };
+        let mut decided = Decided::default();
         if !self.admitted.contains(&id) {
+            // A restarted kubelet admits a pod at the resources it was running with.
             let candidate = self.allocations.allocated_pod(pod);
-            if let Err(rejection) = admit(&candidate, &self.active_except(pods, &id), &facts) {
+            if let Err(rejection) = admit(&candidate, &others(self), facts) {
                 self.reject(pod, &rejection).await;
-                return None;
+                return decided;
             }
             self.admitted.insert(id.clone());
             if !self.allocations.has_allocation(&id) {
                 self.allocations.set_allocated(&candidate);
-                allocated = true;
+                decided.allocation_changed = true;
             }
+            decided.joins_active = true;
         }
-        allocated |= self.resize(pod, || self.active_except(pods, &id), &facts);
-        if allocated {
-            self.allocations.save().await;
+        if self.resize(pod, || others(self), facts) {
+            decided.allocation_changed = true;
+            decided.joins_active = true;
         }
-        Some(self.allocations.allocated_pod(pod))
+        decided.run = Some(self.allocations.allocated_pod(pod));
+        decided
     }
 
     /// The admitted pods of `pods` that may still run, but `id`, at their allocations.
