@@ -1237,9 +1237,10 @@ struct FileToWrite {
 
 /// Writes `files` in order, in one trip to the blocking pool.
 async fn write_files(files: Vec<FileToWrite>) -> Result<()> {
-    if files.is_empty() {
+    let Some(first) = files.first() else {
         return Ok(());
-    }
+    };
+    let (operation, first) = (first.operation, first.path.clone());
     let written = tokio::task::spawn_blocking(move || {
         for file in files {
             let io = |path: &std::path::Path| {
@@ -1262,9 +1263,10 @@ async fn write_files(files: Vec<FileToWrite>) -> Result<()> {
         Ok(())
     })
     .await;
+    // Only a panic or the runtime shutting down loses the task.
     written.map_err(|e| crate::Error::Io {
-        operation: "writing the container's files",
-        path: PathBuf::new(),
+        operation,
+        path: first,
         source: std::io::Error::other(e),
     })?
 }
