@@ -431,7 +431,9 @@ impl Admission {
     /// terminal and deleted pods pass (they never start anything), a pod rejected before
     /// stays rejected, a new pod must fit beside `others` (the other admitted pods at
     /// their allocations, built only when needed), and an admitted pod's resize is
-    /// decided. `facts` is filled on first need, so a list reads the node once.
+    /// decided. `others` is handed the admission itself, so that it may read the
+    /// admitted set while `decide` holds it mutably. `facts` is filled on first need, so
+    /// a list reads the node once.
     async fn decide(
         &mut self,
         pod: &Pod,
