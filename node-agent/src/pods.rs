@@ -1,5 +1,6 @@
 //! The pods bound to this node, from a watch on the API server.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -393,7 +394,21 @@ impl Admission {
         let mut allocated = false;
         for pod in pods {
             let id = uid(&pod);
-            let others = |_: &Self| active.iter().filter(|p| uid(p) != id).cloned().collect();
+            // A new pod is not among the active ones yet: they are lent, not copied.
+            let active_pods = &active;
+            let others = |_: &Self| {
+                if active_pods.iter().any(|p| uid(p) == id) {
+                    Cow::Owned(
+                        active_pods
+                            .iter()
+                            .filter(|p| uid(p) != id)
+                            .cloned()
+                            .collect(),
+                    )
+                } else {
+                    Cow::Borrowed(active_pods.as_slice())
+                }
+            };
             let decided = self.decide(&pod, others, &mut facts).await;
             allocated |= decided.allocation_changed;
             let Some(run) = decided.run else {
@@ -419,7 +434,7 @@ impl Admission {
     /// needs fitting or its resources changed.
     async fn admit_one(&mut self, pod: &Pod, pods: &HashMap<String, Pod>) -> Option<Pod> {
         let id = uid(pod);
-        let others = |this: &Self| this.active_except(pods, &id);
+        let others = |this: &Self| Cow::Owned(this.active_except(pods, &id));
         let decided = self.decide(pod, others, &mut None).await;
         if decided.allocation_changed {
             self.allocations.save().await;
@@ -434,10 +449,10 @@ impl Admission {
     /// decided. `others` is handed the admission itself, so that it may read the
     /// admitted set while `decide` holds it mutably. `facts` is filled on first need, so
     /// a list reads the node once.
-    async fn decide(
+    async fn decide<'o>(
         &mut self,
         pod: &Pod,
-        others: impl Fn(&Self) -> Vec<Pod>,
+        others: impl Fn(&Self) -> Cow<'o, [Pod]>,
         facts: &mut Option<NodeFacts>,
     ) -> Decided {
         let id = uid(pod);
@@ -469,7 +484,7 @@ impl Admission {
             }
             decided.joins_active = true;
         }
-        if self.resize(pod, || others(self), facts) {
+        if self.resize(pod, || others(self).into_owned(), facts) {
             decided.allocation_changed = true;
             decided.joins_active = true;
         }
