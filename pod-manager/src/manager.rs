@@ -208,12 +208,16 @@ impl PodManager {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(2));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u32 = 0;
+        // The first clean-up runs as soon as every source has been seen (what a kubelet
+        // stopped before it finished its pods left is gone within seconds of the start,
+        // as upstream's housekeeping does), then every ORPHAN_DIRS_EVERY_TICKS.
+        let mut next_clean_up: u32 = 0;
         let mut orphan_dirs: Option<AbortOnDropHandle<()>> = None;
         loop {
             self.sync_loop.entered(self.ctx.clock.now());
             tokio::select! {
                 _ = housekeeping.tick() => {
-                    ticks = ticks.wrapping_add(1);
+                    ticks = ticks.saturating_add(1);
                     // Back-off entries of containers and images that stopped failing
                     // long ago go, as upstream's housekeeping GCs its back-offs.
                     let now = self.ctx.clock.now();
@@ -221,7 +225,7 @@ impl PodManager {
                         backoff.lock().unwrap_or_else(|p| p.into_inner()).gc(now);
                     }
                     let idle = orphan_dirs.as_ref().is_none_or(|t| t.is_finished());
-                    if ticks.is_multiple_of(ORPHAN_DIRS_EVERY_TICKS)
+                    if ticks >= next_clean_up
                         && idle
                         && wanted.has_seen_all(&self.config.sources)
                     {
@@ -233,6 +237,7 @@ impl PodManager {
                             .cloned()
                             .chain(finishing.iter().filter_map(|w| w.desired.borrow().pod.metadata.uid.clone()))
                             .collect();
+                        next_clean_up = ticks.saturating_add(ORPHAN_DIRS_EVERY_TICKS);
                         orphan_dirs = Some(AbortOnDropHandle::new(tokio::spawn(collect_garbage(
                             self.ctx.clone(),
                             known,

@@ -493,6 +493,32 @@ async fn dropping_the_manager_stops_its_relist() {
     );
 }
 
+/// What a kubelet stopped before it finished its pods left is cleaned up at the first
+/// housekeeping after every source was seen (upstream's housekeeping, every 2 s), not
+/// only at the periodic clean-up 30 s later.
+#[tokio::test(start_paused = true)]
+async fn an_orphaned_pod_directory_goes_soon_after_the_sources_are_seen() {
+    let fake = FakeCriServer::start();
+    let h = start(fake);
+    let orphan = h
+        .dirs
+        .path()
+        .join("pods/00000000-0000-0000-0000-00000000dead");
+    std::fs::create_dir_all(orphan.join("volumes/kubernetes.io~empty-dir/old")).expect("dir");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(orphan.exists(), "kept while the file source was not seen");
+    send(&h, Vec::new()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while orphan.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphaned pod directory is still there 5 s after the sources were seen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.manager.abort();
+}
+
 #[tokio::test]
 async fn a_missing_image_shows_err_image_pull_then_back_off_while_others_run() {
     let fake = FakeCriServer::start();
