@@ -1301,17 +1301,18 @@ async fn relist_loop(
                 .observe(&[], relist_started.duration_since(last).as_secs_f64());
         }
         // A hung runtime must not hang the relist forever; the next tick tries again.
-        let listed = tokio::time::timeout(period.max(Duration::from_secs(10)), async {
-            let sandboxes = ctx
-                .runtime
-                .list_sandboxes(&SandboxFilter::default())
-                .await?;
-            let containers = ctx
-                .runtime
-                .list_containers(&ContainerFilter::default())
-                .await?;
-            Ok::<_, kubelet_core::Error>((sandboxes, containers))
-        })
+        // Both lists are asked at once: one round trip to the runtime, not two. (A
+        // container listed without its sandbox, or the reverse, is a change the next
+        // relist sees completed.)
+        let (sandbox_filter, container_filter) =
+            (SandboxFilter::default(), ContainerFilter::default());
+        let listed = tokio::time::timeout(
+            period.max(Duration::from_secs(10)),
+            futures::future::try_join(
+                ctx.runtime.list_sandboxes(&sandbox_filter),
+                ctx.runtime.list_containers(&container_filter),
+            ),
+        )
         .await;
         let (sandboxes, containers) = match listed {
             Ok(Ok(lists)) => lists,
