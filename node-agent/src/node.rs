@@ -283,6 +283,7 @@ impl NodeAgent {
         let mut last_posted: Option<(NodeStatus, Instant)> = None;
         let mut previous_conditions: Vec<NodeCondition> = Vec::new();
         let mut watch = EventWatch::default();
+        let (mut own, _own_watch) = watch_own_node(nodes.clone(), &self.config.name);
         let mut tick = tokio::time::interval(self.config.status_update_frequency);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -314,12 +315,25 @@ impl NodeAgent {
                 // lifecycle controller marked it Unknown while this kubelet could not
                 // reach the API server): upstream compares with the object it reads.
                 // Also notice a deleted Node object and register again.
-                // From the API server's cache (resourceVersion 0) as upstream reads it:
-                // a read every status update must not reach etcd.
-                let read = match nodes.get_with(&self.config.name, &GetParams::any()).await {
-                    Ok(node) => Ok(Some(node)),
-                    Err(e) if is_not_found(&e) => Ok(None),
-                    Err(e) => Err(e),
+                // The object is what the watch of this Node delivered; with nothing
+                // delivered since the last look it still holds what was posted, so no
+                // read is needed. Only while the watch is not listed (starting, or
+                // broken) is it read, from the API server's cache (resourceVersion 0)
+                // as upstream reads it: a read every status update must not reach etcd.
+                // (A watch task that ended delivers nothing more: read again.)
+                let delivered = own.has_changed();
+                let watched = match (&*own.borrow_and_update(), delivered) {
+                    (Some(_), Ok(false)) => continue,
+                    (Some(node), Ok(true)) => Some(node.clone()),
+                    (None, _) | (_, Err(_)) => None,
+                };
+                let read = match watched {
+                    Some(node) => Ok(node),
+                    None => match nodes.get_with(&self.config.name, &GetParams::any()).await {
+                        Ok(node) => Ok(Some(node)),
+                        Err(e) if is_not_found(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    },
                 };
                 match read {
                     Ok(None) if self.config.register => {
@@ -852,6 +866,53 @@ fn status_is_now(node_name: &str, event: &'static str) -> NodeEventParts {
 }
 
 /// Whether the Node object's conditions have the types, statuses and reasons of `ours`.
+/// This node's Node object as a watch last delivered it (upstream's node informer,
+/// selected by name as the Node authorizer allows): `Some(None)` when it does not
+/// exist, `None` until the watch has listed it and again while the watch is broken.
+type WatchedNode = Option<Option<Node>>;
+
+/// Watches the Node `name` for as long as the returned task handle is kept.
+fn watch_own_node(
+    nodes: Api<Node>,
+    name: &str,
+) -> (
+    tokio::sync::watch::Receiver<WatchedNode>,
+    tokio_util::task::AbortOnDropHandle<()>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        let mut stream = watcher::watcher(nodes, config).default_backoff().boxed();
+        let mut listed: Option<Node> = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Init) => listed = None,
+                Ok(Event::InitApply(node)) => listed = Some(node),
+                Ok(Event::InitDone) => {
+                    tx.send_replace(Some(listed.take()));
+                }
+                Ok(Event::Apply(node)) => {
+                    tx.send_replace(Some(Some(node)));
+                }
+                Ok(Event::Delete(_)) => {
+                    tx.send_replace(Some(None));
+                }
+                Err(e) => {
+                    // What was delivered may be stale until the watch lists again.
+                    debug!(node = %name, error = %e, "watching the Node object");
+                    tx.send_replace(None);
+                }
+            }
+        }
+    });
+    (rx, tokio_util::task::AbortOnDropHandle::new(task))
+}
+
 fn same_conditions(theirs: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
     let key = |s: Option<&NodeStatus>| {
         let mut conditions: Vec<(String, String, Option<String>)> = s
