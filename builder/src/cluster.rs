@@ -149,8 +149,9 @@ impl Cluster {
             ),
         );
         let (status, status_sender) = ApiStatus::new(client.clone(), node_name, view.clone());
-        let agent =
-            NodeAgent::new(heartbeat, node, runtime, images).with_events(Arc::new(events.clone()));
+        let agent = NodeAgent::new(heartbeat, node, runtime, images)
+            .with_watch_client(watch_client.clone())
+            .with_events(Arc::new(events.clone()));
         Ok(Self {
             client_certificate: rotated.map(|certificate| (certificate, options.cert_dir.clone())),
             serving_rotation: None,

@@ -1037,3 +1037,50 @@ spec:
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// `apiserver_request_total` of GETs of single Node objects, all response codes.
+fn node_gets(c: &Cluster) -> u64 {
+    c.kubectl(&["get", "--raw", "/metrics"])
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("resource=\"nodes\"")
+                && l.contains("subresource=\"\"")
+                && l.contains("verb=\"GET\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The status loop learns of its Node object from a watch: with a status update every
+/// second and nothing to post, it reads no Node, also past the heartbeat client's 10 s
+/// read timeout (a quiet watch through that client would break, and every break costs
+/// reads until it lists again).
+#[test]
+fn node_status_updates_read_no_node_object() {
+    let Some((_env, c)) = Cluster::from_env("node_status_updates_read_no_node_object") else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    // A status update every second, posted only when it changes (without the report
+    // frequency, it would follow the update frequency and post every second).
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        "nodeStatusUpdateFrequency: 1s\nnodeStatusReportFrequency: 5m\n",
+        &[],
+    );
+    c.wait_node_ready(&kubelet);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = node_gets(&c);
+    std::thread::sleep(Duration::from_secs(25));
+    let gets = node_gets(&c) - before;
+    // Nothing else reads single Node objects here: the controllers and metrics-server
+    // watch them, and this test holds the node.
+    assert_eq!(
+        gets,
+        0,
+        "GETs of Node objects in 25 s of status updates every second\nkubelet log:\n{}",
+        kubelet.log()
+    );
+}

@@ -104,6 +104,9 @@ impl NodeConfig {
 /// Registers the node, then keeps its status and Lease fresh.
 pub struct NodeAgent {
     client: kube::Client,
+    /// The client of the watch of the Node object: one without a read timeout, as a
+    /// watch may stay quiet for minutes (the heartbeat client bounds every read).
+    watch_client: kube::Client,
     config: NodeConfig,
     runtime: Arc<dyn RuntimeHealth>,
     images: Arc<dyn ImageService>,
@@ -177,6 +180,7 @@ impl NodeAgent {
         images: Arc<dyn ImageService>,
     ) -> Self {
         Self {
+            watch_client: client.clone(),
             client,
             config,
             runtime,
@@ -195,6 +199,15 @@ impl NodeAgent {
             image_list: Reused::default(),
             runtime_version: Reused::default(),
         }
+    }
+
+    /// Watches the Node object through `client` instead of the one given to
+    /// [`NodeAgent::new`]: give it a client without a read timeout when that one has
+    /// one (a heartbeat client), or the watch breaks each time the Node stays unchanged
+    /// that long.
+    pub fn with_watch_client(mut self, client: kube::Client) -> Self {
+        self.watch_client = client;
+        self
     }
 
     /// Reports the device plugins' resources in capacity and allocatable.
@@ -283,7 +296,8 @@ impl NodeAgent {
         let mut last_posted: Option<(NodeStatus, Instant)> = None;
         let mut previous_conditions: Vec<NodeCondition> = Vec::new();
         let mut watch = EventWatch::default();
-        let (mut own, _own_watch) = watch_own_node(nodes.clone(), &self.config.name);
+        let (mut own, _own_watch) =
+            watch_own_node(Api::all(self.watch_client.clone()), &self.config.name);
         let mut tick = tokio::time::interval(self.config.status_update_frequency);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
