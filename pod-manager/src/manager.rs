@@ -1327,7 +1327,8 @@ async fn relist_loop(
         };
         record_running(&ctx.metrics, &sandboxes, &containers);
         let mut current: HashMap<String, Vec<(String, i32)>> = HashMap::new();
-        let mut identity: HashMap<String, Pod> = HashMap::new();
+        // Each pod's first sandbox: what a pod no worker owns is rebuilt from.
+        let mut first_sandbox: HashMap<&str, &kubelet_core::Sandbox> = HashMap::new();
         for s in &sandboxes {
             let Some(uid) = s.labels.get(POD_UID_LABEL) else {
                 continue;
@@ -1336,9 +1337,7 @@ async fn relist_loop(
                 .entry(uid.clone())
                 .or_default()
                 .push((s.id.clone(), s.state as i32));
-            identity
-                .entry(uid.clone())
-                .or_insert_with(|| orphan_pod(uid, &s.labels, &s.annotations));
+            first_sandbox.entry(uid).or_insert(s);
         }
         for c in &containers {
             let Some(uid) = c.labels.get(POD_UID_LABEL) else {
@@ -1348,12 +1347,6 @@ async fn relist_loop(
                 .entry(uid.clone())
                 .or_default()
                 .push((c.id.clone(), c.state as i32 + 10));
-            if let Some(pod) = identity.get_mut(uid)
-                && let Some(grace) = c.annotations.get(POD_TERMINATION_GRACE_PERIOD_ANNOTATION)
-                && let Some(spec) = pod.spec.as_mut()
-            {
-                spec.termination_grace_period_seconds = grace.parse().ok();
-            }
         }
         for entries in current.values_mut() {
             entries.sort();
@@ -1364,19 +1357,22 @@ async fn relist_loop(
             .map(|(uid, _)| uid)
             .chain(previous.keys().filter(|uid| !current.contains_key(*uid)))
             .collect();
-        let known: Vec<Pod> = {
+        let unowned: Vec<&str> = {
             let pokes = pokes.lock().unwrap_or_else(|p| p.into_inner());
             for uid in &changed {
                 if let Some(poke) = pokes.get(*uid) {
                     poke.notify_one();
                 }
             }
-            identity
-                .into_iter()
-                .filter(|(uid, _)| !pokes.contains_key(uid))
-                .map(|(_, pod)| pod)
+            first_sandbox
+                .keys()
+                .copied()
+                .filter(|uid| !pokes.contains_key(*uid))
                 .collect()
         };
+        // Built only for the pods no worker owns (none, on a settled node), not for
+        // every pod at every relist.
+        let known = unowned_pods(&unowned, &first_sandbox, &containers);
         if !known.is_empty() {
             // Full channel: the manager has not handled the last report yet; skip.
             let _ = orphans.try_send(known);
@@ -1392,6 +1388,36 @@ async fn relist_loop(
         ctx.metrics.pleg_last_seen.set(&[], now.as_secs_f64());
         previous = current;
     }
+}
+
+/// The pods `unowned` names rebuilt from their first sandbox (`first_sandbox`), with
+/// the termination grace period their containers were created with.
+fn unowned_pods(
+    unowned: &[&str],
+    first_sandbox: &HashMap<&str, &kubelet_core::Sandbox>,
+    containers: &[kubelet_core::Container],
+) -> Vec<Pod> {
+    let mut pods: HashMap<&str, Pod> = unowned
+        .iter()
+        .filter_map(|&uid| {
+            let s = first_sandbox.get(uid)?;
+            Some((uid, orphan_pod(uid, &s.labels, &s.annotations)))
+        })
+        .collect();
+    if !pods.is_empty() {
+        for c in containers {
+            if let Some(pod) = c
+                .labels
+                .get(POD_UID_LABEL)
+                .and_then(|uid| pods.get_mut(uid.as_str()))
+                && let Some(grace) = c.annotations.get(POD_TERMINATION_GRACE_PERIOD_ANNOTATION)
+                && let Some(spec) = pod.spec.as_mut()
+            {
+                spec.termination_grace_period_seconds = grace.parse().ok();
+            }
+        }
+    }
+    pods.into_values().collect()
 }
 
 /// A pod rebuilt from its sandbox's labels, enough to stop and remove it.
@@ -1415,6 +1441,45 @@ fn orphan_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unowned_pods_are_rebuilt_with_their_grace_period() {
+        let labels = |uid: &str, name: &str| -> kubelet_core::StringMap {
+            [
+                (POD_UID_LABEL.to_owned(), uid.to_owned()),
+                (POD_NAME_LABEL.to_owned(), name.to_owned()),
+                (POD_NAMESPACE_LABEL.to_owned(), "ns".to_owned()),
+            ]
+            .into()
+        };
+        let sandbox = |uid: &str, name: &str| kubelet_core::Sandbox {
+            id: format!("s-{uid}"),
+            labels: labels(uid, name),
+            ..Default::default()
+        };
+        let container = |uid: &str, grace: &str| kubelet_core::Container {
+            id: format!("c-{uid}"),
+            labels: labels(uid, "ignored"),
+            annotations: [(
+                POD_TERMINATION_GRACE_PERIOD_ANNOTATION.to_owned(),
+                grace.to_owned(),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let sandboxes = [sandbox("a", "orphan"), sandbox("b", "owned")];
+        let first: HashMap<&str, &kubelet_core::Sandbox> =
+            [("a", &sandboxes[0]), ("b", &sandboxes[1])].into();
+        let containers = [container("a", "7"), container("b", "9")];
+        let pods = unowned_pods(&["a"], &first, &containers);
+        assert_eq!(pods.len(), 1, "only the unowned pod: {pods:?}");
+        assert_eq!(pods[0].metadata.uid.as_deref(), Some("a"));
+        assert_eq!(pods[0].metadata.name.as_deref(), Some("orphan"));
+        assert_eq!(pods[0].metadata.namespace.as_deref(), Some("ns"));
+        let spec = pods[0].spec.as_ref().expect("spec");
+        assert_eq!(spec.termination_grace_period_seconds, Some(7));
+        assert!(unowned_pods(&[], &first, &containers).is_empty());
+    }
 
     #[test]
     fn active_deadline() {
