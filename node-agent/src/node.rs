@@ -879,7 +879,6 @@ fn status_is_now(node_name: &str, event: &'static str) -> NodeEventParts {
     )
 }
 
-/// Whether the Node object's conditions have the types, statuses and reasons of `ours`.
 /// This node's Node object as a watch last delivered it (upstream's node informer,
 /// selected by name as the Node authorizer allows): `Some(None)` when it does not
 /// exist, `None` until the watch has listed it and again while the watch is broken.
@@ -927,6 +926,7 @@ fn watch_own_node(
     (rx, tokio_util::task::AbortOnDropHandle::new(task))
 }
 
+/// Whether the Node object's conditions have the types, statuses and reasons of `ours`.
 fn same_conditions(theirs: Option<&NodeStatus>, ours: &NodeStatus) -> bool {
     let key = |s: Option<&NodeStatus>| {
         let mut conditions: Vec<(String, String, Option<String>)> = s
