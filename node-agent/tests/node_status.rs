@@ -3,6 +3,8 @@
 //! controller marked it Unknown), and registers again when the Node object is deleted;
 //! it learns both from its watch of the Node.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,25 +15,6 @@ use kubelet_cri_client::{FakeCriServer, Timeouts};
 use kubelet_node_agent::{NodeAgent, NodeConfig};
 
 const TEST: &str = "the_status_loop_follows_its_node_object";
-
-async fn client() -> Option<kube::Client> {
-    let Some(path) = std::env::var("KUBELET_TEST_KUBECONFIG")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        kubelet_test_support::skip(
-            TEST,
-            "no control plane (KUBELET_TEST_KUBECONFIG unset); run `cargo xtask test` or \
-             `eval \"$(cargo xtask env up --control-plane)\"` first",
-        );
-        return None;
-    };
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("admin kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client configuration");
-    Some(kube::Client::try_from(config).expect("client"))
-}
 
 fn ready(node: &Node) -> Option<String> {
     node.status
@@ -65,7 +48,7 @@ async fn wait_for(
     }
 }
 
-/// `apiserver_request_total` of GETs of single Node objects, all response codes.
+/// The GETs of Node objects the API server has answered.
 async fn node_gets(client: &kube::Client) -> u64 {
     let metrics = client
         .request_text(
@@ -75,21 +58,12 @@ async fn node_gets(client: &kube::Client) -> u64 {
         )
         .await
         .expect("the API server's metrics");
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_request_total{")
-                && l.contains("resource=\"nodes\"")
-                && l.contains("subresource=\"\"")
-                && l.contains("verb=\"GET\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    kubelet_test_support::node_gets(&metrics)
 }
 
 #[tokio::test]
 async fn the_status_loop_follows_its_node_object() {
-    let Some(client) = client().await else {
+    let Some(client) = common::admin_client(TEST).await else {
         return;
     };
     // A node no kubelet runs; its runtime a fake that is ready.

@@ -2,6 +2,8 @@
 //! list, then one change per watch event (the pod, or a deleted pod's UID), never the
 //! node's whole set again.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,25 +15,6 @@ use kubelet_pod_manager::{SourceUpdate, UpdateKind};
 use tokio::sync::mpsc;
 
 const TEST: &str = "api_pod_source_sends_one_change_per_event";
-
-async fn client() -> Option<kube::Client> {
-    let Some(path) = std::env::var("KUBELET_TEST_KUBECONFIG")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        kubelet_test_support::skip(
-            TEST,
-            "no control plane (KUBELET_TEST_KUBECONFIG unset); run `cargo xtask test` or \
-             `eval \"$(cargo xtask env up --control-plane)\"` first",
-        );
-        return None;
-    };
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("admin kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client configuration");
-    Some(kube::Client::try_from(config).expect("client"))
-}
 
 fn pod(name: &str, node: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -61,7 +44,7 @@ fn names(update: &SourceUpdate) -> Vec<&str> {
 
 #[tokio::test]
 async fn api_pod_source_sends_one_change_per_event() {
-    let Some(client) = client().await else {
+    let Some(client) = common::admin_client(TEST).await else {
         return;
     };
     // A node no kubelet runs: nothing but this source acts on its pods.

@@ -43,6 +43,22 @@ pub fn skip(test: &str, reason: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// The GETs of single Node objects an API server has answered, all response codes, from
+/// the text of its `/metrics` (`apiserver_request_total`): what a test compares before
+/// and after a period to see whether a kubelet read its Node.
+pub fn node_gets(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("resource=\"nodes\"")
+                && l.contains("subresource=\"\"")
+                && l.contains("verb=\"GET\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Path variants for traversal tests: every sequence of up to `max_len` of `segments`
 /// joined with `/` (each also with a leading `/` and with doubled slashes), in a fixed
 /// order, so a failure names a variant that can be tried again.
@@ -180,6 +196,20 @@ impl Drop for PrivateBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_gets_sums_the_gets_of_single_nodes_over_response_codes() {
+        let metrics = "\
+# HELP apiserver_request_total Counter of apiserver requests
+apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"nodes\",scope=\"resource\",subresource=\"\",verb=\"GET\",version=\"v1\"} 7
+apiserver_request_total{code=\"404\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"nodes\",scope=\"resource\",subresource=\"\",verb=\"GET\",version=\"v1\"} 2
+apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"nodes\",scope=\"resource\",subresource=\"status\",verb=\"GET\",version=\"v1\"} 5
+apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"nodes\",scope=\"cluster\",subresource=\"\",verb=\"LIST\",version=\"v1\"} 3
+apiserver_request_total{code=\"200\",component=\"apiserver\",dry_run=\"\",group=\"\",resource=\"pods\",scope=\"resource\",subresource=\"\",verb=\"GET\",version=\"v1\"} 11
+";
+        assert_eq!(node_gets(metrics), 9);
+        assert_eq!(node_gets(""), 0);
+    }
 
     #[test]
     fn a_skip_fails_only_when_the_environment_is_required() {
