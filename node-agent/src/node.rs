@@ -881,7 +881,8 @@ fn status_is_now(node_name: &str, event: &'static str) -> NodeEventParts {
 
 /// This node's Node object as a watch last delivered it (upstream's node informer,
 /// selected by name as the Node authorizer allows): `Some(None)` when it does not
-/// exist, `None` until the watch has listed it and again while the watch is broken.
+/// exist, `None` until the watch has listed it and again from an error until it has
+/// listed anew.
 type WatchedNode = Option<Option<Node>>;
 
 /// Watches the Node `name` for as long as the returned task handle is kept.
@@ -893,34 +894,43 @@ fn watch_own_node(
     tokio_util::task::AbortOnDropHandle<()>,
 ) {
     use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
 
     let (tx, rx) = tokio::sync::watch::channel(None);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let name = name.to_owned();
     let task = tokio::spawn(async move {
-        let mut stream = watcher::watcher(nodes, config).default_backoff().boxed();
-        let mut listed: Option<Node> = None;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(Event::Init) => listed = None,
-                Ok(Event::InitApply(node)) => listed = Some(node),
-                Ok(Event::InitDone) => {
-                    tx.send_replace(Some(listed.take()));
-                }
-                Ok(Event::Apply(node)) => {
-                    tx.send_replace(Some(Some(node)));
-                }
-                Ok(Event::Delete(_)) => {
-                    tx.send_replace(Some(None));
-                }
-                Err(e) => {
-                    // What was delivered may be stale until the watch lists again.
-                    debug!(node = %name, error = %e, "watching the Node object");
-                    tx.send_replace(None);
+        // kube's watcher resumes a broken watch from its last resource version without
+        // listing again, so nothing would say when the state is known again: after an
+        // error the watch starts over with a list instead (after a pause that doubles
+        // while errors repeat, up to 30 s), and the status loop reads the Node meanwhile.
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let mut stream = watcher::watcher(nodes.clone(), config.clone()).boxed();
+            let mut listed: Option<Node> = None;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Init) => listed = None,
+                    Ok(Event::InitApply(node)) => listed = Some(node),
+                    Ok(Event::InitDone) => {
+                        tx.send_replace(Some(listed.take()));
+                        pause = Duration::from_secs(1);
+                    }
+                    Ok(Event::Apply(node)) => {
+                        tx.send_replace(Some(Some(node)));
+                    }
+                    Ok(Event::Delete(_)) => {
+                        tx.send_replace(Some(None));
+                    }
+                    Err(e) => {
+                        debug!(node = %name, error = %e, "watching the Node object");
+                        tx.send_replace(None);
+                        break;
+                    }
                 }
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     });
     (rx, tokio_util::task::AbortOnDropHandle::new(task))
