@@ -11,7 +11,7 @@ use kubelet_node_agent::rotation::{
 };
 use kubelet_node_agent::{
     ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
-    PodView, client_from_kubeconfig,
+    PodView, RequestBound, client_from_kubeconfig,
 };
 use kubelet_pod_manager::allocation::Allocations;
 
@@ -19,10 +19,14 @@ use crate::settings::Settings;
 use crate::supervise::Role;
 use crate::{Error, NodeOptions, Result};
 
-/// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
 /// The least time a Lease or node status call may take (the Lease's renewal period).
 const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Connections the general client keeps open between requests: the pod status sender
+/// and the event writer each send one request at a time.
+const IDLE_CONNECTIONS: usize = 2;
+
+/// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
 const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";
 
 /// The API server connection and the cluster-side parts wired to it.
@@ -92,14 +96,14 @@ impl Cluster {
         } else {
             None
         };
-        let connect = |read_timeout| {
+        let connect = |bound| {
             let rotated = rotated.clone();
             async move {
                 match rotated {
                     Some(certificate) => {
-                        client_with_certificate(kubeconfig, read_timeout, certificate).await
+                        client_with_certificate(kubeconfig, bound, certificate).await
                     }
-                    None => client_from_kubeconfig(kubeconfig, read_timeout).await,
+                    None => client_from_kubeconfig(kubeconfig, bound).await,
                 }
                 .map_err(cluster_error)
             }
@@ -107,13 +111,19 @@ impl Cluster {
         // Three clients, as upstream keeps a heartbeat client apart: the Lease and node
         // status bounded so that a stuck call is retried before the Lease runs out
         // (upstream bounds them by nodeStatusUpdateFrequency; at least 10 s here, the
-        // Lease's renewal period); other requests bounded; watches unbounded (their
-        // idle timeout finds dead connections).
-        let heartbeat = connect(Some(
-            cfg.node_status_update_frequency.max(HEARTBEAT_TIMEOUT),
-        ))
+        // Lease's renewal period), on one connection kept from one renewal to the next,
+        // so a connection gone half-open costs one failed call; other requests bounded;
+        // watches unbounded (their idle timeout finds dead connections).
+        let heartbeat = connect(Some(RequestBound {
+            deadline: cfg.node_status_update_frequency.max(HEARTBEAT_TIMEOUT),
+            idle_connections: 1,
+        }))
         .await?;
-        let client = connect(Some(kubelet_node_agent::REQUEST_TIMEOUT)).await?;
+        let client = connect(Some(RequestBound {
+            deadline: kubelet_node_agent::REQUEST_TIMEOUT,
+            idle_connections: IDLE_CONNECTIONS,
+        }))
+        .await?;
         let watch_client = connect(None).await?;
         let hostname = crate::host::node_name(None).unwrap_or_else(|_| node_name.to_owned());
         let mut node = NodeConfig::new(node_name);

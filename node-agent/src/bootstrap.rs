@@ -117,7 +117,7 @@ pub async fn load_client_cert_within(
         Ok(cluster)
     })
     .await?;
-    // Watches the request: no read timeout (the wait has its own).
+    // Watches the request: no request deadline (the wait has its own).
     let client = super::client_from_kubeconfig(bootstrap_kubeconfig, None).await?;
 
     let dir = cert_dir.to_owned();

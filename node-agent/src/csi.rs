@@ -80,7 +80,7 @@ fn is_conflict(e: &kube::Error) -> bool {
 
 impl ApiCsiObjects {
     /// CSI objects of node `node_name`: requests through `client`, the CSIDriver watch
-    /// through `watch_client` (without a read timeout).
+    /// through `watch_client` (without a request deadline).
     pub fn new(client: kube::Client, watch_client: kube::Client, node_name: &str) -> Self {
         Self {
             client,

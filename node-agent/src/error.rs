@@ -30,6 +30,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A request to the API server got no complete answer within its limit; its
+    /// connection is closed, so the next request opens a new one.
+    #[error("no complete answer from the API server within {limit:?}")]
+    NoAnswer {
+        /// The limit, counted from the request's sending.
+        limit: std::time::Duration,
+    },
+
     /// A call to the API server failed.
     #[error("{operation}: {source}")]
     Api {

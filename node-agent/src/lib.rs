@@ -39,7 +39,9 @@
 //! ```
 
 pub mod bootstrap;
+mod client;
 mod csi;
+mod deadline;
 mod error;
 mod events;
 #[cfg(test)]
@@ -54,10 +56,10 @@ mod serving_cert;
 mod shutdown;
 mod status;
 
-use std::path::Path;
-
 pub use bootstrap::{Bootstrapped, load_client_cert};
+pub use client::{RequestBound, client_from_kubeconfig};
 pub use csi::{ApiCsiObjects, NODE_ID_ANNOTATION};
+pub use deadline::{Deadline, DeadlineBody, DeadlineLayer};
 pub use error::{Error, Result};
 pub use events::ApiEvents;
 pub use node::{KUBELET_VERSION, NodeAgent, NodeConfig, NodeFactsHandle};
@@ -67,41 +69,10 @@ pub use serving_cert::{ensure_self_signed, self_signed};
 pub use shutdown::ShutdownManager;
 pub use status::ApiStatus;
 
-/// How long a request to the API server may wait for its answer before its connection
-/// is given up; without a bound, a half-open connection holds the caller for the ~15
-/// minutes TCP takes to notice.
+/// How long a request to the API server may wait for its whole answer before it and its
+/// connection are given up; without a bound, a half-open connection holds the caller
+/// for the ~15 minutes TCP takes to notice.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A client for the API server from a kubeconfig file (client certificates, tokens and
-/// the CA as written there). With `read_timeout`, every request whose answer does not
-/// come within it (counted from when it was sent) fails and its connection is dropped,
-/// so the next request opens a new one; watches need a client without it (their own
-/// idle timeout finds dead connections).
-pub async fn client_from_kubeconfig(
-    path: &Path,
-    read_timeout: Option<std::time::Duration>,
-) -> Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(|e| Error::Kubeconfig {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let mut config = config;
-    config.read_timeout = read_timeout;
-    config.reset_reader_on_write = read_timeout.is_some();
-    kube::Client::try_from(config).map_err(|e| Error::Kubeconfig {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
 
 /// Whether an API error is a 404.
 pub(crate) fn is_not_found(e: &kube::Error) -> bool {

@@ -104,8 +104,9 @@ impl NodeConfig {
 /// Registers the node, then keeps its status and Lease fresh.
 pub struct NodeAgent {
     client: kube::Client,
-    /// The client of the watch of the Node object: one without a read timeout, as a
-    /// watch may stay quiet for minutes (the heartbeat client bounds every read).
+    /// The client of the watch of the Node object: one without a request deadline, as
+    /// a watch's answer lasts as long as the watch (the heartbeat client bounds every
+    /// request's whole answer).
     watch_client: kube::Client,
     config: NodeConfig,
     runtime: Arc<dyn RuntimeHealth>,
@@ -202,9 +203,9 @@ impl NodeAgent {
     }
 
     /// Watches the Node object through `client` instead of the one given to
-    /// [`NodeAgent::new`]: give it a client without a read timeout when that one has
-    /// one (a heartbeat client), or the watch breaks each time the Node stays unchanged
-    /// that long.
+    /// [`NodeAgent::new`]: give it a client without a request deadline when that one
+    /// has one (a heartbeat client), or the watch breaks each time it has lasted that
+    /// long.
     pub fn with_watch_client(mut self, client: kube::Client) -> Self {
         self.watch_client = client;
         self

@@ -429,7 +429,7 @@ impl EnvObjects for ApiObjects {
 impl kubelet_pod_manager::RuntimeClasses for ApiObjects {
     async fn handler(&self, name: &str) -> Result<String, String> {
         let api: Api<RuntimeClass> = Api::all(self.inner.client.clone());
-        // The client watches (no read timeout): bound this request itself.
+        // The client watches (no request deadline): bound this request itself.
         let got = tokio::time::timeout(crate::REQUEST_TIMEOUT, api.get(name))
             .await
             .map_err(|_| {

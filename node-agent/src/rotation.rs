@@ -406,13 +406,12 @@ fn parse_pair(
 /// A client for the API server from `kubeconfig` (its server, CA and headers) that
 /// presents `certificate`'s current certificate on every new connection, and nothing
 /// else (as upstream's rotating transport, tokens of the kubeconfig are not sent).
-/// `read_timeout` as [`crate::client_from_kubeconfig`].
+/// `bound` as [`crate::client_from_kubeconfig`].
 pub async fn client_with_certificate(
     kubeconfig: &Path,
-    read_timeout: Option<Duration>,
+    bound: Option<crate::RequestBound>,
     certificate: Arc<ClientCertificate>,
 ) -> Result<kube::Client> {
-    use tower::ServiceBuilder;
     let invalid = |reason: String| Error::Kubeconfig {
         path: kubeconfig.to_owned(),
         reason,
@@ -434,35 +433,7 @@ pub async fn client_with_certificate(
         .rustls_client_config()
         .map_err(|e| invalid(e.to_string()))?;
     tls.client_auth_cert_resolver = certificate;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    if let Some(name) = &config.tls_server_name {
-        let name = rustls::pki_types::ServerName::try_from(name.clone())
-            .map_err(|e| invalid(format!("tls-server-name {name:?}: {e}")))?;
-        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
-    }
-    let mut connector =
-        hyper_timeout::TimeoutConnector::new(https.enable_http1().wrap_connector(http));
-    connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(read_timeout);
-    connector.set_write_timeout(config.write_timeout);
-    connector.set_reset_reader_on_write(read_timeout.is_some());
-    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector);
-    let service = ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .layer(
-            config
-                .extra_headers_layer()
-                .map_err(|e| invalid(e.to_string()))?,
-        )
-        .map_err(|e: hyper_util::client::legacy::Error| -> tower::BoxError { Box::new(e) })
-        .service(client);
-    Ok(kube::client::ClientBuilder::new(service, config.default_namespace).build())
+    crate::client::build(config, tls, bound).map_err(invalid)
 }
 
 /// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then

@@ -1,0 +1,100 @@
+//! Clients of the API server, built the one way for every kind of credential: the
+//! kubeconfig's own (certificate files, tokens, exec plugins) or a rotating client
+//! certificate ([`crate::rotation::client_with_certificate`]).
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::client::ConfigExt;
+
+use crate::{DeadlineLayer, Error, Result};
+
+/// How a client bounds its requests; a client without one (for watches) waits for as
+/// long as an answer lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestBound {
+    /// Each request's whole answer must come within this of its sending, or the request
+    /// fails and its connection is closed ([`DeadlineLayer`]).
+    pub deadline: Duration,
+    /// At most this many connections wait open between requests. A connection gone
+    /// half-open (no reset, no answer) is found only by a request on it failing its
+    /// deadline, so each one kept can cost one deadline once the network path breaks;
+    /// each one not kept costs a new connection and TLS handshake when requests
+    /// overlap.
+    pub idle_connections: usize,
+}
+
+/// A client for the API server from a kubeconfig file (client certificates, tokens and
+/// the CA as written there), its requests bounded by `bound`; watches need a client
+/// without a bound (their own idle timeout finds dead connections).
+pub async fn client_from_kubeconfig(
+    path: &Path,
+    bound: Option<RequestBound>,
+) -> Result<kube::Client> {
+    let invalid = |reason: String| Error::Kubeconfig {
+        path: path.to_owned(),
+        reason,
+    };
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).map_err(|e| invalid(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| invalid(e.to_string()))?;
+    let tls = config
+        .rustls_client_config()
+        .map_err(|e| invalid(e.to_string()))?;
+    build(config, tls, bound).map_err(invalid)
+}
+
+/// A client for `config`'s server over `tls`, authenticating with `config`'s token or
+/// basic auth when it has one (a client certificate is `tls`'s), its requests bounded by
+/// `bound`. Errors are a reason to name with the kubeconfig.
+pub(crate) fn build(
+    config: kube::Config,
+    tls: rustls::ClientConfig,
+    bound: Option<RequestBound>,
+) -> std::result::Result<kube::Client, String> {
+    use tower::ServiceBuilder;
+    if let Some(proxy) = &config.proxy_url {
+        return Err(format!("proxy-url {proxy} is not supported"));
+    }
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| format!("tls-server-name {name:?}: {e}"))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(https.enable_http1().wrap_connector(http));
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let mut pool =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    if let Some(bound) = bound {
+        pool.pool_max_idle_per_host(bound.idle_connections);
+    }
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> = pool.build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
+        .option_layer(config.auth_layer().map_err(|e| e.to_string())?)
+        .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
+        .map_err(|e: hyper_util::client::legacy::Error| -> tower::BoxError { Box::new(e) })
+        .service(client);
+    let builder = kube::client::ClientBuilder::new(service, config.default_namespace);
+    Ok(match bound {
+        Some(bound) => builder
+            .with_layer(&DeadlineLayer::new(bound.deadline))
+            .build(),
+        None => builder.build(),
+    })
+}
