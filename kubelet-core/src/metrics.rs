@@ -79,6 +79,67 @@ pub struct Family {
     series: Mutex<BTreeMap<Vec<String>, Series>>,
 }
 
+/// A series' label values, as stored (`Vec<String>`) or as a caller gives them
+/// ([`Given`]), ordered alike, so that recording into an existing series looks it up
+/// without building a key (recording happens several times a second: every runtime
+/// call, every relist).
+trait LabelValues {
+    fn len(&self) -> usize;
+    fn get(&self, i: usize) -> &str;
+}
+
+impl LabelValues for Vec<String> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        &self[i]
+    }
+}
+
+/// Label values as given to a recording call.
+struct Given<'a>(&'a [&'a str]);
+
+impl LabelValues for Given<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        self.0[i]
+    }
+}
+
+impl Ord for dyn LabelValues + '_ {
+    /// Lexicographic by value, a prefix first: `Vec<String>`'s own order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (0..self.len())
+            .map(|i| self.get(i))
+            .cmp((0..other.len()).map(|i| other.get(i)))
+    }
+}
+
+impl PartialOrd for dyn LabelValues + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn LabelValues + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for dyn LabelValues + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn LabelValues + 'a> for Vec<String> {
+    fn borrow(&self) -> &(dyn LabelValues + 'a) {
+        self
+    }
+}
+
 /// Default histogram buckets (Go's `prometheus.DefBuckets`).
 pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -142,8 +203,11 @@ impl Family {
 
     fn with<R>(&self, values: &[&str], f: impl FnOnce(&mut Series) -> R) -> R {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = series.get_mut(&Given(values) as &dyn LabelValues) {
+            return f(existing);
+        }
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         let buckets = self.buckets.len();
         let kind = self.kind;
         let entry = series.entry(key).or_insert_with(|| match kind {
@@ -207,20 +271,18 @@ impl Family {
 
     /// Forgets the series of these label values (an object that is gone).
     pub fn remove(&self, values: &[&str]) {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         self.series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .remove(&Given(values) as &dyn LabelValues);
     }
 
     /// The series of these label values, if it exists.
     fn series_of(&self, values: &[&str]) -> Option<Series> {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
         self.series
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(&Given(values) as &dyn LabelValues)
             .cloned()
     }
 
@@ -459,6 +521,41 @@ mod tests {
         assert_eq!(HIST.observations(&["x"]), Some(3));
         COUNTER.remove(&["a\"b"]);
         assert_eq!(COUNTER.value(&["a\"b"]), None);
+    }
+
+    #[test]
+    fn series_are_found_by_the_values_given_in_the_stored_order() {
+        static PAIRS: Family =
+            Family::counter("t_pairs_total", "Pairs.", Stability::Alpha, &["a", "b"]);
+        // Values that are prefixes of one another, and an empty one.
+        let values: [[&str; 2]; 5] = [["x", "yz"], ["xy", "z"], ["x", ""], ["", "x"], ["x", "y"]];
+        for (i, v) in values.iter().enumerate() {
+            for _ in 0..=i {
+                PAIRS.inc(v);
+            }
+        }
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(PAIRS.value(v), Some((i + 1) as f64), "{v:?}");
+        }
+        let stored: Vec<Vec<String>> = PAIRS.series.lock().expect("lock").keys().cloned().collect();
+        let mut sorted: Vec<Vec<String>> = values
+            .iter()
+            .map(|v| v.iter().map(|s| (*s).to_owned()).collect())
+            .collect();
+        sorted.sort();
+        assert_eq!(
+            stored, sorted,
+            "one series per values, in Vec<String>'s order"
+        );
+        for (stored, given) in sorted.iter().zip(sorted.iter().skip(1)) {
+            let given: Vec<&str> = given.iter().map(String::as_str).collect();
+            let (a, b): (&dyn LabelValues, &dyn LabelValues) = (stored, &Given(&given));
+            assert_eq!(a.cmp(b), std::cmp::Ordering::Less, "{stored:?} < {given:?}");
+            assert_eq!(b.cmp(a), std::cmp::Ordering::Greater);
+        }
+        PAIRS.remove(&["x", "yz"]);
+        assert_eq!(PAIRS.value(&["x", "yz"]), None);
+        assert_eq!(PAIRS.value(&["x", "y"]), Some(5.0));
     }
 
     #[test]
