@@ -703,8 +703,6 @@ impl NodeAgent {
     }
 }
 
-/// Why the node is not ready (upstream `runtimeErrors` + `networkErrors`); empty when it
-/// is.
 /// The runtime's handlers and their features as upstream's `RuntimeHandlers` setter
 /// reports them; `None` when the runtime names none (containerd 1.6).
 fn runtime_handlers(status: &RuntimeStatus) -> Option<Vec<NodeRuntimeHandler>> {
@@ -722,6 +720,8 @@ fn runtime_handlers(status: &RuntimeStatus) -> Option<Vec<NodeRuntimeHandler>> {
     (!handlers.is_empty()).then_some(handlers)
 }
 
+/// Why the node is not ready (upstream `runtimeErrors` + `networkErrors`); empty when it
+/// is.
 fn ready_errors(status: Option<&RuntimeStatus>) -> Vec<String> {
     let Some(status) = status else {
         return vec!["container runtime is down".to_owned()];
