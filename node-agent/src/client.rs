@@ -31,22 +31,28 @@ pub async fn client_from_kubeconfig(
     path: &Path,
     bound: Option<RequestBound>,
 ) -> Result<kube::Client> {
-    let invalid = |reason: String| Error::Kubeconfig {
-        path: path.to_owned(),
-        reason,
-    };
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|e| invalid(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(|e| invalid(e.to_string()))?;
+    let config = load(path).await?;
     let tls = config
         .rustls_client_config()
-        .map_err(|e| invalid(e.to_string()))?;
-    build(config, tls, bound).map_err(invalid)
+        .map_err(|e| invalid(path, e.to_string()))?;
+    build(config, tls, bound).map_err(|reason| invalid(path, reason))
+}
+
+/// The client configuration a kubeconfig file describes (its current context).
+pub(crate) async fn load(path: &Path) -> Result<kube::Config> {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).map_err(|e| invalid(path, e.to_string()))?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| invalid(path, e.to_string()))
+}
+
+/// The kubeconfig at `path` cannot be used, for `reason`.
+pub(crate) fn invalid(path: &Path, reason: String) -> Error {
+    Error::Kubeconfig {
+        path: path.to_owned(),
+        reason,
+    }
 }
 
 /// A client for `config`'s server over `tls`, authenticating with `config`'s token or

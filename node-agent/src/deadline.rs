@@ -208,14 +208,11 @@ mod tests {
             });
             StreamBody::new(Box::pin(chunks))
         };
-        let mut service =
+        let service =
             DeadlineLayer::new(Duration::from_secs(10)).layer(answering(Duration::ZERO, stalled));
         let started = Instant::now();
         let response = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(http::Request::new(()))
+            .oneshot(http::Request::new(()))
             .await
             .expect("headers");
         let e = response
@@ -231,16 +228,14 @@ mod tests {
     async fn the_limit_is_per_request() {
         // Two requests 30 s apart on one service: the first's deadline does not reach
         // the second, as a read timeout on an idle pooled connection would.
-        let mut service = DeadlineLayer::new(Duration::from_secs(10))
+        let service = DeadlineLayer::new(Duration::from_secs(10))
             .layer(answering(Duration::from_secs(1), || {
                 Full::new(Bytes::from_static(b"ok"))
             }));
         for _ in 0..2 {
             let response = service
-                .ready()
-                .await
-                .expect("ready")
-                .call(http::Request::new(()))
+                .clone()
+                .oneshot(http::Request::new(()))
                 .await
                 .expect("answer");
             response.into_body().collect().await.expect("body");

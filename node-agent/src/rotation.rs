@@ -412,16 +412,8 @@ pub async fn client_with_certificate(
     bound: Option<crate::RequestBound>,
     certificate: Arc<ClientCertificate>,
 ) -> Result<kube::Client> {
-    let invalid = |reason: String| Error::Kubeconfig {
-        path: kubeconfig.to_owned(),
-        reason,
-    };
-    let file =
-        kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| invalid(e.to_string()))?;
-    let mut config =
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| invalid(e.to_string()))?;
+    let invalid = |reason: String| crate::client::invalid(kubeconfig, reason);
+    let mut config = crate::client::load(kubeconfig).await?;
     if config.proxy_url.is_some() {
         return Err(invalid(
             "proxy-url is not supported together with rotateCertificates".into(),
