@@ -22,9 +22,11 @@ use crate::{Error, NodeOptions, Result};
 /// The least time a Lease or node status call may take (the Lease's renewal period).
 const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Connections the general client keeps open between requests: the pod status sender
-/// and the event writer each send one request at a time.
-const IDLE_CONNECTIONS: usize = 2;
+/// Connections the general client keeps open between requests: one for each status
+/// patch the pod status sender has in flight at once, one for the event writer (one
+/// event at a time); fewer would close and reopen connections, each with a TLS
+/// handshake, between the waves of a pod burst.
+const IDLE_CONNECTIONS: usize = ApiStatus::PARALLEL_PATCHES + 1;
 
 /// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
 const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";

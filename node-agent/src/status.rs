@@ -21,8 +21,6 @@ use kubelet_pod_manager::source::{
     CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION,
 };
 
-/// How many status patches are in flight at once.
-const PARALLEL_PATCHES: usize = 8;
 /// How often mirror pods are checked for static pods whose status did not change.
 const MIRROR_CHECK: Duration = Duration::from_secs(10);
 /// Wait before retrying what failed.
@@ -79,6 +77,9 @@ struct Inner {
 }
 
 impl ApiStatus {
+    /// How many status patches are in flight at once.
+    pub const PARALLEL_PATCHES: usize = 8;
+
     /// A reporter for the pods of `node_name`, and its sender: the task that patches
     /// what was reported, for the caller to run (under its supervisor) for as long as
     /// statuses must reach the API server. It never returns.
@@ -459,7 +460,7 @@ async fn send_loop(inner: Arc<Inner>) {
             inner.requeue_missing_mirrors();
             inner.forget_gone();
         }
-        while in_flight.len() < PARALLEL_PATCHES {
+        while in_flight.len() < ApiStatus::PARALLEL_PATCHES {
             let Some((uid, pending)) = inner.take_pending(&sending) else {
                 break;
             };
@@ -483,7 +484,7 @@ async fn send_loop(inner: Arc<Inner>) {
                     inner.requeue(uid, entry);
                 }
             }
-            _ = inner.wake.notified(), if in_flight.len() < PARALLEL_PATCHES => {}
+            _ = inner.wake.notified(), if in_flight.len() < ApiStatus::PARALLEL_PATCHES => {}
             _ = tokio::time::sleep_until(next_check) => {}
         }
     }
