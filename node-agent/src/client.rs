@@ -104,3 +104,19 @@ pub(crate) fn build(
         None => builder.build(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_is_refused_by_name() {
+        let mut config = kube::Config::new("https://10.0.0.1:6443".parse().expect("url"));
+        config.proxy_url = Some("http://proxy:3128".parse().expect("url"));
+        let tls = config.rustls_client_config().expect("TLS configuration");
+        let Err(e) = build(config, tls, None) else {
+            panic!("a proxy is not supported");
+        };
+        assert_eq!(e, "proxy-url http://proxy:3128/ is not supported");
+    }
+}

@@ -414,11 +414,6 @@ pub async fn client_with_certificate(
 ) -> Result<kube::Client> {
     let invalid = |reason: String| crate::client::invalid(kubeconfig, reason);
     let mut config = crate::client::load(kubeconfig).await?;
-    if config.proxy_url.is_some() {
-        return Err(invalid(
-            "proxy-url is not supported together with rotateCertificates".into(),
-        ));
-    }
     // The certificate manager's certificate only: no token, no basic auth.
     config.auth_info = kube::config::AuthInfo::default();
     let mut tls = config
