@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
+use tower::BoxError;
 
 use crate::Error;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A [`tower::Layer`] giving every request [`Deadline`]'s bound.
 #[derive(Clone, Copy, Debug)]
