@@ -11,6 +11,13 @@
 //! sequential p50 moved from 171 to 242 ms within one run here), so each kubelet's "above
 //! the floor" figures are against floors measured right before its own measurements.
 //!
+//! The API floor is what any kubelet pays above the CRI floor however fast it is itself:
+//! measured with no kubelet and no runtime, pods created one after the other are each
+//! answered by one status write saying they are Running and Ready, created -> Ready as
+//! the same kind of watch sees it (the pod's delivery to a watcher, one status write, its
+//! delivery back). "Above both floors" is what is left of a kubelet's start-up latency:
+//! its own steps, and the runtime slowed by everything else working during the start.
+//!
 //! Each kubelet is started with no sandbox of the benchmark's namespace in the runtime,
 //! and each measurement runs on a quiet node (it starts once the runtime has no ready
 //! sandbox of that namespace left from the one before):
@@ -240,6 +247,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// A client of the API server with the cluster's admin credentials.
+async fn admin_client(c: &Cluster) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&c.admin_kubeconfig).expect("admin kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("admin kubeconfig");
+    kube::Client::try_from(config).expect("API client")
+}
+
 /// Creates pods `burst-0`..`burst-<count-1>` through the API with many requests in
 /// flight, as near to at once as the API server allows.
 fn create_at_once(c: &Cluster, ns: &str, count: usize) {
@@ -250,13 +267,7 @@ fn create_at_once(c: &Cluster, ns: &str, count: usize) {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(&c.admin_kubeconfig).expect("admin kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("admin kubeconfig");
-        let client = kube::Client::try_from(config).expect("API client");
-        let pods: kube::Api<Pod> = kube::Api::namespaced(client, ns);
+        let pods: kube::Api<Pod> = kube::Api::namespaced(admin_client(c).await, ns);
         let created: Vec<_> = futures::stream::iter(0..count)
             .map(|i| {
                 let yaml = pod_yaml(ns, &c.node, &c.busybox, &format!("burst-{i}"));
@@ -273,11 +284,108 @@ fn create_at_once(c: &Cluster, ns: &str, count: usize) {
     });
 }
 
+/// The API floor, measured with no kubelet and no runtime: `count` pods created one after
+/// the other as the rounds create them, each answered by nothing but one status write
+/// saying it is Running and Ready, created -> Ready as one watch sees both events. It is
+/// what any kubelet pays above the CRI floor however fast it is itself: the pod's watch
+/// delivery to it, one status write, and that write's delivery to the measuring watch.
+fn api_floor(c: &Cluster, ns: &str, count: usize) -> Vec<Duration> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::watcher::{self, Event};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FLOORS: AtomicUsize = AtomicUsize::new(0);
+    let floor = FLOORS.fetch_add(1, Ordering::Relaxed);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pods: kube::Api<Pod> = kube::Api::namespaced(runtime.block_on(admin_client(c)), ns);
+    let (listed, watching) = tokio::sync::oneshot::channel();
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", c.node));
+    let mut stream = watcher::watcher(pods.clone(), config).boxed();
+    let answers = pods.clone();
+    let answering = runtime.spawn(async move {
+        let mut listed = Some(listed);
+        let ready = serde_json::json!({"status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }});
+        while let Some(event) = stream.next().await {
+            let pod = match event {
+                Ok(Event::InitDone) => {
+                    if let Some(listed) = listed.take() {
+                        let _ = listed.send(());
+                    }
+                    continue;
+                }
+                Ok(Event::Apply(pod)) => pod,
+                Ok(_) => continue,
+                Err(e) => {
+                    eprintln!("API floor: watching pods: {e}");
+                    continue;
+                }
+            };
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            if phase != Some("Running")
+                && let Err(e) = answers
+                    .patch_status(name, &PatchParams::default(), &Patch::Strategic(&ready))
+                    .await
+            {
+                eprintln!("API floor: answering {name}: {e}");
+            }
+        }
+    });
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), watching).await })
+        .expect("the API floor's watch lists within 60 s")
+        .expect("the API floor's watch");
+    // A connection for the answers, as a running kubelet has one: the watch holds its own.
+    runtime
+        .block_on(pods.get_opt("api-floor-warm-up"))
+        .expect("the API floor's client");
+    let watch = Watch::pods(c, ns);
+    let mut took = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("api-{floor}-{i}");
+        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
+        common::wait_until(
+            &format!("{name} Ready (API floor)"),
+            60,
+            String::new,
+            || watch.ready_at(&name).is_some(),
+        );
+        took.push(
+            watch
+                .created_to_ready(&name)
+                .expect("seen created and ready"),
+        );
+    }
+    drop(watch);
+    answering.abort();
+    // No kubelet finishes their deletion.
+    c.kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        ns,
+        "--grace-period=0",
+        "--force",
+        "--wait=true",
+    ]);
+    took
+}
+
 /// What the runtime alone takes: the start-up latencies of pods started one after the
-/// other, and the time until all of a burst run.
+/// other, and the time until all of a burst run; and what the API alone takes.
 #[derive(Default)]
 struct Floor {
     sequential: Vec<Duration>,
+    /// The API floor of pods created one after the other ([`api_floor`]).
+    api: Vec<Duration>,
     /// Of each sequential pod: RunPodSandbox, CreateContainer, StartContainer.
     steps: Vec<[Duration; 3]>,
     burst: Duration,
@@ -287,6 +395,7 @@ impl Floor {
     /// Adds the sequential pods of `other`, a floor of another round.
     fn add_sequential(&mut self, other: Floor) {
         self.sequential.extend(other.sequential);
+        self.api.extend(other.api);
         self.steps.extend(other.steps);
     }
 }
@@ -441,6 +550,7 @@ fn cri_floor(endpoint: &str, image: &str, sequential_pods: usize, burst_pods: us
             sequential,
             steps,
             burst: burst_time,
+            api: Vec::new(),
         }
     })
 }
@@ -709,8 +819,8 @@ impl<'a> Side<'a> {
     }
 }
 
-/// Prints a floor's figures; returns its sequential p50.
-fn print_floor(when: &str, floor: &Floor) -> Duration {
+/// Prints a floor's figures; returns its sequential p50 and its API floor's p50.
+fn print_floor(when: &str, floor: &Floor) -> (Duration, Duration) {
     let mut sorted = floor.sequential.clone();
     sorted.sort();
     let p50 = percentile(&sorted, 0.5);
@@ -734,7 +844,16 @@ fn print_floor(when: &str, floor: &Floor) -> Duration {
         step_p50(1),
         step_p50(2),
     );
-    p50
+    let mut api = floor.api.clone();
+    api.sort();
+    let api_p50 = percentile(&api, 0.5);
+    println!(
+        "API floor {when} (no kubelet, no runtime; one status write answers each pod's \
+         creation): created -> Ready p50 / p90 {:.1} / {:.1} ms",
+        api_p50.as_secs_f64() * 1000.0,
+        percentile(&api, 0.9).as_secs_f64() * 1000.0,
+    );
+    (p50, api_p50)
 }
 
 fn ratio(ours: f64, upstream: f64) -> String {
@@ -799,6 +918,7 @@ fn node_bench() {
             let side = &mut sides[i];
             side.floor
                 .add_sequential(cri_floor(&env.endpoint, &c.busybox, count, 0));
+            side.floor.api.extend(api_floor(&c, ns, count));
             let startup = startup_round(&c, &env.endpoint, ns, round, count, side.start);
             side.figures.startup.extend(startup);
         }
@@ -839,8 +959,8 @@ fn node_bench() {
     };
     let (o50, o90, o99) = summary(&ours);
     let (u50, u90, u99) = summary(&theirs);
-    let f50_ours = print_floor("beside ours", &floor_ours);
-    let f50_theirs = print_floor("beside upstream", &floor_theirs);
+    let (f50_ours, a50_ours) = print_floor("beside ours", &floor_ours);
+    let (f50_theirs, a50_theirs) = print_floor("beside upstream", &floor_theirs);
     let per_floor =
         |d: Duration, floor: &Floor| d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON);
     // (figure, ours, upstream, decimals): durations are shown in milliseconds.
@@ -862,6 +982,11 @@ fn node_bench() {
             "  p50 above the CRI floor's p50 (ms)".into(),
             o50.saturating_sub(f50_ours),
             u50.saturating_sub(f50_theirs),
+        ),
+        time(
+            "  p50 above the CRI and API floors' p50s (ms)".into(),
+            o50.saturating_sub(f50_ours + a50_ours),
+            u50.saturating_sub(f50_theirs + a50_theirs),
         ),
         time("  p90 (ms)".into(), o90, u90),
         time("  p99 (ms)".into(), o99, u99),
@@ -937,6 +1062,7 @@ fn node_bench() {
     );
     assert_eq!(floor_ours.sequential.len(), SEQUENTIAL);
     assert_eq!(floor_theirs.sequential.len(), SEQUENTIAL);
+    assert_eq!(floor_ours.api.len(), SEQUENTIAL);
     assert_eq!(ours.startup.len(), SEQUENTIAL);
     assert_eq!(theirs.startup.len(), SEQUENTIAL);
     drop(namespace);
