@@ -40,6 +40,12 @@ impl PodView {
         self.read().get(uid).cloned()
     }
 
+    /// What `look` makes of the pod with this UID as the API server last showed it,
+    /// without copying the pod; `None` when the API server has no such pod.
+    pub fn inspect<T>(&self, uid: &str, look: impl FnOnce(&Pod) -> T) -> Option<T> {
+        self.read().get(uid).map(look)
+    }
+
     /// The mirror pod `namespace/name`, if the API server has one.
     pub fn mirror(&self, namespace: &str, name: &str) -> Option<Pod> {
         self.read()

@@ -15,13 +15,15 @@ use kubelet_pod_manager::allocation::{POD_RESIZE_IN_PROGRESS, POD_RESIZE_PENDING
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::pods::{PodView, is_terminal};
+use super::pods::{PodView, is_mirror, is_terminal};
 use super::{is_conflict, is_not_found};
 use kubelet_pod_manager::source::{
     CONFIG_HASH_ANNOTATION, CONFIG_MIRROR_ANNOTATION, CONFIG_SOURCE_ANNOTATION,
 };
 
-/// How often mirror pods are checked for static pods whose status did not change.
+/// How often mirror pods are checked for static pods whose status did not change, and
+/// the statuses sent are compared with what the API server shows (upstream's
+/// `syncPeriod`).
 const MIRROR_CHECK: Duration = Duration::from_secs(10);
 /// Wait before retrying what failed.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -42,13 +44,96 @@ enum Pending {
     },
 }
 
+/// What was last sent to one pod.
+#[derive(Debug)]
+struct Sent {
+    /// The status as reported, to skip repeats.
+    status: PodStatus,
+    /// The pod as the API server showed it with that status: the answer to the patch, or
+    /// the API's copy that already had it.
+    shown: Shown,
+}
+
+/// A pod's status as the API server showed it, reduced to a hash of what the kubelet
+/// owns (a full copy per pod would double what the sender keeps).
+#[derive(Debug, PartialEq)]
+struct Shown {
+    resource_version: Option<String>,
+    owned: u64,
+}
+
+impl Shown {
+    fn of(pod: &Pod) -> Self {
+        Self {
+            resource_version: pod.metadata.resource_version.clone(),
+            owned: owned_by_kubelet(pod.status.as_ref()),
+        }
+    }
+
+    /// Whether `pod`, a later copy, no longer shows what the kubelet wrote. A copy
+    /// changed elsewhere only (labels, others' conditions) becomes the one compared next.
+    fn changed_in(&mut self, pod: &Pod) -> bool {
+        if pod.metadata.resource_version == self.resource_version {
+            return false;
+        }
+        let now = Self::of(pod);
+        if now.owned != self.owned {
+            return true;
+        }
+        *self = now;
+        false
+    }
+}
+
+/// The pod condition types the kubelet owns (upstream `PodConditionsByKubelet` and
+/// `PodReadyToStartContainers`); others' conditions are theirs to change.
+const KUBELET_CONDITIONS: [&str; 7] = [
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    POD_RESIZE_IN_PROGRESS,
+    POD_RESIZE_PENDING,
+    "PodReadyToStartContainers",
+];
+
+/// A hash of the parts of a status the kubelet owns, as upstream's
+/// `isPodStatusByKubeletEqual` compares them: everything but others' conditions and the
+/// resource claims' statuses, its own conditions by status, reason and message only.
+fn owned_by_kubelet(status: Option<&PodStatus>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    let Some(status) = status else {
+        return hasher.finish();
+    };
+    let mut conditions: Vec<serde_json::Value> = status
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+        .map(|c| serde_json::json!([c.type_, c.status, c.reason, c.message]))
+        .collect();
+    conditions.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("resourceClaimStatuses");
+        map.remove("extendedResourceClaimStatus");
+        map.insert("conditions".into(), conditions.into());
+    }
+    // Objects serialize with their keys sorted: equal parts, equal text.
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Sends pod status to the API server.
 ///
 /// `report` only records the latest status of the pod and wakes a background task, so a
 /// pod worker never waits on the API server; statuses are strategic-merge patched (the
 /// pod's UID in the patch makes the API server refuse it if the name now belongs to
-/// another pod), only when they differ from what was last sent, and retried until sent.
-/// Static pods get a mirror pod, re-created when its config hash no longer matches.
+/// another pod), only when they differ from what was last sent and from what the API
+/// server already shows, and retried until sent. A status someone else changed is sent
+/// again, as upstream reconciles. Static pods get a mirror pod, re-created when its
+/// config hash no longer matches.
 #[derive(Clone)]
 pub struct ApiStatus {
     inner: Arc<Inner>,
@@ -67,8 +152,8 @@ struct Inner {
     node_name: String,
     view: Arc<PodView>,
     pending: Mutex<HashMap<String, Pending>>,
-    /// The last status sent per target pod UID, to skip repeats.
-    sent: Mutex<HashMap<String, PodStatus>>,
+    /// What was last sent per target pod UID.
+    sent: Mutex<HashMap<String, Sent>>,
     node_uid: Mutex<Option<String>>,
     /// The latest report of each static pod, to re-create a mirror pod that went away
     /// while the static pod's status stayed the same.
@@ -224,7 +309,37 @@ impl Inner {
         }
     }
 
-    fn lock_sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodStatus>> {
+    /// Sends again the statuses of API pods that the API server no longer shows as they
+    /// were sent (someone else changed a part the kubelet owns), as upstream's periodic
+    /// reconcile (`needsReconcile`) does. Pods being sent, or with a newer report
+    /// pending, are left to that; mirror pods to `requeue_missing_mirrors`.
+    fn requeue_changed_by_others(&self, sending: &HashSet<String>) {
+        let mut again = Vec::new();
+        self.lock_sent().retain(|uid, sent| {
+            if sending.contains(uid) {
+                return true;
+            }
+            let changed = self.view.inspect(uid, |pod| {
+                (!is_mirror(pod) && sent.shown.changed_in(pod)).then(|| Box::new(pod.clone()))
+            });
+            match changed.flatten() {
+                Some(pod) => {
+                    again.push((uid.clone(), pod, Box::new(sent.status.clone())));
+                    false
+                }
+                None => true,
+            }
+        });
+        let mut pending = self.lock_pending();
+        for (uid, pod, status) in again {
+            debug!(pod = %PodRef::of(&pod), "pod status changed by someone else, sending it again");
+            pending
+                .entry(uid)
+                .or_insert(Pending::Status { pod, status });
+        }
+    }
+
+    fn lock_sent(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sent>> {
         self.sent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -256,16 +371,43 @@ impl Inner {
         } else {
             r.clone()
         };
-        if self.lock_sent().get(&target.uid) == Some(status) {
+        if self
+            .lock_sent()
+            .get(&target.uid)
+            .is_some_and(|sent| sent.status == *status)
+        {
             return true;
         }
-        if let Some(current) = self.view.get(&target.uid)
-            && is_terminal(&current)
-            && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-        {
-            // The API server refuses to move a pod out of a terminal phase.
-            debug!(pod = %r, "pod is terminal in the API, not patching its status back");
-            return true;
+        let first = !self.lock_sent().contains_key(&target.uid);
+        let current = self.view.inspect(&target.uid, |current| {
+            if is_terminal(current)
+                && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+            {
+                // The API server refuses to move a pod out of a terminal phase.
+                return Some(None);
+            }
+            // A kubelet started again finds the statuses its last run wrote: one the
+            // API server shows already is not written again (upstream's patch of the
+            // API's copy to the new status is empty then, and not sent).
+            (first
+                && current
+                    .status
+                    .as_ref()
+                    .is_some_and(|shown| same(shown, status)))
+            .then(|| Some(Shown::of(current)))
+        });
+        match current.flatten() {
+            Some(None) => {
+                debug!(pod = %r, "pod is terminal in the API, not patching its status back");
+                return true;
+            }
+            Some(Some(shown)) => {
+                debug!(pod = %r, "pod status already shown by the API server");
+                let status = status.clone();
+                self.lock_sent().insert(target.uid, Sent { status, shown });
+                return true;
+            }
+            None => {}
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
         let patch = serde_json::json!({
@@ -281,14 +423,18 @@ impl Inner {
             )
             .await
         {
-            Ok(_) => {
+            Ok(answer) => {
                 debug!(
                     pod = %r,
                     phase = ?status.phase,
                     elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "pod status patched"
                 );
-                self.lock_sent().insert(target.uid, status.clone());
+                let sent = Sent {
+                    status: status.clone(),
+                    shown: Shown::of(&answer),
+                };
+                self.lock_sent().insert(target.uid, sent);
                 true
             }
             // The pod is gone, or the name belongs to another pod now: nothing to update.
@@ -459,6 +605,7 @@ async fn send_loop(inner: Arc<Inner>) {
             last_mirror_check = tokio::time::Instant::now();
             inner.requeue_missing_mirrors();
             inner.forget_gone();
+            inner.requeue_changed_by_others(&sending);
         }
         while in_flight.len() < ApiStatus::PARALLEL_PATCHES {
             let Some((uid, pending)) = inner.take_pending(&sending) else {
@@ -490,8 +637,41 @@ async fn send_loop(inner: Arc<Inner>) {
     }
 }
 
-fn prune_sent(sent: &mut HashMap<String, PodStatus>, view: &PodView) {
-    sent.retain(|uid, _| view.get(uid).is_some());
+fn prune_sent<T>(sent: &mut HashMap<String, T>, view: &PodView) {
+    sent.retain(|uid, _| view.inspect(uid, |_| ()).is_some());
+}
+
+/// Whether two statuses say the same as the API server renders them: Go's encoding
+/// shows `lastState: {}` where a status built here has none, and leaves out empty
+/// strings and lists, so those compare as absent.
+fn same(a: &PodStatus, b: &PodStatus) -> bool {
+    let rendered = |s: &PodStatus| serde_json::to_value(s).ok().and_then(without_empty);
+    rendered(a) == rendered(b)
+}
+
+/// `value` without nulls, empty strings, lists and objects, at any depth; `None` when
+/// nothing is left.
+fn without_empty(value: serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::Array(items) => {
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|item| without_empty(item).unwrap_or(Value::Null))
+                .collect();
+            (!items.is_empty()).then_some(Value::Array(items))
+        }
+        Value::Object(fields) => {
+            let fields: serde_json::Map<String, Value> = fields
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, without_empty(v)?)))
+                .collect();
+            (!fields.is_empty()).then_some(Value::Object(fields))
+        }
+        other => Some(other),
+    }
 }
 
 /// The status as a strategic merge patch that also clears what the new status leaves
@@ -639,6 +819,156 @@ mod tests {
                 ("slow".to_owned(), "Succeeded".to_owned(), at(10)),
             ]
         );
+    }
+
+    /// An API server that answers a status patch with the pod as patched: the patch's
+    /// status (without what the patch clears or deletes) and a new resource version.
+    /// Returns the phases patched.
+    fn echoing_api() -> (kube::Client, Arc<Mutex<Vec<String>>>) {
+        let patched = Arc::new(Mutex::new(Vec::new()));
+        let recorded = patched.clone();
+        let client = crate::fake_api::client(move |parts, body| {
+            let patched = recorded.clone();
+            async move {
+                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let name = parts
+                    .uri
+                    .path()
+                    .split('/')
+                    .nth(6)
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut status = sent["status"].clone();
+                if let Some(map) = status.as_object_mut() {
+                    map.retain(|_, v| !v.is_null());
+                }
+                if let Some(conditions) = status["conditions"].as_array_mut() {
+                    conditions.retain(|c| c.get("$patch").is_none());
+                    for c in conditions.iter_mut().filter_map(|c| c.as_object_mut()) {
+                        c.retain(|_, v| !v.is_null());
+                    }
+                }
+                let mut patched = patched.lock().expect("patched");
+                patched.push(status["phase"].as_str().unwrap_or_default().to_owned());
+                let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default", "uid": name,
+                        "resourceVersion": format!("answer-{}", patched.len())},
+                    "status": status});
+                (200, pod)
+            }
+        });
+        (client, patched)
+    }
+
+    fn running(ready: &str) -> PodStatus {
+        PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    /// `pod` as the API server shows it at `resource_version` with `status`.
+    fn shown(pod: &Pod, resource_version: &str, status: PodStatus) -> Pod {
+        let mut pod = pod.clone();
+        pod.metadata.resource_version = Some(resource_version.into());
+        pod.status = Some(status);
+        pod
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_the_api_server_shows_already_is_not_patched_again() {
+        let (client, patched) = echoing_api();
+        let view = Arc::new(PodView::new());
+        let (reporter, sender) = ApiStatus::new(client, "node-1", view.clone());
+        tokio::spawn(sender);
+        let pod = pod("restarted");
+        // A kubelet started again: its last run wrote this status.
+        view.upsert(shown(&pod, "7", running("True")));
+        reporter
+            .report(&pod, &running("True"))
+            .await
+            .expect("report");
+        settle().await;
+        assert!(patched.lock().expect("patched").is_empty());
+        reporter
+            .report(&pod, &running("False"))
+            .await
+            .expect("report");
+        settle().await;
+        assert_eq!(*patched.lock().expect("patched"), ["Running"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_changed_by_someone_else_is_sent_again() {
+        let (client, patched) = echoing_api();
+        let view = Arc::new(PodView::new());
+        let (reporter, sender) = ApiStatus::new(client, "node-1", view.clone());
+        tokio::spawn(sender);
+        let pod = pod("web");
+        view.upsert(shown(&pod, "1", PodStatus::default()));
+        reporter
+            .report(&pod, &running("True"))
+            .await
+            .expect("report");
+        settle().await;
+        assert_eq!(patched.lock().expect("patched").len(), 1);
+        // The watch brings the patched pod; then a label, and another's condition.
+        view.upsert(shown(&pod, "answer-1", running("True")));
+        tokio::time::sleep(MIRROR_CHECK + Duration::from_secs(1)).await;
+        let mut others = running("True");
+        others
+            .conditions
+            .get_or_insert_default()
+            .push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                ..Default::default()
+            });
+        let mut labelled = shown(&pod, "2", others);
+        labelled.metadata.labels = Some([("tier".to_owned(), "web".to_owned())].into());
+        view.upsert(labelled);
+        tokio::time::sleep(MIRROR_CHECK).await;
+        assert_eq!(
+            patched.lock().expect("patched").len(),
+            1,
+            "nothing the kubelet owns changed"
+        );
+        // Someone else sets the kubelet's Ready condition: it is sent again.
+        view.upsert(shown(&pod, "3", running("False")));
+        tokio::time::sleep(MIRROR_CHECK).await;
+        settle().await;
+        assert_eq!(*patched.lock().expect("patched"), ["Running", "Running"]);
+        view.upsert(shown(&pod, "answer-2", running("True")));
+        tokio::time::sleep(MIRROR_CHECK * 3).await;
+        assert_eq!(patched.lock().expect("patched").len(), 2);
+    }
+
+    #[test]
+    fn statuses_compare_as_the_api_server_renders_them() {
+        let ours: PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "main", "image": "busybox", "imageID": "",
+                "ready": true, "restartCount": 0}],
+        }))
+        .expect("status");
+        let rendered: PodStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "main", "image": "busybox", "lastState": {},
+                "ready": true, "restartCount": 0}],
+            "podIPs": [],
+        }))
+        .expect("status");
+        assert!(same(&ours, &rendered));
+        let mut unready = rendered.clone();
+        if let Some(c) = unready.container_statuses.as_mut() {
+            c[0].ready = false;
+        }
+        assert!(!same(&ours, &unready));
     }
 
     #[test]
