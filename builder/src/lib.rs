@@ -684,6 +684,7 @@ impl KubeletBuilder {
             pull_records,
             devices: Some(devices.clone()),
             metrics,
+            started: std::time::SystemTime::now(),
         };
         let status = status.or_else(|| {
             cluster

@@ -1075,3 +1075,137 @@ fn node_status_updates_read_no_node_object() {
         kubelet.log()
     );
 }
+
+/// A kubelet started again takes its pods' statuses back as the API server shows them:
+/// a Ready pod whose readiness probe takes 3 s stays Ready while the new kubelet waits for
+/// that probe (upstream's restart grace: the container ran before the kubelet started),
+/// its conditions keep their transition times and the pod its start time, and nothing of
+/// it is written again. Then a condition of the kubelet's that someone else changes is
+/// set back.
+#[test]
+fn a_restarted_kubelet_keeps_its_pods_status() {
+    let test = "a_restarted_kubelet_keeps_its_pods_status";
+    let Some((_env, c)) = Cluster::from_env(test) else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let mut kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+    let namespace = Namespace::create(&c, "restart");
+    let ns = namespace.name;
+    c.wait_node_ready(&kubelet);
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: keep, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+    readinessProbe:
+      exec: {{command: ["sleep", "3"]}}
+      periodSeconds: 5
+      timeoutSeconds: 10
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    c.wait_json(
+        "keep Ready",
+        &["get", "pod", "-n", ns, "keep"],
+        90,
+        &kubelet,
+        |p| condition(p, "Ready") == Some("True"),
+    );
+    // Older than the restart grace (10 s): the next kubelet adopts a running container.
+    std::thread::sleep(Duration::from_secs(11));
+    let before = c.json(&["get", "pod", "-n", ns, "keep"]);
+
+    // Every Ready value the API server shows from now on.
+    let mut watch = c
+        .kubectl_command()
+        .args(["get", "pod", "keep", "-n", ns, "-w", "-o"])
+        .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let seen = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    drop(kubelet);
+    kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+    c.wait_node_ready(&kubelet);
+    // The new kubelet's first readiness probe of the pod: until it ends, 3 s after the
+    // kubelet took the pod back, only what the API showed could keep the pod Ready.
+    let uid = before["metadata"]["uid"].as_str().unwrap_or_default();
+    let series = format!(
+        r#"prober_probe_total{{probe_type="Readiness",result="successful",container="main",pod="keep",namespace="{ns}",pod_uid="{uid}"}} "#
+    );
+    let probes = format!("/api/v1/nodes/{}/proxy/metrics/probes", c.node);
+    common::wait_until(
+        "the restarted kubelet's first readiness probe",
+        60,
+        || kubelet.log(),
+        || {
+            c.try_kubectl(&["get", "--raw", &probes], None)
+                .is_ok_and(|text| text.lines().any(|l| l.starts_with(&series)))
+        },
+    );
+    // A status written after the probe would have reached the API server by now.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = c.json(&["get", "pod", "-n", ns, "keep"]);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = seen.join().expect("watch reader");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|ready| ready == "True"),
+        "Ready as the API server showed it across the restart: {seen:?}\n{}",
+        kubelet.log()
+    );
+    assert_eq!(
+        after["status"],
+        before["status"],
+        "the pod's status across the restart\n{}",
+        kubelet.log()
+    );
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"],
+        "the restarted kubelet wrote the pod again\n{}",
+        kubelet.log()
+    );
+
+    // A condition of the kubelet's changed by someone else is set back (upstream's
+    // status reconcile, every 10 s).
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "keep",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"Elsewhere"}]}}"#,
+    ]);
+    c.wait_json(
+        "keep Ready again",
+        &["get", "pod", "-n", ns, "keep"],
+        30,
+        &kubelet,
+        |p| condition(p, "Ready") == Some("True"),
+    );
+    drop(namespace);
+    drop(kubelet);
+}

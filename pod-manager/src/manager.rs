@@ -592,6 +592,14 @@ fn past_active_deadline(pod: &Pod, started: Timestamp, now: Timestamp) -> bool {
     now.duration_since(started).as_secs() >= deadline
 }
 
+/// The status a pod showed before, which a new one keeps transition times, restart
+/// counts and the like from: the last one this worker published, else the API's copy (a
+/// kubelet started again finds its pods' statuses there, as upstream's status manager
+/// takes `pod.Status` when it has none cached).
+fn shown_before<'a>(last: &'a Option<PodStatus>, pod: &'a Pod) -> Option<&'a PodStatus> {
+    last.as_ref().or(pod.status.as_ref())
+}
+
 async fn pod_worker(
     ctx: Arc<SyncContext>,
     reporter: Arc<dyn StatusReporter>,
@@ -647,7 +655,7 @@ async fn pod_worker(
                 let publishing = async {
                     loop {
                         poke.notified().await;
-                        let verdicts = probes.verdicts(&pod, &snapshot);
+                        let verdicts = probes.verdicts(&pod, &snapshot, ctx.started);
                         let previous = shown().clone();
                         let status = pod_status(&StatusInputs {
                             pod: &pod,
@@ -656,7 +664,7 @@ async fn pod_worker(
                             runtime_name: &ctx.runtime_name,
                             host_ips: &host_ips,
                             start_time: started.map(Time).as_ref(),
-                            previous: previous.as_ref(),
+                            previous: shown_before(&previous, &pod),
                             now: now(ctx.clock.as_ref()),
                             probes: &verdicts,
                             allocations: Some(&ctx.node.allocations),
@@ -697,7 +705,7 @@ async fn pod_worker(
                     runtime_name: &ctx.runtime_name,
                     host_ips: &host_ips,
                     start_time: started.map(Time).as_ref(),
-                    previous: last_status.as_ref(),
+                    previous: shown_before(&last_status, &pod),
                     now: now(ctx.clock.as_ref()),
                     probes: &Default::default(),
                     allocations: Some(&ctx.node.allocations),
@@ -790,14 +798,19 @@ async fn pod_worker(
         ctx.env_objects.prepare(&pod).await;
 
         let started = *started.get_or_insert_with(|| {
-            snapshot
-                .sandboxes
-                .iter()
-                .map(|s| s.sandbox.created_at)
-                .filter(|&nanos| nanos > 0)
-                .min()
-                .and_then(|nanos| Timestamp::from_nanosecond(i128::from(nanos)).ok())
-                .unwrap_or_else(|| now(ctx.clock.as_ref()))
+            // The start time never changes once shown (upstream's status manager keeps
+            // the API's), also across kubelet restarts.
+            let shown = pod.status.as_ref().and_then(|s| s.start_time.as_ref());
+            shown.map(|t| t.0).unwrap_or_else(|| {
+                snapshot
+                    .sandboxes
+                    .iter()
+                    .map(|s| s.sandbox.created_at)
+                    .filter(|&nanos| nanos > 0)
+                    .min()
+                    .and_then(|nanos| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+                    .unwrap_or_else(|| now(ctx.clock.as_ref()))
+            })
         });
         let start_time = Time(started);
         if last_status.is_none() {
@@ -810,9 +823,11 @@ async fn pod_worker(
                 runtime_name: &ctx.runtime_name,
                 host_ips: &host_ips,
                 start_time: Some(&start_time),
-                previous: None,
+                previous: shown_before(&last_status, &pod),
                 now: now(ctx.clock.as_ref()),
-                probes: &Default::default(),
+                // Nothing probed yet: containers adopted from an earlier kubelet show
+                // what the API showed, others wait for their probes.
+                probes: &probes.verdicts(&pod, &snapshot, ctx.started),
                 allocations: Some(&ctx.node.allocations),
             });
             startup.observe(&pod, None, &status, None, ctx.clock.now());
@@ -835,7 +850,7 @@ async fn pod_worker(
                         runtime_name: &ctx.runtime_name,
                         host_ips: &host_ips,
                         start_time: Some(&start_time),
-                        previous: last_status.as_ref(),
+                        previous: shown_before(&last_status, &pod),
                         now: now(ctx.clock.as_ref()),
                         probes: &Default::default(),
                         allocations: Some(&ctx.node.allocations),
@@ -894,7 +909,7 @@ async fn pod_worker(
                     crate::sync::kill_container(&ctx, &pod, container, &id, &pod_ip, grace).await;
                 }
             }
-            let verdicts = probes.verdicts(&pod, &snapshot);
+            let verdicts = probes.verdicts(&pod, &snapshot, ctx.started);
             match sync_pod(&ctx, &pod, &snapshot, &verdicts).await {
                 Ok(o) => {
                     outcome = o;
@@ -932,7 +947,7 @@ async fn pod_worker(
             );
             probes.reconcile(&ctx, prober, &pod, &after, &pod_ip, &poke);
         }
-        let verdicts = probes.verdicts(&pod, &after);
+        let verdicts = probes.verdicts(&pod, &after, ctx.started);
         let mut status = pod_status(&StatusInputs {
             pod: &pod,
             snapshot: &after,
@@ -940,7 +955,7 @@ async fn pod_worker(
             runtime_name: &ctx.runtime_name,
             host_ips: &host_ips,
             start_time: Some(&start_time),
-            previous: last_status.as_ref(),
+            previous: shown_before(&last_status, &pod),
             now: now(ctx.clock.as_ref()),
             probes: &verdicts,
             allocations: Some(&ctx.node.allocations),

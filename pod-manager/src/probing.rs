@@ -22,6 +22,10 @@ use crate::status::RuntimeSnapshot;
 
 type Results = Arc<Mutex<HashMap<(String, ProbeKind), ProbeResult>>>;
 
+/// A container that started this long before the kubelet did was adopted from an
+/// earlier kubelet (upstream's `kubeletRestartGracePeriod`).
+const RESTART_GRACE: Duration = Duration::from_secs(10);
+
 /// What the probes say about one running container instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeVerdict {
@@ -304,21 +308,58 @@ impl PodProbes {
     }
 
     /// Readiness and startup of every running container with probes, by container id.
+    ///
+    /// A container running since before the kubelet started (`kubelet_started`, less
+    /// upstream's 10 s grace) was adopted from an earlier kubelet: until its probes have
+    /// a result it stays as the API shows it, started if its status said so and ready if
+    /// the pod was Ready, so a kubelet restart does not take a ready pod out of its
+    /// Services (upstream's `setReadyStateOnKubeletRestart` and the kept `started`, with
+    /// `ChangeContainerStatusOnKubeletRestart` off, its default since 1.35).
     pub fn verdicts(
         &self,
         pod: &Pod,
         snapshot: &RuntimeSnapshot,
+        kubelet_started: SystemTime,
     ) -> BTreeMap<String, ProbeVerdict> {
+        let adopted_before = kubelet_started
+            .checked_sub(RESTART_GRACE)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .unwrap_or(0);
+        let shown = pod.status.as_ref();
+        let pod_was_ready = shown
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let was_started = |name: &str| {
+            shown
+                .into_iter()
+                .flat_map(|s| {
+                    s.container_statuses
+                        .iter()
+                        .chain(s.init_container_statuses.iter())
+                        .flatten()
+                })
+                .any(|s| s.name == name && s.started == Some(true))
+        };
         let mut verdicts = BTreeMap::new();
         for container in probed_containers(pod) {
             let Some(instance) = snapshot.latest(&container.name) else {
                 continue;
             };
             let id = &instance.container.id;
-            let passed = |kind| self.result(id, kind) == Some(ProbeResult::Success);
-            let started = container.startup_probe.is_none() || passed(ProbeKind::Startup);
-            let ready =
-                started && (container.readiness_probe.is_none() || passed(ProbeKind::Readiness));
+            let adopted = instance.container.state == ContainerState::Running
+                && instance.started_at > 0
+                && instance.started_at < adopted_before;
+            // A probe's result, else what an adopted container showed.
+            let passed = |kind, shown: &dyn Fn() -> bool| match self.result(id, kind) {
+                Some(result) => result == ProbeResult::Success,
+                None => adopted && shown(),
+            };
+            let started = container.startup_probe.is_none()
+                || passed(ProbeKind::Startup, &|| was_started(&container.name));
+            let ready = started
+                && (container.readiness_probe.is_none()
+                    || passed(ProbeKind::Readiness, &|| pod_was_ready));
             verdicts.insert(id.clone(), ProbeVerdict { ready, started });
         }
         verdicts
@@ -360,4 +401,124 @@ fn tokio_instant_of(started_at_nanos: i64, now_wall: SystemTime) -> tokio::time:
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let ago = now_wall.duration_since(started).unwrap_or_default();
     now.checked_sub(ago).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ContainerStatus as ApiContainerStatus, ExecAction, PodCondition, PodSpec, PodStatus,
+    };
+    use kubelet_core::{ContainerMetadata, ContainerStatus};
+
+    const ID: &str = "c1";
+
+    /// A pod whose container `main` has a readiness and a startup probe, and whose API
+    /// status says the pod is `ready` and the container `started`.
+    fn pod(ready: &str, started: bool) -> Pod {
+        let probe = Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
+            ..Default::default()
+        };
+        Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "main".into(),
+                    readiness_probe: Some(probe.clone()),
+                    startup_probe: Some(probe),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![ApiContainerStatus {
+                    name: "main".into(),
+                    started: Some(started),
+                    ready: ready == "True",
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The runtime has `main` running since `started_at`.
+    fn running_since(started_at: SystemTime) -> RuntimeSnapshot {
+        let nanos = started_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_nanos();
+        RuntimeSnapshot {
+            containers: vec![ContainerStatus {
+                container: kubelet_core::Container {
+                    id: ID.into(),
+                    metadata: ContainerMetadata {
+                        name: "main".into(),
+                        attempt: 0,
+                    },
+                    state: ContainerState::Running,
+                    ..Default::default()
+                },
+                started_at: i64::try_from(nanos).expect("nanoseconds"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn verdict(probes: &PodProbes, pod: &Pod, snapshot: &RuntimeSnapshot) -> ProbeVerdict {
+        let kubelet_started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        probes.verdicts(pod, snapshot, kubelet_started)[ID]
+    }
+
+    #[test]
+    fn a_container_adopted_from_an_earlier_kubelet_keeps_what_the_api_shows_until_probed() {
+        let kubelet_started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let adopted = running_since(kubelet_started - Duration::from_secs(60));
+        let probes = PodProbes::default();
+        let kept = ProbeVerdict {
+            ready: true,
+            started: true,
+        };
+        assert_eq!(verdict(&probes, &pod("True", true), &adopted), kept);
+        // A pod that was not ready stays so; a container not started is not ready.
+        let unready = verdict(&probes, &pod("False", true), &adopted);
+        assert_eq!((unready.started, unready.ready), (true, false));
+        let unstarted = verdict(&probes, &pod("True", false), &adopted);
+        assert_eq!((unstarted.started, unstarted.ready), (false, false));
+        // Once probed, the probes decide.
+        lock(&probes.results).insert((ID.into(), ProbeKind::Readiness), ProbeResult::Failure);
+        assert!(!verdict(&probes, &pod("True", true), &adopted).ready);
+        lock(&probes.results).insert((ID.into(), ProbeKind::Readiness), ProbeResult::Success);
+        lock(&probes.results).insert((ID.into(), ProbeKind::Startup), ProbeResult::Failure);
+        let failed = verdict(&probes, &pod("True", true), &adopted);
+        assert_eq!((failed.started, failed.ready), (false, false));
+    }
+
+    #[test]
+    fn a_container_started_by_this_kubelet_waits_for_its_probes() {
+        let kubelet_started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // Within the grace of the kubelet's start: not taken as adopted.
+        let recent = running_since(kubelet_started - Duration::from_secs(5));
+        let probes = PodProbes::default();
+        let waiting = verdict(&probes, &pod("True", true), &recent);
+        assert_eq!((waiting.started, waiting.ready), (false, false));
+        lock(&probes.results).insert((ID.into(), ProbeKind::Startup), ProbeResult::Success);
+        lock(&probes.results).insert((ID.into(), ProbeKind::Readiness), ProbeResult::Success);
+        assert_eq!(
+            verdict(&probes, &pod("False", false), &recent),
+            ProbeVerdict {
+                ready: true,
+                started: true,
+            }
+        );
+    }
 }

@@ -79,6 +79,10 @@ pub struct SyncContext {
     pub devices: Option<Arc<dyn kubelet_core::DeviceAllocator>>,
     /// Where pod starts, container starts, probes, relists and pod workers are counted.
     pub metrics: Arc<kubelet_core::metrics::kubelet::KubeletMetrics>,
+    /// When this kubelet started: containers running since before it were adopted from
+    /// an earlier kubelet and keep their shown readiness until their probes say
+    /// otherwise.
+    pub started: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for SyncContext {

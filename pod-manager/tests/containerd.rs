@@ -190,6 +190,7 @@ fn start_with(env: &TestEnv, dirs: Arc<tempfile::TempDir>, setup: Setup) -> Kube
         pull_records: None,
         devices: None,
         metrics: Default::default(),
+        started: std::time::SystemTime::now(),
     };
     let recorder = Arc::new(Recorder::default());
     let manager = PodManager::new(Arc::new(ctx), recorder.clone(), config);

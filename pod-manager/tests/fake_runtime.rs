@@ -116,6 +116,7 @@ fn start_with_parts(
 ) -> Harness {
     let clock: Arc<dyn kubelet_core::Clock> = Arc::new(TokioClock::new());
     let fake = fake.with_clock(clock.clone());
+    let started = clock.now();
     let client: CriClient = fake.client(Timeouts::default());
     let client_for_probes = client.clone();
     let dirs = tempfile::tempdir().expect("temp dir");
@@ -161,6 +162,7 @@ fn start_with_parts(
         pull_records: None,
         devices: None,
         metrics: Default::default(),
+        started,
     };
     let pods = Arc::new(LocalPods::new());
     let recorder = Arc::new(Recorder {
