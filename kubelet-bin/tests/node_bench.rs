@@ -27,7 +27,9 @@
 //!   turns at going first, so that a drift of the runtime's speed weighs on both alike;
 //! - then, after a floor of 100 pods at once, 100 pods created at once (through the API, up to 25 requests in flight: `kubectl
 //!   apply` would send them one after the other over seconds): until all are Running and
-//!   Ready;
+//!   Ready, and the CPU seconds the node's busy processes (the runtime with its shims,
+//!   runc and CNI plugins; the API server; etcd; the kubelet; kubectl) spent meanwhile,
+//!   beside the same for the floor's burst;
 //! - its RSS and CPU from /proc, idle and then steady with the 100 pods, over
 //!   `KUBELET_BENCH_SAMPLE_SECS` (default 60) each;
 //! - a restart (SIGTERM, then started again): until the Node is reported Ready, and until
@@ -40,7 +42,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -180,6 +182,68 @@ impl Drop for Watch {
     }
 }
 
+/// The kernel's CPU time unit, per second.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The node's processes a burst of pods keeps busy, by the name the kernel gives them
+/// (`comm`, cut at 15 bytes), and the group each counts in.
+const BUSY_PROCESSES: [(&str, &str); 6] = [
+    ("containerd", "runtime"),
+    ("containerd-shim", "runtime"),
+    ("kube-apiserver", "API server"),
+    ("etcd", "etcd"),
+    ("kubelet", "kubelet"),
+    ("kubectl", "kubectl"),
+];
+
+/// The CPU ticks of each process of [`BUSY_PROCESSES`] alive now, the children it
+/// reaped (runc, CNI plugins) included, by pid.
+fn process_ticks() -> HashMap<u32, (&'static str, u64)> {
+    let mut ticks = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let comm = head.split_once(" (").map_or("", |(_, comm)| comm);
+        let Some(&(_, group)) = BUSY_PROCESSES.iter().find(|(name, _)| *name == comm) else {
+            continue;
+        };
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // utime, stime, cutime and cstime: the 12th to 15th fields after the name.
+        let spent = fields.get(11..15).map_or(0, |f| f.iter().sum());
+        ticks.insert(pid, (group, spent));
+    }
+    ticks
+}
+
+/// The CPU seconds each group of [`BUSY_PROCESSES`] spent since `before` was taken
+/// ([`process_ticks`]); a process started since counts whole.
+fn cpu_since(before: &HashMap<u32, (&'static str, u64)>) -> BTreeMap<&'static str, f64> {
+    let per_second = clock_ticks();
+    let mut spent = BTreeMap::new();
+    for (pid, (group, now)) in process_ticks() {
+        let then = before.get(&pid).map_or(0, |(_, then)| *then);
+        *spent.entry(group).or_insert(0.0) += now.saturating_sub(then) as f64 / per_second;
+    }
+    spent
+}
+
 /// Mean RSS (MiB) and CPU (% of one core) of `pid` over `secs`.
 fn sample(pid: u32, secs: u64) -> (f64, f64) {
     let ticks = |pid: u32| -> u64 {
@@ -201,12 +265,7 @@ fn sample(pid: u32, secs: u64) -> (f64, f64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0)
     };
-    let clock_ticks: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
+    let clock_ticks = clock_ticks();
     let start = Instant::now();
     let first = ticks(pid);
     let mut rss = Vec::new();
@@ -386,6 +445,8 @@ struct Floor {
     sequential: Vec<Duration>,
     /// The API floor of pods created one after the other ([`api_floor`]).
     api: Vec<Duration>,
+    /// CPU seconds of the node's busy processes during the burst ([`cpu_since`]).
+    burst_cpu: BTreeMap<&'static str, f64>,
     /// Of each sequential pod: RunPodSandbox, CreateContainer, StartContainer.
     steps: Vec<[Duration; 3]>,
     burst: Duration,
@@ -508,6 +569,7 @@ fn cri_floor(endpoint: &str, image: &str, sequential_pods: usize, burst_pods: us
             sandboxes.push(id);
             steps.push(took);
         }
+        let before = process_ticks();
         let started = Instant::now();
         let burst = futures::future::join_all((0..burst_pods).map(|i| {
             let name = burst_name(i);
@@ -516,6 +578,7 @@ fn cri_floor(endpoint: &str, image: &str, sequential_pods: usize, burst_pods: us
         }))
         .await;
         let burst_time = started.elapsed();
+        let burst_cpu = cpu_since(&before);
         sandboxes.extend(burst.into_iter().map(|(id, _)| id));
         futures::future::join_all(sandboxes.iter().map(|id| {
             let client = &client;
@@ -550,6 +613,7 @@ fn cri_floor(endpoint: &str, image: &str, sequential_pods: usize, burst_pods: us
             sequential,
             steps,
             burst: burst_time,
+            burst_cpu,
             api: Vec::new(),
         }
     })
@@ -562,6 +626,8 @@ struct Figures {
     burst: Duration,
     /// How long the API server took to create the burst's pods.
     burst_apply: Duration,
+    /// CPU seconds of the node's busy processes during the burst ([`cpu_since`]).
+    burst_cpu: BTreeMap<&'static str, f64>,
     rss_idle: f64,
     cpu_idle: f64,
     rss_pods: f64,
@@ -753,6 +819,7 @@ fn measure(
 
     let watch = Watch::pods(c, ns);
     let before = watch.ready_count();
+    let busy_before = process_ticks();
     let started = Instant::now();
     create_at_once(c, ns, BURST);
     figures.burst_apply = started.elapsed();
@@ -773,6 +840,7 @@ fn measure(
         },
         || watch.ready_count() >= before + BURST,
     );
+    figures.burst_cpu = cpu_since(&busy_before);
     figures.burst = (0..BURST)
         .filter_map(|i| watch.ready_at(&format!("burst-{i}")))
         .max()
@@ -833,6 +901,12 @@ fn print_floor(when: &str, floor: &Floor) -> (Duration, Duration) {
         percentile(&sorted, 0.99).as_millis(),
         floor.burst.as_millis(),
     );
+    let cpu: Vec<String> = floor
+        .burst_cpu
+        .iter()
+        .map(|(group, seconds)| format!("{group} {seconds:.1}"))
+        .collect();
+    println!("  CPU seconds during its burst: {}", cpu.join(", "));
     let step_p50 = |i: usize| {
         let mut step: Vec<Duration> = floor.steps.iter().map(|s| s[i]).collect();
         step.sort();
@@ -964,6 +1038,15 @@ fn node_bench() {
     let per_floor =
         |d: Duration, floor: &Floor| d.as_secs_f64() / floor.burst.as_secs_f64().max(f64::EPSILON);
     // (figure, ours, upstream, decimals): durations are shown in milliseconds.
+    let cpu = |group: &str| {
+        let spent = |f: &Figures| f.burst_cpu.get(group).copied().unwrap_or_default();
+        (
+            format!("  CPU seconds during it: {group}"),
+            spent(&ours),
+            spent(&theirs),
+            1,
+        )
+    };
     let time = |figure: String, o: Duration, u: Duration| {
         (
             figure,
@@ -1006,6 +1089,11 @@ fn node_bench() {
             per_floor(theirs.burst, &floor_theirs),
             2,
         ),
+        cpu("runtime"),
+        cpu("API server"),
+        cpu("etcd"),
+        cpu("kubelet"),
+        cpu("kubectl"),
         ("RSS idle (MiB)".into(), ours.rss_idle, theirs.rss_idle, 1),
         (
             format!("RSS with {BURST} pods (MiB)"),

@@ -710,21 +710,23 @@ mod tests {
     /// (virtual time since the test started).
     type Patched = Arc<Mutex<Vec<(String, String, Duration)>>>;
 
+    /// The pod a status patch is for and what it sent.
+    fn status_patch_of(parts: &http::request::Parts, body: &[u8]) -> (String, serde_json::Value) {
+        // /api/v1/namespaces/default/pods/<name>/status
+        let name = parts.uri.path().split('/').nth(6).unwrap_or_default();
+        (
+            name.to_owned(),
+            serde_json::from_slice(body).unwrap_or_default(),
+        )
+    }
+
     /// An API server whose status patches of pod `slow` take 5 s, others none.
     fn slow_api(patched: Patched) -> kube::Client {
         let start = tokio::time::Instant::now();
         crate::fake_api::client(move |parts, body| {
             let patched = patched.clone();
             async move {
-                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                // /api/v1/namespaces/default/pods/<name>/status
-                let name = parts
-                    .uri
-                    .path()
-                    .split('/')
-                    .nth(6)
-                    .unwrap_or_default()
-                    .to_owned();
+                let (name, sent) = status_patch_of(&parts, &body);
                 if name == "slow" {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
@@ -830,14 +832,7 @@ mod tests {
         let client = crate::fake_api::client(move |parts, body| {
             let patched = recorded.clone();
             async move {
-                let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let name = parts
-                    .uri
-                    .path()
-                    .split('/')
-                    .nth(6)
-                    .unwrap_or_default()
-                    .to_owned();
+                let (name, sent) = status_patch_of(&parts, &body);
                 let mut status = sent["status"].clone();
                 if let Some(map) = status.as_object_mut() {
                     map.retain(|_, v| !v.is_null());
