@@ -371,43 +371,34 @@ impl Inner {
         } else {
             r.clone()
         };
-        if self
-            .lock_sent()
-            .get(&target.uid)
-            .is_some_and(|sent| sent.status == *status)
+        let first = match self.lock_sent().get(&target.uid) {
+            Some(sent) if sent.status == *status => return true,
+            Some(_) => false,
+            None => true,
+        };
+        let terminal = self.view.inspect(&target.uid, is_terminal);
+        if terminal == Some(true)
+            && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
         {
+            // The API server refuses to move a pod out of a terminal phase.
+            debug!(pod = %r, "pod is terminal in the API, not patching its status back");
             return true;
         }
-        let first = !self.lock_sent().contains_key(&target.uid);
-        let current = self.view.inspect(&target.uid, |current| {
-            if is_terminal(current)
-                && !matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
-            {
-                // The API server refuses to move a pod out of a terminal phase.
-                return Some(None);
-            }
-            // A kubelet started again finds the statuses its last run wrote: one the
-            // API server shows already is not written again (upstream's patch of the
-            // API's copy to the new status is empty then, and not sent).
-            (first
-                && current
-                    .status
-                    .as_ref()
-                    .is_some_and(|shown| same(shown, status)))
-            .then(|| Some(Shown::of(current)))
-        });
-        match current.flatten() {
-            Some(None) => {
-                debug!(pod = %r, "pod is terminal in the API, not patching its status back");
-                return true;
-            }
-            Some(Some(shown)) => {
-                debug!(pod = %r, "pod status already shown by the API server");
-                let status = status.clone();
-                self.lock_sent().insert(target.uid, Sent { status, shown });
-                return true;
-            }
-            None => {}
+        // A kubelet started again finds the statuses its last run wrote: one the API
+        // server shows already is not written again (upstream's patch of the API's copy
+        // to the new status is empty then, and not sent).
+        let shown = match first {
+            true => self.view.inspect(&target.uid, |current| {
+                let unchanged = current.status.as_ref().is_some_and(|s| same(s, status));
+                unchanged.then(|| Shown::of(current))
+            }),
+            false => None,
+        };
+        if let Some(shown) = shown.flatten() {
+            debug!(pod = %r, "pod status already shown by the API server");
+            let status = status.clone();
+            self.lock_sent().insert(target.uid, Sent { status, shown });
+            return true;
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &target.namespace);
         let patch = serde_json::json!({

@@ -351,15 +351,15 @@ impl PodProbes {
                 && instance.started_at > 0
                 && instance.started_at < adopted_before;
             // A probe's result, else what an adopted container showed.
-            let passed = |kind, shown: &dyn Fn() -> bool| match self.result(id, kind) {
+            let passed = |kind, shown: bool| match self.result(id, kind) {
                 Some(result) => result == ProbeResult::Success,
-                None => adopted && shown(),
+                None => adopted && shown,
             };
             let started = container.startup_probe.is_none()
-                || passed(ProbeKind::Startup, &|| was_started(&container.name));
+                || passed(ProbeKind::Startup, was_started(&container.name));
             let ready = started
                 && (container.readiness_probe.is_none()
-                    || passed(ProbeKind::Readiness, &|| pod_was_ready));
+                    || passed(ProbeKind::Readiness, pod_was_ready));
             verdicts.insert(id.clone(), ProbeVerdict { ready, started });
         }
         verdicts
