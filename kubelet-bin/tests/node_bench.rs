@@ -998,7 +998,8 @@ fn node_bench() {
         }
     }
     for side in &mut sides {
-        side.floor.burst = cri_floor(&env.endpoint, &c.busybox, 0, BURST).burst;
+        let floor = cri_floor(&env.endpoint, &c.busybox, 0, BURST);
+        (side.floor.burst, side.floor.burst_cpu) = (floor.burst, floor.burst_cpu);
         side.figures = Figures {
             startup: std::mem::take(&mut side.figures.startup),
             ..measure(&c, &env.endpoint, ns, side.binary, sample_secs, side.start)
