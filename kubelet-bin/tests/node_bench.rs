@@ -405,24 +405,7 @@ fn api_floor(c: &Cluster, ns: &str, count: usize) -> Vec<Duration> {
     runtime
         .block_on(pods.get_opt("api-floor-warm-up"))
         .expect("the API floor's client");
-    let watch = Watch::pods(c, ns);
-    let mut took = Vec::with_capacity(count);
-    for i in 0..count {
-        let name = format!("api-{floor}-{i}");
-        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
-        common::wait_until(
-            &format!("{name} Ready (API floor)"),
-            60,
-            String::new,
-            || watch.ready_at(&name).is_some(),
-        );
-        took.push(
-            watch
-                .created_to_ready(&name)
-                .expect("seen created and ready"),
-        );
-    }
-    drop(watch);
+    let took = one_after_the_other(c, ns, &format!("api-{floor}"), count, String::new);
     answering.abort();
     // No kubelet finishes their deletion.
     c.kubectl(&[
@@ -758,29 +741,39 @@ fn startup_round(
 ) -> Vec<Duration> {
     let kubelet = start_settled(c, endpoint, ns, start);
     warm_up(c, endpoint, ns, &kubelet);
-    let watch = Watch::pods(c, ns);
-    let mut startup = Vec::with_capacity(count);
-    for i in 0..count {
-        let name = format!("seq-{round}-{i}");
-        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
-        common::wait_until(
-            &format!("{name} Ready"),
-            60,
-            || kubelet.log(),
-            || watch.ready_at(&name).is_some(),
-        );
-        startup.push(
-            watch
-                .created_to_ready(&name)
-                .expect("seen created and ready"),
-        );
-    }
-    drop(watch);
+    let startup = one_after_the_other(c, ns, &format!("seq-{round}"), count, || kubelet.log());
     c.kubectl(&["delete", "pods", "--all", "-n", ns, "--wait=true"]);
     wait_quiet(endpoint, ns);
     drop(kubelet);
     clear_namespace(endpoint, ns);
     startup
+}
+
+/// Creates `count` pods `<prefix>-<i>` one after the other, each once the one before is
+/// Ready; each one's created -> Ready as one watch sees both events. `log` explains a
+/// pod not Ready within a minute.
+fn one_after_the_other(
+    c: &Cluster,
+    ns: &str,
+    prefix: &str,
+    count: usize,
+    log: impl Fn() -> String,
+) -> Vec<Duration> {
+    let watch = Watch::pods(c, ns);
+    let mut took = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("{prefix}-{i}");
+        c.apply(&pod_yaml(ns, &c.node, &c.busybox, &name));
+        common::wait_until(&format!("{name} Ready"), 60, &log, || {
+            watch.ready_at(&name).is_some()
+        });
+        took.push(
+            watch
+                .created_to_ready(&name)
+                .expect("seen created and ready"),
+        );
+    }
+    took
 }
 
 /// Appends the log `from`, when there is one, to `to` and removes it: a kubelet started
