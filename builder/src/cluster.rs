@@ -10,8 +10,8 @@ use kubelet_node_agent::rotation::{
     ClientCertificate, RotatingCertificate, client_with_certificate, rotate,
 };
 use kubelet_node_agent::{
-    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, NodeAgent, NodeConfig, NodeFactsHandle,
-    PodView, RequestBound, client_from_kubeconfig,
+    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, Connections, NodeAgent, NodeConfig,
+    NodeFactsHandle, PodView, RequestBound, client_from_kubeconfig,
 };
 use kubelet_pod_manager::allocation::Allocations;
 
@@ -50,6 +50,9 @@ pub struct Cluster {
     /// The client certificate, rotated when `rotateCertificates`, and where it is
     /// stored.
     client_certificate: Option<(Arc<ClientCertificate>, PathBuf)>,
+    /// Every connection of the three clients: closed together when a heartbeat gets no
+    /// answer and when the client certificate rotates, as upstream's `closeAllConns`.
+    connections: Connections,
     /// The serving certificate's requests and rotation, when `serverTLSBootstrap`.
     serving_rotation: Option<RotationTask>,
     /// The tasks that write pod status and events, until taken to be run.
@@ -98,14 +101,15 @@ impl Cluster {
         } else {
             None
         };
+        let connections = Connections::new();
         let connect = |bound| {
-            let rotated = rotated.clone();
+            let (rotated, connections) = (rotated.clone(), &connections);
             async move {
                 match rotated {
                     Some(certificate) => {
-                        client_with_certificate(kubeconfig, bound, certificate).await
+                        client_with_certificate(kubeconfig, bound, certificate, connections).await
                     }
-                    None => client_from_kubeconfig(kubeconfig, bound).await,
+                    None => client_from_kubeconfig(kubeconfig, bound, connections).await,
                 }
                 .map_err(cluster_error)
             }
@@ -163,9 +167,11 @@ impl Cluster {
         let (status, status_sender) = ApiStatus::new(client.clone(), node_name, view.clone());
         let agent = NodeAgent::new(heartbeat, node, runtime, images)
             .with_watch_client(watch_client.clone())
+            .with_connections(connections.clone())
             .with_events(Arc::new(events.clone()));
         Ok(Self {
             client_certificate: rotated.map(|certificate| (certificate, options.cert_dir.clone())),
+            connections,
             serving_rotation: None,
             status,
             senders: vec![
@@ -262,6 +268,7 @@ impl Cluster {
             cert_dir.to_owned(),
             self.node_name.clone(),
             metrics,
+            None,
         )));
     }
 
@@ -280,6 +287,7 @@ impl Cluster {
             cert_dir,
             self.node_name.clone(),
             metrics,
+            Some(self.connections.clone()),
         )))
     }
 

@@ -3,7 +3,8 @@
 //! connections it has (a half-open connection: no reset, no answer, as after a NAT or
 //! load balancer forgot it), while new connections work. The kubelet must give up the
 //! stuck requests and keep renewing its Lease on new connections, instead of waiting the
-//! ~15 minutes TCP takes while the node goes NotReady.
+//! ~15 minutes TCP takes while the node goes NotReady, and a renewal that got no answer
+//! closes every other connection too, so its watches and status writes move on at once.
 
 mod common;
 
@@ -178,4 +179,43 @@ fn the_lease_is_renewed_when_the_api_server_connections_go_half_open() {
     }
     let node = c.json(&["get", "node", &c.node]);
     assert_eq!(common::condition(&node, "Ready"), Some("True"), "{node:#}");
+
+    // The renewal that got no answer closed every connection of the kubelet, as
+    // upstream's closeAllConns: the pod watch and the pooled connections of the status
+    // writer were frozen too, and a pod bound now runs and shows its status at once
+    // rather than after the watch's own timeout (a minute) and a status patch's (60 s).
+    let namespace = common::Namespace::create(&c, "half-open");
+    let ns = namespace.name;
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: after-freeze, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    c.wait_json(
+        "a pod bound after the freeze Ready",
+        &["get", "pod", "-n", ns, "after-freeze"],
+        20,
+        &kubelet,
+        |p| common::condition(p, "Ready") == Some("True"),
+    );
+    assert!(
+        kubelet
+            .log()
+            .contains("closing every connection to the API server"),
+        "{}",
+        kubelet.log()
+    );
 }

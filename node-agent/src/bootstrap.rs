@@ -118,7 +118,9 @@ pub async fn load_client_cert_within(
     })
     .await?;
     // Watches the request: no request deadline (the wait has its own).
-    let client = super::client_from_kubeconfig(bootstrap_kubeconfig, None).await?;
+    let client =
+        super::client_from_kubeconfig(bootstrap_kubeconfig, None, &super::Connections::new())
+            .await?;
 
     let dir = cert_dir.to_owned();
     let key = blocking("loading or making the private key", move || {

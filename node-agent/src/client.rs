@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::client::ConfigExt;
 
-use crate::{DeadlineLayer, Error, Result};
+use crate::{Connections, DeadlineLayer, Error, Result};
 
 /// How a client bounds its requests; a client without one (for watches) waits for as
 /// long as an answer lasts.
@@ -26,16 +26,18 @@ pub struct RequestBound {
 
 /// A client for the API server from a kubeconfig file (client certificates, tokens and
 /// the CA as written there), its requests bounded by `bound`; watches need a client
-/// without a bound (their own idle timeout finds dead connections).
+/// without a bound (their own idle timeout finds dead connections). Its connections are
+/// among `connections`.
 pub async fn client_from_kubeconfig(
     path: &Path,
     bound: Option<RequestBound>,
+    connections: &Connections,
 ) -> Result<kube::Client> {
     let config = load(path).await?;
     let tls = config
         .rustls_client_config()
         .map_err(|e| invalid(path, e.to_string()))?;
-    build(config, tls, bound).map_err(|reason| invalid(path, reason))
+    build(config, tls, bound, connections).map_err(|reason| invalid(path, reason))
 }
 
 /// The client configuration a kubeconfig file describes (its current context).
@@ -57,11 +59,13 @@ pub(crate) fn invalid(path: &Path, reason: String) -> Error {
 
 /// A client for `config`'s server over `tls`, authenticating with `config`'s token or
 /// basic auth when it has one (a client certificate is `tls`'s), its requests bounded by
-/// `bound`. Errors are a reason to name with the kubeconfig.
+/// `bound`, its connections among `connections`. Errors are a reason to name with the
+/// kubeconfig.
 pub(crate) fn build(
     config: kube::Config,
     tls: rustls::ClientConfig,
     bound: Option<RequestBound>,
+    connections: &Connections,
 ) -> std::result::Result<kube::Client, String> {
     use tower::ServiceBuilder;
     if let Some(proxy) = &config.proxy_url {
@@ -86,7 +90,8 @@ pub(crate) fn build(
     if let Some(bound) = bound {
         pool.pool_max_idle_per_host(bound.idle_connections);
     }
-    let client: hyper_util::client::legacy::Client<_, kube::client::Body> = pool.build(connector);
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        pool.build(connections.connector(connector));
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.default_retry.then(|| {
@@ -114,7 +119,7 @@ mod tests {
         let mut config = kube::Config::new("https://10.0.0.1:6443".parse().expect("url"));
         config.proxy_url = Some("http://proxy:3128".parse().expect("url"));
         let tls = config.rustls_client_config().expect("TLS configuration");
-        let Err(e) = build(config, tls, None) else {
+        let Err(e) = build(config, tls, None, &Connections::new()) else {
             panic!("a proxy is not supported");
         };
         assert_eq!(e, "proxy-url http://proxy:3128/ is not supported");

@@ -7,12 +7,13 @@
 //! fails it reads (or creates) the Lease again, retrying every 200 ms, doubling up to 7 s,
 //! until the API server answers, and updates it up to 5 times; a conflict reads it again
 //! first. The Lease always carries the Node as its owner: it is not created until the
-//! Node can be read, and an update adds the owner when it is missing.
+//! Node can be read, and an update adds the owner when it is missing. A request that
+//! gets no answer closes every connection of the kubelet's clients
+//! ([`crate::Connections`]), as upstream's `onRepeatedHeartbeatFailure`.
 //!
 //! `renewTime` comes from the [`Clock`] seam, so tests run the controller under tokio's
 //! paused time with exact assertions.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use kube::api::PostParams;
 use kubelet_core::Clock;
 use tracing::{debug, warn};
 
-use super::is_conflict;
+use super::connections::heartbeat_failed;
+use super::{Connections, is_conflict};
 
 /// The namespace of node Leases.
 pub(crate) const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -47,15 +49,19 @@ pub(crate) struct LeaseController {
     clock: Arc<dyn Clock>,
     /// The Lease as last written, updated without reading it first.
     latest: Option<Lease>,
+    /// Closed when a renewal gets no answer.
+    connections: Option<Connections>,
 }
 
 impl LeaseController {
-    /// A controller for `node`'s Lease of `duration_seconds` (renewed every quarter).
+    /// A controller for `node`'s Lease of `duration_seconds` (renewed every quarter),
+    /// closing `connections` when a request gets no answer ([`heartbeat_failed`]).
     pub(crate) fn new(
         client: kube::Client,
         node: &str,
         duration_seconds: i32,
         clock: Arc<dyn Clock>,
+        connections: Option<Connections>,
     ) -> Self {
         let seconds = u64::try_from(duration_seconds.max(4)).unwrap_or(40);
         Self {
@@ -66,6 +72,7 @@ impl LeaseController {
             renew_interval: Duration::from_millis(seconds * 1000 / 4),
             clock,
             latest: None,
+            connections,
         }
     }
 
@@ -116,7 +123,7 @@ impl LeaseController {
             .leases
             .get_opt(&self.node)
             .await
-            .map_err(|e| format!("reading it: {e}"))?
+            .map_err(|e| format!("reading it: {}", self.failed(&e)))?
         {
             return Ok((lease, false));
         }
@@ -136,7 +143,7 @@ impl LeaseController {
             .leases
             .create(&PostParams::default(), &lease)
             .await
-            .map_err(|e| format!("creating it: {e}"))?;
+            .map_err(|e| format!("creating it: {}", self.failed(&e)))?;
         Ok((created, true))
     }
 
@@ -169,12 +176,18 @@ impl LeaseController {
                     last_error = e.to_string();
                     base = self.backoff_ensure().await.0;
                 }
-                Err(e) => last_error = e.to_string(),
+                Err(e) => last_error = self.failed(&e),
             }
         }
         Err(format!(
             "{MAX_UPDATE_RETRIES} attempts to update it failed, the last: {last_error}"
         ))
+    }
+
+    /// `error` as said, after closing the connections when the request got no answer.
+    fn failed(&self, error: &kube::Error) -> String {
+        heartbeat_failed(self.connections.as_ref(), error);
+        error.to_string()
     }
 
     /// `spec` held by this node for the configured duration, renewed now.
@@ -210,12 +223,7 @@ async fn node_owner(nodes: &Api<Node>, name: &str) -> Option<OwnerReference> {
 
 /// `period` plus up to [`JITTER`] of it (apimachinery's `wait.Jitter`).
 fn jittered(period: Duration) -> Duration {
-    // A fresh RandomState is randomly keyed: enough randomness for spreading renewals.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
-    period + period.mul_f64(JITTER * fraction)
+    period + period.mul_f64(JITTER * crate::random_unit())
 }
 
 #[cfg(test)]

@@ -28,18 +28,25 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use kubelet_core::{ImageService, RuntimeHealth};
-//! use kubelet_node_agent::{NodeAgent, NodeConfig, client_from_kubeconfig};
+//! use kubelet_node_agent::{Connections, NodeAgent, NodeConfig, client_from_kubeconfig};
 //!
 //! async fn run(runtime: Arc<dyn RuntimeHealth>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
-//!     let client = client_from_kubeconfig("/etc/kubernetes/kubelet.conf".as_ref(), None).await?;
+//!     // A failed heartbeat closes every connection of the client, as upstream's.
+//!     let connections = Connections::new();
+//!     let kubeconfig = "/etc/kubernetes/kubelet.conf".as_ref();
+//!     let client = client_from_kubeconfig(kubeconfig, None, &connections).await?;
 //!     let node = NodeConfig::new("node-1");
-//!     NodeAgent::new(client, node, runtime, images).run().await;
+//!     NodeAgent::new(client, node, runtime, images)
+//!         .with_connections(connections)
+//!         .run()
+//!         .await;
 //!     Ok(())
 //! }
 //! ```
 
 pub mod bootstrap;
 mod client;
+mod connections;
 mod csi;
 mod deadline;
 mod error;
@@ -58,6 +65,7 @@ mod status;
 
 pub use bootstrap::{Bootstrapped, load_client_cert};
 pub use client::{RequestBound, client_from_kubeconfig};
+pub use connections::Connections;
 pub use csi::{ApiCsiObjects, NODE_ID_ANNOTATION};
 pub use deadline::{Deadline, DeadlineBody, DeadlineLayer};
 pub use error::{Error, Result};
@@ -82,6 +90,21 @@ pub(crate) fn is_not_found(e: &kube::Error) -> bool {
 /// Whether an API error is a 409 (already exists, or a conflict).
 pub(crate) fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Whether a request failed without an answer from the API server (its deadline passed,
+/// its connection failed), rather than being answered with an error.
+pub(crate) fn is_unanswered(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// A uniformly distributed number in 0..1 for spreading retries and renewals, from the
+/// standard library's randomly keyed hasher (a fresh one each time).
+pub(crate) fn random_unit() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    // The top 53 bits as the mantissa of a number in 0..1.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The current time as an API timestamp.

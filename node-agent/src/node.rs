@@ -22,6 +22,8 @@ use kubelet_core::{
 use kubelet_pod_manager::pressure::PressureCondition;
 use tracing::{debug, info, warn};
 
+use super::Connections;
+use super::connections::heartbeat_failed;
 use super::lease::LeaseController;
 use super::{is_conflict, is_not_found, now};
 
@@ -118,6 +120,8 @@ pub struct NodeAgent {
     clock: Arc<dyn Clock>,
     extended: Option<Arc<dyn kubelet_core::ExtendedResources>>,
     volumes_in_use: Option<Arc<dyn kubelet_core::VolumesInUse>>,
+    /// Closed when a heartbeat fails on the way to the API server.
+    connections: Option<Connections>,
     /// What does not change while the machine runs (cadvisor's machine info), read once.
     machine: Machine,
     /// The runtime's images as last listed: upstream lists them every 30 s for the node
@@ -193,6 +197,7 @@ impl NodeAgent {
             clock: Arc::new(SystemClock),
             extended: None,
             volumes_in_use: None,
+            connections: None,
             machine: Machine {
                 info: system_info(),
                 hugepages: hugepage_sizes(),
@@ -208,6 +213,15 @@ impl NodeAgent {
     /// long.
     pub fn with_watch_client(mut self, client: kube::Client) -> Self {
         self.watch_client = client;
+        self
+    }
+
+    /// Closes `connections` (those of the kubelet's API clients) whenever a Lease renewal
+    /// or node status update fails on the way to the API server, as upstream's
+    /// `OnHeartbeatFailure`: requests and watches waiting on connections gone half-open
+    /// move to new ones at once instead of at their own deadlines.
+    pub fn with_connections(mut self, connections: Connections) -> Self {
+        self.connections = Some(connections);
         self
     }
 
@@ -283,6 +297,7 @@ impl NodeAgent {
             &self.config.name,
             self.config.lease_duration_seconds,
             self.clock.clone(),
+            self.connections.clone(),
         );
         tokio::select! {
             () = lease.run() => warn!(node = %self.config.name, "the node lease controller ended"),
@@ -368,6 +383,7 @@ impl NodeAgent {
                     Ok(None) => continue,
                     Err(e) => {
                         debug!(node = %self.config.name, error = %e, "checking the Node object");
+                        heartbeat_failed(self.connections.as_ref(), &e);
                         continue;
                     }
                 }
@@ -397,7 +413,10 @@ impl NodeAgent {
                     registered = false;
                     tick.reset_immediately();
                 }
-                Err(e) => warn!(node = %self.config.name, error = %e, "updating node status"),
+                Err(e) => {
+                    warn!(node = %self.config.name, error = %e, "updating node status");
+                    heartbeat_failed(self.connections.as_ref(), &e);
+                }
             }
         }
     }

@@ -406,11 +406,14 @@ fn parse_pair(
 /// A client for the API server from `kubeconfig` (its server, CA and headers) that
 /// presents `certificate`'s current certificate on every new connection, and nothing
 /// else (as upstream's rotating transport, tokens of the kubeconfig are not sent).
-/// `bound` as [`crate::client_from_kubeconfig`].
+/// `bound` and `connections` as [`crate::client_from_kubeconfig`]; give [`rotate`] the
+/// same `connections`, so that a rotation closes the connections that present the old
+/// certificate.
 pub async fn client_with_certificate(
     kubeconfig: &Path,
     bound: Option<crate::RequestBound>,
     certificate: Arc<ClientCertificate>,
+    connections: &crate::Connections,
 ) -> Result<kube::Client> {
     let invalid = |reason: String| crate::client::invalid(kubeconfig, reason);
     let mut config = crate::client::load(kubeconfig).await?;
@@ -420,27 +423,37 @@ pub async fn client_with_certificate(
         .rustls_client_config()
         .map_err(|e| invalid(e.to_string()))?;
     tls.client_auth_cert_resolver = certificate;
-    crate::client::build(config, tls, bound).map_err(invalid)
+    // A resumed TLS session keeps the identity of the handshake that made it (the API
+    // server restores its peer certificates from the ticket), so after a rotation new
+    // connections would go on presenting the old certificate, refused once it expires.
+    // Every connection makes a full handshake with the current one, as upstream's.
+    tls.resumption = rustls::client::Resumption::disabled();
+    crate::client::build(config, tls, bound, connections).map_err(invalid)
 }
 
 /// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then
 /// requests, stores and uses a new one through `client`. Returns an error only when the
 /// client certificate has been expired for five minutes and still cannot be renewed, so
 /// that the kubelet exits and is restarted. The certificate's TTL, renewal errors and
-/// (serving) lifetime at rotation go to `metrics`.
+/// (serving) lifetime at rotation go to `metrics`. Each rotation closes `presenting`,
+/// the connections made with the old certificate, so that every request presents the
+/// new one (upstream: "Certificate rotation detected, shutting down client
+/// connections"); the API server checks a client certificate on every request, so a
+/// connection kept past the old one's expiry would fail.
 pub async fn rotate(
     certificate: Arc<RotatingCertificate>,
     client: kube::Client,
     cert_dir: PathBuf,
     node_name: String,
     metrics: Arc<KubeletMetrics>,
+    presenting: Option<crate::Connections>,
 ) -> Result<()> {
     let what = match certificate.purpose {
         Purpose::Client => "client",
         Purpose::Serving { .. } => "serving",
     };
     loop {
-        let deadline = certificate.deadline(rand_unit());
+        let deadline = certificate.deadline(crate::random_unit());
         tracing::info!(certificate = what, expiration = %certificate.not_after(), %deadline, "certificate rotation deadline determined");
         wait_until(deadline, &certificate, &metrics).await;
         let mut attempt = 0;
@@ -458,6 +471,13 @@ pub async fn rotate(
                             .observe(&[], lived.as_secs_f64());
                     }
                     set_ttl(&certificate, &metrics);
+                    if let Some(connections) = &presenting {
+                        tracing::info!(
+                            certificate = what,
+                            "closing the connections that present the old certificate"
+                        );
+                        connections.close_all();
+                    }
                     break;
                 }
                 Err(e) => {
@@ -514,15 +534,6 @@ fn set_ttl(certificate: &RotatingCertificate, metrics: &KubeletMetrics) {
         None => f64::INFINITY,
     };
     certificate.purpose.ttl_metric(metrics).set(&[], ttl);
-}
-
-/// A uniformly distributed number in 0..1 (the rotation jitter), from the standard
-/// library's randomly seeded hasher.
-fn rand_unit() -> f64 {
-    use std::hash::BuildHasher;
-    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
-    // The top 53 bits as the mantissa of a number in 0..1.
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// One rotation: a new key and request, the issued certificate stored and used; the
@@ -655,7 +666,7 @@ mod tests {
         let end = start + 10.minutes();
         assert_eq!(rotation_deadline(start, end, 0.5), start + 8.minutes());
         assert_eq!(rotation_deadline(start, end, 7.0), start + 9.minutes());
-        let samples: Vec<f64> = (0..100).map(|_| rand_unit()).collect();
+        let samples: Vec<f64> = (0..100).map(|_| crate::random_unit()).collect();
         assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
         assert!(samples.iter().any(|x| *x != samples[0]), "jittered");
     }

@@ -143,7 +143,7 @@ impl FakeApi {
 /// Starts a controller for a 40 s Lease with a clock that follows tokio's.
 fn start(api: &FakeApi) -> (tokio::task::JoinHandle<()>, TokioClock) {
     let clock = TokioClock::new();
-    let controller = LeaseController::new(api.client(), NODE, 40, Arc::new(clock));
+    let controller = LeaseController::new(api.client(), NODE, 40, Arc::new(clock), None);
     (tokio::spawn(controller.run()), clock)
 }
 
