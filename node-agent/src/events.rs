@@ -24,7 +24,10 @@ const REMEMBERED: usize = 4096;
 /// background task drains. A repeat of an event (same pod, container, reason and
 /// message) patches the first one's `count` and `lastTimestamp` instead of creating a
 /// new object, as upstream's event correlator does. Node events go to the `default`
-/// namespace, where upstream's recorder puts events about cluster-scoped objects.
+/// namespace, where upstream's recorder puts events about cluster-scoped objects. An
+/// event the API server does not answer (it is down, the connection broke) is tried
+/// again, up to 12 times 10 s apart, and the events after it wait, as upstream's
+/// broadcaster does; one it answers with a refusal is dropped.
 #[derive(Debug, Clone)]
 pub struct ApiEvents {
     queue: mpsc::Sender<(Queued, Timestamp)>,
@@ -162,65 +165,119 @@ async fn write_loop(
     // The name and count of the first event of each kind, for repeats.
     let mut seen: HashMap<Key, (String, i32)> = HashMap::new();
     while let Some((event, now)) = rx.recv().await {
-        keep_to(&mut rate).await;
         let key = Key::new(event, &node);
         let api: Api<Event> = Api::namespaced(client.clone(), &key.namespace);
-        if let Some((name, count)) = seen.get_mut(&key) {
-            *count += 1;
-            let patch = serde_json::json!({
-                "count": *count,
-                "lastTimestamp": Time(now),
-            });
-            match api
-                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => continue,
-                // Expired (events live an hour) or removed: write a new one.
-                Err(e) => debug!(error = %e, "updating a repeated event"),
+        // Upstream's recordToSink: an API server that cannot be reached holds this event
+        // and the ones after it; one that refuses it (a terminating namespace, a bad
+        // object) is not asked again.
+        let mut tries = 0;
+        loop {
+            let Err(e) = write(&api, &key, now, &node, &mut seen, &mut rate).await else {
+                break;
+            };
+            tries += 1;
+            if !crate::is_unanswered(&e) || tries >= EVENT_TRIES {
+                warn!(
+                    kind = key.kind,
+                    namespace = %key.namespace,
+                    name = %key.name,
+                    reason = %key.reason,
+                    error = %e,
+                    tries,
+                    "writing an event failed; it is dropped"
+                );
+                break;
             }
-            seen.remove(&key);
-            keep_to(&mut rate).await;
-        }
-        let name = format!("{}.{:x}", key.name, now.as_nanosecond().max(0));
-        let object = Event {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(key.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: key.involved_object(),
-            reason: Some(key.reason.to_string()),
-            message: Some(key.message.clone()),
-            type_: Some(key.event_type.as_str().to_owned()),
-            source: Some(EventSource {
-                component: Some("kubelet".to_owned()),
-                host: Some(node.clone()),
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            count: Some(1),
-            reporting_component: Some("kubelet".to_owned()),
-            reporting_instance: Some(node.clone()),
-            ..Event::default()
-        };
-        match api.create(&PostParams::default(), &object).await {
-            Ok(_) => {
-                if seen.len() >= REMEMBERED {
-                    seen.clear();
-                }
-                seen.insert(key, (name, 1));
-            }
-            Err(e) => warn!(
-                kind = key.kind,
-                namespace = %key.namespace,
-                name = %key.name,
-                reason = %key.reason,
-                error = %e,
-                "writing an event"
-            ),
+            debug!(error = %e, tries, "writing an event got no answer; trying again");
+            tokio::time::sleep(retry_wait(tries)).await;
         }
     }
+}
+
+/// Most tries of one event that gets no answer (upstream's `maxTriesPerEvent`).
+const EVENT_TRIES: u32 = 12;
+/// Between tries (upstream's `defaultSleepDuration`).
+const EVENT_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The wait after the `tries`-th failed try: a random part of [`EVENT_RETRY`] after the
+/// first, so that kubelets do not all come back at once when the API server returns,
+/// then all of it.
+fn retry_wait(tries: u32) -> std::time::Duration {
+    if tries == 1 {
+        EVENT_RETRY.mul_f64(crate::random_unit())
+    } else {
+        EVENT_RETRY
+    }
+}
+
+/// Writes one event: a repeat of one written before patches its count and last time; a
+/// new one (or a repeat whose first is gone) is created.
+async fn write(
+    api: &Api<Event>,
+    key: &Key,
+    now: Timestamp,
+    node: &str,
+    seen: &mut HashMap<Key, (String, i32)>,
+    rate: &mut Option<TokenBucket>,
+) -> Result<(), kube::Error> {
+    keep_to(rate).await;
+    if let Some((name, count)) = seen.get(key) {
+        let patch = serde_json::json!({
+            "count": *count + 1,
+            "lastTimestamp": Time(now),
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                if let Some((_, count)) = seen.get_mut(key) {
+                    *count += 1;
+                }
+                return Ok(());
+            }
+            // Expired (events live an hour) or removed: write a new one.
+            Err(e) if crate::is_not_found(&e) => {
+                debug!(error = %e, "updating a repeated event");
+                seen.remove(key);
+                keep_to(rate).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let name = format!("{}.{:x}", key.name, now.as_nanosecond().max(0));
+    let object = Event {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(key.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: key.involved_object(),
+        reason: Some(key.reason.to_string()),
+        message: Some(key.message.clone()),
+        type_: Some(key.event_type.as_str().to_owned()),
+        source: Some(EventSource {
+            component: Some("kubelet".to_owned()),
+            host: Some(node.to_owned()),
+        }),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        reporting_component: Some("kubelet".to_owned()),
+        reporting_instance: Some(node.to_owned()),
+        ..Event::default()
+    };
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        // A try that reached the API server but lost its answer wrote it already.
+        Err(e) if crate::is_conflict(&e) => {}
+        Err(e) => return Err(e),
+    }
+    if seen.len() >= REMEMBERED {
+        seen.clear();
+    }
+    seen.insert(key.clone(), (name, 1));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -291,6 +348,73 @@ mod tests {
             .map(|(at, method)| (at.as_millis(), method.as_str()))
             .collect();
         assert_eq!(got, want);
+    }
+
+    /// The requests (virtual time since the start, method) of a writer whose API server
+    /// answers the `n`-th request with `answers[n]`: `Some(code)`, or `None` for no
+    /// answer (a failed connection); requests beyond `answers` succeed.
+    async fn written_through(
+        events: &[&'static str],
+        answers: Vec<Option<u16>>,
+    ) -> Vec<(Duration, String)> {
+        let start = tokio::time::Instant::now();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let mut seen = seen.lock().expect("requests");
+            let answer = answers.get(seen.len()).copied().flatten();
+            let unanswered = answers.get(seen.len()).is_some_and(Option::is_none);
+            seen.push((start.elapsed(), request.method().to_string()));
+            async move {
+                if unanswered {
+                    return Err::<_, tower::BoxError>("connection reset by peer".into());
+                }
+                let code = answer.unwrap_or(201);
+                let body = if code < 300 {
+                    serde_json::json!({"apiVersion": "v1", "kind": "Event",
+                        "metadata": {"name": "web.1"}, "involvedObject": {}})
+                } else {
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "code": code, "reason": "Forbidden",
+                        "message": "refused"})
+                };
+                Ok(http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()))
+                    .expect("response"))
+            }
+        });
+        let (recorder, writer) = ApiEvents::new(kube::Client::new(service, "default"), "vm", None);
+        for reason in events {
+            recorder.record(pod_event(reason));
+        }
+        drop(recorder);
+        writer.await;
+        requests.lock().expect("requests").clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_without_an_answer_is_tried_again_and_holds_the_next() {
+        let got = written_through(&["A", "B"], vec![None, None]).await;
+        let methods: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(methods, ["POST", "POST", "POST", "POST"], "{got:?}");
+        // The first wait is a random part of 10 s, the next all of it; B waits for A.
+        let first_retry = got[1].0;
+        assert!(first_retry <= EVENT_RETRY, "{got:?}");
+        assert_eq!(got[2].0 - first_retry, EVENT_RETRY, "{got:?}");
+        assert_eq!(got[3].0, got[2].0, "{got:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_is_tried_twelve_times_at_most_and_a_refused_one_once() {
+        let got = written_through(&["A"], vec![None; 20]).await;
+        assert_eq!(got.len(), 12, "{got:?}");
+        // Refused by the API server: not asked again; the next event is written.
+        let got = written_through(&["A", "B"], vec![Some(403)]).await;
+        let methods: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(methods, ["POST", "POST"], "{got:?}");
+        assert_eq!(got[1].0, Duration::ZERO, "{got:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -327,7 +327,10 @@ impl Cluster {
 
     /// Runs a kubelet from flags under `root`, with a steady pod and one that finishes
     /// while the API server is stopped for `outage`; then checks that the steady pod kept
-    /// its container, the finisher's end is reported, and the node is Ready again.
+    /// its container, the finisher's end is reported, and the node is Ready again. A
+    /// third pod's container starts during the outage: when the outage is shorter than
+    /// the event writer's tries (12, 10 s apart), its `Started` event is written after
+    /// it, as upstream's event broadcaster holds events the API server did not answer.
     pub fn api_server_outage_loses_no_pod(
         &self,
         root: &Path,
@@ -357,18 +360,35 @@ spec:
   restartPolicy: Never
   containers:
   - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "sleep 30; exit 0"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: late, namespace: {ns}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - {{name: wait, image: {image}, imagePullPolicy: IfNotPresent, command: ["sleep", "{half}"]}}
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
 "#,
-            image = self.busybox
+            image = self.busybox,
+            half = outage.as_secs() / 2
         ));
+        let phase = |l: &Value, name: &str| {
+            l["items"]
+                .as_array()
+                .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == name))
+                .map(|p| p["status"]["phase"].clone())
+        };
         let before = self.wait_json(
-            "both pods Running",
+            "steady and finisher Running",
             &["get", "pods", "-n", ns],
             90,
             &kubelet,
             |l| {
-                l["items"].as_array().is_some_and(|i| {
-                    i.len() == 2 && i.iter().all(|p| p["status"]["phase"] == "Running")
-                })
+                phase(l, "steady") == Some("Running".into())
+                    && phase(l, "finisher") == Some("Running".into())
             },
         );
         let steady_id = before["items"]
@@ -399,14 +419,9 @@ spec:
             90,
             &kubelet,
             |l| {
-                let phase = |name: &str| {
-                    l["items"]
-                        .as_array()
-                        .and_then(|i| i.iter().find(|p| p["metadata"]["name"] == name))
-                        .map(|p| p["status"]["phase"].clone())
-                };
-                phase("steady") == Some("Running".into())
-                    && phase("finisher") == Some("Succeeded".into())
+                phase(l, "steady") == Some("Running".into())
+                    && phase(l, "finisher") == Some("Succeeded".into())
+                    && phase(l, "late") == Some("Running".into())
             },
         );
         let steady = after["items"]
@@ -419,6 +434,27 @@ spec:
             "the steady pod's container was not replaced"
         );
         assert_eq!(steady["status"]["containerStatuses"][0]["restartCount"], 0);
+        if outage < Duration::from_secs(90) {
+            self.wait_json(
+                "the Started event of a container started during the outage",
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    ns,
+                    "--field-selector",
+                    "involvedObject.name=late,reason=Started",
+                ],
+                30,
+                &kubelet,
+                |l| {
+                    l["items"].as_array().is_some_and(|i| {
+                        i.iter()
+                            .any(|e| e["involvedObject"]["fieldPath"] == "spec.containers{main}")
+                    })
+                },
+            );
+        }
         self.wait_node_ready(&kubelet);
 
         // The controller-manager's and scheduler's informers can take minutes to catch up
