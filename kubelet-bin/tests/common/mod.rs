@@ -546,6 +546,21 @@ pub struct Namespace<'a> {
 impl<'a> Namespace<'a> {
     /// Creates the namespace (after removing a leftover one).
     pub fn create(cluster: &'a Cluster, name: &'static str) -> Self {
+        // A leftover's pods may have no kubelet left to finish them (a test that failed
+        // with its namespace dropped after its kubelet): the namespace would stay
+        // terminating for ever. They are an earlier run's: nothing waits for them.
+        let _ = cluster.try_kubectl(
+            &[
+                "delete",
+                "pods",
+                "--all",
+                "-n",
+                name,
+                "--force",
+                "--grace-period=0",
+            ],
+            None,
+        );
         cluster.delete_namespace(name);
         cluster.kubectl(&["create", "namespace", name]);
         Self { cluster, name }
