@@ -10,8 +10,8 @@ use kubelet_node_agent::rotation::{
     ClientCertificate, RotatingCertificate, client_with_certificate, rotate,
 };
 use kubelet_node_agent::{
-    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, Connections, NodeAgent, NodeConfig,
-    NodeFactsHandle, PodView, RequestBound, client_from_kubeconfig,
+    ApiEvents, ApiObjects, ApiPodSource, ApiStatus, ClientOptions, Connections, NodeAgent,
+    NodeConfig, NodeFactsHandle, PodView, RequestBound, Throttle, client_from_kubeconfig,
 };
 use kubelet_pod_manager::allocation::Allocations;
 
@@ -23,10 +23,10 @@ use crate::{Error, NodeOptions, Result};
 const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connections the general client keeps open between requests: one for each status
-/// patch the pod status sender has in flight at once, one for the event writer (one
-/// event at a time); fewer would close and reopen connections, each with a TLS
-/// handshake, between the waves of a pod burst.
-const IDLE_CONNECTIONS: usize = ApiStatus::PARALLEL_PATCHES + 1;
+/// patch the pod status sender has in flight at once; fewer would close and reopen
+/// connections, each with a TLS handshake, between the waves of a pod burst. (The event
+/// writer, one event at a time, has a client of its own.)
+const IDLE_CONNECTIONS: usize = ApiStatus::PARALLEL_PATCHES;
 
 /// Upstream's `CgroupV1DeprecatedWarning`, recorded as a `CgroupV1` node event.
 const CGROUP_V1_DEPRECATED_WARNING: &str = "cgroup v1 detected. cgroup v1 support is deprecated and will be removed in a future release. Please migrate to cgroup v2. More information at https://git.k8s.io/enhancements/keps/sig-node/5573-remove-cgroup-v1";
@@ -50,7 +50,7 @@ pub struct Cluster {
     /// The client certificate, rotated when `rotateCertificates`, and where it is
     /// stored.
     client_certificate: Option<(Arc<ClientCertificate>, PathBuf)>,
-    /// Every connection of the three clients: closed together when a heartbeat gets no
+    /// Every connection of the four clients: closed together when a heartbeat gets no
     /// answer and when the client certificate rotates, as upstream's `closeAllConns`.
     connections: Connections,
     /// The serving certificate's requests and rotation, when `serverTLSBootstrap`.
@@ -102,35 +102,61 @@ impl Cluster {
             None
         };
         let connections = Connections::new();
-        let connect = |bound| {
-            let (rotated, connections) = (rotated.clone(), &connections);
+        let connect = |bound, throttle| {
+            let options = ClientOptions {
+                bound,
+                connections: connections.clone(),
+                throttle,
+            };
+            let rotated = rotated.clone();
             async move {
                 match rotated {
                     Some(certificate) => {
-                        client_with_certificate(kubeconfig, bound, certificate, connections).await
+                        client_with_certificate(kubeconfig, &options, certificate).await
                     }
-                    None => client_from_kubeconfig(kubeconfig, bound, connections).await,
+                    None => client_from_kubeconfig(kubeconfig, &options).await,
                 }
                 .map_err(cluster_error)
             }
         };
-        // Three clients, as upstream keeps a heartbeat client apart: the Lease and node
+        // Four clients, as upstream keeps a heartbeat client apart: the Lease and node
         // status bounded so that a stuck call is retried before the Lease runs out
         // (upstream bounds them by nodeStatusUpdateFrequency; at least 10 s here, the
         // Lease's renewal period), on one connection kept from one renewal to the next,
         // so a connection gone half-open costs one failed call; other requests bounded;
-        // watches unbounded (their idle timeout finds dead connections).
-        let heartbeat = connect(Some(RequestBound {
-            deadline: cfg.node_status_update_frequency.max(HEARTBEAT_TIMEOUT),
-            idle_connections: 1,
-        }))
+        // watches unbounded (their idle timeout finds dead connections). The requests and
+        // watches share one rate limit (kubeAPIQPS, kubeAPIBurst), as upstream's kubelet
+        // client; the heartbeat has none, as upstream's.
+        let heartbeat = connect(
+            Some(RequestBound {
+                deadline: cfg.node_status_update_frequency.max(HEARTBEAT_TIMEOUT),
+                idle_connections: 1,
+            }),
+            None,
+        )
         .await?;
-        let client = connect(Some(RequestBound {
-            deadline: kubelet_node_agent::REQUEST_TIMEOUT,
-            idle_connections: IDLE_CONNECTIONS,
-        }))
+        let throttle = Throttle::kube_api(
+            cfg.config.kube_api_qps.unwrap_or_default(),
+            cfg.config.kube_api_burst,
+        );
+        let client = connect(
+            Some(RequestBound {
+                deadline: kubelet_node_agent::REQUEST_TIMEOUT,
+                idle_connections: IDLE_CONNECTIONS,
+            }),
+            Some(throttle.clone()),
+        )
         .await?;
-        let watch_client = connect(None).await?;
+        let watch_client = connect(None, Some(throttle)).await?;
+        // Events keep to eventRecordQPS alone, as upstream's event client.
+        let event_client = connect(
+            Some(RequestBound {
+                deadline: kubelet_node_agent::REQUEST_TIMEOUT,
+                idle_connections: 1,
+            }),
+            None,
+        )
+        .await?;
         let hostname = crate::host::node_name(None).unwrap_or_else(|_| node_name.to_owned());
         let mut node = NodeConfig::new(node_name);
         node.hostname = if options.hostname_override.is_some() {
@@ -157,7 +183,7 @@ impl Cluster {
         }
         let view = Arc::new(PodView::new());
         let (events, event_writer) = ApiEvents::new(
-            client.clone(),
+            event_client,
             node_name,
             ApiEvents::rate_limit(
                 cfg.config.event_record_qps.unwrap_or_default(),

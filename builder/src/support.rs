@@ -123,14 +123,8 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("nodeStatusMaxImages", ActedOn),
     ("maxOpenFiles", ActedOn),
     ("contentType", NotYet("requests to the API server are JSON")),
-    (
-        "kubeAPIQPS",
-        NotYet("requests to the API server have no client-side rate limit"),
-    ),
-    (
-        "kubeAPIBurst",
-        NotYet("requests to the API server have no client-side rate limit"),
-    ),
+    ("kubeAPIQPS", ActedOn),
+    ("kubeAPIBurst", ActedOn),
     ("serializeImagePulls", ActedOn),
     ("maxParallelImagePulls", ActedOn),
     ("evictionHard", ActedOn),

@@ -1076,6 +1076,91 @@ fn node_status_updates_read_no_node_object() {
     );
 }
 
+/// Pod status PATCHes the API server has served, from its metrics (only kubelets patch
+/// the status of pods bound to a node).
+fn pod_status_patches(c: &Cluster) -> u64 {
+    c.kubectl(&["get", "--raw", "/metrics"])
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_request_total{")
+                && l.contains("resource=\"pods\"")
+                && l.contains("subresource=\"status\"")
+                && l.contains("verb=\"PATCH\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `kubeAPIQPS` and `kubeAPIBurst` hold the kubelet's requests to a client-side rate, as
+/// upstream's: at 1 a second after a burst of 1, eight pods started at once get their
+/// status patches no faster than that (without the limit they come within a second or
+/// two), and all of them still run and are reported.
+#[test]
+fn kube_api_qps_holds_the_status_writes_to_its_rate() {
+    let Some((_env, c)) = Cluster::from_env("kube_api_qps_holds_the_status_writes_to_its_rate")
+    else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet_with(dir.path(), "kubeAPIQPS: 1\nkubeAPIBurst: 1\n", &[]);
+    let namespace = Namespace::create(&c, "api-qps");
+    let ns = namespace.name;
+    c.wait_node_ready(&kubelet);
+    let pods: String = (0..8)
+        .map(|i| {
+            format!(
+                r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: p{i}, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sleep", "3600"]}}
+"#,
+                node = c.node,
+                image = c.busybox
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let mut samples = vec![(Duration::ZERO, pod_status_patches(&c))];
+    c.apply(&pods);
+    let all_ready = |c: &Cluster| {
+        let list = c.json(&["get", "pods", "-n", ns]);
+        list["items"].as_array().is_some_and(|items| {
+            items.len() == 8 && items.iter().all(|p| condition(p, "Ready") == Some("True"))
+        })
+    };
+    while !all_ready(&c) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the pods were not all Ready within 120 s\n{}",
+            kubelet.log()
+        );
+        samples.push((start.elapsed(), pod_status_patches(&c)));
+    }
+    samples.push((start.elapsed(), pod_status_patches(&c)));
+    let total = samples.last().map_or(0, |s| s.1) - samples[0].1;
+    assert!(total >= 8, "{total} status patches for 8 pods: {samples:?}");
+    // Within any second: the burst's token and at most one more, and one for a sample
+    // taken while a patch was being counted.
+    for (i, (at, count)) in samples.iter().enumerate() {
+        for (later, later_count) in &samples[i + 1..] {
+            if *later - *at <= Duration::from_secs(1) {
+                assert!(
+                    later_count - count <= 3,
+                    "{} status patches between {at:?} and {later:?}: {samples:?}",
+                    later_count - count
+                );
+            }
+        }
+    }
+}
+
 /// A kubelet started again takes its pods' statuses back as the API server shows them:
 /// a Ready pod whose readiness probe takes 3 s stays Ready while the new kubelet waits for
 /// that probe (upstream's restart grace: the container ran before the kubelet started),

@@ -119,7 +119,7 @@ pub async fn load_client_cert_within(
     .await?;
     // Watches the request: no request deadline (the wait has its own).
     let client =
-        super::client_from_kubeconfig(bootstrap_kubeconfig, None, &super::Connections::new())
+        super::client_from_kubeconfig(bootstrap_kubeconfig, &super::ClientOptions::default())
             .await?;
 
     let dir = cert_dir.to_owned();

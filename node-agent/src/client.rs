@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::client::ConfigExt;
 
-use crate::{Connections, DeadlineLayer, Error, Result};
+use crate::{Connections, DeadlineLayer, Error, Result, Throttle, ThrottleLayer};
 
 /// How a client bounds its requests; a client without one (for watches) waits for as
 /// long as an answer lasts.
@@ -24,20 +24,27 @@ pub struct RequestBound {
     pub idle_connections: usize,
 }
 
+/// How a client is made beyond what its kubeconfig says.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Each request's bound; none for a client of watches (their own idle timeout finds
+    /// dead connections).
+    pub bound: Option<RequestBound>,
+    /// Where its connections are, to be closed with the others'.
+    pub connections: Connections,
+    /// The rate limit its requests keep to, if any (shared with the clients given the
+    /// same one).
+    pub throttle: Option<Throttle>,
+}
+
 /// A client for the API server from a kubeconfig file (client certificates, tokens and
-/// the CA as written there), its requests bounded by `bound`; watches need a client
-/// without a bound (their own idle timeout finds dead connections). Its connections are
-/// among `connections`.
-pub async fn client_from_kubeconfig(
-    path: &Path,
-    bound: Option<RequestBound>,
-    connections: &Connections,
-) -> Result<kube::Client> {
+/// the CA as written there), made as `options` say.
+pub async fn client_from_kubeconfig(path: &Path, options: &ClientOptions) -> Result<kube::Client> {
     let config = load(path).await?;
     let tls = config
         .rustls_client_config()
         .map_err(|e| invalid(path, e.to_string()))?;
-    build(config, tls, bound, connections).map_err(|reason| invalid(path, reason))
+    build(config, tls, options).map_err(|reason| invalid(path, reason))
 }
 
 /// The client configuration a kubeconfig file describes (its current context).
@@ -58,14 +65,12 @@ pub(crate) fn invalid(path: &Path, reason: String) -> Error {
 }
 
 /// A client for `config`'s server over `tls`, authenticating with `config`'s token or
-/// basic auth when it has one (a client certificate is `tls`'s), its requests bounded by
-/// `bound`, its connections among `connections`. Errors are a reason to name with the
-/// kubeconfig.
+/// basic auth when it has one (a client certificate is `tls`'s), made as `options` say.
+/// Errors are a reason to name with the kubeconfig.
 pub(crate) fn build(
     config: kube::Config,
     tls: rustls::ClientConfig,
-    bound: Option<RequestBound>,
-    connections: &Connections,
+    options: &ClientOptions,
 ) -> std::result::Result<kube::Client, String> {
     use tower::ServiceBuilder;
     if let Some(proxy) = &config.proxy_url {
@@ -87,11 +92,11 @@ pub(crate) fn build(
     connector.set_write_timeout(config.write_timeout);
     let mut pool =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
-    if let Some(bound) = bound {
+    if let Some(bound) = options.bound {
         pool.pool_max_idle_per_host(bound.idle_connections);
     }
     let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        pool.build(connections.connector(connector));
+        pool.build(options.connections.connector(connector));
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.default_retry.then(|| {
@@ -102,11 +107,18 @@ pub(crate) fn build(
         .map_err(|e: hyper_util::client::legacy::Error| -> tower::BoxError { Box::new(e) })
         .service(client);
     let builder = kube::client::ClientBuilder::new(service, config.default_namespace);
-    Ok(match bound {
-        Some(bound) => builder
+    // The rate limit outside the deadline: a request's deadline runs from its sending,
+    // not from when it began waiting for its token.
+    Ok(match (options.bound, options.throttle.clone()) {
+        (Some(bound), Some(throttle)) => builder
+            .with_layer(&DeadlineLayer::new(bound.deadline))
+            .with_layer(&ThrottleLayer::new(throttle))
+            .build(),
+        (Some(bound), None) => builder
             .with_layer(&DeadlineLayer::new(bound.deadline))
             .build(),
-        None => builder.build(),
+        (None, Some(throttle)) => builder.with_layer(&ThrottleLayer::new(throttle)).build(),
+        (None, None) => builder.build(),
     })
 }
 
@@ -119,7 +131,7 @@ mod tests {
         let mut config = kube::Config::new("https://10.0.0.1:6443".parse().expect("url"));
         config.proxy_url = Some("http://proxy:3128".parse().expect("url"));
         let tls = config.rustls_client_config().expect("TLS configuration");
-        let Err(e) = build(config, tls, None, &Connections::new()) else {
+        let Err(e) = build(config, tls, &ClientOptions::default()) else {
             panic!("a proxy is not supported");
         };
         assert_eq!(e, "proxy-url http://proxy:3128/ is not supported");

@@ -28,16 +28,16 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use kubelet_core::{ImageService, RuntimeHealth};
-//! use kubelet_node_agent::{Connections, NodeAgent, NodeConfig, client_from_kubeconfig};
+//! use kubelet_node_agent::{ClientOptions, NodeAgent, NodeConfig, client_from_kubeconfig};
 //!
 //! async fn run(runtime: Arc<dyn RuntimeHealth>, images: Arc<dyn ImageService>) -> kubelet_node_agent::Result<()> {
-//!     // A failed heartbeat closes every connection of the client, as upstream's.
-//!     let connections = Connections::new();
+//!     let options = ClientOptions::default();
 //!     let kubeconfig = "/etc/kubernetes/kubelet.conf".as_ref();
-//!     let client = client_from_kubeconfig(kubeconfig, None, &connections).await?;
+//!     let client = client_from_kubeconfig(kubeconfig, &options).await?;
 //!     let node = NodeConfig::new("node-1");
+//!     // A failed heartbeat closes every connection of the client, as upstream's.
 //!     NodeAgent::new(client, node, runtime, images)
-//!         .with_connections(connections)
+//!         .with_connections(options.connections)
 //!         .run()
 //!         .await;
 //!     Ok(())
@@ -62,9 +62,10 @@ pub mod rotation;
 mod serving_cert;
 mod shutdown;
 mod status;
+mod throttle;
 
 pub use bootstrap::{Bootstrapped, load_client_cert};
-pub use client::{RequestBound, client_from_kubeconfig};
+pub use client::{ClientOptions, RequestBound, client_from_kubeconfig};
 pub use connections::Connections;
 pub use csi::{ApiCsiObjects, NODE_ID_ANNOTATION};
 pub use deadline::{Deadline, DeadlineBody, DeadlineLayer};
@@ -76,6 +77,7 @@ pub use pods::{ApiPodSource, PodView};
 pub use serving_cert::{ensure_self_signed, self_signed};
 pub use shutdown::ShutdownManager;
 pub use status::ApiStatus;
+pub use throttle::{Throttle, ThrottleLayer, Throttled};
 
 /// How long a request to the API server may wait for its whole answer before it and its
 /// connection are given up; without a bound, a half-open connection holds the caller

@@ -406,14 +406,13 @@ fn parse_pair(
 /// A client for the API server from `kubeconfig` (its server, CA and headers) that
 /// presents `certificate`'s current certificate on every new connection, and nothing
 /// else (as upstream's rotating transport, tokens of the kubeconfig are not sent).
-/// `bound` and `connections` as [`crate::client_from_kubeconfig`]; give [`rotate`] the
-/// same `connections`, so that a rotation closes the connections that present the old
-/// certificate.
+/// Made as `options` say, as [`crate::client_from_kubeconfig`]; give [`rotate`] the
+/// same `options.connections`, so that a rotation closes the connections that present
+/// the old certificate.
 pub async fn client_with_certificate(
     kubeconfig: &Path,
-    bound: Option<crate::RequestBound>,
+    options: &crate::ClientOptions,
     certificate: Arc<ClientCertificate>,
-    connections: &crate::Connections,
 ) -> Result<kube::Client> {
     let invalid = |reason: String| crate::client::invalid(kubeconfig, reason);
     let mut config = crate::client::load(kubeconfig).await?;
@@ -428,7 +427,7 @@ pub async fn client_with_certificate(
     // connections would go on presenting the old certificate, refused once it expires.
     // Every connection makes a full handshake with the current one, as upstream's.
     tls.resumption = rustls::client::Resumption::disabled();
-    crate::client::build(config, tls, bound, connections).map_err(invalid)
+    crate::client::build(config, tls, options).map_err(invalid)
 }
 
 /// Rotates `certificate` for ever (a task of the kubelet): waits for its deadline, then
