@@ -2,7 +2,9 @@
 //! system cgroups, kept as upstream's container manager keeps them at start and every
 //! five minutes: the host's other processes in `systemCgroups`, the
 //! kubelet in `kubeletCgroups`, and what the summary API reports as the `kubelet`,
-//! `runtime` (`--runtime-cgroups`) and `misc` system containers.
+//! `runtime` (`--runtime-cgroups`) and `misc` system containers; and the kernel
+//! settings upstream's container manager sets at start (checks, with
+//! `protectKernelDefaults`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +32,67 @@ pub struct Config {
     pub system: Option<String>,
     /// `--runtime-cgroups`: only reported, the runtime runs where its service put it.
     pub runtime: Option<String>,
+}
+
+/// The kernel settings the kubelet wants, by path under `/proc/sys`, as upstream's
+/// container manager (`setupKernelTunables`): memory overcommitted always, the OOM
+/// killer rather than a panic on OOM, a reboot 10 s after a panic, a panic on an oops,
+/// and room for the keys of many containers.
+pub const KERNEL_TUNABLES: [(&str, i64); 6] = [
+    ("vm/overcommit_memory", 1),
+    ("vm/panic_on_oom", 0),
+    ("kernel/panic", 10),
+    ("kernel/panic_on_oops", 1),
+    ("kernel/keys/root_maxkeys", 1_000_000),
+    ("kernel/keys/root_maxbytes", 25_000_000),
+];
+
+/// Brings the [`KERNEL_TUNABLES`] under `proc_sys` (`/proc/sys`) to their values, as
+/// upstream's container manager does at start: with `protect` (`protectKernelDefaults`)
+/// a setting that differs is an error instead of being changed. Returns what was
+/// changed, one line each.
+///
+/// # Errors
+///
+/// Every setting that could not be read, differs while protected, or could not be
+/// written, in one [`Error::KernelTunables`]: the kubelet does not start.
+pub fn setup_kernel_tunables(proc_sys: &Path, protect: bool) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let mut problems = Vec::new();
+    for (flag, expected) in KERNEL_TUNABLES {
+        let path = proc_sys.join(flag);
+        let actual = match std::fs::read_to_string(&path) {
+            Ok(text) => match text.trim().parse::<i64>() {
+                Ok(value) => value,
+                Err(e) => {
+                    problems.push(format!("{flag}: {:?} is not a number: {e}", text.trim()));
+                    continue;
+                }
+            },
+            Err(e) => {
+                problems.push(format!("reading {flag}: {e}"));
+                continue;
+            }
+        };
+        if actual == expected {
+            continue;
+        }
+        if protect {
+            problems.push(format!(
+                "invalid kernel flag: {flag}, expected value: {expected}, actual value: {actual}"
+            ));
+            continue;
+        }
+        match std::fs::write(&path, expected.to_string()) {
+            Ok(()) => changed.push(format!("{flag} set to {expected} (was {actual})")),
+            Err(e) => problems.push(format!("setting {flag} to {expected} (was {actual}): {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(changed)
+    } else {
+        Err(Error::KernelTunables { problems })
+    }
 }
 
 /// The driver the node's cgroups are made with, as upstream's `getCgroupDriverFromCRI`:
@@ -392,6 +455,71 @@ mod tests {
             err.to_string(),
             "kubeReservedCgroup: Failed to enforce Kube Reserved Compressible Cgroup Limits on \"/kube.slice\": cgroup \"/kube.slice\" does not exist"
         );
+    }
+
+    /// A `/proc/sys` with the tunables at `values` (in [`KERNEL_TUNABLES`]'s order).
+    fn proc_sys(values: [i64; 6]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for ((flag, _), value) in KERNEL_TUNABLES.iter().zip(values) {
+            let path = dir.path().join(flag);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+            std::fs::write(path, format!("{value}\n")).expect("write");
+        }
+        dir
+    }
+
+    fn read(dir: &Path, flag: &str) -> String {
+        std::fs::read_to_string(dir.join(flag)).expect("read")
+    }
+
+    #[test]
+    fn kernel_tunables_are_set_unless_protected() {
+        let wanted = KERNEL_TUNABLES.map(|(_, v)| v);
+        let right = proc_sys(wanted);
+        assert_eq!(
+            setup_kernel_tunables(right.path(), true).expect("nothing to do"),
+            Vec::<String>::new()
+        );
+        assert_eq!(read(right.path(), "kernel/panic"), "10\n", "left alone");
+
+        let mut wrong = wanted;
+        wrong[0] = 0; // vm/overcommit_memory
+        wrong[2] = 0; // kernel/panic
+        let dir = proc_sys(wrong);
+        let Err(Error::KernelTunables { problems }) = setup_kernel_tunables(dir.path(), true)
+        else {
+            panic!("protected settings that differ stop the kubelet");
+        };
+        assert_eq!(
+            problems,
+            [
+                "invalid kernel flag: vm/overcommit_memory, expected value: 1, actual value: 0",
+                "invalid kernel flag: kernel/panic, expected value: 10, actual value: 0",
+            ]
+        );
+        assert_eq!(
+            read(dir.path(), "kernel/panic"),
+            "0\n",
+            "protected: not changed"
+        );
+
+        let changed = setup_kernel_tunables(dir.path(), false).expect("set");
+        assert_eq!(
+            changed,
+            [
+                "vm/overcommit_memory set to 1 (was 0)",
+                "kernel/panic set to 10 (was 0)"
+            ]
+        );
+        assert_eq!(read(dir.path(), "kernel/panic"), "10");
+        assert_eq!(read(dir.path(), "vm/overcommit_memory"), "1");
+
+        // A setting that cannot be read is an error naming it.
+        std::fs::remove_file(dir.path().join("vm/panic_on_oom")).expect("remove");
+        let Err(e) = setup_kernel_tunables(dir.path(), false) else {
+            panic!("an unreadable setting stops the kubelet");
+        };
+        assert!(e.to_string().contains("reading vm/panic_on_oom"), "{e}");
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub enum Error {
         how: String,
     },
 
+    /// Kernel settings the kubelet needs are not as it needs them and were not to be
+    /// (`protectKernelDefaults`) or could not be changed.
+    #[error("kernel settings under /proc/sys: {}", problems.join("; "))]
+    KernelTunables {
+        /// One line per setting, upstream's `invalid kernel flag: ...` when protected.
+        problems: Vec<String>,
+    },
+
     /// The kubelet was built without a container runtime.
     #[error("no container runtime: call KubeletBuilder::runtime")]
     NoRuntime,

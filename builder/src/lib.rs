@@ -496,10 +496,15 @@ impl KubeletBuilder {
         } else {
             0
         };
-        // Off the async threads: cgroup files, and with systemd a wait for each job.
-        let (pod_cgroups, enforced) = {
+        // Off the async threads: cgroup and /proc/sys files, and with systemd a wait for
+        // each job.
+        let (pod_cgroups, enforced, tunables) = {
             let (cgroups, config) = (cgroups.clone(), cfg.config.clone());
             tokio::task::spawn_blocking(move || -> Result<_> {
+                let tunables = container_manager::setup_kernel_tunables(
+                    Path::new("/proc/sys"),
+                    config.protect_kernel_defaults,
+                )?;
                 let pod_cgroups = container_manager::pod_cgroups(
                     cgroups.as_ref(),
                     &config,
@@ -508,7 +513,7 @@ impl KubeletBuilder {
                 )?;
                 let enforced =
                     container_manager::enforce_reserved_cgroups(cgroups.as_ref(), &config)?;
-                Ok((pod_cgroups, enforced))
+                Ok((pod_cgroups, enforced, tunables))
             })
             .await
             .map_err(|e| Error::Cgroups {
@@ -516,6 +521,9 @@ impl KubeletBuilder {
                 source: std::io::Error::other(e.to_string()),
             })??
         };
+        for changed in tunables {
+            tracing::info!("kernel setting {changed}");
+        }
         for enforced in enforced {
             tracing::info!("{enforced}");
         }

@@ -139,10 +139,7 @@ pub const FIELDS: [(&str, Support); 126] = [
         "enableControllerAttachDetach",
         NotYet("the kubelet attaches no volumes itself"),
     ),
-    (
-        "protectKernelDefaults",
-        NotYet("kernel tunables are neither checked nor set"),
-    ),
+    ("protectKernelDefaults", ActedOn),
     (
         "makeIPTablesUtilChains",
         NotYet("the kubelet makes no iptables chains"),

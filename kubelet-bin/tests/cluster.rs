@@ -1076,6 +1076,58 @@ fn node_status_updates_read_no_node_object() {
     );
 }
 
+/// The kernel settings upstream's container manager wants: a kubelet started with
+/// `protectKernelDefaults` refuses to run while one differs, naming it, and leaves it
+/// alone; one started without (the default) sets it. The setting changed here is
+/// `kernel/keys/root_maxkeys`, harmless to move for the moment the test takes, and put
+/// back however the test ends.
+#[test]
+fn kernel_settings_are_set_unless_protected() {
+    let Some((_env, c)) = Cluster::from_env("kernel_settings_are_set_unless_protected") else {
+        return;
+    };
+    let _node = lock();
+    const SETTING: &str = "/proc/sys/kernel/keys/root_maxkeys";
+    let read = || {
+        std::fs::read_to_string(SETTING)
+            .expect("read the setting")
+            .trim()
+            .to_owned()
+    };
+    struct PutBack(String);
+    impl Drop for PutBack {
+        fn drop(&mut self) {
+            let _ = std::fs::write(SETTING, &self.0);
+        }
+    }
+    let _put_back = PutBack(read());
+    std::fs::write(SETTING, "999999").expect("change the setting");
+
+    let dir = kubelet_test_support::TestDir::new();
+    let mut refused = c.start_kubelet_with(dir.path(), "protectKernelDefaults: true\n", &[]);
+    let status = refused.wait_exit(30).expect("the kubelet stops");
+    assert!(!status.success(), "{}", refused.log());
+    assert!(
+        refused.log().contains(
+            "invalid kernel flag: kernel/keys/root_maxkeys, expected value: 1000000, actual value: 999999"
+        ),
+        "{}",
+        refused.log()
+    );
+    assert_eq!(read(), "999999", "protected: left alone");
+
+    let kubelet = c.start_kubelet_with(dir.path(), "", &[]);
+    c.wait_node_ready(&kubelet);
+    assert_eq!(read(), "1000000");
+    assert!(
+        kubelet
+            .log()
+            .contains("kernel setting kernel/keys/root_maxkeys set to 1000000 (was 999999)"),
+        "{}",
+        kubelet.log()
+    );
+}
+
 /// Pod status PATCHes the API server has served, from its metrics (only kubelets patch
 /// the status of pods bound to a node).
 fn pod_status_patches(c: &Cluster) -> u64 {
