@@ -167,6 +167,7 @@ impl Cluster {
         node.node_ips = node_ips.to_vec();
         node.labels = options.node_labels.iter().cloned().collect();
         node.taints = cfg.register_with_taints.clone();
+        node.provider_id = Some(cfg.config.provider_id.clone()).filter(|id| !id.is_empty());
         node.register = cfg.register_node;
         node.max_pods = cfg.max_pods;
         node.max_images = cfg.node_status_max_images;

@@ -185,10 +185,7 @@ pub const FIELDS: [(&str, Support); 126] = [
         "volumePluginDir",
         NotYet("FlexVolume plugins are not loaded"),
     ),
-    (
-        "providerID",
-        NotYet("the Node's spec.providerID is not set"),
-    ),
+    ("providerID", ActedOn),
     ("kernelMemcgNotification", ActedOn),
     ("logging", ActedOn),
     ("enableSystemLogHandler", ActedOn),

@@ -62,7 +62,8 @@ fn node_joins_and_runs_a_deployment() {
         ),
     )
     .expect("static pod manifest");
-    // A fresh registration, so the taint and labels given at start-up are applied.
+    // A fresh registration, so the taint, labels and provider ID given at start-up are
+    // applied.
     let _ = c.try_kubectl(&["delete", "node", &c.node, "--wait=true"], None);
     let manifest_flag = manifests.to_string_lossy().into_owned();
     let kubelet = start_kubelet(
@@ -77,11 +78,17 @@ fn node_joins_and_runs_a_deployment() {
             "example.com/role=test",
             "--register-with-taints",
             "example.com/soft=yes:PreferNoSchedule",
+            "--provider-id",
+            "kubelet-rs-test://vm",
         ],
     );
 
     // The Node: Ready, labelled, sized and described as upstream.
     let node = c.wait_node_ready(&kubelet);
+    assert_eq!(
+        node["spec"]["providerID"], "kubelet-rs-test://vm",
+        "{node:#}"
+    );
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["kubernetes.io/hostname"], c.node.as_str());
     assert_eq!(labels["kubernetes.io/os"], "linux");

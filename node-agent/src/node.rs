@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// Taints to register with (`registerWithTaints`).
     pub taints: Vec<Taint>,
+    /// The Node's `spec.providerID` at registration (`providerID`, `--provider-id`): how
+    /// a cloud provider or the cluster autoscaler names the machine. A Node registered
+    /// before keeps its own, as upstream's.
+    pub provider_id: Option<String>,
     /// Whether to create the Node object (`registerNode`, default true).
     pub register: bool,
     /// `maxPods` (default 110; with `podsPerCore`, at most that many per core).
@@ -88,6 +92,7 @@ impl NodeConfig {
             node_ips: Vec::new(),
             labels: BTreeMap::new(),
             taints: Vec::new(),
+            provider_id: None,
             register: true,
             max_pods: 110,
             max_images: Some(MAX_IMAGES),
@@ -553,6 +558,7 @@ impl NodeAgent {
             },
             spec: Some(NodeSpec {
                 taints: (!self.config.taints.is_empty()).then(|| self.config.taints.clone()),
+                provider_id: self.config.provider_id.clone(),
                 ..NodeSpec::default()
             }),
             status: None,
