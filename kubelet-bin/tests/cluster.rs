@@ -1138,16 +1138,8 @@ fn kernel_settings_are_set_unless_protected() {
 /// Pod status PATCHes the API server has served, from its metrics (only kubelets patch
 /// the status of pods bound to a node).
 fn pod_status_patches(c: &Cluster) -> u64 {
-    c.kubectl(&["get", "--raw", "/metrics"])
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_request_total{")
-                && l.contains("resource=\"pods\"")
-                && l.contains("subresource=\"status\"")
-                && l.contains("verb=\"PATCH\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    let metrics = c.kubectl(&["get", "--raw", "/metrics"]);
+    kubelet_test_support::api_requests(&metrics, "pods", "status", "PATCH")
 }
 
 /// `kubeAPIQPS` and `kubeAPIBurst` hold the kubelet's requests to a client-side rate, as

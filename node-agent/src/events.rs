@@ -322,13 +322,19 @@ mod tests {
             };
             async move { (200, object) }
         });
+        write_all(client, rate, events).await;
+        requests.lock().expect("requests").clone()
+    }
+
+    /// Records `events` through a recorder writing with `client` at `rate`, and waits
+    /// until its writer is done with them.
+    async fn write_all(client: kube::Client, rate: Option<TokenBucket>, events: &[&'static str]) {
         let (recorder, writer) = ApiEvents::new(client, "vm", rate);
         for reason in events {
             recorder.record(pod_event(reason));
         }
         drop(recorder);
         writer.await;
-        requests.lock().expect("requests").clone()
     }
 
     #[tokio::test(start_paused = true)]
@@ -385,12 +391,7 @@ mod tests {
                     .expect("response"))
             }
         });
-        let (recorder, writer) = ApiEvents::new(kube::Client::new(service, "default"), "vm", None);
-        for reason in events {
-            recorder.record(pod_event(reason));
-        }
-        drop(recorder);
-        writer.await;
+        write_all(kube::Client::new(service, "default"), None, events).await;
         requests.lock().expect("requests").clone()
     }
 

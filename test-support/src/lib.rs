@@ -47,13 +47,22 @@ pub fn skip(test: &str, reason: impl std::fmt::Display) {
 /// the text of its `/metrics` (`apiserver_request_total`): what a test compares before
 /// and after a period to see whether a kubelet read its Node.
 pub fn node_gets(metrics: &str) -> u64 {
+    api_requests(metrics, "nodes", "", "GET")
+}
+
+/// The `verb` requests on `resource`'s `subresource` ("" for the object itself) an API
+/// server has answered, all response codes, from the text of its `/metrics`
+/// (`apiserver_request_total`).
+pub fn api_requests(metrics: &str, resource: &str, subresource: &str, verb: &str) -> u64 {
+    let labels = [
+        format!("resource=\"{resource}\""),
+        format!("subresource=\"{subresource}\""),
+        format!("verb=\"{verb}\""),
+    ];
     metrics
         .lines()
         .filter(|l| {
-            l.starts_with("apiserver_request_total{")
-                && l.contains("resource=\"nodes\"")
-                && l.contains("subresource=\"\"")
-                && l.contains("verb=\"GET\"")
+            l.starts_with("apiserver_request_total{") && labels.iter().all(|x| l.contains(x))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
