@@ -578,6 +578,13 @@ impl KubeletBuilder {
                 seccomp_profile_root: options.root_dir.join("seccomp"),
                 apparmor_enabled: kubelet_pod_manager::spec::host_apparmor_enabled(),
                 sysctls: cfg.sysctls.clone(),
+                // Validation refuses them without the gate; checked again so that a
+                // configuration built in code cannot apply them without it.
+                default_sysctls: if cfg.config.gate("DefaultPodSysctls") {
+                    cfg.config.default_pod_sysctls.clone()
+                } else {
+                    Default::default()
+                },
                 selinux_enabled: kubelet_pod_manager::spec::host_selinux_enabled(),
             },
             pressure: pressure.clone(),

@@ -180,7 +180,7 @@ pub const FIELDS: [(&str, Support); 126] = [
     ("kubeReservedCgroup", ActedOn),
     ("enforceNodeAllocatable", ActedOn),
     ("allowedUnsafeSysctls", ActedOn),
-    ("defaultPodSysctls", NotYet("pods get no default sysctls")),
+    ("defaultPodSysctls", ActedOn),
     (
         "volumePluginDir",
         NotYet("FlexVolume plugins are not loaded"),

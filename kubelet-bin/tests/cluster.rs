@@ -1083,6 +1083,75 @@ fn node_status_updates_read_no_node_object() {
     );
 }
 
+/// `defaultPodSysctls` (with its feature gate) reaches every pod's sandbox through the
+/// runtime: a pod sees the defaults in its own IPC and network namespaces, and one that
+/// sets a sysctl itself sees its own value.
+#[test]
+fn default_pod_sysctls_reach_the_pods() {
+    let Some((_env, c)) = Cluster::from_env("default_pod_sysctls_reach_the_pods") else {
+        return;
+    };
+    let _node = lock();
+    let dir = kubelet_test_support::TestDir::new();
+    let kubelet = c.start_kubelet_with(
+        dir.path(),
+        "featureGates: {DefaultPodSysctls: true}\n\
+         defaultPodSysctls: {kernel.shmmni: \"1000\", net.ipv4.ip_unprivileged_port_start: \"900\"}\n",
+        &[],
+    );
+    let namespace = Namespace::create(&c, "default-sysctls");
+    let ns = namespace.name;
+    c.wait_node_ready(&kubelet);
+    let show =
+        "cat /proc/sys/kernel/shmmni /proc/sys/net/ipv4/ip_unprivileged_port_start; sleep 3600";
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: defaults, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "{show}"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: own, namespace: {ns}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  securityContext:
+    sysctls: [{{name: net.ipv4.ip_unprivileged_port_start, value: "1000"}}]
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "{show}"]}}
+"#,
+        node = c.node,
+        image = c.busybox
+    ));
+    for (pod, port_start) in [("defaults", "900"), ("own", "1000")] {
+        c.wait_json(
+            &format!("{pod} Running"),
+            &["get", "pod", "-n", ns, pod],
+            60,
+            &kubelet,
+            |p| p["status"]["phase"] == "Running",
+        );
+        let mut logs = String::new();
+        for _ in 0..20 {
+            logs = c.kubectl(&["logs", "-n", ns, pod]);
+            if !logs.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let seen: Vec<&str> = logs.split_whitespace().collect();
+        assert_eq!(seen, ["1000", port_start], "{pod}: {logs}");
+    }
+}
+
 /// The kernel settings upstream's container manager wants: a kubelet started with
 /// `protectKernelDefaults` refuses to run while one differs, naming it, and leaves it
 /// alone; one started without (the default) sets it. The setting changed here is

@@ -43,8 +43,10 @@ use crate::spec::NodeSecurity;
 use kubelet_core::validation::{label_value_errors, qualified_name_errors as label_key_errors};
 
 mod sysctls;
-pub(crate) use sysctls::normalize_name as normalize_sysctl_name;
 pub use sysctls::{SysctlAllowlist, kernel_version};
+pub(crate) use sysctls::{
+    normalize_name as normalize_sysctl_name, pod_defaults as pod_default_sysctls,
+};
 
 /// Upstream's `runtime.GOOS`: this kubelet runs on Linux only.
 const NODE_OS: &str = "linux";

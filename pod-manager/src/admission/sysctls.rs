@@ -156,6 +156,32 @@ pub(crate) fn normalize_name(name: &str) -> String {
     }
 }
 
+/// The sysctls of `defaults` (`defaultPodSysctls`) that a pod whose spec is `spec`
+/// takes, by normalized name (upstream `applyPodSysctls`): IPC ones unless it shares the
+/// host's IPC namespace, network ones and `kernel.domainname` unless it shares the
+/// host's network, user ones only in its own user namespace; a sysctl of no pod
+/// namespace is left out. The pod's own `securityContext.sysctls` go over them.
+pub(crate) fn pod_defaults(
+    defaults: &BTreeMap<String, String>,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> impl Iterator<Item = (String, String)> {
+    let host_ipc = spec.host_ipc.unwrap_or(false);
+    let host_network = spec.host_network.unwrap_or(false);
+    let own_users = spec.host_users == Some(false);
+    defaults.iter().filter_map(move |(name, value)| {
+        let name = normalize_name(name);
+        // The prefix patterns' stems are no sysctls of their own.
+        let taken = match namespace_of(&name) {
+            _ if name == "kernel.shm" || name == "kernel.msg" => false,
+            Some(Namespace::Ipc) => !host_ipc,
+            Some(Namespace::Net | Namespace::Uts) => !host_network,
+            Some(Namespace::User) => own_users,
+            None => false,
+        };
+        taken.then(|| (name, value.clone()))
+    })
+}
+
 /// Upstream `namespaceOf`.
 fn namespace_of(name: &str) -> Option<Namespace> {
     let exact = match name {

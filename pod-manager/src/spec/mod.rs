@@ -198,7 +198,12 @@ pub fn sandbox_config(
         port_mappings: port_mappings(&spec),
         labels: labels::sandbox_labels(pod),
         annotations: labels::sandbox_annotations(pod),
-        linux: security::sandbox_linux_config(pod, ctx.cgroup_driver, user_namespace),
+        linux: security::sandbox_linux_config(
+            pod,
+            ctx.cgroup_driver,
+            user_namespace,
+            &ctx.security.default_sysctls,
+        ),
         runtime_handler: runtime_handler.to_owned(),
     })
 }

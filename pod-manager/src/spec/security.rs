@@ -1,6 +1,7 @@
 //! Security settings of sandboxes and containers (upstream `generatePodSandboxLinuxConfig`,
 //! `determineEffectiveSecurityContext`, `verifyRunAsNonRoot`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
@@ -9,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kubelet_core::{
     Capabilities, CgroupDriver, ContainerSecurity, LinuxSandboxConfig, NamespaceOptions, PodRef,
-    SeLinuxOptions, SecurityProfile, StringMap, UserNamespace, pod_qos,
+    SeLinuxOptions, SecurityProfile, UserNamespace, pod_qos,
 };
 
 use super::{NodeContext, namespace_options, pod_spec, spec_error};
@@ -87,6 +88,9 @@ pub struct NodeSecurity {
     pub apparmor_enabled: bool,
     /// The sysctls pods may set.
     pub sysctls: crate::admission::SysctlAllowlist,
+    /// `defaultPodSysctls` (with its feature gate): sysctls every pod's sandbox gets in
+    /// the namespaces it has of its own, unless the pod sets them itself.
+    pub default_sysctls: BTreeMap<String, String>,
     /// Whether the host enforces SELinux (see [`host_selinux_enabled`]): the files the
     /// kubelet mounts into containers are then relabelled by the runtime.
     pub selinux_enabled: bool,
@@ -128,6 +132,7 @@ pub(super) fn sandbox_linux_config(
     pod: &Pod,
     cgroup_driver: CgroupDriver,
     user_namespace: Option<UserNamespace>,
+    default_sysctls: &BTreeMap<String, String>,
 ) -> LinuxSandboxConfig {
     let spec = pod_spec(pod);
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
@@ -144,6 +149,7 @@ pub(super) fn sandbox_linux_config(
         // The pause container always runs under the runtime's default profile, so that
         // the pod's own profiles can be as strict as they like (upstream #84623).
         seccomp: Some(SecurityProfile::RuntimeDefault),
+        sysctls: crate::admission::pod_default_sysctls(default_sysctls, &spec).collect(),
         ..Default::default()
     };
     if let Some(sc) = spec.security_context.as_ref() {
@@ -156,17 +162,12 @@ pub(super) fn sandbox_linux_config(
             .into_iter()
             .chain(sc.supplemental_groups.iter().flatten().copied())
             .collect();
-        config.sysctls = sc
-            .sysctls
-            .iter()
-            .flatten()
-            .map(|s| {
-                (
-                    crate::admission::normalize_sysctl_name(&s.name),
-                    s.value.clone(),
-                )
-            })
-            .collect::<StringMap>();
+        config.sysctls.extend(sc.sysctls.iter().flatten().map(|s| {
+            (
+                crate::admission::normalize_sysctl_name(&s.name),
+                s.value.clone(),
+            )
+        }));
     }
     config
 }

@@ -2372,3 +2372,61 @@ async fn env_objects_are_read_at_once() {
     .expect("the reads overlap");
     container_env(&pod, &first_container(&pod), &[], &ctx(), &objects).expect("all three read");
 }
+
+#[test]
+fn default_pod_sysctls_go_where_the_pod_has_the_namespace_and_its_own_go_over_them() {
+    let node = NodeContext {
+        security: NodeSecurity {
+            default_sysctls: [
+                ("kernel.shmmni", "1000"),
+                ("net/ipv4/ip_unprivileged_port_start", "900"),
+                ("kernel.domainname", "example.com"),
+                ("user.max_user_namespaces", "10"),
+                ("vm.swappiness", "10"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..ctx().security
+        },
+        ..ctx()
+    };
+    let sysctls = |spec: serde_json::Value| {
+        let mut spec_with_container = spec;
+        spec_with_container["containers"] = json!([{"name": "c", "image": "i"}]);
+        let pod = pod(json!({"metadata": meta(), "spec": spec_with_container}));
+        sandbox_config(&pod, 0, "", &node)
+            .expect("sandbox config")
+            .linux
+            .sysctls
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    // Its own IPC, network and UTS namespaces; the host's user namespace; vm.* belongs
+    // to no namespace. Names are normalized to dots.
+    assert_eq!(
+        sysctls(json!({})),
+        [
+            pair("kernel.domainname", "example.com"),
+            pair("kernel.shmmni", "1000"),
+            pair("net.ipv4.ip_unprivileged_port_start", "900"),
+        ]
+    );
+    // The pod's own value wins.
+    assert_eq!(
+        sysctls(json!({"securityContext": {"sysctls": [
+            {"name": "net.ipv4.ip_unprivileged_port_start", "value": "1000"}
+        ]}})),
+        [
+            pair("kernel.domainname", "example.com"),
+            pair("kernel.shmmni", "1000"),
+            pair("net.ipv4.ip_unprivileged_port_start", "1000"),
+        ]
+    );
+    // The host's IPC and network namespaces take none of theirs.
+    assert_eq!(
+        sysctls(json!({"hostIPC": true, "hostNetwork": true})),
+        Vec::<(String, String)>::new()
+    );
+}
