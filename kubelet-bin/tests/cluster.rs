@@ -1139,14 +1139,14 @@ spec:
             &kubelet,
             |p| p["status"]["phase"] == "Running",
         );
-        let mut logs = String::new();
-        for _ in 0..20 {
-            logs = c.kubectl(&["logs", "-n", ns, pod]);
-            if !logs.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let logs = || c.kubectl(&["logs", "-n", ns, pod]);
+        common::wait_until(
+            &format!("{pod} logged its sysctls"),
+            10,
+            || kubelet.log(),
+            || !logs().is_empty(),
+        );
+        let logs = logs();
         let seen: Vec<&str> = logs.split_whitespace().collect();
         assert_eq!(seen, ["1000", port_start], "{pod}: {logs}");
     }
